@@ -1,0 +1,1 @@
+"""skyweave: dynamic, provenance-first workflows for astronomy data processing."""

@@ -1,0 +1,122 @@
+"""One exception tree for skyweave.
+
+Every error carries a message that says what went wrong *and what to do next*, plus structured
+fields (``details``) that the CLI prints and the API returns.  Whether a failure is worth retrying
+is a property of the error (``retryable``), not something callers guess from the type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SkyweaveError(Exception):
+    """Root of every error skyweave raises on purpose."""
+
+    retryable: bool = False
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "details": self.details,
+        }
+
+
+class DefinitionError(SkyweaveError):
+    """A task or workflow definition is malformed (bad wiring, cycle, unknown parameter...)."""
+
+    exit_code = 2
+
+
+class WorkflowLoadError(DefinitionError):
+    """A workflow file could not be imported or does not define the named workflow."""
+
+
+class ParameterError(DefinitionError):
+    """A run parameter is missing, unknown or of the wrong type."""
+
+
+class UnknownTaskError(DefinitionError):
+    """No task of that name (or version) is registered."""
+
+
+class NotFoundError(SkyweaveError):
+    """A run, activity or product id does not exist in the store."""
+
+    exit_code = 3
+
+
+class StoreError(SkyweaveError):
+    """The store cannot be opened or is not a skyweave store."""
+
+    exit_code = 4
+
+
+class BusError(SkyweaveError):
+    """The bus cannot be reached or refused a message."""
+
+    retryable = True
+    exit_code = 4
+
+
+class MessageError(SkyweaveError):
+    """A bus message is malformed; it is quarantined, never half-applied."""
+
+
+class InvalidTransitionError(SkyweaveError):
+    """A state change that the state machine does not allow."""
+
+
+class ControlError(SkyweaveError):
+    """A control request (pause, cancel, retry, priority) cannot be applied in the current state."""
+
+    exit_code = 5
+
+
+class TaskFailure(SkyweaveError):
+    """User code failed.  Keeps the original exception type, message and traceback as text.
+
+    Raised on the worker side at the one boundary around user code; travels over the bus as data.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str = "Exception",
+        traceback: str = "",
+        retryable: bool = True,
+        exit_code: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, error_type=error_type, exit_code=exit_code)
+        self.error_type = error_type
+        self.traceback = traceback
+        self.retryable = retryable
+        self.process_exit_code = exit_code
+
+
+class TaskTimeout(TaskFailure):
+    """The activity ran longer than its timeout and was stopped."""
+
+
+class Fatal(SkyweaveError):
+    """Raise from a task to fail it without retries (bad input data that retrying cannot fix)."""
+
+    retryable = False

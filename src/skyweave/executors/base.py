@@ -1,0 +1,74 @@
+"""The executor port: runs dispatched activities and reports their outcomes as events.
+
+An executor never talks to the store or the bus; the worker service (``executors/worker.py``)
+claims dispatches from the bus, hands them to an executor, and publishes what it reports.
+Implementations: ``threads`` (in-process, for tests and tiny tasks), ``local`` (a pool of child
+processes, the default), later ``dask``, ``slurm``, ``kubernetes``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skyweave.model.messages import (
+    ActivityFailed,
+    ActivityFinished,
+    ActivityNeedsInput,
+    ActivityStarted,
+    DispatchActivity,
+)
+
+Outcome = ActivityStarted | ActivityFinished | ActivityFailed | ActivityNeedsInput
+
+
+@dataclass(frozen=True)
+class ExecutionEnv:
+    """What the boundary around user code needs, picklable so child processes get it too."""
+
+    worker: str
+    storage_root: Path
+    """Products are moved under ``storage_root/<run_id>/<activity_id>/``."""
+    work_root: Path
+    """Each attempt gets ``work_root/<activity_id>-<attempt>/`` as its working directory."""
+    log_root: Path
+    """Each attempt's captured output goes to ``log_root/<activity_id>.<attempt>.log``."""
+    aspects: tuple[str, ...] = ()
+    """Import references (``module:Class`` or ``module:Class?pattern=l2_*``) of extra aspects."""
+    builtin_aspects: bool = True
+    validate_checksums: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Executor(ABC):
+    name: str
+
+    @property
+    @abstractmethod
+    def slots(self) -> int:
+        """How many activities it runs at once."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def submit(self, batch: Sequence[DispatchActivity]) -> None:
+        """Queue activities; returns at once."""
+
+    @abstractmethod
+    def collect(self, timeout: float) -> list[Outcome]:
+        """Outcomes that arrived, waiting up to ``timeout`` seconds for the first one."""
+
+    @abstractmethod
+    def cancel(self, activity_ids: Sequence[str]) -> None:
+        """Stop these activities if queued or running (they report ``ActivityFailed``, not retryable)."""
+
+    @property
+    @abstractmethod
+    def active(self) -> int:
+        """Submitted activities with no final outcome yet."""
+
+    @abstractmethod
+    def close(self) -> None: ...

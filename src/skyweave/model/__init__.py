@@ -1,0 +1,1 @@
+"""Pure data: identifiers, states and transitions, specs and records.  No I/O here."""

@@ -1,0 +1,266 @@
+"""Messages on the bus: one versioned envelope, dispatches (commands to workers) and events.
+
+Events are past tense (``ActivityFinished``), commands imperative (``DispatchActivity``).  Every
+message is a tagged msgspec struct; ``decode_message`` validates bytes from the wire and raises
+``MessageError`` (never a bare exception) for anything malformed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from skyweave.errors import MessageError
+from skyweave.model.specs import TaskSpec
+
+ENVELOPE_VERSION = 1
+
+
+class ProductRef(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker needs to know of an input product: where it is and what it should hash to."""
+
+    id: str
+    uri: str
+    type: str = "file"
+    checksum: str | None = None
+    size: int | None = None
+    obs_id: str | None = None
+    detector: str | None = None
+    version: str | None = None
+    attributes: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class NewProduct(msgspec.Struct, frozen=True, kw_only=True):
+    """A product made by an activity (or added from outside), as reported to the controller."""
+
+    id: str
+    uri: str
+    name: str = ""
+    type: str = "file"
+    checksum: str | None = None
+    size: int | None = None
+    obs_id: str | None = None
+    detector: str | None = None
+    version: str | None = None
+    attributes: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class InputNeed(msgspec.Struct, frozen=True, kw_only=True):
+    """What an activity reported missing: the parameter to bind and the product it wants."""
+
+    param: str
+    product_type: str
+    match: dict[str, Any] = msgspec.field(default_factory=dict)
+    reason: str = ""
+    provider_params: dict[str, Any] = msgspec.field(default_factory=dict)
+    insufficient: bool = False
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    wall_s: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    max_rss_kb: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# dispatch: controller -> workers
+
+
+class DispatchActivity(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch"):
+    activity_id: str
+    attempt: int
+    run_id: str
+    task: TaskSpec
+    arguments: dict[str, Any]
+    """Bound arguments; products appear as ``{"$product": id}`` and are described in ``products``."""
+    products: dict[str, ProductRef] = msgspec.field(default_factory=dict)
+    priority: int = 0
+    obs_id: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# events: workers / clients -> controller (and listeners)
+
+
+class ActivityStarted(msgspec.Struct, frozen=True, kw_only=True, tag="activity.started"):
+    activity_id: str
+    attempt: int
+    worker: str
+    host: str = ""
+    pid: int = 0
+    at: float = 0.0
+
+
+class ActivityFinished(msgspec.Struct, frozen=True, kw_only=True, tag="activity.finished"):
+    activity_id: str
+    attempt: int
+    worker: str = ""
+    result: Any = None
+    products: list[NewProduct] = msgspec.field(default_factory=list)
+    usage: Usage = Usage()
+    log_uri: str = ""
+    aspects: list[str] = msgspec.field(default_factory=list)
+    host: str = ""
+    pid: int = 0
+    started_at: float = 0.0
+    at: float = 0.0
+
+
+class ActivityFailed(msgspec.Struct, frozen=True, kw_only=True, tag="activity.failed"):
+    activity_id: str
+    attempt: int
+    worker: str = ""
+    error_type: str = "Exception"
+    message: str = ""
+    traceback: str = ""
+    retryable: bool = True
+    exit_code: int | None = None
+    usage: Usage = Usage()
+    log_uri: str = ""
+    aspects: list[str] = msgspec.field(default_factory=list)
+    host: str = ""
+    pid: int = 0
+    started_at: float = 0.0
+    at: float = 0.0
+
+
+class ActivityNeedsInput(msgspec.Struct, frozen=True, kw_only=True, tag="activity.needs_input"):
+    activity_id: str
+    attempt: int
+    need: InputNeed
+    worker: str = ""
+    usage: Usage = Usage()
+    log_uri: str = ""
+    aspects: list[str] = msgspec.field(default_factory=list)
+    host: str = ""
+    pid: int = 0
+    started_at: float = 0.0
+    at: float = 0.0
+
+
+class ProductRegistered(msgspec.Struct, frozen=True, kw_only=True, tag="product.registered"):
+    """A product added from outside a run (``skyweave products add``, a trigger)."""
+
+    product: NewProduct
+    at: float = 0.0
+
+
+class WorkerHeartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="worker.heartbeat"):
+    worker: str
+    slots: int
+    running: int = 0
+    host: str = ""
+    at: float = 0.0
+
+
+class RunSubmitted(msgspec.Struct, frozen=True, kw_only=True, tag="run.submitted"):
+    run_id: str
+    at: float = 0.0
+
+
+class RunControlRequested(msgspec.Struct, frozen=True, kw_only=True, tag="run.control"):
+    run_id: str
+    action: str
+    """``pause``, ``resume`` or ``cancel``."""
+    at: float = 0.0
+
+
+class PriorityChangeRequested(msgspec.Struct, frozen=True, kw_only=True, tag="priority.change"):
+    priority: int
+    run_id: str | None = None
+    activity_id: str | None = None
+    at: float = 0.0
+
+
+class RetryRequested(msgspec.Struct, frozen=True, kw_only=True, tag="activity.retry"):
+    activity_id: str
+    at: float = 0.0
+
+
+class TaskVersionRegistered(msgspec.Struct, frozen=True, kw_only=True, tag="task.registered"):
+    task: TaskSpec
+    at: float = 0.0
+
+
+class RunStateChanged(msgspec.Struct, frozen=True, kw_only=True, tag="run.state"):
+    """Published by the controller for listeners and watchers (never consumed by it)."""
+
+    run_id: str
+    state: str
+    at: float = 0.0
+
+
+class ActivityStateChanged(msgspec.Struct, frozen=True, kw_only=True, tag="activity.state"):
+    """Published by the controller for listeners and watchers (never consumed by it)."""
+
+    activity_id: str
+    run_id: str
+    task: str
+    state: str
+    at: float = 0.0
+
+
+Event = (
+    ActivityStarted
+    | ActivityFinished
+    | ActivityFailed
+    | ActivityNeedsInput
+    | ProductRegistered
+    | WorkerHeartbeat
+    | RunSubmitted
+    | RunControlRequested
+    | PriorityChangeRequested
+    | RetryRequested
+    | TaskVersionRegistered
+    | RunStateChanged
+    | ActivityStateChanged
+)
+Message = Event | DispatchActivity
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """What travels on the wire: a version, a unique id (for deduplication) and the message."""
+
+    v: int
+    id: str
+    body: Message
+
+
+def topic_of(message: Message) -> str:
+    """The topic listeners subscribe to, e.g. ``activity.failed`` or ``run.state.succeeded``."""
+    tag = type(message).__struct_config__.tag
+    assert isinstance(tag, str)
+    if isinstance(message, RunStateChanged):
+        return f"run.{message.state}"
+    if isinstance(message, ActivityStateChanged):
+        return f"activity.{message.state}"
+    if isinstance(message, ProductRegistered):
+        return "product.created"
+    return tag
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Envelope)
+
+
+def encode_message(message_id: str, message: Message) -> bytes:
+    return _encoder.encode(Envelope(v=ENVELOPE_VERSION, id=message_id, body=message))
+
+
+def decode_message(data: bytes | str) -> Envelope:
+    """Validate and decode one envelope; malformed input raises ``MessageError``."""
+    try:
+        envelope = _decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise MessageError(
+            f"malformed bus message: {exc}",
+            hint="the message was set aside in the dead-letter table; nothing was applied",
+        ) from exc
+    if envelope.v != ENVELOPE_VERSION:
+        raise MessageError(
+            f"bus message has envelope version {envelope.v}, this skyweave speaks {ENVELOPE_VERSION}",
+            hint="upgrade the older side so both speak the same version",
+        )
+    return envelope

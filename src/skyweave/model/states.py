@@ -1,0 +1,92 @@
+"""States of runs and activities, and the transitions the controller may make.
+
+Every state is documented; terminal sets are derived from the transition tables so the two can
+never disagree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunState(StrEnum):
+    SUBMITTED = "submitted"
+    """Written to the store by a client; no controller has taken it yet."""
+    RUNNING = "running"
+    """A controller is creating and dispatching its activities."""
+    PAUSED = "paused"
+    """No new activity is dispatched; running ones finish; queued ones wait."""
+    SUCCEEDED = "succeeded"
+    """Every activity finished, succeeded, was skipped by a condition or was reused."""
+    FAILED = "failed"
+    """At least one activity failed for good; nothing is left running."""
+    CANCELLED = "cancelled"
+    """Stopped on request; queued work dropped, running work asked to stop."""
+
+
+class ActivityState(StrEnum):
+    QUEUED = "queued"
+    """Inputs bound; waiting in the controller's ready queue for a worker slot."""
+    DISPATCHED = "dispatched"
+    """Sent to the bus; not yet picked up by a worker."""
+    RUNNING = "running"
+    """A worker runs an attempt."""
+    RETRY_WAIT = "retry_wait"
+    """The last attempt failed with a retryable error; waiting for its backoff delay."""
+    BACKTRACKING = "backtracking"
+    """Waiting for a provider activity that makes a missing input."""
+    PARKED = "parked"
+    """Waiting, without polling, for a matching product to be registered, until a deadline."""
+    SUCCEEDED = "succeeded"
+    """Finished; its result and products are recorded."""
+    FAILED = "failed"
+    """Failed for good (retries exhausted, non-retryable error, detours exhausted, deadline passed)."""
+    SKIPPED = "skipped"
+    """Its condition was false, or an upstream activity was skipped."""
+    CANCELLED = "cancelled"
+    """Its run was cancelled."""
+
+
+_A = ActivityState
+ACTIVITY_TRANSITIONS: dict[ActivityState, frozenset[ActivityState]] = {
+    _A.QUEUED: frozenset({_A.DISPATCHED, _A.CANCELLED, _A.SKIPPED, _A.SUCCEEDED}),
+    _A.DISPATCHED: frozenset({_A.RUNNING, _A.QUEUED, _A.SUCCEEDED, _A.FAILED, _A.RETRY_WAIT,
+                              _A.BACKTRACKING, _A.PARKED, _A.CANCELLED}),
+    _A.RUNNING: frozenset({_A.SUCCEEDED, _A.FAILED, _A.RETRY_WAIT, _A.BACKTRACKING, _A.PARKED,
+                           _A.CANCELLED, _A.QUEUED}),
+    _A.RETRY_WAIT: frozenset({_A.QUEUED, _A.CANCELLED}),
+    _A.BACKTRACKING: frozenset({_A.QUEUED, _A.PARKED, _A.FAILED, _A.CANCELLED}),
+    _A.PARKED: frozenset({_A.QUEUED, _A.FAILED, _A.CANCELLED}),
+    _A.SUCCEEDED: frozenset(),
+    _A.FAILED: frozenset({_A.QUEUED}),  # an explicit retry request
+    _A.SKIPPED: frozenset(),
+    _A.CANCELLED: frozenset({_A.QUEUED}),  # an explicit retry request
+}
+
+ACTIVITY_TERMINAL: frozenset[ActivityState] = frozenset(
+    {_A.SUCCEEDED, _A.FAILED, _A.SKIPPED, _A.CANCELLED}
+)
+"""States in which an activity holds no resources and needs nothing more from the controller."""
+
+ACTIVITY_WAITING: frozenset[ActivityState] = frozenset({_A.RETRY_WAIT, _A.BACKTRACKING, _A.PARKED})
+ACTIVITY_IN_FLIGHT: frozenset[ActivityState] = frozenset({_A.DISPATCHED, _A.RUNNING})
+
+_R = RunState
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    _R.SUBMITTED: frozenset({_R.RUNNING, _R.CANCELLED, _R.FAILED}),
+    _R.RUNNING: frozenset({_R.PAUSED, _R.SUCCEEDED, _R.FAILED, _R.CANCELLED}),
+    _R.PAUSED: frozenset({_R.RUNNING, _R.CANCELLED}),
+    _R.SUCCEEDED: frozenset(),
+    _R.FAILED: frozenset({_R.RUNNING}),  # retry of a failed activity reopens its run
+    _R.CANCELLED: frozenset({_R.RUNNING}),
+}
+RUN_TERMINAL: frozenset[RunState] = frozenset(s for s in RunState if s in
+                                              {_R.SUCCEEDED, _R.FAILED, _R.CANCELLED})
+
+
+def can_transition(current: ActivityState, new: ActivityState) -> bool:
+    return new in ACTIVITY_TRANSITIONS[current]
+
+
+def can_transition_run(current: RunState, new: RunState) -> bool:
+    return new in RUN_TRANSITIONS[current]

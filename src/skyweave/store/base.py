@@ -1,0 +1,127 @@
+"""The store port: everything durable.  Implementations: SQLite (embedded), PostgreSQL (scale-out).
+
+Every implementation passes ``tests/unit/store/test_contract.py``.  Writes from the controller come
+as one ``Changeset`` applied in one transaction (runs, activities and attempts are upserted whole,
+products and usages inserted idempotently by id, outbox rows added) — that is what makes a crash
+at any point lose nothing and duplicate nothing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from skyweave.model.records import (
+    ActivityRecord,
+    AttemptRecord,
+    Changeset,
+    EventRecord,
+    OutboxRecord,
+    ProductRecord,
+    RunRecord,
+    UsageRecord,
+)
+from skyweave.model.specs import TaskSpec
+
+
+class Store(ABC):
+    url: str
+
+    # -- writes ---------------------------------------------------------------------------------
+    @abstractmethod
+    def apply(self, changes: Changeset) -> None:
+        """Apply a whole changeset in one transaction (upserts by id; products never duplicated)."""
+
+    @abstractmethod
+    def clear_outbox(self, ids: Sequence[str]) -> None:
+        """Forget outbox rows once their messages are on the bus."""
+
+    @abstractmethod
+    def register_task(self, spec: TaskSpec, *, make_current: bool = True) -> None:
+        """Add a task version to the registry (idempotent for an identical spec)."""
+
+    @abstractmethod
+    def set_current_version(self, name: str, version: str) -> None:
+        """Route new activations of ``name`` to ``version``."""
+
+    @abstractmethod
+    def mark_products(self, ids: Sequence[str], state: str) -> None:
+        """Set products' retention state (e.g. ``deleted``); their rows and provenance stay."""
+
+    # -- reads ----------------------------------------------------------------------------------
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run, or ``NotFoundError`` naming the id and how to list runs."""
+
+    @abstractmethod
+    def list_runs(self, *, states: Sequence[str] | None = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first."""
+
+    @abstractmethod
+    def get_activity(self, activity_id: str) -> ActivityRecord: ...
+
+    @abstractmethod
+    def list_activities(
+        self,
+        *,
+        run_id: str | None = None,
+        states: Sequence[str] | None = None,
+        task_name: str | None = None,
+        limit: int | None = None,
+    ) -> list[ActivityRecord]:
+        """In creation order."""
+
+    @abstractmethod
+    def count_activities(self, run_id: str) -> dict[str, int]:
+        """State -> number of activities of the run."""
+
+    @abstractmethod
+    def list_attempts(self, activity_id: str) -> list[AttemptRecord]: ...
+
+    @abstractmethod
+    def get_product(self, product_id: str) -> ProductRecord: ...
+
+    @abstractmethod
+    def find_products(
+        self,
+        *,
+        type: str | None = None,
+        match: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        activity_id: str | None = None,
+        state: str | None = "available",
+        limit: int | None = None,
+    ) -> list[ProductRecord]:
+        """Products matching all given fields; ``match`` keys are product columns (obs_id,
+        detector, version, name) or attribute names.  Newest first."""
+
+    @abstractmethod
+    def list_usages(self, *, activity_id: str | None = None, product_id: str | None = None
+                    ) -> list[UsageRecord]: ...
+
+    @abstractmethod
+    def get_task(self, name: str, version: str | None = None) -> TaskSpec:
+        """A version of a task, or the current one; ``UnknownTaskError`` lists what exists."""
+
+    @abstractmethod
+    def list_tasks(self) -> list[tuple[TaskSpec, bool]]:
+        """Every registered version and whether it is the current one."""
+
+    @abstractmethod
+    def pending_outbox(self, limit: int = 10_000) -> list[OutboxRecord]: ...
+
+    @abstractmethod
+    def list_events(self, *, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
+                    ) -> list[EventRecord]: ...
+
+    # -- controller lease -------------------------------------------------------------------------
+    @abstractmethod
+    def acquire_controller_lease(self, owner: str, ttl_s: float, now: float) -> bool:
+        """Take or renew the single-controller lease; ``False`` if another live owner holds it."""
+
+    @abstractmethod
+    def release_controller_lease(self, owner: str) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
