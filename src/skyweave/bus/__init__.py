@@ -1,1 +1,75 @@
-"""skyweave.bus"""
+"""The message bus between the controller and the workers, chosen by URL.
+
+* ``memory://`` — a new in-process bus; ``memory://name`` — the process-wide bus of that name
+  (every call with the same name returns the same object).
+* ``sqlite:///relative/bus.db``, ``sqlite:////absolute/bus.db`` — a file shared by processes on one
+  host; a URL or bare path naming a directory means ``<dir>/bus.db``.
+* ``redis://`` — scale-out (not shipped yet).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
+from skyweave.bus.memory import MemoryBus
+from skyweave.bus.sqlite import SQLiteBus
+from skyweave.errors import BusError
+
+__all__ = [
+    "CONTROLLER_GROUP",
+    "Bus",
+    "BusError",
+    "Claimed",
+    "Delivered",
+    "MemoryBus",
+    "SQLiteBus",
+    "open_bus",
+]
+
+SUPPORTED_SCHEMES = ("memory://", "sqlite:///", "redis://")
+BUS_FILE = "bus.db"
+_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+_named: dict[str, MemoryBus] = {}
+_named_lock = threading.Lock()
+
+
+def open_bus(url: str) -> Bus:
+    """Open the bus that ``url`` names (see the module docstring for the forms)."""
+    if url.startswith("memory://"):
+        name = url.removeprefix("memory://")
+        if not name:
+            return MemoryBus(url)
+        with _named_lock:
+            bus = _named.get(name)
+            if bus is None:
+                bus = _named[name] = MemoryBus(url)
+            return bus
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        if not path.startswith("/") or path == "/":
+            raise BusError(
+                f"bus URL {url!r} names no file",
+                hint="write sqlite:///relative/path/bus.db or sqlite:////absolute/path/bus.db",
+            )
+        return _open_sqlite(path[1:], url)
+    if url.startswith(("redis://", "rediss://")):
+        raise BusError(
+            f"cannot open {url!r}: the Redis bus backend is not installed yet",
+            hint="use sqlite:///.skyweave/bus.db for several processes on one host, or memory://",
+        )
+    if "://" not in url and url:
+        return _open_sqlite(url, None)
+    raise BusError(
+        f"unknown bus URL {url!r}",
+        hint=f"supported schemes: {', '.join(SUPPORTED_SCHEMES)} (or a directory path)",
+    )
+
+
+def _open_sqlite(path_text: str, url: str | None) -> SQLiteBus:
+    """A file path as is; a directory (existing, ending in ``/``, or without a .db suffix) → bus.db."""
+    path = Path(path_text)
+    is_dir = path.is_dir() or path_text.endswith("/") or (url is None and path.suffix not in _DB_SUFFIXES)
+    return SQLiteBus(path / BUS_FILE if is_dir else path, url=url)

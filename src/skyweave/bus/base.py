@@ -6,7 +6,9 @@
   again, so a dead worker loses nothing.  Enqueue is idempotent by message id.
 * **Events** go from workers and clients to the controller (consumer group ``controller``) and to
   listeners (one group each).  Delivery is at-least-once: a group reads after its committed offset
-  and commits once it has durably handled what it read.
+  and commits once it has durably handled what it read.  Events every *known* group has committed
+  may be dropped; ``CONTROLLER_GROUP`` is known from the moment a bus is opened (so listeners
+  cannot trim events the controller has not seen yet), other groups from their first ``read``.
 
 Implementations: ``memory://`` (in-process), ``sqlite:///path`` (several processes on one host),
 ``redis://`` (scale-out).  All pass ``tests/unit/bus/test_contract.py``.
@@ -18,6 +20,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import msgspec
+
+CONTROLLER_GROUP = "controller"
+"""The consumer group of the controller; events are kept until it has committed them."""
 
 
 class Claimed(msgspec.Struct, frozen=True):
@@ -54,7 +59,10 @@ class Bus(ABC):
 
     @abstractmethod
     def withdraw(self, ids: Sequence[str]) -> int:
-        """Remove dispatches not yet claimed (cancel); returns how many were removed."""
+        """Remove dispatches not under a live lease (cancel); returns how many were removed.
+
+        Never-claimed dispatches and those whose lease expired go; ones a worker holds stay.
+        """
 
     @abstractmethod
     def queued(self) -> int:
@@ -71,7 +79,7 @@ class Bus(ABC):
 
     @abstractmethod
     def commit(self, group: str, offset: int) -> None:
-        """Mark every event up to ``offset`` handled by ``group``."""
+        """Mark every event up to ``offset`` handled by ``group`` (never moves backwards)."""
 
     @abstractmethod
     def dead_letter(self, data: bytes, error: str) -> None:

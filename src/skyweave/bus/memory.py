@@ -1,0 +1,217 @@
+"""``memory://`` — the in-process bus: small enough to read in one sitting, thread-safe.
+
+* **Dispatch queue**: a heap of claimable ids keyed ``(-priority, seq)`` and a heap of leases keyed
+  by expiry.  Both are cleaned lazily: an entry whose message was acked, withdrawn or re-leased is
+  skipped when it reaches the top (and the heaps are rebuilt if stale entries pile up).  Expired
+  leases are returned to the claimable heap at claim time — there is no background thread.
+* **Event log**: an append-only list with offsets starting at 1 and the committed offset of each
+  consumer group.  Events every known group has committed are trimmed, so a long run does not grow
+  memory without bound.  ``CONTROLLER_GROUP`` (and any ``groups`` given) is known from the start;
+  other groups become known on their first ``read``.
+* **wait** is a ``threading.Condition`` notified by ``enqueue`` and ``publish``; each thread
+  remembers the last change it saw, so a change between its last ``claim``/``read`` and its
+  ``wait`` makes ``wait`` return at once instead of being lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
+
+_TRIM_AT_LEAST = 1024
+"""Trim the event list only when this many events (and half of it) can go: amortised O(1)."""
+_COMPACT_SLACK = 64
+"""A heap is rebuilt when it holds more than twice its live entries plus this slack."""
+
+
+@dataclass(slots=True)
+class _Dispatch:
+    priority: int
+    seq: int
+    data: bytes
+    deliveries: int = 0
+    lease_until: float | None = None
+    """``None`` while claimable; a ``time.monotonic()`` deadline while claimed."""
+    worker: str = ""
+    """Who claimed it last (for inspection)."""
+
+
+class MemoryBus(Bus):
+    """The bus inside one process.  ``close`` releases nothing; the bus lives while referenced."""
+
+    def __init__(self, url: str = "memory://", *, groups: Iterable[str] = (CONTROLLER_GROUP,)) -> None:
+        self.url = url
+        self._cond = threading.Condition(threading.Lock())
+        self._seen = threading.local()
+        self._generation = 0
+        """Bumped by every enqueue and publish; what ``wait`` watches."""
+        # dispatch queue
+        self._seq = 0
+        self._messages: dict[str, _Dispatch] = {}
+        self._ready: list[tuple[int, int, str]] = []
+        self._leases: list[tuple[float, str]] = []
+        self._claimed = 0
+        # event log
+        self._events: list[bytes] = []
+        self._first_offset = 1
+        """Offset of ``self._events[0]``."""
+        self._committed: dict[str, int] = dict.fromkeys(groups, 0)
+        self._dead: list[tuple[bytes, str]] = []
+
+    # -- dispatch queue ---------------------------------------------------------------------------
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]]) -> None:
+        with self._cond:
+            added = False
+            for message_id, priority, data in messages:
+                if message_id in self._messages:
+                    continue
+                self._seq += 1
+                self._messages[message_id] = _Dispatch(priority, self._seq, data)
+                heapq.heappush(self._ready, (-priority, self._seq, message_id))
+                added = True
+            if added:
+                self._changed()
+
+    def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
+        with self._cond:
+            self._remember_generation()
+            now = time.monotonic()
+            self._release_expired(now)
+            lease_until = now + lease_s
+            claimed: list[Claimed] = []
+            while self._ready and len(claimed) < max_n:
+                _, seq, message_id = heapq.heappop(self._ready)
+                dispatch = self._messages.get(message_id)
+                if dispatch is None or dispatch.seq != seq or dispatch.lease_until is not None:
+                    continue  # stale: acked, withdrawn, or already claimed
+                dispatch.lease_until = lease_until
+                dispatch.worker = worker
+                dispatch.deliveries += 1
+                self._claimed += 1
+                heapq.heappush(self._leases, (lease_until, message_id))
+                claimed.append(Claimed(message_id, dispatch.data, dispatch.deliveries))
+            return claimed
+
+    def ack(self, ids: Sequence[str]) -> None:
+        with self._cond:
+            for message_id in ids:
+                dispatch = self._messages.pop(message_id, None)
+                if dispatch is not None and dispatch.lease_until is not None:
+                    self._claimed -= 1
+            self._compact()
+
+    def extend(self, ids: Sequence[str], lease_s: float) -> None:
+        with self._cond:
+            lease_until = time.monotonic() + lease_s
+            for message_id in ids:
+                dispatch = self._messages.get(message_id)
+                if dispatch is not None and dispatch.lease_until is not None:
+                    dispatch.lease_until = lease_until
+                    heapq.heappush(self._leases, (lease_until, message_id))
+            self._compact()
+
+    def withdraw(self, ids: Sequence[str]) -> int:
+        with self._cond:
+            self._release_expired(time.monotonic())
+            removed = 0
+            for message_id in ids:
+                dispatch = self._messages.get(message_id)
+                if dispatch is not None and dispatch.lease_until is None:
+                    del self._messages[message_id]
+                    removed += 1
+            self._compact()
+            return removed
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._messages)
+
+    def _release_expired(self, now: float) -> None:
+        """Make dispatches whose lease ran out claimable again, keeping their priority and age."""
+        while self._leases and self._leases[0][0] < now:
+            lease_until, message_id = heapq.heappop(self._leases)
+            dispatch = self._messages.get(message_id)
+            if dispatch is None or dispatch.lease_until != lease_until:
+                continue  # stale: acked, or the lease was extended
+            dispatch.lease_until = None
+            self._claimed -= 1
+            heapq.heappush(self._ready, (-dispatch.priority, dispatch.seq, message_id))
+
+    def _compact(self) -> None:
+        """Rebuild a heap once stale entries outnumber live ones (acks, extends, withdrawals)."""
+        claimable = len(self._messages) - self._claimed
+        if len(self._ready) > 2 * claimable + _COMPACT_SLACK:
+            self._ready = [
+                (-d.priority, d.seq, i) for i, d in self._messages.items() if d.lease_until is None
+            ]
+            heapq.heapify(self._ready)
+        if len(self._leases) > 2 * self._claimed + _COMPACT_SLACK:
+            self._leases = [
+                (d.lease_until, i) for i, d in self._messages.items() if d.lease_until is not None
+            ]
+            heapq.heapify(self._leases)
+
+    # -- events -----------------------------------------------------------------------------------
+    def publish(self, messages: Sequence[bytes]) -> None:
+        if not messages:
+            return
+        with self._cond:
+            self._events.extend(messages)
+            self._changed()
+
+    def read(self, group: str, max_n: int) -> list[Delivered]:
+        with self._cond:
+            self._remember_generation()
+            committed = self._committed.setdefault(group, 0)
+            start = max(committed + 1 - self._first_offset, 0)
+            batch = self._events[start : start + max_n]
+            first = self._first_offset + start
+            return [Delivered(first + i, data) for i, data in enumerate(batch)]
+
+    def commit(self, group: str, offset: int) -> None:
+        with self._cond:
+            last = self._first_offset + len(self._events) - 1
+            self._committed[group] = max(self._committed.get(group, 0), min(offset, last))
+            self._trim()
+
+    def _trim(self) -> None:
+        """Drop the events every known group has committed, in large amortised chunks."""
+        n = min(self._committed.values(), default=0) + 1 - self._first_offset
+        if n >= _TRIM_AT_LEAST and 2 * n >= len(self._events):
+            del self._events[:n]
+            self._first_offset += n
+
+    def dead_letter(self, data: bytes, error: str) -> None:
+        with self._cond:
+            self._dead.append((data, error))
+
+    def dead_letters(self) -> list[tuple[bytes, str]]:
+        with self._cond:
+            return list(self._dead)
+
+    # -- waiting ----------------------------------------------------------------------------------
+    def wait(self, timeout: float) -> None:
+        with self._cond:
+            seen = getattr(self._seen, "generation", self._generation)
+            self._cond.wait_for(lambda: self._generation != seen, timeout)
+            self._seen.generation = self._generation
+
+    def close(self) -> None:
+        """Nothing to release (other holders of a shared ``memory://name`` keep using it)."""
+
+    def _changed(self) -> None:
+        self._generation += 1
+        self._cond.notify_all()
+
+    def _remember_generation(self) -> None:
+        """Give this thread's next ``wait`` a baseline, if it has none yet."""
+        if not hasattr(self._seen, "generation"):
+            self._seen.generation = self._generation
+
+    def __repr__(self) -> str:
+        return f"MemoryBus({self.url!r})"

@@ -1,0 +1,289 @@
+"""``sqlite:///path/bus.db`` — the bus shared by several processes on one host.
+
+The controller, the worker processes and the CLI each open the same file (its own file, apart
+from the store's database, so the two do not contend for SQLite's single writer).  ``sqlite3`` is
+used directly: this is the hot path.  WAL journal, ``synchronous=NORMAL``, 30 s busy timeout.
+
+* ``dispatch`` rows are claimable while ``lease_until`` is NULL or in the past.  ``claim`` is one
+  ``BEGIN IMMEDIATE`` transaction (SQLite's single writer lock), so no two processes ever claim the
+  same row; a cheap read first skips the lock when nothing is claimable.  Lease times are wall
+  clock (``time.time()``), comparable between processes and across restarts.
+* ``events`` offsets come from ``AUTOINCREMENT``, so they never repeat even after trimming.  Every
+  ``TRIM_EVERY`` commits, events that every known group (row in ``groups``) has committed go.
+* ``wait`` polls ``PRAGMA data_version`` (which changes when *another* connection commits) with
+  short sleeps backing off from 0.5 ms to 20 ms; only when it changes does it read the two counters
+  that enqueue and publish advance, so acks and commits elsewhere do not wake it.  Changes made
+  through this object by another thread wake it at once through a ``threading.Condition``.
+
+One connection per object, guarded by a lock, so an object may be shared by threads.  Open a new
+bus in each process (never carry one across ``fork``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
+from skyweave.errors import BusError
+
+TRIM_EVERY = 64
+"""Trim fully committed events after this many ``commit`` calls on one bus object."""
+_FIRST_PAUSE = 0.0005
+_LAST_PAUSE = 0.02
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dispatch (
+    id TEXT PRIMARY KEY,
+    priority INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    lease_until REAL,
+    worker TEXT,
+    deliveries INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS dispatch_order ON dispatch (priority DESC, seq, lease_until);
+CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, data BLOB NOT NULL, error TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('dispatch_seq', 0);
+"""
+_CLAIMABLE = "lease_until IS NULL OR lease_until < :now"
+_ANY_CLAIMABLE = f"SELECT 1 FROM dispatch WHERE {_CLAIMABLE} LIMIT 1"
+_CLAIM = f"""
+UPDATE dispatch SET lease_until = :until, worker = :worker, deliveries = deliveries + 1
+WHERE id IN (SELECT id FROM dispatch WHERE {_CLAIMABLE} ORDER BY priority DESC, seq LIMIT :n)
+RETURNING id, data, deliveries, priority, seq
+"""
+_NEXT_SEQ = "UPDATE counters SET value = value + ? WHERE name = 'dispatch_seq' RETURNING value"
+_LAST_OFFSET = "(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events')"
+_SIGNAL = f"SELECT (SELECT value FROM counters WHERE name = 'dispatch_seq'), {_LAST_OFFSET}"
+_READ = """
+SELECT offset, data FROM events
+WHERE offset > (SELECT committed FROM groups WHERE name = ?) ORDER BY offset LIMIT ?
+"""
+_COMMIT = f"""
+INSERT INTO groups (name, committed) VALUES (?, min(?, {_LAST_OFFSET}))
+ON CONFLICT (name) DO UPDATE SET committed = max(committed, excluded.committed)
+"""
+_TRIM = "DELETE FROM events WHERE offset <= (SELECT min(committed) FROM groups)"
+
+
+class SQLiteBus(Bus):
+    """The bus in one SQLite file, safe for many processes and for threads sharing the object."""
+
+    def __init__(
+        self, path: str | Path, *, url: str | None = None, groups: Iterable[str] = (CONTROLLER_GROUP,)
+    ) -> None:
+        self.path = Path(path)
+        self.url = url or f"sqlite:///{self.path}"
+        self._cond = threading.Condition(threading.Lock())
+        self._seen = threading.local()
+        self._generation = 0
+        """Bumped when this object enqueues or publishes, to wake its own waiting threads."""
+        self._commits = 0
+        self._known: set[str] = set(groups)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error("cannot open", exc) from exc
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            with self._write() as conn:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO groups (name, committed) VALUES (?, 0)",
+                    [(group,) for group in self._known],
+                )
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- dispatch queue ---------------------------------------------------------------------------
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]]) -> None:
+        if not messages:
+            return
+        with self._write() as conn:
+            (last_seq,) = conn.execute(_NEXT_SEQ, (len(messages),)).fetchall()[0]
+            first_seq = last_seq - len(messages) + 1
+            conn.executemany(
+                "INSERT OR IGNORE INTO dispatch (id, priority, seq, data) VALUES (?, ?, ?, ?)",
+                [(i, priority, first_seq + n, data) for n, (i, priority, data) in enumerate(messages)],
+            )
+            self._changed()
+
+    def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
+        if max_n <= 0:
+            return []
+        now = time.time()
+        with self._read() as conn:
+            self._remember_signal(conn)
+            if conn.execute(_ANY_CLAIMABLE, {"now": now}).fetchone() is None:
+                return []  # no write lock taken when there is nothing to claim
+        with self._write() as conn:
+            params = {"now": now, "until": now + lease_s, "worker": worker, "n": max_n}
+            rows = conn.execute(_CLAIM, params).fetchall()
+        rows.sort(key=lambda row: (-row[3], row[4]))
+        return [Claimed(row[0], row[1], row[2]) for row in rows]
+
+    def ack(self, ids: Sequence[str]) -> None:
+        if ids:
+            with self._write() as conn:
+                conn.executemany("DELETE FROM dispatch WHERE id = ?", [(i,) for i in ids])
+
+    def extend(self, ids: Sequence[str], lease_s: float) -> None:
+        if ids:
+            until = time.time() + lease_s
+            with self._write() as conn:
+                conn.executemany(
+                    "UPDATE dispatch SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL",
+                    [(until, i) for i in ids],
+                )
+
+    def withdraw(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        now = time.time()
+        with self._write() as conn:
+            cursor = conn.executemany(
+                "DELETE FROM dispatch WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)",
+                [(i, now) for i in ids],
+            )
+            return cursor.rowcount
+
+    def queued(self) -> int:
+        with self._read() as conn:
+            (count,) = conn.execute("SELECT count(*) FROM dispatch").fetchone()
+            return int(count)
+
+    # -- events -----------------------------------------------------------------------------------
+    def publish(self, messages: Sequence[bytes]) -> None:
+        if messages:
+            with self._write() as conn:
+                conn.executemany("INSERT INTO events (data) VALUES (?)", [(m,) for m in messages])
+                self._changed()
+
+    def read(self, group: str, max_n: int) -> list[Delivered]:
+        if group not in self._known:
+            with self._write() as conn:
+                conn.execute("INSERT OR IGNORE INTO groups (name, committed) VALUES (?, 0)", (group,))
+                self._known.add(group)
+        with self._read() as conn:
+            self._remember_signal(conn)
+            rows = conn.execute(_READ, (group, max_n)).fetchall()
+        return [Delivered(offset, data) for offset, data in rows]
+
+    def commit(self, group: str, offset: int) -> None:
+        with self._write() as conn:
+            conn.execute(_COMMIT, (group, offset))
+            self._known.add(group)
+            self._commits += 1
+            if self._commits % TRIM_EVERY == 0:
+                conn.execute(_TRIM)
+
+    def dead_letter(self, data: bytes, error: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO dead_letters (data, error, at) VALUES (?, ?, ?)", (data, error, time.time())
+            )
+
+    def dead_letters(self) -> list[tuple[bytes, str]]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT data, error FROM dead_letters ORDER BY id").fetchall()
+        return [(bytes(data), str(error)) for data, error in rows]
+
+    # -- waiting ----------------------------------------------------------------------------------
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._read() as conn:
+            signal = self._signal(conn)
+            baseline = getattr(self._seen, "signal", signal)
+            version = self._data_version(conn)
+            pause = _FIRST_PAUSE
+            while signal == baseline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                generation = self._generation
+                self._cond.wait(min(pause, remaining))  # releases the lock while asleep
+                pause = min(2 * pause, _LAST_PAUSE)
+                new_version = self._data_version(conn)
+                if new_version != version or generation != self._generation:
+                    version = new_version
+                    signal = self._signal(conn)
+            self._seen.signal = signal
+
+    def close(self) -> None:
+        with self._cond:
+            self._conn.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock; single statements run in autocommit."""
+        with self._cond:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise self._error("cannot read", exc) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction under the lock, rolled back if anything fails."""
+        with self._cond:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._error("cannot write", exc) from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error("cannot write", exc) from exc
+                raise
+
+    def _error(self, what: str, exc: BaseException) -> BusError:
+        return BusError(
+            f"{what} the bus database {self.path}: {exc}",
+            hint="check that the file is on a local, writable disk and not closed; the call can be retried",
+            path=str(self.path),
+        )
+
+    def _changed(self) -> None:
+        """Wake this object's threads in ``wait`` (other processes see ``data_version`` change)."""
+        self._generation += 1
+        self._cond.notify_all()
+
+    def _signal(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """The last dispatch sequence number and the last event offset ever given out."""
+        seq, offset = conn.execute(_SIGNAL).fetchone()
+        return int(seq), int(offset)
+
+    @staticmethod
+    def _data_version(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _remember_signal(self, conn: sqlite3.Connection) -> None:
+        """Give this thread's next ``wait`` a baseline, if it has none yet."""
+        if not hasattr(self._seen, "signal"):
+            self._seen.signal = self._signal(conn)
+
+    def __repr__(self) -> str:
+        return f"SQLiteBus({self.url!r})"
