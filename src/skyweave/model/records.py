@@ -42,7 +42,8 @@ class Detour(msgspec.Struct, kw_only=True):
     """One backtrack or wait taken by an activity, recorded on it."""
 
     kind: str
-    """``provide`` (a provider activity ran), ``park`` (waited for a product), ``deadline`` (gave up)."""
+    """``lookup`` (searched the store), ``found`` (an existing product was bound), ``provide`` (a
+    provider activity ran), ``park`` (waited for a product), ``deadline`` (gave up waiting)."""
     product_type: str
     param: str
     reason: str = ""
@@ -50,6 +51,10 @@ class Detour(msgspec.Struct, kw_only=True):
     provider_activity: str | None = None
     product_id: str | None = None
     ended_at: float | None = None
+    match: dict[str, Any] = msgspec.field(default_factory=dict)
+    provider_params: dict[str, Any] = msgspec.field(default_factory=dict)
+    until: float | None = None
+    """For ``park``: the deadline."""
 
 
 class ActivityRecord(msgspec.Struct, kw_only=True):

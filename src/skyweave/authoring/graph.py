@@ -1,0 +1,240 @@
+"""The workflow graph: nodes (task calls and loops) and how their arguments are wired.
+
+A graph is plain JSON, built once at submission by running the ``@workflow`` function, stored on
+the run, and interpreted by the controller — which therefore never imports user code.
+
+Each node has a *depth*: 0 for a single activity, 1 for a fan-out over a list, 2 for a fan-out
+inside a fan-out, and so on.  Each reference argument says how it is *iterated*:
+
+``bcast``  the source has depth <= this node's: take its instance at the key prefix
+``zip``    the source is fanned out at this node's depth: instance by instance
+``each``   one instance per item of the source's value (adds a level: the unknown fan-out)
+``gather`` the source is deeper: collect all its instances under the key prefix into a list
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyweave.authoring.refs import Expr, Ref, to_json_value
+from skyweave.errors import DefinitionError, ParameterError
+from skyweave.model.product import Product
+
+GRAPH_VERSION = 1
+
+
+def _check_literal(task_name: str, param: str, type_name: str, value: Any) -> None:
+    expected: dict[str, type | tuple[type, ...]] = {
+        "int": int, "float": (int, float), "str": str, "bool": bool, "list": (list, tuple), "dict": dict,
+    }
+    want = expected.get(type_name)
+    if want is None or value is None:
+        return
+    if type_name in ("int", "float") and isinstance(value, bool):
+        ok = False
+    else:
+        ok = isinstance(value, want)
+    if not ok:
+        raise ParameterError(
+            f"parameter {param!r} of task {task_name!r} expects {type_name}, got {value!r} "
+            f"({type(value).__name__})",
+            hint=f"pass a {type_name} (workflow parameters from the CLI are converted by annotation)",
+        )
+
+
+class GraphBuilder:
+    """Collects nodes while a ``@workflow`` function runs."""
+
+    def __init__(self, workflow: str) -> None:
+        self.workflow = workflow
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, Any] = {}
+
+    # -- naming ---------------------------------------------------------------------------------
+    def _node_id(self, base: str) -> str:
+        if base not in self.nodes:
+            return base
+        n = 2
+        while f"{base}_{n}" in self.nodes:
+            n += 1
+        return f"{base}_{n}"
+
+    # -- arguments ------------------------------------------------------------------------------
+    def _depth(self, node: str) -> int:
+        if node not in self.nodes:
+            raise DefinitionError(f"reference to unknown node {node!r}")
+        return int(self.nodes[node]["depth"])
+
+    def _arg_json(self, value: Any, *, top: bool, mapped: bool) -> tuple[Any, int]:
+        """The JSON for one argument, and the depth it iterates at (0 if it does not iterate)."""
+        if isinstance(value, Ref):
+            d = self._depth(value.node)
+            mode = value.mode
+            if mode == "each":
+                if not (mapped and top):
+                    raise DefinitionError(
+                        f"each({value.node}) only works as a direct argument of task.map(...)")
+                it, idepth = "each", d + 1
+            elif mode == "gather":
+                it, idepth = "gather", 0
+            elif mapped and top:
+                it, idepth = ("each", 1) if d == 0 else ("zip", d)
+            else:
+                it, idepth = ("bcast", 0) if d == 0 else ("gather", 0)
+            return {"ref": value.node, "path": list(value.path), "iter": it}, idepth
+        if isinstance(value, Expr):
+            raise DefinitionError("a condition can only be passed as when=..., not as an argument")
+        if isinstance(value, list | tuple):
+            return {"list": [self._arg_json(v, top=False, mapped=mapped)[0] for v in value]}, 0
+        if isinstance(value, dict):
+            return {"dict": {str(k): self._arg_json(v, top=False, mapped=mapped)[0]
+                             for k, v in value.items()}}, 0
+        if isinstance(value, Product):
+            if not value.id:
+                raise DefinitionError("a Product passed into a workflow must be a registered product",
+                                      hint="register it with `skyweave products add` and pass its id")
+            return {"product": value.id}, 0
+        return {"lit": value}, 0
+
+    def add_call(self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, mapped: bool,
+                 when: Expr | None = None, priority: int | None = None, name: str | None = None,
+                 loop: dict[str, Any] | None = None) -> Ref:
+        spec = task.spec
+        names = list(spec.parameters)
+        if len(args) > len(names):
+            raise DefinitionError(f"task {spec.name!r} takes {len(names)} arguments, got {len(args)}")
+        bound = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key in bound:
+                raise DefinitionError(f"task {spec.name!r} got parameter {key!r} twice")
+            bound[key] = value
+        unknown = [k for k in bound if k not in spec.parameters]
+        if unknown:
+            raise DefinitionError(
+                f"task {spec.name!r} has no parameter {unknown[0]!r}",
+                hint=f"its parameters are: {', '.join(names) or '(none)'}")
+        missing = [p for p in names if p not in bound and p not in spec.defaults
+                   and not (loop and p == loop["state_arg"])]
+        if missing and spec.kind == "python":
+            raise DefinitionError(
+                f"task {spec.name!r} is missing parameter {missing[0]!r}",
+                hint=f"pass {missing[0]}=... in the call")
+        json_args: dict[str, Any] = {}
+        depth = 0
+        iterating: list[tuple[str, str, int]] = []
+        for pname, value in bound.items():
+            if not isinstance(value, Ref | list | tuple | dict | Product):
+                _check_literal(spec.name, pname, spec.parameters[pname], value)
+            arg, idepth = self._arg_json(value, top=True, mapped=mapped)
+            json_args[pname] = arg
+            if "iter" in arg and arg["iter"] in ("each", "zip"):
+                iterating.append((pname, arg["iter"], idepth))
+                depth = max(depth, idepth)
+        if mapped and not iterating:
+            raise DefinitionError(
+                f"{spec.name}.map(...) needs at least one argument that is the output of another task",
+                hint=f"call {spec.name}(...) without .map for a single activity")
+        for pname, it, idepth in iterating:
+            if it == "each" and idepth != depth:
+                raise DefinitionError(
+                    f"{spec.name}.map: each({pname}) fans out at depth {idepth} but another argument "
+                    f"fans out at depth {depth}", hint="iterate sources of the same depth together")
+        when_json = None
+        if when is not None:
+            if not isinstance(when, Expr):
+                raise DefinitionError(f"when= of {spec.name!r} must be a condition on task outputs")
+            when_json = when.to_json()
+            for ref in _refs_in(when_json):
+                if self._depth(ref) > depth:
+                    raise DefinitionError(f"when= of {spec.name!r} refers to fanned-out {ref!r}; "
+                                          "map the condition's task alongside instead")
+        node_id = self._node_id(name or spec.name)
+        self.nodes[node_id] = {
+            "id": node_id, "task": spec.name, "version": spec.version, "args": json_args,
+            "depth": depth, "mapped": mapped, "when": when_json, "priority": priority, "loop": loop,
+        }
+        self.tasks[spec.name] = task
+        return Ref(node_id)
+
+
+def _refs_in(data: Any) -> list[str]:
+    """Every node referenced in an argument or expression JSON."""
+    found: list[str] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "ref" in item:
+                found.append(item["ref"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def output_json(value: Any) -> Any:
+    """The workflow's return value as JSON (refs, lists and dicts of refs, literals)."""
+    if value is None:
+        return None
+    if isinstance(value, Ref):
+        return {"ref": value.node, "path": list(value.path), "iter": "gather"}
+    if isinstance(value, list | tuple):
+        return {"list": [output_json(v) for v in value]}
+    if isinstance(value, dict):
+        return {"dict": {str(k): output_json(v) for k, v in value.items()}}
+    return to_json_value(value)
+
+
+def upstream(node: dict[str, Any]) -> list[str]:
+    return _refs_in(node["args"]) + _refs_in(node.get("when")) + _refs_in(
+        (node.get("loop") or {}).get("until"))
+
+
+def validate_graph(graph: dict[str, Any]) -> None:
+    """Check a graph (e.g. loaded from JSON): known nodes, no cycles, consistent depths."""
+    nodes = graph.get("nodes")
+    if not isinstance(nodes, dict) or not nodes:
+        raise DefinitionError("the workflow has no tasks", hint="call at least one task in it")
+    for node_id, node in nodes.items():
+        for ref in upstream(node):
+            if ref not in nodes:
+                raise DefinitionError(f"node {node_id!r} uses unknown node {ref!r}",
+                                      hint=f"known nodes: {', '.join(sorted(nodes))}")
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node_id: str) -> None:
+        mark = state.get(node_id, 0)
+        if mark == 2:
+            return
+        if mark == 1:
+            cycle = [*path[path.index(node_id):], node_id]
+            raise DefinitionError(f"the workflow's wiring has a cycle: {' -> '.join(cycle)}",
+                                  hint="use skyweave.loop(...) for a bounded loop instead of a cycle")
+        state[node_id] = 1
+        path.append(node_id)
+        for ref in upstream(nodes[node_id]):
+            visit(ref)
+        path.pop()
+        state[node_id] = 2
+
+    for node_id in nodes:
+        visit(node_id)
+
+
+def topological_order(graph: dict[str, Any]) -> list[str]:
+    nodes = graph["nodes"]
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(node_id: str) -> None:
+        if node_id in seen:
+            return
+        seen.add(node_id)
+        for ref in upstream(nodes[node_id]):
+            visit(ref)
+        order.append(node_id)
+
+    for node_id in nodes:
+        visit(node_id)
+    return order

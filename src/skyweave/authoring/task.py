@@ -1,0 +1,231 @@
+"""``@task`` and ``command(...)``: declare versioned processing units.
+
+A task is a Python function, a command line or a container image, with a version, typed
+parameters, retries, a timeout, a priority, resources and a backtrack policy.  Outside a workflow a
+``Task`` is called like the function itself (handy for testing a module on its own); inside a
+``@workflow`` function calling it adds a node to the graph and returns a ``Ref``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from skyweave.authoring.building import current_builder, require_builder
+from skyweave.authoring.codehash import code_hash
+from skyweave.authoring.refs import Expr, Ref
+from skyweave.errors import DefinitionError
+from skyweave.model.product import Product
+from skyweave.model.specs import (
+    BacktrackPolicy,
+    OutputSpec,
+    Resources,
+    RetryPolicy,
+    TaskKind,
+    TaskSpec,
+)
+
+_TYPE_NAMES: dict[Any, str] = {
+    int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict",
+    Product: "Product", Path: "str",
+}
+
+
+def type_name(annotation: Any) -> str:
+    """The parameter type name recorded in a TaskSpec (``any`` when not one we check)."""
+    if annotation is inspect.Parameter.empty:
+        return "any"
+    if isinstance(annotation, str):
+        return {"int": "int", "float": "float", "str": "str", "bool": "bool", "Product": "Product",
+                "list": "list", "dict": "dict"}.get(annotation.split("[")[0].split(" |")[0], "any")
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return type_name(args[0]) if len(args) == 1 else "any"
+    if origin is not None:
+        return _TYPE_NAMES.get(origin, "any")
+    return _TYPE_NAMES.get(annotation, "any")
+
+
+class Task:
+    """A declared task.  ``fn`` is the Python function (``None`` for command and image tasks)."""
+
+    def __init__(self, spec: TaskSpec, fn: Callable[..., Any] | None = None) -> None:
+        self.spec = spec
+        self.fn = fn
+        if fn is not None:
+            self.__doc__ = fn.__doc__
+            self.__name__ = fn.__name__
+            self.__qualname__ = fn.__qualname__
+            self.__module__ = fn.__module__
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    def __repr__(self) -> str:
+        return f"<task {self.spec.key} ({self.spec.kind})>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder = current_builder()
+        if builder is None:
+            if self.fn is None:
+                raise DefinitionError(
+                    f"task {self.name!r} is a {self.spec.kind} task and can only run inside a workflow",
+                    hint="call it inside a @workflow function, or run it with `skyweave run`",
+                )
+            return self.fn(*args, **kwargs)
+        return builder.add_call(self, args, kwargs, mapped=False)
+
+    def map(self, *args: Any, when: Expr | None = None, priority: int | None = None,
+            name: str | None = None, **kwargs: Any) -> Ref:
+        """One activity per item of the referenced output(s): the unknown fan-out."""
+        return require_builder(f"{self.name}.map").add_call(
+            self, args, kwargs, mapped=True, when=when, priority=priority, name=name)
+
+    def options(self, *, when: Expr | None = None, priority: int | None = None,
+                name: str | None = None) -> Callable[..., Ref]:
+        """Call with per-call options: ``calib.options(priority=9)(events=ev)``."""
+        def call(*args: Any, **kwargs: Any) -> Ref:
+            return require_builder(self.name).add_call(
+                self, args, kwargs, mapped=False, when=when, priority=priority, name=name)
+
+        return call
+
+
+def _retry_policy(retries: int | RetryPolicy, backoff: float) -> RetryPolicy:
+    if isinstance(retries, RetryPolicy):
+        return retries
+    if retries < 0:
+        raise DefinitionError(f"retries must be >= 0, got {retries}")
+    return RetryPolicy(max_attempts=retries + 1, backoff_s=backoff)
+
+
+def _function_ref(fn: Callable[..., Any]) -> str:
+    module = inspect.getmodule(fn)
+    qualname = fn.__qualname__
+    if "<locals>" in qualname:
+        raise DefinitionError(
+            f"task {fn.__name__!r} is defined inside a function; workers cannot import it",
+            hint="define tasks at module level",
+        )
+    path = getattr(module, "__file__", None)
+    name = getattr(module, "__name__", "__main__")
+    if name == "__main__" or name.startswith("skyweave_user_"):
+        if not path:
+            raise DefinitionError(f"cannot locate the file that defines task {fn.__name__!r}")
+        return f"{Path(path).resolve()}:{qualname}"
+    return f"{name}:{qualname}"
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    retries: int | RetryPolicy = 0,
+    backoff: float = 1.0,
+    timeout: float | None = None,
+    priority: int = 0,
+    resources: Resources | None = None,
+    providers: Mapping[str, str | Task] | None = None,
+    park: float = 0.0,
+    max_detours: int = 3,
+    cache: bool = True,
+) -> Any:
+    """Declare a Python function as a task.
+
+    ``version`` defaults to a short code hash, so an edit to the function (or a helper or constant
+    it uses) is a new version.  ``providers`` maps a product type to the task that makes it, for
+    backtracking; ``park`` is how long (seconds) an activity may wait for a missing product.
+    """
+
+    def wrap(func: Callable[..., Any]) -> Task:
+        chash = code_hash(func)
+        sig = inspect.signature(func)
+        try:
+            hints = typing.get_type_hints(func)
+        except Exception:  # unresolved forward references: fall back to raw annotations
+            hints = {}
+        parameters: dict[str, str] = {}
+        defaults: dict[str, Any] = {}
+        for pname, param in sig.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            parameters[pname] = type_name(hints.get(pname, param.annotation))
+            if param.default is not param.empty:
+                defaults[pname] = param.default
+        spec = TaskSpec(
+            name=name or func.__name__,
+            version=version or chash.split(":")[1][:12],
+            kind=TaskKind.PYTHON,
+            ref=_function_ref(func),
+            parameters=parameters,
+            defaults={k: v for k, v in defaults.items() if _jsonable(v)},
+            retry=_retry_policy(retries, backoff),
+            timeout_s=timeout,
+            priority=priority,
+            resources=resources or Resources(),
+            backtrack=BacktrackPolicy(
+                providers={k: (v.name if isinstance(v, Task) else v) for k, v in (providers or {}).items()},
+                park_s=park, max_detours=max_detours),
+            code_hash=chash,
+            cache=cache,
+            description=(inspect.getdoc(func) or "").split("\n\n")[0],
+        )
+        return Task(spec, func)
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap
+
+
+def command(
+    name: str,
+    template: str,
+    *,
+    version: str = "1",
+    parameters: Mapping[str, str | type] | None = None,
+    outputs: Mapping[str, str | OutputSpec] | None = None,
+    image: str | None = None,
+    retries: int = 0,
+    backoff: float = 1.0,
+    timeout: float | None = None,
+    priority: int = 0,
+    resources: Resources | None = None,
+    providers: Mapping[str, str] | None = None,
+    park: float = 0.0,
+    max_detours: int = 3,
+    cache: bool = True,
+    description: str = "",
+) -> Task:
+    """Declare a command-line (or container image) task.
+
+    ``template`` uses ``{params.NAME}``, ``{inputs.NAME}``, ``{outputs.NAME}`` and ``{workdir}``;
+    each substitution is shell-quoted.  ``outputs`` maps an output name to a file name (itself a
+    template) or an ``OutputSpec`` with a product type.
+    """
+    params = {k: (v if isinstance(v, str) else type_name(v)) for k, v in (parameters or {}).items()}
+    outs = {k: (v if isinstance(v, OutputSpec) else OutputSpec(path=v)) for k, v in (outputs or {}).items()}
+    spec = TaskSpec(
+        name=name, version=version, kind=TaskKind.IMAGE if image else TaskKind.COMMAND, ref=template,
+        image=image, parameters=params, outputs=outs, retry=_retry_policy(retries, backoff),
+        timeout_s=timeout, priority=priority, resources=resources or Resources(),
+        backtrack=BacktrackPolicy(providers=dict(providers or {}), park_s=park, max_detours=max_detours),
+        code_hash="sha256:" + hashlib.sha256(f"{template}|{image}|{sorted(outs)}".encode()).hexdigest(),
+        cache=cache, description=description,
+    )
+    return Task(spec)
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | dict)

@@ -1,0 +1,74 @@
+"""What the controller's pure core asks its shell to do, besides persisting a changeset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from skyweave.model.messages import InputNeed, ProductRef
+from skyweave.model.records import Changeset, RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class LookupProducts:
+    """Query the store for products matching a need; answer with ``ProductsFound``."""
+
+    activity_id: str
+    attempt: int
+    need: InputNeed
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    at: float
+    kind: str
+    """``retry`` (backoff over) or ``park`` (deadline)."""
+    activity_id: str
+
+
+@dataclass
+class Decisions:
+    changes: Changeset = field(default_factory=Changeset)
+    lookups: list[LookupProducts] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    withdraw: list[str] = field(default_factory=list)
+    """Dispatch message ids to take back from the bus (cancelled before a worker took them)."""
+    finished_runs: list[str] = field(default_factory=list)
+
+
+# -- internal events the shell feeds to the core -------------------------------------------------
+
+
+class RunLoaded(msgspec.Struct, frozen=True, kw_only=True, tag="internal.run_loaded"):
+    run: RunRecord
+
+
+class ProductsFound(msgspec.Struct, frozen=True, kw_only=True, tag="internal.products_found"):
+    activity_id: str
+    attempt: int
+    products: list[ProductRef]
+
+
+class TimerFired(msgspec.Struct, frozen=True, kw_only=True, tag="internal.timer"):
+    kind: str
+    activity_id: str
+
+
+def walk_products(value: Any) -> list[str]:
+    """Ids of every ``{"$product": id}`` marker in a JSON-like value."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            pid = item.get("$product")
+            if isinstance(pid, str) and len(item) == 1:
+                found.append(pid)
+            else:
+                stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found

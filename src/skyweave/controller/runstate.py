@@ -1,0 +1,229 @@
+"""In-memory state of one run inside the controller: node instances and the wiring logic.
+
+A *node instance* is one position of a node in the fan-out (key ``()`` for a single activity,
+``(3,)`` for the 4th item, ``(3, 1)`` inside a nested fan-out).  This module decides when an
+instance can be created (all its arguments resolved), what its arguments are, and when a gather
+can collect.  Pure: no I/O, no clocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from skyweave.authoring.graph import topological_order, upstream
+from skyweave.controller.expressions import select
+from skyweave.model.records import RunRecord
+
+Key = tuple[int, ...]
+
+PENDING = "pending"
+DONE = "succeeded"
+FAILED = "failed"
+SKIPPED = "skipped"
+CANCELLED = "cancelled"
+TERMINAL = frozenset({DONE, FAILED, SKIPPED, CANCELLED})
+
+
+class NotReady(Exception):
+    """An argument's source is not there yet."""
+
+
+class Skip(Exception):
+    """An argument's source was skipped, so this instance is skipped too."""
+
+
+class Blocked(Exception):
+    """An argument can never resolve (an upstream failure); the instance is never created."""
+
+
+@dataclass(slots=True)
+class Instance:
+    node: str
+    key: Key
+    state: str = PENDING
+    value: Any = None
+    activity: str | None = None
+    iteration: int = 0
+
+
+def key_str(key: Key) -> str:
+    return ".".join(map(str, key))
+
+
+def parse_key(text: str) -> Key:
+    return tuple(int(p) for p in text.split(".")) if text else ()
+
+
+@dataclass
+class RunState:
+    record: RunRecord
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    downstream: dict[str, list[str]] = field(default_factory=dict)
+    gather_nodes: list[str] = field(default_factory=list)
+    insts: dict[str, dict[Key, Instance]] = field(default_factory=dict)
+    open_counts: dict[tuple[str, Key], int] = field(default_factory=dict)
+    failed_counts: dict[tuple[str, Key], int] = field(default_factory=dict)
+    active: int = 0
+    """Activities of this run not yet in a terminal state."""
+    failures: int = 0
+    held: list[str] = field(default_factory=list)
+    """Queued activity ids set aside while the run is paused."""
+
+    @classmethod
+    def from_record(cls, record: RunRecord) -> RunState:
+        state = cls(record=record, nodes=dict(record.graph.get("nodes", {})))
+        state.order = topological_order(record.graph)
+        for node_id in state.order:
+            state.insts[node_id] = {}
+            state.downstream.setdefault(node_id, [])
+        for node_id in state.order:
+            for ref in dict.fromkeys(upstream(state.nodes[node_id])):
+                state.downstream[ref].append(node_id)
+            if any(a.get("iter") == "gather" for a in _arg_refs(state.nodes[node_id]["args"])):
+                state.gather_nodes.append(node_id)
+        return state
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def depth(self, node: str) -> int:
+        return int(self.nodes[node]["depth"])
+
+    def add_instance(self, inst: Instance) -> None:
+        self.insts[inst.node][inst.key] = inst
+        if inst.state not in TERMINAL:
+            for i in range(len(inst.key) + 1):
+                k = (inst.node, inst.key[:i])
+                self.open_counts[k] = self.open_counts.get(k, 0) + 1
+        elif inst.state == FAILED:
+            self._count_failed(inst, +1)
+
+    def _count_failed(self, inst: Instance, delta: int) -> None:
+        for i in range(len(inst.key) + 1):
+            k = (inst.node, inst.key[:i])
+            self.failed_counts[k] = self.failed_counts.get(k, 0) + delta
+
+    def finish_instance(self, inst: Instance, state: str, value: Any = None) -> None:
+        was_open = inst.state not in TERMINAL
+        inst.state = state
+        inst.value = value
+        if was_open:
+            for i in range(len(inst.key) + 1):
+                self.open_counts[(inst.node, inst.key[:i])] -= 1
+        if state == FAILED:
+            self._count_failed(inst, +1)
+
+    def reopen_instance(self, inst: Instance) -> None:
+        """A failed or cancelled instance is retried."""
+        if inst.state == FAILED:
+            self._count_failed(inst, -1)
+        if inst.state in TERMINAL:
+            for i in range(len(inst.key) + 1):
+                k = (inst.node, inst.key[:i])
+                self.open_counts[k] = self.open_counts.get(k, 0) + 1
+        inst.state = PENDING
+
+    # -- finality of a node's instances under a key prefix -----------------------------------------
+    def settled(self, node: str, prefix: Key) -> tuple[bool, bool]:
+        """``(final, clean)``: no more instances of ``node`` will appear or change under
+        ``prefix``; and none of them, nor anything they depend on there, failed."""
+        prefix = prefix[: self.depth(node)]
+        if self.open_counts.get((node, prefix), 0) > 0:
+            return False, True
+        clean = self.failed_counts.get((node, prefix), 0) == 0
+        for ref in dict.fromkeys(upstream(self.nodes[node])):
+            final, ok = self.settled(ref, prefix[: self.depth(ref)])
+            if not final:
+                return False, clean
+            clean = clean and ok
+        return True, clean
+
+    # -- resolution ------------------------------------------------------------------------------
+    def source(self, node: str, key: Key) -> Instance:
+        inst = self.insts[node].get(key[: self.depth(node)])
+        if inst is None or inst.state == PENDING:
+            raise NotReady
+        if inst.state == SKIPPED:
+            raise Skip
+        if inst.state != DONE:
+            raise Blocked
+        return inst
+
+    def resolve_arg(self, arg: dict[str, Any], key: Key, node_depth: int) -> Any:
+        if "lit" in arg:
+            return arg["lit"]
+        if "product" in arg:
+            return {"$product": arg["product"]}
+        if "list" in arg:
+            return [self.resolve_arg(a, key, node_depth) for a in arg["list"]]
+        if "dict" in arg:
+            return {k: self.resolve_arg(a, key, node_depth) for k, a in arg["dict"].items()}
+        node, path, it = arg["ref"], list(arg.get("path", [])), arg.get("iter", "bcast")
+        d = self.depth(node)
+        if it == "each":
+            items = select(self.source(node, key).value, path)
+            return items[key[d]]
+        if it == "gather" and d > len(key):
+            final, clean = self.settled(node, key)
+            if not final:
+                raise NotReady
+            if not clean:
+                raise Blocked
+            insts = self.insts[node]
+            chosen = sorted(k for k, i in insts.items() if k[: len(key)] == key and i.state == DONE)
+            return [select(insts[k].value, path) for k in chosen]
+        return select(self.source(node, key).value, path)
+
+    def resolve_ref(self, node: str, path: list[Any], key: Key) -> Any:
+        return select(self.source(node, key).value, path)
+
+    # -- candidate keys ----------------------------------------------------------------------------
+    def driver(self, node: str) -> tuple[str, dict[str, Any]] | None:
+        spec = self.nodes[node]
+        depth = spec["depth"]
+        for name, arg in spec["args"].items():
+            if arg.get("iter") == "each" and self.depth(arg["ref"]) + 1 == depth:
+                return name, arg
+        for name, arg in spec["args"].items():
+            if arg.get("iter") == "zip" and self.depth(arg["ref"]) == depth:
+                return name, arg
+        return None
+
+    def candidate_keys(self, node: str, prefix: Key = ()) -> list[Key]:
+        """Every key ``node`` could have under ``prefix`` given what its driver produced so far."""
+        depth = self.depth(node)
+        if depth == 0:
+            return [()]
+        found = self.driver(node)
+        if found is None:
+            return []
+        _, arg = found
+        src = arg["ref"]
+        keys: list[Key] = []
+        for k, inst in self.insts[src].items():
+            if inst.state != DONE or k[: len(prefix)] != prefix[: len(k)]:
+                continue
+            if arg["iter"] == "each":
+                try:
+                    items = select(inst.value, list(arg.get("path", [])))
+                except Exception:  # a non-list is reported when the source finishes
+                    continue
+                if isinstance(items, list):
+                    keys.extend((*k, i) for i in range(len(items)))
+            else:
+                keys.append(k)
+        return [k for k in keys if k[: len(prefix)] == prefix]
+
+
+def _arg_refs(args: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    stack: list[Any] = list(args.values())
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "ref" in item:
+                found.append(item)
+            else:
+                stack.extend(item.get("list", []))
+                stack.extend(item.get("dict", {}).values())
+    return found
