@@ -1,0 +1,289 @@
+"""The store's tables, as SQLAlchemy Core metadata shared by every SQL backend.
+
+Columns mirror the record structs of ``skyweave.model.records`` one to one, with three kinds of
+translation:
+
+* JSON-valued fields (parameters, results, errors, attributes, detours...) are ``TEXT`` holding
+  JSON encoded by msgspec.  SQLite's ``json_extract`` reads them in queries (product attributes).
+* Timestamps are ``REAL`` seconds since the Unix epoch (UTC): the engine's hot path writes hundreds
+  of thousands of them, and converting to aware datetimes happens at the edges (CLI, API, exports).
+* A few tables carry a ``seq`` integer the records do not have: it fixes insertion order
+  (activities "in creation order", the event log, the outbox) independently of clocks.
+
+``RecordCodec`` (at the end) turns records into row dicts and rows back into records; the
+backends use one per table.
+
+The schema is created and evolved by the Alembic migrations in ``store/migrations``;
+``tests/unit/store/test_contract.py`` checks that migrating an empty database yields exactly this
+metadata, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from skyweave.model.records import (
+    ActivityRecord,
+    AttemptRecord,
+    Detour,
+    EventRecord,
+    OutboxRecord,
+    ProductRecord,
+    RunRecord,
+    UsageRecord,
+)
+
+SCHEMA_REVISION = "0001"
+"""The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
+
+VERSION_TABLE = "skyweave_version"
+"""Alembic's version table, named so that a shared PostgreSQL database shows whose it is."""
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# An integer that aliases SQLite's rowid (cheap, monotonic) and is a BIGINT identity elsewhere.
+Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("workflow", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("workflow_ref", String, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("graph", Text, nullable=False),
+    Column("pins", Text, nullable=False),
+    Column("parent_run", String),
+    Column("parent_activity", String),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("error", Text),
+    Column("labels", Text, nullable=False),
+    Index(None, "created_at"),
+    Index(None, "state"),
+)
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String, nullable=False, unique=True),
+    Column("run_id", String, nullable=False),
+    Column("node", String, nullable=False),
+    Column("task_name", String, nullable=False),
+    Column("task_version", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("key", String, nullable=False),
+    Column("code_hash", String, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("result", Text),
+    Column("attempt", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("queued_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("worker", String),
+    Column("host", String),
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("log_uri", String),
+    Column("usage", Text),
+    Column("aspects", Text, nullable=False),
+    Column("detours", Text, nullable=False),
+    Column("parent_activity", String),
+    Column("iteration", Integer, nullable=False),
+    Column("cache_key", String),
+    Index(None, "run_id", "state"),
+    Index(None, "task_name", "task_version"),
+    Index(None, "cache_key"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("activity_id", String, primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("state", String, nullable=False),
+    Column("worker", String),
+    Column("host", String),
+    Column("pid", Integer),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("usage", Text),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("uri", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("obs_id", String),
+    Column("detector", String),
+    Column("version", String),
+    Column("checksum", String),
+    Column("size", BigInteger),
+    Column("created_at", Float, nullable=False),
+    Column("activity_id", String),
+    Column("run_id", String),
+    Column("attributes", Text, nullable=False),
+    Column("state", String, nullable=False),
+    Index(None, "type"),
+    Index(None, "obs_id"),
+    Index(None, "activity_id"),
+    Index(None, "run_id"),
+)
+
+usages = Table(
+    "usages",
+    metadata,
+    Column("activity_id", String, primary_key=True),
+    Column("product_id", String, primary_key=True),
+    Column("role", String, primary_key=True),
+    Index(None, "product_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String, nullable=False, unique=True),
+    Column("kind", String, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("run_id", String),
+    Column("activity_id", String),
+    Column("body", Text, nullable=False),
+    Index(None, "run_id", "seq"),
+    sqlite_autoincrement=True,  # never reuse a seq: readers page with ``after_seq``
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String, nullable=False, unique=True),
+    Column("channel", String, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("version", String, primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("code_hash", String, nullable=False),
+    Column("registered_at", Float, nullable=False),
+)
+
+task_routes = Table(
+    "task_routes",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("version", String, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+controller_lease = Table(
+    "controller_lease",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: one lease per store
+    Column("owner", String, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+"""Facts about the store itself (``created_at``, ``created_by``)."""
+
+
+# -- records <-> rows ---------------------------------------------------------------------------------
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+_encode = msgspec.json.Encoder().encode
+_decode_any = msgspec.json.Decoder().decode
+
+
+def encode_json(value: Any) -> str:
+    """``value`` as compact JSON text (msgspec; structs, dicts, lists and scalars)."""
+    return _encode(value).decode()
+
+
+class RecordCodec(Generic[R]):
+    """Maps one record type to rows of its table: JSON fields encoded as text, ``None`` kept NULL.
+
+    ``columns`` are the table columns that hold the record's fields, in field order, for
+    ``select(*codec.columns)``; ``to_row`` leaves out ``seq`` (the database numbers rows).
+    """
+
+    def __init__(self, record_type: type[R], table: Table,
+                 json_fields: Mapping[str, Callable[[str], Any]] | Sequence[str] = ()) -> None:
+        self.record_type = record_type
+        self.fields: tuple[str, ...] = record_type.__struct_fields__
+        self.columns = [table.c[name] for name in self.fields]
+        self.decoders: dict[str, Callable[[str], Any]] = (
+            dict(json_fields) if isinstance(json_fields, Mapping)
+            else dict.fromkeys(json_fields, _decode_any))
+
+    def to_row(self, record: R) -> dict[str, Any]:
+        row = msgspec.structs.asdict(record)
+        for name in self.decoders:
+            value = row[name]
+            if value is not None:
+                row[name] = _encode(value).decode()
+        row.pop("seq", None)
+        return row
+
+    def from_row(self, row: Sequence[Any]) -> R:
+        values = dict(zip(self.fields, row, strict=True))
+        for name, decode in self.decoders.items():
+            text = values[name]
+            if text is not None:
+                values[name] = decode(text)
+        return self.record_type(**values)
+
+
+RUN = RecordCodec(RunRecord, runs, ["params", "graph", "pins", "labels"])
+ACTIVITY = RecordCodec(ActivityRecord, activities, {
+    "arguments": _decode_any, "result": _decode_any, "error": _decode_any, "usage": _decode_any,
+    "aspects": _decode_any, "detours": msgspec.json.Decoder(list[Detour]).decode})
+ATTEMPT = RecordCodec(AttemptRecord, attempts, ["error", "usage"])
+PRODUCT = RecordCodec(ProductRecord, products, ["attributes"])
+USAGE = RecordCodec(UsageRecord, usages)
+EVENT = RecordCodec(EventRecord, events, ["body"])
+OUTBOX = RecordCodec(OutboxRecord, outbox)
