@@ -210,9 +210,9 @@ class SQLiteBus(Bus):
     def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._read() as conn:
+            version = self._data_version(conn)  # before the signal: a commit between is not missed
             signal = self._signal(conn)
             baseline = getattr(self._seen, "signal", signal)
-            version = self._data_version(conn)
             pause = _FIRST_PAUSE
             while signal == baseline:
                 remaining = deadline - time.monotonic()

@@ -1,0 +1,427 @@
+"""The contract every bus backend passes (``skyweave.bus.base.Bus``), then backend specifics.
+
+Time-dependent checks never rely on a fixed sleep: they poll until the condition holds, bounded by
+a deadline.  "Did not happen" is proved with a sentinel: a message claimed with the same short
+lease is redelivered, so the lease under test has expired too.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skyweave.bus import CONTROLLER_GROUP, Bus, BusError, Claimed, MemoryBus, SQLiteBus, open_bus
+from skyweave.bus import sqlite as sqlite_module
+from skyweave.model.messages import RunSubmitted, decode_message, encode_message
+
+from .conftest import BUS_FACTORIES, BusFactory, OpenHandle
+
+T = TypeVar("T")
+SHORT = 0.05
+LONG = 60.0
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 10.0) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(0.005)
+
+
+def ids(claimed: list[Claimed]) -> list[str]:
+    return [c.id for c in claimed]
+
+
+# -- dispatch queue ---------------------------------------------------------------------------------
+
+
+def test_claims_highest_priority_first_then_oldest(bus: Bus) -> None:
+    bus.enqueue([("a", 0, b"a"), ("b", 5, b"b")])
+    bus.enqueue([("c", 0, b"c"), ("d", 5, b"d"), ("e", -1, b"e")])
+    assert ids(bus.claim("w", 1, LONG)) == ["b"]
+    got = bus.claim("w", 10, LONG)
+    assert ids(got) == ["d", "a", "c", "e"]
+    assert [c.data for c in got] == [b"d", b"a", b"c", b"e"]
+    assert all(c.deliveries == 1 for c in got)
+
+
+def test_enqueue_is_idempotent_by_id(bus: Bus) -> None:
+    bus.enqueue([("a", 0, b"first"), ("a", 9, b"second")])
+    bus.enqueue([("a", 0, b"third")])
+    assert bus.queued() == 1
+    [claimed] = bus.claim("w", 10, LONG)
+    assert claimed.data == b"first"
+    bus.enqueue([("a", 0, b"again while claimed")])
+    assert bus.queued() == 1
+    assert bus.claim("w", 10, LONG) == []
+
+
+def test_claim_returns_at_most_max_n(bus: Bus) -> None:
+    bus.enqueue([(f"m{i}", 0, b"") for i in range(5)])
+    assert ids(bus.claim("w", 2, LONG)) == ["m0", "m1"]
+    assert ids(bus.claim("w", 10, LONG)) == ["m2", "m3", "m4"]
+    assert bus.claim("w", 10, LONG) == []
+    assert bus.claim("w", 0, LONG) == []
+
+
+def test_expired_lease_is_delivered_again(bus: Bus) -> None:
+    bus.enqueue([("low", 0, b"l"), ("high", 1, b"h")])
+    assert ids(bus.claim("w1", 2, SHORT)) == ["high", "low"]  # one claim: one lease deadline
+    again = eventually(lambda: bus.claim("w2", 2, LONG))
+    assert [(c.id, c.data, c.deliveries) for c in again] == [("high", b"h", 2), ("low", b"l", 2)]
+    assert bus.queued() == 2
+
+
+def test_ack_removes(bus: Bus) -> None:
+    bus.enqueue([("a", 0, b""), ("sentinel", 0, b"")])
+    assert ids(bus.claim("w", 2, SHORT)) == ["a", "sentinel"]
+    bus.ack(["a", "never-enqueued"])
+    assert bus.queued() == 1
+    assert ids(eventually(lambda: bus.claim("w", 10, LONG))) == ["sentinel"]
+    assert bus.queued() == 1
+
+
+def test_extend_keeps_a_lease(bus: Bus) -> None:
+    bus.enqueue([("kept", 1, b""), ("sentinel", 0, b"")])
+    assert ids(bus.claim("w", 2, SHORT)) == ["kept", "sentinel"]
+    bus.extend(["kept"], LONG)
+    assert ids(eventually(lambda: bus.claim("w", 10, LONG))) == ["sentinel"]
+
+
+def test_extend_does_not_claim(bus: Bus) -> None:
+    bus.enqueue([("a", 0, b"")])
+    bus.extend(["a", "missing"], LONG)
+    assert ids(bus.claim("w", 1, LONG)) == ["a"]
+
+
+def test_withdraw_removes_only_unleased(bus: Bus) -> None:
+    bus.enqueue([("held", 2, b""), ("expiring", 1, b""), ("waiting", 0, b"")])
+    assert ids(bus.claim("w", 1, LONG)) == ["held"]
+    assert ids(bus.claim("w", 1, SHORT)) == ["expiring"]
+    assert bus.withdraw(["held", "waiting", "missing"]) == 1
+    assert bus.queued() == 2
+    eventually(lambda: bus.withdraw(["expiring"]) == 1)
+    assert bus.queued() == 1
+    assert bus.withdraw([]) == 0
+
+
+def test_queued_counts_claimed_and_unclaimed(bus: Bus) -> None:
+    assert bus.queued() == 0
+    bus.enqueue([(f"m{i}", i % 3, b"") for i in range(10)])
+    claimed = bus.claim("w", 4, LONG)
+    assert bus.queued() == 10
+    bus.ack(ids(claimed))
+    assert bus.queued() == 6
+
+
+def test_handles_share_one_queue(open_handle: OpenHandle) -> None:
+    producer, consumer = open_handle(), open_handle()
+    producer.enqueue([("a", 0, b"x")])
+    assert ids(consumer.claim("w", 5, LONG)) == ["a"]
+    consumer.ack(["a"])
+    assert producer.queued() == 0
+
+
+@pytest.mark.parametrize("factory", BUS_FACTORIES)
+@settings(max_examples=30, deadline=None)
+@given(
+    messages=st.lists(st.tuples(st.integers(0, 20), st.integers(-2, 2)), max_size=30),
+    batch=st.integers(1, 8),
+)
+def test_claim_order_matches_model(factory: BusFactory, messages: list[tuple[int, int]], batch: int) -> None:
+    first: dict[str, tuple[int, int]] = {}
+    for index, (key, priority) in enumerate(messages):
+        first.setdefault(f"m{key}", (-priority, index))
+    expected = sorted(first, key=first.__getitem__)
+    with tempfile.TemporaryDirectory() as tmp:
+        bus = factory(Path(tmp))()
+        try:
+            for start in range(0, len(messages), 7):
+                bus.enqueue([(f"m{k}", p, f"m{k}".encode()) for k, p in messages[start : start + 7]])
+            got: list[str] = []
+            while claimed := bus.claim("w", batch, LONG):
+                assert len(claimed) <= batch
+                got += ids(claimed)
+            assert got == expected
+        finally:
+            bus.close()
+
+
+def test_concurrent_claims_hand_each_message_out_once(open_handle: OpenHandle) -> None:
+    n = 2000
+    open_handle().enqueue([(f"m{i}", i % 4, b"") for i in range(n)])
+    handles = [open_handle(), open_handle()]
+    got: list[list[str]] = [[], []]
+    start = threading.Barrier(2)
+
+    def consume(k: int) -> None:
+        start.wait()
+        while claimed := handles[k].claim(f"w{k}", 1 + (len(got[k]) % 16), LONG):
+            got[k] += ids(claimed)
+            handles[k].ack(ids(claimed))
+
+    threads = [threading.Thread(target=consume, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    everything = got[0] + got[1]
+    assert len(everything) == n
+    assert set(everything) == {f"m{i}" for i in range(n)}
+    assert handles[0].queued() == 0
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+
+def test_publish_then_read_in_order(bus: Bus) -> None:
+    bus.publish([b"e1", b"e2"])
+    bus.publish([b"e3"])
+    bus.publish([])
+    got = bus.read(CONTROLLER_GROUP, 10)
+    assert [d.data for d in got] == [b"e1", b"e2", b"e3"]
+    offsets = [d.offset for d in got]
+    assert offsets == sorted(set(offsets))
+    assert [d.data for d in bus.read(CONTROLLER_GROUP, 2)] == [b"e1", b"e2"]
+
+
+def test_read_without_commit_reads_again(bus: Bus) -> None:
+    bus.publish([b"e1", b"e2"])
+    assert bus.read("g", 10) == bus.read("g", 10)
+
+
+def test_groups_commit_independently(bus: Bus) -> None:
+    bus.publish([b"e1", b"e2", b"e3"])
+    second = bus.read("a", 2)[-1].offset
+    bus.commit("a", second)
+    assert [d.data for d in bus.read("a", 10)] == [b"e3"]
+    assert [d.data for d in bus.read("b", 10)] == [b"e1", b"e2", b"e3"]
+    bus.commit("a", second - 1)  # never moves backwards
+    assert [d.data for d in bus.read("a", 10)] == [b"e3"]
+    bus.publish([b"e4"])
+    assert [d.data for d in bus.read("a", 10)] == [b"e3", b"e4"]
+
+
+def test_events_are_shared_between_handles(open_handle: OpenHandle) -> None:
+    writer, reader = open_handle(), open_handle()
+    writer.publish([encode_message("msg-1", RunSubmitted(run_id="run-1"))])
+    [delivered] = reader.read(CONTROLLER_GROUP, 10)
+    reader.commit(CONTROLLER_GROUP, delivered.offset)
+    assert decode_message(delivered.data).body == RunSubmitted(run_id="run-1")
+    assert writer.read(CONTROLLER_GROUP, 10) == []
+
+
+def test_listener_commits_never_drop_what_the_controller_has_not_read(open_handle: OpenHandle) -> None:
+    listener, controller = open_handle(), open_handle()
+    listener.read("late", 1)  # a known group that never commits
+    for chunk in range(40):
+        listener.publish([f"e{chunk}-{i}".encode() for i in range(100)])
+        delivered = listener.read("log", 1000)
+        listener.commit("log", delivered[-1].offset)
+    assert len(controller.read(CONTROLLER_GROUP, 10_000)) == 4000
+    assert len(controller.read("late", 10_000)) == 4000
+
+
+def test_dead_letters_are_kept(open_handle: OpenHandle) -> None:
+    bus, other = open_handle(), open_handle()
+    assert bus.dead_letters() == []
+    bus.dead_letter(b"\x00garbage", "malformed bus message: bad JSON")
+    bus.dead_letter(b"{}", "missing field")
+    assert other.dead_letters() == [
+        (b"\x00garbage", "malformed bus message: bad JSON"),
+        (b"{}", "missing field"),
+    ]
+
+
+# -- waiting ----------------------------------------------------------------------------------------
+
+
+def _time_wait(waiter: Bus, act: Callable[[], None], timeout: float = 10.0) -> float:
+    """Seconds ``waiter.wait(timeout)`` took while another thread does ``act`` once it waits."""
+    waiter.read("g", 1)  # the loop a consumer runs: read or claim, then wait
+    waiting = threading.Event()
+
+    def act_once_waiting() -> None:
+        waiting.wait()
+        act()
+
+    thread = threading.Thread(target=act_once_waiting)
+    thread.start()
+    try:
+        started = time.monotonic()
+        waiting.set()
+        waiter.wait(timeout)
+        return time.monotonic() - started
+    finally:
+        thread.join()
+
+
+@pytest.mark.parametrize("same_handle", [True, False], ids=["same-handle", "other-handle"])
+def test_wait_returns_early_on_publish_and_enqueue(open_handle: OpenHandle, same_handle: bool) -> None:
+    waiter = open_handle()
+    other = waiter if same_handle else open_handle()
+    assert _time_wait(waiter, lambda: other.publish([b"e"])) < 2.0
+    assert _time_wait(waiter, lambda: other.enqueue([("d", 0, b"")])) < 2.0
+
+
+def test_wait_does_not_miss_a_change_made_before_it_started(open_handle: OpenHandle) -> None:
+    waiter, other = open_handle(), open_handle()
+    assert waiter.read("g", 10) == []
+    other.publish([b"e"])
+    started = time.monotonic()
+    waiter.wait(10.0)
+    assert time.monotonic() - started < 2.0
+
+
+def test_wait_times_out_when_nothing_happens(bus: Bus) -> None:
+    bus.read("g", 1)
+    bus.wait(0.0)  # may return at once after the first read
+    started = time.monotonic()
+    bus.wait(SHORT)
+    assert time.monotonic() - started >= SHORT * 0.9
+
+
+# -- sqlite specifics -------------------------------------------------------------------------------
+
+
+def _claim_until_empty(path: str, start: Barrier, results: Queue[list[str]]) -> None:
+    """One worker process: claim and ack until the queue is empty."""
+    bus = SQLiteBus(path)
+    got: list[str] = []
+    try:
+        start.wait(timeout=60)
+        while bus.queued():
+            claimed = bus.claim(f"p{multiprocessing.current_process().pid}", 4, LONG)
+            got += ids(claimed)
+            time.sleep(0.0005)  # "work": leaves the write lock free, so the processes interleave
+            bus.ack(ids(claimed))
+    finally:
+        bus.close()
+        results.put(got)
+
+
+def test_processes_claim_each_message_once(tmp_path: Path) -> None:
+    path = tmp_path / "bus.db"
+    n = 2000
+    bus = SQLiteBus(path)
+    try:
+        bus.enqueue([(f"m{i}", i % 3, b"") for i in range(n)])
+    finally:
+        bus.close()
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Barrier(2), ctx.Queue()
+    processes = [ctx.Process(target=_claim_until_empty, args=(str(path), start, results)) for _ in range(2)]
+    for p in processes:
+        p.start()
+    got = [results.get(timeout=120) for _ in processes]
+    for p in processes:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    results.close()
+    results.join_thread()
+    everything = got[0] + got[1]
+    assert sorted(everything) == sorted(f"m{i}" for i in range(n))
+
+
+def test_sqlite_trims_events_all_groups_committed(tmp_path: Path) -> None:
+    bus = SQLiteBus(tmp_path / "bus.db")
+    try:
+        for _ in range(sqlite_module.TRIM_EVERY):
+            bus.publish([b"e"] * 10)
+            bus.commit(CONTROLLER_GROUP, bus.read(CONTROLLER_GROUP, 100)[-1].offset)
+        bus.publish([b"last"])
+        [last] = bus.read(CONTROLLER_GROUP, 100)
+        assert last.offset == sqlite_module.TRIM_EVERY * 10 + 1  # offsets never reused
+    finally:
+        bus.close()
+    with sqlite3.connect(tmp_path / "bus.db") as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    conn.close()
+
+
+def test_memory_trims_events_all_groups_committed() -> None:
+    bus = MemoryBus()
+    for _ in range(100):
+        bus.publish([b"e"] * 100)
+        bus.commit(CONTROLLER_GROUP, bus.read(CONTROLLER_GROUP, 1000)[-1].offset)
+    assert len(bus._events) < 2048  # internal: memory stays bounded
+    bus.publish([b"last"])
+    assert [d.offset for d in bus.read(CONTROLLER_GROUP, 10)] == [10_001]
+
+
+def test_closed_sqlite_bus_raises_bus_error(tmp_path: Path) -> None:
+    bus = SQLiteBus(tmp_path / "bus.db")
+    bus.close()
+    with pytest.raises(BusError, match="bus database"):
+        bus.queued()
+    with pytest.raises(BusError):
+        bus.enqueue([("a", 0, b"")])
+
+
+# -- open_bus ---------------------------------------------------------------------------------------
+
+
+def test_open_bus_memory() -> None:
+    assert open_bus("memory://") is not open_bus("memory://")
+    shared = open_bus("memory://test-open-bus")
+    assert isinstance(shared, MemoryBus)
+    assert open_bus("memory://test-open-bus") is shared
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("sqlite:///{tmp}/sub/q.db", "sub/q.db"),
+        ("sqlite:///{tmp}/dir/", "dir/bus.db"),
+        ("{tmp}/state", "state/bus.db"),
+        ("{tmp}/file.db", "file.db"),
+    ],
+)
+def test_open_bus_sqlite(tmp_path: Path, spec: str, expected: str) -> None:
+    bus = open_bus(spec.format(tmp=tmp_path))
+    try:
+        assert isinstance(bus, SQLiteBus)
+        assert bus.path == tmp_path / expected
+        assert bus.path.exists()
+    finally:
+        bus.close()
+
+
+def test_open_bus_relative_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    bus = open_bus("sqlite:///.skyweave/bus.db")
+    try:
+        assert (tmp_path / ".skyweave" / "bus.db").exists()
+    finally:
+        bus.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost:6379/0", "Redis bus backend is not installed"),
+        ("amqp://broker", "memory://, sqlite:///, redis://"),
+        ("sqlite://", "names no file"),
+        ("", "unknown bus URL"),
+    ],
+)
+def test_open_bus_errors(url: str, message: str) -> None:
+    with pytest.raises(BusError, match=message):
+        open_bus(url)
