@@ -1,1 +1,21 @@
-"""skyweave.aspects"""
+"""Aspects: code that wraps activities before and after they run (see ``skyweave.aspects.base``)."""
+
+from skyweave.aspects.base import Aspect, AspectChain, AspectError, AspectOutcome, load_aspect
+from skyweave.aspects.builtin import (
+    InputValidationAspect,
+    InvalidInput,
+    LogCaptureAspect,
+    TimingAspect,
+)
+
+__all__ = [
+    "Aspect",
+    "AspectChain",
+    "AspectError",
+    "AspectOutcome",
+    "InputValidationAspect",
+    "InvalidInput",
+    "LogCaptureAspect",
+    "TimingAspect",
+    "load_aspect",
+]
