@@ -40,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.engine import URL
 
 from skyweave.errors import DefinitionError, NotFoundError, UnknownTaskError
 from skyweave.model.records import (
@@ -116,7 +117,8 @@ class SQLiteStore(Store):
         self.path = Path(path).absolute()
         self.url = f"sqlite:///{self.path}"
         state = probe_sqlite_file(self.path, self.url)
-        self._engine = create_engine(self.url)
+        # URL.create, not the string: a path may hold characters a URL parser would split on.
+        self._engine = create_engine(URL.create("sqlite", database=str(self.path)))
         event.listen(self._engine, "connect", _on_connect)
         event.listen(self._engine, "begin", _on_begin)
         self._writer = self._engine.execution_options(skyweave_write=True)
@@ -376,6 +378,12 @@ class SQLiteStore(Store):
     def release_controller_lease(self, owner: str) -> None:
         with self._writer.begin() as conn:
             conn.execute(delete(controller_lease).where(controller_lease.c.owner == owner))
+
+    def controller_lease_holder(self) -> tuple[str, float] | None:
+        lease = controller_lease.c
+        with self._engine.connect() as conn:
+            row = conn.execute(select(lease.owner, lease.expires_at).where(lease.id == 1)).first()
+        return None if row is None else (str(row[0]), float(row[1]))
 
     def close(self) -> None:
         self._engine.dispose()
