@@ -380,6 +380,7 @@ class SQLiteStore(Store):
             conn.execute(delete(controller_lease).where(controller_lease.c.owner == owner))
 
     def controller_lease_holder(self) -> tuple[str, float] | None:
+        """``(owner, expires_at)`` as stored, expired or not (the caller knows what "now" is)."""
         lease = controller_lease.c
         with self._engine.connect() as conn:
             row = conn.execute(select(lease.owner, lease.expires_at).where(lease.id == 1)).first()

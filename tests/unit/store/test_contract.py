@@ -301,15 +301,19 @@ def test_unknown_task_errors_list_what_is_registered(store: Store) -> None:
 # -- controller lease -----------------------------------------------------------------------------
 
 def test_controller_lease_is_held_by_one_live_owner(store: Store) -> None:
+    assert store.controller_lease_holder() is None
     assert store.acquire_controller_lease("ctl-a", ttl_s=10, now=100.0)
+    assert store.controller_lease_holder() == ("ctl-a", 110.0)
     assert not store.acquire_controller_lease("ctl-b", ttl_s=10, now=105.0)
     assert store.acquire_controller_lease("ctl-a", ttl_s=10, now=108.0)  # renewed to 118
     assert not store.acquire_controller_lease("ctl-b", ttl_s=10, now=115.0)
+    assert store.controller_lease_holder() == ("ctl-a", 118.0)
     assert store.acquire_controller_lease("ctl-b", ttl_s=10, now=118.0)  # expired: taken over
     assert not store.acquire_controller_lease("ctl-a", ttl_s=10, now=119.0)
     store.release_controller_lease("ctl-a")  # not the owner: no effect
     assert not store.acquire_controller_lease("ctl-a", ttl_s=10, now=120.0)
     store.release_controller_lease("ctl-b")
+    assert store.controller_lease_holder() is None
     assert store.acquire_controller_lease("ctl-a", ttl_s=10, now=121.0)
 
 
