@@ -85,10 +85,11 @@ class MemoryBus(Bus):
             lease_until = now + lease_s
             claimed: list[Claimed] = []
             while self._ready and len(claimed) < max_n:
-                _, seq, message_id = heapq.heappop(self._ready)
-                dispatch = self._messages.get(message_id)
-                if dispatch is None or dispatch.seq != seq or dispatch.lease_until is not None:
+                entry = heapq.heappop(self._ready)
+                if not self._is_ready(entry):
                     continue  # stale: acked, withdrawn, or already claimed
+                message_id = entry[2]
+                dispatch = self._messages[message_id]
                 dispatch.lease_until = lease_until
                 dispatch.worker = worker
                 dispatch.deliveries += 1
@@ -134,27 +135,32 @@ class MemoryBus(Bus):
     def _release_expired(self, now: float) -> None:
         """Make dispatches whose lease ran out claimable again, keeping their priority and age."""
         while self._leases and self._leases[0][0] < now:
-            lease_until, message_id = heapq.heappop(self._leases)
-            dispatch = self._messages.get(message_id)
-            if dispatch is None or dispatch.lease_until != lease_until:
+            entry = heapq.heappop(self._leases)
+            if not self._is_lease(entry):
                 continue  # stale: acked, or the lease was extended
+            message_id = entry[1]
+            dispatch = self._messages[message_id]
             dispatch.lease_until = None
             self._claimed -= 1
             heapq.heappush(self._ready, (-dispatch.priority, dispatch.seq, message_id))
 
     def _compact(self) -> None:
-        """Rebuild a heap once stale entries outnumber live ones (acks, extends, withdrawals)."""
+        """Drop stale heap entries once they outnumber live ones (amortised O(1) per call)."""
         claimable = len(self._messages) - self._claimed
         if len(self._ready) > 2 * claimable + _COMPACT_SLACK:
-            self._ready = [
-                (-d.priority, d.seq, i) for i, d in self._messages.items() if d.lease_until is None
-            ]
+            self._ready = [entry for entry in self._ready if self._is_ready(entry)]
             heapq.heapify(self._ready)
         if len(self._leases) > 2 * self._claimed + _COMPACT_SLACK:
-            self._leases = [
-                (d.lease_until, i) for i, d in self._messages.items() if d.lease_until is not None
-            ]
+            self._leases = [entry for entry in self._leases if self._is_lease(entry)]
             heapq.heapify(self._leases)
+
+    def _is_ready(self, entry: tuple[int, int, str]) -> bool:
+        dispatch = self._messages.get(entry[2])
+        return dispatch is not None and dispatch.seq == entry[1] and dispatch.lease_until is None
+
+    def _is_lease(self, entry: tuple[float, str]) -> bool:
+        dispatch = self._messages.get(entry[1])
+        return dispatch is not None and dispatch.lease_until == entry[0]
 
     # -- events -----------------------------------------------------------------------------------
     def publish(self, messages: Sequence[bytes]) -> None:

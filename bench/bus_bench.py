@@ -1,0 +1,74 @@
+"""Throughput of the bus backends: ``PYTHONPATH=src python bench/bus_bench.py [N]``.
+
+Per backend: enqueue N dispatches in batches of 256, claim them in batches of 64 and ack each
+batch; publish N events in batches of 256, read them in batches of 64 and commit each batch.
+Prints messages per second for each phase (one process, no contention).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from skyweave.bus import CONTROLLER_GROUP, Bus, MemoryBus, SQLiteBus
+
+PAYLOAD = b'{"v":1,"id":"x","body":{"type":"dispatch","activity_id":"act-0000000000"}}' + b" " * 200
+PUBLISH_BATCH = 256
+CONSUME_BATCH = 64
+
+
+def timed(label: str, n: int, work: Callable[[], None]) -> None:
+    started = time.perf_counter()
+    work()
+    elapsed = time.perf_counter() - started
+    print(f"  {label:<28} {n / elapsed:>12,.0f} msgs/s  ({elapsed:.2f} s)")
+
+
+def bench(bus: Bus, n: int) -> None:
+    print(f"{bus!r}, {n:,} messages")
+
+    def enqueue() -> None:
+        for start in range(0, n, PUBLISH_BATCH):
+            stop = min(start + PUBLISH_BATCH, n)
+            bus.enqueue([(f"d{i}", i % 4, PAYLOAD) for i in range(start, stop)])
+
+    def claim_and_ack() -> None:
+        done = 0
+        while claimed := bus.claim("bench", CONSUME_BATCH, 60.0):
+            bus.ack([c.id for c in claimed])
+            done += len(claimed)
+        assert done == n, done
+
+    def publish() -> None:
+        for start in range(0, n, PUBLISH_BATCH):
+            bus.publish([PAYLOAD] * min(PUBLISH_BATCH, n - start))
+
+    def read_and_commit() -> None:
+        done = 0
+        while delivered := bus.read(CONTROLLER_GROUP, CONSUME_BATCH):
+            bus.commit(CONTROLLER_GROUP, delivered[-1].offset)
+            done += len(delivered)
+        assert done == n, done
+
+    timed("enqueue (x256)", n, enqueue)
+    timed("claim + ack (x64)", n, claim_and_ack)
+    timed("publish (x256)", n, publish)
+    timed("read + commit (x64)", n, read_and_commit)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    bench(MemoryBus(), n)
+    with tempfile.TemporaryDirectory() as tmp:
+        bus = SQLiteBus(Path(tmp) / "bus.db")
+        try:
+            bench(bus, n)
+        finally:
+            bus.close()
+
+
+if __name__ == "__main__":
+    main()
