@@ -1,1 +1,4 @@
-"""skyweave.config"""
+"""Typed settings."""
+from skyweave.config.settings import Settings, load_settings
+
+__all__ = ["Settings", "load_settings"]

@@ -39,8 +39,11 @@ class Backtracker:
         self.needs: dict[str, m.InputNeed] = {}
         self.tried: dict[str, set[str]] = {}
         self.parked: dict[str, dict[str, dict[str, Any]]] = {}
-        self.providers: dict[str, str] = {}
-        """Provider activity id -> the blocked activity it works for."""
+        self.providers: dict[str, list[str]] = {}
+        """Provider activity id -> the blocked activities waiting for what it makes."""
+        self.providing: dict[tuple[str, str], str] = {}
+        """(product type, match) -> the provider activity already making it, so that a hundred
+        activities missing the same attitude file start one provider, not a hundred."""
 
     # -- the signal --------------------------------------------------------------------------------
     def on_needs_input(self, ev: m.ActivityNeedsInput) -> None:
@@ -98,6 +101,15 @@ class Backtracker:
     def _provide(self, rec: ActivityRecord, need: m.InputNeed, provider: str) -> None:
         ctrl = self.ctrl
         run = ctrl.runs[rec.run_id]
+        want = (need.product_type, repr(sorted(need.match.items())))
+        running = self.providing.get(want)
+        if running is not None and running in self.providers:
+            self.providers[running].append(rec.id)
+            rec.detours.append(Detour(kind="provide", product_type=need.product_type, param=need.param,
+                                      reason=need.reason, at=ctrl._now, provider_activity=running,
+                                      match=dict(need.match), provider_params=dict(need.provider_params)))
+            ctrl.touch(rec)
+            return
         try:
             pspec = ctrl.spec_for(run, provider)
         except DefinitionError as exc:
@@ -111,32 +123,35 @@ class Backtracker:
                            "MissingInput did not give", hint="pass it in provider_params=")
             return
         prov = ctrl.new_provider_activity(rec, pspec, args)
-        self.providers[prov.id] = rec.id
+        self.providers[prov.id] = [rec.id]
+        self.providing[want] = prov.id
         rec.detours.append(Detour(kind="provide", product_type=need.product_type, param=need.param,
                                   reason=need.reason, at=ctrl._now, provider_activity=prov.id,
                                   match=dict(need.match), provider_params=dict(need.provider_params)))
         ctrl.touch(rec)
 
+    def _waiting_for(self, prov: ActivityRecord) -> list[ActivityRecord]:
+        blocked = list(dict.fromkeys(self.providers.pop(prov.id, [])))
+        for key, pid in list(self.providing.items()):
+            if pid == prov.id:
+                del self.providing[key]
+        recs = [self.ctrl.activities.get(b) for b in blocked]
+        return [r for r in recs if r is not None and r.state == A.BACKTRACKING and r.id in self.needs]
+
     def on_provider_done(self, prov: ActivityRecord, products: list[m.NewProduct]) -> None:
-        blocked_id = self.providers.pop(prov.id, None)
-        rec = self.ctrl.activities.get(blocked_id or "")
-        if rec is None or rec.state != A.BACKTRACKING:
-            return
-        need = self.needs[rec.id]
-        made = [p for p in products if matches(self.ctrl.products[p.id], need.product_type, need.match)]
-        if made:
-            self._bind(rec, need, made[0].id, "provided")
-            return
-        self._after_provider(rec, need, f"provider {prov.task_name!r} made no {need.product_type} "
-                                        f"product matching {need.match}")
+        for rec in self._waiting_for(prov):
+            need = self.needs[rec.id]
+            made = [p for p in products if matches(self.ctrl.products[p.id], need.product_type, need.match)]
+            if made:
+                self._bind(rec, need, made[0].id, "provided")
+            else:
+                self._after_provider(rec, need, f"provider {prov.task_name!r} made no "
+                                                f"{need.product_type} product matching {need.match}")
 
     def on_provider_failed(self, prov: ActivityRecord) -> None:
-        blocked_id = self.providers.pop(prov.id, None)
-        rec = self.ctrl.activities.get(blocked_id or "")
-        if rec is None or rec.state != A.BACKTRACKING:
-            return
         message = (prov.error or {}).get("message", "")
-        self._after_provider(rec, self.needs[rec.id], f"provider {prov.task_name!r} failed: {message}")
+        for rec in self._waiting_for(prov):
+            self._after_provider(rec, self.needs[rec.id], f"provider {prov.task_name!r} failed: {message}")
 
     def _after_provider(self, rec: ActivityRecord, need: m.InputNeed, why: str) -> None:
         spec = self.ctrl.registry.get(rec.task_name, {}).get(rec.task_version)
@@ -213,7 +228,11 @@ class Backtracker:
     def restore(self, rec: ActivityRecord) -> None:
         """Re-arm waits after a controller restart."""
         if rec.parent_activity and not rec.node:
-            self.providers[rec.id] = rec.parent_activity
+            self.providers.setdefault(rec.id, []).append(rec.parent_activity)
+        if rec.state == A.BACKTRACKING and rec.detours and rec.detours[-1].kind == "provide":
+            prov = rec.detours[-1].provider_activity
+            if prov and rec.id not in self.providers.setdefault(prov, []):
+                self.providers[prov].append(rec.id)
         if rec.state not in (A.PARKED, A.BACKTRACKING) or not rec.detours:
             return
         last = rec.detours[-1]

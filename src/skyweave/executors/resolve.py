@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import re
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +25,7 @@ from skyweave.model.specs import TaskSpec
 
 _by_task: dict[tuple[str, str, str], Callable[..., Any]] = {}
 _by_file: dict[tuple[str, int, int], ModuleType] = {}
+_lock = threading.RLock()  # the threads executor resolves concurrently; a half-run module must not leak
 
 
 def resolve_task(task: TaskSpec) -> Callable[..., Any]:
@@ -31,7 +33,10 @@ def resolve_task(task: TaskSpec) -> Callable[..., Any]:
     key = (task.ref, task.version, task.code_hash)
     function = _by_task.get(key)
     if function is None:
-        function = _by_task[key] = resolve_ref(task.ref)
+        with _lock:
+            function = _by_task.get(key)
+            if function is None:
+                function = _by_task[key] = resolve_ref(task.ref)
     return function
 
 

@@ -124,4 +124,8 @@ class Store(ABC):
     def release_controller_lease(self, owner: str) -> None: ...
 
     @abstractmethod
+    def controller_lease_holder(self) -> tuple[str, float] | None:
+        """``(owner, expires_at)`` of the current lease, if any."""
+
+    @abstractmethod
     def close(self) -> None: ...

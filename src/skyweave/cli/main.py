@@ -1,0 +1,435 @@
+"""``skyweave`` command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from skyweave.cli import output
+from skyweave.client import Client
+from skyweave.config.settings import load_settings
+from skyweave.engine import Engine, make_env, make_executor
+from skyweave.errors import ParameterError, SkyweaveError
+from skyweave.executors.worker import WorkerService
+from skyweave.model.states import RUN_TERMINAL
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="skyweave: dynamic, provenance-first workflows for astronomy pipelines.")
+tasks_app = typer.Typer(no_args_is_help=True, help="The task registry.")
+products_app = typer.Typer(no_args_is_help=True, help="The product catalogue.")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(products_app, name="products")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store directory or URL "
+                                              "(default ./.skyweave or $SKYWEAVE_STORE).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def friendly(fn: F) -> F:
+    """Turn skyweave errors into one clear message and an exit code, never a bare traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SkyweaveError as exc:
+            output.error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            output.error("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _params(values: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParameterError(f"--param {item!r} is not KEY=VALUE", hint="write --param n=10")
+        params[key.strip()] = value
+    return params
+
+
+def _client(store: str | None, *, engine: bool, **overrides: Any) -> Client:
+    return Client(store, engine=engine, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+@friendly
+def run(
+    target: Annotated[str, typer.Argument(help="PATH.py:WORKFLOW")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (repeatable).")] = None,
+    priority: Annotated[int, typer.Option(help="Run priority (higher runs first).")] = 0,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+    workers: Annotated[int | None, typer.Option(help="Parallel activities (default: CPU cores).")] = None,
+    executor: Annotated[str | None, typer.Option(help="local (processes) or threads.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+) -> None:
+    """Run a workflow to the end on the embedded engine, with a live progress bar."""
+    with _client(store, engine=True, workers=workers, executor=executor) as client:
+        handle = client.submit(target, _params(param), priority=priority)
+        record = client.wait(handle.id, timeout=timeout, progress=not as_json and sys.stderr.isatty())
+        summary = client.summary(handle.id)
+        if as_json:
+            output.print_json(summary)
+        else:
+            _print_summary(summary)
+        if record.state != "succeeded":
+            if not as_json:
+                _print_failures(client, handle.id)
+            raise typer.Exit(1)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    colour = {"succeeded": "green", "failed": "red"}.get(summary["status"], "yellow")
+    output.console.print(
+        f"run [bold]{summary['run_id']}[/] ({summary['workflow']}) [{colour}]{summary['status']}[/]: "
+        f"{summary['activities']} activities {summary['by_state']}, {summary['products']} products; "
+        f"store {summary['store']}")
+
+
+def _print_failures(client: Client, run_id: str) -> None:
+    for act in client.store.list_activities(run_id=run_id, states=["failed"], limit=5):
+        err = act.error or {}
+        output.error(f"activity {act.id} ({act.task_name}) failed: {err.get('message', '')}",
+                     err.get("hint") or f"see `skyweave logs {act.id}`; retry with `skyweave retry {act.id}`")
+
+
+@app.command()
+@friendly
+def submit(
+    target: Annotated[str, typer.Argument(help="PATH.py:WORKFLOW")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (repeatable).")] = None,
+    priority: Annotated[int, typer.Option(help="Run priority.")] = 0,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a run to a running `skyweave controller` and return at once with its id."""
+    with _client(store, engine=False) as client:
+        handle = client.submit(target, _params(param), priority=priority)
+        holder = client.store.controller_lease_holder()
+        if as_json:
+            output.print_json({"run_id": handle.id, "status": "submitted"})
+        else:
+            output.console.print(handle.id)
+        if holder is None or holder[1] < time.time():
+            output.err_console.print("note: no controller is running on this store; start one with "
+                                     "`skyweave controller --workers 2` (or use `skyweave run`)")
+
+
+@app.command()
+@friendly
+def status(run_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """A run's state, activity counts and products."""
+    with _client(store, engine=False) as client:
+        summary = client.summary(run_id)
+        if as_json:
+            summary["activities_detail"] = [
+                {"id": a.id, "task": a.task_name, "version": a.task_version, "node": a.node, "key": a.key,
+                 "state": a.state, "priority": a.priority, "attempt": a.attempt, "detours": len(a.detours)}
+                for a in client.store.list_activities(run_id=run_id)]
+            output.print_json(summary)
+            return
+        _print_summary(summary)
+        acts = client.store.list_activities(run_id=run_id)
+        output.table(f"activities of {run_id}", ["id", "task", "version", "key", "state", "prio",
+                                                  "attempt", "detours"],
+                     [(a.id, a.task_name, a.task_version, a.key, a.state, a.priority, a.attempt,
+                       len(a.detours)) for a in acts[:200]])
+        if len(acts) > 200:
+            output.console.print(f"… and {len(acts) - 200} more (use --json)")
+
+
+@app.command()
+@friendly
+def runs(store: StoreOpt = None, as_json: JsonOpt = False,
+         state: Annotated[str | None, typer.Option(help="Only runs in this state.")] = None,
+         limit: int = 50) -> None:
+    """Recent runs, newest first."""
+    with _client(store, engine=False) as client:
+        records = client.store.list_runs(states=[state] if state else None, limit=limit)
+        if as_json:
+            output.print_json([{"run_id": r.id, "workflow": r.workflow, "status": r.state,
+                                "priority": r.priority, "created_at": r.created_at,
+                                "ended_at": r.ended_at} for r in records])
+            return
+        output.table("runs", ["id", "workflow", "status", "prio", "created", "ended"],
+                     [(r.id, r.workflow, r.state, r.priority, output.when(r.created_at),
+                       output.when(r.ended_at)) for r in records])
+
+
+@app.command()
+@friendly
+def logs(activity_id: str, store: StoreOpt = None) -> None:
+    """The captured output of an activity's attempts, and its error if it failed."""
+    with _client(store, engine=False) as client:
+        act = client.store.get_activity(activity_id)
+        shown = False
+        for att in client.store.list_attempts(activity_id) or []:
+            path = client.settings.store_dir / "logs" / f"{activity_id}.{att.attempt}.log"
+            if path.is_file():
+                output.console.rule(f"attempt {att.attempt} ({att.state})")
+                sys.stdout.write(path.read_text(errors="replace"))
+                shown = True
+        if act.error:
+            output.console.rule("error")
+            sys.stdout.write(f"{act.error.get('type')}: {act.error.get('message')}\n")
+            if act.error.get("traceback"):
+                sys.stdout.write(str(act.error["traceback"]) + "\n")
+            shown = True
+        for d in act.detours:
+            output.console.print(f"detour {d.kind}: {d.product_type} for {d.param!r} {d.reason}")
+        if not shown:
+            output.console.print(f"activity {activity_id} ({act.state}) has no captured output")
+
+
+@app.command()
+@friendly
+def cancel(run_id: str, store: StoreOpt = None) -> None:
+    """Cancel a run: queued work is dropped."""
+    with _client(store, engine=False) as client:
+        client.cancel(run_id)
+        output.console.print(f"cancel requested for {run_id}")
+
+
+@app.command()
+@friendly
+def pause(run_id: str, store: StoreOpt = None) -> None:
+    """Pause a run: nothing new is dispatched; running activities finish."""
+    with _client(store, engine=False) as client:
+        client.pause(run_id)
+        output.console.print(f"pause requested for {run_id}")
+
+
+@app.command()
+@friendly
+def resume(
+    run_id: Annotated[str | None, typer.Argument(help="A paused run; omit to finish every "
+                                                  "unfinished run after a crash.")] = None,
+    store: StoreOpt = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel activities.")] = None,
+) -> None:
+    """Resume a paused run, or (no id) finish every unfinished run after a crash or kill."""
+    settings = load_settings(store=store, workers=workers)
+    if run_id:
+        with Client(settings=settings, engine=False) as client:
+            if client.store.get_run(run_id).state == "paused":
+                client.resume(run_id)
+                output.console.print(f"resume requested for {run_id}")
+                return
+    engine = Engine(settings)
+    try:
+        engine.start()
+        assert engine.controller is not None
+        pending = [r.id for r in engine.store.list_runs(states=["running", "paused", "submitted"])]
+        output.console.print(f"resuming {len(pending)} unfinished run(s): {' '.join(pending)}")
+        while True:
+            engine.check()
+            left = [r for r in pending if engine.store.get_run(r).state not in RUN_TERMINAL]
+            if not left or all(engine.store.get_run(r).state == "paused" for r in left):
+                break
+            time.sleep(0.1)
+        for r in pending:
+            rec = engine.store.get_run(r)
+            output.console.print(f"{r}: {rec.state}")
+    finally:
+        engine.stop()
+
+
+@app.command()
+@friendly
+def retry(activity_id: str, store: StoreOpt = None) -> None:
+    """Run a failed activity again (its run reopens); needs a running controller or `resume`."""
+    with _client(store, engine=False) as client:
+        client.retry(activity_id)
+        output.console.print(f"retry requested for {activity_id}")
+
+
+@app.command()
+@friendly
+def priority(
+    value: int,
+    run: Annotated[str | None, typer.Option("--run", help="Change a run and its queued work.")] = None,
+    activity: Annotated[str | None, typer.Option("--activity", help="Change one queued activity.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Change the priority of a queued activity or of a whole run, while it runs."""
+    if not run and not activity:
+        raise ParameterError("say what to change", hint="--run RUN_ID or --activity ACTIVITY_ID")
+    with _client(store, engine=False) as client:
+        client.set_priority(value, run_id=run, activity_id=activity)
+        output.console.print("priority change requested")
+
+
+# -- services ------------------------------------------------------------------------------------
+def _serve(stop: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@app.command()
+@friendly
+def controller(
+    store: StoreOpt = None,
+    bus: Annotated[str | None, typer.Option(help="Bus URL (default <store>/bus.db).")] = None,
+    workers: Annotated[int, typer.Option(help="Also run an in-process worker with this many slots.")] = 0,
+) -> None:
+    """Run the controller (decides only) until stopped; workers connect over the bus."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = load_settings(store=store, bus=bus, workers=workers or None)
+    settings = settings.model_copy(update={"bus": settings.bus_url(shared=True)})
+    engine = Engine(settings, worker=workers > 0)
+    stop = threading.Event()
+    _serve(stop)
+    engine.start()
+    output.err_console.print(f"controller on store {settings.store_dir}, bus {settings.bus}")
+    try:
+        while not stop.wait(0.5):
+            engine.check()
+    finally:
+        engine.stop()
+
+
+@app.command()
+@friendly
+def worker(
+    store: StoreOpt = None,
+    bus: Annotated[str | None, typer.Option(help="Bus URL (default <store>/bus.db).")] = None,
+    slots: Annotated[int, typer.Option(help="Parallel activities (default: CPU cores).")] = 0,
+    executor: Annotated[str | None, typer.Option(help="local or threads.")] = None,
+) -> None:
+    """Run a worker: claims dispatches from the bus and runs them."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor)
+    from skyweave.bus import open_bus
+
+    service = WorkerService(open_bus(settings.bus_url(shared=True)),
+                            make_executor(settings, make_env(settings, f"worker-{os.getpid()}")),
+                            lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s)
+    stop = threading.Event()
+    _serve(stop)
+    service.start()
+    output.err_console.print(f"worker {service.id} with {service.executor.slots} slots")
+    try:
+        while not stop.is_set():
+            service.step(0.2)
+    finally:
+        service.close()
+
+
+# -- tasks and products ----------------------------------------------------------------------------
+@tasks_app.command("list")
+@friendly
+def tasks_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every registered task version; * marks the one new activations use."""
+    with _client(store, engine=False) as client:
+        rows = client.store.list_tasks()
+        if as_json:
+            output.print_json([{"name": s.name, "version": s.version, "kind": s.kind, "current": cur,
+                                "code_hash": s.code_hash, "ref": s.ref} for s, cur in rows])
+            return
+        output.table("tasks", ["name", "version", "", "kind", "code hash", "ref"],
+                     [(s.name, s.version, "*" if cur else "", s.kind, s.code_hash[:19], s.ref)
+                      for s, cur in rows])
+
+
+@tasks_app.command("register")
+@friendly
+def tasks_register(
+    target: Annotated[str, typer.Argument(help="PATH.py:TASK")],
+    version: Annotated[str | None, typer.Option(help="Version label (default: from the code).")] = None,
+    current: Annotated[bool, typer.Option(help="Route new activations to this version.")] = True,
+    store: StoreOpt = None,
+) -> None:
+    """Register a task version, even while runs are in progress."""
+    with _client(store, engine=False) as client:
+        spec = client.register_task(target, version=version, make_current=current)
+        output.console.print(f"registered {spec.name}@{spec.version}{' (current)' if current else ''}")
+
+
+@products_app.command("list")
+@friendly
+def products_list(
+    store: StoreOpt = None, as_json: JsonOpt = False,
+    type: Annotated[str | None, typer.Option("--type")] = None,
+    obs_id: Annotated[str | None, typer.Option("--obs-id")] = None,
+    detector: Annotated[str | None, typer.Option("--detector")] = None,
+    run: Annotated[str | None, typer.Option("--run")] = None,
+    limit: int = 200,
+) -> None:
+    """Products, newest first, filtered by type, observation, detector or run."""
+    match = {k: v for k, v in {"obs_id": obs_id, "detector": detector}.items() if v is not None}
+    with _client(store, engine=False) as client:
+        found = client.store.find_products(type=type, match=match or None, run_id=run, state=None,
+                                           limit=limit)
+        if as_json:
+            output.print_json(found)
+            return
+        output.table("products", ["id", "type", "obs_id", "detector", "version", "size", "uri"],
+                     [(p.id, p.type, p.obs_id, p.detector, p.version, p.size, p.uri) for p in found])
+
+
+@products_app.command("add")
+@friendly
+def products_add(
+    path: Path,
+    type: Annotated[str, typer.Option("--type", help="Product type, e.g. ep.aux.attitude.")] = "file",
+    obs_id: Annotated[str | None, typer.Option("--obs-id")] = None,
+    detector: Annotated[str | None, typer.Option("--detector")] = None,
+    version: Annotated[str | None, typer.Option("--version")] = None,
+    attr: Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE (JSON values).")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a file from outside; activities parked waiting for it wake up."""
+    attributes: dict[str, Any] = {}
+    for item in attr or []:
+        key, _, value = item.partition("=")
+        try:
+            attributes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            attributes[key] = value
+    with _client(store, engine=False) as client:
+        rec = client.add_product(path, type=type, obs_id=obs_id, detector=detector, version=version,
+                                 attributes=attributes)
+        if as_json:
+            output.print_json(rec)
+        else:
+            output.console.print(f"{rec.id} {rec.type} {rec.uri}")
+
+
+@app.command()
+@friendly
+def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Run the demonstration: unknown fan-out, a backtrack, and an urgent run overtaking queued work."""
+    from skyweave.demo import run_demo  # the demo imports numpy-free example code only when asked
+
+    run_demo(store=store, as_json=as_json)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

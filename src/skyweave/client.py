@@ -1,0 +1,344 @@
+"""``Client``: the one Python API for scripts, notebooks, the CLI and the dashboard.
+
+    import skyweave
+    client = skyweave.Client()                 # embedded: store in ./.skyweave, engine in-process
+    run = client.submit("pipeline.py:l0_to_l3", params={"obs_id": "ep01"}, priority=5)
+    run.wait(progress=True)
+    run.results()
+
+``Client(engine=False)`` only talks to the store and bus, for a separately running
+``skyweave controller`` and ``skyweave worker``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from skyweave.authoring.graph import GRAPH_VERSION
+from skyweave.authoring.loader import load_task, load_workflow
+from skyweave.authoring.task import Task
+from skyweave.authoring.workflow import Workflow
+from skyweave.bus import open_bus
+from skyweave.bus.base import Bus
+from skyweave.config.settings import Settings, load_settings
+from skyweave.controller.runstate import parse_key
+from skyweave.engine import Engine
+from skyweave.errors import ControlError, NotFoundError, SkyweaveError
+from skyweave.model import messages as m
+from skyweave.model.ids import PRODUCT, RUN, new_id
+from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, RunRecord
+from skyweave.model.specs import TaskSpec
+from skyweave.model.states import RUN_TERMINAL
+from skyweave.model.states import RunState as R
+from skyweave.storage.local import LocalStorage
+from skyweave.store import open_store
+from skyweave.store.base import Store
+
+
+class RunHandle:
+    """A submitted run: watch it, wait for it, read its results."""
+
+    def __init__(self, client: Client, run_id: str) -> None:
+        self.client = client
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"<run {self.id} {self.status}>"
+
+    @property
+    def record(self) -> RunRecord:
+        return self.client.store.get_run(self.id)
+
+    @property
+    def status(self) -> str:
+        return self.record.state
+
+    def wait(self, timeout: float | None = None, *, progress: bool = False) -> RunHandle:
+        self.client.wait(self.id, timeout=timeout, progress=progress)
+        return self
+
+    def results(self) -> Any:
+        return self.client.results(self.id)
+
+    def activities(self) -> list[ActivityRecord]:
+        return self.client.store.list_activities(run_id=self.id)
+
+    def products(self) -> list[ProductRecord]:
+        return self.client.store.find_products(run_id=self.id, state=None)
+
+    def summary(self) -> dict[str, Any]:
+        return self.client.summary(self.id)
+
+
+class Client:
+    def __init__(self, store: str | None = None, *, settings: Settings | None = None,
+                 engine: bool = True, bus: str | None = None, **overrides: Any) -> None:
+        self.settings = settings or load_settings(store=store, bus=bus, **overrides)
+        self.store: Store = open_store(self.settings.store)
+        self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine))
+        self.engine: Engine | None = None
+        if engine:
+            self.engine = Engine(self.settings, store=self.store, bus=self.bus).start()
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+            self.engine = None
+        self.bus.close()
+        self.store.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tasks -----------------------------------------------------------------------------------
+    def _snapshot(self, spec: TaskSpec) -> TaskSpec:
+        """Copy a task defined in a file into the store, so each version keeps its own code."""
+        if spec.kind != "python" or not spec.ref.startswith("/"):
+            return spec
+        path_text, _, qualname = spec.ref.rpartition(":")
+        path = Path(path_text)
+        code_dir = self.settings.store_dir / "code" / spec.code_hash.split(":")[-1][:16]
+        target = code_dir / path.name
+        if not target.exists():
+            code_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        return TaskSpec(**{**{f: getattr(spec, f) for f in spec.__struct_fields__},
+                           "ref": f"{target}:{qualname}"})
+
+    def register_task(self, task: Task | str, *, version: str | None = None,
+                      make_current: bool = True) -> TaskSpec:
+        """Register a task version; running controllers route new activations to it."""
+        obj = load_task(task) if isinstance(task, str) else task
+        spec = obj.spec
+        if version is not None:
+            spec = TaskSpec(**{**{f: getattr(spec, f) for f in spec.__struct_fields__}, "version": version})
+        spec = self._snapshot(spec)
+        self.store.register_task(spec, make_current=make_current)
+        self.bus.publish([m.encode_message(new_id("evt"), m.TaskVersionRegistered(task=spec,
+                                                                                   at=time.time()))])
+        return spec
+
+    # -- runs --------------------------------------------------------------------------------------
+    def submit(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
+               priority: int = 0, pin: bool | None = None, labels: Mapping[str, str] | None = None,
+               parent_run: str | None = None) -> RunHandle:
+        wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
+        graph, tasks = wf.build(params or {})
+        known = {(s.name, s.version): s for s, _ in self.store.list_tasks()}
+        for t in tasks.values():
+            if (t.spec.name, t.spec.version) in known:
+                self.store.set_current_version(t.spec.name, t.spec.version)
+                self.bus.publish([m.encode_message(new_id("evt"), m.TaskVersionRegistered(
+                    task=known[(t.spec.name, t.spec.version)], at=time.time()))])
+            else:
+                self.register_task(t)
+        providers = {p for t in tasks.values() for p in t.spec.backtrack.providers.values()}
+        missing = [p for p in providers if p not in {n for n, _ in known} | set(tasks)]
+        if missing:
+            raise SkyweaveError(f"provider task {missing[0]!r} is not registered",
+                                hint="register it with `skyweave tasks register FILE.py:TASK`")
+        pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
+        record = RunRecord(
+            id=new_id(RUN), workflow=wf.name, state=R.SUBMITTED,
+            workflow_ref=workflow if isinstance(workflow, str) else f"{wf.fn.__module__}:{wf.name}",
+            params=graph["params"], priority=priority, graph=graph, pins=pins, parent_run=parent_run,
+            created_at=time.time(), labels=dict(labels or {}))
+        self.store.apply(Changeset(runs=[record]))
+        self.bus.publish([m.encode_message(new_id("evt"), m.RunSubmitted(run_id=record.id,
+                                                                         at=time.time()))])
+        return RunHandle(self, record.id)
+
+    def run(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
+            priority: int = 0, progress: bool = False, timeout: float | None = None) -> RunHandle:
+        handle = self.submit(workflow, params, priority=priority)
+        return handle.wait(timeout=timeout, progress=progress)
+
+    def get(self, run_id: str) -> RunHandle:
+        self.store.get_run(run_id)
+        return RunHandle(self, run_id)
+
+    def wait(self, run_id: str, *, timeout: float | None = None, progress: bool = False) -> RunRecord:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = _Progress(self, run_id) if progress else None
+        try:
+            delay = 0.005
+            while True:
+                if self.engine is not None:
+                    self.engine.check()
+                record = self.store.get_run(run_id)
+                if bar is not None:
+                    bar.update(record)
+                if record.state in RUN_TERMINAL:
+                    return record
+                if deadline is not None and time.monotonic() > deadline:
+                    raise SkyweaveError(f"run {run_id} is still {record.state} after {timeout} s",
+                                        hint=f"check it with `skyweave status {run_id}`")
+                time.sleep(delay)
+                delay = min(0.2, delay * 1.5)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        return self.summary(run_id)
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        rec = self.store.get_run(run_id)
+        counts = self.store.count_activities(run_id)
+        products = self.store.find_products(run_id=run_id, state=None)
+        return {
+            "run_id": rec.id, "workflow": rec.workflow, "status": rec.state, "priority": rec.priority,
+            "params": rec.params, "activities": sum(counts.values()), "by_state": counts,
+            "products": len(products), "created_at": rec.created_at, "started_at": rec.started_at,
+            "ended_at": rec.ended_at, "error": rec.error, "store": str(self.settings.store_dir),
+        }
+
+    def results(self, run_id: str) -> Any:
+        """The workflow's return value, with products as ``ProductRecord``s."""
+        rec = self.store.get_run(run_id)
+        outputs = rec.graph.get("outputs")
+        if outputs is None:
+            return None
+        values: dict[tuple[str, tuple[int, ...]], Any] = {}
+        for act in self.store.list_activities(run_id=run_id, states=["succeeded"]):
+            if act.node:
+                k = (act.node, parse_key(act.key))
+                prev = values.get(k)
+                if prev is None or act.iteration >= prev[0]:
+                    values[k] = (act.iteration, act.result)
+        return self._materialise(self._resolve_output(outputs, rec, values))
+
+    def _resolve_output(self, out: Any, rec: RunRecord,
+                        values: dict[tuple[str, tuple[int, ...]], Any]) -> Any:
+        if "lit" in out:
+            return out["lit"]
+        if "list" in out:
+            return [self._resolve_output(o, rec, values) for o in out["list"]]
+        if "dict" in out:
+            return {k: self._resolve_output(o, rec, values) for k, o in out["dict"].items()}
+        node = out["ref"]
+        depth = rec.graph["nodes"][node]["depth"]
+        found = sorted((k, v[1]) for (n, k), v in values.items() if n == node)
+        picked = [_select(v, out.get("path", [])) for _, v in found]
+        if depth == 0:
+            return picked[0] if picked else None
+        return picked
+
+    def _materialise(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"$product"}:
+                return self.store.get_product(value["$product"])
+            return {k: self._materialise(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._materialise(v) for v in value]
+        return value
+
+    # -- control -----------------------------------------------------------------------------------
+    def _send(self, message: Any) -> None:
+        self.bus.publish([m.encode_message(new_id("evt"), message)])
+
+    def cancel(self, run_id: str) -> None:
+        self._control(run_id, "cancel")
+
+    def pause(self, run_id: str) -> None:
+        self._control(run_id, "pause")
+
+    def resume(self, run_id: str) -> None:
+        self._control(run_id, "resume")
+
+    def _control(self, run_id: str, action: str) -> None:
+        rec = self.store.get_run(run_id)
+        if rec.state in RUN_TERMINAL:
+            raise ControlError(f"run {run_id} is already {rec.state}; it cannot be {action}d",
+                               hint="retry one of its failed activities with `skyweave retry ID`")
+        self._send(m.RunControlRequested(run_id=run_id, action=action, at=time.time()))
+
+    def retry(self, activity_id: str) -> None:
+        act = self.store.get_activity(activity_id)
+        if act.state not in ("failed", "cancelled"):
+            raise ControlError(f"activity {activity_id} is {act.state}; only failed or cancelled "
+                               "activities can be retried")
+        self._send(m.RetryRequested(activity_id=activity_id, at=time.time()))
+
+    def set_priority(self, priority: int, *, run_id: str | None = None,
+                     activity_id: str | None = None) -> None:
+        if run_id:
+            self.store.get_run(run_id)
+        if activity_id:
+            self.store.get_activity(activity_id)
+        self._send(m.PriorityChangeRequested(priority=priority, run_id=run_id, activity_id=activity_id,
+                                             at=time.time()))
+
+    # -- products ----------------------------------------------------------------------------------
+    def add_product(self, path: str | Path, *, type: str = "file", obs_id: str | None = None,
+                    detector: str | None = None, version: str | None = None,
+                    attributes: Mapping[str, Any] | None = None, copy: bool = True) -> ProductRecord:
+        """Register a file from outside (wakes activities parked waiting for it)."""
+        src = Path(path)
+        if not src.is_file():
+            raise NotFoundError(f"no file {str(src)!r} to add", hint="give the path of an existing file")
+        storage = LocalStorage(self.settings.store_dir / "products")
+        pid = new_id(PRODUCT)
+        if copy:
+            tmp = self.settings.store_dir / "work" / f"{pid}-{src.name}"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, tmp)
+            uri, checksum, size = storage.store_file(tmp, "external", pid, src.name)
+        else:
+            from skyweave.storage.local import checksum_file, file_uri
+
+            uri, checksum, size = file_uri(src.resolve()), checksum_file(src), src.stat().st_size
+        new = m.NewProduct(id=pid, uri=uri, name=src.name, type=type, checksum=checksum, size=size,
+                           obs_id=obs_id, detector=detector, version=version,
+                           attributes=dict(attributes or {}))
+        record = ProductRecord(id=pid, uri=uri, type=type, name=src.name, obs_id=obs_id, detector=detector,
+                               version=version, checksum=checksum, size=size, created_at=time.time(),
+                               attributes=dict(attributes or {}))
+        self.store.apply(Changeset(products=[record]))
+        self._send(m.ProductRegistered(product=new, at=time.time()))
+        return record
+
+
+def _select(value: Any, path: list[Any]) -> Any:
+    for step in path:
+        value = value[step]
+    return value
+
+
+class _Progress:
+    """A rich progress bar fed from the store (works across processes)."""
+
+    def __init__(self, client: Client, run_id: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.client = client
+        self.run_id = run_id
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), transient=False)
+        self.task = self.progress.add_task(run_id, total=None, detail="")
+        self.progress.start()
+        self._last = 0.0
+
+    def update(self, record: RunRecord) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1 and record.state not in RUN_TERMINAL:
+            return
+        self._last = now
+        counts = self.client.store.count_activities(self.run_id)
+        done = sum(v for k, v in counts.items() if k in ("succeeded", "failed", "skipped", "cancelled"))
+        detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        self.progress.update(self.task, total=max(1, sum(counts.values())), completed=done,
+                             description=f"{record.workflow} {record.state}", detail=detail)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+_ = GRAPH_VERSION

@@ -1,0 +1,81 @@
+"""One typed settings object, read at the entry point and passed down (never at import time).
+
+Sources, lowest to highest precedence: defaults, ``[tool.skyweave]`` in ``pyproject.toml``,
+``skyweave.toml`` (both in the working directory), ``SKYWEAVE_*`` environment variables, then
+explicit arguments (CLI flags).  Defaults need no servers.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from skyweave.errors import SkyweaveError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKYWEAVE_", extra="forbid")
+
+    store: str = Field(".skyweave", description="Store directory or URL (sqlite:///…, postgresql://…).")
+    bus: str = Field("", description="Bus URL; empty: in-process for `run`, <store>/bus.db for "
+                                     "separate controller and worker processes.")
+    executor: str = Field("local", description="Executor: local (process pool) or threads.")
+    workers: int = Field(0, description="Parallel activities per worker; 0 means one per CPU core.")
+    aging_s: float = Field(60.0, description="Seconds of waiting that add 1 to a queued activity's priority.")
+    window: int = Field(256, description="Minimum number of activities dispatched but not finished.")
+    lease_s: float = Field(60.0, description="Seconds a worker holds a dispatch before it is redelivered.")
+    heartbeat_s: float = Field(5.0, description="Seconds between worker heartbeats and lease renewals.")
+    batch: int = Field(512, description="Most events the controller handles in one transaction.")
+    listeners: list[str] = Field(default_factory=list,
+                                 description="Listener references (path.py:obj or module:obj).")
+    aspects: list[str] = Field(default_factory=list,
+                               description="Extra aspect references (module:Class?pattern=…).")
+    authority: str = Field("skyweave.local", description="IVOA authority for identifiers.")
+
+    @property
+    def store_dir(self) -> Path:
+        """The directory that holds the store, products, logs and work directories."""
+        if self.store.startswith("sqlite:///"):
+            return Path(self.store.removeprefix("sqlite:///")).resolve().parent
+        if "://" in self.store:
+            return Path(".skyweave").resolve()
+        return Path(self.store).resolve()
+
+    def bus_url(self, *, shared: bool) -> str:
+        if self.bus:
+            return self.bus
+        return f"sqlite:///{self.store_dir / 'bus.db'}" if shared else "memory://"
+
+
+def _file_values(cwd: Path) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    pyproject = cwd / "pyproject.toml"
+    for path, section in ((pyproject, ("tool", "skyweave")), (cwd / "skyweave.toml", ())):
+        if not path.is_file():
+            continue
+        try:
+            data: Any = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SkyweaveError(f"{path} is not valid TOML: {exc}", hint="fix or remove the file") from exc
+        for part in section:
+            data = data.get(part, {})
+        values.update(data)
+    return values
+
+
+def load_settings(cwd: Path | None = None, **overrides: Any) -> Settings:
+    values = _file_values(cwd or Path.cwd())
+    env_keys = {k.removeprefix("SKYWEAVE_").lower() for k in os.environ if k.startswith("SKYWEAVE_")}
+    for key in env_keys:
+        values.pop(key, None)  # the environment wins over files
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except Exception as exc:
+        raise SkyweaveError(f"invalid skyweave settings: {exc}",
+                            hint="check skyweave.toml, [tool.skyweave] and SKYWEAVE_* variables") from exc

@@ -1,0 +1,211 @@
+"""The controller's I/O shell: bus in, pure core, store transaction, bus out.
+
+Each step: read a batch of events, translate the ones that need the store (a submitted run, a
+retry), add due timers, let the core decide, write every change *and* the outgoing messages (the
+outbox) in one store transaction, then publish the outbox and commit the bus offset.  A crash at
+any point either loses nothing (events are re-read) or duplicates nothing (the core ignores reports
+about activities that already moved on; product ids are unique).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from skyweave.bus.base import Bus
+from skyweave.controller.core import Controller
+from skyweave.controller.decisions import Decisions, ProductsFound, RunLoaded, TimerFired
+from skyweave.errors import ControlError, MessageError, NotFoundError
+from skyweave.model import messages as m
+from skyweave.model.ids import new_id
+from skyweave.model.states import RunState as R
+from skyweave.store.base import Store
+
+log = logging.getLogger(__name__)
+
+GROUP = "controller"
+
+
+class ControllerService:
+    def __init__(self, store: Store, bus: Bus, *, aging_s: float = 60.0, window: int = 256,
+                 batch: int = 512, lease_ttl_s: float = 30.0) -> None:
+        self.store = store
+        self.bus = bus
+        self.core = Controller(aging_s=aging_s, default_window=window)
+        self.batch = batch
+        self.owner = f"controller-{socket.gethostname()}-{os.getpid()}-{new_id('c')[-6:]}"
+        self.lease_ttl_s = lease_ttl_s
+        self._timers: list[tuple[float, str, str]] = []
+        self._pending: list[Any] = []
+        self._lease_renewed = 0.0
+        self.started = False
+
+    # -- start and recovery --------------------------------------------------------------------------
+    def start(self) -> None:
+        now = time.time()
+        if not self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now):
+            holder = self.store.controller_lease_holder()
+            if holder is None or not _dead_local(holder[0]) or not self.store.acquire_controller_lease(
+                    self.owner, self.lease_ttl_s, holder[1]):
+                raise ControlError(
+                    f"another controller ({holder[0] if holder else '?'}) is running on this store",
+                    hint="hand it work with `skyweave submit`, or stop it first")
+        self._lease_renewed = now
+        self._flush_outbox()
+        for spec, current in self.store.list_tasks():
+            self.core.register_task(spec, current=current)
+        decisions: list[Decisions] = []
+        durable_bus = not self.bus.url.startswith("memory")
+        for run in self.store.list_runs(states=[R.RUNNING, R.PAUSED, R.SUBMITTED], limit=1_000_000):
+            if run.state == R.SUBMITTED:
+                self._pending.append(RunLoaded(run=run))
+                continue
+            acts = self.store.list_activities(run_id=run.id)
+            prods = self.store.find_products(run_id=run.id, state=None)
+            used = {u.product_id for a in acts for u in self.store.list_usages(activity_id=a.id)}
+            extra = [self.store.get_product(p) for p in used - {p.id for p in prods}]
+            self.core.restore(run, acts, [*prods, *extra])
+        if not durable_bus:
+            self.core.requeue_in_flight()
+        decisions.append(self.core.handle([], now))
+        for d in decisions:
+            self._commit(d)
+        self.started = True
+
+    def stop(self) -> None:
+        self.store.release_controller_lease(self.owner)
+
+    # -- one step --------------------------------------------------------------------------------------
+    def step(self, wait: float = 0.05) -> int:
+        """Handle what is there; returns the number of events handled."""
+        now = time.time()
+        if now - self._lease_renewed > self.lease_ttl_s / 3:
+            self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now)
+            self._lease_renewed = now
+        delivered = self.bus.read(GROUP, self.batch)
+        events: list[Any] = self._pending
+        self._pending = []
+        for item in delivered:
+            try:
+                body = m.decode_message(item.data).body
+            except MessageError as exc:
+                log.warning("%s", exc)
+                self.bus.dead_letter(item.data, exc.message)
+                continue
+            events.extend(self._translate(body))
+        while self._timers and self._timers[0][0] <= now:
+            _, kind, aid = heapq.heappop(self._timers)
+            events.append(TimerFired(kind=kind, activity_id=aid))
+        if not events and not delivered:
+            self.bus.wait(self._wait_time(wait, now))
+            return 0
+        decisions = self.core.handle(events, now)
+        self._commit(decisions)
+        if delivered:
+            self.bus.commit(GROUP, delivered[-1].offset)
+        return len(events)
+
+    def _wait_time(self, wait: float, now: float) -> float:
+        if self._timers:
+            return max(0.0, min(wait, self._timers[0][0] - now))
+        return wait
+
+    def _translate(self, body: Any) -> list[Any]:
+        if isinstance(body, m.RunSubmitted):
+            try:
+                run = self.store.get_run(body.run_id)
+            except NotFoundError:
+                log.warning("run %s was announced but is not in the store; ignored", body.run_id)
+                return []
+            return [RunLoaded(run=run)] if run.state == R.SUBMITTED else []
+        if isinstance(body, m.RetryRequested):
+            self._retry(body.activity_id)
+            return []
+        if isinstance(body, m.DispatchActivity | m.RunStateChanged | m.ActivityStateChanged):
+            return []
+        return [body]
+
+    def _retry(self, activity_id: str) -> None:
+        try:
+            rec = self.store.get_activity(activity_id)
+        except NotFoundError:
+            log.warning("retry of unknown activity %s ignored", activity_id)
+            return
+        if rec.run_id not in self.core.runs:
+            run = self.store.get_run(rec.run_id)
+            acts = self.store.list_activities(run_id=run.id)
+            prods = self.store.find_products(run_id=run.id, state=None)
+            self.core.restore(run, acts, prods)
+        live = self.core.activities.get(activity_id, rec)
+        self.core.retry(live)
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def _commit(self, d: Decisions) -> None:
+        if d.changes:
+            self.store.apply(d.changes)
+        for lookup in d.lookups:
+            found = self.store.find_products(type=lookup.need.product_type, match=lookup.need.match,
+                                             limit=10)
+            refs = [m.ProductRef(id=p.id, uri=p.uri, type=p.type, checksum=p.checksum, size=p.size,
+                                 obs_id=p.obs_id, detector=p.detector, version=p.version,
+                                 attributes=dict(p.attributes))
+                    for p in found if p.id not in lookup.exclude]
+            self._pending.append(ProductsFound(activity_id=lookup.activity_id, attempt=lookup.attempt,
+                                               products=refs))
+        for t in d.timers:
+            heapq.heappush(self._timers, (t.at, t.kind, t.activity_id))
+        if d.withdraw:
+            self.bus.withdraw(d.withdraw)
+        if d.changes.outbox:
+            self._publish(d.changes.outbox)
+        for run_id in d.finished_runs:
+            self.core.forget_run(run_id)
+
+    def _publish(self, outbox: Sequence[Any]) -> None:
+        dispatches = [(o.id, o.priority, o.data) for o in outbox if o.channel == "dispatch"]
+        events = [o.data for o in outbox if o.channel == "event"]
+        if dispatches:
+            self.bus.enqueue(dispatches)
+        if events:
+            self.bus.publish(events)
+        self.store.clear_outbox([o.id for o in outbox])
+
+    def _flush_outbox(self) -> None:
+        pending = self.store.pending_outbox()
+        if pending:
+            log.info("publishing %d messages decided before the last stop", len(pending))
+            self._publish(pending)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing loaded and nothing waiting."""
+        return not self.core.runs and not self._pending and not self._timers
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.core.runs) or bool(self._pending)
+
+
+def _dead_local(owner: str) -> bool:
+    """A lease held by a process of this host that no longer exists (killed with -9)."""
+    parts = owner.split("-")
+    if len(parts) < 4 or parts[0] != "controller":
+        return False
+    host, pid_text = "-".join(parts[1:-2]), parts[-2]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

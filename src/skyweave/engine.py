@@ -1,0 +1,111 @@
+"""The embedded engine: a controller and a worker in background threads of this process.
+
+Used by ``skyweave run``, by ``Client()`` in a script or notebook, and by ``skyweave controller
+--workers N``.  The same services run as separate OS processes (``skyweave controller``,
+``skyweave worker``) over the SQLite bus; nothing here is special to embedding but the threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from skyweave.bus import open_bus
+from skyweave.bus.base import Bus
+from skyweave.config.settings import Settings
+from skyweave.controller.service import ControllerService
+from skyweave.errors import SkyweaveError
+from skyweave.executors.base import ExecutionEnv, Executor
+from skyweave.executors.threads import ThreadExecutor
+from skyweave.executors.worker import WorkerService
+from skyweave.store import open_store
+from skyweave.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+def make_env(settings: Settings, worker: str) -> ExecutionEnv:
+    root = settings.store_dir
+    return ExecutionEnv(worker=worker, storage_root=root / "products", work_root=root / "work",
+                        log_root=root / "logs", aspects=tuple(settings.aspects))
+
+
+def make_executor(settings: Settings, env: ExecutionEnv) -> Executor:
+    slots = settings.workers or os.cpu_count() or 1
+    if settings.executor == "threads":
+        return ThreadExecutor(env, threads=slots)
+    if settings.executor == "local":
+        from skyweave.executors.local import LocalExecutor  # TEMP until local.py lands
+
+        return LocalExecutor(env, slots=slots)
+    raise SkyweaveError(f"unknown executor {settings.executor!r}", hint="use local or threads")
+
+
+class _Loop(threading.Thread):
+    def __init__(self, name: str, step: Callable[[], object], stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self._step = step
+        self._stop_event = stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.is_set():
+                self._step()
+        except BaseException as exc:  # reported by Engine.check(); the thread must not die silently
+            log.exception("%s stopped", self.name)
+            self.error = exc
+
+
+class Engine:
+    """Controller + one worker in threads, sharing a store and a bus."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None, bus: Bus | None = None,
+                 controller: bool = True, worker: bool = True) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.store)
+        self.bus = bus or open_bus(settings.bus_url(shared=not controller or not worker))
+        self._stop = threading.Event()
+        self._threads: list[_Loop] = []
+        self.controller: ControllerService | None = None
+        self.worker: WorkerService | None = None
+        if controller:
+            self.controller = ControllerService(self.store, self.bus, aging_s=settings.aging_s,
+                                                window=settings.window, batch=settings.batch)
+        if worker:
+            env = make_env(settings, "embedded")
+            self.worker = WorkerService(self.bus, make_executor(settings, env), lease_s=settings.lease_s,
+                                        heartbeat_s=settings.heartbeat_s)
+
+    def start(self) -> Engine:
+        if self.worker is not None:
+            self.worker.start()
+            self._threads.append(_Loop("skyweave-worker", self.worker.step, self._stop))
+        if self.controller is not None:
+            self.controller.start()
+            self._threads.append(_Loop("skyweave-controller", self.controller.step, self._stop))
+        for t in self._threads:
+            t.start()
+        return self
+
+    def check(self) -> None:
+        for t in self._threads:
+            if t.error is not None:
+                raise t.error
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        if self.worker is not None:
+            self.worker.close()
+        if self.controller is not None:
+            self.controller.stop()
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,145 @@
+"""Tasks and workflows used by the controller tests (module level, as workers need)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyweave import MissingInput, Product, each, loop, result, task, workflow
+
+
+@task(version="1")
+def items(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task(version="1")
+def square(x: int) -> int:
+    return x * x
+
+
+@task(version="1")
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@workflow
+def fan(n: int = 5) -> Any:
+    return total(values=square.map(x=items(n=n)))
+
+
+@task(version="1")
+def split(x: int) -> list[int]:
+    return list(range(x))
+
+
+@workflow
+def nested(n: int = 3) -> Any:
+    firsts = items(n=n)
+    inner = split.map(x=firsts)              # depth 1, each returns a list
+    leaves = square.map(x=each(inner))       # depth 2
+    return total(values=leaves)
+
+
+@task(version="1")
+def is_big(x: int) -> bool:
+    return x > 4
+
+
+@workflow
+def conditional(n: int = 4) -> Any:
+    sq = square.map(x=items(n=n))
+    kept = square.map(x=sq, when=sq > 4)
+    return total(values=kept)
+
+
+@task(version="1")
+def halve(state: float | None, start: float) -> dict[str, float]:
+    value = start if state is None else state["value"] / 2
+    return {"value": value, "delta": value / 2}
+
+
+@workflow
+def converge(start: float = 64.0, max_iterations: int = 10) -> Any:
+    return loop(halve, until=result["delta"] < 1.0, max_iterations=max_iterations, start=start)
+
+
+@task(version="1")
+def make_aux(obs_id: str, window: float = 10.0) -> Product:
+    return Product(f"aux-{obs_id}-{window}", type="aux", obs_id=obs_id, attributes={"window": window})
+
+
+@task(version="1", providers={"aux": "make_aux"})
+def needs_aux(obs_id: str, aux: Product | None = None) -> str:
+    if aux is None:
+        raise MissingInput("aux", "aux", match={"obs_id": obs_id}, provider_params={"window": 100.0})
+    return f"used {aux.attributes['window']}"
+
+
+@task(version="1")
+def obs_ids(n: int) -> list[str]:
+    return ["o1"] * n
+
+
+@workflow
+def backtracking(n: int = 3) -> Any:
+    return needs_aux.map(obs_id=obs_ids(n=n))
+
+
+@task(version="1", park=60.0)
+def parks(obs_id: str, aux: Product | None = None) -> str:
+    if aux is None:
+        raise MissingInput("aux", "aux", match={"obs_id": obs_id})
+    return "woken"
+
+
+@workflow
+def parking(obs_id: str = "o1") -> Any:
+    return parks(obs_id=obs_id)
+
+
+@task(version="1")
+def never_provided(obs_id: str, aux: Product | None = None) -> str:
+    if aux is None:
+        raise MissingInput("aux", "aux", match={"obs_id": obs_id})
+    return "ok"
+
+
+@workflow
+def unanswered(obs_id: str = "o1") -> Any:
+    return never_provided(obs_id=obs_id)
+
+
+FLAKY: dict[str, int] = {}
+
+
+@task(version="1", retries=2, backoff=5.0)
+def flaky(key: str, fail_times: int) -> str:
+    FLAKY[key] = FLAKY.get(key, 0) + 1
+    if FLAKY[key] <= fail_times:
+        raise RuntimeError(f"transient failure {FLAKY[key]}")
+    return "ok"
+
+
+@workflow
+def retrying(key: str = "k", fail_times: int = 1) -> Any:
+    return flaky(key=key, fail_times=fail_times)
+
+
+@task(version="1")
+def job(i: int) -> int:
+    return i
+
+
+@workflow
+def many(n: int = 10) -> Any:
+    return job.map(i=items(n=n))
+
+
+@task(version="1")
+def not_a_list(n: int) -> int:
+    return n
+
+
+@workflow
+def bad_fanout(n: int = 3) -> Any:
+    return square.map(x=not_a_list(n=n))

@@ -1,0 +1,139 @@
+"""Drive the controller's pure core with tasks run inline: no bus, no store, no sleeps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyweave.authoring.workflow import Workflow
+from skyweave.controller.core import Controller
+from skyweave.controller.decisions import Decisions, LookupProducts, ProductsFound, RunLoaded, TimerFired
+from skyweave.model import messages as m
+from skyweave.model.ids import new_id
+from skyweave.model.product import Product
+from skyweave.model.records import ActivityRecord, ProductRecord, RunRecord
+from skyweave.model.signals import MissingInput
+
+
+class World:
+    """A controller plus an inline "worker" that runs dispatched Python tasks when asked."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.core = Controller(**kwargs)
+        self.now = 1000.0
+        self.tasks: dict[str, Any] = {}
+        self.queue: list[m.DispatchActivity] = []
+        self.timers: list[tuple[float, str, str]] = []
+        self.lookups: list[LookupProducts] = []
+        self.store_products: list[ProductRecord] = []
+        self.activities: dict[str, ActivityRecord] = {}
+        self.runs: dict[str, RunRecord] = {}
+        self.dispatch_log: list[m.DispatchActivity] = []
+        self.events_out: list[Any] = []
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def feed(self, *events: Any) -> Decisions:
+        d = self.core.handle(list(events), self.now)
+        for rec in d.changes.activities:
+            self.activities[rec.id] = rec
+        for run in d.changes.runs:
+            self.runs[run.id] = run
+        self.store_products.extend(d.changes.products)
+        for o in d.changes.outbox:
+            body = m.decode_message(o.data).body
+            if o.channel == "dispatch":
+                assert isinstance(body, m.DispatchActivity)
+                self.queue.append(body)
+                self.dispatch_log.append(body)
+            else:
+                self.events_out.append(body)
+        self.timers.extend((t.at, t.kind, t.activity_id) for t in d.timers)
+        self.lookups.extend(d.lookups)
+        return d
+
+    def submit(self, wf: Workflow, params: dict[str, Any] | None = None, *, priority: int = 0,
+               pins: dict[str, str] | None = None) -> str:
+        graph, tasks = wf.build(params or {})
+        for t in tasks.values():
+            self.tasks[t.spec.name] = t
+            if t.spec.version not in self.core.registry.get(t.spec.name, {}):
+                self.core.register_task(t.spec, current=True)
+        run = RunRecord(id=new_id("run"), workflow=wf.name, state="submitted", graph=graph,
+                        params=graph["params"], priority=priority, pins=pins or {})
+        self.feed(RunLoaded(run=run))
+        return run.id
+
+    def register(self, task: Any) -> None:
+        self.tasks[task.spec.name] = task
+        self.core.register_task(task.spec, current=True)
+
+    def answer_lookups(self) -> None:
+        while self.lookups:
+            lk = self.lookups.pop(0)
+            found = [m.ProductRef(id=p.id, uri=p.uri, type=p.type, obs_id=p.obs_id,
+                                  attributes=p.attributes)
+                     for p in self.store_products
+                     if p.type == lk.need.product_type and p.id not in lk.exclude
+                     and all(getattr(p, k, p.attributes.get(k)) == v for k, v in lk.need.match.items())]
+            self.feed(ProductsFound(activity_id=lk.activity_id, attempt=lk.attempt, products=found))
+
+    def fire_timers(self, until: float) -> None:
+        self.now = until
+        due = sorted(t for t in self.timers if t[0] <= until)
+        self.timers = [t for t in self.timers if t[0] > until]
+        if due:
+            self.feed(*[TimerFired(kind=k, activity_id=a) for _, k, a in due])
+
+    def outcome(self, d: m.DispatchActivity) -> Any:
+        task = self.tasks[d.task.name]
+        args = _bind(d.arguments, d.products)
+        try:
+            value = task.fn(**args)
+        except MissingInput as exc:
+            return m.ActivityNeedsInput(activity_id=d.activity_id, attempt=d.attempt, need=m.InputNeed(
+                param=exc.param, product_type=exc.product_type, match=exc.match, reason=exc.reason,
+                provider_params=exc.provider_params, insufficient=exc.insufficient))
+        except Exception as exc:
+            return m.ActivityFailed(activity_id=d.activity_id, attempt=d.attempt, message=str(exc),
+                                    error_type=type(exc).__name__,
+                                    retryable=not getattr(exc, "fatal", False))
+        products: list[m.NewProduct] = []
+        if isinstance(value, Product):
+            pid = new_id("prd")
+            products.append(m.NewProduct(id=pid, uri=f"mem://{pid}", type=value.type, obs_id=value.obs_id,
+                                         attributes=value.attributes, name=str(value.path)))
+            value = {"$product": pid}
+        return m.ActivityFinished(activity_id=d.activity_id, attempt=d.attempt, result=value,
+                                  products=products)
+
+    def step(self, n: int | None = None) -> int:
+        """Run up to ``n`` queued dispatches (all by default) and report their outcomes."""
+        batch = self.queue[: n if n is not None else len(self.queue)]
+        self.queue = self.queue[len(batch):]
+        if batch:
+            self.feed(*[self.outcome(d) for d in batch])
+        self.answer_lookups()
+        return len(batch)
+
+    def drain(self, limit: int = 10_000) -> None:
+        for _ in range(limit):
+            if not self.step() and not self.lookups:
+                return
+        raise AssertionError("the run did not settle")
+
+    # -- reading ---------------------------------------------------------------------------------
+    def run_state(self, run_id: str) -> str:
+        return self.runs[run_id].state
+
+    def acts(self, task: str | None = None) -> list[ActivityRecord]:
+        return [a for a in self.activities.values() if task is None or a.task_name == task]
+
+
+def _bind(value: Any, products: dict[str, m.ProductRef]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$product"}:
+            ref = products[value["$product"]]
+            return Product(ref.uri, type=ref.type, obs_id=ref.obs_id, id=ref.id, attributes=ref.attributes)
+        return {k: _bind(v, products) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bind(v, products) for v in value]
+    return value
