@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from typing import Any
 
@@ -17,7 +19,10 @@ def run_demo(store: str | None = None, *, as_json: bool = False, backlog: int = 
              seconds: float = 0.25) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     with Client(store) as client:
-        say = (lambda *_: None) if as_json else console.print
+        def say(text: str) -> None:
+            if not as_json:
+                console.print(text)
+
         say("[bold]1. an observation with an unknown number of detectors and a missing attitude file[/]")
         obs = client.run(mini_xray.observation, {"obs_id": f"demo{int(time.time()) % 100000:05d}"},
                          progress=not as_json)
@@ -56,7 +61,5 @@ def run_demo(store: str | None = None, *, as_json: bool = False, backlog: int = 
         say(f"[bold]store[/] {store_dir}  [bold]products[/] {store_dir / 'products'}")
         say(f"look around: skyweave runs | skyweave status {obs.id} | skyweave products list --run {obs.id}")
     if as_json:
-        import json
-
-        print(json.dumps(summary, indent=2, default=str))
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -18,6 +18,7 @@ from skyweave.config.settings import Settings
 from skyweave.controller.service import ControllerService
 from skyweave.errors import SkyweaveError
 from skyweave.executors.base import ExecutionEnv, Executor
+from skyweave.executors.local import LocalExecutor
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService
 from skyweave.store import open_store
@@ -37,9 +38,7 @@ def make_executor(settings: Settings, env: ExecutionEnv) -> Executor:
     if settings.executor == "threads":
         return ThreadExecutor(env, threads=slots)
     if settings.executor == "local":
-        from skyweave.executors.local import LocalExecutor  # TEMP until local.py lands
-
-        return LocalExecutor(env, slots=slots)
+        return LocalExecutor(env, processes=slots)
     raise SkyweaveError(f"unknown executor {settings.executor!r}", hint="use local or threads")
 
 

@@ -154,6 +154,8 @@ class GraphBuilder:
             "depth": depth, "mapped": mapped, "when": when_json, "priority": priority, "loop": loop,
         }
         self.tasks[spec.name] = task
+        for provider in task.provider_tasks():
+            self.tasks.setdefault(provider.spec.name, provider)
         return Ref(node_id)
 
 

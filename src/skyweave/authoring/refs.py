@@ -23,16 +23,16 @@ class Expr:
     def _op(self, op: str, *others: Any) -> Expr:
         return OpExpr(op, (self, *others))
 
-    def __gt__(self, other: Any) -> Expr:  # type: ignore[override]
+    def __gt__(self, other: Any) -> Expr:
         return self._op(">", other)
 
-    def __ge__(self, other: Any) -> Expr:  # type: ignore[override]
+    def __ge__(self, other: Any) -> Expr:
         return self._op(">=", other)
 
-    def __lt__(self, other: Any) -> Expr:  # type: ignore[override]
+    def __lt__(self, other: Any) -> Expr:
         return self._op("<", other)
 
-    def __le__(self, other: Any) -> Expr:  # type: ignore[override]
+    def __le__(self, other: Any) -> Expr:
         return self._op("<=", other)
 
     def __eq__(self, other: Any) -> Expr:  # type: ignore[override]

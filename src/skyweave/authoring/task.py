@@ -55,9 +55,11 @@ def type_name(annotation: Any) -> str:
 class Task:
     """A declared task.  ``fn`` is the Python function (``None`` for command and image tasks)."""
 
-    def __init__(self, spec: TaskSpec, fn: Callable[..., Any] | None = None) -> None:
+    def __init__(self, spec: TaskSpec, fn: Callable[..., Any] | None = None,
+                 providers: Mapping[str, str | Task] | None = None) -> None:
         self.spec = spec
         self.fn = fn
+        self._providers = dict(providers or {})
         if fn is not None:
             self.__doc__ = fn.__doc__
             self.__name__ = fn.__name__
@@ -74,6 +76,16 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<task {self.spec.key} ({self.spec.kind})>"
+
+    def provider_tasks(self) -> list[Task]:
+        """The provider tasks this task names, found as objects or by name in its module."""
+        found: list[Task] = []
+        scope: dict[str, Any] = getattr(self.fn, "__globals__", {})
+        for provider in self._providers.values():
+            obj = provider if isinstance(provider, Task) else scope.get(provider)
+            if isinstance(obj, Task):
+                found.append(obj)
+        return found
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = current_builder()
@@ -127,8 +139,12 @@ def _function_ref(fn: Callable[..., Any]) -> str:
     return f"{name}:{qualname}"
 
 
+@typing.overload
+def task(fn: Callable[..., Any], /) -> Task: ...
+
+
+@typing.overload
 def task(
-    fn: Callable[..., Any] | None = None,
     *,
     name: str | None = None,
     version: str | None = None,
@@ -141,7 +157,25 @@ def task(
     park: float = 0.0,
     max_detours: int = 3,
     cache: bool = True,
-) -> Any:
+) -> Callable[[Callable[..., Any]], Task]: ...
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    retries: int | RetryPolicy = 0,
+    backoff: float = 1.0,
+    timeout: float | None = None,
+    priority: int = 0,
+    resources: Resources | None = None,
+    providers: Mapping[str, str | Task] | None = None,
+    park: float = 0.0,
+    max_detours: int = 3,
+    cache: bool = True,
+) -> Task | Callable[[Callable[..., Any]], Task]:
     """Declare a Python function as a task.
 
     ``version`` defaults to a short code hash, so an edit to the function (or a helper or constant
@@ -182,7 +216,7 @@ def task(
             cache=cache,
             description=(inspect.getdoc(func) or "").split("\n\n")[0],
         )
-        return Task(spec, func)
+        return Task(spec, func, providers)
 
     if fn is not None:
         return wrap(fn)

@@ -112,7 +112,16 @@ class Workflow:
         return graph, builder.tasks
 
 
-def workflow(fn: Callable[..., Any] | None = None, *, name: str | None = None, pin: bool = False) -> Any:
+@typing.overload
+def workflow(fn: Callable[..., Any], /) -> Workflow: ...
+
+
+@typing.overload
+def workflow(*, name: str | None = None, pin: bool = False) -> Callable[[Callable[..., Any]], Workflow]: ...
+
+
+def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, pin: bool = False
+             ) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
     """Declare a workflow.  ``pin=True`` pins every task to the version it had at submission."""
 
     def wrap(func: Callable[..., Any]) -> Workflow:

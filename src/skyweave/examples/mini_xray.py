@@ -85,7 +85,7 @@ def merge_counts(per_detector: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @workflow
-def observation(obs_id: str = "demo0001", seed: int = 7) -> dict[str, Any]:
+def observation(obs_id: str = "demo0001", seed: int = 7) -> Any:
     detectors = list_detectors(obs_id=obs_id, seed=seed)
     events = decode_events.map(obs_id=obs_id, detector=detectors, seed=seed)
     calibrated = calibrate.map(events=events)
@@ -109,7 +109,7 @@ def indices(n: int) -> list[int]:
 
 
 @workflow
-def backlog(n: int = 24, seconds: float = 0.25) -> list[dict[str, float]]:
+def backlog(n: int = 24, seconds: float = 0.25) -> Any:
     return quicklook.map(index=indices(n=n), seconds=seconds)
 
 
@@ -120,5 +120,5 @@ def alert(obs_id: str) -> dict[str, Any]:
 
 
 @workflow
-def urgent(obs_id: str = "burst01") -> dict[str, Any]:
+def urgent(obs_id: str = "burst01") -> Any:
     return alert(obs_id=obs_id)

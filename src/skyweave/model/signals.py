@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-class MissingInput(Exception):  # noqa: N818 - a signal, not an error: the name says what it reports
+class MissingInput(Exception):
     """Raise from a task when an input it needs is missing.
 
     ``param`` is the task parameter to bind once a product of ``product_type`` matching ``match``
