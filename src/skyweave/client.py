@@ -28,6 +28,7 @@ from skyweave.config.settings import Settings, load_settings
 from skyweave.controller.runstate import parse_key
 from skyweave.engine import Engine
 from skyweave.errors import ControlError, NotFoundError, SkyweaveError
+from skyweave.listeners import Listener
 from skyweave.model import messages as m
 from skyweave.model.ids import PRODUCT, RUN, new_id
 from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, RunRecord
@@ -76,13 +77,18 @@ class RunHandle:
 
 class Client:
     def __init__(self, store: str | None = None, *, settings: Settings | None = None,
-                 engine: bool = True, bus: str | None = None, **overrides: Any) -> None:
+                 engine: bool = True, bus: str | None = None, listeners: list[Listener] | None = None,
+                 **overrides: Any) -> None:
         self.settings = settings or load_settings(store=store, bus=bus, **overrides)
         self.store: Store = open_store(self.settings.store)
         self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine))
         self.engine: Engine | None = None
         if engine:
-            self.engine = Engine(self.settings, store=self.store, bus=self.bus).start()
+            self.engine = Engine(self.settings, store=self.store, bus=self.bus, listeners=listeners,
+                                 submit=self._submit_for_listener).start()
+
+    def _submit_for_listener(self, target: str, params: dict[str, Any], priority: int) -> str:
+        return self.submit(target, params, priority=priority).id
 
     def close(self) -> None:
         if self.engine is not None:

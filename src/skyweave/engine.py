@@ -21,6 +21,8 @@ from skyweave.executors.base import ExecutionEnv, Executor
 from skyweave.executors.local import LocalExecutor
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService
+from skyweave.listeners import Listener, ListenerHost, load_listener
+from skyweave.listeners.base import Submit
 from skyweave.store import open_store
 from skyweave.store.base import Store
 
@@ -62,7 +64,8 @@ class Engine:
     """Controller + one worker in threads, sharing a store and a bus."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None, bus: Bus | None = None,
-                 controller: bool = True, worker: bool = True) -> None:
+                 controller: bool = True, worker: bool = True,
+                 listeners: list[Listener] | None = None, submit: Submit | None = None) -> None:
         self.settings = settings
         self.store = store or open_store(settings.store)
         self.bus = bus or open_bus(settings.bus_url(shared=not controller or not worker))
@@ -73,6 +76,10 @@ class Engine:
         if controller:
             self.controller = ControllerService(self.store, self.bus, aging_s=settings.aging_s,
                                                 window=settings.window, batch=settings.batch)
+        chosen = list(listeners or []) + [load_listener(ref) for ref in settings.listeners]
+        self.listeners: ListenerHost | None = None
+        if chosen and controller:
+            self.listeners = ListenerHost(self.bus, chosen, submit=submit)
         if worker:
             env = make_env(settings, "embedded")
             self.worker = WorkerService(self.bus, make_executor(settings, env), lease_s=settings.lease_s,
@@ -87,6 +94,8 @@ class Engine:
             self._threads.append(_Loop("skyweave-controller", self.controller.step, self._stop))
         for t in self._threads:
             t.start()
+        if self.listeners is not None:
+            self.listeners.start()
         return self
 
     def check(self) -> None:
@@ -96,6 +105,8 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.listeners is not None:
+            self.listeners.stop()
         for t in self._threads:
             t.join(timeout=10)
         if self.worker is not None:
