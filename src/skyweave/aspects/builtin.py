@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from skyweave.aspects.base import Aspect, AspectOutcome
 from skyweave.errors import Fatal
@@ -44,7 +44,13 @@ def activity_log_path(log_root: Path, activity_id: str, attempt: int) -> Path:
 # log capture
 
 
-class _LazyFile(io.TextIOBase):
+class _Sink(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class _LazyFile:
     """A text sink that creates its file on the first write (no file for silent activities)."""
 
     def __init__(self, path: Path) -> None:
@@ -64,7 +70,7 @@ class _LazyFile(io.TextIOBase):
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-        super().close()
+            self._file = None
 
 
 class _FdCapture:
@@ -117,7 +123,7 @@ class _FdCapture:
 
 
 _fd_capture: _FdCapture | None = None
-_sink: ContextVar[io.TextIOBase | TextIO | None] = ContextVar("skyweave_activity_log", default=None)
+_sink: ContextVar[_Sink | None] = ContextVar("skyweave_activity_log", default=None)
 
 
 class _RoutingHandler(logging.Handler):
@@ -165,7 +171,7 @@ class LogCaptureAspect(Aspect):
 
     def before(self, ctx: ActivityContext) -> None:
         global _fd_capture  # noqa: PLW0603 - one scratch file per process, created on first use
-        sink: io.TextIOBase | TextIO
+        sink: _Sink
         if self.capture_fds:
             if _fd_capture is None or _fd_capture.pid != os.getpid():
                 _fd_capture = _FdCapture()
@@ -182,7 +188,7 @@ class LogCaptureAspect(Aspect):
         if self.capture_fds:
             assert _fd_capture is not None
             _fd_capture.end(log_path)
-        elif sink is not None:
+        elif isinstance(sink, _LazyFile):
             sink.close()
 
 

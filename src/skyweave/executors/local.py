@@ -429,8 +429,8 @@ class LocalExecutor(Executor):
                     retryable=True,
                 )
             )
-        child.conn.close()
         self._detach(child)
+        child.conn.close()
 
     def cancel(self, activity_ids: Sequence[str]) -> None:
         for activity_id in activity_ids:
