@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from skyweave.authoring.graph import GRAPH_VERSION
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from skyweave.authoring.loader import load_task, load_workflow
 from skyweave.authoring.task import Task
 from skyweave.authoring.workflow import Workflow
@@ -35,7 +36,7 @@ from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, Run
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
-from skyweave.storage.local import LocalStorage
+from skyweave.storage.local import LocalStorage, checksum_file, file_uri
 from skyweave.store import open_store
 from skyweave.store.base import Store
 
@@ -298,8 +299,6 @@ class Client:
             shutil.copy2(src, tmp)
             uri, checksum, size = storage.store_file(tmp, "external", pid, src.name)
         else:
-            from skyweave.storage.local import checksum_file, file_uri
-
             uri, checksum, size = file_uri(src.resolve()), checksum_file(src), src.stat().st_size
         new = m.NewProduct(id=pid, uri=uri, name=src.name, type=type, checksum=checksum, size=size,
                            obs_id=obs_id, detector=detector, version=version,
@@ -322,8 +321,6 @@ class _Progress:
     """A rich progress bar fed from the store (works across processes)."""
 
     def __init__(self, client: Client, run_id: str) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.client = client
         self.run_id = run_id
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -346,5 +343,3 @@ class _Progress:
     def close(self) -> None:
         self.progress.stop()
 
-
-_ = GRAPH_VERSION

@@ -30,10 +30,7 @@ def _check_literal(task_name: str, param: str, type_name: str, value: Any) -> No
     want = expected.get(type_name)
     if want is None or value is None:
         return
-    if type_name in ("int", "float") and isinstance(value, bool):
-        ok = False
-    else:
-        ok = isinstance(value, want)
+    ok = not (type_name in ("int", "float") and isinstance(value, bool)) and isinstance(value, want)
     if not ok:
         raise ParameterError(
             f"parameter {param!r} of task {task_name!r} expects {type_name}, got {value!r} "

@@ -16,9 +16,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from skyweave.bus import open_bus
 from skyweave.cli import output
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
+from skyweave.demo import run_demo
 from skyweave.engine import Engine, make_env, make_executor
 from skyweave.errors import ParameterError, SkyweaveError
 from skyweave.executors.worker import WorkerService
@@ -280,7 +282,7 @@ def priority(
 
 # -- services ------------------------------------------------------------------------------------
 def _serve(stop: threading.Event) -> None:
-    def handler(signum: int, frame: object) -> None:
+    def handler(_signum: int, _frame: object) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -321,8 +323,6 @@ def worker(
     """Run a worker: claims dispatches from the bus and runs them."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor)
-    from skyweave.bus import open_bus
-
     service = WorkerService(open_bus(settings.bus_url(shared=True)),
                             make_executor(settings, make_env(settings, f"worker-{os.getpid()}")),
                             lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s)
@@ -422,8 +422,6 @@ def products_add(
 @friendly
 def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Run the demonstration: unknown fan-out, a backtrack, and an urgent run overtaking queued work."""
-    from skyweave.demo import run_demo  # the demo imports numpy-free example code only when asked
-
     run_demo(store=store, as_json=as_json)
 
 

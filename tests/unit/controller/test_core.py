@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from skyweave.model import messages as m
@@ -68,7 +70,7 @@ def test_bounded_loop_stops_when_converged() -> None:
     iterations = sorted(w.acts("halve"), key=lambda a: a.iteration)
     # 8 -> 4 -> 2 -> 1 (delta 0.5 < 1): four iterations, each the parent of the next
     assert [a.result["value"] for a in iterations] == [8.0, 4.0, 2.0, 1.0]
-    assert all(b.parent_activity == a.id for a, b in zip(iterations, iterations[1:], strict=False))
+    assert all(b.parent_activity == a.id for a, b in itertools.pairwise(iterations))
 
 
 def test_bounded_loop_stops_at_max_iterations() -> None:

@@ -59,7 +59,8 @@ def test_listener_reacts_and_a_broken_one_cannot_stop_the_controller(tmp_path: P
         _wait_for(lambda: "run.failed" in rec.topics)
         assert "activity.failed" in rec.topics
         assert not any(t.startswith("activity.succeeded") for t in rec.topics), "pattern filters"
-        assert client.engine is not None and client.engine.listeners is not None
+        assert client.engine is not None
+        assert client.engine.listeners is not None
         assert client.engine.listeners.errors.get("crashes", 0) > 0
         client.engine.check()  # the controller thread is alive and well
 
@@ -70,7 +71,8 @@ def test_load_listener_by_path_and_entry_point(tmp_path: Path) -> None:
                    "@listener('product.created')\n"
                    "def on_product(topic, event, ctx):\n    pass\n")
     loaded = load_listener(f"{src}:on_product")
-    assert loaded.wants("product.created") and not loaded.wants("activity.failed")
+    assert loaded.wants("product.created")
+    assert not loaded.wants("activity.failed")
     assert load_listener("log").name == "log"
     with pytest.raises(DefinitionError, match="no listener entry point named 'nope'"):
         load_listener("nope")
