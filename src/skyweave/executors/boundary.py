@@ -126,6 +126,8 @@ class Boundary:
             obs_id=dispatch.obs_id,
         )
         entered: list[Aspect] = []
+        """Aspects whose ``before`` ran; if one raised, the chain has already unwound them."""
+        wrapped = False
         outcome = AspectOutcome(ok=False)
         token = set_context(ctx)
         try:
@@ -134,6 +136,7 @@ class Boundary:
                 arguments = bind_arguments(dispatch.arguments, dispatch.products)
                 ctx.extra["arguments"] = arguments
                 self.chain.before(ctx, entered)
+                wrapped = True
                 if function is not None:
                     value = function(**arguments)
                     if asyncio.iscoroutine(value):
@@ -145,7 +148,8 @@ class Boundary:
                 outcome = AspectOutcome(ok=True, result=result, products=products)
             except (Exception, SystemExit) as exc:
                 outcome = AspectOutcome(ok=False, error=exc)
-            self.chain.after(ctx, entered, outcome)
+            if wrapped:
+                self.chain.after(ctx, entered, outcome)
         finally:
             reset_context(token)
         if outcome.ok and ctx.created:

@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from skyweave.executors.base import ExecutionEnv
 from skyweave.model.messages import DispatchActivity, ProductRef
 from skyweave.model.specs import OutputSpec, TaskKind, TaskSpec
 from skyweave.storage.local import file_uri
@@ -67,7 +66,9 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def product_ref(path: Path, product_id: str, *, checksum: str | None = None, type: str = "file") -> ProductRef:
+def product_ref(
+    path: Path, product_id: str, *, checksum: str | None = None, type: str = "file"
+) -> ProductRef:
     data = path.read_bytes()
     return ProductRef(
         id=product_id,

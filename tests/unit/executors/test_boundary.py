@@ -29,13 +29,16 @@ def failed(outcome: object) -> ActivityFailed:
 # --------------------------------------------------------------------------------------------- python
 
 
-@pytest.mark.parametrize("ref", [by_path("add"), by_module("add"), by_module("decorated_add"), by_path("async_add")])
+@pytest.mark.parametrize(
+    "ref", [by_path("add"), by_module("add"), by_module("decorated_add"), by_path("async_add")]
+)
 def test_python_task_by_path_module_decorated_or_async(env: ExecutionEnv, ref: str) -> None:
     outcome = finished(execute(dispatch(ref, {"x": 2, "y": 3}), env))
     assert outcome.result == 5
     assert outcome.products == []
     assert outcome.worker == "wrk-test"
-    assert outcome.host and outcome.pid
+    assert outcome.host
+    assert outcome.pid
     assert 0 < outcome.started_at <= outcome.at
     assert outcome.aspects == ["log-capture", "timing", "validate-inputs"]
     assert outcome.log_uri == ""  # it wrote nothing, so it has no log file
@@ -201,7 +204,9 @@ def test_log_captures_print_logger_fd_and_subprocess_output(env: ExecutionEnv) -
         assert line in log
 
 
-def test_thread_mode_captures_only_the_activity_logger(env: ExecutionEnv, capfd: pytest.CaptureFixture[str]) -> None:
+def test_thread_mode_captures_only_the_activity_logger(
+    env: ExecutionEnv, capfd: pytest.CaptureFixture[str]
+) -> None:
     outcome = finished(Boundary(env, exclusive_process=False).execute(dispatch(by_path("chatty"))))
     log = LocalStorage.local_path(outcome.log_uri).read_text()
     assert "hello from the activity logger" in log
@@ -250,7 +255,8 @@ def test_command_task_with_templated_arguments_makes_its_output(env: ExecutionEn
     source = tmp_path / "in put.txt"  # a space: quoting keeps it one argument
     source.write_text("faint source\n")
     template = (
-        "sh -c 'tr a-z A-Z < \"$1\" > \"$2\"; echo \"label=$3\"' sh {inputs.src} {outputs.upper} {params.label}"
+        "sh -c 'tr a-z A-Z < \"$1\" > \"$2\"; echo \"label=$3\"' "
+        "sh {inputs.src} {outputs.upper} {params.label}"
     )
     d = dispatch(
         template,
@@ -281,7 +287,8 @@ def test_command_exit_code_is_reported_with_the_tail_of_stderr(env: ExecutionEnv
     assert "exited with code 3" in outcome.message
     assert "calibration table not found" in outcome.message
     log = LocalStorage.local_path(outcome.log_uri).read_text()
-    assert "starting" in log and "calibration table not found" in log
+    assert "starting" in log
+    assert "calibration table not found" in log
     assert (env.work_root / f"{d.activity_id}-1").is_dir()  # kept for inspection
 
 
@@ -295,7 +302,9 @@ def test_command_that_does_not_write_a_declared_output_fails(env: ExecutionEnv) 
 
 
 def test_command_reports_a_missing_input_through_its_needs_file(env: ExecutionEnv) -> None:
-    needs = '{"param": "orbit", "product_type": "ep.aux.orbit", "match": {"obs_id": "o1"}, "reason": "no orbit"}'
+    needs = (
+        '{"param": "orbit", "product_type": "ep.aux.orbit", "match": {"obs_id": "o1"}, "reason": "no orbit"}'
+    )
     d = dispatch(f"sh -c {shlex.quote(f'echo {shlex.quote(needs)} > skyweave-needs.json; exit 1')}",
                  name="match_orbit", kind=TaskKind.COMMAND)
     outcome = execute(d, env)

@@ -23,7 +23,11 @@ DEADLINE_S = 30.0
 
 
 def run_until(
-    executor: Executor, wanted: Sequence[str], *, deadline_s: float = DEADLINE_S, events: list[Outcome] | None = None
+    executor: Executor,
+    wanted: Sequence[str],
+    *,
+    deadline_s: float = DEADLINE_S,
+    events: list[Outcome] | None = None,
 ) -> dict[str, Outcome]:
     """Collect until every id in ``wanted`` has a final outcome; fail at the deadline."""
     final: dict[str, Outcome] = {}
