@@ -1,0 +1,303 @@
+"""End-to-end tests of the ``skyweave`` command line, run as real subprocesses on a fresh store.
+
+Each test points ``--store`` at its own ``tmp_path``; the workflows live in ``workflows/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from skyweave.client import Client
+
+from .helpers import CLI, WORKFLOWS, flat, poll, service_logs, services, stop
+
+BASIC = WORKFLOWS / "basic.py"
+PARKING = WORKFLOWS / "parking.py"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def by_task(detail: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    return [a for a in detail if a["task"] == task]
+
+
+def assert_clean_error(res: Any, *fragments: str) -> str:
+    """Non-zero exit, exactly one ``error:`` message naming the problem, no Python traceback."""
+    assert res.code != 0, f"expected failure from {res.argv}\n{res.out}\n{res.err}"
+    text = flat(res.err)
+    assert "Traceback" not in res.err + res.out, res.err
+    assert res.err.count("error:") == 1, res.err
+    for fragment in fragments:
+        assert fragment in text, f"{fragment!r} not in stderr:\n{res.err}"
+    return text
+
+
+# -- 1. the happy path and the inspection commands ---------------------------------------------
+def test_run_and_inspect(cli: CLI) -> None:
+    res = cli("run", f"{BASIC}:simple", "--param", "n=3", "--param", "obs_id=obs42", "--json").ok()
+    summary = res.json()
+    run_id = summary["run_id"]
+    assert run_id.startswith("run-")
+    assert summary["status"] == "succeeded"
+    # numbers x2, shout x3, write_product x3, add_up x1
+    assert summary["activities"] == 9
+    assert summary["by_state"] == {"succeeded": 9}
+    assert summary["products"] == 3
+    assert summary["params"] == {"n": 3, "obs_id": "obs42"}
+
+    status = cli.status(run_id)
+    assert status["run_id"] == run_id and status["status"] == "succeeded"
+    detail = status["activities_detail"]
+    assert len(detail) == 9 and {a["state"] for a in detail} == {"succeeded"}
+    assert sorted(a["key"] for a in by_task(detail, "shout")) == ["0", "1", "2"]
+
+    runs = cli.json("runs")
+    assert [(r["run_id"], r["workflow"], r["status"]) for r in runs] == [(run_id, "simple", "succeeded")]
+
+    products = cli.json("products", "list", "--run", run_id)
+    assert len(products) == 3
+    assert {p["type"] for p in products} == {"e2e.item"}
+    assert {p["obs_id"] for p in products} == {"obs42"}
+    assert {p["run_id"] for p in products} == {run_id}
+    assert sorted(p["name"] for p in products) == ["item0.txt", "item1.txt", "item2.txt"]
+    for p in products:  # the catalogue points at real files with the recorded checksum
+        path = Path(unquote(urlparse(p["uri"]).path))
+        data = path.read_bytes()
+        assert data == f"item {p['name'][4]}\n".encode()
+        assert p["checksum"] == "sha256:" + hashlib.sha256(data).hexdigest()
+        assert p["size"] == len(data)
+
+    shout1 = next(a for a in by_task(detail, "shout") if a["key"] == "1")
+    logs = cli("logs", shout1["id"]).ok()
+    assert "hello from shout 1" in logs.out
+    assert "hello from shout 0" not in logs.out  # each activity has its own log
+
+    tasks = cli.json("tasks", "list")
+    names = {t["name"]: t for t in tasks}
+    assert {"numbers", "shout", "write_product", "add_up"} <= set(names)
+    assert all(names[n]["current"] and names[n]["version"] == "1" and names[n]["kind"] == "python"
+               for n in ("numbers", "shout", "write_product", "add_up"))
+
+
+# -- 2. a task that raises ----------------------------------------------------------------------
+def test_failing_task(cli: CLI) -> None:
+    res = cli("run", f"{BASIC}:failing", "--json")
+    assert res.code != 0
+    summary = res.json()
+    assert summary["status"] == "failed"
+    assert summary["by_state"] == {"failed": 1}
+    assert "Traceback" not in res.err
+
+    res = cli("run", f"{BASIC}:failing", "--param", "x=9")
+    assert res.code != 0
+    text = flat(res.err)
+    assert "boom-9: the detector is on fire" in text
+    assert "explode" in text
+    assert "Traceback" not in res.err
+
+    run_id = cli.json("runs")[0]["run_id"]
+    assert cli.status(run_id)["status"] == "failed"
+    (act,) = cli.status(run_id)["activities_detail"]
+    assert act["state"] == "failed"
+    logs = cli("logs", act["id"]).ok()
+    assert "ValueError: boom-9: the detector is on fire" in logs.out
+    assert cli.json("runs", "--state", "failed")[0]["run_id"] == run_id
+
+
+# -- 3. bad input: one clear message, no traceback -----------------------------------------------
+def test_missing_workflow_file(cli: CLI) -> None:
+    res = cli("run", "does_not_exist.py:wf")
+    assert_clean_error(res, "does_not_exist.py", "does not exist")
+
+
+@pytest.mark.parametrize(("source", "fragments"), [
+    ("from skyweave import workflow\n\nx = 1\ndef f(:\n    pass\n", ["SyntaxError", "line 4"]),
+    ("from skyweave import workflow\n\nx = 1\nundefined_name + 1\n", ["NameError", "undefined_name", ":4"]),
+], ids=["syntax-error", "name-error"])
+def test_workflow_file_that_fails_to_import(cli: CLI, source: str, fragments: list[str]) -> None:
+    (cli.cwd / "broken.py").write_text(source)
+    res = cli("run", "broken.py:wf")
+    text = assert_clean_error(res, "broken.py", *fragments)
+    assert str(cli.cwd / "broken.py") in text
+
+
+def test_name_not_in_file(cli: CLI) -> None:
+    res = cli("run", f"{BASIC}:nothere")
+    text = assert_clean_error(res, "'nothere'", "basic.py")
+    assert "simple" in text  # the hint lists what the file does define
+
+
+@pytest.mark.parametrize(("params", "fragments"), [
+    (["--param", "bogus=1"], ["no parameter 'bogus'", "n, obs_id"]),
+    (["--param", "n=abc"], ["'n'", "expects int", "'abc'"]),
+    (["--param", "n"], ["--param 'n' is not KEY=VALUE"]),
+], ids=["unknown", "wrong-type", "no-equals"])
+def test_bad_params(cli: CLI, params: list[str], fragments: list[str]) -> None:
+    res = cli("run", f"{BASIC}:simple", *params)
+    assert_clean_error(res, *fragments)
+    assert cli.json("runs") == []  # nothing half-submitted
+
+
+def test_command_task_exit_code(cli: CLI) -> None:
+    res = cli("run", f"{BASIC}:command_fails", "--json")
+    assert res.code != 0
+    assert "Traceback" not in res.err
+    run_id = res.json()["run_id"]
+    status = cli.status(run_id)
+    assert status["status"] == "failed"
+    (act,) = status["activities_detail"]
+    assert act["task"] == "exit_three" and act["state"] == "failed"
+    logs = flat(cli("logs", act["id"]).ok().out)
+    assert "exited with code 3" in logs
+    assert "going down" in logs  # the command's stderr is kept
+    with Client(str(cli.store), engine=False) as client:
+        record = client.store.get_activity(act["id"])
+    assert record.exit_code == 3
+    assert record.error is not None and record.error["type"] == "skyweave.CommandFailed"
+
+
+def test_corrupt_store_is_refused_and_left_alone(cli: CLI) -> None:
+    garbage = cli.cwd / "garbage.db"
+    payload = bytes(range(256)) * 4 + b"not sqlite at all"
+    garbage.write_bytes(payload)
+    before = sorted(p.name for p in cli.cwd.iterdir())
+    for args in (["run", f"{BASIC}:simple"], ["runs"], ["status", "run-x"]):
+        res = CLI(cli.cwd, garbage)(*args)
+        assert_clean_error(res, "garbage.db", "not a skyweave store")
+    assert garbage.read_bytes() == payload
+    assert sorted(p.name for p in cli.cwd.iterdir()) == before  # no -wal/-journal/-shm left behind
+
+
+def test_unknown_run_id(cli: CLI) -> None:
+    cli("run", f"{BASIC}:simple", "--json").ok()
+    res = cli("status", "run-doesnotexist", "--json")
+    assert_clean_error(res, "run-doesnotexist")
+    assert res.out == ""
+    res = cli("logs", "act-doesnotexist")
+    assert_clean_error(res, "act-doesnotexist")
+
+
+# -- 4. controller and worker as separate processes --------------------------------------------
+@pytest.mark.slow
+def test_submit_to_separate_controller_and_worker(cli: CLI) -> None:
+    with services(cli, slots=2):
+        sub = cli.json("submit", f"{BASIC}:simple", "--param", "n=4")
+        run_id = sub["run_id"]
+        assert run_id.startswith("run-") and sub["status"] == "submitted"
+
+        def done() -> dict[str, Any] | None:
+            st = cli.status(run_id)
+            return st if st["status"] in TERMINAL else None
+
+        try:
+            final = poll(done, deadline=60, what=f"run {run_id} to finish")
+        except AssertionError:
+            raise AssertionError(service_logs(cli)) from None
+        assert final["status"] == "succeeded", service_logs(cli)
+        assert final["activities"] == 2 + 4 + 4 + 1
+        assert final["products"] == 4
+
+
+# -- 5. kill -9 in the middle, then resume --------------------------------------------------------
+@pytest.mark.slow
+def test_kill_9_then_resume(cli: CLI) -> None:
+    n = 12
+    log = cli.cwd / "run.log"
+    proc = cli.popen("run", f"{BASIC}:crashy", "--param", f"n={n}", "--param", "seconds=0.3",
+                     "--workers", "1", "--json", log=log)
+    try:
+        def some_done() -> str | None:
+            runs = cli.json("runs")
+            if not runs:
+                return None
+            st = cli.status(runs[0]["run_id"])
+            ok = [a for a in by_task(st["activities_detail"], "busy") if a["state"] == "succeeded"]
+            assert len(ok) < n, "the run finished before it could be killed"
+            return runs[0]["run_id"] if ok else None
+
+        run_id = poll(some_done, deadline=30, what="some activities to succeed", interval=0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        stop(proc)
+    assert proc.returncode == -signal.SIGKILL
+
+    killed = cli.status(run_id)
+    assert killed["status"] not in TERMINAL
+    done_before = sum(1 for a in by_task(killed["activities_detail"], "busy") if a["state"] == "succeeded")
+    assert 0 < done_before < n
+
+    res = cli("resume", timeout=60).ok()
+    assert run_id in res.out
+    assert "Traceback" not in res.err
+
+    final = cli.status(run_id)
+    assert final["status"] == "succeeded"
+    busy = by_task(final["activities_detail"], "busy")
+    assert len(busy) == n
+    assert all(a["state"] == "succeeded" for a in final["activities_detail"])
+    assert sorted(int(a["key"]) for a in busy) == list(range(n))
+
+    products = cli.json("products", "list", "--run", run_id)
+    ids = [p["id"] for p in products]
+    assert len(ids) == len(set(ids))
+    assert final["products"] == n
+    assert len(products) == n
+    assert sorted(p["activity_id"] for p in products) == sorted(a["id"] for a in busy)
+    assert sorted(p["name"] for p in products) == sorted(f"busy{i}.txt" for i in range(n))
+
+
+# -- 6. parked activities woken by `skyweave products add` ---------------------------------------
+def _activity(cli: CLI, run_id: str) -> dict[str, Any]:
+    (act,) = cli.status(run_id)["activities_detail"]
+    return act
+
+
+@pytest.mark.slow
+def test_parked_activity_wakes_on_products_add(cli: CLI) -> None:
+    with services(cli, slots=2):
+        run_id = cli.json("submit", f"{PARKING}:wait_long", "--param", "obs_id=obs7")["run_id"]
+        poll(lambda: _activity(cli, run_id)["state"] == "parked", deadline=30, what="the activity to park")
+        assert cli.status(run_id)["status"] == "running"
+
+        # a product for another observation must not wake it
+        other = cli.cwd / "other.txt"
+        other.write_text("wrong obs\n")
+        cli.json("products", "add", str(other), "--type", "e2e.aux.attitude", "--obs-id", "obs8")
+        attitude = cli.cwd / "attitude.txt"
+        attitude.write_text("ra=83.6 dec=22.0\n")
+        added = cli.json("products", "add", str(attitude), "--type", "e2e.aux.attitude", "--obs-id", "obs7")
+        assert added["type"] == "e2e.aux.attitude" and added["obs_id"] == "obs7"
+
+        def done() -> dict[str, Any] | None:
+            st = cli.status(run_id)
+            return st if st["status"] in TERMINAL else None
+
+        final = poll(done, deadline=30, what="the woken run to finish")
+        assert final["status"] == "succeeded", service_logs(cli)
+        with Client(str(cli.store), engine=False) as client:
+            assert client.results(run_id) == "calibrated with ra=83.6 dec=22.0"
+
+
+@pytest.mark.slow
+def test_parked_activity_fails_at_its_deadline(cli: CLI) -> None:
+    with services(cli, slots=2):
+        run_id = cli.json("submit", f"{PARKING}:wait_short")["run_id"]
+
+        def done() -> dict[str, Any] | None:
+            st = cli.status(run_id)
+            return st if st["status"] in TERMINAL else None
+
+        final = poll(done, deadline=30, what="the parked run to give up")
+        assert final["status"] == "failed", service_logs(cli)
+        act = _activity(cli, run_id)
+        assert act["state"] == "failed"
+        logs = flat(cli("logs", act["id"]).ok().out)
+        assert "deadline" in logs
+        assert "e2e.aux.attitude" in logs

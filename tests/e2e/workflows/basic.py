@@ -1,0 +1,72 @@
+"""Workflows driven by the end-to-end CLI tests (module level, as workers import them)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from skyweave import Product, command, context, task, workflow
+
+
+@task(version="1")
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task(version="1")
+def shout(x: int) -> int:
+    print(f"hello from shout {x}")
+    return x * 10
+
+
+@task(version="1")
+def write_product(x: int, obs_id: str) -> Product:
+    path = context().output(f"item{x}.txt")
+    path.write_text(f"item {x}\n")
+    return Product(path, type="e2e.item", obs_id=obs_id)
+
+
+@task(version="1")
+def add_up(values: list[int]) -> int:
+    return sum(values)
+
+
+@workflow
+def simple(n: int = 3, obs_id: str = "obs1") -> Any:
+    shouted = shout.map(x=numbers(n=n))
+    files = write_product.map(x=numbers(n=n), obs_id=obs_id)
+    return {"total": add_up(values=shouted), "files": files}
+
+
+@task(version="1")
+def explode(x: int) -> int:
+    raise ValueError(f"boom-{x}: the detector is on fire")
+
+
+@workflow
+def failing(x: int = 7) -> Any:
+    return explode(x=x)
+
+
+exit_three = command("exit_three", "sh -c 'echo going down >&2; exit 3'", version="1")
+
+
+@workflow
+def command_fails() -> Any:
+    return exit_three()
+
+
+@task(version="1")
+def busy(i: int, seconds: float, obs_id: str) -> Product:
+    end = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    path = context().output(f"busy{i}.txt")
+    path.write_text(f"{i} {n}\n")
+    return Product(path, type="e2e.busy", obs_id=obs_id)
+
+
+@workflow
+def crashy(n: int = 12, seconds: float = 0.3, obs_id: str = "crash1") -> Any:
+    return busy.map(i=numbers(n=n), seconds=seconds, obs_id=obs_id)
