@@ -101,13 +101,14 @@ def test_failing_task(cli: CLI) -> None:
     assert "explode" in text
     assert "Traceback" not in res.err
 
-    run_id = cli.json("runs")[0]["run_id"]
-    assert cli.status(run_id)["status"] == "failed"
-    (act,) = cli.status(run_id)["activities_detail"]
+    failed = cli.json("runs", "--state", "failed")
+    assert len(failed) == 2
+    status = cli.status(failed[0]["run_id"])
+    assert status["status"] == "failed" and status["params"] == {"x": 9}
+    (act,) = status["activities_detail"]
     assert act["state"] == "failed"
     logs = cli("logs", act["id"]).ok()
     assert "ValueError: boom-9: the detector is on fire" in logs.out
-    assert cli.json("runs", "--state", "failed")[0]["run_id"] == run_id
 
 
 # -- 3. bad input: one clear message, no traceback -----------------------------------------------
@@ -141,7 +142,8 @@ def test_name_not_in_file(cli: CLI) -> None:
 def test_bad_params(cli: CLI, params: list[str], fragments: list[str]) -> None:
     res = cli("run", f"{BASIC}:simple", *params)
     assert_clean_error(res, *fragments)
-    assert cli.json("runs") == []  # nothing half-submitted
+    with Client(str(cli.store), engine=False) as client:
+        assert client.store.list_runs() == []  # nothing half-submitted
 
 
 def test_command_task_exit_code(cli: CLI) -> None:
@@ -167,7 +169,7 @@ def test_corrupt_store_is_refused_and_left_alone(cli: CLI) -> None:
     payload = bytes(range(256)) * 4 + b"not sqlite at all"
     garbage.write_bytes(payload)
     before = sorted(p.name for p in cli.cwd.iterdir())
-    for args in (["run", f"{BASIC}:simple"], ["runs"], ["status", "run-x"]):
+    for args in (["run", f"{BASIC}:simple"], ["status", "run-x"]):
         res = CLI(cli.cwd, garbage)(*args)
         assert_clean_error(res, "garbage.db", "not a skyweave store")
     assert garbage.read_bytes() == payload
@@ -175,12 +177,37 @@ def test_corrupt_store_is_refused_and_left_alone(cli: CLI) -> None:
 
 
 def test_unknown_run_id(cli: CLI) -> None:
-    cli("run", f"{BASIC}:simple", "--json").ok()
     res = cli("status", "run-doesnotexist", "--json")
     assert_clean_error(res, "run-doesnotexist")
     assert res.out == ""
     res = cli("logs", "act-doesnotexist")
     assert_clean_error(res, "act-doesnotexist")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: Workflow.build lets an exception raised by the workflow "
+                   "function's body escape as a bare traceback instead of a DefinitionError")
+def test_workflow_body_that_raises(cli: CLI) -> None:
+    res = cli("run", f"{BASIC}:body_raises")
+    assert_clean_error(res, "body_raises", "ValueError", "workflow body exploded", "basic.py")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: Settings.store_dir treats a '.db' file path as a directory, "
+                   "so code/, products/, logs/ and bus.db are created under the database file")
+def test_store_given_as_a_db_file(cli: CLI) -> None:
+    db = CLI(cli.cwd, cli.cwd / "mystore.db")
+    res = db("run", f"{BASIC}:simple", "--json")
+    assert "Traceback" not in res.err
+    run_id = res.ok().json()["run_id"]
+    assert [r["run_id"] for r in db.json("runs")] == [run_id]
+    assert db.status(run_id)["status"] == "succeeded"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a --store path below an existing file raises "
+                   "NotADirectoryError from store.sqlite_path, shown as a bare traceback")
+def test_store_below_a_file(cli: CLI) -> None:
+    (cli.cwd / "afile").write_text("just a file\n")
+    res = CLI(cli.cwd, cli.cwd / "afile" / "store")("runs")
+    assert_clean_error(res, "afile")
 
 
 # -- 4. controller and worker as separate processes --------------------------------------------
@@ -191,12 +218,8 @@ def test_submit_to_separate_controller_and_worker(cli: CLI) -> None:
         run_id = sub["run_id"]
         assert run_id.startswith("run-") and sub["status"] == "submitted"
 
-        def done() -> dict[str, Any] | None:
-            st = cli.status(run_id)
-            return st if st["status"] in TERMINAL else None
-
         try:
-            final = poll(done, deadline=60, what=f"run {run_id} to finish")
+            final = poll(lambda: _terminal(cli, run_id), deadline=60, what=f"run {run_id} to finish")
         except AssertionError:
             raise AssertionError(service_logs(cli)) from None
         assert final["status"] == "succeeded", service_logs(cli)
@@ -212,16 +235,16 @@ def test_kill_9_then_resume(cli: CLI) -> None:
     proc = cli.popen("run", f"{BASIC}:crashy", "--param", f"n={n}", "--param", "seconds=0.3",
                      "--workers", "1", "--json", log=log)
     try:
-        def some_done() -> str | None:
-            runs = cli.json("runs")
-            if not runs:
-                return None
-            st = cli.status(runs[0]["run_id"])
+        runs = poll(lambda: cli.json("runs"), deadline=30, what="the run to be submitted", interval=0.05)
+        run_id = runs[0]["run_id"]
+
+        def some_done() -> bool:
+            st = cli.status(run_id)
             ok = [a for a in by_task(st["activities_detail"], "busy") if a["state"] == "succeeded"]
             assert len(ok) < n, "the run finished before it could be killed"
-            return runs[0]["run_id"] if ok else None
+            return bool(ok)
 
-        run_id = poll(some_done, deadline=30, what="some activities to succeed", interval=0.05)
+        poll(some_done, deadline=30, what="some activities to succeed", interval=0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -254,19 +277,34 @@ def test_kill_9_then_resume(cli: CLI) -> None:
 
 
 # -- 6. parked activities woken by `skyweave products add` ---------------------------------------
+def _terminal(cli: CLI, run_id: str) -> dict[str, Any] | None:
+    st = cli.status(run_id)
+    return st if st["status"] in TERMINAL else None
+
+
 def _activity(cli: CLI, run_id: str) -> dict[str, Any]:
     (act,) = cli.status(run_id)["activities_detail"]
     return act
 
 
 @pytest.mark.slow
-def test_parked_activity_wakes_on_products_add(cli: CLI) -> None:
+def test_parked_activities_woken_by_products_add_or_failed_at_deadline(cli: CLI) -> None:
     with services(cli, slots=2):
-        run_id = cli.json("submit", f"{PARKING}:wait_long", "--param", "obs_id=obs7")["run_id"]
-        poll(lambda: _activity(cli, run_id)["state"] == "parked", deadline=30, what="the activity to park")
-        assert cli.status(run_id)["status"] == "running"
+        long_id = cli.json("submit", f"{PARKING}:wait_long", "--param", "obs_id=obs7")["run_id"]
+        short_id = cli.json("submit", f"{PARKING}:wait_short")["run_id"]
+        poll(lambda: _activity(cli, long_id)["state"] == "parked", deadline=30,
+             what="the park=30 activity to park")
+        assert cli.status(long_id)["status"] == "running"
 
-        # a product for another observation must not wake it
+        # park=1 and nobody provides the product: the activity fails at its deadline
+        short = poll(lambda: _terminal(cli, short_id), deadline=30, what="the park=1 run to give up")
+        assert short["status"] == "failed", service_logs(cli)
+        act = _activity(cli, short_id)
+        assert act["state"] == "failed"
+        logs = flat(cli("logs", act["id"]).ok().out)
+        assert "deadline" in logs and "e2e.aux.attitude" in logs
+
+        # a product for another observation must not wake the park=30 one; the right one does
         other = cli.cwd / "other.txt"
         other.write_text("wrong obs\n")
         cli.json("products", "add", str(other), "--type", "e2e.aux.attitude", "--obs-id", "obs8")
@@ -275,29 +313,7 @@ def test_parked_activity_wakes_on_products_add(cli: CLI) -> None:
         added = cli.json("products", "add", str(attitude), "--type", "e2e.aux.attitude", "--obs-id", "obs7")
         assert added["type"] == "e2e.aux.attitude" and added["obs_id"] == "obs7"
 
-        def done() -> dict[str, Any] | None:
-            st = cli.status(run_id)
-            return st if st["status"] in TERMINAL else None
-
-        final = poll(done, deadline=30, what="the woken run to finish")
+        final = poll(lambda: _terminal(cli, long_id), deadline=30, what="the woken run to finish")
         assert final["status"] == "succeeded", service_logs(cli)
         with Client(str(cli.store), engine=False) as client:
-            assert client.results(run_id) == "calibrated with ra=83.6 dec=22.0"
-
-
-@pytest.mark.slow
-def test_parked_activity_fails_at_its_deadline(cli: CLI) -> None:
-    with services(cli, slots=2):
-        run_id = cli.json("submit", f"{PARKING}:wait_short")["run_id"]
-
-        def done() -> dict[str, Any] | None:
-            st = cli.status(run_id)
-            return st if st["status"] in TERMINAL else None
-
-        final = poll(done, deadline=30, what="the parked run to give up")
-        assert final["status"] == "failed", service_logs(cli)
-        act = _activity(cli, run_id)
-        assert act["state"] == "failed"
-        logs = flat(cli("logs", act["id"]).ok().out)
-        assert "deadline" in logs
-        assert "e2e.aux.attitude" in logs
+            assert client.results(long_id) == "calibrated with ra=83.6 dec=22.0"

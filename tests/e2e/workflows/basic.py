@@ -70,3 +70,11 @@ def busy(i: int, seconds: float, obs_id: str) -> Product:
 @workflow
 def crashy(n: int = 12, seconds: float = 0.3, obs_id: str = "crash1") -> Any:
     return busy.map(i=numbers(n=n), seconds=seconds, obs_id=obs_id)
+
+
+@workflow
+def body_raises(n: int = 1) -> Any:
+    """A workflow whose own body (not a task) raises while its graph is built."""
+    if n > 0:
+        raise ValueError("workflow body exploded")
+    return numbers(n=n)
