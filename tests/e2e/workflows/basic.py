@@ -78,3 +78,19 @@ def body_raises(n: int = 1) -> Any:
     if n > 0:
         raise ValueError("workflow body exploded")
     return numbers(n=n)
+
+
+@task(version="1")
+def needs_flag(path: str) -> str:
+    """Fails until the file at ``path`` exists (a failure the user can fix, then retry)."""
+    from pathlib import Path
+
+    flag = Path(path)
+    if not flag.exists():
+        raise RuntimeError(f"flag {path} missing")
+    return flag.read_text().strip()
+
+
+@workflow
+def flagged(path: str = "flag.txt") -> Any:
+    return needs_flag(path=path)
