@@ -230,11 +230,10 @@ def test_retry_then_resume_without_controller(cli: CLI) -> None:
 # -- 4. controller and worker as separate processes --------------------------------------------
 @pytest.mark.slow
 def test_submit_to_separate_controller_and_worker(cli: CLI) -> None:
-    with services(cli, slots=2):
+    with services(cli, slots=2) as procs:
         sub = cli.json("submit", f"{BASIC}:simple", "--param", "n=4")
         run_id = sub["run_id"]
         assert run_id.startswith("run-") and sub["status"] == "submitted"
-
         try:
             final = poll(lambda: _terminal(cli, run_id), deadline=60, what=f"run {run_id} to finish")
         except AssertionError:
@@ -242,6 +241,15 @@ def test_submit_to_separate_controller_and_worker(cli: CLI) -> None:
         assert final["status"] == "succeeded", service_logs(cli)
         assert final["activities"] == 2 + 4 + 4 + 1
         assert final["products"] == 4
+
+        # an embedded `skyweave run` on the same store is refused while the controller runs
+        res = cli("run", f"{BASIC}:simple")
+        assert_clean_error(res, "another controller")
+        with Client(str(cli.store), engine=False) as client:
+            assert [r.id for r in client.store.list_runs()] == [run_id]
+    # SIGTERM is a clean shutdown for both services
+    assert [p.returncode for p in procs] == [0, 0], service_logs(cli)
+    assert "Traceback" not in service_logs(cli)
 
 
 # -- 5. kill -9 in the middle, then resume --------------------------------------------------------
