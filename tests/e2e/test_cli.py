@@ -176,12 +176,14 @@ def test_corrupt_store_is_refused_and_left_alone(cli: CLI) -> None:
     assert sorted(p.name for p in cli.cwd.iterdir()) == before  # no -wal/-journal/-shm left behind
 
 
-def test_unknown_run_id(cli: CLI) -> None:
+def test_unknown_ids_and_paths(cli: CLI) -> None:
     res = cli("status", "run-doesnotexist", "--json")
     assert_clean_error(res, "run-doesnotexist")
     assert res.out == ""
     res = cli("logs", "act-doesnotexist")
     assert_clean_error(res, "act-doesnotexist")
+    res = cli("products", "add", "no_such_file.fits", "--type", "e2e.aux.attitude")
+    assert_clean_error(res, "no_such_file.fits")
 
 
 @pytest.mark.xfail(strict=True, reason="bug: Workflow.build lets an exception raised by the workflow "
@@ -299,6 +301,9 @@ def test_kill_9_then_resume(cli: CLI) -> None:
     assert len(products) == n
     assert sorted(p["activity_id"] for p in products) == sorted(a["id"] for a in busy)
     assert sorted(p["name"] for p in products) == sorted(f"busy{i}.txt" for i in range(n))
+    # and no orphaned copy of an output written by the killed attempt is left on disk
+    on_disk = [f for f in (cli.store / "products" / run_id).rglob("*") if f.is_file()]
+    assert sorted(f.name for f in on_disk) == sorted(f"busy{i}.txt" for i in range(n))
 
 
 # -- 6. parked activities woken by `skyweave products add` ---------------------------------------
