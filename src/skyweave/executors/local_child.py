@@ -1,4 +1,4 @@
-"""The child side of ``LocalExecutor`` and the messages it exchanges with its parent.
+"""The child processes of ``LocalExecutor``: how they start and stop, their loop, their messages.
 
 Each child process runs ``child_main``: it receives batches of dispatches (msgpack over a
 ``multiprocessing`` pipe), runs them one by one through the boundary, and for each sends a small
@@ -9,12 +9,18 @@ The child leads its own process group, so stopping it also stops the commands it
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import signal
+import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 import msgspec
 
@@ -53,6 +59,13 @@ class Stop(msgspec.Struct, frozen=True, tag="x"):
 
 FromChild = Started | ActivityFinished | ActivityFailed | ActivityNeedsInput
 
+_in_child = False
+
+
+def in_worker_process() -> bool:
+    """Whether this process is a ``LocalExecutor`` child (which must not start executors itself)."""
+    return _in_child
+
 encoder = msgspec.msgpack.Encoder()
 from_child = msgspec.msgpack.Decoder(FromChild)
 _to_child = msgspec.msgpack.Decoder(_DecodedBatch | Cancel | Stop)
@@ -74,6 +87,8 @@ def _failure(dispatch: DispatchActivity, env: ExecutionEnv, message: str, *, ret
 
 def child_main(conn: Connection, env: ExecutionEnv) -> None:
     """The loop of one child process; returns on ``Stop`` or when the parent goes away."""
+    global _in_child  # noqa: PLW0603 - a fact about this process
+    _in_child = True
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop
     boundary: Boundary | None = None
@@ -108,3 +123,65 @@ def child_main(conn: Connection, env: ExecutionEnv) -> None:
             failure = _failure(dispatch, env, f"the outcome cannot be sent: {exc}", retryable=False)
             data = encoder.encode(failure)
         conn.send_bytes(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# process lifecycle, on the parent's side
+
+
+@contextlib.contextmanager
+def parent_main_hidden() -> Iterator[None]:
+    """Start children without them re-importing the parent's ``__main__``.
+
+    ``spawn`` and ``forkserver`` children normally import the parent's main script (or module) so
+    that what it defines can be unpickled.  Our children never need it (a task defined in a script
+    is loaded by file path) and re-running a script that lacks an ``if __name__ == "__main__":``
+    guard would start the whole run again in every child.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__file__", None)
+        main.__dict__.update(saved)
+
+
+def start_context() -> Any:
+    """``forkserver`` (children fork from a clean, single-threaded server) or else ``spawn``."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def signal_group(process: BaseProcess, signum: int) -> None:
+    """Signal a child's process group: the child and the commands it started."""
+    if process.pid is None:
+        return
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):  # not (yet) leading its own group
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signum)
+
+
+def stop(processes: list[tuple[BaseProcess, Connection]], *, ask: bool) -> None:
+    """Stop children: ask them (``Stop``) and wait a second, or kill them at once."""
+    if ask:
+        for _, conn in processes:
+            with contextlib.suppress(OSError):
+                conn.send_bytes(encoder.encode(Stop()))
+        for process, _ in processes:
+            process.join(1.0)
+    for process, conn in processes:
+        if process.is_alive():
+            signal_group(process, signal.SIGKILL)
+            process.join(1.0)
+        conn.close()

@@ -14,6 +14,8 @@ from . import tasks_for_tests
 
 TASKS_FILE = Path(tasks_for_tests.__file__).resolve()
 TASKS_MODULE = tasks_for_tests.__name__
+TASKS_IMPORT_ROOT = TASKS_FILE.parents[TASKS_MODULE.count(".")]
+"""The folder to put on ``sys.path`` for ``TASKS_MODULE`` to import (however pytest named it)."""
 
 
 def by_path(name: str) -> str:

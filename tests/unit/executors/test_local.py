@@ -3,6 +3,9 @@ every test collects outcomes until what it expects has arrived, or a deadline fa
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,7 +20,7 @@ from skyweave.model.messages import ActivityFailed, ActivityFinished, ActivitySt
 from skyweave.model.specs import TaskKind
 from skyweave.storage.local import LocalStorage
 
-from .helpers import by_module, by_path, dispatch
+from .helpers import TASKS_IMPORT_ROOT, by_module, by_path, dispatch
 
 DEADLINE_S = 30.0
 
@@ -258,3 +261,78 @@ def test_overhead_of_no_op_activities_is_small(local: LocalExecutor, env: Execut
         assert _overhead(threads, 2000) < 500e-6
     finally:
         threads.close()
+
+
+def test_children_that_die_as_they_start_make_the_executor_give_up(
+    env: ExecutionEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "exits_on_import.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # children get this sys.path; this process never imports it
+    broken_env = dataclasses.replace(env, aspects=("exits_on_import:Never",))
+    executor = LocalExecutor(broken_env, processes=1)
+    try:
+        d = dispatch(by_path("noop"))
+        executor.submit([d])
+        outcome = run_until(executor, [d.activity_id])[d.activity_id]
+        assert isinstance(outcome, ActivityFailed)
+        assert outcome.error_type == "skyweave.WorkerStartFailed"
+        assert outcome.retryable is False
+        assert "exited with code 3, 3 times in a row" in outcome.message
+        later = dispatch(by_path("noop"))
+        executor.submit([later])  # refused at once, no new processes
+        assert isinstance(run_until(executor, [later.activity_id])[later.activity_id], ActivityFailed)
+        assert executor.active == 0
+    finally:
+        executor.close()
+
+
+SCRIPT_WITHOUT_MAIN_GUARD = """
+import sys, time
+from pathlib import Path
+sys.path[:0] = {paths!r}
+from skyweave.executors.base import ExecutionEnv
+from skyweave.executors.local import LocalExecutor
+from skyweave.model.messages import ActivityStarted, DispatchActivity
+from skyweave.model.specs import TaskSpec
+
+def double(x: int) -> int:
+    return 2 * x
+
+root = Path({root!r})
+env = ExecutionEnv(worker="w", storage_root=root / "s", work_root=root / "w", log_root=root / "l")
+executor = LocalExecutor(env, processes=1)
+tasks = {{"by-module": {module_ref!r}, "in-this-script": __file__ + ":double"}}
+executor.submit([
+    DispatchActivity(activity_id=key, attempt=1, run_id="r", task=TaskSpec(name=key, version="1", ref=ref),
+                     arguments={{"x": 21, "y": 21}} if key == "by-module" else {{"x": 21}})
+    for key, ref in tasks.items()
+])
+done = {{}}
+end = time.monotonic() + 30
+while len(done) < 2 and time.monotonic() < end:
+    for o in executor.collect(0.5):
+        if not isinstance(o, ActivityStarted):
+            done[o.activity_id] = o
+executor.close()
+for key, o in sorted(done.items()):
+    print(key, type(o).__name__, getattr(o, "result", None), getattr(o, "message", "").replace("\\n", " "))
+"""
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_children(tmp_path: Path) -> None:
+    """Children do not re-import the parent's main script; a task file that starts a run when
+    imported gets a clear error instead of starting executors inside the children."""
+    script = tmp_path / "pipeline.py"
+    src = Path(__file__).resolve().parents[3] / "src"
+    script.write_text(SCRIPT_WITHOUT_MAIN_GUARD.format(
+        paths=[str(src), str(TASKS_IMPORT_ROOT)],
+        root=str(tmp_path / "env"),
+        module_ref=by_module("add"),
+    ))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "by-module ActivityFinished 42 "
+    assert lines[1].startswith("in-this-script ActivityFailed None task file")
+    assert "cannot start inside a skyweave worker process" in lines[1]
+    assert 'if __name__ == "__main__":' in lines[1]
