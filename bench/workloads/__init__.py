@@ -1,0 +1,1 @@
+"""Benchmark workloads: skyweave (``skyweave_wl``), its peers (``peers``) and the shared kernels."""
