@@ -63,6 +63,8 @@ class AspectOutcome:
     error: BaseException | None = None
     products: list[NewProduct] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
+    log_uri: str = ""
+    """The activity's log, set by whoever wrote one (empty: it wrote nothing)."""
 
 
 class Aspect:

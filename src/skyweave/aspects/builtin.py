@@ -28,7 +28,7 @@ from skyweave.errors import Fatal
 from skyweave.model.context import ActivityContext
 from skyweave.model.product import Product
 from skyweave.model.specs import TaskKind
-from skyweave.storage.local import checksum_file
+from skyweave.storage.local import checksum_file, file_uri
 
 ACTIVITY_LOGGER = "skyweave.activity"
 """Parent of every activity's logger (``skyweave.activity.<task>``); not propagated further."""
@@ -53,12 +53,14 @@ class _Sink(Protocol):
 class _LazyFile:
     """A text sink that creates its file on the first write (no file for silent activities)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, log_root: Path, activity_id: str, attempt: int) -> None:
+        self._where = (log_root, activity_id, attempt)
+        self.path: Path | None = None
         self._file: TextIO | None = None
 
     def write(self, text: str) -> int:
         if self._file is None:
+            self.path = activity_log_path(*self._where)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
         return self._file.write(text)
@@ -102,7 +104,8 @@ class _FdCapture:
         sys.stdout = sys.stderr = self.text
         return self.text
 
-    def end(self, log_path: Path) -> None:
+    def end(self, log_root: Path, activity_id: str, attempt: int) -> Path | None:
+        """Restore fds 1/2; append what was captured to the activity's log (its path, if any)."""
         assert self.saved is not None
         self.text.flush()
         out, err, sys.stdout, sys.stderr = self.saved
@@ -111,15 +114,17 @@ class _FdCapture:
         os.dup2(err, 2)
         os.close(out)
         os.close(err)
-        size = os.fstat(self.fd).st_size
-        if size:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "ab") as log:
-                os.lseek(self.fd, 0, os.SEEK_SET)
-                while chunk := os.read(self.fd, 1 << 20):
-                    log.write(chunk)
-            os.ftruncate(self.fd, 0)
+        if not os.fstat(self.fd).st_size:
+            return None
+        log_path = activity_log_path(log_root, activity_id, attempt)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
             os.lseek(self.fd, 0, os.SEEK_SET)
+            while chunk := os.read(self.fd, 1 << 20):
+                log.write(chunk)
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        return log_path
 
 
 _fd_capture: _FdCapture | None = None
@@ -177,19 +182,22 @@ class LogCaptureAspect(Aspect):
                 _fd_capture = _FdCapture()
             sink = _fd_capture.begin()
         else:
-            sink = _LazyFile(activity_log_path(self.log_root, ctx.activity_id, ctx.attempt))
+            sink = _LazyFile(self.log_root, ctx.activity_id, ctx.attempt)
         ctx.extra[self.name] = _sink.set(sink)
 
-    def after(self, ctx: ActivityContext, outcome: AspectOutcome) -> None:  # noqa: ARG002 - interface
+    def after(self, ctx: ActivityContext, outcome: AspectOutcome) -> None:
         token = ctx.extra.pop(self.name)
         sink = _sink.get()
         _sink.reset(token)
-        log_path = activity_log_path(self.log_root, ctx.activity_id, ctx.attempt)
+        written: Path | None = None
         if self.capture_fds:
             assert _fd_capture is not None
-            _fd_capture.end(log_path)
+            written = _fd_capture.end(self.log_root, ctx.activity_id, ctx.attempt)
         elif isinstance(sink, _LazyFile):
             sink.close()
+            written = sink.path
+        if written is not None:
+            outcome.log_uri = file_uri(written)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -79,21 +79,33 @@ def builtin_aspects(env: ExecutionEnv, *, exclusive_process: bool) -> list[Aspec
 
 
 class _Context(ActivityContext):
-    """An ``ActivityContext`` whose work directory is created when first asked for."""
+    """An ``ActivityContext`` whose work directory is created when first asked for.
 
-    _workdir: Path
-    created: bool = False
+    Built with ``workdir=<work root>``; the directory is ``<work root>/<activity_id>-<attempt>``.
+    """
+
+    _root: Path
+    _workdir: Path | None = None
 
     @property
     def workdir(self) -> Path:
-        if not self.created:
+        if self._workdir is None:
+            self._workdir = self.workdir_path
             _make_dir(self._workdir)
-            self.created = True
         return self._workdir
 
     @workdir.setter
     def workdir(self, value: Path) -> None:
-        self._workdir = value
+        self._root = value
+
+    @property
+    def workdir_path(self) -> Path:
+        """Where the work directory is (or would be), without creating it."""
+        return self._workdir or self._root / f"{self.activity_id}-{self.attempt}"
+
+    @property
+    def created(self) -> bool:
+        return self._workdir is not None
 
 
 class Boundary:
@@ -110,21 +122,27 @@ class Boundary:
         aspects += [load_aspect(ref) for ref in env.aspects]
         self.chain = AspectChain(aspects)
         self.pid = os.getpid()
+        self._loggers: dict[str, logging.Logger] = {}
 
     def execute(self, dispatch: DispatchActivity) -> Outcome:
         started_at = time.time()
         clock = time.perf_counter()
         task = dispatch.task
-        workdir = self.env.work_root / f"{dispatch.activity_id}-{dispatch.attempt}"
+        log = self._loggers.get(task.name)
+        if log is None:
+            log = self._loggers[task.name] = logging.getLogger(f"skyweave.activity.{task.name}")
         ctx = _Context(
             activity_id=dispatch.activity_id,
             run_id=dispatch.run_id,
             attempt=dispatch.attempt,
             task=task,
-            workdir=workdir,
-            log=logging.getLogger(f"skyweave.activity.{task.name}"),
+            workdir=self.env.work_root,
+            log=log,
             obs_id=dispatch.obs_id,
         )
+        command_log = None
+        if task.kind is not TaskKind.PYTHON:
+            command_log = activity_log_path(self.env.log_root, dispatch.activity_id, dispatch.attempt)
         entered: list[Aspect] = []
         """Aspects whose ``before`` ran; if one raised, the chain has already unwound them."""
         wrapped = False
@@ -142,19 +160,21 @@ class Boundary:
                     if asyncio.iscoroutine(value):
                         value = asyncio.run(value)
                 else:
-                    log_path = activity_log_path(self.env.log_root, ctx.activity_id, ctx.attempt)
-                    value = run_command(ctx, arguments, log_path)
-                result, products = self._store_products(dispatch, workdir, value)
+                    assert command_log is not None
+                    value = run_command(ctx, arguments, command_log)
+                result, products = self._store_products(dispatch, ctx.workdir_path, value)
                 outcome = AspectOutcome(ok=True, result=result, products=products)
             except (Exception, SystemExit) as exc:
                 outcome = AspectOutcome(ok=False, error=exc)
+            if command_log is not None and command_log.exists():
+                outcome.log_uri = file_uri(command_log)
             if wrapped:
                 self.chain.after(ctx, entered, outcome)
         finally:
             reset_context(token)
         if outcome.ok and ctx.created:
-            _remove_dir(workdir)
-        return self._report(dispatch, ctx, outcome, entered, started_at=started_at, clock=clock)
+            _remove_dir(ctx.workdir_path)
+        return self._report(dispatch, outcome, entered, started_at=started_at, clock=clock)
 
     # -----------------------------------------------------------------------------------------
 
@@ -211,7 +231,6 @@ class Boundary:
     def _report(
         self,
         dispatch: DispatchActivity,
-        ctx: ActivityContext,
         outcome: AspectOutcome,
         entered: list[Aspect],
         *,
@@ -223,13 +242,12 @@ class Boundary:
         aspects = [aspect.name for aspect in entered]
         if isinstance(outcome.error, AspectError) and outcome.error.aspect not in aspects:
             aspects.append(outcome.error.aspect)
-        log_path = activity_log_path(self.env.log_root, ctx.activity_id, ctx.attempt)
         common: dict[str, Any] = {
             "activity_id": dispatch.activity_id,
             "attempt": dispatch.attempt,
             "worker": self.env.worker,
             "usage": Usage(**usage_values),
-            "log_uri": file_uri(log_path) if log_path.exists() else "",
+            "log_uri": outcome.log_uri,
             "aspects": aspects,
             "host": HOST,
             "pid": self.pid,

@@ -38,15 +38,18 @@ from skyweave.executors.boundary import HOST
 from skyweave.executors.local_child import (
     Batch,
     Cancel,
+    Frames,
     Started,
     child_main,
     encoder,
+    frame,
     from_child,
     in_worker_process,
     parent_main_hidden,
     signal_group,
     start_context,
     stop,
+    write_all,
 )
 from skyweave.executors.local_queue import Durations, Item, ReadyQueue
 from skyweave.model.messages import ActivityFailed, ActivityStarted, DispatchActivity
@@ -73,6 +76,15 @@ class _Child:
     cancelled: set[str] = field(default_factory=set)
     """Cancelled while sent to this child: if one of them starts anyway, the child is replaced."""
     started_any: bool = False
+    frames: Frames = field(init=False)
+
+    def __post_init__(self) -> None:
+        os.set_blocking(self.conn.fileno(), False)  # reads never block; writes wait for room
+        self.frames = Frames(self.conn.fileno())
+
+    def send(self, message: Batch | Cancel) -> None:
+        with contextlib.suppress(OSError):  # if the child died, its sentinel reports it
+            write_all(self.conn.fileno(), frame(encoder.encode(message)))
 
 
 @dataclass(eq=False)
@@ -169,8 +181,7 @@ class LocalExecutor(Executor):
                 for item in batch:
                     child.assigned[item.id] = item
                 child.unacked = {item.id for item in batch}
-                with contextlib.suppress(OSError):  # if the child died, its sentinel reports it
-                    child.conn.send_bytes(encoder.encode(Batch([msgspec.Raw(item.data) for item in batch])))
+                child.send(Batch([msgspec.Raw(item.data) for item in batch]))
             if not self._ready:
                 return
 
@@ -212,39 +223,42 @@ class LocalExecutor(Executor):
         return out
 
     def _drain(self, child: _Child, out: list[Outcome]) -> None:
-        """Handle everything the child has sent; then, if it has died, report and replace it."""
-        still_open = self._read(child, out)
-        if child not in self._children:
+        """Handle what the child has sent; then, if it has died, report and replace it."""
+        read = self._read(child, out)
+        if child not in self._children or (read is not None and child.process.is_alive()):
             return
-        if not still_open or not child.process.is_alive():
-            self._read(child, out)  # what it wrote just before it died
-            if child not in self._children:
-                return
+        while read and child in self._children:
+            read = self._read(child, out)  # what it wrote just before it died
+        if child in self._children:
             child.process.join(5.0)
             if child.process.is_alive():
                 signal_group(child.process, signal.SIGKILL)
                 child.process.join()
             self._on_death(child, out)
 
-    def _read(self, child: _Child, out: list[Outcome]) -> bool:
-        """Handle the messages waiting from a child; ``False`` once its pipe is closed."""
+    def _read(self, child: _Child, out: list[Outcome]) -> int | None:
+        """Handle the messages waiting from a child: how many (0: none), ``None`` once its pipe
+        is closed."""
         try:
-            while child.conn.poll():
-                message = from_child.decode(child.conn.recv_bytes())
-                if isinstance(message, Started):
-                    self._on_started(child, message)
-                    if child not in self._children:
-                        return True  # replaced: a cancelled activity had started
-                    continue
-                item = child.assigned.pop(message.activity_id, None)
-                if child.running is item:
-                    child.running = None
-                if item is not None and self._active.pop(item.id, None) is not None:
-                    self._durations.learn(item, message.usage.wall_s)
-                    out.append(message)
+            frames = child.frames.read()
+        except BlockingIOError:
+            return 0
         except (EOFError, OSError):
-            return False
-        return True
+            return None
+        for data in frames:
+            message = from_child.decode(data)
+            if isinstance(message, Started):
+                self._on_started(child, message)
+                if child not in self._children:
+                    return len(frames)  # replaced: a cancelled activity had started
+                continue
+            item = child.assigned.pop(message.activity_id, None)
+            if child.running is item:
+                child.running = None
+            if item is not None and self._active.pop(item.id, None) is not None:
+                self._durations.learn(item, message.usage.wall_s)
+                out.append(message)
+        return len(frames)
 
     def _on_started(self, child: _Child, message: Started) -> None:
         child.unacked = set()
@@ -388,8 +402,7 @@ class LocalExecutor(Executor):
                 continue
             child.cancelled.add(activity_id)
             child.unacked.discard(activity_id)
-            with contextlib.suppress(OSError):  # if the child died, its sentinel reports it
-                child.conn.send_bytes(encoder.encode(Cancel([activity_id])))
+            child.send(Cancel([activity_id]))
 
     def close(self) -> None:
         self._finalizer()
