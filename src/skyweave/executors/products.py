@@ -1,0 +1,169 @@
+"""Arguments in, results out: product markers become ``Product`` objects for the task, and the
+``Product`` objects a task returns are moved into storage and become markers in its result.
+
+A marker is ``{"$product": "<product id>"}``, wherever it sits in lists and dicts.  A result
+must be JSON-like (paths become strings, numpy values lists and numbers) so that it can travel
+on the bus and be stored; anything else fails the activity, not retryably, saying what to return.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+from typing import Any
+
+import msgspec
+
+from skyweave.errors import Fatal, TaskFailure
+from skyweave.model.ids import PRODUCT, new_id
+from skyweave.model.messages import DispatchActivity, NewProduct, ProductRef
+from skyweave.model.product import Product
+from skyweave.storage.local import LocalStorage
+
+MARKER = "$product"
+
+
+def bind_arguments(arguments: dict[str, Any], products: dict[str, ProductRef]) -> dict[str, Any]:
+    """The arguments with every ``{"$product": id}`` marker replaced by a ``Product``."""
+
+    def bind(value: Any) -> Any:
+        if isinstance(value, dict):
+            if len(value) == 1 and MARKER in value:
+                return _input_product(value[MARKER], products)
+            return {key: bind(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [bind(item) for item in value]
+        return value
+
+    return {name: bind(value) for name, value in arguments.items()}
+
+
+def _input_product(product_id: str, products: dict[str, ProductRef]) -> Product:
+    ref = products.get(product_id)
+    if ref is None:
+        raise Fatal(
+            f"an argument refers to product {product_id!r} that the dispatch does not describe",
+            hint="this is a controller bug: every product marker must come with its ProductRef",
+        )
+    path = LocalStorage.local_path(ref.uri)
+    return Product(
+        path,
+        type=ref.type,
+        obs_id=ref.obs_id,
+        detector=ref.detector,
+        version=ref.version,
+        attributes=dict(ref.attributes),
+        name=path.name,
+        id=ref.id,
+        uri=ref.uri,
+        checksum=ref.checksum,
+        size=ref.size,
+    )
+
+
+def _replace_products(value: Any, found: list[tuple[str, Product]]) -> Any:
+    """``value`` with each new ``Product`` replaced by a marker; collects ``(new id, product)``."""
+    if isinstance(value, Product):
+        if value.id is not None and value.uri is not None:
+            return {MARKER: value.id}  # an input passed through: already stored
+        product_id = new_id(PRODUCT)
+        found.append((product_id, value))
+        return {MARKER: product_id}
+    if isinstance(value, dict):
+        return {key: _replace_products(item, found) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replace_products(item, found) for item in value]
+    return value
+
+
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, PurePath):
+        return str(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    raise NotImplementedError
+
+
+_json = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def to_json_like(value: Any, task_name: str) -> Any:
+    """``value`` as plain JSON types (paths become strings, numpy values lists and numbers)."""
+    try:
+        return msgspec.json.decode(_json.encode(value))
+    except (TypeError, NotImplementedError, msgspec.EncodeError) as exc:
+        culprit = _unencodable(value) or type(value)
+        raise TaskFailure(
+            f"task {task_name!r} returned a value of type {culprit.__qualname__} that cannot be stored; "
+            "return JSON-like values or Product objects",
+            error_type="skyweave.UnstorableResult",
+            retryable=False,
+        ) from exc
+
+
+def _unencodable(value: Any) -> type | None:
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        try:
+            _json.encode(value)
+        except (TypeError, NotImplementedError, msgspec.EncodeError):
+            return type(value)
+        return None
+    for item in items:
+        culprit = _unencodable(item)
+        if culprit is not None:
+            return culprit
+    return None
+
+
+def store_products(
+    storage: LocalStorage, dispatch: DispatchActivity, workdir: Path, value: Any
+) -> tuple[Any, list[NewProduct]]:
+    """Move returned products into storage; the result with markers in their place."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value, []
+    task = dispatch.task
+    found: list[tuple[str, Product]] = []
+    result = _replace_products(value, found)
+    result = to_json_like(result, task.name)
+    names: dict[str, Product] = {}
+    for _, product in found:
+        path = product.local_path
+        if not path.is_file():
+            raise TaskFailure(
+                f"task {task.name!r} returned a product whose file does not exist: {path}",
+                error_type="skyweave.MissingOutput",
+                retryable=False,
+                hint="write the file before returning Product(path); use ctx.output(name) for a path",
+            )
+        name = path.relative_to(workdir).as_posix() if path.is_relative_to(workdir) else path.name
+        if name in names:
+            raise TaskFailure(
+                f"task {task.name!r} returned two products stored as {name!r}",
+                error_type="skyweave.DuplicateOutput",
+                retryable=False,
+                hint="give each product file a distinct name",
+            )
+        names[name] = product
+    products = []
+    for (product_id, product), stored_as in zip(found, names, strict=True):
+        uri, checksum, size = storage.store_file(
+            product.local_path, dispatch.run_id, dispatch.activity_id, stored_as
+        )
+        products.append(
+            NewProduct(
+                id=product_id,
+                uri=uri,
+                name=product.name or product.local_path.name,
+                type=product.type,
+                checksum=checksum,
+                size=size,
+                obs_id=product.obs_id or dispatch.obs_id,
+                detector=product.detector,
+                version=product.version or task.version,
+                attributes=dict(product.attributes),
+            )
+        )
+    return result, products
