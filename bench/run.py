@@ -61,6 +61,7 @@ def child_env() -> dict[str, str]:
     for var in [k for k in env if k.startswith(("SKYWEAVE_", "PREFECT_"))]:
         del env[var]
     env["PYTHONWARNINGS"] = "ignore"
+    env["PATH"] = str(VENV / "bin") + os.pathsep + env.get("PATH", "")  # parsl's interchange script
     return env
 
 
@@ -101,6 +102,7 @@ def tempfile_dir() -> str:
 
 def measure(tool: str, workload: str, n: int, timeout: float) -> dict[str, Any]:
     cmd = [str(VPY), str(Path(__file__).resolve()), "--child", tool, workload, str(n)]
+    load = os.getloadavg()[0]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(),
                               check=False)
@@ -108,7 +110,7 @@ def measure(tool: str, workload: str, n: int, timeout: float) -> dict[str, Any]:
         return {"ok": False, "error": f"timeout after {timeout:.0f} s"}
     for line in proc.stdout.splitlines():
         if line.startswith("@@RESULT "):
-            return dict(json.loads(line.removeprefix("@@RESULT ")))
+            return {**json.loads(line.removeprefix("@@RESULT ")), "load_before": load}
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
     return {"ok": False, "error": f"exit {proc.returncode}: " + " | ".join(tail)}
 
@@ -203,7 +205,10 @@ def summarise(tool: str, wl: str, n: int, runs: list[dict[str, Any]],
         if wl == "W4" and i == 1 and tool in ("prefect", "luigi", "parsl-threads", "parsl-htex"):
             ideal = 0.0  # these reuse the first run's results, so the second run has no work to do
         notes = "; ".join(ok[0].get("notes", []))
-        extra = {"setup_s_median": statistics.median(r.get("setup_s", 0.0) for r in ok)}
+        extra = {"setup_s_median": statistics.median(r.get("setup_s", 0.0) for r in ok),
+                 "load_before_max": max(r.get("load_before", 0.0) for r in ok)}
+        if extra["load_before_max"] > CORES * 0.75:
+            notes = f"NOISY (load {extra['load_before_max']:.1f} on {CORES} cores); {notes}"
         if "maxrss_mb" in ok[0]:
             extra["peak_rss_mb"] = max(r["maxrss_mb"] for r in ok)
         out.append({"tool": tool, "workload": "W1-big" if n == BIG_N else name, "n": n or n_tasks,

@@ -77,9 +77,12 @@ def run_dask_threads(workload: str, n: int) -> dict[str, Any]:
         import dask
     except ImportError as exc:
         raise NotInstalled(str(exc)) from exc
+    t0 = time.perf_counter()
+    dask.compute(dask.delayed(common.noop)(0), scheduler="threads")  # warm-up
+    setup = time.perf_counter() - t0
     walls, result = _dask_runs(
         workload, n, lambda g: dask.compute(g, scheduler="threads", num_workers=2)[0])
-    return {"walls": walls, "result": result, "setup_s": 0.0,
+    return {"walls": walls, "result": result, "setup_s": setup,
             "notes": ["threaded scheduler, num_workers=2; W4 second run recomputes (no cache)"]}
 
 
@@ -92,6 +95,7 @@ def run_dask_distributed(workload: str, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(cluster)
+    dask.compute(dask.delayed(common.noop)(0))  # warm-up
     setup = time.perf_counter() - t0
     try:
         walls, result = _dask_runs(workload, n, lambda g: dask.compute(g)[0])
@@ -125,7 +129,6 @@ def run_prefect(workload: str, n: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         with get_client(sync_client=True) as c:  # starts the ephemeral server (sqlite in PREFECT_HOME)
             c.hello()
-        setup = time.perf_counter() - t0
 
         noop = task(common.noop, cache_policy=NO_CACHE)
         total = task(common.total, cache_policy=NO_CACHE)
@@ -154,6 +157,8 @@ def run_prefect(workload: str, n: int) -> dict[str, Any]:
         def w4(count: int, reps: int) -> float:
             return cached_merge.submit(cached_work.map(list(range(count)), reps=reps)).result()
 
+        w2(2)  # warm-up
+        setup = time.perf_counter() - t0
         count, reps = _shape(workload, n)
         runs: dict[str, Callable[[], Any]] = {
             "W1": lambda: w1(count), "W2": lambda: w2(common.W2_LENGTH),
@@ -262,9 +267,8 @@ def _parsl(workload: str, n: int, executor: Any, label: str) -> dict[str, Any]:
 
     run_dir = tempfile.mkdtemp(prefix="parsl-bench-")
     t0 = time.perf_counter()
-    dfk = parsl.load(Config(executors=[executor], run_dir=run_dir, app_cache=True,
+    dfk = parsl.load(Config(executors=[executor], run_dir=run_dir,
                             initialize_logging=False))
-    setup = time.perf_counter() - t0
     try:
         noop = python_app(common.noop, executors=[label])
         step = python_app(common.step, executors=[label])
@@ -278,6 +282,8 @@ def _parsl(workload: str, n: int, executor: Any, label: str) -> dict[str, Any]:
 
         total = python_app(_total, executors=[label])
         merge = python_app(_merge, executors=[label], cache=workload == "W4")
+        noop(0).result()  # warm-up
+        setup = time.perf_counter() - t0
         count, reps = _shape(workload, n)
 
         def once() -> Any:

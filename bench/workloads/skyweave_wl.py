@@ -66,6 +66,11 @@ def w3_numpy(n: int = common.W3_TASKS, reps: int = common.W3_REPS) -> Any:
     return sw_merge(xs=sw_numpy.map(i=sw_indices(n=n), reps=reps))
 
 
+@workflow
+def warmup() -> Any:
+    return sw_step(x=0)
+
+
 WORKFLOWS = {
     "W1": lambda n: (w1_fanout, {"n": n}),
     "W2": lambda n: (w2_chain, {"length": common.W2_LENGTH}),
@@ -91,6 +96,7 @@ def run(workload: str, n: int, timeout: float = 600.0) -> dict[str, Any]:
     try:
         t0 = time.perf_counter()
         client = Client(str(tmp / "store"), workers=2, executor="local")
+        client.run(warmup, {}, timeout=timeout)  # start the process pool, as every tool warms up
         setup = time.perf_counter() - t0
         try:
             walls, notes = [], []
