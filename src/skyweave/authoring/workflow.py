@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import traceback
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,7 +18,7 @@ from skyweave.authoring.building import require_builder, reset_builder, set_buil
 from skyweave.authoring.graph import GRAPH_VERSION, GraphBuilder, output_json, validate_graph
 from skyweave.authoring.refs import Expr, Ref
 from skyweave.authoring.task import Task, type_name
-from skyweave.errors import DefinitionError, ParameterError
+from skyweave.errors import DefinitionError, ParameterError, SkyweaveError
 
 
 def _coerce(workflow: str, name: str, type_: str, value: Any) -> Any:
@@ -98,6 +99,17 @@ class Workflow:
         token = set_builder(builder)
         try:
             returned = self.fn(**values)
+        except SkyweaveError:
+            raise
+        except Exception as exc:
+            frames = traceback.extract_tb(exc.__traceback__)
+            code = self.fn.__code__
+            where = next((f"{f.filename}:{f.lineno}" for f in reversed(frames)
+                          if f.filename == code.co_filename), code.co_filename)
+            raise DefinitionError(
+                f"building workflow {self.name!r} failed at {where}: {type(exc).__name__}: {exc}",
+                hint="the workflow function runs at submission to wire tasks; fix the error there",
+            ) from exc
         finally:
             reset_builder(token)
         graph = {

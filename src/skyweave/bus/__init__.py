@@ -72,4 +72,10 @@ def _open_sqlite(path_text: str, url: str | None) -> SQLiteBus:
     """A file path as is; a directory (existing, ending in ``/``, or without a .db suffix) → bus.db."""
     path = Path(path_text)
     is_dir = path.is_dir() or path_text.endswith("/") or (url is None and path.suffix not in _DB_SUFFIXES)
-    return SQLiteBus(path / BUS_FILE if is_dir else path, url=url)
+    target = path / BUS_FILE if is_dir else path
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BusError(f"cannot create the bus directory {str(target.parent)!r}: {exc.strerror or exc}",
+                       hint="point the store or --bus at a directory you can write") from exc
+    return SQLiteBus(target, url=url)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from skyweave.bus import open_bus
+from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.cli import output
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
@@ -24,7 +25,6 @@ from skyweave.demo import run_demo
 from skyweave.engine import Engine, make_env, make_executor
 from skyweave.errors import ParameterError, SkyweaveError
 from skyweave.executors.worker import WorkerService
-from skyweave.model.states import RUN_TERMINAL
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="skyweave: dynamic, provenance-first workflows for astronomy pipelines.")
@@ -236,21 +236,23 @@ def resume(
                 client.resume(run_id)
                 output.console.print(f"resume requested for {run_id}")
                 return
+    settings = settings.model_copy(update={"bus": settings.bus_url(shared=True)})
     engine = Engine(settings)
     try:
         engine.start()
-        assert engine.controller is not None
+        began = time.time()
         pending = [r.id for r in engine.store.list_runs(states=["running", "paused", "submitted"])]
-        output.console.print(f"resuming {len(pending)} unfinished run(s): {' '.join(pending)}")
-        while True:
+        output.console.print(f"resuming {len(pending)} unfinished run(s) and any queued requests")
+        quiet = 0
+        while quiet < 3:  # three calm looks in a row: nothing unread on the bus, nothing running
             engine.check()
-            left = [r for r in pending if engine.store.get_run(r).state not in RUN_TERMINAL]
-            if not left or all(engine.store.get_run(r).state == "paused" for r in left):
-                break
+            unread = engine.bus.read(CONTROLLER_GROUP, 1)
+            active = engine.store.list_runs(states=["running", "submitted"], limit=1)
+            quiet = 0 if unread or active else quiet + 1
             time.sleep(0.1)
-        for r in pending:
-            rec = engine.store.get_run(r)
-            output.console.print(f"{r}: {rec.state}")
+        for run in engine.store.list_runs(limit=20):
+            if run.id in pending or (run.ended_at or 0) >= began:
+                output.console.print(f"{run.id}: {run.state}")
     finally:
         engine.stop()
 

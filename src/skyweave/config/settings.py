@@ -41,10 +41,15 @@ class Settings(BaseSettings):
     def store_dir(self) -> Path:
         """The directory that holds the store, products, logs and work directories."""
         if self.store.startswith("sqlite:///"):
-            return Path(self.store.removeprefix("sqlite:///")).resolve().parent
+            db = Path(self.store.removeprefix("sqlite:///"))
+            return (db.resolve().parent / f"{db.stem}.files") if db.stem else Path(".skyweave").resolve()
         if "://" in self.store:
             return Path(".skyweave").resolve()
-        return Path(self.store).resolve()
+        path = Path(self.store).expanduser()
+        if path.is_file() or (not path.exists() and path.suffix.lower() in (".db", ".sqlite", ".sqlite3")):
+            # a database file: its products, logs and bus live beside it, in <stem>.files/
+            return path.resolve().parent / f"{path.stem}.files"
+        return path.resolve()
 
     def bus_url(self, *, shared: bool) -> str:
         if self.bus:

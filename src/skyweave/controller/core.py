@@ -85,17 +85,23 @@ class Controller:
     # ============================================================================================
     # entry point
     def handle(self, events: Iterable[Any], now: float) -> Decisions:
+        """Apply events; return every decision made since the last call (including those of
+        ``restore``, ``retry`` and ``redispatch_in_flight`` called in between)."""
         self._now = now
-        self._d = Decisions()
-        self._touched_acts = {}
-        self._touched_runs = {}
         for event in events:
             self._handle_one(event)
         self._dispatch()
         d = self._d
         d.changes.activities = list(self._touched_acts.values())
         d.changes.runs = list(self._touched_runs.values())
+        self._d = Decisions()
+        self._touched_acts = {}
+        self._touched_runs = {}
         return d
+
+    def advance(self, now: float) -> None:
+        """Set the clock for calls made outside ``handle`` (restore, retry)."""
+        self._now = now
 
     def _handle_one(self, event: Any) -> None:
         if isinstance(event, m.ActivityFinished):
@@ -229,17 +235,21 @@ class Controller:
                 self._try_create(run, node_id, key)
         self._check_gathers(run)
 
-    def requeue_in_flight(self) -> list[str]:
-        """After a restart with a bus that lost its messages: dispatch in-flight work again."""
-        ids = [a.id for a in self.activities.values() if a.state in (A.DISPATCHED, A.RUNNING)]
-        for aid in ids:
-            rec = self.activities[aid]
-            rec.state = A.QUEUED
-            rec.queued_at = self._now
-            self.in_flight -= 1
-            self.queue.push(aid, rec.priority, rec.queued_at)
-            self.touch(rec)
-        return ids
+    def redispatch_in_flight(self) -> int:
+        """After a restart: publish every in-flight dispatch again, under the same message id.
+
+        A bus that kept the message ignores the copy (enqueue is idempotent by id); a bus that lost
+        it (in-process, or another bus than before) gets it back.  If the first copy was already
+        done, its report wins and the second is ignored as a stale duplicate.
+        """
+        n = 0
+        for rec in self.activities.values():
+            if rec.state in (A.DISPATCHED, A.RUNNING):
+                spec = self.registry.get(rec.task_name, {}).get(rec.task_version)
+                if spec is not None:
+                    self._emit_dispatch(rec, spec)
+                    n += 1
+        return n
 
     def _check_run_done(self, run: RunState) -> None:
         rec = run.record
@@ -372,7 +382,6 @@ class Controller:
             if aid is None:
                 return
             rec = self.activities[aid]
-            run = self.runs[rec.run_id]
             try:
                 spec = self.registry[rec.task_name][rec.task_version]
             except KeyError:
@@ -382,18 +391,22 @@ class Controller:
             rec.state = A.DISPATCHED
             rec.attempt += 1
             self.in_flight += 1
-            refs = {pid: self.products[pid] for pid in walk_products(rec.arguments) if pid in self.products}
-            obs_id = rec.arguments.get("obs_id") if isinstance(rec.arguments.get("obs_id"), str) else None
-            obs_id = obs_id or run.record.params.get("obs_id")
-            msg = m.DispatchActivity(activity_id=aid, attempt=rec.attempt, run_id=rec.run_id, task=spec,
-                                     arguments=rec.arguments, products=refs, priority=rec.priority,
-                                     obs_id=obs_id if isinstance(obs_id, str) else None)
-            mid = f"{aid}:{rec.attempt}"
-            self._d.changes.outbox.append(OutboxRecord(
-                id=mid, channel="dispatch", priority=rec.priority, data=m.encode_message(mid, msg)))
+            self._emit_dispatch(rec, spec)
             self._d.changes.attempts.append(AttemptRecord(activity_id=aid, attempt=rec.attempt,
                                                           state=A.DISPATCHED))
             self.touch(rec)
+
+    def _emit_dispatch(self, rec: ActivityRecord, spec: TaskSpec) -> None:
+        run = self.runs[rec.run_id]
+        refs = {pid: self.products[pid] for pid in walk_products(rec.arguments) if pid in self.products}
+        obs_id = rec.arguments.get("obs_id")
+        obs_id = obs_id if isinstance(obs_id, str) else run.record.params.get("obs_id")
+        msg = m.DispatchActivity(activity_id=rec.id, attempt=rec.attempt, run_id=rec.run_id, task=spec,
+                                 arguments=rec.arguments, products=refs, priority=rec.priority,
+                                 obs_id=obs_id if isinstance(obs_id, str) else None)
+        mid = f"{rec.id}:{rec.attempt}"
+        self._d.changes.outbox.append(OutboxRecord(
+            id=mid, channel="dispatch", priority=rec.priority, data=m.encode_message(mid, msg)))
 
     # ============================================================================================
     # outcomes
@@ -591,7 +604,8 @@ class Controller:
                 attributes=dict(p.attributes))
             self._d.changes.products.append(record)
             self.products[p.id] = _ref(record)
-            self.emit(m.ProductRegistered(product=p, at=self._now))
+            self.emit(m.ProductCreated(product=p, run_id=record.run_id, activity_id=record.activity_id,
+                                       at=self._now))
             self.bt.on_product(record)
 
     def _record_usages(self, rec: ActivityRecord) -> None:

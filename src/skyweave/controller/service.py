@@ -60,7 +60,7 @@ class ControllerService:
         for spec, current in self.store.list_tasks():
             self.core.register_task(spec, current=current)
         decisions: list[Decisions] = []
-        durable_bus = not self.bus.url.startswith("memory")
+        self.core.advance(now)
         for run in self.store.list_runs(states=[R.RUNNING, R.PAUSED, R.SUBMITTED], limit=1_000_000):
             if run.state == R.SUBMITTED:
                 self._pending.append(RunLoaded(run=run))
@@ -70,8 +70,9 @@ class ControllerService:
             used = {u.product_id for a in acts for u in self.store.list_usages(activity_id=a.id)}
             extra = [self.store.get_product(p) for p in used - {p.id for p in prods}]
             self.core.restore(run, acts, [*prods, *extra])
-        if not durable_bus:
-            self.core.requeue_in_flight()
+        redispatched = self.core.redispatch_in_flight()
+        if redispatched:
+            log.info("dispatching %d in-flight activities again after a restart", redispatched)
         decisions.append(self.core.handle([], now))
         for d in decisions:
             self._commit(d)
@@ -124,10 +125,12 @@ class ControllerService:
                 return []
             return [RunLoaded(run=run)] if run.state == R.SUBMITTED else []
         if isinstance(body, m.RetryRequested):
+            self.core.advance(time.time())
             self._retry(body.activity_id)
             return []
-        if isinstance(body, m.DispatchActivity | m.RunStateChanged | m.ActivityStateChanged):
-            return []
+        if isinstance(body, m.DispatchActivity | m.RunStateChanged | m.ActivityStateChanged
+                      | m.ProductCreated):
+            return []  # the controller's own announcements, for listeners
         return [body]
 
     def _retry(self, activity_id: str) -> None:

@@ -147,6 +147,15 @@ class ProductRegistered(msgspec.Struct, frozen=True, kw_only=True, tag="product.
     at: float = 0.0
 
 
+class ProductCreated(msgspec.Struct, frozen=True, kw_only=True, tag="product.created"):
+    """Published by the controller once a product is registered (for listeners; never consumed by it)."""
+
+    product: NewProduct
+    run_id: str | None = None
+    activity_id: str | None = None
+    at: float = 0.0
+
+
 class WorkerHeartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="worker.heartbeat"):
     worker: str
     slots: int
@@ -208,6 +217,7 @@ Event = (
     | ActivityFailed
     | ActivityNeedsInput
     | ProductRegistered
+    | ProductCreated
     | WorkerHeartbeat
     | RunSubmitted
     | RunControlRequested
@@ -236,8 +246,6 @@ def topic_of(message: Message) -> str:
         return f"run.{message.state}"
     if isinstance(message, ActivityStateChanged):
         return f"activity.{message.state}"
-    if isinstance(message, ProductRegistered):
-        return "product.created"
     return tag
 
 

@@ -83,6 +83,12 @@ def sqlite_path(url_or_path: str) -> Path:
         return Path(rest[1:]).absolute()
     path = Path(url_or_path).expanduser()
     if path.is_dir() or (not path.exists() and path.suffix.lower() not in _FILE_SUFFIXES):
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the store directory {str(path)!r}: {exc.strerror or exc}",
+                hint="point --store at a directory you can write (not below a file)",
+                store=url_or_path) from exc
         return (path / DEFAULT_FILENAME).absolute()
     return path.absolute()

@@ -1,0 +1,56 @@
+"""The controller service with a real store and bus: it settles, recovers, and is not fooled by
+its own announcements."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from skyweave import Client
+from skyweave.bus.base import CONTROLLER_GROUP
+from skyweave.controller.service import ControllerService
+from skyweave.engine import Engine
+from skyweave.examples import mini_xray
+
+
+def _settle(client: Client, timeout: float = 20.0) -> None:
+    """Wait until the controller has read everything on the bus."""
+    deadline = time.monotonic() + timeout
+    while client.bus.read(CONTROLLER_GROUP, 1):
+        assert time.monotonic() < deadline, "the controller never caught up with the bus"
+        time.sleep(0.02)
+
+
+def test_controller_goes_quiet_after_a_run_with_products(tmp_path: Path) -> None:
+    with Client(str(tmp_path / "st"), executor="threads", workers=2) as client:
+        run = client.run(mini_xray.observation, {"obs_id": "q1"}, timeout=60)
+        assert run.status == "succeeded"
+        assert run.products(), "the run made products"
+        _settle(client)
+        # its own product announcements must not feed back into it: the log stays still
+        time.sleep(0.3)
+        assert client.bus.read(CONTROLLER_GROUP, 1) == []
+
+
+def test_restart_recovers_in_flight_work_from_the_store(tmp_path: Path) -> None:
+    store = str(tmp_path / "st")
+    bus = f"sqlite:///{tmp_path / 'bus.db'}"
+    # a controller alone (no worker) dispatches and is then "killed" (never stopped cleanly)
+    with Client(store, engine=False, bus=bus) as client:
+        engine = Engine(client.settings, store=client.store, bus=client.bus, worker=False).start()
+        run = client.submit(mini_xray.backlog, {"n": 6, "seconds": 0.01})
+        deadline = time.monotonic() + 20
+        while not any(a.state == "dispatched" for a in run.activities()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        engine._stop.set()  # simulate a crash: threads stop, no lease released, no cleanup
+        for t in engine._threads:
+            t.join(5)
+        assert engine.controller is not None
+        dead: ControllerService = engine.controller
+        # a new controller on the same store takes over once the old lease is released or expires
+        client.store.release_controller_lease(dead.owner)
+        with Engine(client.settings, store=client.store, bus=client.bus):
+            final = client.wait(run.id, timeout=30)
+        assert final.state == "succeeded"
+        assert len([a for a in run.activities() if a.task_name == "quicklook"]) == 6
