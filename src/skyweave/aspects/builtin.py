@@ -16,7 +16,6 @@ import logging
 import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -75,17 +74,42 @@ class _LazyFile:
             self._file = None
 
 
+def capture_scratch_path(log_root: Path, pid: int) -> Path:
+    """The scratch file where process ``pid`` captures the output of the activity it runs."""
+    return log_root / f".capture-{pid}"
+
+
+def salvage_capture(log_root: Path, pid: int, activity_id: str, attempt: int) -> Path | None:
+    """After process ``pid`` was stopped or died mid-activity: move what it had captured into the
+    activity's log (returned, if there was anything) and remove its scratch file."""
+    scratch = capture_scratch_path(log_root, pid)
+    try:
+        data = scratch.read_bytes()
+        scratch.unlink()
+    except FileNotFoundError:
+        return None
+    if not data:
+        return None
+    log_path = activity_log_path(log_root, activity_id, attempt)
+    with open(log_path, "ab") as log:
+        log.write(data)
+    return log_path
+
+
 class _FdCapture:
     """Points fds 1 and 2 (and ``sys.stdout``/``sys.stderr``) at one scratch file per process.
 
-    Reusing an unlinked scratch file keeps a silent activity free of file creation: after the
-    activity, non-empty scratch content is copied to the activity's log and the scratch truncated.
+    Reusing the scratch file keeps a silent activity free of file creation: after the activity,
+    non-empty scratch content is copied to the activity's log and the scratch truncated.  The
+    scratch is a named file (``capture_scratch_path``) so that when the process is killed (a
+    timeout) or crashes, the executor can still put the output in the activity's log.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
         self.pid = os.getpid()
-        self.scratch = tempfile.TemporaryFile(prefix="skyweave-log-")  # noqa: SIM115 - lives with the process
-        self.fd = self.scratch.fileno()
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         self.text = io.TextIOWrapper(
             open(self.fd, "wb", closefd=False),  # noqa: SIM115 - owned by the wrapper
             encoding="utf-8",
@@ -93,6 +117,11 @@ class _FdCapture:
             line_buffering=True,
         )
         self.saved: tuple[int, int, Any, Any] | None = None
+
+    def close(self) -> None:
+        self.text.close()
+        os.close(self.fd)
+        self.path.unlink(missing_ok=True)
 
     def begin(self) -> TextIO:
         for stream in (sys.stdout, sys.stderr):
@@ -178,8 +207,11 @@ class LogCaptureAspect(Aspect):
         global _fd_capture  # noqa: PLW0603 - one scratch file per process, created on first use
         sink: _Sink
         if self.capture_fds:
-            if _fd_capture is None or _fd_capture.pid != os.getpid():
-                _fd_capture = _FdCapture()
+            scratch = capture_scratch_path(self.log_root, os.getpid())
+            if _fd_capture is None or _fd_capture.pid != os.getpid() or _fd_capture.path != scratch:
+                if _fd_capture is not None and _fd_capture.pid == os.getpid():
+                    _fd_capture.close()
+                _fd_capture = _FdCapture(scratch)
             sink = _fd_capture.begin()
         else:
             sink = _LazyFile(self.log_root, ctx.activity_id, ctx.attempt)

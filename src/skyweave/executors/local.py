@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import msgspec
 
-from skyweave.aspects.builtin import activity_log_path
+from skyweave.aspects.builtin import activity_log_path, capture_scratch_path, salvage_capture
 from skyweave.errors import SkyweaveError
 from skyweave.executors.base import ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST
@@ -92,11 +93,16 @@ class _Dying:
     process: BaseProcess
     conn: Connection
     kill_at: float
+    failure: ActivityFailed | None
+    """Reported once the process is gone, with the output it had captured in the activity's log."""
 
 
-def _shutdown(children: list[_Child], dying: list[_Dying]) -> None:
+def _shutdown(children: list[_Child], dying: list[_Dying], log_root: Path) -> None:
     stop([(c.process, c.conn) for c in children], ask=True)
     stop([(d.process, d.conn) for d in dying], ask=False)
+    for process in [c.process for c in children] + [d.process for d in dying]:
+        if process.pid is not None:
+            capture_scratch_path(log_root, process.pid).unlink(missing_ok=True)
     children.clear()
     dying.clear()
 
@@ -121,7 +127,7 @@ class LocalExecutor(Executor):
         self._startup_deaths = 0
         self._broken = ""
         """Why children cannot be started, once they keep dying as they start."""
-        self._finalizer = weakref.finalize(self, _shutdown, self._children, self._dying)
+        self._finalizer = weakref.finalize(self, _shutdown, self._children, self._dying, env.log_root)
 
     @property
     def slots(self) -> int:
@@ -198,9 +204,8 @@ class LocalExecutor(Executor):
             if wake is not None:
                 wait = min(wait, wake - now)
             for key, _ in self._selector.select(max(0.0, wait)):
-                child: _Child = key.data
-                if child in self._children:
-                    self._drain(child, out)
+                if key.data in self._children:  # else a stopped child exiting: _check_clocks reaps it
+                    self._drain(key.data, out)
             self._check_clocks(out)
             now = time.monotonic()
             if out or now >= deadline or self._started_due(now):
@@ -296,13 +301,17 @@ class LocalExecutor(Executor):
             timeout = item.dispatch.task.timeout_s if item is not None else None
             if item is not None and timeout is not None and now - item.started_clock > timeout:
                 message = f"task {item.dispatch.task.name!r} exceeded its timeout of {timeout:g} s; stopped"
-                out.append(self._failure(item, child, "skyweave.TaskTimeout", message, retryable=True))
-                self._replace(child)
+                failure = self._failure(item, child, "skyweave.TaskTimeout", message, retryable=True)
+                self._replace(child, failure)
         for corpse in list(self._dying):
             if not corpse.process.is_alive():
                 corpse.process.join()
                 corpse.conn.close()
                 self._dying.remove(corpse)
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(corpse.process.sentinel)
+                if corpse.failure is not None:
+                    out.append(self._with_log(corpse.failure, corpse.process))
             elif now >= corpse.kill_at:
                 signal_group(corpse.process, signal.SIGKILL)
                 corpse.kill_at = now + 0.1  # look again shortly
@@ -312,13 +321,12 @@ class LocalExecutor(Executor):
     def _failure(
         self, item: Item, child: _Child | None, error_type: str, message: str, *, retryable: bool
     ) -> ActivityFailed:
-        """Report ``item`` failed; it leaves the active set (and its child's queue)."""
+        """``item`` failed: it leaves the active set (and its child's queue)."""
         self._active.pop(item.id, None)
         if child is not None:
             child.assigned.pop(item.id, None)
             if child.running is item:
                 child.running = None
-        log_path = activity_log_path(self.env.log_root, item.id, item.dispatch.attempt)
         return ActivityFailed(
             activity_id=item.id,
             attempt=item.dispatch.attempt,
@@ -326,7 +334,6 @@ class LocalExecutor(Executor):
             error_type=error_type,
             message=message,
             retryable=retryable,
-            log_uri=file_uri(log_path) if item.started_at and log_path.exists() else "",
             host=HOST,
             pid=child.process.pid or 0 if child is not None else 0,
             started_at=item.started_at,
@@ -347,11 +354,24 @@ class LocalExecutor(Executor):
             return
         self._children[self._children.index(child)] = self._spawn(child.slot)
 
-    def _replace(self, child: _Child) -> None:
-        """Stop a child that is still running something (timeout, cancel) and replace it."""
+    def _with_log(self, failure: ActivityFailed, process: BaseProcess) -> ActivityFailed:
+        """The failure of an activity whose process was stopped or died, with what it wrote."""
+        assert process.pid is not None
+        log = salvage_capture(self.env.log_root, process.pid, failure.activity_id, failure.attempt)
+        if log is None:
+            log = activity_log_path(self.env.log_root, failure.activity_id, failure.attempt)
+            if not log.exists():  # a command task's log is written directly
+                return failure
+        return msgspec.structs.replace(failure, log_uri=file_uri(log))
+
+    def _replace(self, child: _Child, failure: ActivityFailed | None = None) -> None:
+        """Stop a child that is still running something (timeout, cancel) and replace it;
+        ``failure`` is reported once it is gone."""
         signal_group(child.process, signal.SIGTERM)
-        self._dying.append(_Dying(child.process, child.conn, time.monotonic() + KILL_GRACE_S))
+        corpse = _Dying(child.process, child.conn, time.monotonic() + KILL_GRACE_S, failure)
+        self._dying.append(corpse)
         self._detach(child)
+        self._selector.register(child.process.sentinel, selectors.EVENT_READ, corpse)  # wakes on exit
 
     def _on_death(self, child: _Child, out: list[Outcome]) -> None:
         code = child.process.exitcode
@@ -365,7 +385,10 @@ class LocalExecutor(Executor):
         if item is not None and item.id in self._active:
             task = item.dispatch.task.name
             message = f"worker process {child.process.pid} {how} while running task {task!r}"
-            out.append(self._failure(item, child, "skyweave.WorkerDied", message, retryable=True))
+            failure = self._failure(item, child, "skyweave.WorkerDied", message, retryable=True)
+            out.append(self._with_log(failure, child.process))
+        elif child.process.pid is not None:
+            capture_scratch_path(self.env.log_root, child.process.pid).unlink(missing_ok=True)
         self._startup_deaths = 0 if child.started_any else self._startup_deaths + 1
         if self._startup_deaths >= MAX_STARTUP_DEATHS:
             self._broken = (
@@ -396,10 +419,11 @@ class LocalExecutor(Executor):
             child = next(c for c in self._children if activity_id in c.assigned)
             running = child.running is item
             message = f"activity {activity_id} was cancelled" + (" and stopped" if running else "")
-            self._reports.append(self._failure(item, child, "skyweave.Cancelled", message, retryable=False))
+            failure = self._failure(item, child, "skyweave.Cancelled", message, retryable=False)
             if running:
-                self._replace(child)
+                self._replace(child, failure)
                 continue
+            self._reports.append(failure)
             child.cancelled.add(activity_id)
             child.unacked.discard(activity_id)
             child.send(Cancel([activity_id]))

@@ -10,6 +10,7 @@ The child leads its own process group, so stopping it also stops the commands it
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import multiprocessing
 import os
 import select
@@ -156,6 +157,7 @@ def child_main(conn: Connection, env: ExecutionEnv) -> None:
     _in_child = True
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop
+    faulthandler.enable()  # a crash's Python traceback goes to fd 2: the activity's log
     boundary: Boundary | None = None
     setup_error = ""
     try:

@@ -302,8 +302,10 @@ def test_log_capture_without_output_makes_no_file(tmp_path: Path) -> None:
         aspect = LogCaptureAspect(tmp_path / "logs", capture_fds=capture_fds)
         ctx = ctx_for("t", tmp_path)
         aspect.before(ctx)
-        aspect.after(ctx, AspectOutcome(ok=True))
-        assert not (tmp_path / "logs").exists()
+        outcome = AspectOutcome(ok=True)
+        aspect.after(ctx, outcome)
+        assert outcome.log_uri == ""
+        assert not (tmp_path / "logs" / "act-1.1.log").exists()
 
 
 def test_log_capture_keeps_activities_apart(tmp_path: Path) -> None:

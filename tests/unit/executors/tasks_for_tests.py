@@ -148,3 +148,21 @@ def whoami() -> int:
 
 async def async_add(x: int, y: int) -> int:
     return x + y
+
+
+def talk_then_hang() -> None:
+    print("about to hang", flush=True)
+    os.write(2, b"fd-level words\n")
+    hang()
+
+
+def talk_then_exit() -> None:
+    print("about to exit", flush=True)
+    os.write(1, b"fd-level words\n")
+    os._exit(7)
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)

@@ -336,3 +336,27 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_children(tmp_path
     assert lines[1].startswith("in-this-script ActivityFailed None task file")
     assert "cannot start inside a skyweave worker process" in lines[1]
     assert 'if __name__ == "__main__":' in lines[1]
+
+
+def test_output_of_a_stopped_or_crashed_activity_reaches_its_log(single: LocalExecutor) -> None:
+    stuck = dispatch(by_path("talk_then_hang"), timeout_s=0.5)
+    crash = dispatch(by_path("talk_then_exit"))
+    single.submit([stuck, crash])
+    final = run_until(single, [stuck.activity_id, crash.activity_id])
+    for d, said in ((stuck, "about to hang"), (crash, "about to exit")):
+        outcome = final[d.activity_id]
+        assert isinstance(outcome, ActivityFailed)
+        log = LocalStorage.local_path(outcome.log_uri).read_text()
+        assert said in log
+        assert "fd-level words" in log
+
+
+def test_a_segfault_is_reported_with_its_python_traceback_in_the_log(single: LocalExecutor) -> None:
+    crash = dispatch(by_path("segfault"))
+    single.submit([crash])
+    outcome = run_until(single, [crash.activity_id])[crash.activity_id]
+    assert isinstance(outcome, ActivityFailed)
+    assert "killed by signal SIGSEGV" in outcome.message
+    log = LocalStorage.local_path(outcome.log_uri).read_text()
+    assert "Segmentation fault" in log
+    assert "segfault" in log  # the task's frame
