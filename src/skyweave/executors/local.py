@@ -25,10 +25,7 @@ import signal
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 
 import msgspec
 
@@ -39,18 +36,17 @@ from skyweave.executors.boundary import HOST
 from skyweave.executors.local_child import (
     Batch,
     Cancel,
-    Frames,
+    Child,
     Started,
+    Stopping,
     child_main,
     encoder,
-    frame,
     from_child,
     in_worker_process,
     parent_main_hidden,
+    shutdown,
     signal_group,
     start_context,
-    stop,
-    write_all,
 )
 from skyweave.executors.local_queue import Durations, Item, ReadyQueue
 from skyweave.model.messages import ActivityFailed, ActivityStarted, DispatchActivity
@@ -64,49 +60,6 @@ MAX_STARTUP_DEATHS = 3
 """Children dying before they start anything, in a row, that make the executor give up."""
 
 
-@dataclass(eq=False)
-class _Child:
-    slot: int
-    process: BaseProcess
-    conn: Connection
-    assigned: dict[str, Item] = field(default_factory=dict)
-    """Sent to this child and without an outcome yet, in the order the child runs them."""
-    running: Item | None = None
-    unacked: set[str] = field(default_factory=set)
-    """Ids of the last batch sent, until one of them starts (then the child has read it)."""
-    cancelled: set[str] = field(default_factory=set)
-    """Cancelled while sent to this child: if one of them starts anyway, the child is replaced."""
-    started_any: bool = False
-    frames: Frames = field(init=False)
-
-    def __post_init__(self) -> None:
-        os.set_blocking(self.conn.fileno(), False)  # reads never block; writes wait for room
-        self.frames = Frames(self.conn.fileno())
-
-    def send(self, message: Batch | Cancel) -> None:
-        with contextlib.suppress(OSError):  # if the child died, its sentinel reports it
-            write_all(self.conn.fileno(), frame(encoder.encode(message)))
-
-
-@dataclass(eq=False)
-class _Dying:
-    process: BaseProcess
-    conn: Connection
-    kill_at: float
-    failure: ActivityFailed | None
-    """Reported once the process is gone, with the output it had captured in the activity's log."""
-
-
-def _shutdown(children: list[_Child], dying: list[_Dying], log_root: Path) -> None:
-    stop([(c.process, c.conn) for c in children], ask=True)
-    stop([(d.process, d.conn) for d in dying], ask=False)
-    for process in [c.process for c in children] + [d.process for d in dying]:
-        if process.pid is not None:
-            capture_scratch_path(log_root, process.pid).unlink(missing_ok=True)
-    children.clear()
-    dying.clear()
-
-
 class LocalExecutor(Executor):
     """``local``: ``processes`` child processes (default: one per CPU)."""
 
@@ -116,8 +69,8 @@ class LocalExecutor(Executor):
         self.env = env
         self._size = processes or os.cpu_count() or 1
         self._context = start_context()
-        self._children: list[_Child] = []
-        self._dying: list[_Dying] = []
+        self._children: list[Child] = []
+        self._dying: list[Stopping] = []
         self._selector = selectors.DefaultSelector()
         self._durations = Durations()
         self._ready = ReadyQueue(self._durations)
@@ -127,7 +80,7 @@ class LocalExecutor(Executor):
         self._startup_deaths = 0
         self._broken = ""
         """Why children cannot be started, once they keep dying as they start."""
-        self._finalizer = weakref.finalize(self, _shutdown, self._children, self._dying, env.log_root)
+        self._finalizer = weakref.finalize(self, shutdown, self._children, self._dying, env.log_root)
 
     @property
     def slots(self) -> int:
@@ -147,7 +100,7 @@ class LocalExecutor(Executor):
         while len(self._children) < self._size and not self._broken:
             self._children.append(self._spawn(len(self._children)))
 
-    def _spawn(self, slot: int) -> _Child:
+    def _spawn(self, slot: int) -> Child:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=child_main, args=(child_end, self.env), name=f"skyweave-worker-{slot}"
@@ -155,7 +108,7 @@ class LocalExecutor(Executor):
         with parent_main_hidden():
             process.start()
         child_end.close()
-        child = _Child(slot, process, parent_end)
+        child = Child(slot, process, parent_end)
         self._selector.register(parent_end, selectors.EVENT_READ, child)
         self._selector.register(process.sentinel, selectors.EVENT_READ, child)
         return child
@@ -227,7 +180,7 @@ class LocalExecutor(Executor):
                 )
         return out
 
-    def _drain(self, child: _Child, out: list[Outcome]) -> None:
+    def _drain(self, child: Child, out: list[Outcome]) -> None:
         """Handle what the child has sent; then, if it has died, report and replace it."""
         read = self._read(child, out)
         if child not in self._children or (read is not None and child.process.is_alive()):
@@ -241,7 +194,7 @@ class LocalExecutor(Executor):
                 child.process.join()
             self._on_death(child, out)
 
-    def _read(self, child: _Child, out: list[Outcome]) -> int | None:
+    def _read(self, child: Child, out: list[Outcome]) -> int | None:
         """Handle the messages waiting from a child: how many (0: none), ``None`` once its pipe
         is closed."""
         try:
@@ -265,7 +218,7 @@ class LocalExecutor(Executor):
                 out.append(message)
         return len(frames)
 
-    def _on_started(self, child: _Child, message: Started) -> None:
+    def _on_started(self, child: Child, message: Started) -> None:
         child.unacked = set()
         child.started_any = True
         self._startup_deaths = 0
@@ -319,7 +272,7 @@ class LocalExecutor(Executor):
     # ------------------------------------------------------------------------------ failures
 
     def _failure(
-        self, item: Item, child: _Child | None, error_type: str, message: str, *, retryable: bool
+        self, item: Item, child: Child | None, error_type: str, message: str, *, retryable: bool
     ) -> ActivityFailed:
         """``item`` failed: it leaves the active set (and its child's queue)."""
         self._active.pop(item.id, None)
@@ -340,7 +293,7 @@ class LocalExecutor(Executor):
             at=time.time(),
         )
 
-    def _detach(self, child: _Child) -> None:
+    def _detach(self, child: Child) -> None:
         """Forget a child: requeue what it had not started, give its slot to a new child."""
         for fileobj in (child.conn, child.process.sentinel):
             with contextlib.suppress(KeyError, ValueError):
@@ -364,16 +317,16 @@ class LocalExecutor(Executor):
                 return failure
         return msgspec.structs.replace(failure, log_uri=file_uri(log))
 
-    def _replace(self, child: _Child, failure: ActivityFailed | None = None) -> None:
+    def _replace(self, child: Child, failure: ActivityFailed | None = None) -> None:
         """Stop a child that is still running something (timeout, cancel) and replace it;
         ``failure`` is reported once it is gone."""
         signal_group(child.process, signal.SIGTERM)
-        corpse = _Dying(child.process, child.conn, time.monotonic() + KILL_GRACE_S, failure)
+        corpse = Stopping(child.process, child.conn, time.monotonic() + KILL_GRACE_S, failure)
         self._dying.append(corpse)
         self._detach(child)
         self._selector.register(child.process.sentinel, selectors.EVENT_READ, corpse)  # wakes on exit
 
-    def _on_death(self, child: _Child, out: list[Outcome]) -> None:
+    def _on_death(self, child: Child, out: list[Outcome]) -> None:
         code = child.process.exitcode
         if code is not None and code < 0:
             how = f"was killed by signal {signal.Signals(-code).name}"

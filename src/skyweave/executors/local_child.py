@@ -1,4 +1,5 @@
-"""The child processes of ``LocalExecutor``: how they start and stop, their loop, their messages.
+"""The child processes of ``LocalExecutor``: their loop and messages, how they start and stop,
+and the parent's view of each.
 
 Each child process runs ``child_main``: it receives batches of dispatches (msgpack over a
 ``multiprocessing`` pipe), runs them one by one through the boundary, and for each sends a small
@@ -21,14 +22,18 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from skyweave.aspects.builtin import capture_scratch_path
 from skyweave.executors.base import ExecutionEnv, Outcome
 from skyweave.executors.boundary import HOST, Boundary
+from skyweave.executors.local_queue import Item
 from skyweave.model.messages import (
     ActivityFailed,
     ActivityFinished,
@@ -263,3 +268,51 @@ def stop(processes: list[tuple[BaseProcess, Connection]], *, ask: bool) -> None:
             signal_group(process, signal.SIGKILL)
             process.join(1.0)
         conn.close()
+
+
+@dataclass(eq=False)
+class Child:
+    """The parent's view of one child process."""
+
+    slot: int
+    process: BaseProcess
+    conn: Connection
+    assigned: dict[str, Item] = field(default_factory=dict)
+    """Sent to this child and without an outcome yet, in the order the child runs them."""
+    running: Item | None = None
+    unacked: set[str] = field(default_factory=set)
+    """Ids of the last batch sent, until one of them starts (then the child has read it)."""
+    cancelled: set[str] = field(default_factory=set)
+    """Cancelled while sent to this child: if one of them starts anyway, the child is replaced."""
+    started_any: bool = False
+    frames: Frames = field(init=False)
+
+    def __post_init__(self) -> None:
+        os.set_blocking(self.conn.fileno(), False)  # reads never block; writes wait for room
+        self.frames = Frames(self.conn.fileno())
+
+    def send(self, message: Batch | Cancel) -> None:
+        with contextlib.suppress(OSError):  # if the child died, its sentinel reports it
+            write_all(self.conn.fileno(), frame(encoder.encode(message)))
+
+
+@dataclass(eq=False)
+class Stopping:
+    """A child being stopped (SIGTERM sent, SIGKILL at ``kill_at``)."""
+
+    process: BaseProcess
+    conn: Connection
+    kill_at: float
+    failure: ActivityFailed | None
+    """Reported once the process is gone, with the output it had captured in the activity's log."""
+
+
+def shutdown(children: list[Child], dying: list[Stopping], log_root: Path) -> None:
+    """Stop every child: the running ones politely, the stopping ones at once."""
+    stop([(c.process, c.conn) for c in children], ask=True)
+    stop([(d.process, d.conn) for d in dying], ask=False)
+    for process in [c.process for c in children] + [d.process for d in dying]:
+        if process.pid is not None:
+            capture_scratch_path(log_root, process.pid).unlink(missing_ok=True)
+    children.clear()
+    dying.clear()
