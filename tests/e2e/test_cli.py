@@ -186,35 +186,32 @@ def test_unknown_ids_and_paths(cli: CLI) -> None:
     assert_clean_error(res, "no_such_file.fits")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Workflow.build lets an exception raised by the workflow "
-                   "function's body escape as a bare traceback instead of a DefinitionError")
 def test_workflow_body_that_raises(cli: CLI) -> None:
+    """Regression (fixed in eb7169c): an exception in the workflow body was a bare traceback."""
     res = cli("run", f"{BASIC}:body_raises")
     assert_clean_error(res, "body_raises", "ValueError", "workflow body exploded", "basic.py")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Settings.store_dir treats a '.db' file path as a directory, "
-                   "so code/, products/, logs/ and bus.db are created under the database file")
 def test_store_given_as_a_db_file(cli: CLI) -> None:
+    """Regression (fixed in eb7169c): ``--store x.db`` put code/, products/, bus.db *under* the file."""
     db = CLI(cli.cwd, cli.cwd / "mystore.db")
     res = db("run", f"{BASIC}:simple", "--json")
     assert "Traceback" not in res.err
     run_id = res.ok().json()["run_id"]
     assert [r["run_id"] for r in db.json("runs")] == [run_id]
     assert db.status(run_id)["status"] == "succeeded"
+    assert (cli.cwd / "mystore.db").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a --store path below an existing file raises "
-                   "NotADirectoryError from store.sqlite_path, shown as a bare traceback")
 def test_store_below_a_file(cli: CLI) -> None:
+    """Regression (fixed in eb7169c): a store path below a file raised NotADirectoryError."""
     (cli.cwd / "afile").write_text("just a file\n")
     res = CLI(cli.cwd, cli.cwd / "afile" / "store")("runs")
     assert_clean_error(res, "afile")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `skyweave resume` (no id) runs an Engine on a memory bus and "
-                   "only looks at unfinished runs, so a `skyweave retry` request waiting in bus.db is ignored")
 def test_retry_then_resume_without_controller(cli: CLI) -> None:
+    """Regression (fixed in eb7169c): `resume` ignored a `retry` request waiting on the bus."""
     flag = cli.cwd / "flag.txt"
     res = cli("run", f"{BASIC}:flagged", "--param", f"path={flag}", "--json")
     assert res.code != 0
