@@ -369,17 +369,18 @@ class LocalExecutor(Executor):
                 failure = self._failure(item, None, "skyweave.Cancelled", message, retryable=False)
                 self._reports.append(failure)
                 continue
-            child = next(c for c in self._children if activity_id in c.assigned)
-            running = child.running is item
-            message = f"activity {activity_id} was cancelled" + (" and stopped" if running else "")
-            failure = self._failure(item, child, "skyweave.Cancelled", message, retryable=False)
-            if running:
-                self._replace(child, failure)
+            child = next((c for c in self._children if activity_id in c.assigned), None)
+            message = f"activity {activity_id} was cancelled"
+            if child is not None and child.running is item:
+                message += " and stopped"
+                stopped = self._failure(item, child, "skyweave.Cancelled", message, retryable=False)
+                self._replace(child, stopped)
                 continue
-            self._reports.append(failure)
-            child.cancelled.add(activity_id)
-            child.unacked.discard(activity_id)
-            child.send(Cancel([activity_id]))
+            self._reports.append(self._failure(item, child, "skyweave.Cancelled", message, retryable=False))
+            if child is not None:  # sent but not started: the child drops it
+                child.cancelled.add(activity_id)
+                child.unacked.discard(activity_id)
+                child.send(Cancel([activity_id]))
 
     def close(self) -> None:
         self._finalizer()
