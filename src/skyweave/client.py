@@ -200,11 +200,15 @@ class Client:
         rec = self.store.get_run(run_id)
         counts = self.store.count_activities(run_id)
         products = self.store.find_products(run_id=run_id, state=None)
+        failures = [{"activity_id": a.id, "task": a.task_name, "key": a.key,
+                     "error": (a.error or {}).get("message"), "exit_code": a.exit_code}
+                    for a in self.store.list_activities(run_id=run_id, states=["failed"], limit=20)]
         return {
             "run_id": rec.id, "workflow": rec.workflow, "status": rec.state, "priority": rec.priority,
             "params": rec.params, "activities": sum(counts.values()), "by_state": counts,
             "products": len(products), "created_at": rec.created_at, "started_at": rec.started_at,
-            "ended_at": rec.ended_at, "error": rec.error, "store": str(self.settings.store_dir),
+            "ended_at": rec.ended_at, "error": rec.error, "failures": failures,
+            "store": str(self.settings.store_dir),
         }
 
     def results(self, run_id: str) -> Any:

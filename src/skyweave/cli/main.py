@@ -145,7 +145,8 @@ def status(run_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> Non
         if as_json:
             summary["activities_detail"] = [
                 {"id": a.id, "task": a.task_name, "version": a.task_version, "node": a.node, "key": a.key,
-                 "state": a.state, "priority": a.priority, "attempt": a.attempt, "detours": len(a.detours)}
+                 "state": a.state, "priority": a.priority, "attempt": a.attempt, "detours": len(a.detours),
+                 "error": (a.error or {}).get("message"), "exit_code": a.exit_code}
                 for a in client.store.list_activities(run_id=run_id)]
             output.print_json(summary)
             return

@@ -221,7 +221,7 @@ def _describe_failure(error: BaseException | None, task_name: str) -> dict[str, 
         return {
             "error_type": error.error_type,
             "message": str(error),
-            "traceback": error.traceback or _user_traceback(error),
+            "traceback": error.traceback,  # raised by skyweave itself: its frames are noise to the user
             "retryable": error.retryable,
             "exit_code": error.process_exit_code,
         }
