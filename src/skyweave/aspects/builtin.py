@@ -307,6 +307,10 @@ _TYPE_CHECKS: dict[str, tuple[type, ...]] = {
 
 
 def _matches(type_name: str, value: Any) -> bool:
+    if type_name.endswith("?"):  # Optional[X]: None is fine
+        if value is None:
+            return True
+        type_name = type_name[:-1]
     accepted = _TYPE_CHECKS.get(type_name)
     if accepted is None:  # "any", or a type name this check does not know
         return True

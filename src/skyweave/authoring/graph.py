@@ -27,7 +27,7 @@ def _check_literal(task_name: str, param: str, type_name: str, value: Any) -> No
     expected: dict[str, type | tuple[type, ...]] = {
         "int": int, "float": (int, float), "str": str, "bool": bool, "list": (list, tuple), "dict": dict,
     }
-    want = expected.get(type_name)
+    want = expected.get(type_name.removesuffix("?"))
     if want is None or value is None:
         return
     ok = not (type_name in ("int", "float") and isinstance(value, bool)) and isinstance(value, want)

@@ -41,12 +41,17 @@ def type_name(annotation: Any) -> str:
     if annotation is inspect.Parameter.empty:
         return "any"
     if isinstance(annotation, str):
-        return {"int": "int", "float": "float", "str": "str", "bool": "bool", "Product": "Product",
+        base = {"int": "int", "float": "float", "str": "str", "bool": "bool", "Product": "Product",
                 "list": "list", "dict": "dict"}.get(annotation.split("[")[0].split(" |")[0], "any")
+        return f"{base}?" if base != "any" and "None" in annotation else base
     origin = typing.get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return type_name(args[0]) if len(args) == 1 else "any"
+        if len(args) != 1:
+            return "any"
+        inner = type_name(args[0])
+        optional = len(args) < len(typing.get_args(annotation))
+        return f"{inner}?" if optional and inner != "any" else inner
     if origin is not None:
         return _TYPE_NAMES.get(origin, "any")
     return _TYPE_NAMES.get(annotation, "any")

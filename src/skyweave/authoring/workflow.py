@@ -23,6 +23,10 @@ from skyweave.errors import DefinitionError, ParameterError, SkyweaveError
 
 def _coerce(workflow: str, name: str, type_: str, value: Any) -> Any:
     """Turn a CLI string into the annotated type; check non-strings."""
+    if type_.endswith("?"):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        type_ = type_[:-1]
     bad = ParameterError(
         f"parameter {name!r} of workflow {workflow!r} expects {type_}, got {value!r}",
         hint=f"pass --param {name}=<{type_}>")

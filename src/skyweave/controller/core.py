@@ -294,6 +294,7 @@ class Controller:
         except Skip:
             inst = Instance(node=node_id, key=key, state=SKIPPED)
             run.add_instance(inst)
+            self._record_skipped(run, inst)
             self._propagate(run, inst)
             return
         except DefinitionError as exc:
@@ -334,6 +335,20 @@ class Controller:
             self.queue.push(rec.id, priority, self._now)
         self.touch(rec)
         return rec
+
+    def _record_skipped(self, run: RunState, inst: Instance) -> None:
+        """A skipped instance still gets a row, so users can see what did not run, and why."""
+        node = run.nodes[inst.node]
+        version = self.current.get(node["task"], node.get("version", "?"))
+        version = run.record.pins.get(node["task"], version)
+        rec = ActivityRecord(
+            id=new_id(ACTIVITY), run_id=run.record.id, node=inst.node, key=key_str(inst.key),
+            task_name=node["task"], task_version=version, state=A.SKIPPED, created_at=self._now,
+            queued_at=self._now, ended_at=self._now,
+            error={"type": "skyweave.Skipped", "retryable": False,
+                   "message": "its condition was false or an input was skipped"})
+        inst.activity = rec.id
+        self.touch(rec)
 
     def new_provider_activity(self, blocked: ActivityRecord, spec: TaskSpec, args: dict[str, Any]
                               ) -> ActivityRecord:
@@ -467,12 +482,13 @@ class Controller:
             return
         loop = run.nodes[node_id].get("loop")
         if loop:
-            self._succeed(rec, ev.result, finish_instance=False)
+            self._succeed(rec, ev.result, finish_instance=False, check_done=False)
             self._loop_step(run, inst, rec, ev.result)
             return
         self._succeed(rec, ev.result)
 
-    def _succeed(self, rec: ActivityRecord, result: Any, *, finish_instance: bool = True) -> None:
+    def _succeed(self, rec: ActivityRecord, result: Any, *, finish_instance: bool = True,
+                 check_done: bool = True) -> None:
         rec.state = A.SUCCEEDED
         rec.result = result
         rec.ended_at = self._now
@@ -487,7 +503,8 @@ class Controller:
             inst = run.insts[where[0]][where[1]]
             run.finish_instance(inst, DONE, result)
             self._propagate(run, inst)
-        self._check_run_done(run)
+        if check_done:
+            self._check_run_done(run)
 
     def _check_fanout_source(self, run: RunState, node_id: str, result: Any) -> str | None:
         for down in run.downstream[node_id]:

@@ -53,7 +53,7 @@ def conditional(n: int = 4) -> Any:
 
 
 @task(version="1")
-def halve(state: float | None, start: float) -> dict[str, float]:
+def halve(state: dict[str, float] | None, start: float) -> dict[str, float]:
     value = start if state is None else state["value"] / 2
     return {"value": value, "delta": value / 2}
 

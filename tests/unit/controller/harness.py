@@ -42,6 +42,9 @@ class World:
             body = m.decode_message(o.data).body
             if o.channel == "dispatch":
                 assert isinstance(body, m.DispatchActivity)
+                run = self.runs.get(body.run_id)
+                assert run is None or run.state not in ("succeeded", "failed", "cancelled"), (
+                    f"dispatch for run {body.run_id} after it ended as {run.state}")
                 self.queue.append(body)
                 self.dispatch_log.append(body)
             else:

@@ -54,3 +54,29 @@ def test_restart_recovers_in_flight_work_from_the_store(tmp_path: Path) -> None:
             final = client.wait(run.id, timeout=30)
         assert final.state == "succeeded"
         assert len([a for a in run.activities() if a.task_name == "quicklook"]) == 6
+
+
+def test_malformed_bus_message_is_set_aside_and_the_run_goes_on(tmp_path: Path) -> None:
+    with Client(str(tmp_path / "st"), executor="threads", workers=2) as client:
+        client.bus.publish([b"{not json", b'{"v": 1, "id": "x", "body": {"type": "activity.finished"}}'])
+        run = client.run(mini_xray.observation, {"obs_id": "m1"}, timeout=60)
+        assert run.status == "succeeded"
+        reasons = [reason for _, reason in client.bus.dead_letters()]
+        assert len(reasons) == 2
+        assert all("malformed bus message" in r for r in reasons)
+        assert client.engine is not None
+        client.engine.check()
+
+
+def test_loop_and_condition_on_the_real_engine(tmp_path: Path) -> None:
+    from tests.unit.controller import flows
+
+    with Client(str(tmp_path / "st"), executor="threads", workers=2) as client:
+        loop_run = client.run(flows.converge, {"start": 8.0}, timeout=60)
+        assert loop_run.status == "succeeded"
+        assert loop_run.results() == {"value": 1.0, "delta": 0.5}
+        cond = client.run(flows.conditional, {"n": 4}, timeout=60)
+        assert cond.status == "succeeded"
+        assert cond.results() == 81
+        states = sorted(a.state for a in cond.activities() if a.node == "square_2")
+        assert states == ["skipped", "skipped", "skipped", "succeeded"]
