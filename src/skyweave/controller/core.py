@@ -159,9 +159,7 @@ class Controller:
         self._touched_runs[run.record.id] = run.record
 
     def emit(self, message: Any) -> None:
-        self._d.changes.outbox.append(OutboxRecord(
-            id=new_id("evt"), channel="event", priority=0,
-            data=m.encode_message(new_id("evt"), message)))
+        self._d.announcements.append(m.encode_message(new_id("evt"), message))
 
     def _activity_event(self, rec: ActivityRecord) -> None:
         if self.publish_activity_events:
@@ -407,8 +405,6 @@ class Controller:
             rec.attempt += 1
             self.in_flight += 1
             self._emit_dispatch(rec, spec)
-            self._d.changes.attempts.append(AttemptRecord(activity_id=aid, attempt=rec.attempt,
-                                                          state=A.DISPATCHED))
             self.touch(rec)
 
     def _emit_dispatch(self, rec: ActivityRecord, spec: TaskSpec) -> None:
@@ -635,6 +631,8 @@ class Controller:
     def _propagate(self, run: RunState, inst: Instance) -> None:
         if inst.state in (DONE, SKIPPED):
             for down in run.downstream[inst.node]:
+                if down in run.gather_nodes and run.depth(inst.node) > run.depth(down):
+                    continue  # a gather over this node: _check_gathers decides, once
                 for key in self._keys_after(run, down, inst):
                     self._try_create(run, down, key)
         self._check_gathers(run)
@@ -663,7 +661,8 @@ class Controller:
         for node_id in run.gather_nodes:
             depth = run.depth(node_id)
             if depth == 0:
-                if () not in run.insts[node_id]:
+                if () not in run.insts[node_id] and not any(
+                        run.open_counts.get((src, ()), 0) for src in run.gather_sources[node_id]):
                     self._try_create(run, node_id, ())
             else:
                 for key in run.candidate_keys(node_id):

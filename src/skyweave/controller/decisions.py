@@ -37,6 +37,9 @@ class Decisions:
     withdraw: list[str] = field(default_factory=list)
     """Dispatch message ids to take back from the bus (cancelled before a worker took them)."""
     finished_runs: list[str] = field(default_factory=list)
+    announcements: list[bytes] = field(default_factory=list)
+    """Events for listeners and watchers, published after the transaction (not kept in the outbox:
+    a crash in the milliseconds between commit and publish can lose one, never a dispatch)."""
 
 
 # -- internal events the shell feeds to the core -------------------------------------------------

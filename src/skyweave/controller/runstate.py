@@ -62,6 +62,8 @@ class RunState:
     order: list[str] = field(default_factory=list)
     downstream: dict[str, list[str]] = field(default_factory=dict)
     gather_nodes: list[str] = field(default_factory=list)
+    gather_sources: dict[str, list[str]] = field(default_factory=dict)
+    """Gather node -> the nodes it collects (a cheap "not yet" test before resolving)."""
     insts: dict[str, dict[Key, Instance]] = field(default_factory=dict)
     open_counts: dict[tuple[str, Key], int] = field(default_factory=dict)
     failed_counts: dict[tuple[str, Key], int] = field(default_factory=dict)
@@ -81,8 +83,10 @@ class RunState:
         for node_id in state.order:
             for ref in dict.fromkeys(upstream(state.nodes[node_id])):
                 state.downstream[ref].append(node_id)
-            if any(a.get("iter") == "gather" for a in _arg_refs(state.nodes[node_id]["args"])):
+            gathered = [a["ref"] for a in _arg_refs(state.nodes[node_id]["args"]) if a.get("iter") == "gather"]
+            if gathered:
                 state.gather_nodes.append(node_id)
+                state.gather_sources[node_id] = gathered
         return state
 
     # -- bookkeeping ------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ class ControllerService:
         self._timers: list[tuple[float, str, str]] = []
         self._pending: list[Any] = []
         self._lease_renewed = 0.0
+        self._published: list[str] = []
+        """Outbox ids on the bus but still in the store; forgotten with the next transaction."""
         self.started = False
 
     # -- start and recovery --------------------------------------------------------------------------
@@ -79,6 +81,9 @@ class ControllerService:
         self.started = True
 
     def stop(self) -> None:
+        if self._published:
+            self.store.clear_outbox(self._published)
+            self._published = []
         self.store.release_controller_lease(self.owner)
 
     # -- one step --------------------------------------------------------------------------------------
@@ -103,6 +108,9 @@ class ControllerService:
             _, kind, aid = heapq.heappop(self._timers)
             events.append(TimerFired(kind=kind, activity_id=aid))
         if not events and not delivered:
+            if self._published:
+                self.store.clear_outbox(self._published)
+                self._published = []
             self.bus.wait(self._wait_time(wait, now))
             return 0
         decisions = self.core.handle(events, now)
@@ -150,6 +158,8 @@ class ControllerService:
     # -- writing ---------------------------------------------------------------------------------------
     def _commit(self, d: Decisions) -> None:
         if d.changes:
+            d.changes.outbox_published = self._published
+            self._published = []
             self.store.apply(d.changes)
         for lookup in d.lookups:
             found = self.store.find_products(type=lookup.need.product_type, match=lookup.need.match,
@@ -166,6 +176,8 @@ class ControllerService:
             self.bus.withdraw(d.withdraw)
         if d.changes.outbox:
             self._publish(d.changes.outbox)
+        if d.announcements:
+            self.bus.publish(d.announcements)
         for run_id in d.finished_runs:
             self.core.forget_run(run_id)
 
@@ -176,13 +188,15 @@ class ControllerService:
             self.bus.enqueue(dispatches)
         if events:
             self.bus.publish(events)
-        self.store.clear_outbox([o.id for o in outbox])
+        self._published.extend(o.id for o in outbox)
 
     def _flush_outbox(self) -> None:
         pending = self.store.pending_outbox()
         if pending:
             log.info("publishing %d messages decided before the last stop", len(pending))
             self._publish(pending)
+            self.store.clear_outbox(self._published)
+            self._published = []
 
     @property
     def idle(self) -> bool:

@@ -162,7 +162,9 @@ class Changeset(msgspec.Struct, kw_only=True):
     usages: list[UsageRecord] = msgspec.field(default_factory=list)
     events: list[EventRecord] = msgspec.field(default_factory=list)
     outbox: list[OutboxRecord] = msgspec.field(default_factory=list)
+    outbox_published: list[str] = msgspec.field(default_factory=list)
+    """Outbox ids already on the bus, forgotten in this same transaction (saves one per batch)."""
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.activities or self.attempts or self.products or self.usages
-                    or self.events or self.outbox)
+                    or self.events or self.outbox or self.outbox_published)

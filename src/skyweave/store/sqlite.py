@@ -130,6 +130,7 @@ class SQLiteStore(Store):
             except BaseException:
                 self._engine.dispose()
                 raise
+        self._compiled: dict[tuple[int, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
         self._upsert_runs = _upsert(runs, ["id"])
         self._upsert_activities = _upsert(activities, ["id"])
         self._upsert_attempts = _upsert(attempts, ["activity_id", "attempt"])
@@ -153,12 +154,30 @@ class SQLiteStore(Store):
             (self._insert_events, [EVENT.to_row(e) for e in changes.events]),
             (self._insert_outbox, [OUTBOX.to_row(o) for o in changes.outbox]),
         ]
-        if not any(rows for _, rows in batches):
+        if not any(rows for _, rows in batches) and not changes.outbox_published:
             return
         with self._writer.begin() as conn:
             for stmt, rows in batches:
                 if rows:
-                    conn.execute(stmt, rows)
+                    self._executemany(conn, stmt, rows)
+            if changes.outbox_published:
+                conn.execute(delete(outbox).where(outbox.c.id == bindparam("b_id")),
+                             [{"b_id": i} for i in changes.outbox_published])
+
+    def _executemany(self, conn: Any, stmt: Any, rows: list[dict[str, Any]]) -> None:
+        """Run a Core statement for many rows, compiled once per column set and handed straight to
+        sqlite3's executemany: SQLAlchemy's per-row parameter processing cost more than SQLite."""
+        keys = tuple(rows[0])
+        cached = self._compiled.get((id(stmt), keys))
+        if cached is None:
+            compiled = stmt.compile(dialect=self._writer.dialect, column_keys=list(keys))
+            order = tuple(compiled.positiontup or ())
+            if set(order) - set(keys):  # a default or expression we cannot pass through: slow path
+                conn.execute(stmt, rows)
+                return
+            cached = self._compiled[(id(stmt), keys)] = (str(compiled), order)
+        sql, order = cached
+        conn.exec_driver_sql(sql, [tuple(row[k] for k in order) for row in rows])
 
     def clear_outbox(self, ids: Sequence[str]) -> None:
         if ids:

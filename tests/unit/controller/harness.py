@@ -49,6 +49,7 @@ class World:
                 self.dispatch_log.append(body)
             else:
                 self.events_out.append(body)
+        self.events_out.extend(m.decode_message(a).body for a in d.announcements)
         self.timers.extend((t.at, t.kind, t.activity_id) for t in d.timers)
         self.lookups.extend(d.lookups)
         return d
