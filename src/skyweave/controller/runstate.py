@@ -83,7 +83,8 @@ class RunState:
         for node_id in state.order:
             for ref in dict.fromkeys(upstream(state.nodes[node_id])):
                 state.downstream[ref].append(node_id)
-            gathered = [a["ref"] for a in _arg_refs(state.nodes[node_id]["args"]) if a.get("iter") == "gather"]
+            refs = _arg_refs(state.nodes[node_id]["args"])
+            gathered = [a["ref"] for a in refs if a.get("iter") == "gather"]
             if gathered:
                 state.gather_nodes.append(node_id)
                 state.gather_sources[node_id] = gathered
