@@ -1,0 +1,73 @@
+"""A new task version registered while a run is going is used by the activities created after it,
+its own code runs (the old version's code is kept for the old activities), and every activity
+records the version it ran."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+from skyweave import Client
+
+FLOW = textwrap.dedent('''
+    import time
+    from typing import Any
+    from skyweave import task, workflow
+
+    @task(version="1")
+    def items(n: int) -> list[int]:
+        return list(range(n))
+
+    @task(version="1")
+    def slow(i: int) -> int:
+        end = time.perf_counter() + 0.15
+        while time.perf_counter() < end:
+            pass
+        return i
+
+    @task(version="1")
+    def label(x: int) -> str:
+        return f"v1:{x}"
+
+    @workflow
+    def flow(n: int = 12) -> Any:
+        return label.map(x=slow.map(i=items(n=n)))
+''')
+
+V2 = textwrap.dedent('''
+    from skyweave import task
+
+    @task(version="2")
+    def label(x: int) -> str:
+        return f"v2:{x}"
+''')
+
+
+def test_version_injected_while_running(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.py"
+    flow.write_text(FLOW)
+    v2 = tmp_path / "label_v2.py"
+    v2.write_text(V2)
+    with Client(str(tmp_path / "st"), workers=1) as client:
+        run = client.submit(f"{flow}:flow", {"n": 12})
+        deadline = time.monotonic() + 60
+        while sum(1 for a in run.activities() if a.task_name == "label") < 3:
+            assert time.monotonic() < deadline, "the run did not progress"
+            time.sleep(0.02)
+        # the original file is edited too: old activities must keep the code they were made with
+        flow.write_text(FLOW.replace('f"v1:{x}"', 'f"edited:{x}"'))
+        spec = client.register_task(f"{v2}:label")
+        assert spec.version == "2"
+        run.wait(timeout=120)
+        assert run.status == "succeeded"
+        labels = sorted((a for a in run.activities() if a.task_name == "label"), key=lambda a: a.created_at)
+        versions = [a.task_version for a in labels]
+        assert versions[0] == "1"
+        assert versions[-1] == "2", versions
+        assert versions == sorted(versions), "once switched, later activities stay on the new version"
+        for act in labels:
+            assert act.result.startswith(f"v{act.task_version}:"), (act.task_version, act.result)
+        listed = {(s.name, s.version): current for s, current in client.store.list_tasks()}
+        assert listed[("label", "2")] is True
+        assert listed[("label", "1")] is False
