@@ -103,6 +103,9 @@ def run(workload: str, n: int, timeout: float = 600.0) -> dict[str, Any]:
             wall, result, summary = _one(client, workload, n, timeout)
             walls.append(wall)
             notes.append(f"activities={summary['activities']}")
+            # the run's own duration in the store (created -> ended): wall minus this is the time
+            # Client.wait's polling (backoff up to 0.2 s) adds before it sees the run is over
+            notes.append(f"store created->ended {summary['ended_at'] - summary['created_at']:.3f} s")
             if workload == "W4":
                 wall2, result, summary2 = _one(client, workload, n, timeout)
                 walls.append(wall2)
