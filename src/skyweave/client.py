@@ -174,8 +174,10 @@ class Client:
     def wait(self, run_id: str, *, timeout: float | None = None, progress: bool = False) -> RunRecord:
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = _Progress(self, run_id) if progress else None
+        controller = self.engine.controller if self.engine is not None else None
         try:
             delay = 0.005
+            seen = -1
             while True:
                 if self.engine is not None:
                     self.engine.check()
@@ -187,8 +189,11 @@ class Client:
                 if deadline is not None and time.monotonic() > deadline:
                     raise SkyweaveError(f"run {run_id} is still {record.state} after {timeout} s",
                                         hint=f"check it with `skyweave status {run_id}`")
-                time.sleep(delay)
-                delay = min(0.2, delay * 1.5)
+                if controller is not None and bar is None:
+                    seen = controller.wait_for_finish(seen, 0.5)  # woken when a run ends
+                else:
+                    time.sleep(delay)
+                    delay = min(0.1, delay * 1.5)
         finally:
             if bar is not None:
                 bar.close()

@@ -13,6 +13,7 @@ import heapq
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +45,8 @@ class ControllerService:
         self._pending: list[Any] = []
         self._lease_renewed = 0.0
         self._published: list[str] = []
+        self._finished = threading.Condition()
+        self._finished_count = 0
         """Outbox ids on the bus but still in the store; forgotten with the next transaction."""
         self.started = False
 
@@ -180,6 +183,10 @@ class ControllerService:
             self.bus.publish(d.announcements)
         for run_id in d.finished_runs:
             self.core.forget_run(run_id)
+        if d.finished_runs:
+            with self._finished:
+                self._finished_count += 1
+                self._finished.notify_all()
 
     def _publish(self, outbox: Sequence[Any]) -> None:
         dispatches = [(o.id, o.priority, o.data) for o in outbox if o.channel == "dispatch"]
@@ -197,6 +204,12 @@ class ControllerService:
             self._publish(pending)
             self.store.clear_outbox(self._published)
             self._published = []
+
+    def wait_for_finish(self, seen: int, timeout: float) -> int:
+        """Block until some run finished after ``seen`` (a value this returned before) or timeout."""
+        with self._finished:
+            self._finished.wait_for(lambda: self._finished_count != seen, timeout)
+            return self._finished_count
 
     @property
     def idle(self) -> bool:
