@@ -28,7 +28,7 @@ from skyweave.bus.base import Bus
 from skyweave.config.settings import Settings, load_settings
 from skyweave.controller.runstate import parse_key
 from skyweave.engine import Engine
-from skyweave.errors import ControlError, NotFoundError, SkyweaveError
+from skyweave.errors import ControlError, NotFoundError, RunFailedError, SkyweaveError
 from skyweave.listeners import Listener
 from skyweave.model import messages as m
 from skyweave.model.ids import PRODUCT, RUN, new_id
@@ -217,8 +217,20 @@ class Client:
         }
 
     def results(self, run_id: str) -> Any:
-        """The workflow's return value, with products as ``ProductRecord``s."""
+        """The workflow's return value, with products as ``ProductRecord``s.
+
+        Raises ``RunFailedError`` (naming the first failed activity) unless the run succeeded.
+        """
         rec = self.store.get_run(run_id)
+        if rec.state != R.SUCCEEDED:
+            failed = self.store.list_activities(run_id=run_id, states=["failed"], limit=1)
+            why = ""
+            if failed:
+                err = failed[0].error or {}
+                why = f": activity {failed[0].id} ({failed[0].task_name}) failed: {err.get('message', '')}"
+            raise RunFailedError(f"run {run_id} is {rec.state}, it has no results{why}",
+                                 hint=f"see `skyweave status {run_id}` and `skyweave logs ACTIVITY`",
+                                 run_id=run_id, state=rec.state)
         outputs = rec.graph.get("outputs")
         if outputs is None:
             return None

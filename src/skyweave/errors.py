@@ -77,6 +77,12 @@ class MessageError(SkyweaveError):
     """A bus message is malformed; it is quarantined, never half-applied."""
 
 
+class RunFailedError(SkyweaveError):
+    """The results of a run that did not succeed were asked for."""
+
+    exit_code = 1
+
+
 class InvalidTransitionError(SkyweaveError):
     """A state change that the state machine does not allow."""
 

@@ -76,3 +76,12 @@ def test_load_listener_by_path_and_entry_point(tmp_path: Path) -> None:
     assert load_listener("log").name == "log"
     with pytest.raises(DefinitionError, match="no listener entry point named 'nope'"):
         load_listener("nope")
+
+
+def test_results_of_a_failed_run_raise_with_the_reason(tmp_path: Path) -> None:
+    from skyweave.errors import RunFailedError
+
+    with Client(str(tmp_path / "st"), executor="threads", workers=1) as client:
+        run = client.run(flows.failing, timeout=30)
+        with pytest.raises(RunFailedError, match=r"explode\) failed: bad input 1"):
+            run.results()
