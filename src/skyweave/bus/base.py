@@ -65,6 +65,15 @@ class Bus(ABC):
         """
 
     @abstractmethod
+    def revoke(self, ids: Sequence[str]) -> None:
+        """Ask whoever holds these dispatches to stop them (cancel of running work); the marks go
+        away when the dispatches are acknowledged."""
+
+    @abstractmethod
+    def revoked(self, ids: Sequence[str]) -> list[str]:
+        """Which of these dispatches were revoked (a worker asks for the ones it runs)."""
+
+    @abstractmethod
     def queued(self) -> int:
         """Dispatches not yet acknowledged (claimed or not)."""
 

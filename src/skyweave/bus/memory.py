@@ -53,6 +53,7 @@ class MemoryBus(Bus):
         # dispatch queue
         self._seq = 0
         self._messages: dict[str, _Dispatch] = {}
+        self._revoked: set[str] = set()
         self._ready: list[tuple[int, int, str]] = []
         self._leases: list[tuple[float, str]] = []
         self._claimed = 0
@@ -101,6 +102,7 @@ class MemoryBus(Bus):
     def ack(self, ids: Sequence[str]) -> None:
         with self._cond:
             for message_id in ids:
+                self._revoked.discard(message_id)
                 dispatch = self._messages.pop(message_id, None)
                 if dispatch is not None and dispatch.lease_until is not None:
                     self._claimed -= 1
@@ -127,6 +129,14 @@ class MemoryBus(Bus):
                     removed += 1
             self._compact()
             return removed
+
+    def revoke(self, ids: Sequence[str]) -> None:
+        with self._cond:
+            self._revoked.update(i for i in ids if i in self._messages)
+
+    def revoked(self, ids: Sequence[str]) -> list[str]:
+        with self._cond:
+            return [i for i in ids if i in self._revoked]
 
     def queued(self) -> int:
         with self._cond:

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, data BLOB NOT NULL, error TEXT NOT NULL, at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('dispatch_seq', 0);
 """
 _CLAIMABLE = "lease_until IS NULL OR lease_until < :now"
@@ -144,6 +145,7 @@ class SQLiteBus(Bus):
         if ids:
             with self._write() as conn:
                 conn.executemany("DELETE FROM dispatch WHERE id = ?", [(i,) for i in ids])
+                conn.executemany("DELETE FROM revoked WHERE id = ?", [(i,) for i in ids])
 
     def extend(self, ids: Sequence[str], lease_s: float) -> None:
         if ids:
@@ -164,6 +166,19 @@ class SQLiteBus(Bus):
                 [(i, now) for i in ids],
             )
             return cursor.rowcount
+
+    def revoke(self, ids: Sequence[str]) -> None:
+        if ids:
+            with self._write() as conn:
+                conn.executemany("INSERT OR IGNORE INTO revoked (id) SELECT id FROM dispatch WHERE id = ?",
+                                 [(i,) for i in ids])
+
+    def revoked(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        with self._read() as conn:
+            marks = {row[0] for row in conn.execute("SELECT id FROM revoked")}
+        return [i for i in ids if i in marks]
 
     def queued(self) -> int:
         with self._read() as conn:

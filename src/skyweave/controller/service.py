@@ -176,7 +176,8 @@ class ControllerService:
         for t in d.timers:
             heapq.heappush(self._timers, (t.at, t.kind, t.activity_id))
         if d.withdraw:
-            self.bus.withdraw(d.withdraw)
+            self.bus.withdraw(d.withdraw)  # not yet taken by a worker: gone
+            self.bus.revoke(d.withdraw)    # taken: the worker stops it
         if d.changes.outbox:
             self._publish(d.changes.outbox)
         if d.announcements:

@@ -30,6 +30,8 @@ class WorkerService:
         self._messages: dict[str, str] = {}
         """Activity id -> the dispatch message id it came in, to ack once it is over."""
         self._last_beat = 0.0
+        self._last_revoke_check = 0.0
+        self.revoke_check_s = 1.0
         self._avg_s = 0.05
         self._started: dict[str, float] = {}
 
@@ -54,6 +56,8 @@ class WorkerService:
         now = time.time()
         if now - self._last_beat >= self.heartbeat_s:
             self._beat(now)
+        if self._messages and now - self._last_revoke_check >= self.revoke_check_s:
+            self._stop_revoked(now)
         free = self._target() - self.executor.active
         claimed = self.bus.claim(self.id, free, self.lease_s) if free > 0 else []
         batch: list[m.DispatchActivity] = []
@@ -93,6 +97,15 @@ class WorkerService:
         if done:
             self.bus.ack(done)
         return len(outcomes)
+
+    def _stop_revoked(self, now: float) -> None:
+        """Cancel what the controller revoked (a cancelled run's running activities)."""
+        self._last_revoke_check = now
+        by_message = {mid: aid for aid, mid in self._messages.items()}
+        revoked = self.bus.revoked(list(by_message))
+        if revoked:
+            log.info("stopping %d revoked activities", len(revoked))
+            self.executor.cancel([by_message[mid] for mid in revoked])
 
     def _beat(self, now: float) -> None:
         self._last_beat = now

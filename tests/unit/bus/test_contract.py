@@ -122,6 +122,20 @@ def test_withdraw_removes_only_unleased(bus: Bus) -> None:
     assert bus.withdraw([]) == 0
 
 
+def test_revoke_marks_held_dispatches_until_acked(open_handle: OpenHandle) -> None:
+    controller, worker = open_handle(), open_handle()
+    controller.enqueue([("running", 0, b""), ("other", 0, b"")])
+    held = ids(worker.claim("w", 2, LONG))
+    assert sorted(held) == ["other", "running"]
+    assert worker.revoked(held) == []
+    controller.revoke(["running", "never-enqueued"])
+    assert worker.revoked(held) == ["running"]
+    worker.ack(["running"])
+    assert worker.revoked(["running", "other"]) == []
+    controller.enqueue([("running", 0, b"")])  # the same id again is a fresh dispatch, not revoked
+    assert worker.revoked(["running"]) == []
+
+
 def test_queued_counts_claimed_and_unclaimed(bus: Bus) -> None:
     assert bus.queued() == 0
     bus.enqueue([(f"m{i}", i % 3, b"") for i in range(10)])
