@@ -44,7 +44,6 @@ from skyweave.model.messages import ProductRef
 from skyweave.model.records import (
     ActivityRecord,
     AttemptRecord,
-    OutboxRecord,
     ProductRecord,
     RunRecord,
     UsageRecord,
@@ -416,8 +415,7 @@ class Controller:
                                  arguments=rec.arguments, products=refs, priority=rec.priority,
                                  obs_id=obs_id if isinstance(obs_id, str) else None)
         mid = f"{rec.id}:{rec.attempt}"
-        self._d.changes.outbox.append(OutboxRecord(
-            id=mid, channel="dispatch", priority=rec.priority, data=m.encode_message(mid, msg)))
+        self._d.dispatches.append((mid, rec.priority, m.encode_message(mid, msg)))
 
     # ============================================================================================
     # outcomes

@@ -37,6 +37,10 @@ class Decisions:
     withdraw: list[str] = field(default_factory=list)
     """Dispatch message ids to take back from the bus (cancelled before a worker took them)."""
     finished_runs: list[str] = field(default_factory=list)
+    dispatches: list[tuple[str, int, bytes]] = field(default_factory=list)
+    """``(message id, priority, data)`` to enqueue once the changeset is committed.  The activity
+    rows the same changeset marks ``dispatched`` are the outbox: after a crash,
+    ``Controller.redispatch_in_flight`` publishes them again under the same ids."""
     announcements: list[bytes] = field(default_factory=list)
     """Events for listeners and watchers, published after the transaction (not kept in the outbox:
     a crash in the milliseconds between commit and publish can lose one, never a dispatch)."""

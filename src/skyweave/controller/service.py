@@ -178,6 +178,8 @@ class ControllerService:
         if d.withdraw:
             self.bus.withdraw(d.withdraw)  # not yet taken by a worker: gone
             self.bus.revoke(d.withdraw)    # taken: the worker stops it
+        if d.dispatches:
+            self.bus.enqueue(d.dispatches)
         if d.changes.outbox:
             self._publish(d.changes.outbox)
         if d.announcements:

@@ -50,6 +50,14 @@ class World:
             else:
                 self.events_out.append(body)
         self.events_out.extend(m.decode_message(a).body for a in d.announcements)
+        for _, _, data in d.dispatches:
+            body = m.decode_message(data).body
+            assert isinstance(body, m.DispatchActivity)
+            run = self.runs.get(body.run_id)
+            assert run is None or run.state not in ("succeeded", "failed", "cancelled"), (
+                f"dispatch for run {body.run_id} after it ended as {run.state}")
+            self.queue.append(body)
+            self.dispatch_log.append(body)
         self.timers.extend((t.at, t.kind, t.activity_id) for t in d.timers)
         self.lookups.extend(d.lookups)
         return d
