@@ -105,10 +105,10 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.listeners is not None:
-            self.listeners.stop()
         for t in self._threads:
             t.join(timeout=10)
+        if self.listeners is not None:
+            self.listeners.stop()  # after the controller: listeners hear its last announcements
         if self.worker is not None:
             self.worker.close()
         if self.controller is not None:

@@ -68,6 +68,10 @@ class ListenerHost:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after delivering what is already on the bus (bounded, so a flood cannot hang it)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        for _ in range(100):
+            if not self.step(0.0):
+                break
