@@ -48,7 +48,7 @@ from skyweave.executors.local_child import (
     signal_group,
     start_context,
 )
-from skyweave.executors.local_queue import Durations, Item, ReadyQueue
+from skyweave.executors.local_queue import Durations, Item, ReadyQueue, weight
 from skyweave.model.messages import ActivityFailed, ActivityStarted, DispatchActivity
 from skyweave.storage.local import file_uri
 
@@ -134,8 +134,17 @@ class LocalExecutor(Executor):
         wants = self._ready.wants_more
         ready = [c for c in self._children if not c.unacked and wants(c.assigned.values(), c.running)]
         share = math.ceil(len(self._ready) / max(1, len(ready)))
+        slots = len(self._children)
+        # slots held beyond their own child by running multi-CPU activities
+        held = sum(weight(i, slots) - 1 for c in self._children for i in c.assigned.values())
+        free = sum(1 for c in self._children if not c.assigned) - held
         for child in ready:
-            batch = self._ready.take(limit=share, idle=not child.assigned)
+            idle = not child.assigned
+            if idle and free <= 0:
+                continue  # this idle child's slot is lent to a multi-CPU activity
+            batch = self._ready.take(limit=share, idle=idle, capacity=free if idle else 0)
+            if idle and batch:
+                free -= max(weight(i, slots) for i in batch)
             if batch:
                 for item in batch:
                     child.assigned[item.id] = item

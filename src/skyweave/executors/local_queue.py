@@ -44,6 +44,11 @@ class Item:
         return self.dispatch.activity_id
 
 
+def weight(item: Item, slots: int = 1 << 16) -> int:
+    """Process slots an activity holds: its declared CPUs, rounded up (at least 1)."""
+    return max(1, min(slots, math.ceil(item.dispatch.task.resources.cpus)))
+
+
 class Durations:
     """Expected wall time per task version (an exponential moving average of what was seen)."""
 
@@ -82,8 +87,13 @@ class ReadyQueue:
     def remove(self, activity_id: str) -> Item | None:
         return self._items.pop(activity_id, None)
 
-    def take(self, *, limit: int, idle: bool) -> list[Item]:
-        """The next batch for a child (``idle``: it has nothing queued), at most ``limit`` long."""
+    def take(self, *, limit: int, idle: bool, capacity: int = 1) -> list[Item]:
+        """The next batch for a child (``idle``: it has nothing queued), at most ``limit`` long.
+
+        ``capacity`` is how many process slots are free, this child's included: an activity that
+        declares ``resources.cpus = k`` goes only to an idle child when ``k`` slots are free (it
+        holds them while it runs), and nothing of lower rank overtakes it meanwhile.
+        """
         batch: list[Item] = []
         size = 0
         work = 0.0
@@ -93,8 +103,10 @@ class ReadyQueue:
             if item is None or item.seq != seq:
                 heapq.heappop(self._heap)  # removed since: a stale heap entry
                 continue
+            if weight(item) > 1 and (batch or not idle or weight(item) > capacity):
+                break  # a multi-CPU activity waits at the head until enough slots are free
             estimate = self.durations.of(item)
-            alone = estimate > BATCH_SECONDS or len(item.data) > BATCH_BYTES
+            alone = estimate > BATCH_SECONDS or len(item.data) > BATCH_BYTES or weight(item) > 1
             full = work + estimate > BATCH_SECONDS or size + len(item.data) > BATCH_BYTES
             if (batch and (alone or full)) or (alone and not idle):
                 break
