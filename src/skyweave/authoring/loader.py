@@ -14,6 +14,8 @@ from skyweave.authoring.task import Task
 from skyweave.authoring.workflow import Workflow
 from skyweave.errors import WorkflowLoadError
 
+DECLARATIVE_SUFFIXES = (".yaml", ".yml", ".json")
+
 
 def module_name_for(path: Path) -> str:
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
@@ -82,6 +84,13 @@ def load_object(target: str) -> object:
 
 
 def load_workflow(target: str) -> Workflow:
+    """``FILE.py:NAME``, ``module:NAME``, or a declarative ``FILE.yaml``/``.yml``/``.json`` (``:NAME``
+    optional: it must then be the file's ``workflow:`` name)."""
+    where, attr = _split(target)
+    if where.lower().endswith(DECLARATIVE_SUFFIXES):
+        from skyweave.authoring.declarative import load_declarative
+
+        return load_declarative(Path(where), attr)
     obj = load_object(target)
     if not isinstance(obj, Workflow):
         raise WorkflowLoadError(f"{target} is a {type(obj).__name__}, not a @workflow",
