@@ -183,7 +183,7 @@ def _params(doc: Document, name: str) -> list[inspect.Parameter]:
         annotation = TYPES[tname.removesuffix("?")]
         if tname.endswith("?"):
             annotation = annotation | None
-        default = inspect.Parameter.empty
+        default = None if tname.endswith("?") else inspect.Parameter.empty  # optional: null by default
         if "default" in spec:
             try:
                 default = _coerce(name, pname, tname, spec["default"])
