@@ -106,9 +106,8 @@ def _command_task(doc: Document, key: Key, name: str, spec: dict[str, Any]) -> T
     if "parameters" in spec:
         params = {p: _parameter_type(doc, (*key, "parameters", p), t) for p, t in
                   doc.mapping(spec["parameters"], (*key, "parameters"), "parameters").items()}
-    else:  # inferred from the placeholders: {inputs.X} are products, {params.X} anything
-        params = {p: ("Product" if section == "inputs" else "any")
-                  for section, p in used if section != "outputs"}
+    else:  # inferred from the placeholders, untyped ({inputs.X} may be a product or a list of them)
+        params = {p: "any" for section, p in used if section != "outputs"}
     for section, pname in used:
         known = outputs if section == "outputs" else params
         if pname not in known:
