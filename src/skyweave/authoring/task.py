@@ -12,7 +12,7 @@ import hashlib
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,7 @@ def task(
     park: float = 0.0,
     max_detours: int = 3,
     cache: bool = True,
+    cache_params: Sequence[str] | None = None,
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
 
@@ -180,6 +181,7 @@ def task(
     park: float = 0.0,
     max_detours: int = 3,
     cache: bool = True,
+    cache_params: Sequence[str] | None = None,
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Declare a Python function as a task.
 
@@ -219,6 +221,7 @@ def task(
                 park_s=park, max_detours=max_detours),
             code_hash=chash,
             cache=cache,
+            cache_params=_cache_params(func.__name__, parameters, cache_params),
             description=(inspect.getdoc(func) or "").split("\n\n")[0],
         )
         return Task(spec, func, providers)
@@ -264,6 +267,17 @@ def command(
         cache=cache, description=description,
     )
     return Task(spec)
+
+
+def _cache_params(task_name: str, parameters: Mapping[str, str], chosen: Sequence[str] | None
+                  ) -> tuple[str, ...] | None:
+    if chosen is None:
+        return None
+    unknown = [p for p in chosen if p not in parameters]
+    if unknown:
+        raise DefinitionError(f"cache_params of task {task_name!r} names unknown parameter {unknown[0]!r}",
+                              hint=f"its parameters are: {', '.join(parameters)}")
+    return tuple(chosen)
 
 
 def _jsonable(value: Any) -> bool:

@@ -13,7 +13,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from skyweave.controller import backtrack
+from skyweave.controller.cache import cache_key
 from skyweave.controller.decisions import (
+    CacheChecked,
+    CheckCache,
     Decisions,
     ProductsFound,
     RunLoaded,
@@ -44,6 +47,7 @@ from skyweave.model.messages import ProductRef
 from skyweave.model.records import (
     ActivityRecord,
     AttemptRecord,
+    Detour,
     ProductRecord,
     RunRecord,
     UsageRecord,
@@ -71,6 +75,8 @@ class Controller:
         self.registry: dict[str, dict[str, TaskSpec]] = {}
         self.current: dict[str, str] = {}
         self.products: dict[str, ProductRef] = {}
+        self.checking: dict[str, int] = {}
+        """Queued activities waiting for the answer of a cache check (not in the ready queue yet)."""
         self.in_flight = 0
         self.default_window = default_window
         self.workers: dict[str, tuple[int, float]] = {}
@@ -113,6 +119,8 @@ class Controller:
             self.bt.on_needs_input(event)
         elif isinstance(event, ProductsFound):
             self.bt.on_products_found(event)
+        elif isinstance(event, CacheChecked):
+            self._on_cache_checked(event)
         elif isinstance(event, TimerFired):
             self._on_timer(event)
         elif isinstance(event, m.ProductRegistered):
@@ -329,9 +337,47 @@ class Controller:
         if failed is not None:
             self._fail(rec, {"type": "skyweave.DefinitionError", "message": failed, "retryable": False})
         else:
-            self.queue.push(rec.id, priority, self._now)
+            rec.cache_key = cache_key(spec, args, self.products)
+            if rec.cache_key is not None:
+                self.checking[rec.id] = priority
+                self._d.cache_checks.append(CheckCache(rec.id, rec.cache_key))
+            else:
+                self.queue.push(rec.id, priority, self._now)
         self.touch(rec)
         return rec
+
+    def _on_cache_checked(self, ev: CacheChecked) -> None:
+        rec = self.activities.get(ev.activity_id)
+        if rec is None or ev.activity_id not in self.checking:
+            return
+        del self.checking[ev.activity_id]
+        if rec.state != A.QUEUED:
+            return
+        if ev.reuse_from is None:
+            if ev.miss_reason:
+                rec.detours.append(Detour(kind="cache-miss", product_type="", param="",
+                                          reason=ev.miss_reason, at=self._now, ended_at=self._now))
+            self.queue.push(rec.id, rec.priority, rec.queued_at)
+            self.touch(rec)
+            return
+        for ref in ev.products:
+            self.products[ref.id] = ref
+        rec.detours.append(Detour(kind="reused", product_type="", param="", at=self._now,
+                                  provider_activity=ev.reuse_from, ended_at=self._now,
+                                  reason=f"same cache key as {ev.reuse_from}; outputs verified intact"))
+        rec.started_at = rec.ended_at = self._now
+        self._record_usages(rec)
+        run = self.runs[rec.run_id]
+        where = self.where.get(rec.id)
+        problem = self._check_fanout_source(run, where[0], ev.result) if where else None
+        if problem:
+            self._fail(rec, {"type": "skyweave.DefinitionError", "message": problem, "retryable": False})
+            return
+        if where is not None and run.nodes[where[0]].get("loop"):
+            self._succeed(rec, ev.result, finish_instance=False, check_done=False)
+            self._loop_step(run, run.insts[where[0]][where[1]], rec, ev.result)
+            return
+        self._succeed(rec, ev.result)
 
     def _record_skipped(self, run: RunState, inst: Instance) -> None:
         """A skipped instance still gets a row, so users can see what did not run, and why."""
@@ -389,11 +435,17 @@ class Controller:
 
     def _dispatch(self) -> None:
         window = self.window()
+        # work still being checked against the cache keeps its rank: nothing of lower priority
+        # takes the window meanwhile (its answer comes with the next batch)
+        waiting = max(self.checking.values(), default=None)
         while self.in_flight < window:
             aid = self.queue.pop(self._now, self._held)
             if aid is None:
                 return
             rec = self.activities[aid]
+            if waiting is not None and rec.priority < waiting:
+                self.queue.unpop(aid, rec.priority, rec.queued_at)
+                return
             try:
                 spec = self.registry[rec.task_name][rec.task_version]
             except KeyError:

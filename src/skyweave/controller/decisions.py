@@ -22,6 +22,15 @@ class LookupProducts:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckCache:
+    """Find a succeeded activity with this cache key whose outputs are intact; answer with
+    ``CacheChecked``."""
+
+    activity_id: str
+    cache_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class Timer:
     at: float
     kind: str
@@ -33,6 +42,7 @@ class Timer:
 class Decisions:
     changes: Changeset = field(default_factory=Changeset)
     lookups: list[LookupProducts] = field(default_factory=list)
+    cache_checks: list[CheckCache] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
     withdraw: list[str] = field(default_factory=list)
     """Dispatch message ids to take back from the bus (cancelled before a worker took them)."""
@@ -57,6 +67,16 @@ class ProductsFound(msgspec.Struct, frozen=True, kw_only=True, tag="internal.pro
     activity_id: str
     attempt: int
     products: list[ProductRef]
+
+
+class CacheChecked(msgspec.Struct, frozen=True, kw_only=True, tag="internal.cache_checked"):
+    """The answer to ``CheckCache``: the activity to reuse (with its intact products), or why not."""
+
+    activity_id: str
+    reuse_from: str | None = None
+    result: Any = None
+    products: list[ProductRef] = msgspec.field(default_factory=list)
+    miss_reason: str = ""
 
 
 class TimerFired(msgspec.Struct, frozen=True, kw_only=True, tag="internal.timer"):

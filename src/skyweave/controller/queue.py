@@ -30,6 +30,12 @@ class ReadyQueue:
         self._token[activity_id] = self._seq
         self._buckets.setdefault(priority, deque()).append((self._seq, activity_id, queued_at))
 
+    def unpop(self, activity_id: str, priority: int, queued_at: float) -> None:
+        """Put back what ``pop`` just returned, at the head of its level (it keeps its place)."""
+        self._seq += 1
+        self._token[activity_id] = self._seq
+        self._buckets.setdefault(priority, deque()).appendleft((self._seq, activity_id, queued_at))
+
     def discard(self, activity_id: str) -> None:
         self._token.pop(activity_id, None)
 

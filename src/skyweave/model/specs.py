@@ -84,6 +84,10 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     backtrack: BacktrackPolicy = BacktrackPolicy()
     code_hash: str = ""
     cache: bool = True
+    """Reuse the outputs of an earlier activity with the same cache key (off for tasks whose
+    result depends on more than their code, parameters and input files)."""
+    cache_params: tuple[str, ...] | None = None
+    """The parameters that matter for reuse (``None``: all of them)."""
     description: str = ""
 
     @property

@@ -73,6 +73,11 @@ class Store(ABC):
         """In creation order."""
 
     @abstractmethod
+    def find_reusable(self, cache_keys: Sequence[str]) -> dict[str, ActivityRecord]:
+        """For each cache key, the latest *succeeded* activity that has it (keys without one are
+        absent).  The caller still checks that its outputs are intact before reusing them."""
+
+    @abstractmethod
     def count_activities(self, run_id: str) -> dict[str, int]:
         """State -> number of activities of the run."""
 

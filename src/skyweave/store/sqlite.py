@@ -273,6 +273,21 @@ class SQLiteStore(Store):
         with self._engine.connect() as conn:
             return [ACTIVITY.from_row(row) for row in conn.execute(query)]
 
+    def find_reusable(self, cache_keys: Sequence[str]) -> dict[str, ActivityRecord]:
+        found: dict[str, ActivityRecord] = {}
+        keys = list(dict.fromkeys(cache_keys))
+        with self._engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                query = (select(*ACTIVITY.columns)
+                         .where(activities.c.cache_key.in_(keys[start:start + 500]))
+                         .where(activities.c.state == "succeeded")
+                         .order_by(activities.c.seq))
+                for row in conn.execute(query):
+                    rec = ACTIVITY.from_row(row)
+                    if rec.cache_key is not None:
+                        found[rec.cache_key] = rec  # ordered by seq: the latest wins
+        return found
+
     def count_activities(self, run_id: str) -> dict[str, int]:
         query = (select(activities.c.state, func.count()).where(activities.c.run_id == run_id)
                  .group_by(activities.c.state))

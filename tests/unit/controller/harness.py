@@ -6,7 +6,14 @@ from typing import Any
 
 from skyweave.authoring.workflow import Workflow
 from skyweave.controller.core import Controller
-from skyweave.controller.decisions import Decisions, LookupProducts, ProductsFound, RunLoaded, TimerFired
+from skyweave.controller.decisions import (
+    CacheChecked,
+    Decisions,
+    LookupProducts,
+    ProductsFound,
+    RunLoaded,
+    TimerFired,
+)
 from skyweave.model import messages as m
 from skyweave.model.ids import new_id
 from skyweave.model.product import Product
@@ -17,8 +24,10 @@ from skyweave.model.signals import MissingInput
 class World:
     """A controller plus an inline "worker" that runs dispatched Python tasks when asked."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, reuse: bool = False, **kwargs: Any) -> None:
         self.core = Controller(**kwargs)
+        self.reuse = reuse
+        """Answer cache checks from earlier activities; otherwise every check is a miss at once."""
         self.now = 1000.0
         self.tasks: dict[str, Any] = {}
         self.queue: list[m.DispatchActivity] = []
@@ -29,6 +38,8 @@ class World:
         self.runs: dict[str, RunRecord] = {}
         self.dispatch_log: list[m.DispatchActivity] = []
         self.events_out: list[Any] = []
+        self.cache_checks: list[Any] = []
+        self.reused: list[str] = []
 
     # -- plumbing --------------------------------------------------------------------------------
     def feed(self, *events: Any) -> Decisions:
@@ -60,7 +71,27 @@ class World:
             self.dispatch_log.append(body)
         self.timers.extend((t.at, t.kind, t.activity_id) for t in d.timers)
         self.lookups.extend(d.lookups)
+        if self.reuse:
+            self.cache_checks.extend(d.cache_checks)
+        elif d.cache_checks:
+            self.feed(*[CacheChecked(activity_id=c.activity_id) for c in d.cache_checks])
         return d
+
+    def answer_cache_checks(self) -> None:
+        """Reuse a succeeded activity with the same key (every product here is "intact")."""
+        while self.cache_checks:
+            check = self.cache_checks.pop(0)
+            hit = next((a for a in self.activities.values() if a.cache_key == check.cache_key
+                        and a.state == "succeeded" and a.id != check.activity_id), None)
+            if hit is None:
+                self.feed(CacheChecked(activity_id=check.activity_id))
+                continue
+            self.reused.append(check.activity_id)
+            refs = [m.ProductRef(id=p.id, uri=p.uri, type=p.type, checksum=p.checksum, obs_id=p.obs_id,
+                                 attributes=p.attributes)
+                    for p in self.store_products if p.activity_id == hit.id]
+            self.feed(CacheChecked(activity_id=check.activity_id, reuse_from=hit.id, result=hit.result,
+                                   products=refs))
 
     def submit(self, wf: Workflow, params: dict[str, Any] | None = None, *, priority: int = 0,
                pins: dict[str, str] | None = None) -> str:
@@ -112,7 +143,8 @@ class World:
         if isinstance(value, Product):
             pid = new_id("prd")
             products.append(m.NewProduct(id=pid, uri=f"mem://{pid}", type=value.type, obs_id=value.obs_id,
-                                         attributes=value.attributes, name=str(value.path)))
+                                         attributes=value.attributes, name=str(value.path),
+                                         checksum=f"sha256:{value.path}"))
             value = {"$product": pid}
         return m.ActivityFinished(activity_id=d.activity_id, attempt=d.attempt, result=value,
                                   products=products)
@@ -124,11 +156,13 @@ class World:
         if batch:
             self.feed(*[self.outcome(d) for d in batch])
         self.answer_lookups()
-        return len(batch)
+        checks = len(self.cache_checks)
+        self.answer_cache_checks()
+        return len(batch) + checks
 
     def drain(self, limit: int = 10_000) -> None:
         for _ in range(limit):
-            if not self.step() and not self.lookups:
+            if not self.step() and not self.lookups and not self.cache_checks:
                 return
         raise AssertionError("the run did not settle")
 
