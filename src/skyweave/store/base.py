@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from skyweave.model.lineage import Direction, LineageGraph
 from skyweave.model.records import (
     ActivityRecord,
     AttemptRecord,
@@ -97,9 +98,21 @@ class Store(ABC):
         activity_id: str | None = None,
         state: str | None = "available",
         limit: int | None = None,
+        version: str | None = None,
+        name: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        pinned: bool | None = None,
     ) -> list[ProductRecord]:
         """Products matching all given fields; ``match`` keys are product columns (obs_id,
-        detector, version, name) or attribute names.  Newest first."""
+        detector, version, name) or attribute names.  Newest first.  ``state=None``: any state;
+        ``created_after <= created_at < created_before`` (epoch seconds); ``pinned``: only pinned
+        (``True``) or only unpinned (``False``) products."""
+
+    @abstractmethod
+    def pin_products(self, ids: Sequence[str], pinned: bool = True) -> None:
+        """Pin (or unpin) products: retention never deletes a pinned product nor what it was made
+        from.  ``NotFoundError`` and nothing changed when an id is unknown."""
 
     @abstractmethod
     def list_usages(self, *, activity_id: str | None = None, product_id: str | None = None
@@ -119,6 +132,35 @@ class Store(ABC):
     @abstractmethod
     def list_events(self, *, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
                     ) -> list[EventRecord]: ...
+
+    # -- lineage ---------------------------------------------------------------------------------
+    @abstractmethod
+    def lineage(self, product_id: str, *, direction: Direction = "up", depth: int | None = None
+                ) -> LineageGraph:
+        """The provenance subgraph around one product, across runs (see ``model/lineage.py``).
+
+        ``up`` ("what made this"): the activity that generated the product, the products it used,
+        their generating activities, and so on back to products registered from outside.
+        ``down`` ("what depends on this"): the activities that used the product, the products they
+        generated, and so on.  ``depth`` limits the walk to that many activity steps (``0``: the
+        product alone; ``None``: no limit).  Nodes carry their smallest depth; ``roots`` is
+        ``[product_id]``; ``truncated`` says the depth limit cut further nodes off.
+
+        A cycle (impossible in a consistent store, possible in a corrupted one) never hangs the
+        query: what is reachable is returned with ``cycle_detected`` set.
+        ``NotFoundError`` (hint: ``skyweave products list``) for an unknown product id;
+        ``ParameterError`` for a negative depth or a direction other than ``up``/``down``.
+        """
+
+    @abstractmethod
+    def impact(self, task_name: str, version: str | None = None) -> LineageGraph:
+        """Everything a task version affected: the activities of ``task_name`` (at ``version``, or
+        at any version when ``None``) at depth 0, the products they generated (the ``roots``, depth
+        0) and everything downstream of those products, as ``lineage(..., direction="down")``.
+
+        ``UnknownTaskError`` when no activity of that task (version) exists and it is not
+        registered either; a registered version that never ran gives an empty graph.
+        """
 
     # -- controller lease -------------------------------------------------------------------------
     @abstractmethod

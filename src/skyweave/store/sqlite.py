@@ -55,6 +55,8 @@ from skyweave.model.records import (
 )
 from skyweave.model.specs import TaskSpec
 from skyweave.store.base import Store
+from skyweave.store.catalogue_sql import CatalogueQueries, catalogue_filters
+from skyweave.store.lineage_sql import LineageQueries
 from skyweave.store.migrations import probe_sqlite_file, upgrade
 from skyweave.store.schema import (
     ACTIVITY,
@@ -110,8 +112,9 @@ def _insert_new(table: Any, keys: Sequence[str]) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
-class SQLiteStore(Store):
-    """The store in one SQLite file; see the module docstring for how it is shared and kept fast."""
+class SQLiteStore(CatalogueQueries, LineageQueries, Store):
+    """The store in one SQLite file; see the module docstring for how it is shared and kept fast.
+    Lineage queries (recursive SQL) come from ``LineageQueries``."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).absolute()
@@ -318,6 +321,11 @@ class SQLiteStore(Store):
         activity_id: str | None = None,
         state: str | None = "available",
         limit: int | None = None,
+        version: str | None = None,
+        name: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        pinned: bool | None = None,
     ) -> list[ProductRecord]:
         """Products matching every given field, newest first.
 
@@ -335,6 +343,8 @@ class SQLiteStore(Store):
         query = select(*PRODUCT.columns).order_by(products.c.created_at.desc(), products.c.id.desc())
         for key, value in criteria.items():
             query = query.where(_product_criterion(key, value))
+        query = query.where(*catalogue_filters(version=version, name=name, created_after=created_after,
+                                               created_before=created_before, pinned=pinned))
         with self._engine.connect() as conn:
             return [PRODUCT.from_row(row) for row in conn.execute(query.limit(limit))]
 
