@@ -12,10 +12,32 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyweave.errors import SkyweaveError
+
+
+class RetentionRule(BaseModel):
+    """One retention policy (a ``[[retention]]`` table): which products ``skyweave cleanup`` deletes.
+
+    The first rule whose ``type`` pattern matches a product's type governs it (put specific rules
+    first): once the product is older than ``older_than_days`` its file is deleted and its row
+    marked ``deleted`` (provenance is kept, so it can be made again).  Fields are checked when the
+    settings are loaded: a misspelt key is an error, not a silently ignored rule.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(min_length=1, description="fnmatch pattern on the product type, e.g. "
+                                                "ep.l1.events or ep.l1.* (case-sensitive).")
+    older_than_days: float = Field(ge=0, description="Only products created more than this many days "
+                                                     "ago (fractions allowed: 0.5 is twelve hours).")
+    keep_pinned: bool = Field(True, description="Keep pinned products and every product a pinned "
+                                                "product was made from (its whole upstream lineage).")
+    include_external: bool = Field(False, description="Also delete products registered from outside "
+                                                      "(`products add`, no generating activity), which "
+                                                      "cannot be recomputed.")
 
 
 class Settings(BaseSettings):
@@ -36,6 +58,9 @@ class Settings(BaseSettings):
     aspects: list[str] = Field(default_factory=list,
                                description="Extra aspect references (module:Class?pattern=…).")
     authority: str = Field("skyweave.local", description="IVOA authority for identifiers.")
+    retention: list[RetentionRule] = Field(default_factory=list,
+                                           description="Retention policies applied by `skyweave cleanup` "
+                                                       "([[retention]] tables; first match wins).")
 
     @property
     def store_dir(self) -> Path:

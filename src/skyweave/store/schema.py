@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from skyweave.model.records import (
@@ -48,7 +50,7 @@ from skyweave.model.records import (
     UsageRecord,
 )
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0003"
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"
@@ -157,10 +159,13 @@ products = Table(
     Column("run_id", String),
     Column("attributes", Text, nullable=False),
     Column("state", String, nullable=False),
+    Column("pinned", Boolean(create_constraint=False), nullable=False, server_default=false()),
+    # Not a ProductRecord field (rows are inserted without it): read with find_products(pinned=...).
     Index(None, "type"),
     Index(None, "obs_id"),
     Index(None, "activity_id"),
     Index(None, "run_id"),
+    Index(None, "created_at"),
 )
 
 usages = Table(
