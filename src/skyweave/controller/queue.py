@@ -1,21 +1,22 @@
 """The controller's ready queue: by priority, then age, with aging so nothing starves.
 
-One FIFO bucket per priority level.  ``pop`` compares only the head of each bucket, using the
-*effective* priority ``priority + waited_seconds / aging_s``, so a pick costs O(number of priority
-levels), independent of how many activities wait.  Entries are invalidated lazily: a re-prioritised
-activity is pushed again and its old entry is skipped.
+One heap per priority level, ordered by the time an activity was queued (then by arrival).
+``pop`` compares only the head of each level, using the *effective* priority
+``priority + waited_seconds / aging_s``, so a pick costs O(levels + log n), independent of how
+many activities wait.  Entries are invalidated lazily: a re-prioritised or resumed activity is
+pushed again (keeping its original queue time, hence its place by age) and its old entry skipped.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 from collections.abc import Callable
 
 
 class ReadyQueue:
     def __init__(self, aging_s: float = 60.0) -> None:
         self.aging_s = aging_s
-        self._buckets: dict[int, deque[tuple[int, str, float]]] = {}
+        self._levels: dict[int, list[tuple[float, int, str]]] = {}
         self._token: dict[str, int] = {}
         self._seq = 0
 
@@ -28,43 +29,41 @@ class ReadyQueue:
     def push(self, activity_id: str, priority: int, queued_at: float) -> None:
         self._seq += 1
         self._token[activity_id] = self._seq
-        self._buckets.setdefault(priority, deque()).append((self._seq, activity_id, queued_at))
+        heapq.heappush(self._levels.setdefault(priority, []), (queued_at, self._seq, activity_id))
 
     def unpop(self, activity_id: str, priority: int, queued_at: float) -> None:
-        """Put back what ``pop`` just returned, at the head of its level (it keeps its place)."""
-        self._seq += 1
-        self._token[activity_id] = self._seq
-        self._buckets.setdefault(priority, deque()).appendleft((self._seq, activity_id, queued_at))
+        """Put back what ``pop`` just returned (it keeps its place: the levels are ordered by age)."""
+        self.push(activity_id, priority, queued_at)
 
     def discard(self, activity_id: str) -> None:
         self._token.pop(activity_id, None)
 
-    def _head(self, bucket: deque[tuple[int, str, float]]) -> tuple[int, str, float] | None:
-        while bucket:
-            seq, activity_id, _ = bucket[0]
+    def _head(self, level: list[tuple[float, int, str]]) -> tuple[float, int, str] | None:
+        while level:
+            queued_at, seq, activity_id = level[0]
             if self._token.get(activity_id) == seq:
-                return bucket[0]
-            bucket.popleft()
+                return level[0]
+            heapq.heappop(level)
         return None
 
     def pop(self, now: float, hold: Callable[[str], bool] | None = None) -> str | None:
         """The next activity to dispatch; ``hold(id)`` true sets an entry aside (paused run)."""
         while True:
-            best: tuple[float, int, int] | None = None
-            for priority in list(self._buckets):
-                bucket = self._buckets[priority]
-                head = self._head(bucket)
+            best: tuple[float, float, int, int] | None = None
+            for priority in list(self._levels):
+                level = self._levels[priority]
+                head = self._head(level)
                 if head is None:
-                    del self._buckets[priority]
+                    del self._levels[priority]
                     continue
-                seq, _, queued_at = head
+                queued_at, seq, _ = head
                 effective = priority + max(0.0, now - queued_at) / self.aging_s
-                if best is None or (effective, -seq) > (best[0], -best[1]):
-                    best = (effective, seq, priority)
+                key = (effective, -queued_at, -seq, priority)
+                if best is None or key > best:
+                    best = key
             if best is None:
                 return None
-            _, seq, priority = best
-            _, activity_id, _ = self._buckets[priority].popleft()
+            _, activity_id = heapq.heappop(self._levels[best[3]])[1:]
             del self._token[activity_id]
             if hold is not None and hold(activity_id):
                 continue

@@ -16,7 +16,6 @@ from collections import Counter
 from typing import Any
 
 import msgspec
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -567,13 +566,12 @@ def test_aging_lets_a_long_waiting_low_priority_item_overtake() -> None:
 # before B.q_items (queued t=0, effective 0.05).
 # The same through priority changes: t=1 A.q_items finishes (A's jobs queued at t=1, B.q_items
 # dispatched); t=2 A and C both move to priority 3: C.q_items (queued t=0) lands behind A's jobs;
-# t=3 B.q_items finishes -> A.q_job[0] (effective 3.033) goes before C.q_items (3.05).
+# t=3 B.q_items finishes -> A.q_job[0] (effective 3.033) went before C.q_items (3.05).
+# (Fixed: each priority level of the ready queue is now ordered by age.)
 _AGE_BUG = [("pause", 1, 0, 0.0), ("deliver", 0, 0, 1.0), ("resume", 1, 0, 1.0), ("deliver", 0, 0, 1.0)]
 _AGE_BUG_PRIO = [("deliver", 0, 0, 1.0), ("prio", 0, 3, 1.0), ("prio", 2, 3, 0.0), ("deliver", 0, 0, 1.0)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: resume / priority change re-push an activity with its old "
-                   "queued_at behind younger ones; the queue only looks at level heads (see comment)")
 @SETTINGS
 @example(ops=_AGE_BUG, aging=60.0)
 @example(ops=_AGE_BUG_PRIO, aging=60.0)
