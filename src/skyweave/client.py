@@ -28,7 +28,7 @@ from skyweave.bus.base import Bus
 from skyweave.config.settings import Settings, load_settings
 from skyweave.controller.runstate import parse_key
 from skyweave.engine import Engine
-from skyweave.errors import ControlError, NotFoundError, RunFailedError, SkyweaveError
+from skyweave.errors import ControlError, DefinitionError, NotFoundError, RunFailedError, SkyweaveError
 from skyweave.listeners import Listener
 from skyweave.model import messages as m
 from skyweave.model.ids import PRODUCT, RUN, new_id
@@ -140,7 +140,14 @@ class Client:
         graph, tasks = wf.build(params or {})
         known = {(s.name, s.version): s for s, _ in self.store.list_tasks()}
         for t in tasks.values():
-            if (t.spec.name, t.spec.version) in known:
+            previous = known.get((t.spec.name, t.spec.version))
+            if previous is not None and previous.code_hash != t.spec.code_hash:
+                raise DefinitionError(
+                    f"task {t.spec.name!r} version {t.spec.version!r} is already registered with "
+                    "different code; this run would silently use the old code",
+                    hint=f"bump version= of {t.spec.name!r} (or leave version= out: the default "
+                         "version follows the code)", task=t.spec.name, version=t.spec.version)
+            if previous is not None:
                 self.store.set_current_version(t.spec.name, t.spec.version)
                 self.bus.publish([m.encode_message(new_id("evt"), m.TaskVersionRegistered(
                     task=known[(t.spec.name, t.spec.version)], at=time.time()))])

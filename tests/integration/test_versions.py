@@ -8,6 +8,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from skyweave import Client
 
 FLOW = textwrap.dedent('''
@@ -71,3 +73,18 @@ def test_version_injected_while_running(tmp_path: Path) -> None:
         listed = {(s.name, s.version): current for s, current in client.store.list_tasks()}
         assert listed[("label", "2")] is True
         assert listed[("label", "1")] is False
+
+
+def test_same_version_with_different_code_is_refused(tmp_path: Path) -> None:
+    from skyweave.errors import DefinitionError
+
+    flow = tmp_path / "flow.py"
+    flow.write_text(FLOW)
+    with Client(str(tmp_path / "st"), workers=1) as client:
+        assert client.run(f"{flow}:flow", {"n": 1}, timeout=60).status == "succeeded"
+        flow.write_text(FLOW.replace('f"v1:{x}"', 'f"changed:{x}"'))  # edited, version still "1"
+        with pytest.raises(DefinitionError, match="'label' version '1' is already registered with "
+                                                  "different code") as info:
+            client.submit(f"{flow}:flow", {"n": 1})
+        assert "bump version=" in (info.value.hint or "")
+        assert len(client.store.list_runs()) == 1, "nothing was submitted"
