@@ -19,6 +19,15 @@ import typer
 from skyweave.bus import open_bus
 from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.cli import output
+from skyweave.cli.catalogue import (
+    cleanup,
+    list_filters,
+    pinned_among,
+    product_json,
+    products_pin,
+    products_show,
+    products_unpin,
+)
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
 from skyweave.demo import run_demo
@@ -379,17 +388,25 @@ def products_list(
     detector: Annotated[str | None, typer.Option("--detector")] = None,
     run: Annotated[str | None, typer.Option("--run")] = None,
     limit: int = 200,
+    version: Annotated[str | None, typer.Option("--version")] = None,
+    since: Annotated[str | None, typer.Option(help="Created at or after: ISO date or age (7d, 24h).")] = None,
+    until: Annotated[str | None, typer.Option(help="Created before: ISO date or age (7d, 24h).")] = None,
+    pinned: Annotated[bool | None, typer.Option("--pinned/--unpinned", help="Only (un)pinned.")] = None,
+    state: Annotated[str, typer.Option(help="available, deleted or all.")] = "all",
 ) -> None:
-    """Products, newest first, filtered by type, observation, detector or run."""
+    """Products, newest first, filtered by type, observation, detector, version, time, run, state."""
     match = {k: v for k, v in {"obs_id": obs_id, "detector": detector}.items() if v is not None}
     with _client(store, engine=False) as client:
-        found = client.store.find_products(type=type, match=match or None, run_id=run, state=None,
-                                           limit=limit)
+        found = client.store.find_products(type=type, match=match or None, run_id=run, limit=limit,
+                                           version=version, pinned=pinned,
+                                           **list_filters(state, since, until))
+        pins = pinned_among(client.store, found)
         if as_json:
-            output.print_json(found)
+            output.print_json([product_json(p, p.id in pins) for p in found])
             return
-        output.table("products", ["id", "type", "obs_id", "detector", "version", "size", "uri"],
-                     [(p.id, p.type, p.obs_id, p.detector, p.version, p.size, p.uri) for p in found])
+        output.table("products", ["id", "type", "obs_id", "detector", "version", "size", "state", "uri"],
+                     [(p.id, p.type, p.obs_id, p.detector, p.version, p.size,
+                       p.state + (" pinned" if p.id in pins else ""), p.uri) for p in found])
 
 
 @products_app.command("add")
@@ -426,6 +443,12 @@ def products_add(
 def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Run the demonstration: unknown fan-out, a backtrack, and an urgent run overtaking queued work."""
     run_demo(store=store, as_json=as_json)
+
+
+app.command("cleanup")(friendly(cleanup))
+products_app.command("pin")(friendly(products_pin))
+products_app.command("unpin")(friendly(products_unpin))
+products_app.command("show")(friendly(products_show))
 
 
 def main() -> None:
