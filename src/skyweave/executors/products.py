@@ -8,18 +8,32 @@ on the bus and be stored; anything else fails the activity, not retryably, sayin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
 import msgspec
 
-from skyweave.errors import Fatal, TaskFailure
+from skyweave.errors import Fatal, SkyweaveError, TaskFailure
+from skyweave.model.context import context
 from skyweave.model.ids import PRODUCT, new_id
 from skyweave.model.messages import DispatchActivity, NewProduct, ProductRef
 from skyweave.model.product import Product
 from skyweave.storage.local import LocalStorage
 
 MARKER = "$product"
+
+PREPARE_OUTPUT = "skyweave.prepare_output"
+"""Key in ``ctx.extra``: a list of callables ``(product_id, product) -> None`` that aspects register
+in ``before``.  Each runs on every new output file just before it is moved into storage and
+checksummed, so what it changes (e.g. FITS provenance keywords) is in the recorded checksum."""
+
+
+def _prepare_hooks() -> list[Callable[[str, Product], None]]:
+    try:
+        return list(context().extra.get(PREPARE_OUTPUT, ()))
+    except SkyweaveError:  # not inside an activity (direct calls in tests): no hooks
+        return []
 
 
 def bind_arguments(arguments: dict[str, Any], products: dict[str, ProductRef]) -> dict[str, Any]:
@@ -148,7 +162,10 @@ def store_products(
             )
         names[name] = product
     products = []
+    hooks = _prepare_hooks()
     for (product_id, product), stored_as in zip(found, names, strict=True):
+        for hook in hooks:
+            hook(product_id, product)
         uri, checksum, size = storage.store_file(
             product.local_path, dispatch.run_id, dispatch.activity_id, stored_as
         )
