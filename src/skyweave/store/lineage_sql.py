@@ -17,9 +17,10 @@ the final ``SELECT``
     (its generating activity up, the activities that used it down) with the usages between them,
     so nodes and edges come back in one result.
 
-The indexes that keep it fast (``store/schema.py``): ``products`` by primary key and by
-``activity_id``; ``usages`` by its primary key ``(activity_id, product_id, role)`` and by
-``(product_id, activity_id)``; ``activities`` by ``id`` and by ``(task_name, task_version)``.
+The indexes that keep it fast (``store/schema.py``, migration 0002): ``products`` by primary key
+and by ``(activity_id, id)``; ``usages`` by its primary key ``(activity_id, product_id, role)`` and
+by ``(product_id, activity_id)``; ``activities`` by ``id`` and by ``(task_name, task_version)``.
+Every step of a walk is then answered from indexes alone.
 
 Unlimited walks start with a bound of ``FIRST_BOUND`` steps and widen it (8 times) only when a walk
 reached its bound without a cycle in what it returned, up to ``HARD_BOUND``; so a corrupted
@@ -35,6 +36,7 @@ from typing import Any
 from sqlalchemy import (
     CTE,
     Engine,
+    Integer,
     Select,
     String,
     and_,
@@ -44,7 +46,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
-    literal,
+    literal_column,
     select,
 )
 
@@ -73,18 +75,22 @@ _NP, _NA = len(_P), len(_A)
 
 AnySelect = Select[*tuple[Any, ...]]
 
+# Depths are SQL integer literals, not bound parameters: PostgreSQL requires the recursive term of
+# a CTE to have the column types of its non-recursive term, and an untyped parameter may not.
+_ZERO, _ONE = literal_column("0", Integer), literal_column("1", Integer)
+
 
 def _walk(direction: Direction, seed: AnySelect) -> CTE:
     """The recursive walk from ``seed`` (rows ``(product_id, 0)``), bounded by ``:bound``."""
     walk = seed.cte("walk", recursive=True)
     w = walk.alias("w")
     if direction == "up":
-        step = (select(usages.c.product_id, (w.c.depth + 1).label("depth"))
+        step = (select(usages.c.product_id, (w.c.depth + _ONE).label("depth"))
                 .select_from(w.join(products, products.c.id == w.c.product_id)
                              .join(activities, activities.c.id == products.c.activity_id)
                              .join(usages, usages.c.activity_id == activities.c.id)))
     else:
-        step = (select(products.c.id, (w.c.depth + 1).label("depth"))
+        step = (select(products.c.id, (w.c.depth + _ONE).label("depth"))
                 .select_from(w.join(usages, usages.c.product_id == w.c.product_id)
                              .join(activities, activities.c.id == usages.c.activity_id)
                              .join(products, products.c.activity_id == activities.c.id)))
@@ -116,13 +122,13 @@ def _statement(direction: Direction, seed: AnySelect) -> AnySelect:
 
 @functools.cache
 def _lineage_statement(direction: Direction) -> AnySelect:
-    seed = select(cast(bindparam("root"), String).label("product_id"), literal(0).label("depth"))
+    seed = select(cast(bindparam("root"), String).label("product_id"), _ZERO.label("depth"))
     return _statement(direction, seed)
 
 
 @functools.cache
 def _impact_statement(with_version: bool) -> AnySelect:
-    seed = (select(products.c.id.label("product_id"), literal(0).label("depth"))
+    seed = (select(products.c.id.label("product_id"), _ZERO.label("depth"))
             .select_from(activities.join(products, products.c.activity_id == activities.c.id))
             .where(activities.c.task_name == bindparam("task")))
     if with_version:

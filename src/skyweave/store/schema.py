@@ -50,7 +50,7 @@ from skyweave.model.records import (
     UsageRecord,
 )
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0002"  # 0001 -> 0003 -> 0002 (see 0002_lineage_indexes.py)
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"
@@ -163,7 +163,7 @@ products = Table(
     # Not a ProductRecord field (rows are inserted without it): read with find_products(pinned=...).
     Index(None, "type"),
     Index(None, "obs_id"),
-    Index(None, "activity_id"),
+    Index(None, "activity_id", "id"),  # covering: lineage walks (activity -> its products)
     Index(None, "run_id"),
     Index(None, "created_at"),
 )
@@ -174,7 +174,7 @@ usages = Table(
     Column("activity_id", String, primary_key=True),
     Column("product_id", String, primary_key=True),
     Column("role", String, primary_key=True),
-    Index(None, "product_id"),
+    Index(None, "product_id", "activity_id"),  # covering: lineage walks (product -> its users)
 )
 
 events = Table(
