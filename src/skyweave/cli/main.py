@@ -28,6 +28,7 @@ from skyweave.cli.catalogue import (
     products_show,
     products_unpin,
 )
+from skyweave.cli.prov import prov_app
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
 from skyweave.demo import run_demo
@@ -449,6 +450,8 @@ app.command("cleanup")(friendly(cleanup))
 products_app.command("pin")(friendly(products_pin))
 products_app.command("unpin")(friendly(products_unpin))
 products_app.command("show")(friendly(products_show))
+
+app.add_typer(prov_app, name="prov")
 
 
 def main() -> None:
