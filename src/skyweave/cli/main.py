@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -10,9 +9,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
@@ -28,12 +26,14 @@ from skyweave.cli.catalogue import (
     products_show,
     products_unpin,
 )
+from skyweave.cli.common import JsonOpt, StoreOpt, friendly
+from skyweave.cli.lineage import impact, lineage
 from skyweave.cli.prov import prov_app
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
 from skyweave.demo import run_demo
 from skyweave.engine import Engine, make_env, make_executor
-from skyweave.errors import ParameterError, SkyweaveError
+from skyweave.errors import ParameterError
 from skyweave.executors.worker import WorkerService
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -42,29 +42,6 @@ tasks_app = typer.Typer(no_args_is_help=True, help="The task registry.")
 products_app = typer.Typer(no_args_is_help=True, help="The product catalogue.")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(products_app, name="products")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store directory or URL "
-                                              "(default ./.skyweave or $SKYWEAVE_STORE).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def friendly(fn: F) -> F:
-    """Turn skyweave errors into one clear message and an exit code, never a bare traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SkyweaveError as exc:
-            output.error(exc.message, exc.hint)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            output.error("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _params(values: list[str] | None) -> dict[str, Any]:
@@ -452,6 +429,9 @@ products_app.command("unpin")(friendly(products_unpin))
 products_app.command("show")(friendly(products_show))
 
 app.add_typer(prov_app, name="prov")
+
+app.command()(lineage)
+app.command()(impact)
 
 
 def main() -> None:
