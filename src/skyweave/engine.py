@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 def make_env(settings: Settings, worker: str) -> ExecutionEnv:
     root = settings.store_dir
     return ExecutionEnv(worker=worker, storage_root=root / "products", work_root=root / "work",
-                        log_root=root / "logs", aspects=tuple(settings.aspects))
+                        log_root=root / "logs", aspects=tuple(settings.aspects),
+                        builtin_aspects=settings.provenance)
 
 
 def make_executor(settings: Settings, env: ExecutionEnv) -> Executor:
@@ -76,6 +77,7 @@ class Engine:
         if controller:
             self.controller = ControllerService(self.store, self.bus, aging_s=settings.aging_s,
                                                 window=settings.window, batch=settings.batch)
+            self.controller.core.record_usages = settings.provenance
         chosen = list(listeners or []) + [load_listener(ref) for ref in settings.listeners]
         self.listeners: ListenerHost | None = None
         if chosen and controller:

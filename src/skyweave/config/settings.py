@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     aspects: list[str] = Field(default_factory=list,
                                description="Extra aspect references (module:Class?pattern=…).")
     authority: str = Field("skyweave.local", description="IVOA authority for identifiers.")
+    provenance: bool = Field(True, description="Record provenance beyond the bare run: the built-in "
+                                                "aspects (timing, resource usage, log capture, input "
+                                                "validation) and which products each activity used. "
+                                                "Off only to measure what it costs.")
     retention: list[RetentionRule] = Field(default_factory=list,
                                            description="Retention policies applied by `skyweave cleanup` "
                                                        "([[retention]] tables; first match wins).")

@@ -81,6 +81,8 @@ class Controller:
         self.default_window = default_window
         self.workers: dict[str, tuple[int, float]] = {}
         self.publish_activity_events = publish_activity_events
+        self.record_usages = True
+        """Write which products each activity used (off only to measure provenance's cost)."""
         self.bt = backtrack.Backtracker(self)
         self._d = Decisions()
         self._touched_acts: dict[str, ActivityRecord] = {}
@@ -672,6 +674,8 @@ class Controller:
             self.bt.on_product(record)
 
     def _record_usages(self, rec: ActivityRecord) -> None:
+        if not self.record_usages:
+            return
         for role, value in rec.arguments.items():
             for pid in walk_products(value):
                 self._d.changes.usages.append(UsageRecord(activity_id=rec.id, product_id=pid, role=role))
