@@ -40,7 +40,7 @@ class ReadyQueue:
 
     def _head(self, level: list[tuple[float, int, str]]) -> tuple[float, int, str] | None:
         while level:
-            queued_at, seq, activity_id = level[0]
+            _, seq, activity_id = level[0]
             if self._token.get(activity_id) == seq:
                 return level[0]
             heapq.heappop(level)
