@@ -29,6 +29,7 @@ from skyweave.cli.catalogue import (
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.cli.lineage import impact, lineage
 from skyweave.cli.prov import prov_app
+from skyweave.cli.reprocess import reprocess
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
 from skyweave.demo import run_demo
@@ -432,6 +433,7 @@ app.add_typer(prov_app, name="prov")
 
 app.command()(lineage)
 app.command()(impact)
+app.command()(reprocess)
 
 
 def main() -> None:
