@@ -11,7 +11,7 @@ activity (``fetch_attitude``), and per CMOS detector (4) the chain
 (6 activity levels from raw to the catalogue; ``calibrate`` also uses the attitude and one of
 20 shared CALDB files, ``screen`` the GTI, ``detect`` one of 10 shared PSF files, so each shared
 aux file is used by thousands of activities across thousands of runs).  Rows are written with
-``executemany`` straight into the migrated schema in large transactions (a few minutes for the
+``executemany`` straight into the migrated schema in large transactions (about 25 s for the
 full size).  Then it times ``Store.lineage(..., direction="up")`` of ``--samples`` random final
 products (half catalogues, half detector source lists) through the public API, each on a fresh
 query, and prints median / p95 / max with the graph sizes; also downstream of a few detector l1
