@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -419,9 +420,23 @@ def products_add(
 
 @app.command()
 @friendly
-def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Run the demonstration: unknown fan-out, a backtrack, and an urgent run overtaking queued work."""
-    run_demo(store=store, as_json=as_json)
+def demo(
+    name: Annotated[str | None, typer.Argument(help="Which demo: mini, or one a pipeline package "
+                                              "provides (xray, radio, bursts...); default: the "
+                                              "X-ray pipeline when installed, else mini.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a demonstration end to end on the embedded engine and say where to look."""
+    demos = {ep.name: ep for ep in entry_points(group="skyweave.demos")}
+    chosen = name or ("xray" if "xray" in demos else "mini")
+    if chosen == "mini":
+        run_demo(store=store, as_json=as_json)
+        return
+    if chosen not in demos:
+        raise ParameterError(f"no demo named {chosen!r}",
+                             hint=f"available: {', '.join(['mini', *sorted(demos)])}")
+    demos[chosen].load()(store=store, as_json=as_json)
 
 
 app.command("cleanup")(friendly(cleanup))
