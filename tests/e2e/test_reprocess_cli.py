@@ -24,3 +24,20 @@ def test_reprocess_after_a_tampered_output(cli: CLI) -> None:
     bad = cli("reprocess", "--dry-run")
     assert bad.code == 2
     assert "give one of --run, --product or --task" in bad.err
+
+
+def test_a_deleted_product_is_recomputed_from_its_provenance(cli: CLI) -> None:
+    import skyweave.examples.mini_xray as mini
+
+    run_id = cli.json("run", f"{mini.__file__}:observation", "--param", "seed=6")["run_id"]
+    events = next(p for p in cli.json("products", "list", "--run", run_id) if p["type"] == "demo.l2.events")
+    path = LocalStorage.local_path(events["uri"])
+    content = path.read_bytes()
+    path.unlink()  # as cleanup would, then:
+    cli("products", "pin", events["id"]).ok()  # (pinning does not bring it back)
+    made = cli.json("products", "recompute", events["id"])
+    assert made["status"] == "succeeded"
+    (new_id,) = made["new"]
+    new = next(p for p in cli.json("products", "list", "--state", "all") if p["id"] == new_id)
+    assert LocalStorage.local_path(new["uri"]).read_bytes() == content, "same bytes as before"
+    assert new["checksum"] == events["checksum"]

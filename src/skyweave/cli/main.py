@@ -30,7 +30,7 @@ from skyweave.cli.catalogue import (
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.cli.lineage import impact, lineage
 from skyweave.cli.prov import prov_app
-from skyweave.cli.reprocess import reprocess
+from skyweave.cli.reprocess import products_recompute, reprocess
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
 from skyweave.demo import run_demo
@@ -449,6 +449,7 @@ app.add_typer(prov_app, name="prov")
 app.command()(lineage)
 app.command()(impact)
 app.command()(reprocess)
+products_app.command("recompute")(products_recompute)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from skyweave import reprocess as rp
 from skyweave.cli import output
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.client import Client
-from skyweave.errors import ControlError
+from skyweave.errors import ControlError, ParameterError
 
 
 @friendly
@@ -75,3 +75,41 @@ def _show(plan: rp.Plan, as_json: bool, dry_run: bool) -> None:
     output.table(title, ["run", "activity", "task", "key", "", "why"], rows)
     output.console.print(f"{len(plan.rerun)} to re-run, {len(plan.activities) - len(plan.rerun)} to reuse, "
                          f"in {len(plan.runs)} run(s)")
+
+
+@friendly
+def products_recompute(
+    product_id: Annotated[str, typer.Argument(help="A product (typically one cleanup deleted).")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a product again from its provenance: its run is submitted again, everything still
+    intact is reused, and the activity that made it (and only what it needs) runs."""
+    try:
+        client = Client(store)
+    except ControlError:
+        client = Client(store, engine=False)
+    with client:
+        old = client.store.get_product(product_id)
+        if old.activity_id is None:
+            raise ParameterError(f"product {product_id} came from outside skyweave; it cannot be recomputed",
+                                 hint="add the file again with `skyweave products add`")
+        maker = client.store.get_activity(old.activity_id)
+        record = rp.resubmit(client.store, maker.run_id)
+        client.bus.publish([rp.announce(record)])
+        if client.engine is None:
+            output.console.print(f"submitted {record.id}; the running controller will make it")
+            return
+        final = client.wait(record.id)
+        again = [a for a in client.store.list_activities(run_id=record.id)
+                 if a.node == maker.node and a.key == maker.key]
+        made = [p for a in again for p in client.store.find_products(activity_id=a.id)
+                if p.name == old.name and p.type == old.type]
+    if as_json:
+        output.print_json({"run_id": record.id, "status": final.state, "old": product_id,
+                           "new": [p.id for p in made]})
+        return
+    if not made:
+        output.console.print(f"run {record.id} {final.state}, but made no new copy of {product_id}")
+        raise typer.Exit(1)
+    output.console.print(f"{product_id} made again as {made[0].id} ({made[0].uri}) by run {record.id}")
