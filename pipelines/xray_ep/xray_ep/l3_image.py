@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.time import Time
 from astropy.wcs import WCS
 from scipy import special
 
@@ -259,6 +260,12 @@ def make_image(events: Product, binsize: int = 1) -> Product:
         if key in ev.header:
             header[key] = ev.header[key]
     header["EXPOSURE"] = (ev.exposure, "[s] live exposure of the good time intervals")
+    if "MJDREF" in header:  # the dates astropy's datfix would otherwise derive (with a warning)
+        mjdref = float(header["MJDREF"])
+        header["DATEREF"] = Time(mjdref, format="mjd", scale="tt").isot
+        for key, met in (("MJD-OBS", "TSTART"), ("MJD-END", "TSTOP")):
+            if met in header:
+                header[key] = mjdref + float(header[met]) / 86400.0
     header["BUNIT"] = "count"
     header["HDUCLASS"], header["HDUCLAS1"] = "OGIP", "IMAGE"
     header["BINSIZE"] = (binsize, "sky pixels per image pixel")

@@ -51,8 +51,9 @@ def _object_keywords(ev: EventList, source: dict[str, Any], r: float) -> dict[st
     keys: dict[str, Any] = {k: ev.header[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "MJDREF",
                                                        "TIMESYS", "TIMEUNIT", "TIMEZERO", "DATE-OBS")
                             if k in ev.header}
+    ra, dec = (source["ra"], source["dec"]) if "ra" in source else ev.sky(source["x"], source["y"])
     keys.update({"OBJECT": str(source.get("name", f"src{source.get('id', 0)}")),
-                 "RA_OBJ": float(source.get("ra", np.nan)), "DEC_OBJ": float(source.get("dec", np.nan)),
+                 "RA_OBJ": float(np.ravel(ra)[0]), "DEC_OBJ": float(np.ravel(dec)[0]),
                  "SRC_X": float(source["x"]), "SRC_Y": float(source["y"]), "SRC_R": r,
                  "EQUINOX": 2000.0, "RADECSYS": str(ev.header.get("RADESYS", "ICRS"))})
     return keys
@@ -217,7 +218,7 @@ def transient_test(lc: Product, threshold_sigma: float = 5.0, max_window: int = 
     while width <= max(max_window or n // 4, 1) and width < n:
         c = cum_c[width:] - cum_c[:-width]
         f = (cum_e[width:] - cum_e[:-width]) / exposure
-        p = special.bdtrc(np.maximum(c - 1, 0), total, f)
+        p = special.bdtrc(np.maximum(c - 1, 0).astype(np.int64), round(total), f)
         with np.errstate(divide="ignore"):  # where the binomial tail underflows: the Poisson limit
             logp = np.where(p > 0, np.log(np.maximum(p, 1e-320)), poisson_logsf(c, total * f))
         logp = np.where(c > 0, logp, 0.0)
