@@ -3,7 +3,7 @@
 The public API is pinned by ``tests/unit/test_public_api.py``.
 """
 
-from skyweave.authoring.refs import each, gather, result
+from skyweave.authoring.refs import each, gather, result, unmapped
 from skyweave.authoring.task import Task, command, task
 from skyweave.authoring.workflow import Workflow, loop, workflow
 from skyweave.client import Client, RunHandle
@@ -36,5 +36,6 @@ __all__ = [
     "loop",
     "result",
     "task",
+    "unmapped",
     "workflow",
 ]

@@ -26,6 +26,7 @@ from skyweave.authoring.workflow import Workflow
 from skyweave.bus import open_bus
 from skyweave.bus.base import Bus
 from skyweave.config.settings import Settings, load_settings
+from skyweave.controller.decisions import graph_products
 from skyweave.controller.runstate import parse_key
 from skyweave.engine import Engine
 from skyweave.errors import ControlError, DefinitionError, NotFoundError, RunFailedError, SkyweaveError
@@ -158,6 +159,8 @@ class Client:
         if missing:
             raise SkyweaveError(f"provider task {missing[0]!r} is not registered",
                                 hint="register it with `skyweave tasks register FILE.py:TASK`")
+        for pid in graph_products(graph):
+            self.store.get_product(pid)  # NotFoundError names the id and how to list products
         pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
         record = RunRecord(
             id=new_id(RUN), workflow=wf.name, state=R.SUBMITTED,

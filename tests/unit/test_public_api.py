@@ -5,7 +5,7 @@ import skyweave
 EXPECTED = {
     "ActivityContext", "Client", "Fatal", "InsufficientInput", "MissingInput", "Product", "Resources",
     "RetryPolicy", "RunHandle", "SkyweaveError", "Task", "Workflow", "__version__", "command", "context",
-    "each", "gather", "loop", "result", "task", "workflow",
+    "each", "gather", "loop", "result", "task", "unmapped", "workflow",
 }
 
 

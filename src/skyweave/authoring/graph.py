@@ -74,6 +74,12 @@ class GraphBuilder:
                 it, idepth = "each", d + 1
             elif mode == "gather":
                 it, idepth = "gather", 0
+            elif mode == "bcast":
+                if d > 0:
+                    raise DefinitionError(
+                        f"unmapped({value.node}) refers to a fanned-out output; pass it plainly to "
+                        "iterate it in step, or gather() it")
+                it, idepth = "bcast", 0
             elif mapped and top:
                 it, idepth = ("each", 1) if d == 0 else ("zip", d)
             else:

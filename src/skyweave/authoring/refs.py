@@ -102,7 +102,8 @@ class Ref(Expr):
         self.node = node
         self.path = path
         self.mode = mode
-        """``auto``, ``each`` (iterate its items) or ``gather`` (collect its instances)."""
+        """``auto``, ``each`` (iterate its items), ``gather`` (collect its instances) or ``bcast``
+        (the same value for every activity of a map)."""
 
     def __getitem__(self, item: str | int) -> Ref:
         return Ref(self.node, (*self.path, item), self.mode)
@@ -128,6 +129,12 @@ def each(ref: Ref) -> Ref:
     """Iterate over the items of ``ref``'s value: one activity per item (unknown fan-out)."""
     _check_ref(ref, "each")
     return Ref(ref.node, ref.path, "each")
+
+
+def unmapped(ref: Ref) -> Ref:
+    """Pass the same value to every activity of a ``task.map(...)`` instead of iterating over it."""
+    _check_ref(ref, "unmapped")
+    return Ref(ref.node, ref.path, "bcast")
 
 
 def gather(ref: Ref) -> Ref:

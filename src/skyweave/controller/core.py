@@ -128,6 +128,8 @@ class Controller:
         elif isinstance(event, m.ProductRegistered):
             self._register_products([event.product], None)
         elif isinstance(event, RunLoaded):
+            for ref in event.products:
+                self.products[ref.id] = ref
             self.start_run(event.run)
         elif isinstance(event, m.RunControlRequested):
             self._on_control(event)

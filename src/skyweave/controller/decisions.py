@@ -61,6 +61,8 @@ class Decisions:
 
 class RunLoaded(msgspec.Struct, frozen=True, kw_only=True, tag="internal.run_loaded"):
     run: RunRecord
+    products: list[ProductRef] = msgspec.field(default_factory=list)
+    """Registered products the workflow names directly (e.g. the raw file of an observation)."""
 
 
 class ProductsFound(msgspec.Struct, frozen=True, kw_only=True, tag="internal.products_found"):
@@ -82,6 +84,23 @@ class CacheChecked(msgspec.Struct, frozen=True, kw_only=True, tag="internal.cach
 class TimerFired(msgspec.Struct, frozen=True, kw_only=True, tag="internal.timer"):
     kind: str
     activity_id: str
+
+
+def graph_products(graph: dict[str, Any]) -> list[str]:
+    """Ids of products a workflow graph names as literal arguments (``{"product": id}``)."""
+    found: list[str] = []
+    stack: list[Any] = [n.get("args", {}) for n in graph.get("nodes", {}).values()]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            pid = item.get("product")
+            if isinstance(pid, str) and len(item) == 1:
+                found.append(pid)
+            else:
+                stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def walk_products(value: Any) -> list[str]:

@@ -27,11 +27,13 @@ from skyweave.controller.decisions import (
     ProductsFound,
     RunLoaded,
     TimerFired,
+    graph_products,
     walk_products,
 )
 from skyweave.errors import ControlError, MessageError, NotFoundError
 from skyweave.model import messages as m
 from skyweave.model.ids import new_id
+from skyweave.model.records import RunRecord
 from skyweave.model.states import RunState as R
 from skyweave.storage.local import LocalStorage, checksum_file
 from skyweave.store.base import Store
@@ -77,12 +79,13 @@ class ControllerService:
         self.core.advance(now)
         for run in self.store.list_runs(states=[R.RUNNING, R.PAUSED, R.SUBMITTED], limit=1_000_000):
             if run.state == R.SUBMITTED:
-                self._pending.append(RunLoaded(run=run))
+                self._pending.append(self._loaded(run))
                 continue
             acts = self.store.list_activities(run_id=run.id)
             prods = self.store.find_products(run_id=run.id, state=None)
             used = {u.product_id for a in acts for u in self.store.list_usages(activity_id=a.id)}
-            extra = [self.store.get_product(p) for p in used - {p.id for p in prods}]
+            named = set(graph_products(run.graph))
+            extra = [self.store.get_product(p) for p in (used | named) - {p.id for p in prods}]
             self.core.restore(run, acts, [*prods, *extra])
         redispatched = self.core.redispatch_in_flight()
         if redispatched:
@@ -143,7 +146,7 @@ class ControllerService:
             except NotFoundError:
                 log.warning("run %s was announced but is not in the store; ignored", body.run_id)
                 return []
-            return [RunLoaded(run=run)] if run.state == R.SUBMITTED else []
+            return [self._loaded(run)] if run.state == R.SUBMITTED else []
         if isinstance(body, m.RetryRequested):
             self.core.advance(time.time())
             self._retry(body.activity_id)
@@ -152,6 +155,18 @@ class ControllerService:
                       | m.ProductCreated):
             return []  # the controller's own announcements, for listeners
         return [body]
+
+    def _loaded(self, run: RunRecord) -> RunLoaded:
+        refs = []
+        for pid in graph_products(run.graph):
+            try:
+                p = self.store.get_product(pid)
+            except NotFoundError:
+                continue  # the activity that needs it fails with a clear message when dispatched
+            refs.append(m.ProductRef(id=p.id, uri=p.uri, type=p.type, checksum=p.checksum, size=p.size,
+                                     obs_id=p.obs_id, detector=p.detector, version=p.version,
+                                     attributes=dict(p.attributes)))
+        return RunLoaded(run=run, products=refs)
 
     def _retry(self, activity_id: str) -> None:
         try:

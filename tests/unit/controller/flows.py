@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skyweave import MissingInput, Product, each, loop, result, task, workflow
+from skyweave import MissingInput, Product, each, loop, result, task, unmapped, workflow
 
 
 @task(version="1")
@@ -143,3 +143,24 @@ def not_a_list(n: int) -> int:
 @workflow
 def bad_fanout(n: int = 3) -> Any:
     return square.map(x=not_a_list(n=n))
+
+
+@task(version="1")
+def line_count(f: Product) -> int:
+    return len(f.local_path.read_text().splitlines())
+
+
+@task(version="1")
+def k_of(n: int) -> int:
+    return n
+
+
+@task(version="1")
+def times(x: int, k: int) -> int:
+    return x * k
+
+
+@workflow
+def external(raw: str = "", n: int = 3) -> Any:
+    count = line_count(f=Product("", id=raw))
+    return times.map(x=items(n=n), k=unmapped(count))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from skyweave import Client
 from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.controller.service import ControllerService
@@ -80,3 +82,20 @@ def test_loop_and_condition_on_the_real_engine(tmp_path: Path) -> None:
         assert cond.results() == 81
         states = sorted(a.state for a in cond.activities() if a.node == "square_2")
         assert states == ["skipped", "skipped", "skipped", "succeeded"]
+
+
+def test_a_registered_product_named_by_the_workflow_and_unmapped(tmp_path: Path) -> None:
+    from skyweave.errors import NotFoundError
+    from tests.unit.controller import flows
+
+    raw = tmp_path / "raw.txt"
+    raw.write_text("a\nb\nc\nd\n")
+    with Client(str(tmp_path / "st"), executor="threads", workers=2) as client:
+        product = client.add_product(raw, type="raw.text", obs_id="o1")
+        run = client.run(flows.external, {"raw": product.id, "n": 3}, timeout=60)
+        assert run.status == "succeeded"
+        assert run.results() == [0, 4, 8], "each item times the line count, passed unmapped"
+        (counted,) = [a for a in run.activities() if a.task_name == "line_count"]
+        assert [u.product_id for u in client.store.list_usages(activity_id=counted.id)] == [product.id]
+        with pytest.raises(NotFoundError):
+            client.submit(flows.external, {"raw": "prd-nope", "n": 1})
