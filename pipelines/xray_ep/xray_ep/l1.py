@@ -103,7 +103,8 @@ def scan(path: str | Path) -> Telemetry:
                 ok = False
                 tel.truncated = True
             else:
-                ok = c < cv.N_CMOS and crc32(data[pos + 4: stop]) == int.from_bytes(data[stop: stop + 4], "big")
+                crc = int.from_bytes(data[stop: stop + 4], "big")
+                ok = c < cv.N_CMOS and crc32(data[pos + 4: stop]) == crc
         elif pos + hsize > end:
             tel.truncated = True  # the file ends inside a packet header
         if not ok:

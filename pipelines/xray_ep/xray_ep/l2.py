@@ -110,7 +110,8 @@ def _covers(aux: _Aux, tstart: float, tstop: float) -> bool:
 def _inside(aux: _Aux, t: FloatArray, max_gap: float) -> NDArray[np.bool_]:
     """True where ``t`` is within the aux time range and between samples at most ``max_gap`` apart."""
     i = np.clip(np.searchsorted(aux.time, t, side="right"), 1, aux.time.size - 1)
-    return (t >= aux.time[0]) & (t <= aux.time[-1]) & (aux.time[i] - aux.time[i - 1] <= max_gap)
+    ok = (t >= aux.time[0]) & (t <= aux.time[-1]) & (aux.time[i] - aux.time[i - 1] <= max_gap)
+    return np.asarray(ok, dtype=bool)
 
 
 # -- geometry (this team's own implementation of the conventions) ---------------------------------
@@ -155,7 +156,8 @@ def earth_elevation(ra: FloatArray, dec: FloatArray, pos_km: FloatArray) -> Floa
     point = np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
     dist = np.linalg.norm(pos_km, axis=-1)
     cos_to_earth = -np.sum(point * pos_km, axis=-1) / dist
-    return np.degrees(np.arccos(np.clip(cos_to_earth, -1, 1)) - np.arcsin(cv.EARTH_RADIUS_KM / dist))
+    elv = np.degrees(np.arccos(np.clip(cos_to_earth, -1, 1)) - np.arcsin(cv.EARTH_RADIUS_KM / dist))
+    return np.asarray(elv, dtype=np.float64)
 
 
 def _runs(good: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -169,6 +171,21 @@ def _intersect(a: FloatArray, b: FloatArray) -> FloatArray:
     out = [(max(s1, s2), min(e1, e2)) for s1, e1 in a.tolist() for s2, e2 in b.tolist()
            if min(e1, e2) > max(s1, s2)]
     return np.array(sorted(out), dtype=np.float64).reshape(-1, 2)
+
+
+def good_frames(att: _Aux, orb: _Aux, *, tstart: float, tstop: float, frame: float,
+                ) -> tuple[NDArray[np.bool_], FloatArray]:
+    """Which frames of [tstart, tstop) are good (attitude and orbit coverage, pointing above the
+    Earth limb), and the GTIs (rows START, STOP) they make."""
+    nframes = round((tstop - tstart) / frame)
+    grid = np.asarray(tstart + frame * np.arange(nframes), dtype=np.float64)
+    g_ra, g_dec, _ = attitude_at(att, grid)
+    g_pos = np.stack([np.interp(grid, orb.time, orb.values[k]) for k in ("X", "Y", "Z")], axis=-1)
+    good = (_inside(att, grid, MAX_ATT_GAP_S) & _inside(orb, grid, MAX_ORB_GAP_S)
+            & (earth_elevation(g_ra, g_dec, g_pos) > cv.ELV_MIN_DEG))
+    first, last = _runs(good)
+    gti = np.stack([grid[first], np.minimum(tstart + frame * last, tstop)], axis=-1).astype(np.float64)
+    return good, gti
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -251,15 +268,8 @@ def calibrate(events: Product, archive: str = "", attitude: Product | None = Non
     att, orb = aux["attitude"], aux["orbit"]
 
     # good time intervals, on the frame grid (events carry their frame's start time)
-    nframes = round((tstop - tstart) / frame)
-    grid = tstart + frame * np.arange(nframes)
-    g_ra, g_dec, _ = attitude_at(att, grid)
-    g_pos = np.stack([np.interp(grid, orb.time, orb.values[k]) for k in ("X", "Y", "Z")], axis=-1)
-    good = (_inside(att, grid, MAX_ATT_GAP_S) & _inside(orb, grid, MAX_ORB_GAP_S)
-            & (earth_elevation(g_ra, g_dec, g_pos) > cv.ELV_MIN_DEG))
-    first, last = _runs(good)
-    gti = np.stack([grid[first] if first.size else grid[:0],
-                    np.minimum(tstart + frame * last, tstop)], axis=-1).astype(np.float64)
+    good, gti = good_frames(att, orb, tstart=tstart, tstop=tstop, frame=frame)
+    nframes = good.size
     time = ev["TIME"].astype(np.float64)
     k = np.clip(np.round((time - tstart) / frame).astype(np.int64), 0, max(nframes - 1, 0))
     keep = good[k] if nframes else np.zeros(time.size, dtype=bool)
@@ -269,7 +279,8 @@ def calibrate(events: Product, archive: str = "", attitude: Product | None = Non
 
     # detector -> sky
     ox, oy = cv.chip_origin(chip)
-    detx, dety = ox + rawx + 0.5, oy + rawy + 0.5
+    detx = np.asarray(ox + rawx + 0.5, dtype=np.float64)
+    dety = np.asarray(oy + rawy + 0.5, dtype=np.float64)
     ra0, dec0, roll = attitude_at(att, time)
     ra, dec = det_to_sky(detx, dety, ra0, dec0, roll)
     nom_ra, nom_dec, nom_roll = (float(v[0]) for v in attitude_at(att, np.array([0.5 * (tstart + tstop)])))
@@ -306,8 +317,10 @@ def calibrate(events: Product, archive: str = "", attitude: Product | None = Non
 
 
 # -- aux providers ---------------------------------------------------------------------------------
-def _fetch(kind: str, extname: str, columns: dict[str, str], ptype: str, obs_id: str, tstart: float,
-           tstop: float, archive: str, margin: float) -> Product:
+def _fetch(kind: str, obs_id: str, *, tstart: float, tstop: float, archive: str, margin: float) -> Product:
+    """Cut [tstart - margin, tstop + margin] out of the archived aux file of ``kind`` (att/orb)."""
+    extname, columns, ptype = ((cv.ATTITUDE_EXT, cv.ATTITUDE_COLUMNS, cv.AUX_ATTITUDE) if kind == "att"
+                               else (cv.ORBIT_EXT, cv.ORBIT_COLUMNS, cv.AUX_ORBIT))
     if not archive:
         raise Fatal(f"no aux archive directory given to fetch the {extname.lower()} of {obs_id}",
                     hint="pass archive=DIR to calibrate (it is handed to the provider)")
@@ -335,23 +348,22 @@ def _fetch(kind: str, extname: str, columns: dict[str, str], ptype: str, obs_id:
     out = context().output(f"{obs_id}_{kind}_{int(lo)}_{int(hi)}.fits")
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out, overwrite=True)
     _logger().info("%s: %d samples [%.1f, %.1f] from %s", out.name, i1 - i0, t[i0], t[i1 - 1], source)
-    return Product(out, type=ptype, obs_id=obs_id,
-                   attributes={"tstart": float(t[i0]), "tstop": float(t[i1 - 1]), "archive_file": source.name})
+    return Product(out, type=ptype, obs_id=obs_id, attributes={
+        "tstart": float(t[i0]), "tstop": float(t[i1 - 1]), "archive_file": source.name})
 
 
 @task(version="1.0")
 def fetch_attitude(obs_id: str, tstart: float, tstop: float, archive: str, margin: float = 60.0) -> Product:
     """Provider of ``ep.aux.attitude``: the archived attitude of ``obs_id`` over [tstart - margin,
     tstop + margin] (plus one sample either side), as a product matching ``obs_id``."""
-    return _fetch("att", cv.ATTITUDE_EXT, cv.ATTITUDE_COLUMNS, cv.AUX_ATTITUDE, obs_id, tstart, tstop,
-                  archive, margin)
+    return _fetch("att", obs_id, tstart=tstart, tstop=tstop, archive=archive, margin=margin)
 
 
 @task(version="1.0")
 def fetch_orbit(obs_id: str, tstart: float, tstop: float, archive: str, margin: float = 60.0) -> Product:
     """Provider of ``ep.aux.orbit``: the archived orbit of ``obs_id`` over [tstart - margin,
     tstop + margin] (plus one sample either side), as a product matching ``obs_id``."""
-    return _fetch("orb", cv.ORBIT_EXT, cv.ORBIT_COLUMNS, cv.AUX_ORBIT, obs_id, tstart, tstop, archive, margin)
+    return _fetch("orb", obs_id, tstart=tstart, tstop=tstop, archive=archive, margin=margin)
 
 
 # -- merging ---------------------------------------------------------------------------------------
@@ -366,7 +378,7 @@ def merge_events(events: list[Product]) -> Product:
     """
     if not events:
         raise Fatal("merge_events got no event lists")
-    wanted = [c for c in cv.L2_COLUMNS]
+    wanted = list(cv.L2_COLUMNS)
     parts: list[dict[str, NDArray[Any]]] = []
     headers: list[fits.Header] = []
     gti: FloatArray | None = None
@@ -402,7 +414,8 @@ def merge_events(events: list[Product]) -> Product:
         **_common_header(first, ["TELESCOP", "INSTRUME", "MJDREFI", "MJDREFF", "TIMESYS", "TIMEUNIT",
                                  "TIMEREF", "TIMEDEL", "RA_NOM", "DEC_NOM", "PA_NOM", "RA_PNT", "DEC_PNT",
                                  "EQUINOX", "RADESYS"]),
-        cv.KW_OBS_ID: obs_id, cv.KW_TSTART: float(first[cv.KW_TSTART]), cv.KW_TSTOP: float(first[cv.KW_TSTOP]),
+        cv.KW_OBS_ID: obs_id,
+        cv.KW_TSTART: float(first[cv.KW_TSTART]), cv.KW_TSTOP: float(first[cv.KW_TSTOP]),
         cv.KW_EXPOSURE: (exposure, "[s] sum of GTIs"), "ONTIME": exposure, "LIVETIME": exposure,
         "NCMOS": len(cmos_list), "CMOSLIST": ",".join(cmos_list),
         cv.KW_NBADPKT: max(int(h.get(cv.KW_NBADPKT, 0)) for h in headers),

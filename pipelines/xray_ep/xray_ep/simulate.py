@@ -36,6 +36,8 @@ from xray_ep import conventions as cv
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+Events = dict[str, NDArray[Any]]
+Aux = dict[str, FloatArray]
 
 MU_EARTH_KM3_S2 = 398600.4418
 PSF_CORE_SIGMA_ARCSEC = 15.0
@@ -93,7 +95,7 @@ def _elevation(ra: FloatArray, dec: FloatArray, pos_km: FloatArray) -> FloatArra
     dist = np.linalg.norm(pos_km, axis=-1)
     to_earth = -pos_km / dist[:, None]
     theta = np.degrees(np.arccos(np.clip(np.sum(_unit(ra, dec) * to_earth, axis=-1), -1.0, 1.0)))
-    return theta - np.degrees(np.arcsin(cv.EARTH_RADIUS_KM / dist))
+    return np.asarray(theta - np.degrees(np.arcsin(cv.EARTH_RADIUS_KM / dist)), dtype=np.float64)
 
 
 # -- sky model -------------------------------------------------------------------------------------
@@ -121,11 +123,13 @@ def _rate(src: dict[str, Any], t: FloatArray) -> FloatArray:
     if src["flare"] is not None:
         f = src["flare"]
         dt = t - f["t_peak"]
-        shape = np.where(dt < 0, np.exp(np.minimum(dt, 0) / f["rise"]), np.exp(-np.maximum(dt, 0) / f["decay"]))
+        shape = np.where(dt < 0, np.exp(np.minimum(dt, 0) / f["rise"]),
+                         np.exp(-np.maximum(dt, 0) / f["decay"]))
         return np.asarray(src["rate"] + f["peak_rate"] * shape)
     if src["variability"] is not None:
         v = src["variability"]
-        return np.asarray(src["rate"] * (1 + v["amplitude"] * np.sin(2 * np.pi * t / v["period"] + v["phase"])))
+        phase = 2 * np.pi * t / v["period"] + v["phase"]
+        return np.asarray(src["rate"] * (1 + v["amplitude"] * np.sin(phase)))
     return np.full_like(t, src["rate"])
 
 
@@ -165,21 +169,26 @@ def _aux_hdul(extname: str, columns: dict[str, str], data: dict[str, FloatArray]
     return fits.HDUList([fits.PrimaryHDU(), hdu])
 
 
-def _write_aux(path: Path, extname: str, columns: dict[str, str], data: dict[str, FloatArray],
-               obs_id: str, lo: float, hi: float) -> Path:
+def _write_aux(directory: Path, kind: str, data: Aux, obs_id: str, *, lo: float = -np.inf,
+               hi: float = np.inf) -> str:
+    """Write the samples of ``data`` within [lo, hi] as ``aux_filename(obs_id, kind)``."""
+    extname, columns = ((cv.ATTITUDE_EXT, cv.ATTITUDE_COLUMNS) if kind == "att"
+                        else (cv.ORBIT_EXT, cv.ORBIT_COLUMNS))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / cv.aux_filename(obs_id, kind)
     keep = (data["TIME"] >= lo) & (data["TIME"] <= hi)
-    _aux_hdul(extname, columns, {k: v[keep] for k, v in data.items()}, obs_id).writeto(path, overwrite=True)
-    return path
+    _aux_hdul(extname, columns, {k: data[k][keep] for k in columns}, obs_id).writeto(path, overwrite=True)
+    return str(path)
 
 
-def _write_telemetry(path: Path, obs_id: str, tstart: float, tstop: float, frame_idx: IntArray,
-                     chip: IntArray, rawx: IntArray, rawy: IntArray, pha: IntArray) -> int:
+def _write_telemetry(path: Path, obs_id: str, tstart: float, tstop: float, ev: Events) -> int:
     """Write events (already in telemetry order) as packets; returns the number of packets."""
+    frame_idx, chip = ev["frame"], ev["chip"]
     n = frame_idx.size
     key = frame_idx * cv.N_CMOS + chip
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if n else np.zeros(0, np.int64)
     bounds = list(zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True))
-    payload = np.stack([rawx, rawy, pha], axis=1).astype(">u2").tobytes()
+    payload = np.stack([ev["rawx"], ev["rawy"], ev["pha"]], axis=1).astype(">u2").tobytes()
     seq = np.zeros(cv.N_CMOS, dtype=np.int64)
     packets: list[bytes] = []
     for lo, hi in bounds:
@@ -198,6 +207,128 @@ def _write_telemetry(path: Path, obs_id: str, tstart: float, tstop: float, frame
 
 
 # -- the simulator ---------------------------------------------------------------------------------
+def _attitude_and_orbit(rng: np.random.Generator, tstart: float, tstop: float) -> tuple[Aux, Aux]:
+    """Attitude (1 s): drift (~20") and jitter (~3") around a random pointing; orbit (10 s): LEO."""
+    duration, tmid = tstop - tstart, 0.5 * (tstart + tstop)
+    ra0, dec0, roll0 = rng.uniform(0, 360), rng.uniform(-60, 60), rng.uniform(0, 360)
+    att_t = np.arange(tstart - ARCHIVE_MARGIN_S, tstop + ARCHIVE_MARGIN_S + 0.5, 1.0)
+    drift = rng.normal(0, 20.0 / 3600.0, 2)
+    jit_amp, jit_per, jit_ph = 3.0 / 3600.0, rng.uniform(60, 140), rng.uniform(0, 2 * np.pi, 2)
+    x = (att_t - tmid) / duration
+    att = {
+        "TIME": att_t,
+        "RA": (ra0 + (drift[0] * x + jit_amp * np.sin(2 * np.pi * att_t / jit_per + jit_ph[0]))
+               / np.cos(np.radians(dec0))) % 360.0,
+        "DEC": dec0 + drift[1] * x + jit_amp * np.cos(2 * np.pi * att_t / jit_per + jit_ph[1]),
+        "ROLL": (roll0 + 0.01 * x) % 360.0,
+        "nominal": np.array([ra0, dec0, roll0]),
+    }
+    orb_t = np.arange(tstart - ARCHIVE_MARGIN_S, tstop + ARCHIVE_MARGIN_S + 5.0, 10.0)
+    pos = _circular_orbit(rng, orb_t)
+    return att, {"TIME": orb_t, "X": pos[:, 0], "Y": pos[:, 1], "Z": pos[:, 2]}
+
+
+def _pointing(att: Aux, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """RA, DEC, ROLL linearly interpolated in the sampled attitude (what the L2 stage also does)."""
+    ra = np.degrees(np.unwrap(np.radians(att["RA"])))
+    roll = np.degrees(np.unwrap(np.radians(att["ROLL"])))
+    return (np.interp(t, att["TIME"], ra) % 360.0, np.interp(t, att["TIME"], att["DEC"]),
+            np.interp(t, att["TIME"], roll) % 360.0)
+
+
+def _sky_model(rng: np.random.Generator, chips: IntArray, att: Aux, *, tstart: float, duration: float,
+               transient: bool) -> list[dict[str, Any]]:
+    """1-3 sources per present chip (the first chip's first one bright), placed away from the chip
+    edges at the mid-observation pointing; ~30 % sinusoidally variable; optionally a flaring one."""
+    sources: list[dict[str, Any]] = []
+    placements: list[tuple[int, float, float]] = []
+    for k, c in enumerate(chips):
+        for j in range(int(rng.integers(1, 4))):
+            placements.append((int(c), *rng.uniform(60, cv.CHIP_SIZE - 60, 2)))
+            bright = k == 0 and j == 0
+            rate = 3.0 if bright else float(np.exp(rng.uniform(np.log(0.03), np.log(0.5))))
+            var = None
+            if not bright and rng.random() < 0.3:
+                var = {"kind": "sine", "amplitude": float(rng.uniform(0.3, 0.8)),
+                       "period": float(rng.uniform(100, 400)), "phase": float(rng.uniform(0, 2 * np.pi))}
+            sources.append({"rate": rate, "variability": var, "flare": None})
+    if transient:
+        placements.append((int(rng.choice(chips)), *rng.uniform(60, cv.CHIP_SIZE - 60, 2)))
+        flare = {"t_peak": float(tstart + rng.uniform(0.3, 0.6) * duration), "peak_rate": 5.0,
+                 "rise": 10.0, "decay": 60.0}
+        sources.append({"rate": 0.0, "variability": None, "flare": flare})
+    p_ra, p_dec, p_roll = _pointing(att, np.array([tstart + 0.5 * duration]))
+    for i, (src, (c, rx, ry)) in enumerate(zip(sources, placements, strict=True)):
+        ox, oy = cv.chip_origin(c)
+        xi, eta = _det_to_std(np.array([ox + rx]), np.array([oy + ry]), p_roll)
+        ra, dec = _std_to_radec(xi, eta, p_ra, p_dec)
+        gamma = float(rng.uniform(1.5, 2.5))
+        src.update(id=i, ra=float(ra[0]), dec=float(dec[0]), cmos=cv.cmos_name(c),
+                   transient=src["flare"] is not None, photon_index=gamma,
+                   mean_energy_kev=powerlaw_mean_energy(gamma))
+    return sources
+
+
+def _sky_events(rng: np.random.Generator, sources: list[dict[str, Any]], att: Aux, orb: Aux, *,
+                present: NDArray[np.bool_], tstart: float, tstop: float) -> Events:
+    """Source photons: arrival times, PSF, energies, then onto the detector with the attitude at
+    their frame time; photons off the present chips or while the Earth blocks the view are lost."""
+    parts: dict[str, list[NDArray[Any]]] = {"t": [], "ra": [], "dec": [], "energy": [], "src": []}
+    for src in sources:
+        t = _photon_times(rng, src, tstart, tstop)
+        n = t.size
+        sigma = np.where(rng.random(n) < PSF_HALO_FRACTION, PSF_HALO_SIGMA_ARCSEC,
+                         PSF_CORE_SIGMA_ARCSEC) / 3600
+        ra, dec = _std_to_radec(rng.normal(0, 1, n) * sigma, rng.normal(0, 1, n) * sigma,
+                                np.full(n, src["ra"]), np.full(n, src["dec"]))
+        for key, value in (("t", t), ("ra", ra), ("dec", dec), ("src", np.full(n, src["id"])),
+                           ("energy", _powerlaw_energies(rng, src["photon_index"], n))):
+            parts[key].append(value)
+    ev = {k: np.concatenate(v) for k, v in parts.items()}
+    frame = np.floor((ev["t"] - tstart) / cv.FRAME_TIME).astype(np.int64)
+    ftime = np.asarray(tstart + frame * cv.FRAME_TIME, dtype=np.float64)
+    p_ra, p_dec, p_roll = _pointing(att, ftime)
+    pos_t = np.stack([np.interp(ftime, orb["TIME"], orb[k]) for k in ("X", "Y", "Z")], axis=-1)
+    detx, dety = _std_to_det(*_radec_to_std(ev["ra"], ev["dec"], p_ra, p_dec), p_roll)
+    pitch = cv.CHIP_SIZE + cv.CHIP_GAP
+    half = (cv.MOSAIC * pitch - cv.CHIP_GAP) / 2
+    col = np.floor((detx + half) / pitch).astype(np.int64)
+    row = np.floor((dety + half) / pitch).astype(np.int64)
+    rawx = np.floor(detx + half - col * pitch).astype(np.int64)
+    rawy = np.floor(dety + half - row * pitch).astype(np.int64)
+    chip = row * cv.MOSAIC + col
+    keep = ((col >= 0) & (col < cv.MOSAIC) & (row >= 0) & (row < cv.MOSAIC)
+            & (rawx < cv.CHIP_SIZE) & (rawy < cv.CHIP_SIZE))
+    keep &= present[np.where(keep, chip, 0)]
+    keep &= _elevation(p_ra, p_dec, pos_t) > cv.ELV_MIN_DEG
+    return {"frame": frame[keep], "chip": chip[keep], "rawx": rawx[keep], "rawy": rawy[keep],
+            "energy": ev["energy"][keep], "src": ev["src"][keep], "ra": ev["ra"][keep],
+            "dec": ev["dec"][keep]}
+
+
+def _background(rng: np.random.Generator, chips: IntArray, duration: float, bkg_rate: float) -> Events:
+    """Particle background: flat on each present chip, flat in energy, not occulted by the Earth."""
+    nb = rng.poisson(bkg_rate * duration, chips.size)
+    n = int(nb.sum())
+    return {"frame": np.floor(rng.uniform(0, duration, n) / cv.FRAME_TIME).astype(np.int64),
+            "chip": np.repeat(chips, nb).astype(np.int64),
+            "rawx": rng.integers(0, cv.CHIP_SIZE, n), "rawy": rng.integers(0, cv.CHIP_SIZE, n),
+            "energy": rng.uniform(*cv.BAND_KEV, n), "src": np.full(n, -1),
+            "ra": np.full(n, np.nan), "dec": np.full(n, np.nan)}
+
+
+def _detector_response(rng: np.random.Generator, ev: Events, duration: float) -> Events:
+    """Gaussian energy resolution and each chip's gain -> PHA; events put in telemetry order
+    (frame, CMOS, random order within a frame)."""
+    ev = {k: v[ev["frame"] < round(duration / cv.FRAME_TIME)] for k, v in ev.items()}
+    measured = ev["energy"] + rng.normal(0, 1, ev["energy"].size) * 0.06 * np.sqrt(ev["energy"])
+    gains = np.array([cv.gain_kev_per_chan(i) for i in range(cv.N_CMOS)])
+    ev["pha"] = np.clip(np.floor((measured - cv.GAIN_OFFSET_KEV) / gains[ev["chip"]]), 0,
+                        cv.N_PHA - 1).astype(np.int64)
+    order = np.lexsort((rng.random(ev["frame"].size), ev["chip"], ev["frame"]))
+    return {k: v[order] for k, v in ev.items()}
+
+
 def simulate_observation(
     out_dir: str | Path,
     obs_id: str,
@@ -216,8 +347,9 @@ def simulate_observation(
     three point sources, the first chip a bright one (3 cts/s); ``transient`` adds a source that
     flares (peak 5 cts/s) somewhere in the middle of the observation.  ``bkg_rate`` is the
     particle background per chip (cts/s).  Returns the paths written (``l0``, ``attitude``,
-    ``orbit``, ``archive_attitude``, ``archive_orbit``, ``truth``, ``events``) and a summary
-    (``obs_id``, ``cmos``, ``tstart``, ``tstop``, ``n_events``, ``n_packets``).
+    ``orbit``, ``archive_attitude``, ``archive_orbit``, ``truth``, ``events``; absent aux files
+    are ``None``) and a summary (``obs_id``, ``cmos``, ``tstart``, ``tstop``, ``n_events``,
+    ``n_packets``).
     """
     if aux not in ("full", "partial", "missing"):
         raise ValueError(f"aux must be 'full', 'partial' or 'missing', got {aux!r}")
@@ -235,116 +367,15 @@ def simulate_observation(
     present[chips] = True
     tstart = float(np.round(1.0e7 + rng.uniform(0.0, 5.0e7)))
     tstop = tstart + float(duration)
-    tmid = 0.5 * (tstart + tstop)
 
-    # attitude: drift (~20") and jitter (~3") around the nominal pointing; orbit: circular LEO
-    ra0, dec0, roll0 = rng.uniform(0, 360), rng.uniform(-60, 60), rng.uniform(0, 360)
-    att_t = np.arange(tstart - ARCHIVE_MARGIN_S, tstop + ARCHIVE_MARGIN_S + 0.5, 1.0)
-    drift = rng.normal(0, 20.0 / 3600.0, 2)
-    jit_amp, jit_per, jit_ph = 3.0 / 3600.0, rng.uniform(60, 140), rng.uniform(0, 2 * np.pi, 2)
-    x = (att_t - tmid) / duration
-    att = {
-        "TIME": att_t,
-        "RA": (ra0 + (drift[0] * x + jit_amp * np.sin(2 * np.pi * att_t / jit_per + jit_ph[0]))
-               / np.cos(np.radians(dec0))) % 360.0,
-        "DEC": dec0 + drift[1] * x + jit_amp * np.cos(2 * np.pi * att_t / jit_per + jit_ph[1]),
-        "ROLL": (roll0 + 0.01 * x) % 360.0,
-    }
-    orb_t = np.arange(tstart - ARCHIVE_MARGIN_S, tstop + ARCHIVE_MARGIN_S + 5.0, 10.0)
-    pos = _circular_orbit(rng, orb_t)
-    orb = {"TIME": orb_t, "X": pos[:, 0], "Y": pos[:, 1], "Z": pos[:, 2]}
-
-    def pointing(t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        ra = np.degrees(np.unwrap(np.radians(att["RA"])))
-        roll = np.degrees(np.unwrap(np.radians(att["ROLL"])))
-        return (np.interp(t, att_t, ra) % 360.0, np.interp(t, att_t, att["DEC"]),
-                np.interp(t, att_t, roll) % 360.0)
-
-    # sources: 1-3 per present chip, placed away from the chip edges (at the nominal pointing)
-    sources: list[dict[str, Any]] = []
-    placements: list[tuple[int, float, float]] = []
-    for k, c in enumerate(chips):
-        for j in range(int(rng.integers(1, 4))):
-            placements.append((int(c), *rng.uniform(60, cv.CHIP_SIZE - 60, 2)))
-            bright = k == 0 and j == 0
-            rate = 3.0 if bright else float(np.exp(rng.uniform(np.log(0.03), np.log(0.5))))
-            var = None
-            if not bright and rng.random() < 0.3:
-                var = {"kind": "sine", "amplitude": float(rng.uniform(0.3, 0.8)),
-                       "period": float(rng.uniform(100, 400)), "phase": float(rng.uniform(0, 2 * np.pi))}
-            sources.append({"rate": rate, "variability": var, "flare": None})
-    if transient:
-        placements.append((int(rng.choice(chips)), *rng.uniform(60, cv.CHIP_SIZE - 60, 2)))
-        flare = {"t_peak": float(tstart + rng.uniform(0.3, 0.6) * duration), "peak_rate": 5.0,
-                 "rise": 10.0, "decay": 60.0}
-        sources.append({"rate": 0.0, "variability": None, "flare": flare})
-    p_ra, p_dec, p_roll = pointing(np.array([tmid]))
-    for i, (src, (c, rx, ry)) in enumerate(zip(sources, placements, strict=True)):
-        ox, oy = cv.chip_origin(c)
-        xi, eta = _det_to_std(np.array([ox + rx]), np.array([oy + ry]), p_roll)
-        ra, dec = _std_to_radec(xi, eta, p_ra, p_dec)
-        gamma = float(rng.uniform(1.5, 2.5))
-        src.update(id=i, ra=float(ra[0]), dec=float(dec[0]), cmos=cv.cmos_name(c),
-                   transient=src["flare"] is not None, photon_index=gamma,
-                   mean_energy_kev=powerlaw_mean_energy(gamma))
-
-    # sky photons: times, PSF-blurred positions, energies
-    t_parts, ra_parts, dec_parts, e_parts, s_parts = [], [], [], [], []
-    for src in sources:
-        t = _photon_times(rng, src, tstart, tstop)
-        n = t.size
-        sigma = np.where(rng.random(n) < PSF_HALO_FRACTION, PSF_HALO_SIGMA_ARCSEC, PSF_CORE_SIGMA_ARCSEC) / 3600
-        ra, dec = _std_to_radec(rng.normal(0, 1, n) * sigma, rng.normal(0, 1, n) * sigma,
-                                np.full(n, src["ra"]), np.full(n, src["dec"]))
-        t_parts.append(t)
-        ra_parts.append(ra)
-        dec_parts.append(dec)
-        e_parts.append(_powerlaw_energies(rng, src["photon_index"], n))
-        s_parts.append(np.full(n, src["id"]))
-    t = np.concatenate(t_parts)
-    frame = np.floor((t - tstart) / cv.FRAME_TIME).astype(np.int64)
-    ftime = tstart + frame * cv.FRAME_TIME
-    sra, sdec = np.concatenate(ra_parts), np.concatenate(dec_parts)
-    p_ra, p_dec, p_roll = pointing(ftime)
-    pos_t = np.stack([np.interp(ftime, orb_t, orb[k]) for k in ("X", "Y", "Z")], axis=-1)
-    xi, eta = _radec_to_std(sra, sdec, p_ra, p_dec)
-    detx, dety = _std_to_det(xi, eta, p_roll)
-    pitch, half = cv.CHIP_SIZE + cv.CHIP_GAP, (cv.MOSAIC * (cv.CHIP_SIZE + cv.CHIP_GAP) - cv.CHIP_GAP) / 2
-    col, row = np.floor((detx + half) / pitch).astype(np.int64), np.floor((dety + half) / pitch).astype(np.int64)
-    rawx = np.floor(detx + half - col * pitch).astype(np.int64)
-    rawy = np.floor(dety + half - row * pitch).astype(np.int64)
-    chip = row * cv.MOSAIC + col
-    keep = ((col >= 0) & (col < cv.MOSAIC) & (row >= 0) & (row < cv.MOSAIC)
-            & (rawx < cv.CHIP_SIZE) & (rawy < cv.CHIP_SIZE))
-    keep &= present[np.where(keep, chip, 0)]
-    keep &= _elevation(p_ra, p_dec, pos_t) > cv.ELV_MIN_DEG
-    sky = {"frame": frame[keep], "chip": chip[keep], "rawx": rawx[keep], "rawy": rawy[keep],
-           "energy": np.concatenate(e_parts)[keep], "src": np.concatenate(s_parts)[keep],
-           "ra": sra[keep], "dec": sdec[keep]}
-
-    # particle background: flat on each present chip, flat in energy, not occulted
-    nb = rng.poisson(bkg_rate * duration, chips.size)
-    bchip = np.repeat(chips, nb).astype(np.int64)
-    nbt = int(nb.sum())
-    bkg = {"frame": np.floor(rng.uniform(0, duration, nbt) / cv.FRAME_TIME).astype(np.int64), "chip": bchip,
-           "rawx": rng.integers(0, cv.CHIP_SIZE, nbt), "rawy": rng.integers(0, cv.CHIP_SIZE, nbt),
-           "energy": rng.uniform(*cv.BAND_KEV, nbt), "src": np.full(nbt, -1),
-           "ra": np.full(nbt, np.nan), "dec": np.full(nbt, np.nan)}
-    ev = {k: np.concatenate([sky[k], bkg[k]]) for k in sky}
-    nmax = int(round(duration / cv.FRAME_TIME))
-    inside = ev["frame"] < nmax
-    ev = {k: v[inside] for k, v in ev.items()}
-
-    # detector response: Gaussian resolution, per-chip gain
-    measured = ev["energy"] + rng.normal(0, 1, ev["energy"].size) * 0.06 * np.sqrt(ev["energy"])
-    gains = np.array([cv.gain_kev_per_chan(i) for i in range(cv.N_CMOS)])
-    ev["pha"] = np.clip(np.floor((measured - cv.GAIN_OFFSET_KEV) / gains[ev["chip"]]), 0, cv.N_PHA - 1
-                        ).astype(np.int64)
-    order = np.lexsort((rng.random(ev["frame"].size), ev["chip"], ev["frame"]))
-    ev = {k: v[order] for k, v in ev.items()}
-    n_packets = _write_telemetry(out / f"{obs_id}.l0", obs_id, tstart, tstop, ev["frame"], ev["chip"],
-                                 ev["rawx"], ev["rawy"], ev["pha"])
-
+    att, orb = _attitude_and_orbit(rng, tstart, tstop)
+    ra0, dec0, roll0 = (float(v) for v in att.pop("nominal"))
+    sources = _sky_model(rng, chips, att, tstart=tstart, duration=duration, transient=transient)
+    sky = _sky_events(rng, sources, att, orb, present=present, tstart=tstart, tstop=tstop)
+    bkg = _background(rng, chips, duration, bkg_rate)
+    ev = _detector_response(rng, {k: np.concatenate([sky[k], bkg[k]]) for k in sky}, duration)
+    l0_path = out / f"{obs_id}.l0"
+    n_packets = _write_telemetry(l0_path, obs_id, tstart, tstop, ev)
     events_path = out / f"{obs_id}_events_truth.npz"
     np.savez_compressed(events_path, TIME=tstart + ev["frame"] * cv.FRAME_TIME, CMOS=ev["chip"],
                         RAWX=ev["rawx"], RAWY=ev["rawy"], PHA=ev["pha"], ENERGY=ev["energy"],
@@ -354,17 +385,11 @@ def simulate_observation(
                                     "archive_orbit": None}
     hi = tstop + LOCAL_MARGIN_S if aux == "full" else tstart + PARTIAL_FRACTION * duration
     if aux != "missing":
-        files["attitude"] = str(_write_aux(out / cv.aux_filename(obs_id, "att"), cv.ATTITUDE_EXT,
-                                           cv.ATTITUDE_COLUMNS, att, obs_id, tstart - LOCAL_MARGIN_S, hi))
-        files["orbit"] = str(_write_aux(out / cv.aux_filename(obs_id, "orb"), cv.ORBIT_EXT,
-                                        cv.ORBIT_COLUMNS, orb, obs_id, tstart - LOCAL_MARGIN_S, hi))
+        files["attitude"] = _write_aux(out, "att", att, obs_id, lo=tstart - LOCAL_MARGIN_S, hi=hi)
+        files["orbit"] = _write_aux(out, "orb", orb, obs_id, lo=tstart - LOCAL_MARGIN_S, hi=hi)
     if archive_dir is not None:
-        arch = Path(archive_dir)
-        arch.mkdir(parents=True, exist_ok=True)
-        files["archive_attitude"] = str(_write_aux(arch / cv.aux_filename(obs_id, "att"), cv.ATTITUDE_EXT,
-                                                   cv.ATTITUDE_COLUMNS, att, obs_id, -np.inf, np.inf))
-        files["archive_orbit"] = str(_write_aux(arch / cv.aux_filename(obs_id, "orb"), cv.ORBIT_EXT,
-                                                cv.ORBIT_COLUMNS, orb, obs_id, -np.inf, np.inf))
+        files["archive_attitude"] = _write_aux(Path(archive_dir), "att", att, obs_id)
+        files["archive_orbit"] = _write_aux(Path(archive_dir), "orb", orb, obs_id)
 
     counts = np.bincount(ev["src"][ev["src"] >= 0], minlength=len(sources))
     for src in sources:
@@ -372,13 +397,13 @@ def simulate_observation(
     truth = {
         "obs_id": obs_id, "seed": seed, "tstart": tstart, "tstop": tstop, "frame_time": cv.FRAME_TIME,
         "cmos": [cv.cmos_name(int(c)) for c in chips],
-        "pointing": {"ra": float(ra0), "dec": float(dec0), "roll": float(roll0)},
+        "pointing": {"ra": ra0, "dec": dec0, "roll": roll0},
         "bkg_rate_per_cmos": bkg_rate, "aux": aux, "transient": transient,
         "sources": sources, "n_events": int(ev["frame"].size), "n_packets": n_packets,
         "events_per_cmos": {cv.cmos_name(int(c)): int(np.sum(ev["chip"] == c)) for c in chips},
     }
     truth_path = out / f"{obs_id}_truth.json"
     truth_path.write_text(json.dumps(truth, indent=1))
-    return {"obs_id": obs_id, "l0": str(out / f"{obs_id}.l0"), **files, "truth": str(truth_path),
+    return {"obs_id": obs_id, "l0": str(l0_path), **files, "truth": str(truth_path),
             "events": str(events_path), "cmos": truth["cmos"], "tstart": tstart, "tstop": tstop,
             "n_events": truth["n_events"], "n_packets": n_packets}

@@ -16,7 +16,7 @@ from skyweave.model.specs import TaskSpec
 
 pytest.importorskip("xray_ep", reason="install the pipeline: pip install -e pipelines/xray_ep")
 
-from xray_ep.simulate import simulate_observation  # noqa: E402
+from xray_ep.simulate import simulate_observation
 
 
 @pytest.fixture
