@@ -361,3 +361,32 @@ def test_backtracking_through_the_providers(mode: str, tmp_path: Path) -> None:
 def test_telemetry_header_layout_is_documented() -> None:
     assert struct.calcsize(">4sHH16sddfI") + 4 == cv.FILE_HEADER_SIZE
     assert cv.PACKET_HEADER.size == 4 + 1 + 1 + 2 + 8 + 2
+
+
+def test_an_attitude_gap_inside_the_observation_becomes_a_gti_hole(observation: dict[str, Any],
+                                                                   l1_products: list[Product],
+                                                                   activity: ActivityContext,
+                                                                   tmp_path: Path) -> None:
+    with fits.open(observation["attitude"]) as hdul:
+        t = hdul[cv.ATTITUDE_EXT].data["TIME"]
+        hole = (t > observation["tstart"] + 600) & (t < observation["tstart"] + 630)
+        hdul[cv.ATTITUDE_EXT].data = hdul[cv.ATTITUDE_EXT].data[~hole]
+        hdul.writeto(tmp_path / "gap_att.fits")
+    full = calibrate(l1_products[0], attitude=aux(observation, "attitude"), orbit=aux(observation, "orbit"))
+    n_full = len(fits.getdata(full.local_path, cv.GTI_EXT))  # read now: the next call reuses the name
+    gapped = calibrate(l1_products[0], attitude=Product(tmp_path / "gap_att.fits"), orbit=aux(observation, "orbit"))
+    assert len(fits.getdata(gapped.local_path, cv.GTI_EXT)) == n_full + 1
+    # samples at +600 and +630 remain: the 30 s interval between them is the hole
+    assert full.attributes["exposure"] - gapped.attributes["exposure"] == pytest.approx(30.0, abs=0.1)
+    times = fits.getdata(gapped.local_path, cv.EVENTS_EXT)["TIME"]
+    assert not np.any((times > observation["tstart"] + 600.1) & (times < observation["tstart"] + 629.9))
+
+
+def test_an_event_list_without_its_columns_fails_fatally(observation: dict[str, Any], activity: ActivityContext,
+                                                         tmp_path: Path) -> None:
+    table = fits.BinTableHDU.from_columns([fits.Column(name="TIME", format="D", array=np.zeros(3))],
+                                          name=cv.EVENTS_EXT)
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp_path / "bad.fits")
+    with pytest.raises(Fatal, match="lacks column"):
+        calibrate(Product(tmp_path / "bad.fits"), attitude=aux(observation, "attitude"),
+                  orbit=aux(observation, "orbit"))
