@@ -55,10 +55,11 @@ class Backtracker:
         need = ev.need
         spec = ctrl.registry.get(rec.task_name, {}).get(rec.task_version)
         max_detours = spec.backtrack.max_detours if spec else 0
-        asked = sum(1 for d in rec.detours if d.kind == "lookup")
+        asked = sum(1 for d in rec.detours if d.kind == "lookup" and d.param == need.param)
         if asked >= max_detours:
             self.fail(rec, f"input {need.param!r} ({need.product_type}) still "
-                           f"{'insufficient' if need.insufficient else 'missing'} after {asked} detours: "
+                           f"{'insufficient' if need.insufficient else 'missing'} after {asked} detours "
+                           "for it: "
                            f"{need.reason}", hint="raise max_detours or fix the provider")
             return
         if need.param not in rec.arguments and spec is not None and need.param not in spec.parameters:
