@@ -1,0 +1,37 @@
+"""The X-ray transient pipeline as a skyweave workflow: L0 telemetry to L3 products and alerts.
+
+    l0 ─ list_cmos ─┬ decode_cmos ─ calibrate ─┐                (one per CMOS found: fan-out)
+                    │   (missing/insufficient attitude or orbit: backtrack to fetch_*)
+                    └────────────────── merge_events ─ make_image ─ detect_sources
+                                                   ┌───────────────────┘  (one per source found)
+                       light_curve ─ transient_test ─ make_voevent (only if transient; urgent)
+                       spectrum
+
+The raw telemetry is a registered product (``skyweave products add FILE --type ep.l0.telemetry
+--obs-id OBS``); ``archive`` is where the attitude/orbit providers find the complete aux files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyweave import Product, unmapped, workflow
+from xray_ep import alert, l1, l2, l3_image, l3_products
+
+
+@workflow
+def observation(l0: str, obs_id: str, archive: str = "", threshold_sigma: float = 5.0) -> Any:
+    raw = Product("", id=l0)
+    chips = l1.list_cmos(l0=raw)
+    level1 = l1.decode_cmos.map(l0=raw, cmos=chips)
+    level2 = l2.calibrate.map(events=level1, archive=archive)
+    events = l2.merge_events(events=level2)
+    image = l3_image.make_image(events=events)
+    sources = l3_image.detect_sources(image=image, events=events, threshold_sigma=threshold_sigma)
+    curves = l3_products.light_curve.map(events=unmapped(events), source=sources)
+    spectra = l3_products.spectrum.map(events=unmapped(events), source=sources)
+    tests = l3_products.transient_test.map(lc=curves)
+    alerts = alert.make_voevent.map(source=sources, test=tests, obs_id=obs_id,
+                                    when=tests["is_transient"])
+    return {"events": events, "image": image, "sources": sources, "light_curves": curves,
+            "spectra": spectra, "tests": tests, "alerts": alerts}
