@@ -11,14 +11,14 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet -e pipelines/xray_ep
+	$(BIN)/python -m pip install --quiet -e 'pipelines/xray_ep[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/skyweave demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench pipelines
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

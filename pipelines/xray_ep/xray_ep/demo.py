@@ -67,7 +67,7 @@ def run(store: str | None = None, *, as_json: bool = False) -> dict[str, Any]:
                                                                      "archive": str(archive)})))
         for obs_id, sim, handle in handles:
             handle.wait(progress=not as_json and sys.stderr.isatty())
-            summary["observations"].append(_report(client, console, obs_id, sim, handle))
+            summary["observations"].append(_report(console, obs_id, sim, handle))
         summary["store"] = str(client.settings.store_dir)
     console.print(f"[bold]store[/] {summary['store']}   look around: skyweave runs | skyweave status RUN | "
                   "skyweave lineage PRODUCT --direction up | skyweave prov export RUN --format provn")
@@ -76,7 +76,7 @@ def run(store: str | None = None, *, as_json: bool = False) -> dict[str, Any]:
     return summary
 
 
-def _report(client: Client, console: Console, obs_id: str, sim: dict[str, Any], handle: Any) -> dict[str, Any]:
+def _report(console: Console, obs_id: str, sim: dict[str, Any], handle: Any) -> dict[str, Any]:
     truth = json.loads(Path(sim["truth"]).read_text())
     record: dict[str, Any] = {"obs_id": obs_id, "run_id": handle.id, "status": handle.status}
     if handle.status != "succeeded":
@@ -93,8 +93,8 @@ def _report(client: Client, console: Console, obs_id: str, sim: dict[str, Any], 
     table = Table(title=f"{obs_id} ({handle.id})")
     for col in ("CMOS", "sources found/injected", "matched", "spurious", "alerts", "backtracks", "products"):
         table.add_column(col)
-    table.add_row(str(len(truth["cmos"])), f"{record['detected']}/{record['injected']}", str(record["matched"]),
-                  str(record["spurious"]), str(len(record["alerts"])), ",".join(record["detours"]) or "-",
+    table.add_row(str(len(truth["cmos"])), f"{record['detected']}/{record['injected']}",
+                  str(record["matched"]), str(record["spurious"]), str(len(record["alerts"])), ",".join(record["detours"]) or "-",
                   str(record["products"]))
     console.print(table)
     for uri in record["alerts"]:
