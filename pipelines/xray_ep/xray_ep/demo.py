@@ -94,8 +94,8 @@ def _report(console: Console, obs_id: str, sim: dict[str, Any], handle: Any) -> 
     for col in ("CMOS", "sources found/injected", "matched", "spurious", "alerts", "backtracks", "products"):
         table.add_column(col)
     table.add_row(str(len(truth["cmos"])), f"{record['detected']}/{record['injected']}",
-                  str(record["matched"]), str(record["spurious"]), str(len(record["alerts"])), ",".join(record["detours"]) or "-",
-                  str(record["products"]))
+                  str(record["matched"]), str(record["spurious"]), str(len(record["alerts"])),
+                  ",".join(record["detours"]) or "-", str(record["products"]))
     console.print(table)
     for uri in record["alerts"]:
         console.print(f"   VOEvent alert: {uri}")
