@@ -85,9 +85,19 @@ class Client:
         self.store: Store = open_store(self.settings.store)
         self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine))
         self.engine: Engine | None = None
+        self.control_bus: Bus | None = None
         if engine:
-            self.engine = Engine(self.settings, store=self.store, bus=self.bus, listeners=listeners,
-                                 submit=self._submit_for_listener).start()
+            shared = self.settings.bus_url(shared=True)
+            if shared != self.bus.url and not shared.startswith("memory"):
+                # other processes (`skyweave products add`, `cancel`...) reach this engine here
+                self.control_bus = open_bus(shared)
+            try:
+                self.engine = Engine(self.settings, store=self.store, bus=self.bus,
+                                     control_bus=self.control_bus, listeners=listeners,
+                                     submit=self._submit_for_listener).start()
+            except BaseException:
+                self.close()
+                raise
 
     def _submit_for_listener(self, target: str, params: dict[str, Any], priority: int) -> str:
         return self.submit(target, params, priority=priority).id
@@ -97,6 +107,8 @@ class Client:
             self.engine.stop()
             self.engine = None
         self.bus.close()
+        if self.control_bus is not None:
+            self.control_bus.close()
         self.store.close()
 
     def __enter__(self) -> Client:
@@ -294,7 +306,8 @@ class Client:
     def _control(self, run_id: str, action: str) -> None:
         rec = self.store.get_run(run_id)
         if rec.state in RUN_TERMINAL:
-            raise ControlError(f"run {run_id} is already {rec.state}; it cannot be {action}d",
+            done = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}[action]
+            raise ControlError(f"run {run_id} is already {rec.state}; it cannot be {done}",
                                hint="retry one of its failed activities with `skyweave retry ID`")
         self._send(m.RunControlRequested(run_id=run_id, action=action, at=time.time()))
 

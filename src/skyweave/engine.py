@@ -65,6 +65,7 @@ class Engine:
     """Controller + one worker in threads, sharing a store and a bus."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None, bus: Bus | None = None,
+                 control_bus: Bus | None = None,
                  controller: bool = True, worker: bool = True,
                  listeners: list[Listener] | None = None, submit: Submit | None = None) -> None:
         self.settings = settings
@@ -76,7 +77,8 @@ class Engine:
         self.worker: WorkerService | None = None
         if controller:
             self.controller = ControllerService(self.store, self.bus, aging_s=settings.aging_s,
-                                                window=settings.window, batch=settings.batch)
+                                                window=settings.window, batch=settings.batch,
+                                                control_bus=control_bus)
             self.controller.core.record_usages = settings.provenance
         chosen = list(listeners or []) + [load_listener(ref) for ref in settings.listeners]
         self.listeners: ListenerHost | None = None
@@ -88,12 +90,18 @@ class Engine:
                                         heartbeat_s=settings.heartbeat_s)
 
     def start(self) -> Engine:
-        if self.worker is not None:
-            self.worker.start()
-            self._threads.append(_Loop("skyweave-worker", self.worker.step, self._stop))
+        # the controller first: if another one holds the store, nothing else has been started
         if self.controller is not None:
             self.controller.start()
             self._threads.append(_Loop("skyweave-controller", self.controller.step, self._stop))
+        if self.worker is not None:
+            try:
+                self.worker.start()
+            except BaseException:
+                if self.controller is not None:
+                    self.controller.stop()
+                raise
+            self._threads.append(_Loop("skyweave-worker", self.worker.step, self._stop))
         for t in self._threads:
             t.start()
         if self.listeners is not None:
@@ -108,7 +116,8 @@ class Engine:
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=10)
+            if t.ident is not None:  # started
+                t.join(timeout=10)
         if self.listeners is not None:
             self.listeners.stop()  # after the controller: listeners hear its last announcements
         if self.worker is not None:

@@ -94,7 +94,7 @@ def cleanup(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; delete nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply the retention rules ([[retention]] in skyweave.toml): delete old products' files,
+    """Apply the retention rules (\\[\\[retention]] in skyweave.toml): delete old products' files,
     keeping pinned products and what they were made from; rows and provenance are kept."""
     with _open(store) as (opened, rules):
         if not rules:

@@ -188,6 +188,7 @@ def logs(activity_id: str, store: StoreOpt = None) -> None:
             shown = True
         for d in act.detours:
             output.console.print(f"detour {d.kind}: {d.product_type} for {d.param!r} {d.reason}")
+            shown = True
         if not shown:
             output.console.print(f"activity {activity_id} ({act.state}) has no captured output")
 

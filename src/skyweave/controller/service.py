@@ -45,9 +45,13 @@ GROUP = "controller"
 
 class ControllerService:
     def __init__(self, store: Store, bus: Bus, *, aging_s: float = 60.0, window: int = 256,
-                 batch: int = 512, lease_ttl_s: float = 30.0) -> None:
+                 batch: int = 512, lease_ttl_s: float = 30.0, control_bus: Bus | None = None) -> None:
         self.store = store
         self.bus = bus
+        self.control_bus = control_bus
+        """The store's shared bus, when ``bus`` is in-process: requests from other processes
+        (``skyweave products add``, ``cancel``, ``tasks register``...) arrive there."""
+        self._control_checked = 0.0
         self.core = Controller(aging_s=aging_s, default_window=window)
         self.batch = batch
         self.owner = f"controller-{socket.gethostname()}-{os.getpid()}-{new_id('c')[-6:]}"
@@ -111,7 +115,8 @@ class ControllerService:
         delivered = self.bus.read(GROUP, self.batch)
         events: list[Any] = self._pending
         self._pending = []
-        for item in delivered:
+        from_control = self._read_control(now)
+        for item in [*delivered, *from_control]:
             try:
                 body = m.decode_message(item.data).body
             except MessageError as exc:
@@ -122,6 +127,9 @@ class ControllerService:
         while self._timers and self._timers[0][0] <= now:
             _, kind, aid = heapq.heappop(self._timers)
             events.append(TimerFired(kind=kind, activity_id=aid))
+        if from_control:
+            assert self.control_bus is not None
+            self.control_bus.commit(GROUP, from_control[-1].offset)
         if not events and not delivered:
             if self._published:
                 self.store.clear_outbox(self._published)
@@ -133,6 +141,13 @@ class ControllerService:
         if delivered:
             self.bus.commit(GROUP, delivered[-1].offset)
         return len(events)
+
+    def _read_control(self, now: float) -> list[Any]:
+        """Requests from other processes, looked for at most every 50 ms (a cheap SQLite read)."""
+        if self.control_bus is None or now - self._control_checked < 0.05:
+            return []
+        self._control_checked = now
+        return self.control_bus.read(GROUP, self.batch)
 
     def _wait_time(self, wait: float, now: float) -> float:
         if self._timers:
