@@ -134,14 +134,15 @@ class GraphBuilder:
                 iterating.append((pname, arg["iter"], idepth))
                 depth = max(depth, idepth)
         if mapped and not iterating:
-            raise DefinitionError(
-                f"{spec.name}.map(...) needs at least one argument that is the output of another task",
-                hint=f"call {spec.name}(...) without .map for a single activity")
-        for pname, it, idepth in iterating:
-            if it == "each" and idepth != depth:
+            # only gathers: one activity per group, collecting a nested fan-out one level up
+            gathered = [self._depth(a["ref"]) for a in json_args.values()
+                        if isinstance(a, dict) and a.get("iter") == "gather"]
+            depth = max(gathered, default=0) - 1
+            if depth < 1:
                 raise DefinitionError(
-                    f"{spec.name}.map: each({pname}) fans out at depth {idepth} but another argument "
-                    f"fans out at depth {depth}", hint="iterate sources of the same depth together")
+                    f"{spec.name}.map(...) needs at least one argument that is the output of another task",
+                    hint=f"call {spec.name}(...) without .map for a single activity")
+        # an each() over a shallower source takes the item of this activity's group (its key prefix)
         when_json = None
         if when is not None:
             if not isinstance(when, Expr):

@@ -192,6 +192,9 @@ class RunState:
         for name, arg in spec["args"].items():
             if arg.get("iter") == "zip" and self.depth(arg["ref"]) == depth:
                 return name, arg
+        for name, arg in spec["args"].items():
+            if arg.get("iter") == "gather" and self.depth(arg["ref"]) > depth:
+                return name, arg  # a map of gathers: one activity per group of the nested fan-out
         return None
 
     def candidate_keys(self, node: str, prefix: Key = ()) -> list[Key]:
@@ -206,7 +209,12 @@ class RunState:
         src = arg["ref"]
         keys: list[Key] = []
         for k, inst in self.insts[src].items():
-            if inst.state != DONE or k[: len(prefix)] != prefix[: len(k)]:
+            if k[: len(prefix)] != prefix[: len(k)]:
+                continue
+            if arg["iter"] == "gather":
+                keys.append(k[:depth])
+                continue
+            if inst.state != DONE:
                 continue
             if arg["iter"] == "each":
                 try:
@@ -217,7 +225,7 @@ class RunState:
                     keys.extend((*k, i) for i in range(len(items)))
             else:
                 keys.append(k)
-        return [k for k in keys if k[: len(prefix)] == prefix]
+        return list(dict.fromkeys(k for k in keys if k[: len(prefix)] == prefix))
 
 
 def _arg_refs(args: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skyweave import MissingInput, Product, each, loop, result, task, unmapped, workflow
+from skyweave import MissingInput, Product, each, gather, loop, result, task, unmapped, workflow
 
 
 @task(version="1")
@@ -164,3 +164,31 @@ def times(x: int, k: int) -> int:
 def external(raw: str = "", n: int = 3) -> Any:
     count = line_count(f=Product("", id=raw))
     return times.map(x=items(n=n), k=unmapped(count))
+
+
+@task(version="1")
+def detectors(n: int) -> list[str]:
+    return [f"d{i}" for i in range(n)]
+
+
+@task(version="1")
+def frames_of(detector: str) -> list[int]:
+    return list(range(int(detector[1:]) + 1))  # d0 has 1 frame, d1 has 2, ...
+
+
+@task(version="1")
+def reduce_frame(detector: str, frame: int) -> str:
+    return f"{detector}:{frame}"
+
+
+@task(version="1")
+def stack(frames: list[str]) -> str:
+    return "+".join(frames)
+
+
+@workflow
+def per_detector(n: int = 3) -> Any:
+    dets = detectors(n=n)
+    frames = frames_of.map(detector=dets)
+    reduced = reduce_frame.map(detector=dets, frame=each(frames))  # item of the frame's own detector
+    return stack.map(frames=gather(reduced))                       # one stack per detector

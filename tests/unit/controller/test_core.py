@@ -322,3 +322,14 @@ def _aux_record(pid: str, obs_id: str, window: float):  # type: ignore[no-untype
     from skyweave.model.records import ProductRecord
 
     return ProductRecord(id=pid, uri=f"mem://{pid}", type="aux", obs_id=obs_id, attributes={"window": window})
+
+
+def test_nested_fanout_with_a_shallower_each_and_a_map_of_gathers() -> None:
+    w = World()
+    run = w.submit(flows.per_detector, {"n": 3})
+    w.drain()
+    assert w.run_state(run) == "succeeded"
+    reduced = sorted(a.result for a in w.acts("reduce_frame"))
+    assert reduced == ["d0:0", "d1:0", "d1:1", "d2:0", "d2:1", "d2:2"]
+    stacks = sorted((a.key, a.result) for a in w.acts("stack"))
+    assert stacks == [("0", "d0:0"), ("1", "d1:0+d1:1"), ("2", "d2:0+d2:1+d2:2")]
