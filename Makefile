@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet -e 'pipelines/xray_ep[test]'
+	$(BIN)/python -m pip install --quiet -e 'pipelines/radio_nenufar[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

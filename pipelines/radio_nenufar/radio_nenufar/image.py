@@ -1,0 +1,277 @@
+"""Imaging: convolutional gridding, FFT, Högbom CLEAN, restoring, source finding, FITS output.
+
+Gridding
+    Each visibility is spread on a uv grid ``PAD`` (2) times the image size with a Gaussian kernel
+    ``exp(-d^2 / (2 KERNEL_SIGMA^2))`` (d in grid cells, ``KERNEL_SIGMA`` = 1) truncated at
+    ``KERNEL_HALF`` (3) cells, natural weighting (the file's weights).  Only the half plane that is
+    measured is gridded and the image is ``Re(sum ...)``: the same as gridding the Hermitian
+    conjugates too.  u is gridded with a minus sign so that image column x grows toward the West
+    (East to the left, as FITS ``CDELT1 < 0``).  The image is the inverse FFT, cropped to the central
+    ``npix``, divided by the kernel's Fourier transform (the grid correction, analytic for a
+    Gaussian) and normalised by the PSF peak: units Jy/beam.  Visibilities outside the grid
+    (|u| > 1 / (2 cell)) are dropped and counted (``n_dropped``).  No w correction: the simulated
+    pointing stays near the zenith, where w is small.
+
+CLEAN (Högbom 1974)
+    Repeatedly find the absolute peak of the residual and subtract ``gain`` (0.1) times the PSF
+    (computed on an image twice as large, so a shifted PSF covers the whole image) centred there,
+    until ``niter`` or the peak is below ``threshold`` (Jy/beam).  The restoring beam is a Gaussian
+    fitted to the PSF main lobe (second moments of the region above half maximum: a uniform
+    ellipse of semi-axes a, b has variances a^2/4, b^2/4); the restored image is the components
+    convolved with it (by FFT) plus the residual.
+
+Sources
+    Local maxima of the restored image above ``max(5 rms(residual), 2 % of the peak)``; each
+    source's flux is the sum of CLEAN components within one beam FWHM of the maximum and its
+    position their flux-weighted centroid (tested: within 0.2 beam of the truth, relative fluxes
+    within 10 %).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+from scipy import ndimage
+
+from radio_nenufar import conventions as cv
+from radio_nenufar.calibrate import good_mask, read_gains
+from skyweave import Product, context, task
+
+PAD = 2
+KERNEL_SIGMA = 1.0
+KERNEL_HALF = 3
+ARCMIN = np.pi / 180 / 60
+
+
+def grid_vis(u_lam: np.ndarray, v_lam: np.ndarray, vis: np.ndarray, weight: np.ndarray, *, ngrid: int,
+             cell_rad: float) -> tuple[np.ndarray, int]:
+    """Grid weighted visibilities (1-D arrays) on an ``ngrid`` x ``ngrid`` uv grid (vectorised over
+    the visibilities, one pass per kernel offset); returns the grid and the number dropped."""
+    du = 1.0 / (ngrid * cell_rad)
+    gx, gy = -u_lam / du + ngrid // 2, v_lam / du + ngrid // 2
+    inside = ((gx >= KERNEL_HALF) & (gx < ngrid - KERNEL_HALF - 1)
+              & (gy >= KERNEL_HALF) & (gy < ngrid - KERNEL_HALF - 1))
+    gx, gy, wv, w = gx[inside], gy[inside], (weight * vis)[inside], weight[inside]
+    ix, iy = np.rint(gx).astype(np.int64), np.rint(gy).astype(np.int64)
+    fx, fy = gx - ix, gy - iy
+    offs = np.arange(-KERNEL_HALF, KERNEL_HALF + 1)
+    kx = np.exp(-((offs[:, None] - fx[None, :]) ** 2) / (2 * KERNEL_SIGMA**2))  # (nk, nvis)
+    ky = np.exp(-((offs[:, None] - fy[None, :]) ** 2) / (2 * KERNEL_SIGMA**2))
+    re = np.zeros(ngrid * ngrid)
+    im = np.zeros(ngrid * ngrid)
+    wr, wi = wv.real, wv.imag
+    for j, oy in enumerate(offs):
+        row = (iy + oy) * ngrid + ix
+        for i, ox in enumerate(offs):
+            k = kx[i] * ky[j]
+            re += np.bincount(row + ox, k * wr, ngrid * ngrid)
+            im += np.bincount(row + ox, k * wi, ngrid * ngrid)
+    del w
+    return (re + 1j * im).reshape(ngrid, ngrid), int((~inside).sum())
+
+
+def grid_correction(ngrid: int, npix: int) -> np.ndarray:
+    """The kernel's Fourier transform over the central ``npix`` pixels of an ``ngrid`` image (1-D)."""
+    x = (np.arange(npix) - npix // 2) / ngrid
+    return np.exp(-2 * np.pi**2 * KERNEL_SIGMA**2 * x**2)
+
+
+def grid_to_image(grid: np.ndarray, npix: int) -> np.ndarray:
+    """Inverse FFT of a uv grid, central ``npix`` x ``npix`` crop, grid-corrected (not normalised)."""
+    ngrid = grid.shape[0]
+    img = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(grid))).real * ngrid * ngrid
+    lo = ngrid // 2 - npix // 2
+    img = img[lo:lo + npix, lo:lo + npix]
+    c = grid_correction(ngrid, npix)
+    return img / np.outer(c, c)
+
+
+def uv_samples(data: dict[str, Any], gains: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Good samples as flat (u, v) in wavelengths, gain-corrected vis and weights."""
+    good = good_mask(data)
+    vis = data["vis"].astype(np.complex128)
+    if gains is not None:
+        g1, g2 = gains[data["ant1"]], gains[data["ant2"]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vis = vis / (g1 * np.conj(g2))[:, None]
+        good &= np.isfinite(vis)
+    rows, chans = np.nonzero(good)
+    lam = cv.C_M_S / data["freq_hz"][chans]
+    return (data["uvw_m"][rows, 0] / lam, data["uvw_m"][rows, 1] / lam, vis[good],
+            data["weight"][good].astype(float))
+
+
+def dirty_and_psf(u: np.ndarray, v: np.ndarray, vis: np.ndarray, w: np.ndarray, *, npix: int,
+                  cell_rad: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dirty image (npix^2, Jy/beam) and PSF (2 npix square, peak 1 at [npix, npix])."""
+    grid, dropped = grid_vis(u, v, vis, w, ngrid=PAD * npix, cell_rad=cell_rad)
+    pgrid, _ = grid_vis(u, v, np.ones_like(vis), w, ngrid=2 * PAD * npix, cell_rad=cell_rad)
+    psf = grid_to_image(pgrid, 2 * npix)
+    peak = psf[npix, npix]
+    return grid_to_image(grid, npix) / peak, psf / peak, dropped
+
+
+def hogbom(dirty: np.ndarray, psf: np.ndarray, *, gain: float = 0.1, niter: int = 500,
+           threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Högbom CLEAN: (component image, residual)."""
+    npix = dirty.shape[0]
+    resid = dirty.copy()
+    comps = np.zeros_like(dirty)
+    for _ in range(niter):
+        iy, ix = np.unravel_index(np.argmax(np.abs(resid)), resid.shape)
+        peak = resid[iy, ix]
+        if abs(peak) < threshold:
+            break
+        comps[iy, ix] += gain * peak
+        resid -= gain * peak * psf[npix - iy:2 * npix - iy, npix - ix:2 * npix - ix]
+    return comps, resid
+
+
+def fit_beam(psf: np.ndarray) -> tuple[float, float, float]:
+    """Gaussian restoring beam from the PSF main lobe: (fwhm_major, fwhm_minor) in pixels and the
+    position angle (deg, from +y toward -x, i.e. North through East)."""
+    c = psf.shape[0] // 2
+    lab, _ = ndimage.label(psf > 0.5)
+    lobe = lab == lab[c, c]
+    y, x = np.nonzero(lobe)
+    cov = np.cov(np.vstack([x - c, y - c]).astype(float))
+    evals, evecs = np.linalg.eigh(cov)
+    fwhm = 4 * np.sqrt(np.maximum(evals, 1e-6))                 # uniform-ellipse variance a^2/4
+    major = evecs[:, 1]
+    pa = float(np.degrees(np.arctan2(-major[0], major[1])) % 180)
+    return float(fwhm[1]), float(fwhm[0]), pa
+
+
+def gaussian_beam(npix: int, bmaj: float, bmin: float, pa_deg: float) -> np.ndarray:
+    """Unit-peak elliptical Gaussian centred at [npix//2, npix//2] (FWHMs in pixels)."""
+    y, x = np.mgrid[:npix, :npix] - npix // 2
+    t = np.radians(pa_deg)
+    a = -x * np.sin(t) + y * np.cos(t)                         # along the major axis
+    b = x * np.cos(t) + y * np.sin(t)
+    s2 = 8 * np.log(2)
+    return np.exp(-0.5 * s2 * ((a / bmaj) ** 2 + (b / bmin) ** 2))
+
+
+def restore(comps: np.ndarray, resid: np.ndarray, beam: tuple[float, float, float]) -> np.ndarray:
+    """Components convolved with the restoring beam (FFT) plus the residual."""
+    kern = gaussian_beam(comps.shape[0], *beam)
+    conv = np.fft.irfft2(np.fft.rfft2(comps) * np.fft.rfft2(np.fft.ifftshift(kern)), s=comps.shape)
+    return conv + resid
+
+
+def celestial_wcs(npix: int, cell_rad: float, ra0: float, dec0: float) -> WCS:
+    """The image WCS: RA---SIN/DEC--SIN, East left, phase centre at pixel npix//2 (0-based)."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    w.wcs.crval = [ra0, dec0]
+    w.wcs.crpix = [npix // 2 + 1, npix // 2 + 1]
+    w.wcs.cdelt = [-np.degrees(cell_rad), np.degrees(cell_rad)]
+    w.wcs.cunit = ["deg", "deg"]
+    w.wcs.radesys = "ICRS"
+    w.wcs.equinox = 2000.0
+    return w
+
+
+def find_sources(restored: np.ndarray, comps: np.ndarray, resid: np.ndarray, beam: tuple[float, float, float],
+                 wcs: WCS, *, nsigma: float = 5.0, min_frac: float = 0.02) -> list[dict[str, Any]]:
+    """Sources: local maxima above threshold; flux = CLEAN components within one FWHM."""
+    rms = float(np.std(resid))
+    thresh = max(nsigma * rms, min_frac * float(restored.max()))
+    size = max(3, int(beam[0]) | 1)
+    peaks = (restored == ndimage.maximum_filter(restored, size=size)) & (restored > thresh)
+    y, x = np.mgrid[: comps.shape[0], : comps.shape[1]]
+    out = []
+    for py, px in zip(*np.nonzero(peaks), strict=True):
+        near = ((x - px) ** 2 + (y - py) ** 2 <= beam[0] ** 2) & (comps > 0)
+        flux = float(comps[near].sum())
+        if flux <= 0:
+            continue
+        cx, cy = float((x[near] * comps[near]).sum() / flux), float((y[near] * comps[near]).sum() / flux)
+        ra, dec = wcs.wcs_pix2world([[cx, cy]], 0)[0]
+        out.append({"ra_deg": float(ra), "dec_deg": float(dec), "x": cx, "y": cy, "flux_jy": flux,
+                    "peak_jy_beam": float(restored[py, px]), "snr": float(restored[py, px] / rms)})
+    return sorted(out, key=lambda s: -s["flux_jy"])
+
+
+def image_data(data: dict[str, Any], gains: np.ndarray | None, *, npix: int = 256, cell_arcmin: float = 2.0,
+               niter: int = 500, gain: float = 0.1, nsigma_stop: float = 3.0) -> dict[str, Any]:
+    """Image one visibility set: dirty image, PSF, CLEAN, restore, find sources (plain arrays)."""
+    cell = cell_arcmin * ARCMIN
+    u, v, vis, w = uv_samples(data, gains)
+    if vis.size == 0:
+        raise ValueError("no good visibilities to image")
+    dirty, psf, dropped = dirty_and_psf(u, v, vis, w, npix=npix, cell_rad=cell)
+    noise = float(1 / np.sqrt(w.sum()))                        # expected image noise, Jy/beam
+    comps, resid = hogbom(dirty, psf, gain=gain, niter=niter, threshold=nsigma_stop * noise)
+    beam = fit_beam(psf)
+    restored = restore(comps, resid, beam)
+    wcs = celestial_wcs(npix, cell, float(data["ra_deg"]), float(data["dec_deg"]))
+    return {"dirty": dirty, "psf": psf, "comps": comps, "resid": resid, "restored": restored, "beam": beam,
+            "wcs": wcs, "n_vis": int(vis.size), "n_dropped": dropped, "noise": noise,
+            "sources": find_sources(restored, comps, resid, beam, wcs)}
+
+
+def write_image_fits(path: Path, img: np.ndarray, wcs: WCS, *, beam_pix: tuple[float, float, float],
+                     cell_rad: float, header: dict[str, Any], comps: np.ndarray | None = None) -> Path:
+    """Write a restored image with its WCS and beam (and optionally a CLEANCOMP table)."""
+    hdr = wcs.to_header()
+    scale = np.degrees(cell_rad)
+    hdr["BMAJ"], hdr["BMIN"], hdr["BPA"] = beam_pix[0] * scale, beam_pix[1] * scale, beam_pix[2]
+    hdr["BUNIT"] = "JY/BEAM"
+    hdr["TELESCOP"] = header.pop("telescope", cv.TELESCOPE)
+    for key, val in header.items():
+        hdr[key.upper()[:8]] = val
+    hdus: list[Any] = [fits.PrimaryHDU(img.astype(np.float32), header=hdr)]
+    if comps is not None:
+        yy, xx = np.nonzero(comps)
+        ra, dec = wcs.wcs_pix2world(np.c_[xx, yy], 0).T if xx.size else (np.zeros(0), np.zeros(0))
+        l, m = cv.direction_cosines(ra, dec, wcs.wcs.crval[0], wcs.wcs.crval[1])  # noqa: E741
+        hdus.append(fits.BinTableHDU.from_columns([
+            fits.Column("RA", "D", "deg", array=ra), fits.Column("DEC", "D", "deg", array=dec),
+            fits.Column("L", "D", array=l), fits.Column("M", "D", array=m),
+            fits.Column("FLUX", "D", "Jy", array=comps[yy, xx])], name="CLEANCOMP"))
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return path
+
+
+def components_model(comps: np.ndarray, wcs: WCS, freq_hz: float) -> dict[str, Any]:
+    """A sky model (conventions format) of CLEAN components, flat spectrum at ``freq_hz``."""
+    yy, xx = np.nonzero(comps)
+    ra, dec = wcs.wcs_pix2world(np.c_[xx, yy], 0).T if xx.size else (np.zeros(0), np.zeros(0))
+    return {"name": "clean-components", "ref_freq_hz": freq_hz, "sources": [
+        {"name": f"cc{i}", "ra_deg": float(r), "dec_deg": float(d), "flux_jy": float(f),
+         "spectral_index": 0.0}
+        for i, (r, d, f) in enumerate(zip(ra, dec, comps[yy, xx], strict=True))]}
+
+
+@task(version="1.0")
+def make_image(vis: Product, gains: Product | None = None, npix: int = 256, cell_arcmin: float = 2.0,
+               niter: int = 500) -> dict[str, Any]:
+    """Image one sub-band (gain-corrected when a gain table is given): FITS + sources found."""
+    data = cv.read_vis(vis.local_path)
+    g = read_gains(gains.local_path) if gains is not None else None
+    res = image_data(data, g, npix=npix, cell_arcmin=cell_arcmin, niter=niter)
+    sub = int(data["subband"][0])
+    obs_id = str(data["obs_id"])
+    freq = float(np.mean(data["freq_hz"]))
+    path = write_image_fits(context().output(f"{obs_id}_sb{sub:03d}_image.fits"), res["restored"], res["wcs"],
+                            beam_pix=res["beam"], cell_rad=cell_arcmin * ARCMIN, header={
+                                "obs_id": obs_id, "subband": sub, "freq": freq,
+                                "telescope": str(data["telescope"]), "noise": res["noise"]},
+                            comps=res["comps"])
+    return {"subband": sub, "freq_hz": freq, "noise": res["noise"], "n_vis": res["n_vis"],
+            "n_dropped": res["n_dropped"], "sources": res["sources"],
+            "image": Product(path, type=cv.IMAGE_SUBBAND, obs_id=obs_id, detector=f"sb{sub:03d}",
+                             attributes={"subband": sub, "freq_hz": freq, "noise": res["noise"]})}
+
+
+def write_model(path: Path, model: dict[str, Any]) -> Path:
+    """Write a sky model as JSON."""
+    path.write_text(json.dumps(model))
+    return path

@@ -1,0 +1,40 @@
+"""The radio pipeline as a skyweave workflow.
+
+    vis ─ list_subbands ─┬ extract_subband ─ calibrate ─ loop(selfcal_step) ─┐   (one per sub-band)
+                         │                     ▲ calibrator model (product)    │
+                         └──────────────────────────── merge_images ◄──────────┘ ─ report
+
+* fan-out: ``extract_subband.map`` over the sub-bands found by ``list_subbands``;
+* each sub-band is calibrated against the calibrator model product (flagged sub-bands are
+  reported, not imaged), then self-calibrated in a bounded loop
+  (``until=result["delta"] < tol``, at most ``max_selfcal`` rounds);
+* gather: ``merge_images`` and ``report`` take every sub-band's result.
+
+The calibrator model is a registered product (``radio.cal.skymodel``) and is an input of
+``calibrate`` only, so a new model re-runs calibration, self-calibration, merge and report while
+``list_subbands`` and ``extract_subband`` are reused (smart recomputation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import skyweave
+from radio_nenufar import calibrate, merge, partition, selfcal
+from skyweave import Product, workflow
+
+
+@workflow
+def observation(vis_id: str, model_id: str, *, npix: int = 256, cell_arcmin: float = 2.0, niter: int = 500,
+                tol: float = 0.02, max_selfcal: int = 4, max_resid: float = 0.5) -> Any:
+    vis = Product("", id=vis_id)
+    model = Product("", id=model_id)
+    subbands = partition.list_subbands(vis=vis)
+    parts = partition.extract_subband.map(vis=vis, subband=subbands)
+    cals = calibrate.calibrate.map(vis=parts, model=model, max_resid=max_resid)
+    loops = skyweave.loop(selfcal.selfcal_step, until=skyweave.result["delta"] < tol,
+                          max_iterations=max_selfcal, mapped=True, vis=parts, cal=cals, npix=npix,
+                          cell_arcmin=cell_arcmin, niter=niter)
+    merged = merge.merge_images(results=loops)
+    return {"calibrations": cals, "selfcal": loops, "merged": merged,
+            "report": merge.report(calibrations=cals, selfcal=loops, merged=merged)}

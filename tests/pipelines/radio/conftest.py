@@ -1,0 +1,36 @@
+"""Fixtures for the radio pipeline tests: a simulated observation and an activity context for
+calling task functions directly (outside a workflow, ``skyweave.context()`` needs one)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skyweave import ActivityContext
+from skyweave.model.context import reset_context, set_context
+from skyweave.model.specs import TaskSpec
+
+pytest.importorskip("radio_nenufar", reason="install the pipeline: pip install -e pipelines/radio_nenufar")
+
+from radio_nenufar.simulate import simulate_observation
+
+
+@pytest.fixture
+def activity(tmp_path: Path) -> Iterator[ActivityContext]:
+    """An activity context whose outputs go to ``tmp_path / "work"``."""
+    ctx = ActivityContext(activity_id="act-test", run_id="run-test", attempt=1,
+                          task=TaskSpec(name="direct-call", version="test"), workdir=tmp_path / "work",
+                          log=logging.getLogger("skyweave.activity.radio-test"))
+    token = set_context(ctx)
+    yield ctx
+    reset_context(token)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One observation: all 102 mini-arrays, 4 sub-bands (30-75 MHz), 5 sources, seed 1."""
+    return simulate_observation(tmp_path_factory.mktemp("sim"), "nenu0001", 1)
