@@ -5,7 +5,7 @@ Nothing here computes anything: these are the names, units and layouts every tea
 Product types
     ``ep.l0.telemetry`` (raw packets), ``ep.aux.attitude``, ``ep.aux.orbit``, ``ep.l1.events``
     (per CMOS), ``ep.l2.events`` (per CMOS or merged per observation), ``ep.l3.image``,
-    ``ep.l3.lc``, ``ep.l3.spectrum``, ``ep.alert.voevent``.
+    ``ep.l3.expmap``, ``ep.l3.lc``, ``ep.l3.spectrum``, ``ep.alert.voevent``.
 
 Event lists (OGIP/HEASARC, as in Chandra/XMM/Swift files)
     FITS binary table extension ``EVENTS`` (HDUCLASS='OGIP', HDUCLAS1='EVENTS') plus a ``GTI``
@@ -15,6 +15,18 @@ Event lists (OGIP/HEASARC, as in Chandra/XMM/Swift files)
     ENERGY (keV), plus RAWX, RAWY, DETX, DETY, PHA kept for traceability.  Headers: OBS_ID, CMOS_ID
     (per-CMOS files), TSTART, TSTOP, TELESCOP, INSTRUME, EXPOSURE, MJDREFI/MJDREFF, TIMESYS,
     TIMEUNIT, RA_NOM/DEC_NOM/PA_NOM; L1 also NBADPKT (telemetry packets rejected by the CRC check).
+
+Point-spread function (CALDB stand-in, written by L2 into the EVENTS header)
+    A circular core + halo Gaussian: ``PSFMODEL = 'GAUSS2'``, ``PSFSIG1`` (core sigma, arcsec),
+    ``PSFSIG2`` (halo sigma, arcsec), ``PSFFRAC2`` (fraction of the photons in the halo).  L3
+    stages use it when present (aperture size, aperture correction, wings of bright sources) and
+    treat the PSF as unknown (point-like at the cell size) otherwise, e.g. for Chandra files.
+
+Aspect histogram and exposure map
+    L2 event lists carry an ``ASPHIST`` extension: the attitude on a regular grid of good time,
+    columns TIME (s, bin start), DURATION (s of good time in the bin), RA, DEC, ROLL (deg), so an
+    exposure map can be made without the attitude file.  ``ep.l3.expmap`` images are seconds of
+    good time per sky pixel on the grid of the counts image (same WCS and physical keywords).
 
 Times
     Mission elapsed time (MET) in seconds of TT since ``MJDREFI + MJDREFF`` (2024-01-01T00:00 TT).
@@ -67,6 +79,7 @@ AUX_ORBIT: Final = "ep.aux.orbit"
 L1_EVENTS: Final = "ep.l1.events"
 L2_EVENTS: Final = "ep.l2.events"
 L3_IMAGE: Final = "ep.l3.image"
+L3_EXPMAP: Final = "ep.l3.expmap"
 L3_LC: Final = "ep.l3.lc"
 L3_SPECTRUM: Final = "ep.l3.spectrum"
 ALERT_VOEVENT: Final = "ep.alert.voevent"
@@ -107,6 +120,24 @@ def chip_origin(index: int) -> tuple[float, float]:
     pitch = CHIP_SIZE + CHIP_GAP
     half = (MOSAIC * pitch - CHIP_GAP) / 2.0
     return col * pitch - half, row * pitch - half
+
+
+# -- point-spread function (the CALDB stand-in) ------------------------------------------------------
+PSF_CORE_SIGMA_ARCSEC: Final = 15.0
+PSF_HALO_SIGMA_ARCSEC: Final = 60.0
+PSF_HALO_FRACTION: Final = 0.1
+KW_PSFMODEL: Final = "PSFMODEL"
+ASPHIST_EXT: Final = "ASPHIST"
+ASPHIST_BIN_S: Final = 10.0
+"""Length of the aspect histogram's time bins (s): the attitude drifts by < 1" in that time."""
+
+
+def psf_keywords() -> dict[str, tuple[object, str]]:
+    """The EVENTS header keywords describing the PSF (see the module docstring)."""
+    return {KW_PSFMODEL: ("GAUSS2", "PSF: core + halo circular Gaussians"),
+            "PSFSIG1": (PSF_CORE_SIGMA_ARCSEC, "[arcsec] PSF core sigma"),
+            "PSFSIG2": (PSF_HALO_SIGMA_ARCSEC, "[arcsec] PSF halo sigma"),
+            "PSFFRAC2": (PSF_HALO_FRACTION, "fraction of PSF photons in the halo")}
 
 
 # -- energy scale ----------------------------------------------------------------------------------

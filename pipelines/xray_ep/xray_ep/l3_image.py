@@ -23,7 +23,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
-from scipy import special
+from scipy import ndimage, special
+from scipy.spatial import cKDTree
 
 from skyweave import Fatal, Product, context, task
 
@@ -297,8 +298,15 @@ def box_sum(a: np.ndarray, h: int) -> np.ndarray:
 
 def local_maxima(a: np.ndarray) -> np.ndarray:
     """Pixels not exceeded by any of their 8 neighbours."""
-    padded = np.pad(a, 1, constant_values=-np.inf)
-    return a >= np.lib.stride_tricks.sliding_window_view(padded, (3, 3)).max(axis=(-1, -2))
+    return np.asarray(a >= ndimage.maximum_filter(a, size=3, mode="constant", cval=-np.inf))
+
+
+def _excess_significance(n: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``poisson_significance(n, mu)`` where ``n > mu``, 0 elsewhere (where it is ~0 anyway)."""
+    out = np.zeros(n.shape)
+    up = n > mu
+    out[up] = sigma_from_logp(poisson_logsf(n[up], mu[up]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -313,7 +321,8 @@ class CellMaps:
     """Number of independent cells searched (for the trials correction)."""
 
 
-def cell_maps(counts: np.ndarray, bkg_half: int = 32, iterations: int = 3) -> CellMaps:
+def cell_maps(counts: np.ndarray, bkg_half: int = 32, iterations: int = 3,
+              exposure: np.ndarray | None = None) -> CellMaps:
     """Multi-scale sliding-cell significance maps with an iteratively source-masked background.
 
     The background of a pixel is the mean count of the unmasked *footprint* pixels (pixels within
@@ -321,20 +330,40 @@ def cell_maps(counts: np.ndarray, bkg_half: int = 32, iterations: int = 3) -> Ce
     smallest cells more than 3 sigma above it are masked (compact sources; extended emission stays
     part of the background of point sources) and the background recomputed (``iterations`` times).  Each
     cell's counts are compared with the background expected in it by the exact Poisson tail.
+
+    With an ``exposure`` map (seconds per pixel, same shape) the exposed area is where it is
+    positive and the background is a *rate*: the local mean of counts per exposure-second over the
+    unmasked exposed pixels, times each pixel's exposure.  Chip gaps, chip edges swept by the
+    attitude drift and Earth-occultation holes then lower the expected background exactly where
+    they lower the counts, instead of being averaged into it (which is what makes false sources
+    along edges when the footprint is guessed from the events).
     """
-    footprint = box_sum(counts > 0, 4) > 0
+    if exposure is not None and exposure.shape != counts.shape:
+        raise Fatal(f"exposure map shape {exposure.shape} differs from the counts image {counts.shape}")
+    if exposure is None:
+        footprint = box_sum(counts > 0, 4) > 0
+        weight = footprint.astype(float)
+    else:
+        weight = np.where(exposure > 0, exposure / max(float(exposure.max()), 1e-12), 0.0)
+        footprint = weight > 0
     n_foot = max(int(footprint.sum()), 1)
-    global_mean = float(counts[footprint].sum()) / n_foot
+    global_mean = float(counts[footprint].sum()) / max(float(weight.sum()), 1e-12)
     mask = np.zeros(counts.shape, dtype=bool)
     cells = [box_sum(counts, h) for h in SCALES]
-    for _ in range(iterations):
+    for it in range(iterations):
         valid = footprint & ~mask
-        nvalid = box_sum(valid, bkg_half)
-        bkg = np.where(nvalid > 0.1 * (2 * bkg_half + 1) ** 2,
-                       box_sum(counts * valid, bkg_half) / np.maximum(nvalid, 1.0), global_mean)
-        bkg = np.maximum(bkg, 0.05 * global_mean + 1e-9)
-        sig = np.stack([sigma_from_logp(poisson_logsf(c, bkg * (2 * h + 1) ** 2))
-                        for h, c in zip(SCALES, cells, strict=True)])
+        wvalid = box_sum(weight * valid, bkg_half)
+        density = np.where(wvalid > 0.1 * (2 * bkg_half + 1) ** 2,
+                           box_sum(counts * valid, bkg_half) / np.maximum(wvalid, 1e-12), global_mean)
+        if exposure is None:
+            bkg = np.maximum(density, 0.05 * global_mean + 1e-9)
+        else:  # the floor (as without a map) keeps a stray event off the chips from being a source
+            bkg = np.maximum(density * weight, 0.05 * global_mean) + 1e-9
+        last = it == iterations - 1  # only the two smallest cells make the mask before the end
+        sig = np.stack([_excess_significance(c, box_sum(bkg, h) if exposure is not None
+                                             else bkg * (2 * h + 1) ** 2) if last or k < 2
+                        else np.zeros(counts.shape)
+                        for k, (h, c) in enumerate(zip(SCALES, cells, strict=True))])
         mask = np.zeros(counts.shape, dtype=bool)
         for h, s in zip(SCALES[:2], sig, strict=False):  # compact sources only: diffuse light is background
             mask |= box_sum(s > 3.0, 2 * h + 2) > 0
@@ -367,9 +396,60 @@ def _image_binning(image: Path) -> tuple[float, float, float]:
                     hint="detect_sources needs an image made by make_image") from exc
 
 
-@task(version="1.0")
+@dataclass(frozen=True)
+class Psf:
+    """A circular core + halo Gaussian PSF in sky pixels (``PSFMODEL = 'GAUSS2'`` keywords)."""
+
+    core: float
+    halo: float
+    halo_fraction: float
+
+    @classmethod
+    def from_header(cls, header: fits.Header, pixel_arcsec: float) -> Psf | None:
+        """The PSF described by the event list's header, or ``None`` (unknown: e.g. Chandra files)."""
+        if str(header.get("PSFMODEL", "")).strip().upper() != "GAUSS2":
+            return None
+        try:
+            return cls(float(header["PSFSIG1"]) / pixel_arcsec, float(header["PSFSIG2"]) / pixel_arcsec,
+                       float(header.get("PSFFRAC2", 0.0)))
+        except KeyError as exc:
+            raise Fatal(f"PSFMODEL = 'GAUSS2' without keyword {exc.args[0]}",
+                        hint="GAUSS2 needs PSFSIG1, PSFSIG2 (arcsec) and PSFFRAC2") from exc
+
+    def encircled(self, r: float | np.ndarray) -> np.ndarray:
+        """Fraction of a source's photons within ``r`` sky pixels of it."""
+        r2 = np.asarray(r, dtype=float) ** 2
+        f = self.halo_fraction
+        return (1 - f) * -np.expm1(-r2 / (2 * self.core**2)) + f * -np.expm1(-r2 / (2 * self.halo**2))
+
+    def radius(self, fraction: float) -> float:
+        """Radius (sky pixels) enclosing ``fraction`` of the photons (bisection)."""
+        lo, hi = 0.0, 10.0 * max(self.core, self.halo)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if self.encircled(mid) < fraction else (lo, mid)
+        return 0.5 * (lo + hi)
+
+    def mass_in_circle(self, dx: float, dy: float, r: float, n: int = 24) -> float:
+        """Fraction of a source's photons within the circle of radius ``r`` centred ``(dx, dy)``
+        away from it (midpoint rule on an ``n x n`` grid)."""
+        g = (np.arange(n) + 0.5) / n * 2 * r - r
+        gx, gy = np.meshgrid(g, g)
+        inside = gx**2 + gy**2 <= r * r
+        d2 = (gx + dx) ** 2 + (gy + dy) ** 2
+        f = self.halo_fraction
+        density = ((1 - f) * np.exp(-d2 / (2 * self.core**2)) / (2 * np.pi * self.core**2)
+                   + f * np.exp(-d2 / (2 * self.halo**2)) / (2 * np.pi * self.halo**2))
+        return float(np.sum(density * inside)) * (2 * r / n) ** 2
+
+
+PSF_APERTURE_FRACTION = 0.8
+"""With a known PSF, source apertures enclose this fraction of its photons (then corrected)."""
+
+
+@task(version="1.1")
 def detect_sources(image: Product, events: Product, threshold_sigma: float = 5.0,
-                   max_sources: int = 50) -> list[dict[str, Any]]:
+                   max_sources: int = 50, expmap: Product | None = None) -> list[dict[str, Any]]:
     """Find the point sources of an observation (how many is only known now: the fan-out).
 
     Algorithm (a multi-scale sliding-cell detector, like CIAO ``celldetect``):
@@ -391,20 +471,43 @@ def detect_sources(image: Product, events: Product, threshold_sigma: float = 5.0
     ``rate`` (net counts per live second), ``significance`` (pre-trials, sigma),
     ``significance_post_trials``, ``aperture_pix``, ``obs_id`` and ``exclude`` (the other
     sources' ``[x, y, radius]``, to keep them out of background regions).
+
+    Two optional inputs make it right on a wide-field mosaic:
+
+    * ``expmap`` (an exposure map on the image grid, e.g. ``l2.exposure_map``): the background is
+      a rate times the exposure of each pixel (see ``cell_maps``), ``rate`` uses the exposure at the
+      source (``exposure`` in the dict), and only exposed pixels count as trials;
+    * a PSF in the event list's header (``PSFMODEL = 'GAUSS2'``, see ``Psf``): apertures enclose
+      ``PSF_APERTURE_FRACTION`` of the PSF whatever the cell that found the source, ``net_counts``
+      and ``rate`` are corrected to the whole PSF (``eef`` in the dict), and the expected counts
+      of a candidate include the PSF wings of the brighter sources already accepted (``wings``),
+      so a bright source's halo is not taken for more sources.
+
+    Without them (e.g. a Chandra file) the aperture follows the cell and no correction is made.
     """
     ev = read_events(events.local_path)
     x0, y0, b = _image_binning(image.local_path)
     counts = np.asarray(fits.getdata(image.local_path), dtype=float)
-    maps = cell_maps(counts)
+    exposure = None
+    if expmap is not None:
+        exposure = np.asarray(fits.getdata(expmap.local_path), dtype=float)
+        if _image_binning(expmap.local_path) != (x0, y0, b):
+            raise Fatal(f"{expmap.local_path.name} is not on the grid of {image.local_path.name}",
+                        hint="make the exposure map from the same image")
+    maps = cell_maps(counts, exposure=exposure)
+    psf = Psf.from_header(ev.header, ev.pixel_scale_arcsec())
+    tree = cKDTree(np.column_stack([ev.x, ev.y])) if ev.x.size else None
     sources: list[dict[str, Any]] = []
     for h, sig in zip(SCALES, maps.significance, strict=True):  # smallest cells first
         iy, ix = np.nonzero(local_maxima(sig) & (sig >= max(threshold_sigma - 2.0, 2.0)))
         for k in np.argsort(-sig[iy, ix], kind="stable")[: 20 * max_sources]:
             if len(sources) >= max_sources:
                 break
-            source = _measure(ev, maps, (x0, y0, b), (int(ix[k]), int(iy[k])), h, accepted=sources)
+            source = _measure(ev, maps, (x0, y0, b), (int(ix[k]), int(iy[k])), h, accepted=sources,
+                              psf=psf, exposure=exposure, tree=tree)
             if source is not None and source["significance_post_trials"] >= threshold_sigma:
                 sources.append(source)
+    sources.sort(key=lambda s: -s["net_counts"])
     for i, s in enumerate(sources, start=1):
         s["id"] = i
         s["name"] = _iau_name(s["ra"], s["dec"])
@@ -413,32 +516,53 @@ def detect_sources(image: Product, events: Product, threshold_sigma: float = 5.0
 
 
 def _measure(ev: EventList, maps: CellMaps, grid: tuple[float, float, float], pixel: tuple[int, int],
-             h: int, *, accepted: list[dict[str, Any]]) -> dict[str, Any] | None:
+             h: int, *, accepted: list[dict[str, Any]], psf: Psf | None = None,
+             exposure: np.ndarray | None = None, tree: cKDTree | None = None) -> dict[str, Any] | None:
     """Centroid, aperture photometry and significance of the candidate cell at image ``pixel``.
 
-    ``None`` if it falls within (or its cell overlaps) the aperture of an ``accepted`` source.
+    ``None`` if it falls within (or its cell overlaps) the aperture of an ``accepted`` source, or
+    lies on an unexposed pixel of the ``exposure`` map.
     """
     x0, y0, b = grid
     i, j = pixel
-    cx, cy = _centroid(ev.x, ev.y, (x0 + (i + 0.5) * b, y0 + (j + 0.5) * b), max((h + 0.5) * b, 1.5))
-    r_ap = max(2.0 * (2 * h + 1) * b / np.sqrt(np.pi), 2.0)
+    cell_r = max(2.0 * (2 * h + 1) * b / np.sqrt(np.pi), 2.0)
+    r_ap = cell_r if psf is None else max(psf.radius(PSF_APERTURE_FRACTION), 2.0)
+    start = (x0 + (i + 0.5) * b, y0 + (j + 0.5) * b)
+    r_c = max((h + 0.5) * b, 1.5) if psf is None else min(r_ap, cell_r)
+    ex, ey = ev.x, ev.y
+    if tree is not None:  # only events the centroid (6 steps of at most r_c) or the aperture can reach
+        near = np.asarray(tree.query_ball_point(start, 7 * r_c + r_ap), dtype=np.int64)
+        ex, ey = ev.x[near], ev.y[near]
+    cx, cy = _centroid(ex, ey, start, r_c)
     for s in accepted:
         if (s["x"] - cx) ** 2 + (s["y"] - cy) ** 2 < (s["aperture_pix"] + h * b) ** 2:
             return None
-    inside = (ev.x - cx) ** 2 + (ev.y - cy) ** 2 <= r_ap * r_ap
-    n = int(inside.sum())
     ny, nx = maps.background.shape
     jj, ii = int(np.clip((cy - y0) // b, 0, ny - 1)), int(np.clip((cx - x0) // b, 0, nx - 1))
+    t_exp = ev.exposure if exposure is None else float(exposure[jj, ii]) * ev.deadtime_factor
+    if t_exp <= 0:
+        return None
+    inside = (ex - cx) ** 2 + (ey - cy) ** 2 <= r_ap * r_ap
+    n = int(inside.sum())
     mu = float(maps.background[jj, ii]) / (b * b) * np.pi * r_ap * r_ap
-    exposure = max(ev.exposure, 1e-9)
+    wings = 0.0
+    eef = 1.0
+    if psf is not None:
+        eef = float(psf.encircled(r_ap))
+        wings = sum(max(s["net_counts"], 0.0) * psf.mass_in_circle(cx - s["x"], cy - s["y"], r_ap)
+                    for s in accepted)
+    expected = mu + wings
     ra, dec = ev.sky(cx, cy)
-    spread = float(np.sqrt(np.var(ev.x[inside]) + np.var(ev.y[inside]))) if n > 1 else r_ap
+    spread = float(np.sqrt(np.var(ex[inside]) + np.var(ey[inside]))) if n > 1 else r_ap
+    net = (n - expected) / eef
     return {
         "id": 0, "obs_id": ev.obs_id, "x": cx, "y": cy, "ra": float(ra[0]), "dec": float(dec[0]),
         "pos_err_arcsec": spread / np.sqrt(max(n, 1)) * ev.pixel_scale_arcsec(),
-        "counts": n, "background": mu, "net_counts": n - mu, "rate": (n - mu) / exposure,
-        "significance": float(poisson_significance(n, mu)),
-        "significance_post_trials": float(poisson_significance(n, mu, maps.trials)),
+        "counts": n, "background": mu, "wings": wings, "eef": eef, "net_counts": net,
+        "exposure": t_exp, "rate": net / max(t_exp, 1e-9),
+        "rate_err": float(np.sqrt(n + expected)) / eef / max(t_exp, 1e-9),
+        "significance": float(poisson_significance(n, expected)),
+        "significance_post_trials": float(poisson_significance(n, expected, maps.trials)),
         "aperture_pix": float(r_ap), "cell_pix": (2 * h + 1) * b,
     }
 

@@ -40,9 +40,15 @@ Events = dict[str, NDArray[Any]]
 Aux = dict[str, FloatArray]
 
 MU_EARTH_KM3_S2 = 398600.4418
-PSF_CORE_SIGMA_ARCSEC = 15.0
-PSF_HALO_SIGMA_ARCSEC = 60.0
-PSF_HALO_FRACTION = 0.1
+PSF_CORE_SIGMA_ARCSEC = cv.PSF_CORE_SIGMA_ARCSEC
+PSF_HALO_SIGMA_ARCSEC = cv.PSF_HALO_SIGMA_ARCSEC
+PSF_HALO_FRACTION = cv.PSF_HALO_FRACTION
+FLARE_PEAK_RATE = 5.0
+"""Peak count rate (cts/s, 0.5-4 keV) of the injected transient.  With a WXT-like effective area of
+~3 cm^2 and a mean photon energy of ~1.6 keV this is a flux of ~4e-9 erg/cm2/s: an ordinary Einstein
+Probe WXT fast X-ray transient (they are seen from ~1e-10 to 1e-8 erg/cm2/s)."""
+FLARE_RISE_S = 10.0
+FLARE_DECAY_S = 60.0
 ARCHIVE_MARGIN_S = 400.0
 """The archive's aux files cover the observation +/- this many seconds."""
 LOCAL_MARGIN_S = 10.0
@@ -236,8 +242,31 @@ def _pointing(att: Aux, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArr
             np.interp(t, att["TIME"], roll) % 360.0)
 
 
-def _sky_model(rng: np.random.Generator, chips: IntArray, att: Aux, *, tstart: float, duration: float,
-               transient: bool) -> list[dict[str, Any]]:
+def _visible_peak_time(rng: np.random.Generator, att: Aux, orb: Aux, tstart: float, duration: float) -> float:
+    """A flare peak time in the middle of the observation (30-60 %) at which the whole flare (rise
+    to 3 decay times) is above the Earth limb; with no such time, the start of the longest visible
+    stretch.  (A flare injected while the Earth blocks the view would be no test of the pipeline.)"""
+    grid = tstart + np.arange(0.0, duration, 1.0)
+    p_ra, p_dec, _ = _pointing(att, grid)
+    pos = np.stack([np.interp(grid, orb["TIME"], orb[k]) for k in ("X", "Y", "Z")], axis=-1)
+    visible = _elevation(p_ra, p_dec, pos) > cv.ELV_MIN_DEG
+    lo, hi = int(2 * FLARE_RISE_S), int(3 * FLARE_DECAY_S)
+    ok = np.array([visible[max(i - lo, 0): i + hi].all() for i in range(visible.size - hi)]
+                  + [False] * min(hi, visible.size), dtype=bool)
+    middle = np.flatnonzero(ok & (grid >= tstart + 0.3 * duration) & (grid <= tstart + 0.6 * duration))
+    candidates = middle if middle.size else np.flatnonzero(ok)
+    if candidates.size:
+        return float(grid[int(rng.choice(candidates))])
+    edges = np.diff(np.r_[0, visible.astype(np.int8), 0])
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if not starts.size:
+        return float(tstart + 0.5 * duration)
+    k = int(np.argmax(stops - starts))
+    return float(grid[min(starts[k] + lo, visible.size - 1)])
+
+
+def _sky_model(rng: np.random.Generator, chips: IntArray, att: Aux, orb: Aux, *, tstart: float,
+               duration: float, transient: bool) -> list[dict[str, Any]]:
     """1-3 sources per present chip (the first chip's first one bright), placed away from the chip
     edges at the mid-observation pointing; ~30 % sinusoidally variable; optionally a flaring one."""
     sources: list[dict[str, Any]] = []
@@ -254,8 +283,8 @@ def _sky_model(rng: np.random.Generator, chips: IntArray, att: Aux, *, tstart: f
             sources.append({"rate": rate, "variability": var, "flare": None})
     if transient:
         placements.append((int(rng.choice(chips)), *rng.uniform(60, cv.CHIP_SIZE - 60, 2)))
-        flare = {"t_peak": float(tstart + rng.uniform(0.3, 0.6) * duration), "peak_rate": 5.0,
-                 "rise": 10.0, "decay": 60.0}
+        flare = {"t_peak": _visible_peak_time(rng, att, orb, tstart, duration), "peak_rate": FLARE_PEAK_RATE,
+                 "rise": FLARE_RISE_S, "decay": FLARE_DECAY_S}
         sources.append({"rate": 0.0, "variability": None, "flare": flare})
     p_ra, p_dec, p_roll = _pointing(att, np.array([tstart + 0.5 * duration]))
     for i, (src, (c, rx, ry)) in enumerate(zip(sources, placements, strict=True)):
@@ -345,7 +374,8 @@ def simulate_observation(
 
     ``n_cmos`` chips (default: 3 to 6, drawn) of the 4x4 mosaic deliver data; each carries one to
     three point sources, the first chip a bright one (3 cts/s); ``transient`` adds a source that
-    flares (peak 5 cts/s) somewhere in the middle of the observation.  ``bkg_rate`` is the
+    flares (peak ``FLARE_PEAK_RATE`` = 5 cts/s, ~4e-9 erg/cm2/s) in the middle of the observation while
+    the target is above the Earth limb.  ``bkg_rate`` is the
     particle background per chip (cts/s).  Returns the paths written (``l0``, ``attitude``,
     ``orbit``, ``archive_attitude``, ``archive_orbit``, ``truth``, ``events``; absent aux files
     are ``None``) and a summary (``obs_id``, ``cmos``, ``tstart``, ``tstop``, ``n_events``,
@@ -370,7 +400,7 @@ def simulate_observation(
 
     att, orb = _attitude_and_orbit(rng, tstart, tstop)
     ra0, dec0, roll0 = (float(v) for v in att.pop("nominal"))
-    sources = _sky_model(rng, chips, att, tstart=tstart, duration=duration, transient=transient)
+    sources = _sky_model(rng, chips, att, orb, tstart=tstart, duration=duration, transient=transient)
     sky = _sky_events(rng, sources, att, orb, present=present, tstart=tstart, tstop=tstop)
     bkg = _background(rng, chips, duration, bkg_rate)
     ev = _detector_response(rng, {k: np.concatenate([sky[k], bkg[k]]) for k in sky}, duration)

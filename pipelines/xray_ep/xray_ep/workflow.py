@@ -2,8 +2,8 @@
 
     l0 ─ list_cmos ─┬ decode_cmos ─ calibrate ─┐                (one per CMOS found: fan-out)
                     │   (missing/insufficient attitude or orbit: backtrack to fetch_*)
-                    └────────────────── merge_events ─ make_image ─ detect_sources
-                                                   ┌───────────────────┘  (one per source found)
+                    └────────────────── merge_events ─ make_image ─ exposure_map ─ detect_sources
+                                                   ┌─────────────────────────────────┘  (one per source)
                        light_curve ─ transient_test ─ make_voevent (only if transient; urgent)
                        spectrum
 
@@ -27,11 +27,13 @@ def observation(l0: str, obs_id: str, archive: str = "", threshold_sigma: float 
     level2 = l2.calibrate.map(events=level1, archive=archive)
     events = l2.merge_events(events=level2)
     image = l3_image.make_image(events=events)
-    sources = l3_image.detect_sources(image=image, events=events, threshold_sigma=threshold_sigma)
+    expmap = l2.exposure_map(events=events, image=image)
+    sources = l3_image.detect_sources(image=image, events=events, threshold_sigma=threshold_sigma,
+                                      expmap=expmap)
     curves = l3_products.light_curve.map(events=unmapped(events), source=sources)
     spectra = l3_products.spectrum.map(events=unmapped(events), source=sources)
     tests = l3_products.transient_test.map(lc=curves)
     alerts = alert.make_voevent.map(source=sources, test=tests, obs_id=obs_id,
                                     when=tests["is_transient"])
-    return {"events": events, "image": image, "sources": sources, "light_curves": curves,
+    return {"events": events, "image": image, "expmap": expmap, "sources": sources, "light_curves": curves,
             "spectra": spectra, "tests": tests, "alerts": alerts}
