@@ -131,9 +131,11 @@ def each(ref: Ref) -> Ref:
     return Ref(ref.node, ref.path, "each")
 
 
-def unmapped(ref: Ref) -> Ref:
-    """Pass the same value to every activity of a ``task.map(...)`` instead of iterating over it."""
-    _check_ref(ref, "unmapped")
+def unmapped(ref: Any) -> Any:
+    """Pass the same value to every activity of a ``task.map(...)`` instead of iterating over it.
+    (Literals and registered products are passed unchanged: they are never iterated.)"""
+    if not isinstance(ref, Ref):
+        return ref
     return Ref(ref.node, ref.path, "bcast")
 
 

@@ -155,13 +155,15 @@ def loop(
     initial: Any = None,
     on_exhausted: str = "accept",
     mapped: bool = False,
+    when: Expr | None = None,
+    priority: int | None = None,
     **kwargs: Any,
 ) -> Ref:
     """Run ``body`` again and again, passing its previous result as ``state_arg``, until the
     ``until`` condition on ``skyweave.result`` holds or ``max_iterations`` is reached.
 
     ``on_exhausted="accept"`` keeps the last result when the loop never converged (recorded on the
-    activity); ``"fail"`` fails it.
+    activity); ``"fail"`` fails it.  ``when=`` skips the whole loop (e.g. for flagged data).
     """
     if max_iterations < 1:
         raise DefinitionError(f"loop over {body.name!r}: max_iterations must be >= 1")
@@ -179,4 +181,4 @@ def loop(
             "on_exhausted": on_exhausted}
     kwargs = dict(kwargs)
     kwargs[state_arg] = initial
-    return builder.add_call(body, (), kwargs, mapped=mapped, loop=spec)
+    return builder.add_call(body, (), kwargs, mapped=mapped, loop=spec, when=when, priority=priority)

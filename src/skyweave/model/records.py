@@ -8,7 +8,9 @@ API, provenance exports).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import msgspec
 
@@ -120,6 +122,13 @@ class ProductRecord(msgspec.Struct, kw_only=True):
     attributes: dict[str, Any] = msgspec.field(default_factory=dict)
     state: str = "available"
     """``available`` or ``deleted`` (the file is gone; the row and its provenance stay)."""
+
+    @property
+    def local_path(self) -> Path:
+        """The file on this machine, for ``file://`` products."""
+        if not self.uri.startswith("file://"):
+            raise ValueError(f"product {self.id} is at {self.uri}, not a local file")
+        return Path(unquote(urlparse(self.uri).path))
 
 
 class UsageRecord(msgspec.Struct, kw_only=True):

@@ -192,3 +192,14 @@ def per_detector(n: int = 3) -> Any:
     frames = frames_of.map(detector=dets)
     reduced = reduce_frame.map(detector=dets, frame=each(frames))  # item of the frame's own detector
     return stack.map(frames=gather(reduced))                       # one stack per detector
+
+
+@task(version="1")
+def flag(ok: bool) -> dict[str, bool]:
+    return {"ok": ok}
+
+
+@workflow
+def maybe_converge(ok: bool = True) -> Any:
+    checked = flag(ok=ok)
+    return loop(halve, until=result["delta"] < 1.0, max_iterations=5, start=8.0, when=checked["ok"])

@@ -333,3 +333,14 @@ def test_nested_fanout_with_a_shallower_each_and_a_map_of_gathers() -> None:
     assert reduced == ["d0:0", "d1:0", "d1:1", "d2:0", "d2:1", "d2:2"]
     stacks = sorted((a.key, a.result) for a in w.acts("stack"))
     assert stacks == [("0", "d0:0"), ("1", "d1:0+d1:1"), ("2", "d2:0+d2:1+d2:2")]
+
+
+def test_a_loop_can_be_skipped_by_a_condition() -> None:
+    w = World()
+    skipped = w.submit(flows.maybe_converge, {"ok": False})
+    ran = w.submit(flows.maybe_converge, {"ok": True})
+    w.drain()
+    assert w.run_state(skipped) == w.run_state(ran) == "succeeded"
+    states = {run: [a.state for a in w.acts("halve") if a.run_id == run] for run in (skipped, ran)}
+    assert states[skipped] == ["skipped"]
+    assert states[ran] == ["succeeded"] * 4
