@@ -18,15 +18,13 @@ from typing import Annotated, Any
 import typer
 
 from skyweave.cli import output
+from skyweave.cli.common import JsonOpt, StoreOpt
 from skyweave.config.settings import load_settings
 from skyweave.errors import NotFoundError, ParameterError
 from skyweave.model.records import ActivityRecord, ProductRecord
 from skyweave.storage.cleanup import CleanupPlan, CleanupResult, apply_cleanup, plan_cleanup
 from skyweave.store import Store, open_store
 
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store directory or URL "
-                                              "(default ./.skyweave or $SKYWEAVE_STORE).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 IdsArg = Annotated[list[str], typer.Argument(help="Product ids.")]
 
 STATES = {"available": "available", "deleted": "deleted", "all": None}

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
 from skyweave.cli import output
+from skyweave.cli.common import friendly
 from skyweave.config.settings import load_settings
 from skyweave.errors import SkyweaveError
 from skyweave.provenance.export import FORMATS, export
@@ -18,23 +17,8 @@ from skyweave.store import open_store
 
 prov_app = typer.Typer(no_args_is_help=True, help="Provenance exports (W3C PROV, IVOA ProvDM).")
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SkyweaveError as exc:
-            output.error(exc.message, exc.hint)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 @prov_app.command("export")
-@_friendly
+@friendly
 def export_cmd(
     run_id: Annotated[str | None, typer.Argument(help="The run to export.")] = None,
     product: Annotated[str | None, typer.Option("--product", help="Export the upstream provenance "

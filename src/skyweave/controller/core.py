@@ -819,6 +819,4 @@ def _has_refs(node: dict[str, Any]) -> bool:
     return "'ref'" in text
 
 
-def _ref(p: ProductRecord) -> ProductRef:
-    return ProductRef(id=p.id, uri=p.uri, type=p.type, checksum=p.checksum, size=p.size, obs_id=p.obs_id,
-                      detector=p.detector, version=p.version, attributes=dict(p.attributes))
+_ref = m.product_ref

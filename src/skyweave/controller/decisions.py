@@ -86,31 +86,16 @@ class TimerFired(msgspec.Struct, frozen=True, kw_only=True, tag="internal.timer"
     activity_id: str
 
 
-def graph_products(graph: dict[str, Any]) -> list[str]:
-    """Ids of products a workflow graph names as literal arguments (``{"product": id}``)."""
-    found: list[str] = []
-    stack: list[Any] = [n.get("args", {}) for n in graph.get("nodes", {}).values()]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            pid = item.get("product")
-            if isinstance(pid, str) and len(item) == 1:
-                found.append(pid)
-            else:
-                stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
-
-
-def walk_products(value: Any) -> list[str]:
-    """Ids of every ``{"$product": id}`` marker in a JSON-like value."""
+def _markers(value: Any, key: str) -> list[str]:
+    """Ids in every ``{key: id}`` marker nested anywhere in a JSON-like value."""
     found: list[str] = []
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            pid = item.get("$product")
+            if key == "product" and "lit" in item:
+                continue  # a literal value written by the user is never a reference
+            pid = item.get(key)
             if isinstance(pid, str) and len(item) == 1:
                 found.append(pid)
             else:
@@ -118,3 +103,13 @@ def walk_products(value: Any) -> list[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return found
+
+
+def graph_products(graph: dict[str, Any]) -> list[str]:
+    """Ids of products a workflow graph names as literal arguments (``{"product": id}``)."""
+    return _markers([n.get("args", {}) for n in graph.get("nodes", {}).values()], "product")
+
+
+def walk_products(value: Any) -> list[str]:
+    """Ids of every ``{"$product": id}`` marker in a JSON-like value."""
+    return _markers(value, "$product")

@@ -178,9 +178,7 @@ class ControllerService:
                 p = self.store.get_product(pid)
             except NotFoundError:
                 continue  # the activity that needs it fails with a clear message when dispatched
-            refs.append(m.ProductRef(id=p.id, uri=p.uri, type=p.type, checksum=p.checksum, size=p.size,
-                                     obs_id=p.obs_id, detector=p.detector, version=p.version,
-                                     attributes=dict(p.attributes)))
+            refs.append(m.product_ref(p))
         return RunLoaded(run=run, products=refs)
 
     def _retry(self, activity_id: str) -> None:
@@ -206,9 +204,7 @@ class ControllerService:
         for lookup in d.lookups:
             found = self.store.find_products(type=lookup.need.product_type, match=lookup.need.match,
                                              limit=10)
-            refs = [m.ProductRef(id=p.id, uri=p.uri, type=p.type, checksum=p.checksum, size=p.size,
-                                 obs_id=p.obs_id, detector=p.detector, version=p.version,
-                                 attributes=dict(p.attributes))
+            refs = [m.product_ref(p)
                     for p in found if p.id not in lookup.exclude]
             self._pending.append(ProductsFound(activity_id=lookup.activity_id, attempt=lookup.attempt,
                                                products=refs))
@@ -273,9 +269,7 @@ class ControllerService:
         if p.checksum and checksum_file(path) != p.checksum:
             return (f"output {product_id} of {activity_id} was modified behind skyweave's back "
                     f"({path}: checksum differs from the recorded {p.checksum[:19]}…)"), None
-        return "", m.ProductRef(id=p.id, uri=p.uri, type=p.type, checksum=p.checksum, size=p.size,
-                                obs_id=p.obs_id, detector=p.detector, version=p.version,
-                                attributes=dict(p.attributes))
+        return "", m.product_ref(p)
 
     def _publish(self, outbox: Sequence[Any]) -> None:
         dispatches = [(o.id, o.priority, o.data) for o in outbox if o.channel == "dispatch"]

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from skyweave.errors import MessageError
+from skyweave.model.records import ProductRecord
 from skyweave.model.specs import TaskSpec
 
 ENVELOPE_VERSION = 1
@@ -29,6 +30,12 @@ class ProductRef(msgspec.Struct, frozen=True, kw_only=True):
     detector: str | None = None
     version: str | None = None
     attributes: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def product_ref(p: ProductRecord) -> ProductRef:
+    """What a worker needs to know of a stored product."""
+    return ProductRef(id=p.id, uri=p.uri, type=p.type, checksum=p.checksum, size=p.size, obs_id=p.obs_id,
+                      detector=p.detector, version=p.version, attributes=dict(p.attributes))
 
 
 class NewProduct(msgspec.Struct, frozen=True, kw_only=True):
