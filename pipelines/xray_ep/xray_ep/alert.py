@@ -31,9 +31,9 @@ def _provenance(explicit: str) -> str:
     return ivo_activity(ctx.activity_id, str(ctx.extra.get("authority", "skyweave.local")))
 
 
-@task(version="1.0", priority=10)
-def make_voevent(source: dict[str, Any], test: dict[str, Any], obs_id: str, provenance: str = "",
-                 systematic_arcsec: float = SYSTEMATIC_ERROR_ARCSEC) -> Product:
+@task(version="1.1", priority=10)
+def make_voevent(source: dict[str, Any], test: dict[str, Any], obs_id: str, *, provenance: str = "",
+                 systematic_arcsec: float = SYSTEMATIC_ERROR_ARCSEC, lc: Product | None = None) -> Product:
     """Write the VOEvent 2.0 alert of a transient (urgent: priority 10 overtakes normal work).
 
     ``role = 'observation'``; ``Who`` (author IVORN and date); ``WhereWhen``: ICRS position of
@@ -41,6 +41,8 @@ def make_voevent(source: dict[str, Any], test: dict[str, Any], obs_id: str, prov
     at the peak time (UTC); ``What``: significance, peak and mean rate, observation id, source
     name/counts; ``Why``: an inference that it is an X-ray transient; ``How``: a ``Reference`` to
     the provenance of the alert (the making activity's IVOA identifier, or ``provenance``).
+    ``lc`` is the light curve the transient was found in: an input of the alert, so the alert's
+    lineage runs through it back to the telemetry and the aux files (its name goes in ``What``).
     The packet is validated against the VOEvent 2.0 schema before writing; invalid is ``Fatal``.
     """
     if not test.get("peak_time_utc"):
@@ -72,6 +74,8 @@ def make_voevent(source: dict[str, Any], test: dict[str, Any], obs_id: str, prov
         vp.Param("detection_significance", value=round(float(source.get("significance", 0.0)), 3),
                  unit="sigma", ucd="stat.snr"),
     ]
+    if lc is not None:
+        params.append(vp.Param("light_curve", value=lc.local_path.name, ucd="meta.file"))
     v.What.append(vp.Group(params, name="transient"))
     # voevent-parse 1.0.3's add_why/add_how use collections.Iterable (gone since Python 3.10), so
     # the Why and How sections are assembled here exactly as those helpers would.

@@ -33,7 +33,7 @@ def observation(l0: str, obs_id: str, archive: str = "", threshold_sigma: float 
     curves = l3_products.light_curve.map(events=unmapped(events), source=sources)
     spectra = l3_products.spectrum.map(events=unmapped(events), source=sources)
     tests = l3_products.transient_test.map(lc=curves)
-    alerts = alert.make_voevent.map(source=sources, test=tests, obs_id=obs_id,
+    alerts = alert.make_voevent.map(source=sources, test=tests, lc=curves, obs_id=obs_id,
                                     when=tests["is_transient"])
     return {"events": events, "image": image, "expmap": expmap, "sources": sources, "light_curves": curves,
             "spectra": spectra, "tests": tests, "alerts": alerts}
