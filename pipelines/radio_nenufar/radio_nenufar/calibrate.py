@@ -17,9 +17,16 @@ Flagging and checks (the result's ``ok`` is False, with a ``reason``, when any f
       ``n_nonfinite`` and ``flagged_fraction``);
     * fewer than ``min_good_fraction`` (default 5 %) good samples: "no good data", no solution;
     * an antenna with no good sample gets gain NaN and is reported in ``dead_antennas``;
+    * an antenna whose data carry no signal (a receiver that is off: the EVLA test file has one
+      antenna at 1e-4 of the others' amplitude, unflagged) solves to a gain near 0, and dividing
+      by it would turn its noise into the brightest thing in the image.  After the first solve, an
+      antenna with ``|g| < min_gain_frac * median |g|`` (default 0.3, i.e. < 9 % of the typical
+      power; injected NenuFAR gains are >= 0.5 of the median) is flagged (gain NaN, listed in
+      ``dead_antennas`` and ``weak_antennas``) and the others are solved again without it;
     * model mismatch: after the fit, ``resid_frac = sum w |V - g M g*|^2 / sum w |V|^2``.  With a model
       that describes the field this is the noise fraction (~ sigma^2 / (S^2 + sigma^2)); a calibrator
-      model of another field leaves most of the power unexplained.  ``resid_frac > max_resid``
+      model of another field leaves most of the power unexplained (samples of flagged antennas
+      are left out of both sums).  ``resid_frac > max_resid``
       (default 0.5) flags the sub-band as "calibrator model does not match the field".
 
 A failed check returns a flagged result instead of raising: the other sub-bands go on and the
@@ -39,6 +46,7 @@ from skyweave import Product, context, task
 
 MIN_GOOD_FRACTION = 0.05
 MAX_RESID = 0.5
+MIN_GAIN_FRAC = 0.3
 
 
 def predict_model(data: dict[str, Any], model: dict[str, Any]) -> np.ndarray:
@@ -94,7 +102,7 @@ def stefcal(vis: np.ndarray, model: np.ndarray, weight: np.ndarray, ant1: np.nda
 
 def solve(data: dict[str, Any], model: dict[str, Any], *, tol: float = 1e-6, max_iter: int = 200,
           min_good_fraction: float = MIN_GOOD_FRACTION, max_resid: float = MAX_RESID,
-          g0: np.ndarray | None = None) -> dict[str, Any]:
+          min_gain_frac: float = MIN_GAIN_FRAC, g0: np.ndarray | None = None) -> dict[str, Any]:
     """Solve and check one sub-band (see the module docstring); returns gains and statistics."""
     good = good_mask(data)
     n_ant = int(data["n_ant"])
@@ -108,10 +116,18 @@ def solve(data: dict[str, Any], model: dict[str, Any], *, tol: float = 1e-6, max
     a1, a2 = data["ant1"][rows], data["ant2"][rows]
     v, m, w = data["vis"][good].astype(complex), mvis[good], data["weight"][good].astype(float)
     g, iters = stefcal(v, m, w, a1, a2, n_ant=n_ant, tol=tol, max_iter=max_iter, g0=g0)
+    amp = np.abs(g)
+    weak = np.isfinite(amp) & (amp < min_gain_frac * np.nanmedian(amp))
+    if weak.any():
+        w = np.where(weak[a1] | weak[a2], 0.0, w)
+        g, more = stefcal(v, m, w, a1, a2, n_ant=n_ant, tol=tol, max_iter=max_iter, g0=g)
+        iters += more
+    live = np.isfinite(g[a1]) & np.isfinite(g[a2])
     gz = np.where(np.isfinite(g), g, 0.0)
-    resid = v - gz[a1] * np.conj(gz[a2]) * m
-    resid_frac = float(np.sum(w * np.abs(resid) ** 2) / max(np.sum(w * np.abs(v) ** 2), 1e-30))
+    resid, wl = (v - gz[a1] * np.conj(gz[a2]) * m)[live], w[live]
+    resid_frac = float(np.sum(wl * np.abs(resid) ** 2) / max(np.sum(wl * np.abs(v[live]) ** 2), 1e-30))
     dead = [int(a) for a in np.flatnonzero(~np.isfinite(g))]
+    stats["weak_antennas"] = [int(a) for a in np.flatnonzero(weak)]
     stats.update({"iterations": iters, "resid_frac": resid_frac, "dead_antennas": dead})
     if resid_frac > max_resid:
         return {**stats, "ok": False, "gains": g,
@@ -134,7 +150,7 @@ def read_gains(path: Path | str) -> np.ndarray:
         return np.asarray(npz["gains"])
 
 
-@task(version="1.0")
+@task(version="1.1")
 def calibrate(vis: Product, model: Product, max_resid: float = MAX_RESID) -> dict[str, Any]:
     """Calibrate one sub-band against the calibrator model product (``radio.cal.skymodel``).
 

@@ -9,7 +9,10 @@ Product types
     ``radio.image.subband`` (FITS), ``radio.image.merged`` (FITS), ``radio.image.png``.
 
 Visibility file (``.npz``, written with ``numpy.savez``; see ``write_vis`` / ``read_vis``)
-    ``vis``     complex64 (nrow, nchan): Stokes I visibilities, Jy (I = (XX+YY)/2 or (RR+LL)/2);
+    ``vis``     complex64 (nrow, nchan): Stokes I visibilities, Jy (I = (XX+YY)/2 or (RR+LL)/2), or,
+                in a file with one row set per feed (real data ingested per feed, see ``ingest``),
+                parallel-hand correlations whose "antennas" are feeds: for an unpolarised sky each
+                estimates I, and the mean over all rows (what the imager forms) is Stokes I;
     ``flag``    bool (nrow, nchan): True = bad sample;
     ``weight``  float32 (nrow, nchan): 1/sigma^2 (1/Jy^2), 0 for flagged samples;
     ``uvw_m``   float64 (nrow, 3): baseline coordinates in metres, u toward East, v toward North
@@ -19,7 +22,7 @@ Visibility file (``.npz``, written with ``numpy.savez``; see ``write_vis`` / ``r
     ``freq_hz`` float64 (nchan,): channel centre frequencies;
     ``subband`` int32 (nchan,): the sub-band number of each channel;
     ``ra_deg``, ``dec_deg`` (scalars): phase centre (ICRS); ``t0_mjd``; ``n_ant``;
-    ``obs_id``, ``telescope`` (strings); ``ant_names`` (n_ant,) strings.
+    ``obs_id``, ``telescope`` (strings); ``ant_names`` (n_ant,) strings (``"ea01/R"`` for a feed).
 
 Measurement equation and signs
     ``V_pq(u, v, w) = g_p conj(g_q) sum_k S_k exp(-2 pi i (u l_k + v m_k + w (n_k - 1)))`` with
