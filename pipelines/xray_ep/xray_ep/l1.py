@@ -9,8 +9,11 @@ TIMEDEL (frame time), NBADPKT, MJDREF, TELESCOP/INSTRUME.
 
 Bad input:
 * a packet whose CRC32 does not match (or that is cut off at the end of a truncated file) is
-  skipped: the decoder resynchronises on the next sync word; the number of rejected packets is
-  logged and written as NBADPKT (so nothing is lost silently, and the other packets still count);
+  skipped and counted: when its length field is trustworthy (a sync word follows where the packet
+  ends) the next packet is read from there, otherwise the decoder resynchronises on the next sync
+  word (a run of garbage between two good packets counts as one bad packet); the number of
+  rejected packets is logged and written as NBADPKT (so nothing is lost silently, and the other
+  packets still count);
 * a file that is not telemetry (wrong magic, bad header CRC, unknown format version) or whose file
   header is truncated raises ``skyweave.Fatal`` — retrying cannot fix it.
 
@@ -95,6 +98,7 @@ def scan(path: str | Path) -> Telemetry:
     resyncing = False  # after a bad packet, candidates that fail are not counted again
     pos = cv.FILE_HEADER_SIZE
     while pos < end:
+        stop = end
         ok = data[pos: pos + 4] == sync and pos + hsize <= end
         if ok:
             _s, c, _flags, _seq, ftime, n = unpack(data, pos)
@@ -108,6 +112,13 @@ def scan(path: str | Path) -> Telemetry:
         elif pos + hsize > end:
             tel.truncated = True  # the file ends inside a packet header
         if not ok:
+            framed = (data[pos: pos + 4] == sync and pos + hsize <= end and stop + cv.CRC_BYTES <= end
+                      and (stop + cv.CRC_BYTES == end or data[stop + 4: stop + 8] == sync))
+            if framed:  # header intact, payload hit: one packet lost, the next starts right after it
+                bad += 1
+                resyncing = False
+                pos = stop + cv.CRC_BYTES
+                continue
             bad += 0 if resyncing else 1
             resyncing = True
             nxt = data.find(sync, pos + 1)
