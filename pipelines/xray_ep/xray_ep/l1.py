@@ -84,6 +84,14 @@ def read_header(data: bytes, source: str) -> Telemetry:
                      frame_time=round(float(frame), 6), declared_packets=npk)
 
 
+def _framed(data: bytes, pos: int, stop: int) -> bool:
+    """A packet at ``pos`` whose payload ends at ``stop`` is well framed (its length field can be
+    trusted) if a sync word, or the end of the file, follows its CRC."""
+    after = stop + cv.CRC_BYTES
+    return (data[pos: pos + 4] == cv.SYNC_BYTES and pos + cv.PACKET_HEADER.size <= len(data)
+            and after <= len(data) and (after == len(data) or data[after: after + 4] == cv.SYNC_BYTES))
+
+
 def scan(path: str | Path) -> Telemetry:
     """Read an L0 file: check every packet's CRC, resynchronising on the sync word after a bad one."""
     data = Path(path).read_bytes()
@@ -112,9 +120,7 @@ def scan(path: str | Path) -> Telemetry:
         elif pos + hsize > end:
             tel.truncated = True  # the file ends inside a packet header
         if not ok:
-            framed = (data[pos: pos + 4] == sync and pos + hsize <= end and stop + cv.CRC_BYTES <= end
-                      and (stop + cv.CRC_BYTES == end or data[stop + 4: stop + 8] == sync))
-            if framed:  # header intact, payload hit: one packet lost, the next starts right after it
+            if _framed(data, pos, stop):  # header intact, payload hit: one packet lost, the next starts right after it
                 bad += 1
                 resyncing = False
                 pos = stop + cv.CRC_BYTES
