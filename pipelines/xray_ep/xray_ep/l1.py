@@ -120,7 +120,7 @@ def scan(path: str | Path) -> Telemetry:
         elif pos + hsize > end:
             tel.truncated = True  # the file ends inside a packet header
         if not ok:
-            if _framed(data, pos, stop):  # header intact, payload hit: one packet lost, the next starts right after it
+            if _framed(data, pos, stop):  # payload hit, header intact: one packet lost, next one follows
                 bad += 1
                 resyncing = False
                 pos = stop + cv.CRC_BYTES
