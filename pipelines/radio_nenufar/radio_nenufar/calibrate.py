@@ -67,9 +67,12 @@ def good_mask(data: dict[str, Any]) -> np.ndarray:
 
 
 def stefcal(vis: np.ndarray, model: np.ndarray, weight: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
-            *, n_ant: int, tol: float = 1e-6, max_iter: int = 200, g0: np.ndarray | None = None
-            ) -> tuple[np.ndarray, int]:
+            *, n_ant: int, tol: float = 1e-6, max_iter: int = 200, g0: np.ndarray | None = None,
+            phase_only: bool = False) -> tuple[np.ndarray, int]:
     """StEFCal on flattened samples (vis, model, weight, ant1, ant2 all of one length).
+
+    ``phase_only``: the amplitudes stay those of ``g0`` and each update keeps only the phase of the
+    least-squares estimate (``arg sum w conj(z) V``, the phase-only least-squares solution).
 
     Returns the gains (phase-referenced to ``REF_ANT`` when it has data; NaN for antennas without
     data) and the number of iterations.
@@ -90,6 +93,8 @@ def stefcal(vis: np.ndarray, model: np.ndarray, weight: np.ndarray, ant1: np.nda
         new = np.where(den > 0, num / np.where(den > 0, den, 1.0), g)
         if it % 2 == 0:
             new = 0.5 * (new + g)
+        if phase_only:
+            new = np.abs(g) * np.exp(1j * np.angle(new))
         change = np.max(np.abs(new - g)[has]) / max(np.max(np.abs(new)[has]), 1e-30)
         g = new
         if change < tol:
@@ -102,7 +107,8 @@ def stefcal(vis: np.ndarray, model: np.ndarray, weight: np.ndarray, ant1: np.nda
 
 def solve(data: dict[str, Any], model: dict[str, Any], *, tol: float = 1e-6, max_iter: int = 200,
           min_good_fraction: float = MIN_GOOD_FRACTION, max_resid: float = MAX_RESID,
-          min_gain_frac: float = MIN_GAIN_FRAC, g0: np.ndarray | None = None) -> dict[str, Any]:
+          min_gain_frac: float = MIN_GAIN_FRAC, g0: np.ndarray | None = None, phase_only: bool = False
+          ) -> dict[str, Any]:
     """Solve and check one sub-band (see the module docstring); returns gains and statistics."""
     good = good_mask(data)
     n_ant = int(data["n_ant"])
@@ -115,12 +121,13 @@ def solve(data: dict[str, Any], model: dict[str, Any], *, tol: float = 1e-6, max
     rows, _ = np.nonzero(good)
     a1, a2 = data["ant1"][rows], data["ant2"][rows]
     v, m, w = data["vis"][good].astype(complex), mvis[good], data["weight"][good].astype(float)
-    g, iters = stefcal(v, m, w, a1, a2, n_ant=n_ant, tol=tol, max_iter=max_iter, g0=g0)
+    g, iters = stefcal(v, m, w, a1, a2, n_ant=n_ant, tol=tol, max_iter=max_iter, g0=g0, phase_only=phase_only)
     amp = np.abs(g)
     weak = np.isfinite(amp) & (amp < min_gain_frac * np.nanmedian(amp))
     if weak.any():
         w = np.where(weak[a1] | weak[a2], 0.0, w)
-        g, more = stefcal(v, m, w, a1, a2, n_ant=n_ant, tol=tol, max_iter=max_iter, g0=g)
+        g, more = stefcal(v, m, w, a1, a2, n_ant=n_ant, tol=tol, max_iter=max_iter, g0=g,
+                          phase_only=phase_only)
         iters += more
     live = np.isfinite(g[a1]) & np.isfinite(g[a2])
     gz = np.where(np.isfinite(g), g, 0.0)
