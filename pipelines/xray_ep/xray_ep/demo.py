@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ from xray_ep.workflow import observation
 POSITION_TOLERANCE_ARCSEC = 30.0
 """A detection matches an injected source within this distance (the PSF is ~15 arcsec wide)."""
 
-OBSERVATIONS = [  # obs_id, seed, aux situation, transient
-    ("ep0001", 11, "full", True),
-    ("ep0002", 12, "missing", False),
-    ("ep0003", 13, "partial", False),
+OBSERVATIONS = [  # obs_id, seed, aux situation, transient (seeds 1-3: no Earth occultation)
+    ("ep0001", 1, "full", True),
+    ("ep0002", 2, "missing", False),
+    ("ep0003", 3, "partial", False),
 ]
 
 
@@ -33,22 +34,29 @@ def _sep_arcsec(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, c)))) * 3600
 
 
-def score(found: list[dict[str, Any]], truth: list[dict[str, Any]]) -> dict[str, Any]:
-    """Match detections to injected sources; report matches, misses and spurious detections."""
-    injected = [s for s in truth if s.get("rate", 0) > 0 or s.get("transient")]
-    matched, used = [], set()
-    for src in injected:
-        best = min(((_sep_arcsec(d["ra"], d["dec"], src["ra"], src["dec"]), i) for i, d in enumerate(found)
-                    if i not in used), default=None)
-        if best is not None and best[0] <= POSITION_TOLERANCE_ARCSEC:
-            used.add(best[1])
-            matched.append({"source": src["id"], "offset_arcsec": round(best[0], 1)})
+def score(found: list[dict[str, Any]], truth: list[dict[str, Any]], exposure: float) -> dict[str, Any]:
+    """Match detections to injected sources (nearest first, each used once, within the tolerance);
+    report matches (offset, measured and injected rate), misses and spurious detections."""
+    injected = [s for s in truth if s.get("n_events", 0) > 0]
+    pairs = sorted((_sep_arcsec(d["ra"], d["dec"], s["ra"], s["dec"]), i, s["id"])
+                   for i, d in enumerate(found) for s in injected)
+    matched: dict[int, dict[str, Any]] = {}
+    used: set[int] = set()
+    for sep, i, sid in pairs:
+        if sep <= POSITION_TOLERANCE_ARCSEC and i not in used and sid not in matched:
+            used.add(i)
+            matched[sid] = {"source": sid, "detection": found[i].get("name", ""),
+                            "offset_arcsec": round(sep, 1), "rate": round(float(found[i]["rate"]), 4),
+                            "true_rate": round(truth[sid]["n_events"] / exposure, 4)}
     return {"injected": len(injected), "detected": len(found), "matched": len(matched),
-            "spurious": len(found) - len(matched), "matches": matched}
+            "spurious": len(found) - len(matched),
+            "missed": [s["id"] for s in injected if s["id"] not in matched],
+            "matches": [matched[k] for k in sorted(matched)]}
 
 
 def run(store: str | None = None, *, as_json: bool = False) -> dict[str, Any]:
     console = Console(quiet=as_json)
+    started = time.perf_counter()
     summary: dict[str, Any] = {"observations": []}
     with Client(store) as client:
         data = client.settings.store_dir / "xray-data"
@@ -69,11 +77,29 @@ def run(store: str | None = None, *, as_json: bool = False) -> dict[str, Any]:
             handle.wait(progress=not as_json and sys.stderr.isatty())
             summary["observations"].append(_report(console, obs_id, sim, handle))
         summary["store"] = str(client.settings.store_dir)
-    console.print(f"[bold]store[/] {summary['store']}   look around: skyweave runs | skyweave status RUN | "
-                  "skyweave lineage PRODUCT --direction up | skyweave prov export RUN --format provn")
+        summary["wall_s"] = round(time.perf_counter() - started, 1)
+    console.print(f"{len(OBSERVATIONS)} observations in {summary['wall_s']} s")
+    console.print(f"[bold]store[/] {summary['store']} (simulated data and truth in xray-data/)\n"
+                  "look around: skyweave runs | skyweave status RUN | skyweave products list --run RUN | "
+                  "skyweave lineage ALERT_PRODUCT --direction up | skyweave prov export RUN --format provn")
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _alert_summary(path: Path) -> dict[str, Any]:
+    import voeventparse as vp
+
+    with path.open("rb") as f:
+        v = vp.load(f)
+    pos = vp.get_event_position(v)
+    params = vp.get_grouped_params(v)["transient"]
+    return {"path": str(path), "ivorn": v.attrib["ivorn"], "valid_voevent_2_0": bool(vp.valid_as_v2_0(v)),
+            "ra": round(pos.ra, 5), "dec": round(pos.dec, 5), "err_arcsec": round(pos.err * 3600, 1),
+            "time_utc": vp.get_event_time_as_utc(v).isoformat(),
+            "significance": float(params["significance"]["value"]),
+            "peak_rate": round(float(params["peak_rate"]["value"]), 3),
+            "provenance": v.How.Reference.attrib["uri"] if hasattr(v, "How") else ""}
 
 
 def _report(console: Console, obs_id: str, sim: dict[str, Any], handle: Any) -> dict[str, Any]:
@@ -85,20 +111,36 @@ def _report(console: Console, obs_id: str, sim: dict[str, Any], handle: Any) -> 
         return record
     result = handle.results()
     acts = handle.activities()
-    record.update(score(result["sources"], truth["sources"]))
-    record["alerts"] = [a.uri for a in result["alerts"]]
+    exposure = float(result["events"].attributes.get("exposure", 0.0)) or 1.0
+    record.update(score(result["sources"], truth["sources"], exposure))
+    record["exposure_s"] = exposure
+    record["alerts"] = [_alert_summary(Path(a.uri.removeprefix("file://"))) for a in result["alerts"] if a]
     record["transient_injected"] = bool(truth.get("transient"))
     record["detours"] = sorted({d.kind for a in acts for d in a.detours})
-    record["products"] = len(handle.products())
-    table = Table(title=f"{obs_id} ({handle.id})")
-    for col in ("CMOS", "sources found/injected", "matched", "spurious", "alerts", "backtracks", "products"):
+    products = handle.products()
+    record["products"] = {t: sum(p.type == t for p in products) for t in sorted({p.type for p in products})}
+    table = Table(title=f"{obs_id} ({handle.id}): {len(truth['cmos'])} CMOS, aux {truth['aux']}, "
+                        f"exposure {exposure:.0f} s")
+    for col in ("sources found/injected", "matched", "missed", "spurious", "alerts", "backtracking",
+                "products"):
         table.add_column(col)
-    table.add_row(str(len(truth["cmos"])), f"{record['detected']}/{record['injected']}",
-                  str(record["matched"]), str(record["spurious"]), str(len(record["alerts"])),
-                  ",".join(record["detours"]) or "-", str(record["products"]))
+    table.add_row(f"{record['detected']}/{record['injected']}", str(record["matched"]),
+                  str(len(record["missed"])), str(record["spurious"]), str(len(record["alerts"])),
+                  ",".join(record["detours"]) or "-", str(sum(record["products"].values())))
     console.print(table)
-    for uri in record["alerts"]:
-        console.print(f"   VOEvent alert: {uri}")
+    console.print("   products: " + ", ".join(f"{n} {t}" for t, n in record["products"].items()))
+    worst = max((abs(m["rate"] / m["true_rate"] - 1) for m in record["matches"] if m["true_rate"] > 0),
+                default=0.0)
+    offset = max((m["offset_arcsec"] for m in record["matches"]), default=0)
+    console.print(f"   positions: largest offset {offset}\" (tolerance {POSITION_TOLERANCE_ARCSEC:.0f}\"); "
+                  f"net rates vs injected: worst {100 * worst:.0f} %")
+    if record["transient_injected"] and not record["alerts"]:
+        console.print("   [red]the injected transient raised no alert[/]")
+    for a in record["alerts"]:
+        console.print(f"   [bold]VOEvent alert[/] {a['path']}\n     {a['ivorn']}: X-ray transient at RA "
+                      f"{a['ra']} Dec {a['dec']} (+/- {a['err_arcsec']}\"), {a['time_utc']} UTC, "
+                      f"{a['significance']:.1f} sigma, peak {a['peak_rate']} ct/s; valid VOEvent 2.0: "
+                      f"{a['valid_voevent_2_0']}; provenance {a['provenance']}")
     return record
 
 

@@ -7,7 +7,8 @@ Both tasks read event lists written to OGIP/HEASARC conventions, never a private
 * the celestial WCS of the sky pixels in the column keywords ``TCTYPn``, ``TCRVLn``, ``TCRPXn``,
   ``TCDLTn`` (and optionally ``TCUNIn``) where ``n`` is the column number of ``X`` and ``Y``;
   ``RADESYS``/``EQUINOX`` if present;
-* ``OBS_ID``, ``TSTART``, ``TSTOP``, ``EXPOSURE``, ``MJDREF``, ``TIMESYS`` in the ``EVENTS`` or
+* ``OBS_ID``, ``TSTART``, ``TSTOP``, ``EXPOSURE``, ``MJDREF`` (or ``MJDREFI`` + ``MJDREFF``),
+  ``TIMESYS`` in the ``EVENTS`` or
   primary header; a ``GTI`` (or ``STDGTI``) extension with ``START``/``STOP`` when present.
 
 The same code runs on the simulator's L2 lists and on a real Chandra ACIS ``evt2`` file.
@@ -92,6 +93,8 @@ def read_events(path: Path | str) -> EventList:
         events = hdul["EVENTS"]
         header = hdul[0].header.copy()
         header.update({k: v for k, v in events.header.items() if k not in ("COMMENT", "HISTORY", "")})
+        if "MJDREF" not in header and "MJDREFI" in header:  # OGIP allows the split form too
+            header["MJDREF"] = float(header["MJDREFI"]) + float(header.get("MJDREFF", 0.0))
         names = [n.upper() for n in events.columns.names]
 
         def column(name: str, required: bool = True) -> np.ndarray | None:
@@ -240,7 +243,7 @@ def image_wcs(ev: EventList, x0: float, y0: float, binsize: int) -> WCS:
     return wcs
 
 
-@task(version="1.0")
+@task(version="1.1")
 def make_image(events: Product, binsize: int = 1) -> Product:
     """Counts image of an L2 event list in sky pixels, ``binsize`` sky pixels per image pixel.
 

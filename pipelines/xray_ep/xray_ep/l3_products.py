@@ -66,7 +66,7 @@ def _gti_hdu(ev: EventList) -> fits.BinTableHDU:
     return hdu
 
 
-@task(version="1.0")
+@task(version="1.1")
 def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
                 radius_pix: float | None = None) -> Product:
     """Background-subtracted OGIP light curve of one source.
@@ -115,7 +115,7 @@ def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
                    attributes={"source_id": source.get("id"), "timedel": bin_s, "nbins": nbins})
 
 
-@task(version="1.0")
+@task(version="1.1")
 def spectrum(events: Product, source: dict[str, Any], radius_pix: float | None = None,
              energy_bin_ev: float = 10.0) -> Product:
     """OGIP PHA type I spectrum of one source, with its background spectrum in a second HDU.

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import voeventparse as vp
 from astropy.io import fits
+from astropy.time import Time
 from xray_ep import conventions as cv
 from xray_ep.simulate import simulate_observation
 from xray_ep.workflow import observation
@@ -129,6 +130,9 @@ def test_the_transient_is_found_and_alerted(runs: dict[str, Any]) -> None:
     t_peak = float(params["peak_time_met"]["value"])
     f = flare["flare"]
     assert f["t_peak"] - 2 * f["rise"] <= t_peak <= f["t_peak"] + 3 * f["decay"]
+    # the event time in WhereWhen is that MET on the mission's time scale (MJDREF, TT), in UTC
+    expected = Time(cv.MJDREFI + cv.MJDREFF + t_peak / 86400.0, format="mjd", scale="tt").utc.datetime
+    assert abs((vp.get_event_time_as_utc(v).replace(tzinfo=None) - expected).total_seconds()) < 0.01
     # the flagged source is the flare and only it
     flagged = [t for t in run["results"]["tests"] if t["is_transient"]]
     assert len(flagged) == 1
