@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet -e 'pipelines/xray_ep[test]'
 	$(BIN)/python -m pip install --quiet -e 'pipelines/radio_nenufar[test]'
+	$(BIN)/python -m pip install --quiet -e 'pipelines/nenufar_bursts[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,107 @@
+"""Conventions shared by every stage of the NenuFAR-like burst pipeline (the "interface control document").
+
+Nothing here computes anything heavy: names, units, layouts and the two physical laws every stage uses.
+
+Instrument (what is simulated, and what the real one does)
+    NenuFAR's beamformer feeds the UnDySPuTeD receiver with "beamlets": 195.3125 kHz sub-bands (195312.5
+    complex X/Y samples per second each).  In its dynamic-spectrum (TF) mode each sub-band is split
+    into ``fftlen`` = 16..2048 channels (12.2..0.1 kHz) and ``nfft2int`` = 4..1024 spectra are
+    integrated, so the native time resolution is 0.3..83.9 ms (nenupy documentation, "UnDySPuTeD
+    Time-Frequency Data"; Bondonneau et al. 2021, A&A 652, A34).  One receiver lane carries 192
+    beamlets (37.5 MHz), e.g. 39.06-76.56 MHz.
+    The pipeline works on Stokes-I spectra *downsampled* to ``N_CHAN`` = 128 channels over
+    ``F_LO_MHZ``..``F_HI_MHZ`` = 20-80 MHz (468.75 kHz, 2.4 beamlets) and ``DT_S`` = 0.1 s: at these
+    frequencies a dispersed burst sweeps for seconds, so 0.1 s loses nothing for bursts wider than
+    ~0.1 s (the intra-channel dispersion smearing at 20 MHz and DM 0.9 is 8.3e6 * 0.9 * 0.469 / 20^3
+    ms = 0.44 s at the bottom of the band anyway).
+
+Reference data rate of one beam (for ``bench/bursts_bench.py``)
+    192 beamlets x 64 channels (3.05 kHz) every 64 x 32 / 195312.5 s = 10.49 ms (fftlen 64,
+    nfft2int 32, a common pulsar/transient set-up): ``BEAM_SAMPLES_PER_S`` = 12288 x 95.37 =
+    1.17e6 Stokes-I samples/s (4 Stokes x float32 = 18.75 MB/s on disk).
+
+Dispersion
+    ``delay(DM, f) = K_DM * DM * (f^-2 - F_REF^-2)`` s with f in MHz, DM in pc cm^-3,
+    ``K_DM`` = 4148.808 s MHz^2 pc^-1 cm^3; times of bursts are quoted at ``F_REF_MHZ`` = 80 MHz
+    (the top of the band).  DM 1 sweeps 9.7 s from 80 to 20 MHz.
+
+Solar type III bursts (the natural confuser)
+    Drift rate ``df/dt = -0.01 f^1.84`` MHz/s (Alvarez & Haddock 1973), so a type III starting at f_s
+    is at ``f(t) = (f_s^-0.84 + 0.0084 t)^(-1/0.84)``: 80 -> 20 MHz in ~6.6 s, like a DM ~0.7 burst,
+    but with the wrong curvature, an exponential decay that lengthens toward low frequency and
+    patchy spectra.
+
+Chunks (``nenufar.bursts.chunk``): ``.npz`` files with
+    ``data``: float32 ``(N_T, N_CHAN)`` = time x frequency, power in arbitrary linear units
+    (Stokes I); ``freqs_mhz``: float64 ``(N_CHAN,)`` channel centres, ascending;
+    ``meta``: a JSON string with ``obs_id``, ``index`` (chunk number), ``t0`` (s since the start
+    of the stream, of the first sample), ``dt`` (s), ``beam``, ``format`` (``CHUNK_FORMAT``) and
+    ``truth`` (list of injected events, see ``simulate``).
+    Chunks last ``CHUNK_S`` = 10 s and follow each other without overlap; every simulated burst lies
+    inside one chunk (a real-time system carries an overlap of the largest sweep; not done here).
+
+Detections (``nenufar.bursts.detections``): JSON ``{"chunk": ..., "obs_id", "index", "t0",
+    "model_version", "flags": [...], "status": "ok"|"flagged"|"rejected", "detections": [{"time_s",
+    "dm", "width_s", "snr", "probability"}, ...], "candidates": n}``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+# -- product types ---------------------------------------------------------------------------------
+CHUNK: Final = "nenufar.bursts.chunk"
+MODEL: Final = "nenufar.bursts.model"
+MODEL_CARD: Final = "nenufar.bursts.model_card"
+DETECTIONS: Final = "nenufar.bursts.detections"
+CUTOUT: Final = "nenufar.bursts.cutout"
+PLOT: Final = "nenufar.bursts.plot"
+VOEVENT: Final = "nenufar.bursts.voevent"
+
+CHUNK_FORMAT: Final = "nenufar-bursts-chunk/1"
+DETECTOR_TASK: Final = "score_chunk"
+"""The detector task's name; its version is the model version."""
+
+# -- instrument -------------------------------------------------------------------------------------
+F_LO_MHZ: Final = 20.0
+F_HI_MHZ: Final = 80.0
+F_REF_MHZ: Final = F_HI_MHZ
+N_CHAN: Final = 128
+DT_S: Final = 0.1
+CHUNK_S: Final = 10.0
+N_T: Final = round(CHUNK_S / DT_S)
+BEAMLET_KHZ: Final = 195.3125
+BEAM_SAMPLES_PER_S: Final = 192 * 64 * 195312.5 / (64 * 32)
+"""Stokes-I samples per second of one NenuFAR beam at 3.05 kHz x 10.49 ms over 192 beamlets."""
+
+# -- dispersion -------------------------------------------------------------------------------------
+K_DM: Final = 4148.808
+"""Dispersion constant, s MHz^2 pc^-1 cm^3."""
+DM_MAX: Final = 0.9
+DM_STEP: Final = 0.015
+"""Half a step of DM error smears by 0.0075 x 9.7 s = 0.07 s < DT_S across the band."""
+MIN_DM: Final = 0.06
+"""Bursts peaking below this DM are called broadband RFI by the classical baseline."""
+
+
+def freqs_mhz() -> np.ndarray:
+    """Channel centre frequencies (MHz), ascending."""
+    width = (F_HI_MHZ - F_LO_MHZ) / N_CHAN
+    return F_LO_MHZ + width * (np.arange(N_CHAN) + 0.5)
+
+
+def dm_grid() -> np.ndarray:
+    """The DM trials (pc cm^-3): 0 .. DM_MAX in steps of DM_STEP."""
+    return np.round(np.arange(0.0, DM_MAX + DM_STEP / 2, DM_STEP), 6)
+
+
+def delay_s(dm: float | np.ndarray, f_mhz: float | np.ndarray) -> np.ndarray:
+    """Cold-plasma dispersion delay (s) at ``f_mhz`` relative to ``F_REF_MHZ``."""
+    return K_DM * np.asarray(dm) * (np.asarray(f_mhz, dtype=float) ** -2 - F_REF_MHZ**-2)
+
+
+def type3_time_s(f_mhz: float | np.ndarray, f_start_mhz: float) -> np.ndarray:
+    """Time (s) after its start at which a type III burst starting at ``f_start_mhz`` reaches ``f_mhz``."""
+    return (np.asarray(f_mhz, dtype=float) ** -0.84 - f_start_mhz**-0.84) / 0.0084
