@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from nenufar_bursts import conventions as cv
 
 NOISE_SIGMA = 0.05
@@ -101,7 +102,8 @@ def simulate_chunk(
     bp = _bandpass(rng, f)
     a = rng.normal(size=(cv.N_T, cv.N_CHAN))
     truth: list[dict[str, Any]] = []
-    t_base = index * cv.CHUNK_S
+    gaps = sum(1 for k, v in config.faults.items() if v == "gap" and k <= index)
+    t_base = (index + gaps) * cv.CHUNK_S  # a gap: one chunk's worth of data never arrived
     for _ in range(rng.poisson(config.burst_rate)):
         dm = float(rng.uniform(*config.dm_range))
         sweep = float(cv.delay_s(dm, cv.F_LO_MHZ))
@@ -153,7 +155,6 @@ def simulate_chunk(
             a[:, c] += walk * keyed
         truth.append({"kind": "narrowband", "channels": chans})
     data = (bp[None, :] * (1.0 + NOISE_SIGMA * a)).astype(np.float32)
-    t0_chunk = t_base
     fault = config.faults.get(index)
     if fault == "shape":
         data = data[:, : cv.N_CHAN // 2]
@@ -163,12 +164,10 @@ def simulate_chunk(
     elif fault == "dropout":
         k = int(rng.integers(0, cv.N_T - 20))
         data[k : k + 12, :] = 0.0
-    elif fault == "gap":
-        t0_chunk = t_base + cv.CHUNK_S  # the previous chunk's data never came: time jumps
     meta = {
         "obs_id": obs_id,
         "index": index,
-        "t0": t0_chunk,
+        "t0": t_base,
         "dt": cv.DT_S,
         "beam": 0,
         "format": cv.CHUNK_FORMAT,
