@@ -160,11 +160,9 @@ class Client:
                     "different code; this run would silently use the old code",
                     hint=f"bump version= of {t.spec.name!r} (or leave version= out: the default "
                          "version follows the code)", task=t.spec.name, version=t.spec.version)
-            if previous is not None:
-                self.store.set_current_version(t.spec.name, t.spec.version)
-                self.bus.publish([m.encode_message(new_id("evt"), m.TaskVersionRegistered(
-                    task=known[(t.spec.name, t.spec.version)], at=time.time()))])
-            else:
+            if previous is None:
+                # new code is deployed by submitting it; a version already known keeps the routing
+                # as it is, so a `skyweave tasks register` switch-over is not undone by the next run
                 self.register_task(t)
         providers = {p for t in tasks.values() for p in t.spec.backtrack.providers.values()}
         missing = [p for p in providers if p not in {n for n, _ in known} | set(tasks)]

@@ -88,3 +88,16 @@ def test_same_version_with_different_code_is_refused(tmp_path: Path) -> None:
             client.submit(f"{flow}:flow", {"n": 1})
         assert "bump version=" in (info.value.hint or "")
         assert len(client.store.list_runs()) == 1, "nothing was submitted"
+
+
+def test_submitting_again_does_not_undo_a_registered_switch_over(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.py"
+    flow.write_text(FLOW)
+    v2 = tmp_path / "label_v2.py"
+    v2.write_text(V2)
+    with Client(str(tmp_path / "st"), workers=1) as client:
+        assert client.run(f"{flow}:flow", {"n": 1}, timeout=60).results() == ["v1:0"]
+        client.register_task(f"{v2}:label")
+        again = client.run(f"{flow}:flow", {"n": 1}, timeout=60)  # its file still says version 1
+        assert again.results() == ["v2:0"]
+        assert {a.task_version for a in again.activities() if a.task_name == "label"} == {"2"}
