@@ -27,13 +27,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
+from skyweave import ActivityContext, Client, Product
+from skyweave.model.context import reset_context, set_context
 from xray_ep import alert, l1, l2, l3_image, l3_products
 from xray_ep import conventions as cv
 from xray_ep.simulate import simulate_observation
 from xray_ep.workflow import observation
-
-from skyweave import ActivityContext, Client, Product
-from skyweave.model.context import reset_context, set_context
 
 OBSERVATIONS = [("ep0001", 1, True), ("ep0002", 2, False), ("ep0003", 3, False)]
 WORKERS = 2

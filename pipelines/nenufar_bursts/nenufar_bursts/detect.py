@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from nenufar_bursts import conventions as cv
 from nenufar_bursts.features import analyse
 from nenufar_bursts.simulate import read_chunk
 from nenufar_bursts.train import CANDIDATE_SNR, load
-
 from skyweave import InsufficientInput, Product, SkyweaveError, context, task
 from skyweave.authoring.task import Task
 from skyweave.model.specs import TaskSpec

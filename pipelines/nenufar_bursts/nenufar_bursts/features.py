@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from nenufar_bursts import conventions as cv
 
 WIDTHS = (1, 2, 4, 8)

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import voeventparse as vp
 from lxml import etree
+
 from nenufar_bursts import conventions as cv
 from nenufar_bursts.features import clean
 from nenufar_bursts.simulate import read_chunk
-
 from skyweave import Fatal, Product, context, task, workflow
 from skyweave.listeners import ListenerContext, listener
 

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from nenufar_bursts import conventions as cv
 from nenufar_bursts.detect import detector_task
 from nenufar_bursts.train import train
-
 from skyweave import Client, Product, RunHandle, workflow
 
 LOW = 1

@@ -23,11 +23,11 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
+from sklearn.ensemble import RandomForestClassifier
+
 from nenufar_bursts import conventions as cv
 from nenufar_bursts.features import FEATURE_NAMES, analyse, match
 from nenufar_bursts.simulate import StreamConfig, chunk_arrays
-from sklearn.ensemble import RandomForestClassifier
-
 from skyweave import Product, context, task, workflow
 
 TRAINER_VERSION = "rf1"

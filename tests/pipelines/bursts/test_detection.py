@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import voeventparse as vp
+
 from nenufar_bursts import conventions as cv
 from nenufar_bursts.detect import detect_baseline, detect_model, score_chunk
 from nenufar_bursts.features import match
 from nenufar_bursts.followup import cutout, make_voevent, plot_burst
 from nenufar_bursts.simulate import StreamConfig, chunk_arrays, simulate_chunk, write_chunk
-
 from skyweave import ActivityContext, Product
 
 

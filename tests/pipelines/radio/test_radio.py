@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
+
 from radio_nenufar import conventions as cv
 from radio_nenufar.calibrate import calibrate, read_gains, solve
 from radio_nenufar.image import image_data, make_image
@@ -18,7 +19,6 @@ from radio_nenufar.merge import write_png
 from radio_nenufar.partition import extract_subband, list_subbands
 from radio_nenufar.simulate import enu_to_uvw, nenufar_layout, simulate_observation, truth_gains
 from radio_nenufar.workflow import observation
-
 from skyweave import ActivityContext, Client, Product
 
 AMP_TOL = 0.02
@@ -123,8 +123,9 @@ def test_real_evla_brightest_feature_at_phase_centre(tmp_path: Path, activity: A
     """Calibrated per feed (R and L gains are independent) against a point source at the phase
     centre, with the receiver-less antenna flagged, the calibrator focuses at the phase centre."""
     pyuvdata = pytest.importorskip("pyuvdata")
-    from radio_nenufar.ingest import import_uvfits
     from scipy import ndimage
+
+    from radio_nenufar.ingest import import_uvfits
 
     src = Path(pyuvdata.__file__).parent / "data" / "day2_TDEM0003_10s_norx_1src_1spw.uvfits"
     with fits.open(src) as hdul:                          # the phase centre as the file states it

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.io import fits
+
+from skyweave import Client, workflow
 from xray_ep import conventions as cv
 from xray_ep import l3_image
 from xray_ep.l1 import scan
 from xray_ep.simulate import simulate_observation
 from xray_ep.workflow import observation
-
-from skyweave import Client, workflow
 
 GAP = (500.0, 540.0)
 """Attitude samples strictly inside [tstart + 500, tstart + 540] are removed."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+
 from xray_ep import conventions as cv
 from xray_ep.simulate import simulate_observation
 from xray_ep.stage import STAGES

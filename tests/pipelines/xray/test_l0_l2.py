@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.io import fits
+
+from skyweave import ActivityContext, Client, Fatal, InsufficientInput, MissingInput, Product, workflow
 from xray_ep import conventions as cv
 from xray_ep.l1 import decode_cmos, list_cmos
 from xray_ep.l2 import calibrate, fetch_attitude, fetch_orbit, merge_events
 from xray_ep.simulate import simulate_observation
-
-from skyweave import ActivityContext, Client, Fatal, InsufficientInput, MissingInput, Product, workflow
 
 POSITION_TOL_ARCMIN = 0.1
 PIXEL_TOL_ARCMIN = 0.075

@@ -25,13 +25,13 @@ import voeventparse as vp
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
-from xray_ep.alert import make_voevent
-from xray_ep.l3_image import detect_sources, make_image, read_events
-from xray_ep.l3_products import light_curve, spectrum, transient_test
 
 import skyweave
 from skyweave import Product
 from skyweave.model.context import ActivityContext, reset_context, set_context
+from xray_ep.alert import make_voevent
+from xray_ep.l3_image import detect_sources, make_image, read_events
+from xray_ep.l3_products import light_curve, spectrum, transient_test
 
 M82_X1 = SkyCoord("09h55m50.2s", "+69d40m46.7s", frame="icrs")
 M82_X2 = SkyCoord("09h55m51.0s", "+69d40m45s", frame="icrs")

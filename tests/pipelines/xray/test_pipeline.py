@@ -26,11 +26,11 @@ import pytest
 import voeventparse as vp
 from astropy.io import fits
 from astropy.time import Time
+
+from skyweave import Client
 from xray_ep import conventions as cv
 from xray_ep.simulate import simulate_observation
 from xray_ep.workflow import observation
-
-from skyweave import Client
 
 POSITION_TOL_ARCSEC = 30.0
 COMPLETE_ABOVE_COUNTS = 100
