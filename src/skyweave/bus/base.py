@@ -65,6 +65,11 @@ class Bus(ABC):
         """
 
     @abstractmethod
+    def reprioritize(self, ids: Sequence[str], priority: int) -> int:
+        """Change the priority of dispatches not yet taken by a worker (they keep their age);
+        returns how many changed."""
+
+    @abstractmethod
     def revoke(self, ids: Sequence[str]) -> None:
         """Ask whoever holds these dispatches to stop them (cancel of running work); the marks go
         away when the dispatches are acknowledged."""

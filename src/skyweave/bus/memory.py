@@ -130,6 +130,21 @@ class MemoryBus(Bus):
             self._compact()
             return removed
 
+    def reprioritize(self, ids: Sequence[str], priority: int) -> int:
+        with self._cond:
+            self._release_expired(time.monotonic())
+            changed = 0
+            for message_id in ids:
+                dispatch = self._messages.get(message_id)
+                if dispatch is None or dispatch.lease_until is not None or dispatch.priority == priority:
+                    continue
+                dispatch.priority = priority
+                heapq.heappush(self._ready, (-priority, dispatch.seq, message_id))
+                changed += 1
+            if changed:
+                self._changed()
+            return changed
+
     def revoke(self, ids: Sequence[str]) -> None:
         with self._cond:
             self._revoked.update(i for i in ids if i in self._messages)
@@ -166,7 +181,8 @@ class MemoryBus(Bus):
 
     def _is_ready(self, entry: tuple[int, int, str]) -> bool:
         dispatch = self._messages.get(entry[2])
-        return dispatch is not None and dispatch.seq == entry[1] and dispatch.lease_until is None
+        return (dispatch is not None and dispatch.seq == entry[1] and dispatch.lease_until is None
+                and -entry[0] == dispatch.priority)
 
     def _is_lease(self, entry: tuple[float, str]) -> bool:
         dispatch = self._messages.get(entry[1])

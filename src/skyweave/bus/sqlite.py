@@ -167,6 +167,19 @@ class SQLiteBus(Bus):
             )
             return cursor.rowcount
 
+    def reprioritize(self, ids: Sequence[str], priority: int) -> int:
+        if not ids:
+            return 0
+        now = time.time()
+        with self._write() as conn:
+            cursor = conn.executemany(
+                "UPDATE dispatch SET priority = ? WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)",
+                [(priority, i, now) for i in ids],
+            )
+            if cursor.rowcount:
+                self._changed()
+            return cursor.rowcount
+
     def revoke(self, ids: Sequence[str]) -> None:
         if ids:
             with self._write() as conn:

@@ -786,6 +786,10 @@ class Controller:
                 if rec.state == A.QUEUED and rec.id in self.queue:
                     self.queue.push(rec.id, rec.priority, rec.queued_at)
                 self.touch(rec)
+            elif rec.state == A.DISPATCHED:  # on the bus: changed there unless a worker took it
+                rec.priority = ev.priority
+                self._d.reprioritize.append((f"{rec.id}:{rec.attempt}", ev.priority))
+                self.touch(rec)
 
     def retry(self, rec: ActivityRecord) -> None:
         """Run a failed or cancelled activity again (its run reopens)."""

@@ -44,6 +44,8 @@ class Decisions:
     lookups: list[LookupProducts] = field(default_factory=list)
     cache_checks: list[CheckCache] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
+    reprioritize: list[tuple[str, int]] = field(default_factory=list)
+    """``(dispatch message id, new priority)`` for work on the bus that no worker has taken yet."""
     withdraw: list[str] = field(default_factory=list)
     """Dispatch message ids to take back from the bus (cancelled before a worker took them)."""
     finished_runs: list[str] = field(default_factory=list)

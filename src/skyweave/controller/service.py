@@ -212,6 +212,11 @@ class ControllerService:
             self._pending.extend(self._check_caches(d.cache_checks))
         for t in d.timers:
             heapq.heappush(self._timers, (t.at, t.kind, t.activity_id))
+        by_priority: dict[int, list[str]] = {}
+        for message_id, priority in d.reprioritize:
+            by_priority.setdefault(priority, []).append(message_id)
+        for priority, ids in by_priority.items():
+            self.bus.reprioritize(ids, priority)
         if d.withdraw:
             self.bus.withdraw(d.withdraw)  # not yet taken by a worker: gone
             self.bus.revoke(d.withdraw)    # taken: the worker stops it

@@ -122,6 +122,15 @@ def test_withdraw_removes_only_unleased(bus: Bus) -> None:
     assert bus.withdraw([]) == 0
 
 
+def test_reprioritize_moves_unclaimed_dispatches_only(bus: Bus) -> None:
+    bus.enqueue([("held", 5, b""), ("a", 1, b""), ("b", 1, b""), ("c", 1, b"")])
+    assert ids(bus.claim("w", 1, LONG)) == ["held"]
+    assert bus.reprioritize(["c", "held", "missing"], 9) == 1, "a claimed one is not changed"
+    assert ids(bus.claim("w", 1, LONG)) == ["c"]
+    assert bus.reprioritize(["a"], 0) == 1
+    assert ids(bus.claim("w", 2, LONG)) == ["b", "a"]
+
+
 def test_revoke_marks_held_dispatches_until_acked(open_handle: OpenHandle) -> None:
     controller, worker = open_handle(), open_handle()
     controller.enqueue([("running", 0, b""), ("other", 0, b"")])

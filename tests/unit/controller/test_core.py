@@ -344,3 +344,14 @@ def test_a_loop_can_be_skipped_by_a_condition() -> None:
     states = {run: [a.state for a in w.acts("halve") if a.run_id == run] for run in (skipped, ran)}
     assert states[skipped] == ["skipped"]
     assert states[ran] == ["succeeded"] * 4
+
+
+def test_priority_change_reaches_work_already_on_the_bus() -> None:
+    w = World(default_window=2)
+    run = w.submit(flows.many, {"n": 4})
+    w.step()  # items done; two jobs dispatched (window 2), two queued
+    on_bus = [a for a in w.acts("job") if a.state == "dispatched"]
+    assert len(on_bus) == 2
+    d = w.feed(m.PriorityChangeRequested(priority=7, run_id=run))
+    assert sorted(d.reprioritize) == sorted((f"{a.id}:{a.attempt}", 7) for a in on_bus)
+    assert all(a.priority == 7 for a in w.acts("job"))
