@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 import sys
 import tempfile
@@ -48,8 +47,8 @@ from radio_nenufar import conventions as cv
 from radio_nenufar import image as im
 from radio_nenufar.simulate import simulate_observation
 from radio_nenufar.workflow import observation
-from skyweave import ActivityContext, Client, Product
-from skyweave.model.context import reset_context, set_context
+from skyweave import Client, Product
+from skyweave.testing import activity_context
 
 WORKERS = 2
 TOL, MAX_SELFCAL = 0.02, 4          # the workflow's defaults
@@ -146,14 +145,10 @@ TASKS = {t.name: t for t in (partition.list_subbands, partition.extract_subband,
 def _call(name: str, workdir: str, kwargs: dict[str, Any]) -> Any:
     """Run one task function in a pool process, with an activity context like skyweave gives it."""
     task = TASKS[name]
-    ctx = ActivityContext(activity_id=f"plain-{name}", run_id="plain", attempt=1, task=task.spec,
-                          workdir=Path(workdir), log=logging.getLogger(f"plain.{name}"))
-    token = set_context(ctx)
-    try:
-        assert task.fn is not None
+    assert task.fn is not None
+    with activity_context(Path(workdir), task=name, version=task.spec.version,
+                          activity_id=f"plain-{name}", run_id="plain"):
         return task.fn(**kwargs)
-    finally:
-        reset_context(token)
 
 
 class Plain:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 import sys
 import tempfile
@@ -27,8 +26,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
-from skyweave import ActivityContext, Client, Product
-from skyweave.model.context import reset_context, set_context
+from skyweave import Client, Product
+from skyweave.testing import activity_context
 from xray_ep import alert, l1, l2, l3_image, l3_products
 from xray_ep import conventions as cv
 from xray_ep.simulate import simulate_observation
@@ -50,14 +49,10 @@ def _call(name: str, workdir: str, kwargs: dict[str, Any]) -> Any:
                                 l3_image.make_image, l2.exposure_map, l3_image.detect_sources,
                                 l3_products.light_curve, l3_products.spectrum,
                                 l3_products.transient_test, alert.make_voevent)}[name]
-    ctx = ActivityContext(activity_id=f"plain-{name}", run_id="plain", attempt=1, task=task.spec,
-                          workdir=Path(workdir), log=logging.getLogger(f"plain.{name}"))
-    token = set_context(ctx)
-    try:
-        assert task.fn is not None
+    assert task.fn is not None
+    with activity_context(Path(workdir), task=name, version=task.spec.version,
+                          activity_id=f"plain-{name}", run_id="plain"):
         return task.fn(**kwargs)
-    finally:
-        reset_context(token)
 
 
 class Plain:

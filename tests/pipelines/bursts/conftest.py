@@ -3,7 +3,6 @@ for calling task functions directly (outside a workflow, ``skyweave.context()`` 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,7 @@ from typing import Any
 import pytest
 
 from skyweave import ActivityContext, Product
-from skyweave.model.context import reset_context, set_context
-from skyweave.model.specs import TaskSpec
+from skyweave.testing import activity_context
 
 pytest.importorskip("nenufar_bursts", reason="install the pipeline: pip install -e pipelines/nenufar_bursts")
 
@@ -35,9 +33,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture
 def activity(tmp_path: Path, trained: dict[str, Any]) -> Iterator[ActivityContext]:
     """An activity context (task version = the trained model's version); outputs go to ``tmp_path/work``."""
-    ctx = ActivityContext(activity_id="act-test", run_id="run-test", attempt=1,
-                          task=TaskSpec(name=cv.DETECTOR_TASK, version=trained["card"]["version"]),
-                          workdir=tmp_path / "work", log=logging.getLogger("skyweave.activity.bursts-test"))
-    token = set_context(ctx)
-    yield ctx
-    reset_context(token)
+    with activity_context(tmp_path / "work", task=cv.DETECTOR_TASK,
+                          version=trained["card"]["version"]) as ctx:
+        yield ctx

@@ -3,7 +3,6 @@ calling task functions directly (outside a workflow, ``skyweave.context()`` need
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,7 @@ from typing import Any
 import pytest
 
 from skyweave import ActivityContext
-from skyweave.model.context import reset_context, set_context
-from skyweave.model.specs import TaskSpec
+from skyweave.testing import activity_context
 
 pytest.importorskip("radio_nenufar", reason="install the pipeline: pip install -e pipelines/radio_nenufar")
 
@@ -22,12 +20,8 @@ from radio_nenufar.simulate import simulate_observation
 @pytest.fixture
 def activity(tmp_path: Path) -> Iterator[ActivityContext]:
     """An activity context whose outputs go to ``tmp_path / "work"``."""
-    ctx = ActivityContext(activity_id="act-test", run_id="run-test", attempt=1,
-                          task=TaskSpec(name="direct-call", version="test"), workdir=tmp_path / "work",
-                          log=logging.getLogger("skyweave.activity.radio-test"))
-    token = set_context(ctx)
-    yield ctx
-    reset_context(token)
+    with activity_context(tmp_path / "work") as ctx:
+        yield ctx
 
 
 @pytest.fixture(scope="module")
