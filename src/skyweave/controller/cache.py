@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from skyweave.controller import loops
+from skyweave.controller.decisions import CacheChecked
 from skyweave.model.messages import ProductRef
+from skyweave.model.records import Detour
 from skyweave.model.specs import TaskSpec
+from skyweave.model.states import ActivityState as A
+
+if TYPE_CHECKING:
+    from skyweave.controller.core import Controller
 
 _encoder = msgspec.json.Encoder(order="sorted")
 
@@ -56,3 +63,37 @@ def cache_key(spec: TaskSpec, arguments: Mapping[str, Any], products: Mapping[st
     except (UnknownInput, TypeError, msgspec.EncodeError):
         return None
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def on_cache_checked(ctrl: Controller, ev: CacheChecked) -> None:
+    rec = ctrl.activities.get(ev.activity_id)
+    if rec is None or ev.activity_id not in ctrl.checking:
+        return
+    del ctrl.checking[ev.activity_id]
+    if rec.state != A.QUEUED:
+        return
+    if ev.reuse_from is None:
+        if ev.miss_reason:
+            rec.detours.append(Detour(kind="cache-miss", product_type="", param="",
+                                      reason=ev.miss_reason, at=ctrl._now, ended_at=ctrl._now))
+        ctrl.queue.push(rec.id, rec.priority, rec.queued_at)
+        ctrl.touch(rec)
+        return
+    for ref in ev.products:
+        ctrl.products[ref.id] = ref
+    rec.detours.append(Detour(kind="reused", product_type="", param="", at=ctrl._now,
+                              provider_activity=ev.reuse_from, ended_at=ctrl._now,
+                              reason=f"same cache key as {ev.reuse_from}; outputs verified intact"))
+    rec.started_at = rec.ended_at = ctrl._now
+    ctrl._record_usages(rec)
+    run = ctrl.runs[rec.run_id]
+    where = ctrl.where.get(rec.id)
+    problem = run.fanout_problem(where[0], ev.result) if where else None
+    if problem:
+        ctrl._fail(rec, {"type": "skyweave.DefinitionError", "message": problem, "retryable": False})
+        return
+    if where is not None and run.nodes[where[0]].get("loop"):
+        ctrl._succeed(rec, ev.result, finish_instance=False, check_done=False)
+        loops.loop_step(ctrl, run, run.insts[where[0]][where[1]], rec, ev.result)
+        return
+    ctrl._succeed(rec, ev.result)

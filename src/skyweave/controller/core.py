@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from skyweave.controller import backtrack
+from skyweave.controller import backtrack, cache, control, loops, recovery
 from skyweave.controller.cache import cache_key
 from skyweave.controller.decisions import (
     CacheChecked,
@@ -28,7 +28,6 @@ from skyweave.controller.expressions import evaluate
 from skyweave.controller.expressions import select as _select
 from skyweave.controller.queue import ReadyQueue
 from skyweave.controller.runstate import (
-    CANCELLED,
     DONE,
     FAILED,
     SKIPPED,
@@ -47,7 +46,6 @@ from skyweave.model.messages import ProductRef
 from skyweave.model.records import (
     ActivityRecord,
     AttemptRecord,
-    Detour,
     ProductRecord,
     RunRecord,
     UsageRecord,
@@ -58,7 +56,6 @@ from skyweave.model.states import RunState as R
 
 log = logging.getLogger(__name__)
 
-_NOT_STARTED = frozenset({A.QUEUED, A.RETRY_WAIT, A.BACKTRACKING, A.PARKED})
 
 
 class Controller:
@@ -122,7 +119,7 @@ class Controller:
         elif isinstance(event, ProductsFound):
             self.bt.on_products_found(event)
         elif isinstance(event, CacheChecked):
-            self._on_cache_checked(event)
+            cache.on_cache_checked(self, event)
         elif isinstance(event, TimerFired):
             self._on_timer(event)
         elif isinstance(event, m.ProductRegistered):
@@ -132,9 +129,9 @@ class Controller:
                 self.products[ref.id] = ref
             self.start_run(event.run)
         elif isinstance(event, m.RunControlRequested):
-            self._on_control(event)
+            control.on_control(self, event)
         elif isinstance(event, m.PriorityChangeRequested):
-            self._on_priority(event)
+            control.on_priority(self, event)
         elif isinstance(event, m.TaskVersionRegistered):
             self.register_task(event.task, current=True)
         elif isinstance(event, m.WorkerHeartbeat):
@@ -196,69 +193,19 @@ class Controller:
         self._check_gathers(run)
         self._check_run_done(run)
 
+
     def restore(self, record: RunRecord, activities: Sequence[ActivityRecord],
                 products: Sequence[ProductRecord]) -> None:
-        """Rebuild a run after a restart from what the store holds."""
-        run = RunState.from_record(record)
-        self.runs[record.id] = run
-        for p in products:
-            self.products[p.id] = _ref(p)
-        by_inst: dict[tuple[str, Key], list[ActivityRecord]] = {}
-        for rec in activities:
-            if rec.node:
-                key = tuple(int(x) for x in rec.key.split(".")) if rec.key else ()
-                by_inst.setdefault((rec.node, key), []).append(rec)
-        for (node, key), recs in by_inst.items():
-            if node not in run.nodes:
-                continue
-            recs.sort(key=lambda r: (r.iteration, r.created_at))
-            last = recs[-1]
-            inst = Instance(node=node, key=key, activity=last.id, iteration=last.iteration)
-            state = last.state
-            if state == A.SUCCEEDED and not self._loop_continues(run, inst, last):
-                inst.state, inst.value = DONE, last.result
-            elif state in (A.FAILED, A.SKIPPED, A.CANCELLED):
-                inst.state = {A.FAILED: FAILED, A.SKIPPED: SKIPPED, A.CANCELLED: CANCELLED}[A(state)]
-            run.add_instance(inst)
-        for rec in activities:
-            if rec.state in (A.SUCCEEDED, A.SKIPPED):
-                continue
-            if rec.node:
-                self.where[rec.id] = (rec.node, tuple(int(x) for x in rec.key.split(".")) if rec.key else ())
-            self.activities[rec.id] = rec
-            if rec.state in (A.FAILED, A.CANCELLED):
-                if rec.state == A.FAILED:
-                    run.failures += 1
-                continue
-            run.active += 1
-            self.bt.restore(rec)
-            if rec.state in (A.DISPATCHED, A.RUNNING):
-                self.in_flight += 1
-            elif rec.state == A.QUEUED:
-                self.queue.push(rec.id, rec.priority, rec.queued_at)
-            elif rec.state == A.RETRY_WAIT:
-                self._d.timers.append(Timer(at=self._now, kind="retry", activity_id=rec.id))
-        # loops whose last iteration succeeded but did not conclude, instances never created
-        for node_id in run.order:
-            for key in run.candidate_keys(node_id):
-                self._try_create(run, node_id, key)
-        self._check_gathers(run)
+        """Rebuild a run after a restart from what the store holds (``recovery.restore``)."""
+        recovery.restore(self, record, activities, products)
 
     def redispatch_in_flight(self) -> int:
-        """After a restart: publish every in-flight dispatch again, under the same message id.
+        """After a restart: publish in-flight dispatches again (``recovery.redispatch_in_flight``)."""
+        return recovery.redispatch_in_flight(self)
 
-        A bus that kept the message ignores the copy (enqueue is idempotent by id); a bus that lost
-        it (in-process, or another bus than before) gets it back.  If the first copy was already
-        done, its report wins and the second is ignored as a stale duplicate.
-        """
-        n = 0
-        for rec in self.activities.values():
-            if rec.state in (A.DISPATCHED, A.RUNNING):
-                spec = self.registry.get(rec.task_name, {}).get(rec.task_version)
-                if spec is not None:
-                    self._emit_dispatch(rec, spec)
-                    n += 1
-        return n
+    def retry(self, rec: ActivityRecord) -> None:
+        """Run a failed or cancelled activity again; its run reopens (``control.retry``)."""
+        control.retry(self, rec)
 
     def _check_run_done(self, run: RunState) -> None:
         rec = run.record
@@ -349,39 +296,6 @@ class Controller:
                 self.queue.push(rec.id, priority, self._now)
         self.touch(rec)
         return rec
-
-    def _on_cache_checked(self, ev: CacheChecked) -> None:
-        rec = self.activities.get(ev.activity_id)
-        if rec is None or ev.activity_id not in self.checking:
-            return
-        del self.checking[ev.activity_id]
-        if rec.state != A.QUEUED:
-            return
-        if ev.reuse_from is None:
-            if ev.miss_reason:
-                rec.detours.append(Detour(kind="cache-miss", product_type="", param="",
-                                          reason=ev.miss_reason, at=self._now, ended_at=self._now))
-            self.queue.push(rec.id, rec.priority, rec.queued_at)
-            self.touch(rec)
-            return
-        for ref in ev.products:
-            self.products[ref.id] = ref
-        rec.detours.append(Detour(kind="reused", product_type="", param="", at=self._now,
-                                  provider_activity=ev.reuse_from, ended_at=self._now,
-                                  reason=f"same cache key as {ev.reuse_from}; outputs verified intact"))
-        rec.started_at = rec.ended_at = self._now
-        self._record_usages(rec)
-        run = self.runs[rec.run_id]
-        where = self.where.get(rec.id)
-        problem = self._check_fanout_source(run, where[0], ev.result) if where else None
-        if problem:
-            self._fail(rec, {"type": "skyweave.DefinitionError", "message": problem, "retryable": False})
-            return
-        if where is not None and run.nodes[where[0]].get("loop"):
-            self._succeed(rec, ev.result, finish_instance=False, check_done=False)
-            self._loop_step(run, run.insts[where[0]][where[1]], rec, ev.result)
-            return
-        self._succeed(rec, ev.result)
 
     def _record_skipped(self, run: RunState, inst: Instance) -> None:
         """A skipped instance still gets a row, so users can see what did not run, and why."""
@@ -526,14 +440,14 @@ class Controller:
             return
         node_id, key = where
         inst = run.insts[node_id][key]
-        problem = self._check_fanout_source(run, node_id, ev.result)
+        problem = run.fanout_problem(node_id, ev.result)
         if problem:
             self._fail(rec, {"type": "skyweave.DefinitionError", "message": problem, "retryable": False})
             return
         loop = run.nodes[node_id].get("loop")
         if loop:
             self._succeed(rec, ev.result, finish_instance=False, check_done=False)
-            self._loop_step(run, inst, rec, ev.result)
+            loops.loop_step(self, run, inst, rec, ev.result)
             return
         self._succeed(rec, ev.result)
 
@@ -556,62 +470,7 @@ class Controller:
         if check_done:
             self._check_run_done(run)
 
-    def _check_fanout_source(self, run: RunState, node_id: str, result: Any) -> str | None:
-        for down in run.downstream[node_id]:
-            for arg in run.nodes[down]["args"].values():
-                if arg.get("ref") == node_id and arg.get("iter") == "each":
-                    try:
-                        items = evaluate({"ref": node_id, "path": arg.get("path", [])},
-                                         lambda _n, p: _select(result, p))
-                    except DefinitionError as exc:
-                        return f"{down} fans out over {node_id}: {exc.message}"
-                    if not isinstance(items, list):
-                        return (f"{down} fans out over the output of {node_id}, which returned a "
-                                f"{type(items).__name__}, not a list; return a list (empty for none)")
-        return None
 
-    def _loop_continues(self, run: RunState, inst: Instance, rec: ActivityRecord) -> bool:
-        loop = run.nodes[inst.node].get("loop")
-        if not loop:
-            return False
-        try:
-            done = bool(evaluate(loop["until"], lambda n, p: run.resolve_ref(n, p, inst.key), rec.result))
-        except (DefinitionError, NotReady, Skip, Blocked):
-            done = True
-        return not done and rec.iteration + 1 < loop["max_iterations"]
-
-    def _loop_step(self, run: RunState, inst: Instance, rec: ActivityRecord, result: Any) -> None:
-        loop = run.nodes[inst.node]["loop"]
-        try:
-            converged = bool(evaluate(loop["until"], lambda n, p: run.resolve_ref(n, p, inst.key), result))
-        except DefinitionError as exc:
-            run.finish_instance(inst, FAILED)
-            rec.error = {"type": "skyweave.DefinitionError", "message": f"loop until=: {exc.message}",
-                         "retryable": False}
-            run.failures += 1
-            self._propagate(run, inst)
-            self._check_run_done(run)
-            return
-        if converged or rec.iteration + 1 >= loop["max_iterations"]:
-            if not converged and loop.get("on_exhausted") == "fail":
-                run.finish_instance(inst, FAILED)
-                run.failures += 1
-                rec.error = {"type": "skyweave.LoopExhausted", "retryable": False, "message":
-                             f"loop did not converge in {loop['max_iterations']} iterations"}
-            else:
-                run.finish_instance(inst, DONE, result)
-                if not converged:
-                    rec.error = {"type": "skyweave.LoopExhausted", "retryable": False, "message":
-                                 f"accepted the last result: no convergence in {loop['max_iterations']} "
-                                 "iterations"}
-            self.touch(rec)
-            self._propagate(run, inst)
-            self._check_run_done(run)
-            return
-        args = dict(rec.arguments)
-        args[loop["state_arg"]] = result
-        inst.iteration = rec.iteration + 1
-        self._new_activity(run, inst, args, parent=rec.id)
 
     def _on_failed(self, ev: m.ActivityFailed) -> None:
         rec = self._current(ev.activity_id, ev.attempt)
@@ -724,98 +583,6 @@ class Controller:
                 for key in run.candidate_keys(node_id):
                     if key not in run.insts[node_id]:
                         self._try_create(run, node_id, key)
-
-    # ============================================================================================
-    # control
-    def _on_control(self, ev: m.RunControlRequested) -> None:
-        run = self.runs.get(ev.run_id)
-        if run is None:
-            return
-        rec = run.record
-        if ev.action == "pause" and rec.state == R.RUNNING:
-            rec.state = R.PAUSED
-        elif ev.action == "resume" and rec.state == R.PAUSED:
-            rec.state = R.RUNNING
-            for aid in run.held:
-                act = self.activities.get(aid)
-                if act is not None and act.state == A.QUEUED:
-                    self.queue.push(aid, act.priority, act.queued_at)
-            run.held.clear()
-        elif ev.action == "cancel" and rec.state in (R.RUNNING, R.PAUSED):
-            self._cancel_run(run)
-        else:
-            return
-        self.touch_run(run)
-        self.emit(m.RunStateChanged(run_id=rec.id, state=rec.state, at=self._now))
-        self._check_run_done(run)
-
-    def _cancel_run(self, run: RunState) -> None:
-        run.record.state = R.CANCELLED
-        run.record.ended_at = self._now
-        for aid, rec in list(self.activities.items()):
-            if rec.run_id != run.record.id or rec.state in (A.FAILED, A.CANCELLED, A.SUCCEEDED):
-                continue
-            if rec.state in (A.DISPATCHED, A.RUNNING):
-                self.in_flight -= 1
-                self._d.withdraw.append(f"{aid}:{rec.attempt}")
-            self.queue.discard(aid)
-            rec.state = A.CANCELLED
-            rec.ended_at = self._now
-            run.active -= 1
-            where = self.where.get(aid)
-            if where is not None:
-                run.finish_instance(run.insts[where[0]][where[1]], CANCELLED)
-            self.bt.forget(aid)
-            self.touch(rec)
-        self._d.finished_runs.append(run.record.id)
-
-    def _on_priority(self, ev: m.PriorityChangeRequested) -> None:
-        targets: list[ActivityRecord] = []
-        if ev.activity_id:
-            rec = self.activities.get(ev.activity_id)
-            if rec is not None:
-                targets.append(rec)
-        if ev.run_id and ev.run_id in self.runs:
-            run = self.runs[ev.run_id]
-            run.record.priority = ev.priority
-            self.touch_run(run)
-            targets.extend(a for a in self.activities.values() if a.run_id == ev.run_id)
-        for rec in targets:
-            if rec.state in _NOT_STARTED:
-                rec.priority = ev.priority
-                if rec.state == A.QUEUED and rec.id in self.queue:
-                    self.queue.push(rec.id, rec.priority, rec.queued_at)
-                self.touch(rec)
-            elif rec.state == A.DISPATCHED:  # on the bus: changed there unless a worker took it
-                rec.priority = ev.priority
-                self._d.reprioritize.append((f"{rec.id}:{rec.attempt}", ev.priority))
-                self.touch(rec)
-
-    def retry(self, rec: ActivityRecord) -> None:
-        """Run a failed or cancelled activity again (its run reopens)."""
-        run = self.runs.get(rec.run_id)
-        if run is None or rec.state not in (A.FAILED, A.CANCELLED):
-            return
-        self.activities[rec.id] = rec
-        if rec.node:
-            key = tuple(int(x) for x in rec.key.split(".")) if rec.key else ()
-            self.where[rec.id] = (rec.node, key)
-            inst = run.insts[rec.node].get(key)
-            if inst is not None:
-                run.reopen_instance(inst)
-        if rec.state == A.FAILED:
-            run.failures = max(0, run.failures - 1)
-        spec = self.registry.get(rec.task_name, {}).get(rec.task_version)
-        rec.max_attempts = rec.attempt + (spec.retry.max_attempts if spec else 1)
-        rec.error = None
-        run.active += 1
-        if run.record.state in (R.FAILED, R.CANCELLED, R.SUCCEEDED):
-            run.record.state = R.RUNNING
-            run.record.ended_at = None
-            run.record.error = None
-            self.touch_run(run)
-            self.emit(m.RunStateChanged(run_id=run.record.id, state=run.record.state, at=self._now))
-        self.requeue(rec)
 
 
 def _has_refs(node: dict[str, Any]) -> bool:

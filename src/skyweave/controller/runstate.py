@@ -13,6 +13,7 @@ from typing import Any
 
 from skyweave.authoring.graph import topological_order, upstream
 from skyweave.controller.expressions import select
+from skyweave.errors import DefinitionError
 from skyweave.model.records import RunRecord
 
 Key = tuple[int, ...]
@@ -181,6 +182,20 @@ class RunState:
 
     def resolve_ref(self, node: str, path: list[Any], key: Key) -> Any:
         return select(self.source(node, key).value, path)
+
+    def fanout_problem(self, node_id: str, result: Any) -> str | None:
+        """Why ``result`` of ``node_id`` cannot be fanned out over by a downstream ``each``, if so."""
+        for down in self.downstream[node_id]:
+            for arg in self.nodes[down]["args"].values():
+                if arg.get("ref") == node_id and arg.get("iter") == "each":
+                    try:
+                        items = select(result, list(arg.get("path", [])))
+                    except DefinitionError as exc:
+                        return f"{down} fans out over {node_id}: {exc.message}"
+                    if not isinstance(items, list):
+                        return (f"{down} fans out over the output of {node_id}, which returned a "
+                                f"{type(items).__name__}, not a list; return a list (empty for none)")
+        return None
 
     # -- candidate keys ----------------------------------------------------------------------------
     def driver(self, node: str) -> tuple[str, dict[str, Any]] | None:

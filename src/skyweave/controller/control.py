@@ -1,0 +1,114 @@
+"""Run control while runs go on: pause, resume, cancel, priority changes, retry of an activity.
+
+Functions of the controller's state (``Controller`` delegates to them); pure like the rest of the
+core: they change state and record decisions, nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from skyweave.controller.runstate import CANCELLED, RunState
+from skyweave.model import messages as m
+from skyweave.model.records import ActivityRecord
+from skyweave.model.states import ActivityState as A
+from skyweave.model.states import RunState as R
+
+if TYPE_CHECKING:
+    from skyweave.controller.core import Controller
+
+_NOT_STARTED = frozenset({A.QUEUED, A.RETRY_WAIT, A.BACKTRACKING, A.PARKED})
+
+
+def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
+    run = ctrl.runs.get(ev.run_id)
+    if run is None:
+        return
+    rec = run.record
+    if ev.action == "pause" and rec.state == R.RUNNING:
+        rec.state = R.PAUSED
+    elif ev.action == "resume" and rec.state == R.PAUSED:
+        rec.state = R.RUNNING
+        for aid in run.held:
+            act = ctrl.activities.get(aid)
+            if act is not None and act.state == A.QUEUED:
+                ctrl.queue.push(aid, act.priority, act.queued_at)
+        run.held.clear()
+    elif ev.action == "cancel" and rec.state in (R.RUNNING, R.PAUSED):
+        cancel_run(ctrl, run)
+    else:
+        return
+    ctrl.touch_run(run)
+    ctrl.emit(m.RunStateChanged(run_id=rec.id, state=rec.state, at=ctrl._now))
+    ctrl._check_run_done(run)
+
+
+def cancel_run(ctrl: Controller, run: RunState) -> None:
+    run.record.state = R.CANCELLED
+    run.record.ended_at = ctrl._now
+    for aid, rec in list(ctrl.activities.items()):
+        if rec.run_id != run.record.id or rec.state in (A.FAILED, A.CANCELLED, A.SUCCEEDED):
+            continue
+        if rec.state in (A.DISPATCHED, A.RUNNING):
+            ctrl.in_flight -= 1
+            ctrl._d.withdraw.append(f"{aid}:{rec.attempt}")
+        ctrl.queue.discard(aid)
+        rec.state = A.CANCELLED
+        rec.ended_at = ctrl._now
+        run.active -= 1
+        where = ctrl.where.get(aid)
+        if where is not None:
+            run.finish_instance(run.insts[where[0]][where[1]], CANCELLED)
+        ctrl.bt.forget(aid)
+        ctrl.touch(rec)
+    ctrl._d.finished_runs.append(run.record.id)
+
+
+def on_priority(ctrl: Controller, ev: m.PriorityChangeRequested) -> None:
+    targets: list[ActivityRecord] = []
+    if ev.activity_id:
+        rec = ctrl.activities.get(ev.activity_id)
+        if rec is not None:
+            targets.append(rec)
+    if ev.run_id and ev.run_id in ctrl.runs:
+        run = ctrl.runs[ev.run_id]
+        run.record.priority = ev.priority
+        ctrl.touch_run(run)
+        targets.extend(a for a in ctrl.activities.values() if a.run_id == ev.run_id)
+    for rec in targets:
+        if rec.state in _NOT_STARTED:
+            rec.priority = ev.priority
+            if rec.state == A.QUEUED and rec.id in ctrl.queue:
+                ctrl.queue.push(rec.id, rec.priority, rec.queued_at)
+            ctrl.touch(rec)
+        elif rec.state == A.DISPATCHED:  # on the bus: changed there unless a worker took it
+            rec.priority = ev.priority
+            ctrl._d.reprioritize.append((f"{rec.id}:{rec.attempt}", ev.priority))
+            ctrl.touch(rec)
+
+
+def retry(ctrl: Controller, rec: ActivityRecord) -> None:
+    """Run a failed or cancelled activity again (its run reopens)."""
+    run = ctrl.runs.get(rec.run_id)
+    if run is None or rec.state not in (A.FAILED, A.CANCELLED):
+        return
+    ctrl.activities[rec.id] = rec
+    if rec.node:
+        key = tuple(int(x) for x in rec.key.split(".")) if rec.key else ()
+        ctrl.where[rec.id] = (rec.node, key)
+        inst = run.insts[rec.node].get(key)
+        if inst is not None:
+            run.reopen_instance(inst)
+    if rec.state == A.FAILED:
+        run.failures = max(0, run.failures - 1)
+    spec = ctrl.registry.get(rec.task_name, {}).get(rec.task_version)
+    rec.max_attempts = rec.attempt + (spec.retry.max_attempts if spec else 1)
+    rec.error = None
+    run.active += 1
+    if run.record.state in (R.FAILED, R.CANCELLED, R.SUCCEEDED):
+        run.record.state = R.RUNNING
+        run.record.ended_at = None
+        run.record.error = None
+        ctrl.touch_run(run)
+        ctrl.emit(m.RunStateChanged(run_id=run.record.id, state=run.record.state, at=ctrl._now))
+    ctrl.requeue(rec)
