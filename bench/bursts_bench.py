@@ -17,18 +17,25 @@ plot, VOEvent) through the ``product.created`` listener.
    but below the sustained rate); for every alert, the time from its chunk's arrival (``feed``) to
    the VOEvent product's creation in the store; median and 99th percentile.
 
-Reference rate of one beam (``conventions.BEAM_SAMPLES_PER_S``): one UnDySPuTeD lane carries 192
-beamlets of 195.3125 kHz (37.5 MHz, e.g. 39.0625-76.5625 MHz: nenupy/nenupy-tf documentation; Bondonneau
-et al. 2021, A&A 652, A34).  The channelisation is an **assumed configuration**, not a published
-figure verified here: fftlen = 64 channels per beamlet (3.05 kHz), nfft2int = 32 spectra integrated
-(10.49 ms), i.e. 192 x 64 / 10.49 ms = 1.17e6 Stokes-I samples/s.  Two ratios are reported:
+Reference rate of one beam (``conventions.BEAM_*``), **cited**: the nenupy documentation,
+"UnDySPuTeD Time-Frequency Data" (https://nenupy.readthedocs.io/en/latest/io/tf_reading.html;
+github.com/AlanLoh/nenupy, docs/source/io/tf_reading.rst at ea46d661, lines 67-75), shows
+``Spectra.info()`` of a real NenuFAR DynSpec file (one UnDySPuTeD lane, beam 0): ``dt: 20.97152 ms``,
+``df: 3.0517578125 kHz``, 19.921875-57.421875 MHz.  That is 37.5 MHz / 3.05 kHz = 12288 channels
+(192 beamlets of 195.3125 kHz x fftlen 64) every 20.97152 ms (nfft2int 64):
+**585,937.5 time-frequency samples/s**, and 16 bytes per sample in the ``.spectra`` file (two
+float32 pairs ``fft0``/``fft1``: XX*, YY*, XY*; nenupy/io/tf.py) = **9.375 MB/s**.  The same page
+gives the ranges (fftlen 16..2048, nfft2int 4..1024, dt 0.3..83.9 ms); the backend is Bondonneau
+et al. 2021, A&A 652, A34.  What is *not* cited: that this configuration is typical of burst
+searches (observers choose fftlen/nfft2int), and the 20-80 MHz scaling (``native_samples_per_s_20_80``,
+1.6 lanes at the same resolution), which is an extrapolation.  Ratios reported:
 
-* ``realtime_ratio`` = sky seconds processed per wall second / 1 = chunks/s x 10 s: how many beams of
+* ``realtime_ratio`` = sky seconds processed per wall second = chunks/s x 10 s: how many beams of
   the pipeline's own (downsampled, 128 x 0.1 s) product the 2 cores keep up with;
-* ``sample_ratio`` = samples/s scored (chunks/s x 12,800) / 1.17e6: against the native beam rate.
-  The pipeline does not perform the native -> 128 x 0.1 s downsampling (it starts from downsampled
-  chunks), so this ratio says how far the *detector* is from scoring native-resolution data, not the
-  cost of the downsampling itself.
+* ``sample_ratio`` = samples/s scored (chunks/s x 12,800) / 585,937.5: against the cited native beam
+  rate (``sample_ratio_20_80`` against the 20-80 MHz extrapolation).  The pipeline does not perform
+  the native -> 128 x 0.1 s downsampling (it starts from downsampled chunks), so this ratio says how
+  far the *detector* is from scoring native-resolution data, not the cost of the downsampling.
 """
 
 from __future__ import annotations
@@ -132,11 +139,18 @@ def run(n_chunks: int, n_paced: int, rate: float, train_chunks: int) -> dict[str
         "beam": {
             "realtime_chunks_per_s": 1.0 / cv.CHUNK_S,
             "native_samples_per_s": beam,
-            "source": "192 beamlets x 195.3125 kHz per lane (nenupy docs; Bondonneau et al. 2021); "
-                      "fftlen 64 x nfft2int 32 is an ASSUMED configuration",
+            "native_bytes_per_s": cv.BEAM_BYTES_PER_S,
+            "native_samples_per_s_20_80": cv.BEAM_SAMPLES_PER_S_20_80,
+            "config": f"{cv.BEAM_CHANNELS} ch ({cv.BEAM_DF_KHZ} kHz) x {cv.BEAM_DT_S * 1e3:.5g} ms, "
+                      f"{cv.BEAM_BAND_MHZ[0]}-{cv.BEAM_BAND_MHZ[1]} MHz, 4 x float32",
+            "source": "cited: nenupy docs 'UnDySPuTeD Time-Frequency Data' (docs/source/io/tf_reading.rst, "
+                      "Spectra.info() of a real DynSpec file); backend: Bondonneau et al. 2021, A&A 652, "
+                      "A34. "
+                      "The 20-80 MHz scaling is an extrapolation",
         },
         "realtime_ratio": round(chunks_per_s * cv.CHUNK_S, 1),
         "sample_ratio": round(chunks_per_s * CHUNK_SAMPLES / beam, 4),
+        "sample_ratio_20_80": round(chunks_per_s * CHUNK_SAMPLES / cv.BEAM_SAMPLES_PER_S_20_80, 4),
     }
 
 
@@ -158,8 +172,11 @@ def main() -> None:
           f"({p['alerts']} alerts over {p['chunks']} chunks)")
     print(f"one beam in real time = {res['beam']['realtime_chunks_per_s']} chunks/s of 10 s -> "
           f"ratio {res['realtime_ratio']}x real time (downsampled 128 ch x 0.1 s product)")
-    print(f"native beam rate {res['beam']['native_samples_per_s']:.3g} samples/s "
-          f"({res['beam']['source']}) -> detector scores {res['sample_ratio']}x of it")
+    b = res["beam"]
+    print(f"native beam rate {b['native_samples_per_s']:,.1f} samples/s = "
+          f"{b['native_bytes_per_s'] / 1e6:.3f} MB/s ({b['config']}; {b['source']}) -> detector scores "
+          f"{res['sample_ratio']}x of it ({res['sample_ratio_20_80']}x of the 20-80 MHz extrapolation, "
+          f"{b['native_samples_per_s_20_80']:,.0f}/s)")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     json.dump(res, sys.stdout, indent=2)

@@ -3,22 +3,33 @@
 Nothing here computes anything heavy: names, units, layouts and the two physical laws every stage uses.
 
 Instrument (what is simulated, and what the real one does)
-    NenuFAR's beamformer feeds the UnDySPuTeD receiver with "beamlets": 195.3125 kHz sub-bands (195312.5
-    complex X/Y samples per second each).  In its dynamic-spectrum (TF) mode each sub-band is split
-    into ``fftlen`` = 16..2048 channels (12.2..0.1 kHz) and ``nfft2int`` = 4..1024 spectra are
-    integrated, so the native time resolution is 0.3..83.9 ms (nenupy documentation, "UnDySPuTeD
-    Time-Frequency Data"; Bondonneau et al. 2021, A&A 652, A34).  One receiver lane carries 192
-    beamlets (37.5 MHz), e.g. 39.06-76.56 MHz.
+    NenuFAR's beamformer feeds the UnDySPuTeD receiver with "beamlets": 195.3125 kHz sub-bands
+    (195312.5 complex X/Y pairs per second each).  In its dynamic-spectrum (TF, "DynSpec") mode each
+    sub-band is split into ``fftlen`` = 16..2048 channels (12..0.1 kHz) and ``nfft2int`` = 4..1024
+    spectra are integrated, so the time resolution is ``fftlen x nfft2int / 195312.5 s`` = 0.3..83.9 ms
+    (nenupy documentation, "UnDySPuTeD Time-Frequency Data", docs/source/io/tf_reading.rst,
+    https://nenupy.readthedocs.io/en/latest/io/tf_reading.html; the backend itself: Bondonneau et al.
+    2021, A&A 652, A34, "Pulsars with NenuFAR: backend and pipelines").  Each ``*.spectra`` file is one
+    receiver lane; one lane carries 192 beamlets (37.5 MHz).
     The pipeline works on Stokes-I spectra *downsampled* to ``N_CHAN`` = 128 channels over
     ``F_LO_MHZ``..``F_HI_MHZ`` = 20-80 MHz (468.75 kHz, 2.4 beamlets) and ``DT_S`` = 0.1 s: at these
     frequencies a dispersed burst sweeps for seconds, so 0.1 s loses nothing for bursts wider than
     ~0.1 s (the intra-channel dispersion smearing at 20 MHz and DM 0.9 is 8.3e6 * 0.9 * 0.469 / 20^3
     ms = 0.44 s at the bottom of the band anyway).
 
-Reference data rate of one beam (for ``bench/bursts_bench.py``)
-    192 beamlets x 64 channels (3.05 kHz) every 64 x 32 / 195312.5 s = 10.49 ms (fftlen 64,
-    nfft2int 32, a common pulsar/transient set-up): ``BEAM_SAMPLES_PER_S`` = 12288 x 95.37 =
-    1.17e6 Stokes-I samples/s (4 Stokes x float32 = 18.75 MB/s on disk).
+Reference data rate of one beam (for ``bench/bursts_bench.py``) -- cited, not assumed
+    The nenupy documentation above shows ``Spectra.info()`` of a real NenuFAR DynSpec file (one lane,
+    beam 0): ``dt: 20.97152 ms``, ``df: 3.0517578125 kHz``, ``frequency_min: 19.921875 MHz``,
+    ``frequency_max: 57.421875 MHz`` (nenupy git ea46d661, docs/source/io/tf_reading.rst lines 67-75).
+    Derivation: 37.5 MHz / 3.0517578125 kHz = 12288 channels (192 beamlets x fftlen 64) and
+    1 / 20.97152 ms = 47.684 spectra/s (nfft2int = 20.97152 ms x 195312.5 / 64 = 64), so
+    ``BEAM_SAMPLES_PER_S`` = 12288 x 47.684 = 585,937.5 time-frequency samples/s.  The file stores, per
+    sample, two ``float32`` pairs (``fft0``, ``fft1``: XX*, YY*, Re and Im XY*; nenupy/io/tf.py,
+    ``Spectra._lazy_load_data``), i.e. 16 bytes: ``BEAM_BYTES_PER_S`` = 9.375e6 B/s (Stokes I alone as
+    float32: 2.34e6 B/s).  Everything in this figure is read from that documented file; what is *not*
+    cited is that this set-up is "the" beam: other (fftlen, nfft2int) choices and beams spread over
+    more lanes change the rate (``BEAM_SAMPLES_PER_S_20_80`` scales it to this pipeline's 60 MHz band,
+    an extrapolation at the same resolution).
 
 Dispersion
     ``delay(DM, f) = K_DM * DM * (f^-2 - F_REF^-2)`` s with f in MHz, DM in pc cm^-3,
@@ -73,8 +84,19 @@ DT_S: Final = 0.1
 CHUNK_S: Final = 10.0
 N_T: Final = round(CHUNK_S / DT_S)
 BEAMLET_KHZ: Final = 195.3125
-BEAM_SAMPLES_PER_S: Final = 192 * 64 * 195312.5 / (64 * 32)
-"""Stokes-I samples per second of one NenuFAR beam at 3.05 kHz x 10.49 ms over 192 beamlets."""
+BEAM_DT_S: Final = 20.97152e-3
+BEAM_DF_KHZ: Final = 3.0517578125
+BEAM_BAND_MHZ: Final = (19.921875, 57.421875)
+"""The cited DynSpec file (nenupy docs, tf_reading.rst): time and frequency resolution, band of one lane."""
+BEAM_CHANNELS: Final = round((BEAM_BAND_MHZ[1] - BEAM_BAND_MHZ[0]) * 1e3 / BEAM_DF_KHZ)
+BEAM_SAMPLES_PER_S: Final = BEAM_CHANNELS / BEAM_DT_S
+"""Time-frequency samples per second of that beam: 12288 channels / 20.97152 ms = 585,937.5."""
+BEAM_BYTES_PER_S: Final = BEAM_SAMPLES_PER_S * 4 * 4
+"""Bytes per second in the ``.spectra`` file: 4 float32 (XX*, YY*, Re XY*, Im XY*) per sample."""
+BEAM_SAMPLES_PER_S_20_80: Final = (
+    BEAM_SAMPLES_PER_S * (F_HI_MHZ - F_LO_MHZ) / (BEAM_BAND_MHZ[1] - BEAM_BAND_MHZ[0])
+)
+"""The same resolution over this pipeline's 20-80 MHz (1.6 lanes): an extrapolation, not a cited figure."""
 
 # -- dispersion -------------------------------------------------------------------------------------
 K_DM: Final = 4148.808
