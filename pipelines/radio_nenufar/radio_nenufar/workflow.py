@@ -26,7 +26,7 @@ from skyweave import Product, workflow
 
 @workflow
 def observation(vis_id: str, model_id: str, *, npix: int = 256, cell_arcmin: float = 2.0, niter: int = 500,
-                tol: float = 0.02, max_selfcal: int = 4, max_resid: float = 0.5) -> Any:
+                tol: float = 0.01, max_selfcal: int = 4, max_resid: float = 0.5) -> Any:
     vis = Product("", id=vis_id)
     model = Product("", id=model_id)
     subbands = partition.list_subbands(vis=vis)
