@@ -286,6 +286,20 @@ def test_workflow_flags_and_recomputes_only_what_the_model_affects(tmp_path: Pat
         assert "no good data" in report["subbands"][0]["reason"]
         merged = first.results()["merged"]
         assert merged["image"].type == cv.IMAGE_MERGED and merged["png"].uri.endswith(".png")
+        # provenance: the merged image's lineage reaches the raw visibilities and the calibrator
+        # model through partition, calibration and every self-cal round; every product is described
+        graph = client.store.lineage(merged["image"].id, direction="up")
+        ids = {p.id for p in graph.products}
+        assert {vis.id, m1.id} <= ids
+        assert {"extract_subband", "calibrate", "selfcal_step", "merge_images"} <= {a.task_name for a in
+                                                                                   graph.activities}
+        assert {cv.VIS_SUBBAND, cv.GAINS, cv.IMAGE_SUBBAND} <= {p.type for p in graph.products}
+        for prod in first.products():
+            assert prod.obs_id == "nenu0002" and prod.checksum and prod.activity_id and prod.version, prod
+            if prod.type in (cv.VIS_SUBBAND, cv.GAINS, cv.IMAGE_SUBBAND):
+                assert prod.detector and prod.detector.startswith("sb"), prod
+        versions = {a.task_name: a.task_version for a in first.activities()}
+        assert versions["selfcal_step"] == "2.0" and versions["calibrate"] == "1.1"
         second = _run(client, vis.id, m2.id)
         reused: dict[str, list[bool]] = {}
         for act in second.activities():
