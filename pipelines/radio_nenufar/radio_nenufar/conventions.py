@@ -45,10 +45,13 @@ Sky models (JSON)
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+
+from skyweave import Fatal
 
 # -- product types ---------------------------------------------------------------------------------
 VIS_RAW: Final = "radio.vis.raw"
@@ -93,12 +96,35 @@ def write_vis(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def _not_vis(path: Path | str, why: str) -> Fatal:
+    return Fatal(f"{path} is not a visibility file of this pipeline ({why})",
+                 hint="give the .npz written by the simulator, partition.extract_subband or "
+                      "ingest.import_uvfits (real uvfits files: import them with ingest.import_uvfits first)")
+
+
+def read_subbands(path: Path | str) -> np.ndarray:
+    """Only the ``subband`` array of a visibility file (cheap); a clear error if it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return np.asarray(npz["subband"])
+    except KeyError as exc:
+        raise _not_vis(path, f"no {exc} array") from exc
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise _not_vis(path, "not a NumPy .npz archive") from exc
+
+
 def read_vis(path: Path | str) -> dict[str, Any]:
-    """Read a visibility file into a dict of arrays; scalars come back as Python values."""
-    with np.load(path, allow_pickle=False) as npz:
-        data: dict[str, Any] = {key: npz[key] for key in VIS_ARRAYS}
-        for key in VIS_SCALARS:
-            data[key] = npz[key].item()
+    """Read a visibility file into a dict of arrays; scalars come back as Python values.  A file
+    that is not one (not an .npz, or missing arrays) raises ``Fatal`` saying so."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data: dict[str, Any] = {key: npz[key] for key in VIS_ARRAYS}
+            for key in VIS_SCALARS:
+                data[key] = npz[key].item()
+    except KeyError as exc:
+        raise _not_vis(path, f"no {exc} array") from exc
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise _not_vis(path, "not a NumPy .npz archive") from exc
     return data
 
 

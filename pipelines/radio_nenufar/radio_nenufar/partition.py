@@ -16,8 +16,7 @@ from skyweave import Product, context, task
 @task(version="1.0")
 def list_subbands(vis: Product) -> list[int]:
     """The sub-band numbers present in an observation, in increasing order."""
-    with np.load(vis.local_path, allow_pickle=False) as npz:
-        return sorted(int(s) for s in np.unique(npz["subband"]))
+    return sorted(int(s) for s in np.unique(cv.read_subbands(vis.local_path)))
 
 
 @task(version="1.0")

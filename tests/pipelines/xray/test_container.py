@@ -10,7 +10,6 @@ and a broken file ends with exit status 2 and the ``Fatal`` message.
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -18,27 +17,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from tests.pipelines.dockerfile import check_dockerfile
 from xray_ep import conventions as cv
 from xray_ep.simulate import simulate_observation
 from xray_ep.stage import STAGES
-
-ROOT = Path(__file__).resolve().parents[3]
-DOCKERFILE = ROOT / "pipelines" / "xray_ep" / "Dockerfile"
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
-    out: list[tuple[str, str]] = []
-    pending = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        if line.strip().startswith("#") or not line.strip():
-            continue
-        pending += line.rstrip("\\").strip() + " "
-        if not line.rstrip().endswith("\\"):
-            word, _, rest = pending.strip().partition(" ")
-            out.append((word.upper(), rest.strip()))
-            pending = ""
-    return out
 
 
 def stage(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,21 +29,7 @@ def stage(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_dockerfile_builds_from_a_local_base_and_copies_existing_files() -> None:
-    ins = instructions()
-    args = {k: v for word, rest in ins if word == "ARG" for k, _, v in [rest.partition("=")]}
-    (base,) = [rest for word, rest in ins if word == "FROM"]
-    image = args[base[2:-1]] if base.startswith("${") else base
-    assert "/" not in image and "." not in image.partition(":")[0], f"{image} would come from a registry"
-    copies = [shlex.split(rest) for word, rest in ins if word == "COPY"]
-    assert copies
-    for *sources, _dest in copies:
-        for src in sources:
-            assert (ROOT / src).exists(), f"COPY source {src} missing from the build context"
-    copied = {s for *sources, _ in copies for s in sources}
-    assert {"src", "pyproject.toml", "pipelines/xray_ep/xray_ep", "pipelines/xray_ep/pyproject.toml"} <= copied
-    (entry,) = [json.loads(rest) for word, rest in ins if word == "ENTRYPOINT"]
-    assert entry == ["python", "-m", "xray_ep.stage"]
-    assert any(word == "RUN" and "pip install" in rest and "/src/pipelines/xray_ep" in rest for word, rest in ins)
+    check_dockerfile("pipelines/xray_ep", "xray_ep.stage")
 
 
 def test_stage_help_lists_every_stage() -> None:
