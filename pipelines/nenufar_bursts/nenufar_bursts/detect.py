@@ -6,8 +6,10 @@ Both share cleaning, dedispersion over ``conventions.dm_grid()`` and the candida
 * **baseline** (classical, e.g. Heimdall/PRESTO single-pulse style): a candidate is a detection when
   ``S/N >= BASELINE_SNR`` (7) and its best DM is >= ``MIN_DM`` (0.06 pc cm^-3; lower is called
   terrestrial broadband RFI);
-* **model**: a candidate is a detection when the random forest gives ``P(burst) >= THRESHOLD`` (0.6)
-  and its DM is >= ``MIN_DM`` too (terrestrial signals are undispersed; same rule as the baseline).
+* **model**: a candidate is a detection when the random forest gives ``P(burst) >= threshold`` and
+  its DM is >= ``MIN_DM`` too (terrestrial signals are undispersed; same rule as the baseline).  The
+  threshold is the model's own (``artifact["threshold"]``), derived at training time on a separate
+  validation stream by the rule in ``train.choose_threshold``; the test streams never tune it.
 
 Bad input never stops the stream: the task always writes a detections product whose ``status`` is
 ``ok``, ``flagged`` (NaNs or dropped samples masked, a time gap before the chunk, many channels
@@ -26,16 +28,12 @@ import numpy as np
 from nenufar_bursts import conventions as cv
 from nenufar_bursts.features import analyse
 from nenufar_bursts.simulate import read_chunk
-from nenufar_bursts.train import CANDIDATE_SNR, load
+from nenufar_bursts.train import CANDIDATE_SNR, decide, load
 from skyweave import InsufficientInput, Product, SkyweaveError, context, task
 from skyweave.authoring.task import Task
 from skyweave.model.specs import TaskSpec
 
 BASELINE_SNR = 7.0
-THRESHOLD = 0.6
-"""Model probability threshold.  0.5 gave one S/N-5.5 false positive (P = 0.59) on the RFI-only test
-stream; 0.6 was chosen after seeing that (so that stream is not an independent check of 0.6) and
-costs no recall on the held-out burst stream."""
 MAX_BAD_FRACTION = 0.3
 GAP_TOLERANCE_S = 0.5 * cv.DT_S
 
@@ -85,18 +83,19 @@ def _as_detection(c: dict[str, Any], t0: float, p: float | None) -> dict[str, An
 
 
 def detect_model(
-    data: np.ndarray, artifact: dict[str, Any], threshold: float = THRESHOLD, t0: float = 0.0
+    data: np.ndarray, artifact: dict[str, Any], threshold: float | None = None, t0: float = 0.0
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Model detections of one chunk (times from the stream start when ``t0`` is given) and the analysis."""
+    """Model detections of one chunk (times from the stream start when ``t0`` is given) and the analysis.
+
+    ``threshold`` None: the model's own (validation-derived) threshold.
+    """
     res = analyse(data, CANDIDATE_SNR)
     if not res["candidates"]:
         return [], res
+    thr = float(artifact["threshold"]) if threshold is None else threshold
     prob = artifact["estimator"].predict_proba(res["X"])[:, 1]
-    return [
-        _as_detection(c, t0, float(p))
-        for c, p in zip(res["candidates"], prob, strict=True)
-        if p >= threshold and c["dm"] >= cv.MIN_DM
-    ], res
+    cands = res["candidates"]
+    return [_as_detection(cands[i], t0, float(prob[i])) for i in decide(cands, prob, thr)], res
 
 
 def detect_baseline(
@@ -114,11 +113,13 @@ def _task_version() -> str | None:
         return None
 
 
-@task(name=cv.DETECTOR_TASK, version="rf1+s1n400", cache=False)
+@task(name=cv.DETECTOR_TASK, version="rf2+s1n400", cache=False)
 def score_chunk(
-    chunk: Product, model: Product, threshold: float = THRESHOLD, expected_t0: float = -1.0
+    chunk: Product, model: Product, threshold: float = -1.0, expected_t0: float = -1.0
 ) -> Product:
     """Score one chunk with the model whose version is this task's version; write the detections.
+
+    ``threshold`` < 0 (the default): the model's own validation-derived threshold.
 
     If the ``model`` passed in has another version (the detector was re-registered with a new model
     while this chunk waited), the task asks the controller for the right one (``InsufficientInput``
@@ -150,9 +151,11 @@ def score_chunk(
     baseline: list[dict[str, Any]] = []
     report: dict[str, Any] = {}
     n_cand = 0
+    used_threshold: float | None = None
     if status != "rejected":
         artifact = _model(model.local_path, model.checksum)
-        detections, res = detect_model(data, artifact, threshold, float(meta["t0"]))
+        used_threshold = float(artifact["threshold"]) if threshold < 0 else threshold
+        detections, res = detect_model(data, artifact, used_threshold, float(meta["t0"]))
         baseline = detect_baseline(data, float(meta["t0"]), analysis=res)
         report, n_cand = res["report"], len(res["candidates"])
         if report["flagged_channels"] > cv.N_CHAN // 4:
@@ -169,6 +172,7 @@ def score_chunk(
         "status": status,
         "flags": flags,
         "candidates": n_cand,
+        "threshold": used_threshold,
         "clean": report,
         "detections": detections,
         "baseline": baseline,

@@ -7,6 +7,16 @@ burst at wrong DMs).  A random forest (scikit-learn, ``N_TREES`` trees, depth <=
 weights) learns ``P(burst | 12 features)``; 25 % of the chunks are held out to measure precision and
 recall at ``P >= 0.5`` (recorded on the card, not used to tune anything).
 
+Decision threshold (``choose_threshold``): derived on a separate **validation** stream, never on a
+test stream: ``VALIDATION_CHUNKS`` chunks of seed ``VALIDATION_SEED`` (a seed used for nothing else:
+not for training, which refuses it, nor for the held-out, RFI-only or engine test streams), with the
+same mix of bursts, type III bursts and RFI as the held-out test stream.  Rule: the **lowest**
+threshold on ``THRESHOLD_GRID`` whose false alarms on the validation stream (model detections at
+DM >= ``MIN_DM`` matching no injected burst, ``features.match``) are at most
+``MAX_FALSE_ALARMS_PER_HOUR`` per hour of data; the lowest such threshold keeps the most recall.  The
+value, the rule and the validation counts go on the card and into the artifact (``threshold``), and
+the detector uses the artifact's threshold, so a retrained model carries its own.
+
 Artifact: ``model.joblib`` (a dict with the estimator, the feature names and the version) and
 ``card.json`` (version, training seed, chunk count, scikit-learn version, class counts, held-out
 metrics, feature importances).  The version is ``f"{TRAINER_VERSION}+s{seed}n{n_chunks}"``; it becomes
@@ -30,9 +40,55 @@ from nenufar_bursts.features import FEATURE_NAMES, analyse, match
 from nenufar_bursts.simulate import StreamConfig, chunk_arrays
 from skyweave import Product, context, task, workflow
 
-TRAINER_VERSION = "rf1"
+TRAINER_VERSION = "rf2"
 CANDIDATE_SNR = 5.5
 N_TREES = 150
+VALIDATION_SEED = 31337
+VALIDATION_CHUNKS = 150
+VALIDATION_CONFIG = StreamConfig(burst_rate=0.5, type3_rate=0.4, impulse_rate=0.6)
+MAX_FALSE_ALARMS_PER_HOUR = 6.0
+"""At most one false alert per 10 minutes of one beam (2 on the 25 min validation stream)."""
+THRESHOLD_GRID = tuple(round(0.3 + 0.01 * i, 2) for i in range(66))
+"""0.30 .. 0.95."""
+
+
+def decide(candidates: list[dict[str, Any]], probs: np.ndarray, threshold: float) -> list[int]:
+    """Indices of the candidates the model calls bursts: ``P >= threshold`` and DM >= ``MIN_DM``."""
+    return [i for i, (c, p) in enumerate(zip(candidates, probs, strict=True))
+            if p >= threshold and c["dm"] >= cv.MIN_DM]
+
+
+def choose_threshold(estimator: Any) -> dict[str, Any]:
+    """The decision threshold by the validation rule of the module docstring, with its evidence."""
+    rows = []
+    for data, meta in chunk_arrays(VALIDATION_SEED, VALIDATION_CHUNKS, VALIDATION_CONFIG):
+        res = analyse(data, CANDIDATE_SNR)
+        probs = estimator.predict_proba(res["X"])[:, 1] if res["candidates"] else np.zeros(0)
+        rows.append((res["candidates"], probs, meta["truth"], meta["t0"]))
+    hours = VALIDATION_CHUNKS * cv.CHUNK_S / 3600.0
+    table = []
+    for thr in THRESHOLD_GRID:
+        tp = fp = fn = 0
+        for cands, probs, truth, t0 in rows:
+            dets = [cands[i] for i in decide(cands, probs, thr)]
+            a, b, c, _ = match(dets, truth, t0)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        table.append({"threshold": thr, "tp": tp, "fp": fp, "fn": fn,
+                      "false_alarms_per_hour": round(fp / hours, 2),
+                      "precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4)})
+    ok = [r for r in table if r["false_alarms_per_hour"] <= MAX_FALSE_ALARMS_PER_HOUR]
+    chosen = ok[0] if ok else table[-1]
+    return {
+        "value": chosen["threshold"],
+        "rule": f"lowest threshold in {THRESHOLD_GRID[0]}..{THRESHOLD_GRID[-1]} (step 0.01) with <= "
+                f"{MAX_FALSE_ALARMS_PER_HOUR:g} false alarms per hour on the validation stream",
+        "rule_met": bool(ok),
+        "validation_seed": VALIDATION_SEED,
+        "validation_chunks": VALIDATION_CHUNKS,
+        "validation_hours": round(hours, 4),
+        "at_threshold": chosen,
+        "table": table,
+    }
 
 
 def model_version(seed: int, n_chunks: int) -> str:
@@ -59,6 +115,8 @@ def dataset(
 
 def fit(seed: int, n_chunks: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train; return ``(artifact, card)`` (see the module docstring)."""
+    if seed == VALIDATION_SEED:
+        raise ValueError(f"seed {seed} is the validation seed; train on another one")
     t_start = time.perf_counter()
     x, y, idx = dataset(seed, n_chunks)
     held = idx >= int(0.75 * n_chunks)
@@ -71,6 +129,7 @@ def fit(seed: int, n_chunks: int) -> tuple[dict[str, Any], dict[str, Any]]:
     fp = int(np.sum(pred & (y[held] == 0)))
     fn = int(np.sum(~pred & (y[held] == 1)))
     clf.fit(x, y)  # the shipped model uses every chunk
+    threshold = choose_threshold(clf)
     version = model_version(seed, n_chunks)
     card = {
         "version": version,
@@ -91,13 +150,16 @@ def fit(seed: int, n_chunks: int) -> tuple[dict[str, Any], dict[str, Any]]:
             "fn": fn,
             "note": "candidate-level, last 25 % of chunks, model fitted on the rest",
         },
+        "threshold": threshold,
         "importances": dict(
             zip(FEATURE_NAMES, (round(float(v), 4) for v in clf.feature_importances_), strict=True)
         ),
         "train_seconds": round(time.perf_counter() - t_start, 2),
         "chunk": {"n_chan": cv.N_CHAN, "dt_s": cv.DT_S, "f_lo_mhz": cv.F_LO_MHZ, "f_hi_mhz": cv.F_HI_MHZ},
     }
-    return {"estimator": clf, "features": list(FEATURE_NAMES), "version": version}, card
+    artifact = {"estimator": clf, "features": list(FEATURE_NAMES), "version": version,
+                "threshold": threshold["value"]}
+    return artifact, card
 
 
 def save(artifact: dict[str, Any], card: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
@@ -120,6 +182,8 @@ def load(path: str | Path) -> dict[str, Any]:
             f"model {path} was trained on features {artifact.get('features')}, "
             f"this code computes {list(FEATURE_NAMES)}"
         )
+    if "threshold" not in artifact:
+        raise ValueError(f"model {path} has no decision threshold (older than {TRAINER_VERSION}); retrain")
     return artifact
 
 
@@ -137,6 +201,8 @@ def train_model(seed: int = 1, n_chunks: int = 400) -> dict[str, Product]:
         "n_chunks": n_chunks,
         "heldout": card["heldout"],
         "sklearn": card["sklearn"],
+        "threshold": card["threshold"]["value"],
+        "threshold_rule": card["threshold"]["rule"],
     }
     return {
         "model": Product(model_path, type=cv.MODEL, version=card["version"], attributes=attrs),
