@@ -10,12 +10,17 @@ A pipeline lists its tasks and gets a command line with one sub-command per task
     python -m xray_ep.stage decode_cmos --l0 ep0001.l0 --cmos cmos04 --out DIR
 
 Each task parameter is an option of the same name (``--threshold-sigma`` or ``--threshold_sigma``):
-product parameters take file paths (several for a list), dict/list parameters take JSON or ``@FILE``
-holding JSON (products in it written as the result below writes them, so one stage's output can be
-the next one's input), numbers, booleans and strings their value.  Output files go to ``--out``; what the
-task returns is printed on stdout as JSON (products as ``{"path", "type", "obs_id", "detector",
-"attributes"}``).  Exit status 0 on success, 2 on a ``Fatal`` error (bad input: message and hint
-on stderr), 1 on anything else (the traceback on stderr).
+
+* product parameters take file paths (several for a list) or ``@FILE`` holding a product as a
+  stage prints it, which keeps its type, obs_id, detector and attributes;
+* dict and list parameters take JSON or ``@FILE`` holding JSON (products in it written as a stage
+  prints them become products again, so one stage's output is the next one's input);
+* numbers, booleans and strings take their value.
+
+Output files go to ``--out``.  What the task returns is printed on stdout as JSON (products as
+``{"path", "type", "obs_id", "detector", "attributes"}``) and written to ``--result FILE`` if given.
+Exit status 0 on success, 2 on a ``Fatal`` error (bad input: message and hint on stderr), 1 on
+anything else (the traceback on stderr).
 """
 
 from __future__ import annotations
@@ -87,11 +92,22 @@ def _json(text: str) -> Any:
     return _products(json.loads(Path(text[1:]).read_text() if text.startswith("@") else text))
 
 
+def _product(value: str) -> Product:
+    """A file path, or ``@FILE`` holding a product as a stage prints it (keeps its metadata)."""
+    if not value.startswith("@"):
+        return Product(Path(value).resolve())
+    got = _json(value)
+    if not isinstance(got, Product):
+        raise SystemExit(f"{value[1:]} does not hold one product (a JSON object with path and type)")
+    return got
+
+
 def _convert(kind: str, value: Any) -> Any:
     if kind == "product":
-        return Product(Path(value).resolve())
+        return _product(value)
     if kind == "products":
-        return [Product(Path(v).resolve()) for v in value]
+        return [p for v in value for p in (_json(v) if v.startswith("@") and isinstance(_json(v), list)
+                                           else [_product(v)])]
     if kind == "json":
         return _json(value)
     if kind == "bool":
@@ -128,6 +144,8 @@ def parser(tasks: dict[str, Task], *, prog: str, description: str = "") -> argpa
                            nargs="+" if kind == "products" else None, metavar=meta,
                            help=kind + ("" if required else f" (default {param.default!r})"))
         p.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory for the outputs")
+        p.add_argument("--result", type=Path, metavar="FILE",
+                       help="also write the JSON result to FILE (a later stage takes it as @FILE)")
     return top
 
 
@@ -154,7 +172,7 @@ def stage_main(tasks: dict[str, Task], *, prog: str, description: str = "",
     """Parse ``argv``, run the chosen task, print its result as JSON; the exit status."""
     args = vars(parser(tasks, prog=prog, description=description).parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    name, out = args.pop("stage"), args.pop("out")
+    name, out, result_file = args.pop("stage"), args.pop("out"), args.pop("result")
     try:
         result = run_stage(tasks[name], out, **args)
     except Fatal as exc:
@@ -167,5 +185,9 @@ def stage_main(tasks: dict[str, Task], *, prog: str, description: str = "",
         traceback.print_exc()
         sys.stderr.write(f"{name} failed: {type(exc).__name__}: {exc}\n")
         return 1
-    sys.stdout.write(json.dumps(jsonable(result), indent=1, default=str) + "\n")
+    text = json.dumps(jsonable(result), indent=1, default=str) + "\n"
+    if result_file is not None:
+        result_file.parent.mkdir(parents=True, exist_ok=True)
+        result_file.write_text(text)
+    sys.stdout.write(text)
     return 0

@@ -52,8 +52,10 @@ def test_tasks_chain_as_separate_processes(tmp_path: Path) -> None:
     part = _json_out(stage("extract_subband", "--vis", str(sim["vis"]), "--subband", "0", "--out",
                            str(tmp_path / "parts")), tmp_path / "part.json")
     assert part["type"] == cv.VIS_SUBBAND and part["detector"] == "sb000" and part["obs_id"] == "nenu0301"
-    cal = _json_out(stage("calibrate", "--vis", part["path"], "--model", str(sim["calmodel"]), "--out",
-                          str(tmp_path / "cal")), tmp_path / "cal.json")
+    cal = _json_out(stage("calibrate", "--vis", f"@{tmp_path / 'part.json'}", "--model", str(sim["calmodel"]),
+                          "--out", str(tmp_path / "cal"), "--result", str(tmp_path / "cal-result.json")),
+                    tmp_path / "cal.json")
+    assert json.loads((tmp_path / "cal-result.json").read_text()) == cal
     assert cal["ok"] and cal["gains"]["type"] == cv.GAINS
     sc = _json_out(stage("selfcal_step", "--vis", part["path"], "--cal", f"@{tmp_path / 'cal.json'}", "--out",
                          str(tmp_path / "sc")), tmp_path / "sc.json")
