@@ -244,6 +244,7 @@ def test_submit_to_separate_controller_and_worker(cli: CLI) -> None:
         # an embedded `skyweave run` on the same store is refused while the controller runs
         res = cli("run", f"{BASIC}:simple")
         assert_clean_error(res, "another controller")
+        assert_clean_error(cli("resume"), "another controller")     # crash recovery is its job
         with Client(str(cli.store), engine=False) as client:
             assert [r.id for r in client.store.list_runs()] == [run_id]
     # SIGTERM is a clean shutdown for both services
