@@ -63,7 +63,7 @@ def predict_model(data: dict[str, Any], model: dict[str, Any]) -> np.ndarray:
 
 def good_mask(data: dict[str, Any]) -> np.ndarray:
     """Samples usable for calibration and imaging: unflagged, positive weight, finite."""
-    return (~data["flag"]) & (data["weight"] > 0) & np.isfinite(data["vis"])
+    return np.asarray((~data["flag"]) & (data["weight"] > 0) & np.isfinite(data["vis"]))
 
 
 def stefcal(vis: np.ndarray, model: np.ndarray, weight: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,

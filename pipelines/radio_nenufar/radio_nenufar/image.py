@@ -88,7 +88,7 @@ def grid_to_image(grid: np.ndarray, npix: int) -> np.ndarray:
     lo = ngrid // 2 - npix // 2
     img = img[lo:lo + npix, lo:lo + npix]
     c = grid_correction(ngrid, npix)
-    return img / np.outer(c, c)
+    return np.asarray(img / np.outer(c, c))
 
 
 def uv_samples(data: dict[str, Any], gains: np.ndarray | None = None
@@ -155,14 +155,14 @@ def gaussian_beam(npix: int, bmaj: float, bmin: float, pa_deg: float) -> np.ndar
     a = -x * np.sin(t) + y * np.cos(t)                         # along the major axis
     b = x * np.cos(t) + y * np.sin(t)
     s2 = 8 * np.log(2)
-    return np.exp(-0.5 * s2 * ((a / bmaj) ** 2 + (b / bmin) ** 2))
+    return np.asarray(np.exp(-0.5 * s2 * ((a / bmaj) ** 2 + (b / bmin) ** 2)))
 
 
 def restore(comps: np.ndarray, resid: np.ndarray, beam: tuple[float, float, float]) -> np.ndarray:
     """Components convolved with the restoring beam (FFT) plus the residual."""
     kern = gaussian_beam(comps.shape[0], *beam)
     conv = np.fft.irfft2(np.fft.rfft2(comps) * np.fft.rfft2(np.fft.ifftshift(kern)), s=comps.shape)
-    return conv + resid
+    return np.asarray(conv + resid)
 
 
 def celestial_wcs(npix: int, cell_rad: float, ra0: float, dec0: float) -> WCS:

@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -21,7 +21,8 @@ from xray_ep.workflow import observation
 POSITION_TOLERANCE_ARCSEC = 30.0
 """A detection matches an injected source within this distance (the PSF is ~15 arcsec wide)."""
 
-OBSERVATIONS = [  # obs_id, seed, aux situation, transient (seeds 1-3: no Earth occultation)
+OBSERVATIONS: list[tuple[str, int, Literal["full", "partial", "missing"], bool]] = [
+    # obs_id, seed, aux situation, transient (seeds 1-3: no Earth occultation)
     ("ep0001", 1, "full", True),
     ("ep0002", 2, "missing", False),
     ("ep0003", 3, "partial", False),

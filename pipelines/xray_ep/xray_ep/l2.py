@@ -505,7 +505,13 @@ def _on_present_chip(detx: FloatArray, dety: FloatArray, present: NDArray[np.boo
     ok = ((detx + half - col * pitch) < cv.CHIP_SIZE) & ((dety + half - row * pitch) < cv.CHIP_SIZE)
     ok &= (col >= 0) & (col < cv.MOSAIC) & (row >= 0) & (row < cv.MOSAIC)
     chip = np.where(ok, row * cv.MOSAIC + col, 0).astype(np.intp)
-    return ok & present[chip]
+    return np.asarray(ok & present[chip])
+
+
+def _pix2world(wcs: Any, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(RA, DEC) in degrees of 1-based pixel coordinates."""
+    ra, dec = wcs.all_pix2world(x, y, 1)
+    return np.asarray(ra, float), np.asarray(dec, float)
 
 
 def _on_chip(detx: FloatArray, dety: FloatArray, present: NDArray[np.bool_],
@@ -523,7 +529,7 @@ def _on_chip(detx: FloatArray, dety: FloatArray, present: NDArray[np.bool_],
     edge = np.minimum.reduce([rx, cv.CHIP_SIZE - rx, ry, cv.CHIP_SIZE - ry])
     outside = np.maximum.reduce([-u, -v, u - (cv.MOSAIC * pitch - cv.CHIP_GAP),
                                  v - (cv.MOSAIC * pitch - cv.CHIP_GAP)])
-    return inside & present[chip], np.where(inside, edge, np.maximum(outside, 0.0))
+    return np.asarray(inside & present[chip]), np.asarray(np.where(inside, edge, np.maximum(outside, 0.0)))
 
 
 def exposure(hist: dict[str, FloatArray], present: NDArray[np.bool_], wcs: WCS,
@@ -559,7 +565,7 @@ def exposure(hist: dict[str, FloatArray], present: NDArray[np.bool_], wcs: WCS,
     moving = np.flatnonzero((edge < reach) & near[iv, iu])
     if moving.size:  # 2x2 sub-pixels, so a pixel straddling a chip edge gets its covered share
         q = 0.25 * b
-        sub = [sky_to_det(*wcs.all_pix2world(px.ravel()[moving] + sx, py.ravel()[moving] + sy, 1), *ref)
+        sub = [sky_to_det(*_pix2world(wcs, px.ravel()[moving] + sx, py.ravel()[moving] + sy), *ref)
                for sx in (-q, q) for sy in (-q, q)]
         # at another attitude a sky point's detector position is an affine function of its position
         # at the reference attitude (to << 0.01 pixel over the field): fitted on 3 anchors per bin

@@ -175,7 +175,7 @@ def sigma_from_logp(logp: np.ndarray) -> np.ndarray:
             dfds = -np.exp(-0.5 * s * s - 0.5 * np.log(2 * np.pi) - special.log_ndtr(-s))
             s = s - f / dfds
         out[tiny] = s
-    return np.maximum(out, 0.0).reshape(shape)
+    return np.asarray(np.maximum(out, 0.0).reshape(shape))
 
 
 def poisson_logsf(n: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -204,7 +204,7 @@ def post_trials_logp(logp: np.ndarray, trials: float) -> np.ndarray:
     small = np.asarray(logp) < -30
     with np.errstate(divide="ignore"):
         exact = np.log(-np.expm1(trials * np.log1p(-np.minimum(p, 1 - 1e-16))))
-    return np.where(small, np.asarray(logp) + np.log(max(trials, 1.0)), np.minimum(exact, 0.0))
+    return np.asarray(np.where(small, np.asarray(logp) + np.log(max(trials, 1.0)), np.minimum(exact, 0.0)))
 
 
 def poisson_significance(n: np.ndarray | float, mu: np.ndarray | float, trials: float = 1.0) -> np.ndarray:
@@ -296,7 +296,7 @@ def box_sum(a: np.ndarray, h: int) -> np.ndarray:
     """Sum of ``a`` over the ``(2h+1)^2`` box centred on each pixel (zero outside), by integral image."""
     k = 2 * h + 1
     c = np.cumsum(np.cumsum(np.pad(np.asarray(a, dtype=float), ((h + 1, h), (h + 1, h))), 0), 1)
-    return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+    return np.asarray(c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k])
 
 
 def local_maxima(a: np.ndarray) -> np.ndarray:
