@@ -99,10 +99,15 @@ def detect_model(
 
 
 def detect_baseline(
-    data: np.ndarray, t0: float = 0.0, snr: float = BASELINE_SNR, analysis: dict[str, Any] | None = None
+    data: np.ndarray | None,
+    t0: float = 0.0,
+    snr: float = BASELINE_SNR,
+    analysis: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Classical detections: dedispersed S/N >= ``snr`` at DM >= ``MIN_DM`` (see the docstring)."""
-    res = analysis or analyse(data, CANDIDATE_SNR)
+    if analysis is None and data is None:
+        raise ValueError("detect_baseline needs the data or its analysis")
+    res = analysis if analysis is not None else analyse(data, CANDIDATE_SNR)
     return [_as_detection(c, t0, None) for c in res["candidates"] if c["snr"] >= snr and c["dm"] >= cv.MIN_DM]
 
 
@@ -113,7 +118,7 @@ def _task_version() -> str | None:
         return None
 
 
-@task(name=cv.DETECTOR_TASK, version="rf2+s1n400", cache=False)
+@task(name=cv.DETECTOR_TASK, version="rf3+s1n400", cache=False)
 def score_chunk(
     chunk: Product, model: Product, threshold: float = -1.0, expected_t0: float = -1.0
 ) -> Product:

@@ -5,7 +5,9 @@ Algorithms (shared by the model and the classical baseline, so the comparison is
 1. ``clean``: per-channel robust normalisation ``z = (P - median) / (1.4826 MAD)``; a channel is
    flagged (zeroed) when more than ``RFI_FRACTION`` of its samples have ``|z| > 4`` (persistent or
    keyed narrow-band RFI) or its median is more than 6 MADs of the channel medians above the
-   median's local trend (a carrier); NaNs and dropped samples (exact zeros) are masked to 0.
+   median's local trend (a carrier; the trend is a 9-channel running mean of log(median) with the
+   band edges extended by odd reflection, so the steep sky spectrum does not make the edge channels
+   look like carriers); NaNs and dropped samples (exact zeros) are masked to 0.
    Tolerance: a dispersed burst occupies a channel for < 1 s of 10 s, far below ``RFI_FRACTION``.
    Broadband impulsive RFI is masked per time sample: a sample where more than
    ``IMPULSE_OCCUPANCY`` of the unflagged channels have ``z > 2`` (2.3 % for noise) is zeroed.  A
@@ -13,10 +15,14 @@ Algorithms (shared by the model and the classical baseline, so the comparison is
 2. ``dedisperse``: for every trial DM, shift each channel by ``round(delay(DM, f) / DT)`` samples
    and sum, divided by sqrt(number of unflagged channels): unit-variance time series referenced to
    80 MHz (``(n_dm, N_T)``).  Samples whose shifted window leaves the chunk count as zero.
-3. ``snr_map``: boxcar matched filters of 1, 2, 4, 8 samples; S/N = sum / sqrt(w) against the
-   robust standard deviation of each trial.
+3. ``snr_map``: each trial's series minus its running median over ``DETREND`` samples (3.1 s, much
+   longer than any burst: removes the slow humps a solar type III burst leaves at every DM), then
+   boxcar matched filters of 1, 2, 4, 8 samples; S/N = sum / sqrt(w) against the robust standard
+   deviation of the detrended trial.
 4. ``candidates``: greedy peak picking on the (DM, t) S/N map above ``threshold``: take the global
-   maximum, suppress +-10 samples (1 s) around it in every DM trial, repeat (at most 5).
+   maximum, suppress +-10 samples (1 s) around it in the DM trials within ``NMS_DM`` (0.15) of it,
+   repeat (at most ``LIMIT`` per 10 s).  Suppressing in *every* DM trial (the first version) let a
+   bright type III burst hide a dispersed burst arriving within 1 s of it at a quite different DM.
 5. ``features``: per candidate, 12 numbers; see ``FEATURE_NAMES``.
 """
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 from nenufar_bursts import conventions as cv
 
@@ -32,6 +39,9 @@ WIDTHS = (1, 2, 4, 8)
 RFI_FRACTION = 0.15
 IMPULSE_OCCUPANCY = 0.5
 SUPPRESS = 10
+NMS_DM = 0.15
+LIMIT = 8
+DETREND = 31
 N_SUB = 8
 FEATURE_NAMES = (
     "snr",
@@ -46,13 +56,18 @@ FEATURE_NAMES = (
     "width_low_high",
     "skew",
     "peak_frac_dm",
+    "dominance",
+    "other_dm_ratio",
 )
 """snr: best boxcar S/N; dm: best DM; dm0 ratio: S/N at DM 0 over best; dm_curve_frac: fraction of
 trials with S/N > half the best; subband occupancy: fraction of 8 sub-bands with sub-S/N > 2;
 subband_cv: spread of sub-band S/N; dm_subband_fit_rel: DM fitted to the sub-band arrival times
 (t = a + K DM f^-2) relative to the best DM; curvature_ratio: chi2 of the nu^-2 law over chi2 of
 the type III law; width_low_high: pulse width in the low half of the band over the high half;
-skew: time skewness of the dedispersed pulse; peak_frac_dm: best DM over DM_MAX."""
+skew: time skewness of the dedispersed pulse; peak_frac_dm: best DM over DM_MAX; dominance: S/N
+over the highest S/N within +-1 s at any DM (1 for the brightest thing there); other_dm_ratio: the
+highest S/N within +-1 s at DMs more than ``NMS_DM`` away, over the candidate's S/N (a bright type III
+or another burst next to it)."""
 
 
 def clean(data: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -71,7 +86,8 @@ def clean(data: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     finite = np.isfinite(m) & (m > 0)
     if finite.sum() > 10:
         logm = np.log(np.where(finite, m, 1.0))
-        trend = np.convolve(logm, np.ones(9) / 9, mode="same")
+        padded = np.pad(logm, 4, mode="reflect", reflect_type="odd")
+        trend = np.convolve(padded, np.ones(9) / 9, mode="valid")
         resid = logm - trend
         rmad = np.median(np.abs(resid[finite])) * 1.4826 + 1e-12
         flagged |= finite & (resid > 6 * rmad)
@@ -115,9 +131,10 @@ def dedisperse(z: np.ndarray, good: np.ndarray | None = None) -> np.ndarray:
 
 def snr_map(series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Best boxcar S/N ``(n_dm, N_T)`` and the width (samples) that gave it."""
-    med = np.median(series, axis=1, keepdims=True)
-    sd = np.median(np.abs(series - med), axis=1, keepdims=True) * 1.4826 + 1e-9
-    s = (series - med) / sd
+    resid = series - median_filter(series, size=(1, DETREND), mode="reflect")
+    med = np.median(resid, axis=1, keepdims=True)
+    sd = np.median(np.abs(resid - med), axis=1, keepdims=True) * 1.4826 + 1e-9
+    s = (resid - med) / sd
     best = np.full(s.shape, -np.inf)
     width = np.ones(s.shape, dtype=np.int64)
     c = np.concatenate([np.zeros((s.shape[0], 1)), np.cumsum(s, axis=1)], axis=1)
@@ -130,17 +147,23 @@ def snr_map(series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best, width
 
 
-def candidates(snr: np.ndarray, width: np.ndarray, threshold: float, limit: int = 5) -> list[dict[str, Any]]:
+def candidates(
+    snr: np.ndarray, width: np.ndarray, threshold: float, limit: int | None = None
+) -> list[dict[str, Any]]:
     """Greedy peaks of the S/N map: ``[{"i_dm", "i_t", "snr", "width"}]`` (see the docstring)."""
     work = snr.copy()
+    dms = cv.dm_grid()
     out: list[dict[str, Any]] = []
+    if limit is None:
+        limit = max(LIMIT, round(LIMIT * snr.shape[1] / cv.N_T))
     for _ in range(limit):
         i_dm, i_t = np.unravel_index(int(np.argmax(work)), work.shape)
         peak = float(work[i_dm, i_t])
         if not np.isfinite(peak) or peak < threshold:
             break
         out.append({"i_dm": int(i_dm), "i_t": int(i_t), "snr": peak, "width": int(width[i_dm, i_t])})
-        work[:, max(0, i_t - SUPPRESS) : i_t + SUPPRESS + 1] = -np.inf
+        near = np.abs(dms - dms[i_dm]) <= NMS_DM + 1e-9
+        work[near, max(0, i_t - SUPPRESS) : i_t + SUPPRESS + 1] = -np.inf
     return out
 
 
@@ -178,6 +201,10 @@ def features(z: np.ndarray, series: np.ndarray, snr: np.ndarray, cand: dict[str,
     i_dm, i_t, w = cand["i_dm"], cand["i_t"], cand["width"]
     best = cand["snr"]
     col = snr[:, max(0, i_t - 3) : i_t + 4].max(axis=1)
+    wide = snr[:, max(0, i_t - SUPPRESS) : i_t + SUPPRESS + 1].max(axis=1)
+    far = np.abs(cv.dm_grid() - cv.dm_grid()[i_dm]) > NMS_DM + 1e-9
+    dominance = best / max(float(wide.max()), 1e-9)
+    other = float(wide[far].max()) / best if far.any() else 0.0
     dm0 = float(col[0])
     dm_curve = float(np.mean(col > 0.5 * best))
     fc, tc, sn, wd = _subband_times(z, i_t, i_dm, w)
@@ -223,6 +250,8 @@ def features(z: np.ndarray, series: np.ndarray, snr: np.ndarray, cand: dict[str,
             wlh,
             skew,
             float(cv.dm_grid()[i_dm]) / cv.DM_MAX,
+            dominance,
+            other,
         ]
     )
 

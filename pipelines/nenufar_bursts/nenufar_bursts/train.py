@@ -40,7 +40,7 @@ from nenufar_bursts.features import FEATURE_NAMES, analyse, match
 from nenufar_bursts.simulate import StreamConfig, chunk_arrays
 from skyweave import Product, context, task, workflow
 
-TRAINER_VERSION = "rf2"
+TRAINER_VERSION = "rf3"
 CANDIDATE_SNR = 5.5
 N_TREES = 150
 VALIDATION_SEED = 31337

@@ -14,7 +14,7 @@ import voeventparse as vp
 from nenufar_bursts import conventions as cv
 from nenufar_bursts import train
 from nenufar_bursts.detect import detect_baseline, detect_model, score_chunk
-from nenufar_bursts.features import match
+from nenufar_bursts.features import analyse, match
 from nenufar_bursts.followup import cutout, make_voevent, plot_burst
 from nenufar_bursts.simulate import StreamConfig, chunk_arrays, simulate_chunk, write_chunk
 from skyweave import ActivityContext, Product
@@ -22,12 +22,14 @@ from skyweave import ActivityContext, Product
 from .conftest import TRAIN_SEED
 
 
-def _score(chunks: list[tuple[np.ndarray, dict[str, Any]]], artifact: dict[str, Any]) -> dict[str, Any]:
-    counts = {"model": [0, 0, 0], "baseline": [0, 0, 0]}
+def _score(chunks: list[tuple[np.ndarray, dict[str, Any]]], artifact: dict[str, Any],
+           budget_snr: float | None) -> dict[str, Any]:
+    counts = {"model": [0, 0, 0], "baseline": [0, 0, 0], "baseline_at_budget": [0, 0, 0]}
     for data, meta in chunks:
         found, res = detect_model(data, artifact, t0=meta["t0"])
         base = detect_baseline(data, meta["t0"], analysis=res)
-        for name, dets in (("model", found), ("baseline", base)):
+        at_budget = [] if budget_snr is None else detect_baseline(data, meta["t0"], budget_snr, analysis=res)
+        for name, dets in (("model", found), ("baseline", base), ("baseline_at_budget", at_budget)):
             tp, fp, fn, _ = match(dets, meta["truth"])
             counts[name] = [c + d for c, d in zip(counts[name], (tp, fp, fn), strict=True)]
     out = {}
@@ -59,27 +61,49 @@ def test_threshold_is_derived_on_its_own_validation_stream(trained: dict[str, An
         train.fit(train.VALIDATION_SEED, 10)
 
 
+def _baseline_snr_at_budget() -> float | None:
+    """The baseline's S/N threshold by the model's own rule: the lowest S/N (7..40, step 0.5) with at most
+    ``MAX_FALSE_ALARMS_PER_HOUR`` false alarms on the same validation stream; None if none is low enough."""
+    rows = [(analyse(data, train.CANDIDATE_SNR), meta)
+            for data, meta in chunk_arrays(train.VALIDATION_SEED, train.VALIDATION_CHUNKS, train.VALIDATION_CONFIG)]
+    hours = train.VALIDATION_CHUNKS * cv.CHUNK_S / 3600.0
+    for snr in np.arange(7.0, 40.01, 0.5):
+        fp = sum(match(detect_baseline(data=None, t0=m["t0"], snr=float(snr), analysis=r), m["truth"])[1]
+                 for r, m in rows)
+        if fp / hours <= train.MAX_FALSE_ALARMS_PER_HOUR:
+            return float(snr)
+    return None
+
+
 def test_model_beats_the_classical_baseline_on_a_held_out_stream(trained: dict[str, Any]) -> None:
     """Held-out seed 4242 (training used seed 1): 150 chunks, ~63 bursts, type III and RFI, scored at
     the model's validation-derived threshold (see the test above).
 
-    The baseline (S/N >= 7 at DM >= 0.06) is fooled by solar type III bursts (they drift like a
-    DM ~0.3-0.8 burst) and by duplicate peaks of bright bursts; the model must have a higher precision
-    and F1, and a recall no more than 0.1 below the baseline's.
+    The classical baseline (S/N >= 7 at DM >= 0.06) is fooled by solar type III bursts (they drift like
+    a DM ~0.3-0.8 burst) and by duplicate peaks of bright bursts: the model must have a precision
+    higher by > 0.1 and a higher F1.  Recall is compared at the same false-alarm budget: the S/N-7
+    baseline buys its recall with hundreds of false alerts per hour, so the baseline's S/N threshold is
+    also derived by the model's rule on the validation stream, and the model's recall must beat that
+    baseline's (type III bursts reach S/N > 40: at the budget the baseline then detects nothing).
     """
     chunks = chunk_arrays(HELD_OUT_SEED, 150, StreamConfig(burst_rate=0.5, type3_rate=0.4, impulse_rate=0.6))
     n_bursts = sum(1 for _, m in chunks for t in m["truth"] if t["kind"] == "burst")
-    scores = _score(chunks, trained["artifact"])
-    print(json.dumps({"bursts": n_bursts, "threshold": trained["artifact"]["threshold"], **scores}, indent=1))
-    model, base = scores["model"], scores["baseline"]
+    budget_snr = _baseline_snr_at_budget()
+    scores = _score(chunks, trained["artifact"], budget_snr)
+    hours = len(chunks) * cv.CHUNK_S / 3600.0
+    print(json.dumps({"bursts": n_bursts, "threshold": trained["artifact"]["threshold"],
+                      "baseline_snr_at_budget": budget_snr,
+                      "false_alarms_per_hour": {k: round(v["fp"] / hours, 1) for k, v in scores.items()},
+                      **scores}, indent=1))
+    model, base, at_budget = scores["model"], scores["baseline"], scores["baseline_at_budget"]
     assert n_bursts > 50
     assert model["precision"] > base["precision"] + 0.1, scores
     assert model["f1"] > base["f1"], scores
-    assert model["recall"] >= base["recall"] - 0.1, scores
+    assert model["recall"] > at_budget["recall"], scores
+    assert model["fp"] / hours <= 2 * train.MAX_FALSE_ALARMS_PER_HOUR, scores  # the budget holds out of sample
     # absolute floors: injected ideal S/N is 6..30 and the search loses ~30 % of it (boxcar, DM step,
-    # masked impulses), so bursts below ideal S/N ~8 are mostly missed by both detectors; at the
-    # validation-derived threshold (0.88, <= 6 false alarms/h) recall is 0.52
-    assert model["precision"] >= 0.8 and model["recall"] >= 0.5, scores
+    # masked impulses), so bursts below ideal S/N ~8 are mostly missed by both detectors
+    assert model["precision"] >= 0.8 and model["recall"] >= 0.55, scores
 
 
 def test_no_alert_on_an_rfi_only_stream(trained: dict[str, Any]) -> None:
