@@ -15,7 +15,7 @@ from astropy.wcs import WCS
 from radio_nenufar import conventions as cv
 from radio_nenufar.calibrate import calibrate, read_gains, solve
 from radio_nenufar.image import image_data, make_image
-from radio_nenufar.merge import write_png
+from radio_nenufar.merge import merge_images, write_png
 from radio_nenufar.partition import extract_subband, list_subbands
 from radio_nenufar.selfcal import selfcal_step
 from radio_nenufar.simulate import enu_to_uvw, nenufar_layout, simulate_observation, truth_gains
@@ -257,6 +257,29 @@ def test_png_is_valid(tmp_path: Path) -> None:
     path = write_png(tmp_path / "x.png", np.outer(np.arange(5.0), np.arange(7.0)))
     raw = path.read_bytes()
     assert raw.startswith(b"\x89PNG\r\n\x1a\n") and b"IHDR" in raw and raw.endswith(b"IEND\xaeB`\x82")
+
+
+def test_merge_resamples_images_on_other_grids(tmp_path: Path, activity: ActivityContext) -> None:
+    """Sub-band images made with different cells are merged on the finest grid: a point source
+    imaged at 2 and 4 arcmin cells stays one source at its position, not two."""
+    sim = simulate_observation(tmp_path / "g", "nenu0401", 4, subbands_mhz=(45.0, 75.0), n_times=3)
+    results = []
+    for sb, cell in ((0, 4.0), (1, 2.0)):
+        part = _subband(sim, activity, sb)
+        cal = calibrate(vis=part, model=Product(sim["calmodel"], type=cv.SKYMODEL))
+        res = make_image(vis=part, gains=cal["gains"], npix=128 if cell == 4.0 else 256, cell_arcmin=cell)
+        results.append({**res, "ok": True})
+    merged = merge_images(results=results)
+    with fits.open(merged["image"].local_path) as hdul:
+        img, hdr = np.nan_to_num(hdul[0].data), hdul[0].header
+    assert img.shape == (256, 256) and hdr["CDELT2"] == pytest.approx(2.0 / 60)
+    py, px = np.unravel_index(np.argmax(img), img.shape)
+    ra, dec = WCS(hdr).wcs_pix2world([[px, py]], 0)[0]
+    brightest = max(sim["sky"]["sources"], key=lambda s: s["flux_jy"])
+    sep = np.hypot((ra - brightest["ra_deg"]) * np.cos(np.radians(dec)), dec - brightest["dec_deg"])
+    assert sep * 60 < 2 * 2.0                                   # within two (fine) pixels
+    png = merged["png"].local_path.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000    # axes, labels, colour bar: not a bare bitmap
 
 
 def _run(client: Client, vis_id: str, model_id: str) -> Any:
