@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
-import signal
 import sys
-import threading
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -15,8 +11,6 @@ from typing import Annotated, Any
 
 import typer
 
-from skyweave.bus import open_bus
-from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.cli import output
 from skyweave.cli.catalogue import (
     cleanup,
@@ -31,12 +25,10 @@ from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.cli.lineage import impact, lineage
 from skyweave.cli.prov import prov_app
 from skyweave.cli.reprocess import products_recompute, reprocess
+from skyweave.cli.services import controller, resume, worker
 from skyweave.client import Client
-from skyweave.config.settings import load_settings
 from skyweave.demo import run_demo
-from skyweave.engine import Engine, make_env, make_executor
 from skyweave.errors import ParameterError
-from skyweave.executors.worker import WorkerService
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="skyweave: dynamic, provenance-first workflows for astronomy pipelines.")
@@ -211,41 +203,7 @@ def pause(run_id: str, store: StoreOpt = None) -> None:
         output.console.print(f"pause requested for {run_id}")
 
 
-@app.command()
-@friendly
-def resume(
-    run_id: Annotated[str | None, typer.Argument(help="A paused run; omit to finish every "
-                                                  "unfinished run after a crash.")] = None,
-    store: StoreOpt = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel activities.")] = None,
-) -> None:
-    """Resume a paused run, or (no id) finish every unfinished run after a crash or kill."""
-    settings = load_settings(store=store, workers=workers)
-    if run_id:
-        with Client(settings=settings, engine=False) as client:
-            if client.store.get_run(run_id).state == "paused":
-                client.resume(run_id)
-                output.console.print(f"resume requested for {run_id}")
-                return
-    settings = settings.model_copy(update={"bus": settings.bus_url(shared=True)})
-    engine = Engine(settings)
-    try:
-        engine.start()
-        began = time.time()
-        pending = [r.id for r in engine.store.list_runs(states=["running", "paused", "submitted"])]
-        output.console.print(f"resuming {len(pending)} unfinished run(s) and any queued requests")
-        quiet = 0
-        while quiet < 3:  # three calm looks in a row: nothing unread on the bus, nothing running
-            engine.check()
-            unread = engine.bus.read(CONTROLLER_GROUP, 1)
-            active = engine.store.list_runs(states=["running", "submitted"], limit=1)
-            quiet = 0 if unread or active else quiet + 1
-            time.sleep(0.1)
-        for run in engine.store.list_runs(limit=20):
-            if run.id in pending or (run.ended_at or 0) >= began:
-                output.console.print(f"{run.id}: {run.state}")
-    finally:
-        engine.stop()
+app.command()(resume)
 
 
 @app.command()
@@ -271,69 +229,6 @@ def priority(
     with _client(store, engine=False) as client:
         client.set_priority(value, run_id=run, activity_id=activity)
         output.console.print("priority change requested")
-
-
-# -- services ------------------------------------------------------------------------------------
-def _serve(stop: threading.Event) -> None:
-    def handler(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def _service_logging() -> None:
-    """INFO logs of a long-lived service on stderr; the store's schema migrations say nothing."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-@app.command()
-@friendly
-def controller(
-    store: StoreOpt = None,
-    bus: Annotated[str | None, typer.Option(help="Bus URL (default <store>/bus.db).")] = None,
-    workers: Annotated[int, typer.Option(help="Also run an in-process worker with this many slots.")] = 0,
-) -> None:
-    """Run the controller (decides only) until stopped; workers connect over the bus."""
-    _service_logging()
-    settings = load_settings(store=store, bus=bus, workers=workers or None)
-    settings = settings.model_copy(update={"bus": settings.bus_url(shared=True)})
-    engine = Engine(settings, worker=workers > 0)
-    stop = threading.Event()
-    _serve(stop)
-    engine.start()
-    output.err_console.print(f"controller on store {settings.store_dir}, bus {settings.bus}")
-    try:
-        while not stop.wait(0.5):
-            engine.check()
-    finally:
-        engine.stop()
-
-
-@app.command()
-@friendly
-def worker(
-    store: StoreOpt = None,
-    bus: Annotated[str | None, typer.Option(help="Bus URL (default <store>/bus.db).")] = None,
-    slots: Annotated[int, typer.Option(help="Parallel activities (default: CPU cores).")] = 0,
-    executor: Annotated[str | None, typer.Option(help="local or threads.")] = None,
-) -> None:
-    """Run a worker: claims dispatches from the bus and runs them."""
-    _service_logging()
-    settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor)
-    service = WorkerService(open_bus(settings.bus_url(shared=True)),
-                            make_executor(settings, make_env(settings, f"worker-{os.getpid()}")),
-                            lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s)
-    stop = threading.Event()
-    _serve(stop)
-    service.start()
-    output.err_console.print(f"worker {service.id} with {service.executor.slots} slots")
-    try:
-        while not stop.is_set():
-            service.step(0.2)
-    finally:
-        service.close()
 
 
 # -- tasks and products ----------------------------------------------------------------------------
@@ -453,6 +348,8 @@ products_app.command("show")(friendly(products_show))
 
 app.add_typer(prov_app, name="prov")
 
+app.command()(controller)
+app.command()(worker)
 app.command()(lineage)
 app.command()(impact)
 app.command()(reprocess)
