@@ -351,4 +351,6 @@ def test_demo_shows_selfcal_repairing_a_bright_source_only_calibration(tmp_path:
         assert row["gain_phase_err_max_deg"] < SELFCAL_PHASE_TOL_DEG, row
         assert row["gain_amp_err_max"] < AMP_TOL < row["gain_amp_err_max_cal"], row
         assert 1 < row["selfcal_rounds"] <= 4 and row["sources_found"] == 5, row
+        # measured: positions within 0.14 arcmin (beam >= 28 arcmin), relative fluxes within 0.6 %
+        assert row["pos_err_max_arcmin"] < 1.0 and row["rel_flux_err_max"] < 0.03, row
     assert Path(summary["merged_png"].removeprefix("file://")).stat().st_size > 1000
