@@ -22,7 +22,8 @@ Visibility file (``.npz``, written with ``numpy.savez``; see ``write_vis`` / ``r
     ``freq_hz`` float64 (nchan,): channel centre frequencies;
     ``subband`` int32 (nchan,): the sub-band number of each channel;
     ``ra_deg``, ``dec_deg`` (scalars): phase centre (ICRS); ``t0_mjd``; ``n_ant``;
-    ``obs_id``, ``telescope`` (strings); ``ant_names`` (n_ant,) strings (``"ea01/R"`` for a feed).
+    ``obs_id``, ``telescope`` (strings); ``ant_names`` (n_ant,) strings (``"ea01/R"`` for a feed);
+    optional ``dish_m`` (scalar): the antennas' diameter in metres (NaN or absent: not stated).
 
 Measurement equation and signs
     ``V_pq(u, v, w) = g_p conj(g_q) sum_k S_k exp(-2 pi i (u l_k + v m_k + w (n_k - 1)))`` with
@@ -71,6 +72,8 @@ BAND_HZ: Final = (20e6, 80e6)
 VIS_ARRAYS: Final = ("vis", "flag", "weight", "uvw_m", "ant1", "ant2", "time_s", "freq_hz", "subband",
                      "ant_names")
 VIS_SCALARS: Final = ("ra_deg", "dec_deg", "t0_mjd", "n_ant", "obs_id", "telescope")
+VIS_OPTIONAL: Final = {"dish_m": float("nan")}
+"""Optional scalars: written when given, read back as the default when absent."""
 
 
 def write_vis(path: Path, data: dict[str, Any]) -> Path:
@@ -90,6 +93,8 @@ def write_vis(path: Path, data: dict[str, Any]) -> Path:
     }
     for key in VIS_SCALARS:
         out[key] = np.asarray(data[key])
+    for key, default in VIS_OPTIONAL.items():
+        out[key] = np.asarray(data.get(key, default))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
         np.savez(fh, **out)  # type: ignore[arg-type]
@@ -99,7 +104,8 @@ def write_vis(path: Path, data: dict[str, Any]) -> Path:
 def _not_vis(path: Path | str, why: str) -> Fatal:
     return Fatal(f"{path} is not a visibility file of this pipeline ({why})",
                  hint="give the .npz written by the simulator, partition.extract_subband or "
-                      "ingest.import_uvfits (real uvfits files: import them with ingest.import_uvfits first)")
+                      "ingest.import_visibilities (real uvfits/uvh5 files: import them with "
+                      "ingest.import_visibilities first)")
 
 
 def read_subbands(path: Path | str) -> np.ndarray:
@@ -121,6 +127,8 @@ def read_vis(path: Path | str) -> dict[str, Any]:
             data: dict[str, Any] = {key: npz[key] for key in VIS_ARRAYS}
             for key in VIS_SCALARS:
                 data[key] = npz[key].item()
+            for key, default in VIS_OPTIONAL.items():
+                data[key] = npz[key].item() if key in npz.files else default
     except KeyError as exc:
         raise _not_vis(path, f"no {exc} array") from exc
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:

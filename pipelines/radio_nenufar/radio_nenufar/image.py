@@ -20,6 +20,20 @@ CLEAN (Högbom 1974)
     ellipse of semi-axes a, b has variances a^2/4, b^2/4); the restored image is the components
     convolved with it (by FFT) plus the residual.
 
+Image grid (``npix`` / ``cell_arcmin`` None: automatic, see ``image_grid``)
+    cell = 1 / (``PIX_PER_BEAM`` (4) * the longest baseline in wavelengths at the highest frequency),
+    i.e. ~4 pixels across the synthesized beam (the FWHM of a natural-weighted beam is >= 1 / that
+    baseline).  npix = the primary beam FWHM ``1.2 lambda_max / D`` (lowest frequency; D the antenna
+    diameter the file states, else ``DISH_M`` by telescope name) over the cell, rounded up to a
+    multiple of 16, between ``MIN_AUTO_NPIX`` (32) and ``MAX_AUTO_NPIX`` (512, the stated cap: the
+    PSF is computed on a 4 npix grid, 2048^2 at the cap), and the field at most ``MAX_FIELD_RAD``
+    (1.6 rad: the SIN projection ends at |l| = 1).  Unknown diameter: ``DEFAULT_NPIX`` (256).
+    A PSF whose half-power main lobe is wider than half the image (a uv coverage too sparse or too
+    regular to image) is refused (``Fatal``), not imaged.
+    Examples: EVLA 36 GHz 1 km: 0.0069' cells, 208 px (the 1.4' primary beam); ATA 1.26 GHz 320 m:
+    0.63', 256 px; VLBA 8 GHz: 0.22 mas cells, capped at 512 px (0.11" of a 5' primary beam);
+    simulated NenuFAR 30-75 MHz, 25 m mini-arrays: capped at 512 px.
+
 Sources
     Local maxima of the restored image above ``max(5 rms(residual), 2 % of the peak)``; each
     source's flux is the sum of CLEAN components within one beam FWHM of the maximum and its
@@ -40,12 +54,63 @@ from scipy import ndimage
 
 from radio_nenufar import conventions as cv
 from radio_nenufar.calibrate import good_mask, read_gains
-from skyweave import Product, context, task
+from skyweave import Fatal, Product, context, task
 
 PAD = 2
 KERNEL_SIGMA = 1.0
 KERNEL_HALF = 3
 ARCMIN = np.pi / 180 / 60
+PIX_PER_BEAM = 4
+MIN_AUTO_NPIX = 32
+MAX_AUTO_NPIX = 512
+DEFAULT_NPIX = 256
+MAX_FIELD_RAD = 1.6
+PB_FWHM_FACTOR = 1.2
+DISH_M: dict[str, float] = {"NenuFAR-SIM": 25.0, "NENUFAR": 25.0, "EVLA": 25.0, "VLA": 25.0, "VLBA": 25.0,
+                            "MWA": 4.4, "PAPER": 2.0, "HERA": 14.0, "ATA": 6.1, "LOFAR": 30.0}
+"""Antenna (station, mini-array, tile) diameters by telescope name (upper case except the simulator),
+for files that do not state it (NenuFAR: a 19-antenna mini-array is ~25 m across; MWA: a 4 x 4
+dipole tile, 4.4 m; PAPER: a dipole over a reflector, ~2 m)."""
+
+
+def max_uv_lambda(data: dict[str, Any]) -> float:
+    """The longest projected baseline (u, v) in wavelengths at the highest frequency, over the rows
+    that have at least one good sample (all rows when none has)."""
+    rows = good_mask(data).any(axis=1)
+    uvw = data["uvw_m"][rows] if rows.any() else data["uvw_m"]
+    return float(np.hypot(uvw[:, 0], uvw[:, 1]).max() * float(np.max(data["freq_hz"])) / cv.C_M_S)
+
+
+def dish_m(data: dict[str, Any]) -> float:
+    """The antenna diameter (m): the file's, else ``DISH_M`` by telescope name, else NaN."""
+    d = float(data.get("dish_m", float("nan")))
+    if np.isfinite(d) and d > 0:
+        return d
+    name = str(data.get("telescope", ""))
+    return DISH_M.get(name, DISH_M.get(name.upper(), float("nan")))
+
+
+def image_grid(data: dict[str, Any], npix: int | None = None, cell_arcmin: float | None = None
+               ) -> tuple[int, float]:
+    """(npix, cell_arcmin): the given values, or automatic ones for those that are None (module
+    docstring, "Image grid")."""
+    if cell_arcmin is None:
+        uvmax = max_uv_lambda(data)
+        if not uvmax > 0:
+            raise Fatal("no baseline with a non-zero projected length: cannot choose an image cell",
+                        hint="pass cell_arcmin explicitly")
+        cell_arcmin = 1.0 / (PIX_PER_BEAM * uvmax) / ARCMIN
+    cell = cell_arcmin * ARCMIN
+    if npix is None:
+        d = dish_m(data)
+        if np.isfinite(d):
+            fov = min(PB_FWHM_FACTOR * cv.C_M_S / float(np.min(data["freq_hz"])) / d, MAX_FIELD_RAD)
+            npix = int(np.clip(16 * int(np.ceil(fov / cell / 16)), MIN_AUTO_NPIX, MAX_AUTO_NPIX))
+        else:
+            npix = DEFAULT_NPIX
+        if npix * cell > MAX_FIELD_RAD:
+            npix = max(16, 2 * int(MAX_FIELD_RAD / cell / 2))
+    return int(npix), float(cell_arcmin)
 
 
 def grid_vis(u_lam: np.ndarray, v_lam: np.ndarray, vis: np.ndarray, weight: np.ndarray, *, ngrid: int,
@@ -199,21 +264,31 @@ def find_sources(restored: np.ndarray, comps: np.ndarray, resid: np.ndarray, bea
     return sorted(out, key=lambda s: -s["flux_jy"])
 
 
-def image_data(data: dict[str, Any], gains: np.ndarray | None, *, npix: int = 256, cell_arcmin: float = 2.0,
-               niter: int = 500, gain: float = 0.1, nsigma_stop: float = 3.0) -> dict[str, Any]:
-    """Image one visibility set: dirty image, PSF, CLEAN, restore, find sources (plain arrays)."""
+def image_data(data: dict[str, Any], gains: np.ndarray | None, *, npix: int | None = None,
+               cell_arcmin: float | None = None, niter: int = 500, gain: float = 0.1, nsigma_stop: float = 3.0
+               ) -> dict[str, Any]:
+    """Image one visibility set: dirty image, PSF, CLEAN, restore, find sources (plain arrays).
+    ``npix``/``cell_arcmin`` None: automatic (``image_grid``); the result says which were used."""
+    npix, cell_arcmin = image_grid(data, npix, cell_arcmin)
     cell = cell_arcmin * ARCMIN
     u, v, vis, w = uv_samples(data, gains)
     if vis.size == 0:
-        raise ValueError("no good visibilities to image")
+        raise Fatal("no good visibilities to image (every sample flagged, zero-weight, non-finite or on "
+                    "an antenna without a gain solution)", hint="see the ingest summary and calibrate's log")
     dirty, psf, dropped = dirty_and_psf(u, v, vis, w, npix=npix, cell_rad=cell)
     noise = float(1 / np.sqrt(w.sum()))                        # expected image noise, Jy/beam
     comps, resid = hogbom(dirty, psf, gain=gain, niter=niter, threshold=nsigma_stop * noise)
     beam = fit_beam(psf)
+    if beam[0] > npix / 2:
+        raise Fatal(f"the PSF's main lobe (its half-power region around the centre) spans {beam[0]:.0f} of "
+                    f"{npix} pixels: the uv coverage is too sparse or too regular to image (e.g. a "
+                    "redundant array, one baseline per redundant group: sidelobes as high as the main lobe)",
+                    hint="image with more baselines, times or channels; or a larger npix/cell_arcmin")
     restored = restore(comps, resid, beam)
     wcs = celestial_wcs(npix, cell, float(data["ra_deg"]), float(data["dec_deg"]))
     return {"dirty": dirty, "psf": psf, "comps": comps, "resid": resid, "restored": restored, "beam": beam,
-            "wcs": wcs, "n_vis": int(vis.size), "n_dropped": dropped, "noise": noise,
+            "wcs": wcs, "npix": npix, "cell_arcmin": cell_arcmin, "cell_rad": cell,
+            "n_vis": int(vis.size), "n_dropped": dropped, "noise": noise,
             "sources": find_sources(restored, comps, resid, beam, wcs)}
 
 
@@ -250,10 +325,11 @@ def components_model(comps: np.ndarray, wcs: WCS, freq_hz: float) -> dict[str, A
         for i, (r, d, f) in enumerate(zip(ra, dec, comps[yy, xx], strict=True))]}
 
 
-@task(version="1.0")
-def make_image(vis: Product, gains: Product | None = None, npix: int = 256, cell_arcmin: float = 2.0,
-               niter: int = 500) -> dict[str, Any]:
-    """Image one sub-band (gain-corrected when a gain table is given): FITS + sources found."""
+@task(version="1.1")
+def make_image(vis: Product, gains: Product | None = None, npix: int | None = None,
+               cell_arcmin: float | None = None, niter: int = 500) -> dict[str, Any]:
+    """Image one sub-band (gain-corrected when a gain table is given): FITS + sources found.
+    ``npix``/``cell_arcmin`` None: automatic (``image_grid``)."""
     data = cv.read_vis(vis.local_path)
     g = read_gains(gains.local_path) if gains is not None else None
     res = image_data(data, g, npix=npix, cell_arcmin=cell_arcmin, niter=niter)
@@ -261,12 +337,13 @@ def make_image(vis: Product, gains: Product | None = None, npix: int = 256, cell
     obs_id = str(data["obs_id"])
     freq = float(np.mean(data["freq_hz"]))
     path = write_image_fits(context().output(f"{obs_id}_sb{sub:03d}_image.fits"), res["restored"], res["wcs"],
-                            beam_pix=res["beam"], cell_rad=cell_arcmin * ARCMIN, header={
+                            beam_pix=res["beam"], cell_rad=res["cell_rad"], header={
                                 "obs_id": obs_id, "subband": sub, "freq": freq,
                                 "telescope": str(data["telescope"]), "noise": res["noise"]},
                             comps=res["comps"])
     return {"subband": sub, "freq_hz": freq, "noise": res["noise"], "n_vis": res["n_vis"],
-            "n_dropped": res["n_dropped"], "sources": res["sources"],
+            "n_dropped": res["n_dropped"], "sources": res["sources"], "npix": res["npix"],
+            "cell_arcmin": res["cell_arcmin"],
             "image": Product(path, type=cv.IMAGE_SUBBAND, obs_id=obs_id, detector=f"sb{sub:03d}",
                              attributes={"subband": sub, "freq_hz": freq, "noise": res["noise"]})}
 

@@ -60,7 +60,7 @@ import numpy as np
 
 from radio_nenufar import conventions as cv
 from radio_nenufar.calibrate import good_mask, read_gains, solve, write_gains
-from radio_nenufar.image import ARCMIN, components_model, image_data, write_image_fits
+from radio_nenufar.image import ARCMIN, components_model, image_data, image_grid, write_image_fits
 from skyweave import Product, context, task
 
 MIN_IMPROVEMENT = 1e-3
@@ -159,8 +159,9 @@ def refine_sources(data: dict[str, Any], gains: np.ndarray, model: dict[str, Any
 
 
 @task(version="2.0")
-def selfcal_step(vis: Product, cal: dict[str, Any], *, npix: int = 256, cell_arcmin: float = 2.0,
-                 niter: int = 500, amplitude_from: int | None = 2, min_improvement: float = MIN_IMPROVEMENT,
+def selfcal_step(vis: Product, cal: dict[str, Any], *, npix: int | None = None,
+                 cell_arcmin: float | None = None, niter: int = 500,
+                 amplitude_from: int | None = 2, min_improvement: float = MIN_IMPROVEMENT,
                  tol: float = TOL, compact: bool = True, state: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     """One self-calibration round of one sub-band (see the module docstring)."""
@@ -172,6 +173,7 @@ def selfcal_step(vis: Product, cal: dict[str, Any], *, npix: int = 256, cell_arc
     gains_product: Product = state["gains"] if state else cal["gains"]
     g_old = read_gains(gains_product.local_path)
     data = cv.read_vis(vis.local_path)
+    npix, cell_arcmin = image_grid(data, npix, cell_arcmin)     # None: automatic (image.image_grid)
     freq = float(np.mean(data["freq_hz"]))
     before: dict[str, Any] | None = None
     if compact and state is not None and "resid_rms" in state:

@@ -13,6 +13,12 @@
 The calibrator model is a registered product (``radio.cal.skymodel``) and is an input of
 ``calibrate`` only, so a new model re-runs calibration, self-calibration, merge and report while
 ``list_subbands`` and ``extract_subband`` are reused (smart recomputation).
+
+``npix``/``cell_arcmin`` default to None: each sub-band's image grid is chosen from its data
+(``image.image_grid``: ~4 pixels across the synthesized beam, the field covering the primary beam up
+to 512 pixels); ``merge_images`` resamples sub-band images of different cells onto the finest grid.
+Real files: ``ingest.import_visibilities`` (uvfits/uvh5, one sub-band per spectral window) and
+``ingest.point_model`` (a point source at the phase centre, for a calibrator observation).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from skyweave import Product, workflow
 
 
 @workflow
-def observation(vis_id: str, model_id: str, *, npix: int = 256, cell_arcmin: float = 2.0, niter: int = 500,
+def observation(vis_id: str, model_id: str, *, npix: int | None = None, cell_arcmin: float | None = None,
+                niter: int = 500,
                 tol: float = 0.01, max_selfcal: int = 4, max_resid: float = 0.5) -> Any:
     vis = Product("", id=vis_id)
     model = Product("", id=model_id)
