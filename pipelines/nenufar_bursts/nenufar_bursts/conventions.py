@@ -48,8 +48,18 @@ Chunks (``nenufar.bursts.chunk``): ``.npz`` files with
     ``meta``: a JSON string with ``obs_id``, ``index`` (chunk number), ``t0`` (s since the start
     of the stream, of the first sample), ``dt`` (s), ``beam``, ``format`` (``CHUNK_FORMAT``) and
     ``truth`` (list of injected events, see ``simulate``).
-    Chunks last ``CHUNK_S`` = 10 s and follow each other without overlap; every simulated burst lies
-    inside one chunk (a real-time system carries an overlap of the largest sweep; not done here).
+    Chunks last ``CHUNK_S`` = 10 s and follow each other without overlap.  A dispersed burst sweeps for
+    up to 8.7 s (DM 0.9) and may straddle two chunks; it **belongs** to the chunk in which it reaches
+    ``OWNER_MHZ`` = 40 MHz, with the hand-off ``OWNER_GUARD_S`` = 0.5 s before each chunk's end (chunk
+    k owns 40 MHz times in ``[t0 - 0.5 s, t0 + 9.5 s)``; its truth entry is there, and that chunk's
+    detector reports it).  The
+    detector searches each chunk together with the previous one, so an owned burst is seen at least
+    from 80 down to 40 MHz (2/3 of the channels) and, having started at most 1.9 s x DM before the
+    chunk, whole at its start.  40 MHz rather than the bottom of the band: the arrival time there moves
+    by only 1.9 s per unit of DM error (9.7 s at 20 MHz), so two windows that see a burst cut differently
+    (and fit slightly different DMs) still agree on which chunk it belongs to.  The guard: a window
+    that sees a burst cut by its end fits a lower DM, hence an earlier 40 MHz time (by ~0.2-0.3 s for
+    the cuts that matter), so the hand-off is moved 0.5 s earlier, toward the window that sees it uncut.
 
 Detections (``nenufar.bursts.detections``): JSON ``{"chunk": ..., "obs_id", "index", "t0",
     "model_version", "flags": [...], "status": "ok"|"flagged"|"rejected", "detections": [{"time_s",
@@ -79,6 +89,10 @@ DETECTOR_TASK: Final = "score_chunk"
 F_LO_MHZ: Final = 20.0
 F_HI_MHZ: Final = 80.0
 F_REF_MHZ: Final = F_HI_MHZ
+OWNER_MHZ: Final = 40.0
+"""A burst belongs to the chunk in which it reaches this frequency (see "Chunks" above)."""
+OWNER_GUARD_S: Final = 0.5
+"""... counted from ``OWNER_GUARD_S`` before the chunk's start to as long before its end."""
 N_CHAN: Final = 128
 DT_S: Final = 0.1
 CHUNK_S: Final = 10.0

@@ -11,6 +11,13 @@ Both share cleaning, dedispersion over ``conventions.dm_grid()`` and the candida
   threshold is the model's own (``artifact["threshold"]``), derived at training time on a separate
   validation stream by the rule in ``train.choose_threshold``; the test streams never tune it.
 
+Chunk boundaries: a dispersed burst sweeps for up to 8.7 s (DM 0.9, 80 -> 20 MHz) and can straddle two
+chunks.  The detector is given the previous chunk (``previous``, when it directly precedes this one)
+and searches the window previous + chunk, keeping only the bursts this chunk owns (those reaching
+``OWNER_MHZ`` = 40 MHz inside it, ``features.owns``): a burst is scored once, from its start, by the
+chunk that sees at least its 80-40 MHz part.  Without a usable previous chunk (first chunk, after a
+gap) the chunk is searched alone.
+
 Bad input never stops the stream: the task always writes a detections product whose ``status`` is
 ``ok``, ``flagged`` (NaNs or dropped samples masked, a time gap before the chunk, many channels
 flagged) or ``rejected`` (wrong shape, unreadable, > 30 % of samples bad; no detections), with the
@@ -26,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from nenufar_bursts import conventions as cv
-from nenufar_bursts.features import analyse
+from nenufar_bursts.features import analyse, contiguous
 from nenufar_bursts.simulate import read_chunk
 from nenufar_bursts.train import CANDIDATE_SNR, decide, load
 from skyweave import InsufficientInput, Product, SkyweaveError, context, task
@@ -75,6 +82,7 @@ def _as_detection(c: dict[str, Any], t0: float, p: float | None) -> dict[str, An
     return {
         "time_s": round(t0 + c["time_s"], 3),
         "time_in_chunk_s": c["time_s"],
+        "time_in_window_s": c["time_in_window_s"],
         "dm": c["dm"],
         "width_s": round(c["width_s"], 3),
         "snr": round(float(c["snr"]), 2),
@@ -83,13 +91,18 @@ def _as_detection(c: dict[str, Any], t0: float, p: float | None) -> dict[str, An
 
 
 def detect_model(
-    data: np.ndarray, artifact: dict[str, Any], threshold: float | None = None, t0: float = 0.0
+    data: np.ndarray,
+    artifact: dict[str, Any],
+    threshold: float | None = None,
+    t0: float = 0.0,
+    previous: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Model detections of one chunk (times from the stream start when ``t0`` is given) and the analysis.
 
-    ``threshold`` None: the model's own (validation-derived) threshold.
+    ``threshold`` None: the model's own (validation-derived) threshold.  ``previous``: the preceding
+    chunk's data if contiguous (see the module docstring, "Chunk boundaries").
     """
-    res = analyse(data, CANDIDATE_SNR)
+    res = analyse(data, CANDIDATE_SNR, previous)
     if not res["candidates"]:
         return [], res
     thr = float(artifact["threshold"]) if threshold is None else threshold
@@ -118,13 +131,33 @@ def _task_version() -> str | None:
         return None
 
 
-@task(name=cv.DETECTOR_TASK, version="rf3+s1n400", cache=False)
+def _previous_data(previous: Product | None, meta: dict[str, Any]) -> tuple[np.ndarray | None, str | None]:
+    """The previous chunk's data if it can extend this chunk's window, else None and why not."""
+    if previous is None:
+        return None, None
+    try:
+        prev, _, prev_meta = read_chunk(previous.local_path)
+    except Exception as exc:  # never fatal: the chunk is then searched alone
+        return None, f"previous chunk unreadable ({type(exc).__name__})"
+    if prev.shape != (cv.N_T, cv.N_CHAN):
+        return None, f"previous chunk has shape {prev.shape}"
+    if not contiguous(prev_meta, meta):
+        return None, f"previous chunk (t0={prev_meta.get('t0')}) does not precede t0={meta.get('t0')}"
+    return prev, None
+
+
+@task(name=cv.DETECTOR_TASK, version="rf4+s1n400", cache=False)
 def score_chunk(
-    chunk: Product, model: Product, threshold: float = -1.0, expected_t0: float = -1.0
+    chunk: Product,
+    model: Product,
+    threshold: float = -1.0,
+    expected_t0: float = -1.0,
+    previous: Product | None = None,
 ) -> Product:
     """Score one chunk with the model whose version is this task's version; write the detections.
 
-    ``threshold`` < 0 (the default): the model's own validation-derived threshold.
+    ``threshold`` < 0 (the default): the model's own validation-derived threshold.  ``previous``: the
+    preceding chunk, searched together with this one (module docstring, "Chunk boundaries").
 
     If the ``model`` passed in has another version (the detector was re-registered with a new model
     while this chunk waited), the task asks the controller for the right one (``InsufficientInput``
@@ -157,10 +190,14 @@ def score_chunk(
     report: dict[str, Any] = {}
     n_cand = 0
     used_threshold: float | None = None
+    prev_data: np.ndarray | None = None
     if status != "rejected":
+        prev_data, why_not = _previous_data(previous, meta)
+        if why_not:
+            flags.append(f"searched alone: {why_not}")
         artifact = _model(model.local_path, model.checksum)
         used_threshold = float(artifact["threshold"]) if threshold < 0 else threshold
-        detections, res = detect_model(data, artifact, used_threshold, float(meta["t0"]))
+        detections, res = detect_model(data, artifact, used_threshold, float(meta["t0"]), prev_data)
         baseline = detect_baseline(data, float(meta["t0"]), analysis=res)
         report, n_cand = res["report"], len(res["candidates"])
         if report["flagged_channels"] > cv.N_CHAN // 4:
@@ -178,6 +215,7 @@ def score_chunk(
         "flags": flags,
         "candidates": n_cand,
         "threshold": used_threshold,
+        "previous": previous.id if prev_data is not None and previous is not None else None,
         "clean": report,
         "detections": detections,
         "baseline": baseline,
@@ -196,6 +234,7 @@ def score_chunk(
             "n_detections": len(detections),
             "status": status,
             "chunk": chunk.id,
+            "previous": previous.id if prev_data is not None and previous is not None else None,
             "index": meta.get("index"),
             "best": best,
             "model_version": model_version,

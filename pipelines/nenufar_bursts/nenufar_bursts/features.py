@@ -28,6 +28,7 @@ Algorithms (shared by the model and the classical baseline, so the comparison is
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -256,24 +257,65 @@ def features(z: np.ndarray, series: np.ndarray, snr: np.ndarray, cand: dict[str,
     )
 
 
-def analyse(data: np.ndarray, threshold: float = 5.5) -> dict[str, Any]:
+def analyse(data: np.ndarray, threshold: float = 5.5, previous: np.ndarray | None = None) -> dict[str, Any]:
     """Clean, dedisperse and find candidates of one chunk; features per candidate.
 
-    Returns ``{"report", "candidates": [{"time_s", "dm", "width_s", "snr", ...}], "X": (n, 12)}``;
-    times are seconds from the chunk start at 80 MHz.
+    ``previous``: the preceding chunk's data when the two are contiguous.  The search then runs on the
+    window previous + chunk, and keeps only the candidates this chunk *owns* (``owns``): those reaching
+    ``OWNER_MHZ`` (40 MHz) inside this chunk.  A burst that started in the previous chunk is seen from
+    its start here; one reaching 40 MHz after this chunk is left to the next; so each burst is reported
+    once, by the chunk that sees at least its 80-40 MHz part.
+    Returns ``{"report", "candidates": [{"time_s", "dm", "width_s", "snr", "time_in_window_s", ...}],
+    "X": (n, n_features), "n_previous"}``; ``time_s`` is seconds at 80 MHz from the chunk start
+    (negative for a burst that started in the previous chunk).
     """
-    z, report = clean(data)
+    n_prev = 0 if previous is None else int(previous.shape[0])
+    window = data if previous is None else np.concatenate([previous, data], axis=0)
+    z, report = clean(window)
     series = dedisperse(z)
     snr, width = snr_map(series)
-    cands = candidates(snr, width, threshold)
-    rows = [features(z, series, snr, c) for c in cands]
     dms = cv.dm_grid()
-    for c in cands:
-        c["time_s"] = round((c["i_t"] + c["width"] / 2) * cv.DT_S, 3)
+    start = n_prev * cv.DT_S
+    kept, rows = [], []
+    for c in candidates(snr, width, threshold):
+        t_window = (c["i_t"] + c["width"] / 2) * cv.DT_S
         c["dm"] = float(dms[c["i_dm"]])
+        if not owns(t_window - start, c["dm"], data.shape[0] * cv.DT_S):
+            continue
+        rows.append(features(z, series, snr, c))
+        c["time_s"] = round(t_window - start, 3)
+        c["time_in_window_s"] = round(t_window, 3)
         c["width_s"] = c["width"] * cv.DT_S
+        kept.append(c)
     x = np.array(rows) if rows else np.zeros((0, len(FEATURE_NAMES)))
-    return {"report": report, "candidates": cands, "X": x}
+    return {"report": report, "candidates": kept, "X": x, "n_previous": n_prev}
+
+
+def owns(time_s: float, dm: float, length_s: float = cv.CHUNK_S) -> bool:
+    """Whether a chunk owns a burst at ``time_s`` (80 MHz, from the chunk start) and ``dm``: the burst
+    reaches ``OWNER_MHZ`` within ``[-OWNER_GUARD_S, length_s - OWNER_GUARD_S)`` of the chunk
+    (``conventions``, "Chunks")."""
+    t_own = time_s + float(cv.delay_s(dm, cv.OWNER_MHZ))
+    return -cv.OWNER_GUARD_S <= t_own < length_s - cv.OWNER_GUARD_S
+
+
+def contiguous(previous_meta: dict[str, Any] | None, meta: dict[str, Any]) -> bool:
+    """Whether ``meta``'s chunk directly follows ``previous_meta``'s (no gap in between)."""
+    if previous_meta is None:
+        return False
+    return abs(float(previous_meta["t0"]) + cv.CHUNK_S - float(meta["t0"])) < 1e-6
+
+
+def with_previous(
+    chunks: Iterable[tuple[np.ndarray, dict[str, Any]]],
+) -> Iterator[tuple[np.ndarray, dict[str, Any], np.ndarray | None]]:
+    """``(data, meta, previous data or None)`` along a stream (None after a gap or a bad-shape chunk)."""
+    prev: tuple[np.ndarray, dict[str, Any]] | None = None
+    for data, meta in chunks:
+        usable = (prev is not None and prev[0].shape == data.shape == (cv.N_T, cv.N_CHAN)
+                  and contiguous(prev[1], meta))
+        yield data, meta, (prev[0] if usable and prev is not None else None)
+        prev = (data, meta)
 
 
 def match(

@@ -10,7 +10,8 @@ not fail the chunk's run.  Its inputs are the detections product and the chunk, 
 lineage goes back to the raw chunk and to the model artifact.
 
 Algorithms
-* ``cutout``: the detection's window (+-2 s around the sweep) of the cleaned chunk; the DM is refined
+* ``cutout``: the detection's window (+-2 s around the sweep) of the cleaned chunk (preceded by the
+  previous chunk when the detector used it: a burst may start there); the DM is refined
   on a grid of 0.0025 pc cm^-3 around the best trial (+-0.03) by maximising the peak of the
   dedispersed series at the candidate's boxcar width; the cut-out is dedispersed at that DM.
 * ``plot_burst``: a PNG (greyscale, 8-bit) of the dynamic spectrum as observed, the dedispersed one
@@ -92,17 +93,22 @@ def refine_dm(z: np.ndarray, dm0: float, i_t: int, width: int) -> tuple[float, f
     return best
 
 
-@task(version="1.0", priority=URGENT)
-def cutout(detections: Product, chunk: Product) -> Product:
-    """Cut out and dedisperse the best detection of a chunk (see the module docstring)."""
+@task(version="1.1", priority=URGENT)
+def cutout(detections: Product, chunk: Product, previous: Product | None = None) -> Product:
+    """Cut out and dedisperse the best detection of a chunk (see the module docstring); with the previous
+    chunk when the detector searched previous + chunk (a burst that started before this chunk)."""
     det = json.loads(detections.local_path.read_text())
     if not det["detections"]:
         raise Fatal(f"detections {detections.id} contain no detection to follow up")
     best = max(det["detections"], key=lambda d: d["snr"])
     data, freqs, meta = read_chunk(chunk.local_path)
+    n_prev = 0
+    if previous is not None and det.get("previous") == previous.id:
+        prev, _, _ = read_chunk(previous.local_path)
+        data, n_prev = np.concatenate([prev, data], axis=0), prev.shape[0]
     z, _ = clean(data)
     width = max(1, round(best["width_s"] / cv.DT_S))
-    i_t = round(best["time_in_chunk_s"] / cv.DT_S - width / 2)
+    i_t = round(best["time_in_chunk_s"] / cv.DT_S + n_prev - width / 2)
     dm, snr = refine_dm(z, float(best["dm"]), i_t, width)
     sweep = int(np.ceil(float(cv.delay_s(dm, cv.F_LO_MHZ)) / cv.DT_S))
     lo, hi = max(0, i_t - 20), min(z.shape[1], i_t + sweep + 20)
@@ -116,7 +122,8 @@ def cutout(detections: Product, chunk: Product) -> Product:
             freqs_mhz=freqs,
             meta=np.array(
                 json.dumps(
-                    {**best, "dm_refined": dm, "snr_refined": snr, "start_sample": lo, "chunk_t0": meta["t0"]}
+                    {**best, "dm_refined": dm, "snr_refined": snr, "start_sample": lo - n_prev,
+                     "chunk_t0": meta["t0"]}
                 )
             ),
         )
@@ -224,9 +231,10 @@ def make_voevent(cut: Product, plot: Product) -> Product:
 
 
 @workflow
-def followup(detections: str, chunk: str) -> Any:
+def followup(detections: str, chunk: str, previous: str = "") -> Any:
     """Cut-out -> plot -> VOEvent for the best detection of one chunk (all at priority URGENT)."""
-    cut = cutout(detections=Product("", id=detections), chunk=Product("", id=chunk))
+    extra = {"previous": Product("", id=previous)} if previous else {}
+    cut = cutout(detections=Product("", id=detections), chunk=Product("", id=chunk), **extra)
     png = plot_burst(cut=cut)
     return {"cutout": cut, "plot": png, "voevent": make_voevent(cut=cut, plot=png)}
 
@@ -242,7 +250,8 @@ def on_detection(topic: str, event: Any, ctx: ListenerContext) -> None:  # noqa:
         return
     run_id = ctx.submit(
         "nenufar_bursts.followup:followup",
-        {"detections": product.id, "chunk": product.attributes["chunk"]},
+        {"detections": product.id, "chunk": product.attributes["chunk"],
+         "previous": product.attributes.get("previous") or ""},
         URGENT,
     )
     ctx.log.info("burst in chunk %s: follow-up run %s", product.attributes.get("index"), run_id)

@@ -9,7 +9,12 @@ Physics of each component (units: the per-pixel radiometer noise is 1 after norm
 * Dispersed burst (pulsar single pulse / FRB-like): a Gaussian of FWHM ``width_s`` arriving at
   ``t0 + delay(DM, f)`` (see ``conventions.delay_s``), spectral index alpha in [-2, 1] and
   optional band-limitation; its amplitude is set from the wanted *ideal* S/N, the matched-filter S/N
-  ``sqrt(sum a^2)`` over the whole burst (recorded as ``snr`` in the truth).
+  ``sqrt(sum a^2)`` over the whole burst (recorded as ``snr`` in the truth).  With
+  ``StreamConfig.cross_boundary`` (the default) ``t0`` is anywhere in the chunk and the part of the
+  sweep after the chunk's end is carried into the next chunk (dropped if that chunk is lost to a
+  gap); the truth entry goes to the chunk the burst *belongs to* by the stream convention
+  (``conventions``, "Chunks": the chunk in which it reaches ``OWNER_MHZ``).  Without it every burst
+  lies inside one chunk (the first version).
 * Solar type III: starts at ``f_s`` in 55..80 MHz, drifts as ``df/dt = -0.01 f^1.84``, rises in
   ~0.15 s and decays exponentially with ``tau(f) = 0.6 s (50 / f)`` (longer at low frequency), with
   patchy (striated) spectra; bright (ideal S/N 15..120).
@@ -26,6 +31,7 @@ it late; the stream decides how long it waits).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +55,7 @@ class StreamConfig:
     snr_range: tuple[float, float] = (6.0, 30.0)
     dm_range: tuple[float, float] = (0.1, 0.7)
     faults: dict[int, str] = field(default_factory=dict)
+    cross_boundary: bool = True
 
 
 def _bandpass(rng: np.random.Generator, f: np.ndarray) -> np.ndarray:
@@ -93,38 +100,72 @@ def type3_burst(
     return _scale_to_snr(a, snr)
 
 
+def _burst(
+    rng: np.random.Generator, config: StreamConfig, f: np.ndarray, t_base: float
+) -> tuple[np.ndarray, dict[str, Any], bool]:
+    """One random burst over this chunk and the next ``(2 N_T, N_CHAN)``, its truth, and whether it
+    belongs to this chunk (reaches ``OWNER_MHZ`` before the hand-off, ``OWNER_GUARD_S`` before its end)."""
+    t = (np.arange(2 * cv.N_T) + 0.5) * cv.DT_S
+    dm = float(rng.uniform(*config.dm_range))
+    sweep = float(cv.delay_s(dm, cv.F_LO_MHZ))
+    t0 = float(rng.uniform(0.3, cv.CHUNK_S - (0.3 if config.cross_boundary else sweep + 0.4)))
+    width = float(rng.uniform(0.1, 0.5))
+    snr = float(np.exp(rng.uniform(*np.log(config.snr_range))))
+    lo = float(rng.uniform(cv.F_LO_MHZ, 40.0)) if rng.random() < 0.3 else cv.F_LO_MHZ
+    hi = float(rng.uniform(55.0, cv.F_HI_MHZ)) if rng.random() < 0.3 else cv.F_HI_MHZ
+    signal = dispersed_burst(t, f, t0=t0, dm=dm, width_s=width, snr=snr, alpha=float(rng.uniform(-2, 1)),
+                             band=(lo, hi))
+    entry = {
+        "kind": "burst",
+        "time_s": round(t_base + t0, 4),
+        "dm": round(dm, 4),
+        "width_s": round(width, 3),
+        "snr": round(snr, 2),
+        "band_mhz": [round(lo, 2), round(hi, 2)],
+    }
+    return signal, entry, t0 + float(cv.delay_s(dm, cv.OWNER_MHZ)) < cv.CHUNK_S - cv.OWNER_GUARD_S
+
+
+Carry = tuple[np.ndarray, list[dict[str, Any]]]
+"""Signal (in noise units, ``(N_T, N_CHAN)``) and truth entries passed on to the next chunk."""
+
+
 def simulate_chunk(
     rng: np.random.Generator, index: int, config: StreamConfig, obs_id: str = "nenu-sim"
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """One chunk: ``data`` ``(N_T, N_CHAN)`` float32 and ``meta`` (with ``truth``, see conventions)."""
+    """One chunk: ``data`` ``(N_T, N_CHAN)`` float32 and ``meta`` (with ``truth``, see conventions).
+
+    On its own (no previous chunk): bursts crossing into the next chunk are cut at its end.
+    """
+    data, meta, _ = simulate_chunk_carry(rng, index, config, obs_id)
+    return data, meta
+
+
+def simulate_chunk_carry(
+    rng: np.random.Generator,
+    index: int,
+    config: StreamConfig,
+    obs_id: str = "nenu-sim",
+    carry: Carry | None = None,
+) -> tuple[np.ndarray, dict[str, Any], Carry]:
+    """``simulate_chunk`` adding ``carry`` (from the previous chunk); also returns the next carry."""
     f = cv.freqs_mhz()
     t = (np.arange(cv.N_T) + 0.5) * cv.DT_S
     bp = _bandpass(rng, f)
     a = rng.normal(size=(cv.N_T, cv.N_CHAN))
     truth: list[dict[str, Any]] = []
+    spill = np.zeros((cv.N_T, cv.N_CHAN))
+    spill_truth: list[dict[str, Any]] = []
+    if carry is not None:
+        a += carry[0]
+        truth.extend(carry[1])
     gaps = sum(1 for k, v in config.faults.items() if v == "gap" and k <= index)
     t_base = (index + gaps) * cv.CHUNK_S  # a gap: one chunk's worth of data never arrived
     for _ in range(rng.poisson(config.burst_rate)):
-        dm = float(rng.uniform(*config.dm_range))
-        sweep = float(cv.delay_s(dm, cv.F_LO_MHZ))
-        t0 = float(rng.uniform(0.3, cv.CHUNK_S - sweep - 0.4))
-        width = float(rng.uniform(0.1, 0.5))
-        snr = float(np.exp(rng.uniform(*np.log(config.snr_range))))
-        lo = float(rng.uniform(cv.F_LO_MHZ, 40.0)) if rng.random() < 0.3 else cv.F_LO_MHZ
-        hi = float(rng.uniform(55.0, cv.F_HI_MHZ)) if rng.random() < 0.3 else cv.F_HI_MHZ
-        a += dispersed_burst(
-            t, f, t0=t0, dm=dm, width_s=width, snr=snr, alpha=float(rng.uniform(-2, 1)), band=(lo, hi)
-        )
-        truth.append(
-            {
-                "kind": "burst",
-                "time_s": round(t_base + t0, 4),
-                "dm": round(dm, 4),
-                "width_s": round(width, 3),
-                "snr": round(snr, 2),
-                "band_mhz": [round(lo, 2), round(hi, 2)],
-            }
-        )
+        signal, entry, owned_here = _burst(rng, config, f, t_base)
+        a += signal[: cv.N_T]
+        spill += signal[cv.N_T :]
+        (truth if owned_here else spill_truth).append(entry)
     for _ in range(rng.poisson(config.type3_rate)):
         f_start = float(rng.uniform(55.0, cv.F_HI_MHZ))
         t0 = float(rng.uniform(0.0, cv.CHUNK_S - 4.0))
@@ -174,7 +215,7 @@ def simulate_chunk(
         "truth": truth,
         "fault": fault,
     }
-    return data, meta
+    return data, meta, (spill, spill_truth)
 
 
 def write_chunk(path: Path, data: np.ndarray, meta: dict[str, Any]) -> Path:
@@ -196,10 +237,9 @@ def simulate_stream(
 ) -> list[dict[str, Any]]:
     """Write ``n_chunks`` chunk files; return ``[{"path", "index", "t0", "truth", "fault"}]``."""
     config = config or StreamConfig()
-    rng = np.random.default_rng(seed)
     out = []
-    for i in range(n_chunks):
-        data, meta = simulate_chunk(rng, i, config, obs_id)
+    for data, meta in _chunks(seed, n_chunks, config, obs_id):
+        i = meta["index"]
         path = write_chunk(out_dir / f"{obs_id}_{i:05d}.npz", data, meta)
         out.append(
             {"path": str(path), "index": i, "t0": meta["t0"], "truth": meta["truth"], "fault": meta["fault"]}
@@ -211,6 +251,16 @@ def chunk_arrays(
     seed: int, n_chunks: int, config: StreamConfig | None = None
 ) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """The same chunks as ``simulate_stream`` in memory (for training and tests)."""
-    config = config or StreamConfig()
+    return list(_chunks(seed, n_chunks, config or StreamConfig(), "nenu-sim"))
+
+
+def _chunks(
+    seed: int, n_chunks: int, config: StreamConfig, obs_id: str
+) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
     rng = np.random.default_rng(seed)
-    return [simulate_chunk(rng, i, config) for i in range(n_chunks)]
+    carry: Carry | None = None
+    for i in range(n_chunks):
+        if config.faults.get(i) == "gap":
+            carry = None  # the chunk that held the rest of those sweeps was lost
+        data, meta, carry = simulate_chunk_carry(rng, i, config, obs_id, carry)
+        yield data, meta

@@ -13,6 +13,10 @@ workflow makes the versions of its tasks current again (engine behaviour, docs/d
 stream always submits with the version the store says is current, under a lock shared with
 ``install_model``.
 
+Chunk boundaries: each chunk run also gets the previous chunk's product when the two are contiguous,
+so the detector searches previous + chunk and reports the bursts whose sweep ends in this chunk
+(``detect``, "Chunk boundaries"); after a gap or a rejected chunk the next one is searched alone.
+
 Bad input: the stream checks time continuity (``t0`` of each chunk against the previous one plus
 ``CHUNK_S``) and passes the expected start to the detector, which flags the gap; a source that
 stops delivering for ``stall_s`` is reported (``stalls``) and waited for, never fatal.
@@ -40,10 +44,14 @@ LOW = 1
 
 
 @workflow
-def process_chunk(chunk: str, model: str, model_version: str, expected_t0: float = -1.0) -> Any:
-    """Score one chunk with the detector at ``model_version`` (the model product ``model``)."""
+def process_chunk(
+    chunk: str, model: str, model_version: str, expected_t0: float = -1.0, previous: str = ""
+) -> Any:
+    """Score one chunk with the detector at ``model_version`` (the model product ``model``), with the
+    previous chunk (product id ``previous``, "" for none) as the head of its search window."""
+    extra = {"previous": Product("", id=previous)} if previous else {}
     return detector_task(model_version)(
-        chunk=Product("", id=chunk), model=Product("", id=model), expected_t0=expected_t0
+        chunk=Product("", id=chunk), model=Product("", id=model), expected_t0=expected_t0, **extra
     )
 
 
@@ -73,6 +81,7 @@ class BurstStream:
         self.models: dict[str, str] = {}
         self._lock = threading.Lock()
         self._last_t0: float | None = None
+        self._last_product: str = ""
 
     # -- models ----------------------------------------------------------------------------------
     def install_model(self, seed: int, n_chunks: int, *, priority: int = 5) -> str:
@@ -105,6 +114,7 @@ class BurstStream:
         expected = -1.0 if self._last_t0 is None else self._last_t0 + cv.CHUNK_S
         if expected >= 0 and abs(meta["t0"] - expected) > 1e-6:
             self.gaps.append({"before_index": meta["index"], "missing_s": meta["t0"] - expected})
+        previous = self._last_product if expected >= 0 and abs(meta["t0"] - expected) <= 1e-6 else ""
         self._last_t0 = float(meta["t0"])
         prod = self.client.add_product(
             path,
@@ -117,9 +127,11 @@ class BurstStream:
             version, model = self.current_model()
             run = self.client.submit(
                 process_chunk,
-                {"chunk": prod.id, "model": model, "model_version": version, "expected_t0": expected},
+                {"chunk": prod.id, "model": model, "model_version": version, "expected_t0": expected,
+                 "previous": previous},
                 priority=self.priority,
             )
+        self._last_product = prod.id
         rec = ChunkRecord(
             meta["index"],
             str(path),

@@ -1,11 +1,12 @@
 """Train the burst classifier on simulated chunks and store it as a versioned artifact.
 
-Algorithm: candidates (S/N >= ``CANDIDATE_SNR`` on the dedispersed S/N map, see ``features``) of
-``n_chunks`` simulated chunks are labelled 1 when they match an injected dispersed burst
-(``features.match``) and 0 otherwise (type III bursts, RFI residue, noise, duplicate peaks of one
-burst at wrong DMs).  A random forest (scikit-learn, ``N_TREES`` trees, depth <= 10, balanced class
-weights) learns ``P(burst | 12 features)``; 25 % of the chunks are held out to measure precision and
-recall at ``P >= 0.5`` (recorded on the card, not used to tune anything).
+Algorithm: candidates (S/N >= ``CANDIDATE_SNR`` on the dedispersed S/N map, see ``features``; each chunk
+analysed with the previous one as the detector does) of ``n_chunks`` simulated chunks are labelled 1
+when they match an injected dispersed burst (``features.match``) and 0 otherwise (type III bursts, RFI
+residue, noise, duplicate peaks of one burst at wrong DMs). A random forest (scikit-learn, ``N_TREES``
+trees, depth <= 10, balanced class weights) learns ``P(burst | features)``; 25 % of the chunks are
+held out to measure precision and recall at ``P >= 0.5`` (recorded on the card, not used to tune
+anything).
 
 Decision threshold (``choose_threshold``): derived on a separate **validation** stream, never on a
 test stream: ``VALIDATION_CHUNKS`` chunks of seed ``VALIDATION_SEED`` (a seed used for nothing else:
@@ -36,13 +37,21 @@ import sklearn
 from sklearn.ensemble import RandomForestClassifier
 
 from nenufar_bursts import conventions as cv
-from nenufar_bursts.features import FEATURE_NAMES, analyse, match
+from nenufar_bursts.features import FEATURE_NAMES, analyse, match, with_previous
 from nenufar_bursts.simulate import StreamConfig, chunk_arrays
 from skyweave import Product, context, task, workflow
 
-TRAINER_VERSION = "rf3"
+TRAINER_VERSION = "rf4"
 CANDIDATE_SNR = 5.5
 N_TREES = 150
+ALERT_MIN_SNR = 7.0
+"""No alert below this S/N, whatever the model says: the noise floor of the search.  Pure noise
+(seed 555, 360 chunks = 1 h, searched as the stream is) gives 15 candidates/h at S/N >= 5.5, 4 at >= 6,
+2 at >= 6.5 and none at >= 7; at S/N ~6 a noise peak and a faint burst look the same to any
+classifier.  Candidates from 5.5 on are still scored and kept for training."""
+ALONE_EVERY = 4
+"""Every 4th training chunk is searched without its predecessor (first chunk, after a gap), so the
+model also learns candidates cut by the window start."""
 VALIDATION_SEED = 31337
 VALIDATION_CHUNKS = 150
 VALIDATION_CONFIG = StreamConfig(burst_rate=0.5, type3_rate=0.4, impulse_rate=0.6)
@@ -53,16 +62,18 @@ THRESHOLD_GRID = tuple(round(0.3 + 0.01 * i, 2) for i in range(66))
 
 
 def decide(candidates: list[dict[str, Any]], probs: np.ndarray, threshold: float) -> list[int]:
-    """Indices of the candidates the model calls bursts: ``P >= threshold`` and DM >= ``MIN_DM``."""
+    """Indices of the candidates the model calls bursts: ``P >= threshold``, DM >= ``MIN_DM`` and
+    S/N >= ``ALERT_MIN_SNR``."""
     return [i for i, (c, p) in enumerate(zip(candidates, probs, strict=True))
-            if p >= threshold and c["dm"] >= cv.MIN_DM]
+            if p >= threshold and c["dm"] >= cv.MIN_DM and c["snr"] >= ALERT_MIN_SNR]
 
 
 def choose_threshold(estimator: Any) -> dict[str, Any]:
     """The decision threshold by the validation rule of the module docstring, with its evidence."""
     rows = []
-    for data, meta in chunk_arrays(VALIDATION_SEED, VALIDATION_CHUNKS, VALIDATION_CONFIG):
-        res = analyse(data, CANDIDATE_SNR)
+    stream = chunk_arrays(VALIDATION_SEED, VALIDATION_CHUNKS, VALIDATION_CONFIG)
+    for data, meta, previous in with_previous(stream):
+        res = analyse(data, CANDIDATE_SNR, previous)
         probs = estimator.predict_proba(res["X"])[:, 1] if res["candidates"] else np.zeros(0)
         rows.append((res["candidates"], probs, meta["truth"], meta["t0"]))
     hours = VALIDATION_CHUNKS * cv.CHUNK_S / 3600.0
@@ -102,8 +113,9 @@ def dataset(
     """Features ``X``, labels ``y`` and the chunk index of each candidate, from a simulated stream."""
     config = config or StreamConfig(burst_rate=0.8, type3_rate=0.5, impulse_rate=0.8)
     xs, ys, idx = [], [], []
-    for data, meta in chunk_arrays(seed, n_chunks, config):
-        res = analyse(data, CANDIDATE_SNR)
+    for data, meta, previous in with_previous(chunk_arrays(seed, n_chunks, config)):
+        alone = meta["index"] % ALONE_EVERY == 0  # as the first chunk of a stream or after a gap
+        res = analyse(data, CANDIDATE_SNR, None if alone else previous)
         if not res["candidates"]:
             continue
         _, _, _, flags = match(res["candidates"], meta["truth"], meta["t0"])
@@ -187,7 +199,7 @@ def load(path: str | Path) -> dict[str, Any]:
     return artifact
 
 
-@task(version="1.0", cache=False)
+@task(version="2.0", cache=False)
 def train_model(seed: int = 1, n_chunks: int = 400) -> dict[str, Product]:
     """Train the classifier and register it: ``{"model": nenufar.bursts.model, "card": ...model_card}``.
 

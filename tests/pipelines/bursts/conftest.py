@@ -36,3 +36,35 @@ def activity(tmp_path: Path, trained: dict[str, Any]) -> Iterator[ActivityContex
     with activity_context(tmp_path / "work", task=cv.DETECTOR_TASK,
                           version=trained["card"]["version"]) as ctx:
         yield ctx
+
+
+def quiet_stream_with_bursts(bursts: list[dict[str, float]], n_chunks: int, seed: int = 9,
+                             obs_id: str = "nenu-sim") -> list[tuple[Any, dict[str, Any]]]:
+    """``n_chunks`` contiguous chunks of noise (no RFI, no type III) with dispersed ``bursts``
+    (``time_s`` at 80 MHz from the stream start, ``dm``, ``snr``; width 0.3 s, flat spectrum) injected on
+    the continuous time line, so a burst may straddle chunks; each burst's truth entry goes to the chunk
+    that owns it (``owner_chunk``)."""
+    import numpy as np
+
+    from nenufar_bursts.simulate import NOISE_SIGMA, StreamConfig, chunk_arrays, dispersed_burst
+
+    quiet = StreamConfig(burst_rate=0.0, type3_rate=0.0, impulse_rate=0.0, narrowband_rfi=False)
+    chunks = chunk_arrays(seed, n_chunks, quiet)
+    f, t = cv.freqs_mhz(), (np.arange(n_chunks * cv.N_T) + 0.5) * cv.DT_S
+    signal = sum(dispersed_burst(t, f, t0=b["time_s"], dm=b["dm"], width_s=0.3, snr=b["snr"], alpha=0.0,
+                                 band=(cv.F_LO_MHZ, cv.F_HI_MHZ)) for b in bursts)
+    out = []
+    for k, (noise, meta0) in enumerate(chunks):
+        part = np.asarray(signal)[k * cv.N_T : (k + 1) * cv.N_T]
+        data = noise + (np.median(noise, axis=0) * NOISE_SIGMA)[None, :] * part.astype(np.float32)
+        owned = [b for b in bursts if owner_chunk(b["time_s"], b["dm"]) == k]
+        meta = {**meta0, "obs_id": obs_id,
+                "truth": [{"kind": "burst", "time_s": b["time_s"], "dm": b["dm"], "snr": b["snr"]} for b in owned]}
+        out.append((data, meta))
+    return out
+
+
+def owner_chunk(time_s: float, dm: float) -> int:
+    """The chunk a burst belongs to (``conventions``, "Chunks"): where it reaches 40 MHz, hand-off
+    ``OWNER_GUARD_S`` before each chunk's end."""
+    return int((time_s + float(cv.delay_s(dm, cv.OWNER_MHZ)) + cv.OWNER_GUARD_S) // cv.CHUNK_S)

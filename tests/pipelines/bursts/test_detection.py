@@ -14,7 +14,7 @@ import voeventparse as vp
 from nenufar_bursts import conventions as cv
 from nenufar_bursts import train
 from nenufar_bursts.detect import detect_baseline, detect_model, score_chunk
-from nenufar_bursts.features import analyse, match
+from nenufar_bursts.features import analyse, match, with_previous
 from nenufar_bursts.followup import cutout, make_voevent, plot_burst
 from nenufar_bursts.simulate import StreamConfig, chunk_arrays, simulate_chunk, write_chunk
 from skyweave import ActivityContext, Product
@@ -25,8 +25,8 @@ from .conftest import TRAIN_SEED
 def _score(chunks: list[tuple[np.ndarray, dict[str, Any]]], artifact: dict[str, Any],
            budget_snr: float | None) -> dict[str, Any]:
     counts = {"model": [0, 0, 0], "baseline": [0, 0, 0], "baseline_at_budget": [0, 0, 0]}
-    for data, meta in chunks:
-        found, res = detect_model(data, artifact, t0=meta["t0"])
+    for data, meta, previous in with_previous(chunks):
+        found, res = detect_model(data, artifact, t0=meta["t0"], previous=previous)
         base = detect_baseline(data, meta["t0"], analysis=res)
         at_budget = [] if budget_snr is None else detect_baseline(data, meta["t0"], budget_snr, analysis=res)
         for name, dets in (("model", found), ("baseline", base), ("baseline_at_budget", at_budget)):
@@ -64,8 +64,8 @@ def test_threshold_is_derived_on_its_own_validation_stream(trained: dict[str, An
 def _baseline_snr_at_budget() -> float | None:
     """The baseline's S/N threshold by the model's own rule: the lowest S/N (7..40, step 0.5) with at most
     ``MAX_FALSE_ALARMS_PER_HOUR`` false alarms on the same validation stream; None if none is low enough."""
-    rows = [(analyse(data, train.CANDIDATE_SNR), meta)
-            for data, meta in chunk_arrays(train.VALIDATION_SEED, train.VALIDATION_CHUNKS, train.VALIDATION_CONFIG)]
+    stream = chunk_arrays(train.VALIDATION_SEED, train.VALIDATION_CHUNKS, train.VALIDATION_CONFIG)
+    rows = [(analyse(data, train.CANDIDATE_SNR, previous), meta) for data, meta, previous in with_previous(stream)]
     hours = train.VALIDATION_CHUNKS * cv.CHUNK_S / 3600.0
     for snr in np.arange(7.0, 40.01, 0.5):
         fp = sum(match(detect_baseline(data=None, t0=m["t0"], snr=float(snr), analysis=r), m["truth"])[1]
@@ -110,7 +110,8 @@ def test_no_alert_on_an_rfi_only_stream(trained: dict[str, Any]) -> None:
     """Noise, narrow-band persistent RFI and strong broadband impulses only: no model detection at the
     model's own threshold (derived on the validation stream, never on this one)."""
     chunks = chunk_arrays(RFI_SEED, 60, StreamConfig(burst_rate=0.0, type3_rate=0.0, impulse_rate=2.0))
-    found = [d for data, meta in chunks for d in detect_model(data, trained["artifact"], t0=meta["t0"])[0]]
+    found = [d for data, meta, previous in with_previous(chunks)
+             for d in detect_model(data, trained["artifact"], t0=meta["t0"], previous=previous)[0]]
     assert found == []
 
 
