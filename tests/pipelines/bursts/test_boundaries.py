@@ -5,11 +5,17 @@ bursts that reach 40 MHz inside it (``features.owns``): each burst must be repor
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nenufar_bursts import conventions as cv
-from nenufar_bursts.detect import detect_baseline, detect_model
+from nenufar_bursts.detect import detect_baseline, detect_model, score_chunk
 from nenufar_bursts.features import with_previous
+from nenufar_bursts.followup import cutout
+from nenufar_bursts.simulate import write_chunk
+from skyweave import ActivityContext, Product
 
 from .conftest import owner_chunk, quiet_stream_with_bursts
 
@@ -69,3 +75,27 @@ def test_each_burst_across_a_boundary_is_detected_exactly_once(trained: dict[str
     # searched chunk by chunk without the previous one, the bursts that started earlier are lost
     lost = [b for b in started_before if not _on(alone, b)]
     assert len(lost) >= 3, lost
+
+
+def test_detector_task_and_cutout_use_the_previous_chunk(tmp_path: Path, trained: dict[str, Any],
+                                                         activity: ActivityContext) -> None:
+    """Through the tasks: chunk 1 scored with chunk 0 as ``previous`` reports the burst that started in
+    chunk 0 (at 9.2 s), records which chunk it used, and the cut-out spans both chunks."""
+    products = []
+    for data, meta in quiet_stream_with_bursts(BURSTS[:1], 2, obs_id="nenu-edge"):
+        path = write_chunk(tmp_path / f"c{meta['index']}.npz", data, meta)
+        products.append(Product(path, type=cv.CHUNK, obs_id="nenu-edge", id=f"prd-c{meta['index']}",
+                                uri=f"file://{path}", attributes={"index": meta["index"], "t0": meta["t0"]}))
+    alone = json.loads(score_chunk(products[1], trained["model"]).local_path.read_text())
+    det = score_chunk(products[1], trained["model"], previous=products[0])
+    d = json.loads(det.local_path.read_text())
+    assert alone["detections"] == [] and alone["previous"] is None
+    assert d["previous"] == "prd-c0" and det.attributes["previous"] == "prd-c0"
+    (hit,) = d["detections"]
+    assert abs(hit["time_s"] - 9.2) <= 0.3 and hit["time_in_chunk_s"] < 0, hit
+    cut = cutout(det, products[1], previous=products[0])
+    assert abs(cut.attributes["dm"] - 0.6) <= 0.07 and abs(cut.attributes["time_s"] - 9.2) <= 0.3, cut.attributes
+    with np.load(cut.local_path) as z:
+        meta = json.loads(str(z["meta"]))
+        assert meta["start_sample"] < 0  # the cut-out starts in the previous chunk
+        assert z["dedispersed"].shape[0] > 60  # the whole 5.8 s sweep and its margins
