@@ -7,7 +7,8 @@ process-pool executor, SQLite store), the process pinned to 2 cores when the mac
 ``OMP_NUM_THREADS=1``.  A model is trained and registered first (not timed).  Chunks are simulated
 NenuFAR-like dynamic spectra (``nenufar_bursts.simulate``, 10 s x 128 channels x 0.1 s, bursts in
 ~60 % of chunks) written to disk before timing; each is fed through ``BurstStream.feed`` (register the
-chunk product, submit its priority-1 run); detections trigger the priority-10 follow-up runs (cut-out,
+chunk product, submit its priority-1 run; the detector searches each chunk together with its
+predecessor, so every search covers 20 s); detections trigger the priority-10 follow-up runs (cut-out,
 plot, VOEvent) through the ``product.created`` listener.
 
 1. **Sustained throughput**: ``--chunks`` chunks fed as fast as possible; chunks/s = chunks / (time

@@ -61,9 +61,11 @@ Chunks (``nenufar.bursts.chunk``): ``.npz`` files with
     that sees a burst cut by its end fits a lower DM, hence an earlier 40 MHz time (by ~0.2-0.3 s for
     the cuts that matter), so the hand-off is moved 0.5 s earlier, toward the window that sees it uncut.
 
-Detections (``nenufar.bursts.detections``): JSON ``{"chunk": ..., "obs_id", "index", "t0",
-    "model_version", "flags": [...], "status": "ok"|"flagged"|"rejected", "detections": [{"time_s",
-    "dm", "width_s", "snr", "probability"}, ...], "candidates": n}``.
+Detections (``nenufar.bursts.detections``): JSON ``{"chunk": ..., "previous": chunk id or null (the
+    preceding chunk searched with this one), "obs_id", "index", "t0", "model_version", "threshold",
+    "flags": [...], "status": "ok"|"flagged"|"rejected", "detections": [{"time_s", "time_in_chunk_s"
+    (negative: the burst started in the previous chunk), "dm", "width_s", "snr", "probability"}, ...],
+    "baseline": [...], "candidates": n}``.
 """
 
 from __future__ import annotations

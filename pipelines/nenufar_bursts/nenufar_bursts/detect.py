@@ -6,8 +6,9 @@ Both share cleaning, dedispersion over ``conventions.dm_grid()`` and the candida
 * **baseline** (classical, e.g. Heimdall/PRESTO single-pulse style): a candidate is a detection when
   ``S/N >= BASELINE_SNR`` (7) and its best DM is >= ``MIN_DM`` (0.06 pc cm^-3; lower is called
   terrestrial broadband RFI);
-* **model**: a candidate is a detection when the random forest gives ``P(burst) >= threshold`` and
-  its DM is >= ``MIN_DM`` too (terrestrial signals are undispersed; same rule as the baseline).  The
+* **model**: a candidate is a detection when the random forest gives ``P(burst) >= threshold``, its
+  DM is >= ``MIN_DM`` too (terrestrial signals are undispersed; same rule as the baseline) and its
+  S/N is >= ``train.ALERT_MIN_SNR`` (7, the measured noise floor of the search; ``train.decide``).  The
   threshold is the model's own (``artifact["threshold"]``), derived at training time on a separate
   validation stream by the rule in ``train.choose_threshold``; the test streams never tune it.
 
