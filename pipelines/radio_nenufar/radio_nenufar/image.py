@@ -29,7 +29,8 @@ Image grid (``npix`` / ``cell_arcmin`` None: automatic, see ``image_grid``)
     PSF is computed on a 4 npix grid, 2048^2 at the cap), and the field at most ``MAX_FIELD_RAD``
     (1.6 rad: the SIN projection ends at |l| = 1).  Unknown diameter: ``DEFAULT_NPIX`` (256).
     A PSF whose half-power main lobe is wider than half the image (a uv coverage too sparse or too
-    regular to image) is refused (``Fatal``), not imaged.
+    regular to image) is refused (``Fatal``), not imaged, and so is a cell so coarse that the
+    main lobe is under one pixel.
     Examples: EVLA 36 GHz 1 km: 0.0069' cells, 208 px (the 1.4' primary beam); ATA 1.26 GHz 320 m:
     0.63', 256 px; VLBA 8 GHz: 0.22 mas cells, capped at 512 px (0.11" of a 5' primary beam);
     simulated NenuFAR 30-75 MHz, 25 m mini-arrays: capped at 512 px.
@@ -279,6 +280,10 @@ def image_data(data: dict[str, Any], gains: np.ndarray | None, *, npix: int | No
     noise = float(1 / np.sqrt(w.sum()))                        # expected image noise, Jy/beam
     comps, resid = hogbom(dirty, psf, gain=gain, niter=niter, threshold=nsigma_stop * noise)
     beam = fit_beam(psf)
+    if not (np.isfinite(beam[0]) and beam[1] >= 1.0):
+        auto = image_grid(data)[1]
+        raise Fatal(f"cell {cell_arcmin:.4g}' is too coarse for the synthesized beam (its main lobe is "
+                    f"under one pixel)", hint=f"use a smaller cell_arcmin (automatic: {auto:.4g}') or None")
     if beam[0] > npix / 2:
         raise Fatal(f"the PSF's main lobe (its half-power region around the centre) spans {beam[0]:.0f} of "
                     f"{npix} pixels: the uv coverage is too sparse or too regular to image (e.g. a "

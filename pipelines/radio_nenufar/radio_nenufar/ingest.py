@@ -13,6 +13,14 @@ trusted), 0 where flagged; when no sample has a positive nsample, unit weights. 
 ingest (and counted in the summary): zero and non-finite samples, and corrupt ones (amplitude
 > ``MAX_AMP_RATIO`` x the median; see ``_check_samples``).
 
+Sign convention: pyuvdata's visibilities are the complex conjugates of this pipeline's
+(``conventions``: ``V = sum S exp(-2 pi i (u l + v m + w (n - 1)))`` with ``uvw = x[ant2] - x[ant1]``),
+so ``vis = conj(data_array)``.  Measured, not assumed: a file rephased by pyuvdata itself
+(``UVData.phase``) 3.9 deg away must image its sources at the same sky positions.  Without the
+conjugation, the sources of ``ref_1.1_uniform.uvfits`` moved by 6-8 deg (twice the offset: the image
+was point-mirrored through the phase centre); with it they stay within 4' (a pixel at 2').  A source
+at the phase centre (the EVLA test file) cannot tell the two apart, which is how this went unseen.
+
 Spectral windows: every spectral window is its own sub-band (sub-band k = the k-th entry of
 pyuvdata's ``spw_array``), so a multi-window file fans out into one calibration and image per window.
 
@@ -226,7 +234,9 @@ def to_vis(src: Path | str, dest: Path, obs_id: str, *, per_feed: bool = True,
     i1, i2 = inv[: a1.size], inv[a1.size:]
     numbers = list(uv.telescope.antenna_numbers)
     names = [str(uv.telescope.antenna_names[numbers.index(a)]) for a in ants]
-    data = uv.data_array[cross][:, :, pols]
+    # pyuvdata's visibilities are the complex conjugates of this pipeline's for the same uvw (module
+    # docstring, "Sign convention"); a swapped row is conjugated once more (its baseline reversed)
+    data = np.conj(uv.data_array[cross][:, :, pols])
     data[swap] = np.conj(data[swap])
     flags = uv.flag_array[cross][:, :, pols]
     nsamp = np.asarray(uv.nsample_array[cross][:, :, pols], float)
