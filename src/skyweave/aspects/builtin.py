@@ -27,7 +27,7 @@ from skyweave.errors import Fatal
 from skyweave.model.context import ActivityContext
 from skyweave.model.product import Product
 from skyweave.model.specs import TaskKind
-from skyweave.storage.local import checksum_file, file_uri
+from skyweave.storage.local import checksum_unchanged, file_uri, known_checksum
 
 ACTIVITY_LOGGER = "skyweave.activity"
 """Parent of every activity's logger (``skyweave.activity.<task>``); not propagated further."""
@@ -326,9 +326,6 @@ class InputValidationAspect(Aspect):
 
     def __init__(self, *, validate_checksums: bool = True) -> None:
         self.validate_checksums = validate_checksums
-        self._verified: dict[tuple[str, int, int, int], str] = {}
-        """Files this process hashed and found right, by (path, inode, size, mtime): a large input
-        read by many activities is hashed once per worker process, again only if it changes."""
 
     def before(self, ctx: ActivityContext) -> None:
         arguments: dict[str, Any] = ctx.extra.get("arguments", {})
@@ -358,16 +355,10 @@ class InputValidationAspect(Aspect):
                 hint="the file was moved or deleted from storage; restore it or re-run its producer",
             )
         if self.validate_checksums and product.checksum:
-            stat = path.stat()
-            seen = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
-            if self._verified.get(seen) == product.checksum:
-                return  # hashed by this process already and not touched since: skip re-reading it
-            actual = checksum_file(path)
-            if actual == product.checksum:
-                if len(self._verified) > 10_000:
-                    self._verified.clear()
-                self._verified[seen] = actual
-            else:
+            if known_checksum(path, path.stat()) == product.checksum:
+                return  # hashed by this process (stored or validated) and not touched since
+            actual, _ = checksum_unchanged(path)
+            if actual != product.checksum:
                 raise InvalidInput(
                     f"{label} at {path} does not match its recorded checksum: "
                     f"expected {product.checksum}, got {actual}",

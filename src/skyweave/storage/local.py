@@ -3,6 +3,12 @@
 Files are *moved* in (a rename when source and storage share a filesystem, a streamed copy
 otherwise) and checksummed as ``sha256:<hex>`` in 1 MiB blocks, so a 100 GB file never sits in
 memory.  Products are addressed by ``file://`` URIs; ``local_path`` turns one back into a path.
+
+A process remembers the checksums it computed (``remember_checksum``/``known_checksum``), keyed by
+the file's identity (path, inode, size, modification time in ns): a product stored by a worker
+process and read as an input by a later activity of the same process is not read again to
+validate it, nor is an input read by several activities; any change to the file changes its
+identity and makes it hashed again.
 """
 
 from __future__ import annotations
@@ -18,6 +24,38 @@ from skyweave.errors import SkyweaveError
 
 BLOCK_SIZE = 1 << 20
 """Checksums and copies read this many bytes at a time."""
+
+
+_known: dict[tuple[str, int, int, int], str] = {}
+KNOWN_MAX = 10_000
+"""Entries kept before the memory of checksums is cleared."""
+
+
+def _identity(path: Path | str, stat: os.stat_result) -> tuple[str, int, int, int]:
+    return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def remember_checksum(path: Path | str, stat: os.stat_result, checksum: str) -> None:
+    """Note that this process found ``checksum`` for the file at ``path`` as ``stat`` describes it."""
+    if len(_known) >= KNOWN_MAX:
+        _known.clear()
+    _known[_identity(path, stat)] = checksum
+
+
+def known_checksum(path: Path | str, stat: os.stat_result) -> str | None:
+    """The checksum this process computed for this file, if it has not changed since."""
+    return _known.get(_identity(path, stat))
+
+
+def checksum_unchanged(path: Path) -> tuple[str, os.stat_result]:
+    """``checksum_file`` and the file's ``stat``, remembered only if the file did not change while
+    it was read."""
+    before = path.stat()
+    checksum = checksum_file(path)
+    after = path.stat()
+    if _identity(path, before) == _identity(path, after):
+        remember_checksum(path, after, checksum)
+    return checksum, after
 
 
 class StoredFile(NamedTuple):
@@ -97,8 +135,10 @@ class LocalStorage:
                 raise
             checksum, size = _copy_and_hash(source, target)
             source.unlink()
+            remember_checksum(target, target.stat(), checksum)
             return StoredFile(file_uri(target), checksum, size)
-        return StoredFile(file_uri(target), checksum_file(target), target.stat().st_size)
+        checksum, stat = checksum_unchanged(target)
+        return StoredFile(file_uri(target), checksum, stat.st_size)
 
     @staticmethod
     def local_path(uri: str) -> Path:

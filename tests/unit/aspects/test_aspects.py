@@ -4,6 +4,7 @@ and the built-ins as units (the boundary tests cover them end to end)."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,7 +28,8 @@ from skyweave.model.messages import ActivityFailed, ActivityFinished, DispatchAc
 from skyweave.model.product import Product
 from skyweave.model.signals import MissingInput
 from skyweave.model.specs import TaskSpec
-from skyweave.storage.local import checksum_file
+from skyweave.storage import local as storage_module
+from skyweave.storage.local import LocalStorage, checksum_file
 
 CALLS: list[str] = []
 NESTED = ["before:first", "before:second", "before:third", "after:third", "after:second", "after:first"]
@@ -283,6 +285,28 @@ def test_input_product_checks(tmp_path: Path) -> None:
     gone = Product(tmp_path / "gone.fits", id="prd-2")
     with pytest.raises(InvalidInput, match=r"input product prd-2 \(parameter 'ev'\) is missing"):
         InputValidationAspect().before(ctx_for("t", tmp_path, arguments={"ev": gone}))
+
+
+def test_an_input_this_process_stored_or_checked_is_not_read_again_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "part.npz"
+    source.write_bytes(b"p" * 2_000_000)
+    stored = LocalStorage(tmp_path / "store").store_file(source, "run-1", "act-1")
+    path = LocalStorage.local_path(stored.uri)
+    reads: list[Path] = []
+    real = storage_module.checksum_file
+    monkeypatch.setattr(storage_module, "checksum_file", lambda p: reads.append(Path(p)) or real(p))
+    part = Product(path, id="prd-1", checksum=stored.checksum)
+    for _ in range(3):
+        InputValidationAspect().before(ctx_for("t", tmp_path, arguments={"vis": part}))
+    assert reads == []  # hashed once, as it was stored
+    with path.open("r+b") as handle:  # changed in place, same size
+        handle.write(b"q")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))
+    with pytest.raises(InvalidInput, match="does not match its recorded checksum"):
+        InputValidationAspect().before(ctx_for("t", tmp_path, arguments={"vis": part}))
+    assert reads == [path]
 
 
 def test_timing_measures_cpu(tmp_path: Path) -> None:

@@ -32,6 +32,18 @@ def test_store_moves_the_file_and_reports_uri_checksum_size(tmp_path: Path) -> N
     assert storage.local_path(uri) == target
 
 
+def test_the_process_remembers_what_it_hashed_until_the_file_changes(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    source = tmp_path / "vis.npz"
+    source.write_bytes(b"v" * 100)
+    stored = storage.store_file(source, "run-1", "act-1")
+    target = storage.local_path(stored.uri)
+    assert storage_module.known_checksum(target, target.stat()) == stored.checksum == sha256(b"v" * 100)
+    target.write_bytes(b"w" * 100)  # same size, new content: another modification time
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 1))
+    assert storage_module.known_checksum(target, target.stat()) is None
+
+
 def test_names_with_spaces_unicode_and_subfolders_round_trip(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store")
     source = tmp_path / "light curve ñ #1.csv"
