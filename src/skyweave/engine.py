@@ -33,7 +33,7 @@ def make_env(settings: Settings, worker: str) -> ExecutionEnv:
     root = settings.store_dir
     return ExecutionEnv(worker=worker, storage_root=root / "products", work_root=root / "work",
                         log_root=root / "logs", aspects=tuple(settings.aspects),
-                        builtin_aspects=settings.provenance)
+                        builtin_aspects=settings.provenance, preload=tuple(settings.preload))
 
 
 def make_executor(settings: Settings, env: ExecutionEnv) -> Executor:

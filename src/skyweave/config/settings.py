@@ -57,6 +57,10 @@ class Settings(BaseSettings):
                                  description="Listener references (path.py:obj or module:obj).")
     aspects: list[str] = Field(default_factory=list,
                                description="Extra aspect references (module:Class?pattern=…).")
+    preload: list[str] = Field(default_factory=list,
+                               description="Modules worker processes import as they start, before taking "
+                                           "work (a pipeline's package: its import is then not paid by the "
+                                           "first activities of every process).")
     authority: str = Field("skyweave.local", description="IVOA authority for identifiers.")
     provenance: bool = Field(True, description="Record provenance beyond the bare run: the built-in "
                                                 "aspects (timing, resource usage, log capture, input "

@@ -39,6 +39,10 @@ class ExecutionEnv:
     """Import references (``module:Class`` or ``module:Class?pattern=l2_*``) of extra aspects."""
     builtin_aspects: bool = True
     validate_checksums: bool = True
+    preload: tuple[str, ...] = ()
+    """Modules each worker process imports as it starts, before it takes work: the import of a
+    pipeline with heavy dependencies (astropy, scipy...) is then paid at start-up, not by the first
+    activity of each task module in every process."""
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -37,6 +37,7 @@ from skyweave.executors.local_child import (
     Batch,
     Cancel,
     Child,
+    Ready,
     Started,
     Stopping,
     child_main,
@@ -58,6 +59,8 @@ STARTED_GRACE_S = 0.05
 """``collect`` returns early to report an activity that has been running this long."""
 MAX_STARTUP_DEATHS = 3
 """Children dying before they start anything, in a row, that make the executor give up."""
+PRELOAD_WAIT_S = 300.0
+"""``start`` waits at most this long for new children to import ``ExecutionEnv.preload``."""
 
 
 class LocalExecutor(Executor):
@@ -97,8 +100,25 @@ class LocalExecutor(Executor):
                 hint="the file that defines your tasks starts a run when it is imported: "
                 "put that code under `if __name__ == \"__main__\":`",
             )
+        spawned = False
         while len(self._children) < self._size and not self._broken:
             self._children.append(self._spawn(len(self._children)))
+            spawned = True
+        if spawned and self.env.preload:
+            self._wait_ready(PRELOAD_WAIT_S)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait until every child has imported the preload modules (start-up cost stays out of the
+        first activities); a child that dies meanwhile is replaced as usual."""
+        deadline = time.monotonic() + timeout
+        while any(not child.ready for child in self._children):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for key, _ in self._selector.select(left):
+                if key.data in self._children:
+                    self._drain(key.data, self._reports)
+            self._check_clocks(self._reports)
 
     def _spawn(self, slot: int) -> Child:
         parent_end, child_end = self._context.Pipe(duplex=True)
@@ -214,6 +234,9 @@ class LocalExecutor(Executor):
             return None
         for data in frames:
             message = from_child.decode(data)
+            if isinstance(message, Ready):
+                child.ready = True
+                continue
             if isinstance(message, Started):
                 self._on_started(child, message)
                 if child not in self._children:

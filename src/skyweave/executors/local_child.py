@@ -34,6 +34,7 @@ from skyweave.aspects.builtin import capture_scratch_path
 from skyweave.executors.base import ExecutionEnv, Outcome
 from skyweave.executors.boundary import HOST, Boundary
 from skyweave.executors.local_queue import Item
+from skyweave.executors.resolve import preload
 from skyweave.model.messages import (
     ActivityFailed,
     ActivityFinished,
@@ -45,6 +46,10 @@ from skyweave.model.messages import (
 class Started(msgspec.Struct, frozen=True, tag="s"):
     activity_id: str
     at: float
+
+
+class Ready(msgspec.Struct, frozen=True, tag="r"):
+    """The child has set up and imported ``ExecutionEnv.preload``; sent once, before any work."""
 
 
 class Batch(msgspec.Struct, frozen=True, tag="b"):
@@ -65,7 +70,7 @@ class Stop(msgspec.Struct, frozen=True, tag="x"):
     pass
 
 
-FromChild = Started | ActivityFinished | ActivityFailed | ActivityNeedsInput
+FromChild = Ready | Started | ActivityFinished | ActivityFailed | ActivityNeedsInput
 
 _in_child = False
 
@@ -169,11 +174,14 @@ def child_main(conn: Connection, env: ExecutionEnv) -> None:
         boundary = Boundary(env, exclusive_process=True)
     except Exception:
         setup_error = "the worker could not set up its aspects:\n" + traceback.format_exc()
+    for problem in preload(env.preload):
+        print(f"skyweave worker {os.getpid()}: preload of {problem} (activities that need it will "
+              "report it)", file=sys.stderr, flush=True)
     fd = conn.fileno()
     frames = Frames(fd)
     incoming = select.poll()
     incoming.register(fd, select.POLLIN)
-    out = bytearray()
+    out = bytearray(frame(encoder.encode(Ready())))
     queue: deque[DispatchActivity] = deque()
     while True:
         while not queue or incoming.poll(0):
@@ -285,6 +293,8 @@ class Child:
     cancelled: set[str] = field(default_factory=set)
     """Cancelled while sent to this child: if one of them starts anyway, the child is replaced."""
     started_any: bool = False
+    ready: bool = False
+    """It has said ``Ready`` (imported ``ExecutionEnv.preload``)."""
     frames: Frames = field(init=False)
 
     def __post_init__(self) -> None:

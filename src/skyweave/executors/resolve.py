@@ -15,7 +15,7 @@ import importlib.util
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -38,6 +38,19 @@ def resolve_task(task: TaskSpec) -> Callable[..., Any]:
             if function is None:
                 function = _by_task[key] = resolve_ref(task.ref)
     return function
+
+
+def preload(modules: Iterable[str]) -> list[str]:
+    """Import ``modules`` now (a worker's start-up, see ``ExecutionEnv.preload``); what failed, one
+    line each.  A failure is not fatal here: an activity that needs the module reports the import
+    error itself when its task is resolved."""
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit) as exc:
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+    return failed
 
 
 def resolve_ref(ref: str) -> Callable[..., Any]:

@@ -13,6 +13,7 @@ Limits, because threads share one process:
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from collections.abc import Sequence
@@ -21,7 +22,10 @@ from dataclasses import dataclass
 
 from skyweave.executors.base import ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST, Boundary
+from skyweave.executors.resolve import preload
 from skyweave.model.messages import ActivityFailed, ActivityStarted, DispatchActivity
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -60,6 +64,8 @@ class ThreadExecutor(Executor):
 
     def start(self) -> None:
         if self._pool is None:
+            for failure in preload(self.env.preload):
+                log.warning("preload of %s (activities that need it will report it)", failure)
             self._boundary = Boundary(self.env, exclusive_process=False)
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="skyweave-activity")
 

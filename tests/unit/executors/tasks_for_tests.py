@@ -24,6 +24,11 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+def imported(module: str) -> bool:
+    """Whether this process has imported ``module`` (without importing it)."""
+    return module in sys.modules
+
+
 class Decorated:
     """Stands in for a decorated task object: the boundary calls its ``fn``."""
 

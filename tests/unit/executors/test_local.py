@@ -286,6 +286,33 @@ def test_children_that_die_as_they_start_make_the_executor_give_up(
         executor.close()
 
 
+def test_preloaded_modules_are_imported_before_the_children_take_work(
+    env: ExecutionEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "heavy_pipeline_probe.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # children get this sys.path; this process never imports it
+    probe = dispatch(by_path("imported"), {"module": "heavy_pipeline_probe"})
+    plain = LocalExecutor(env, processes=1)
+    try:
+        plain.submit([probe])
+        outcome = run_until(plain, [probe.activity_id])[probe.activity_id]
+        assert isinstance(outcome, ActivityFinished) and outcome.result is False
+    finally:
+        plain.close()
+    # a module that cannot be imported is reported on stderr, not fatal: the others still load
+    preloading = LocalExecutor(dataclasses.replace(env, preload=("no_such_module_here", "heavy_pipeline_probe")),
+                               processes=2)
+    try:
+        preloading.start()  # returns once every child has imported them
+        assert all(child.ready for child in preloading._children)
+        probes = [dispatch(by_path("imported"), {"module": "heavy_pipeline_probe"}) for _ in range(4)]
+        preloading.submit(probes)
+        final = run_until(preloading, [d.activity_id for d in probes])
+        assert all(isinstance(o, ActivityFinished) and o.result is True for o in final.values())
+    finally:
+        preloading.close()
+
+
 SCRIPT_WITHOUT_MAIN_GUARD = """
 import sys, time
 from pathlib import Path
