@@ -12,15 +12,19 @@ A pipeline lists its tasks and gets a command line with one sub-command per task
 Each task parameter is an option of the same name (``--threshold-sigma`` or ``--threshold_sigma``):
 
 * product parameters take file paths (several for a list) or ``@FILE`` holding a product as a
-  stage prints it, which keeps its type, obs_id, detector and attributes;
+  stage prints it, which keeps its type, obs_id, detector, version and attributes (``@FILE#KEY``
+  picks one entry of a result that is a dict, e.g. ``--model @train.json#model``);
 * dict and list parameters take JSON or ``@FILE`` holding JSON (products in it written as a stage
   prints them become products again, so one stage's output is the next one's input);
 * numbers, booleans and strings take their value.
 
-Output files go to ``--out``.  What the task returns is printed on stdout as JSON (products as
-``{"path", "type", "obs_id", "detector", "attributes"}``) and written to ``--result FILE`` if given.
-Exit status 0 on success, 2 on a ``Fatal`` error (bad input: message and hint on stderr), 1 on
-anything else (the traceback on stderr).
+Output files go to ``--out``; ``--task-version V`` runs the task as version V (what
+``context().task.version`` says, e.g. a detector whose version names its model).  What the task
+returns is printed on stdout as JSON (products as ``{"path", "type", "obs_id", "detector",
+"version", "attributes"}``) and written to ``--result FILE`` if given.
+Exit status 0 on success, 2 on a ``Fatal`` error (bad input: message and hint on stderr), 3 when
+the task asks for an input it was not given (``MissingInput``/``InsufficientInput``: in a workflow
+the controller would run its provider or wait), 1 on anything else (the traceback on stderr).
 """
 
 from __future__ import annotations
@@ -36,10 +40,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from skyweave.authoring.task import Task
 from skyweave.errors import Fatal
 from skyweave.model.context import ActivityContext, reset_context, set_context
 from skyweave.model.product import Product
+from skyweave.model.signals import MissingInput
 
 
 def stages(*tasks: Task) -> dict[str, Task]:
@@ -72,7 +79,7 @@ def parameters(task: Task) -> dict[str, tuple[str, inspect.Parameter]]:
             if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
 
 
-_PRODUCT_KEYS = frozenset({"path", "type", "obs_id", "detector", "attributes"})
+_PRODUCT_KEYS = frozenset({"path", "type", "obs_id", "detector", "version", "attributes"})
 
 
 def _products(value: Any) -> Any:
@@ -81,7 +88,8 @@ def _products(value: Any) -> Any:
     if isinstance(value, dict):
         if {"path", "type"} <= set(value) <= _PRODUCT_KEYS:
             return Product(Path(value["path"]).resolve(), type=value["type"], obs_id=value.get("obs_id"),
-                           detector=value.get("detector"), attributes=value.get("attributes") or {})
+                           detector=value.get("detector"), version=value.get("version"),
+                           attributes=value.get("attributes") or {})
         return {k: _products(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_products(v) for v in value]
@@ -89,7 +97,16 @@ def _products(value: Any) -> Any:
 
 
 def _json(text: str) -> Any:
-    return _products(json.loads(Path(text[1:]).read_text() if text.startswith("@") else text))
+    """JSON text, or ``@FILE`` holding JSON, or ``@FILE#KEY`` (``#a.b``: a key path into it)."""
+    if not text.startswith("@"):
+        return _products(json.loads(text))
+    path, _, keys = text[1:].partition("#")
+    value = json.loads(Path(path).read_text())
+    for key in filter(None, keys.split(".")):
+        if not isinstance(value, dict) or key not in value:
+            raise SystemExit(f"{path} has no key {keys!r}")
+        value = value[key]
+    return _products(value)
 
 
 def _product(value: str) -> Product:
@@ -119,7 +136,7 @@ def jsonable(value: Any) -> Any:
     """A task result as JSON-able data (products as path + metadata)."""
     if isinstance(value, Product):
         return {"path": str(value.local_path), "type": value.type, "obs_id": value.obs_id,
-                "detector": value.detector, "attributes": value.attributes}
+                "detector": value.detector, "version": value.version, "attributes": value.attributes}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -146,19 +163,24 @@ def parser(tasks: dict[str, Task], *, prog: str, description: str = "") -> argpa
         p.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory for the outputs")
         p.add_argument("--result", type=Path, metavar="FILE",
                        help="also write the JSON result to FILE (a later stage takes it as @FILE)")
+        p.add_argument("--task-version", metavar="VERSION",
+                       help=f"run as this version of the task (default {task.version})")
     return top
 
 
-def run_stage(task: Task, out: Path, **arguments: Any) -> Any:
-    """Call one task's function with converted ``arguments``; its outputs go to ``out``."""
+def run_stage(task: Task, out: Path, *, task_version: str | None = None, **arguments: Any) -> Any:
+    """Call one task's function with converted ``arguments``; its outputs go to ``out``.
+    ``task_version``: what ``context().task.version`` says (default: the task's own)."""
     params = parameters(task)
     unknown = set(arguments) - set(params)
     if unknown:
         raise TypeError(f"{task.name} has no parameter(s) {sorted(unknown)}; it takes {sorted(params)}")
     kwargs = {k: _convert(params[k][0], v) for k, v in arguments.items() if v is not None}
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    spec = task.spec if task_version is None else msgspec.structs.replace(task.spec, version=task_version)
     ctx = ActivityContext(activity_id=f"standalone-{task.name}", run_id="standalone", attempt=1,
-                          task=task.spec, workdir=out, log=logging.getLogger(f"skyweave.stage.{task.name}"))
+                          task=spec, workdir=out, log=logging.getLogger(f"skyweave.stage.{task.name}"))
     token = set_context(ctx)
     try:
         assert task.fn is not None
@@ -173,14 +195,21 @@ def stage_main(tasks: dict[str, Task], *, prog: str, description: str = "",
     args = vars(parser(tasks, prog=prog, description=description).parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     name, out, result_file = args.pop("stage"), args.pop("out"), args.pop("result")
+    task_version = args.pop("task_version")
     try:
-        result = run_stage(tasks[name], out, **args)
+        result = run_stage(tasks[name], out, task_version=task_version, **args)
     except Fatal as exc:
         hint = getattr(exc, "hint", None)
         message = str(exc)
         extra = f"hint: {hint}\n" if hint and hint not in message else ""
         sys.stderr.write(f"{name}: {message}\n{extra}")
         return 2
+    except MissingInput as exc:
+        wanted = f"a {exc.product_type!r} product" + (f" matching {exc.match}" if exc.match else "")
+        sys.stderr.write(f"{name}: needs {wanted} as --{exc.param.replace('_', '-')}: {exc.reason}\n"
+                         "hint: in a workflow the controller would run its provider or wait for it; "
+                         "here, pass one (or --task-version if the task version names its input)\n")
+        return 3
     except Exception as exc:
         traceback.print_exc()
         sys.stderr.write(f"{name} failed: {type(exc).__name__}: {exc}\n")

@@ -142,4 +142,4 @@ def delay_s(dm: float | np.ndarray, f_mhz: float | np.ndarray) -> np.ndarray:
 
 def type3_time_s(f_mhz: float | np.ndarray, f_start_mhz: float) -> np.ndarray:
     """Time (s) after its start at which a type III burst starting at ``f_start_mhz`` reaches ``f_mhz``."""
-    return (np.asarray(f_mhz, dtype=float) ** -0.84 - f_start_mhz**-0.84) / 0.0084
+    return np.asarray((np.asarray(f_mhz, dtype=float) ** -0.84 - f_start_mhz**-0.84) / 0.0084)

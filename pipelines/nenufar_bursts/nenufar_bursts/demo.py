@@ -53,7 +53,7 @@ def run(store: str | None = None, *, as_json: bool = False) -> dict[str, Any]:
         deadline = time.time() + 60
         n_expected = 0
         summary: dict[str, Any] = {"chunks": [], "store": str(client.settings.store_dir)}
-        counts = {"model": Counter(), "baseline": Counter()}
+        counts: dict[str, Counter[str]] = {"model": Counter(), "baseline": Counter()}
         for rec in stream.chunks:
             det = json.loads(rec.run.results().local_path.read_text()) if rec.run else {}
             versions = {a.task_version for a in rec.run.activities()} if rec.run else set()
@@ -71,10 +71,10 @@ def run(store: str | None = None, *, as_json: bool = False) -> dict[str, Any]:
                     "truth": [t for t in rec.truth if t["kind"] == "burst"],
                 }
             )
-        while len(alerts(client, OBS_ID)) < n_expected and time.time() < deadline:
+        while len(alerts(client, OBS_ID, since=t_start)) < n_expected and time.time() < deadline:
             time.sleep(0.2)
         wall = time.time() - t_start
-        found = alerts(client, OBS_ID)
+        found = alerts(client, OBS_ID, since=t_start)
         lat = np.array([a["latency_s"] for a in found if a["latency_s"] is not None])
     for c in summary["chunks"]:
         truth = (

@@ -121,7 +121,7 @@ def detect_baseline(
     """Classical detections: dedispersed S/N >= ``snr`` at DM >= ``MIN_DM`` (see the docstring)."""
     if analysis is None and data is None:
         raise ValueError("detect_baseline needs the data or its analysis")
-    res = analysis if analysis is not None else analyse(data, CANDIDATE_SNR)
+    res = analysis if analysis is not None else analyse(np.asarray(data), CANDIDATE_SNR)
     return [_as_detection(c, t0, None) for c in res["candidates"] if c["snr"] >= snr and c["dm"] >= cv.MIN_DM]
 
 

@@ -193,11 +193,12 @@ def play(paths: Iterable[tuple[str, float]], out: queue.Queue[str | None]) -> th
     return thread
 
 
-def alerts(client: Client, obs_id: str | None = None) -> list[dict[str, Any]]:
-    """VOEvent products (of ``obs_id``) with the latency from chunk arrival to the alert (s)."""
+def alerts(client: Client, obs_id: str | None = None, *, since: float | None = None) -> list[dict[str, Any]]:
+    """VOEvent products (of ``obs_id``, made after ``since`` when given: a store keeps the alerts
+    of earlier streams too) with the latency from chunk arrival to the alert (s)."""
     out = []
     match = {"obs_id": obs_id} if obs_id else None
-    for p in client.store.find_products(type=cv.VOEVENT, match=match):
+    for p in client.store.find_products(type=cv.VOEVENT, match=match, created_after=since):
         arrival = p.attributes.get("arrival")
         out.append(
             {

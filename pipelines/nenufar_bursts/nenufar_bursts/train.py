@@ -112,7 +112,9 @@ def dataset(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features ``X``, labels ``y`` and the chunk index of each candidate, from a simulated stream."""
     config = config or StreamConfig(burst_rate=0.8, type3_rate=0.5, impulse_rate=0.8)
-    xs, ys, idx = [], [], []
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    idx: list[int] = []
     for data, meta, previous in with_previous(chunk_arrays(seed, n_chunks, config)):
         alone = meta["index"] % ALONE_EVERY == 0  # as the first chunk of a stream or after a gap
         res = analyse(data, CANDIDATE_SNR, None if alone else previous)
