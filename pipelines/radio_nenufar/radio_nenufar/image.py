@@ -32,8 +32,8 @@ Image grid (``npix`` / ``cell_arcmin`` None: automatic, see ``image_grid``)
     regular to image) is refused (``Fatal``), not imaged, and so is a cell so coarse that the
     main lobe is under one pixel.
     Examples: EVLA 36 GHz 1 km: 0.0069' cells, 208 px (the 1.4' primary beam); ATA 1.26 GHz 320 m:
-    0.63', 256 px; VLBA 8 GHz: 0.22 mas cells, capped at 512 px (0.11" of a 5' primary beam);
-    simulated NenuFAR 30-75 MHz, 25 m mini-arrays: capped at 512 px.
+    0.65', 256 px; VLBA 8 GHz: 0.22 mas cells, capped at 512 px (0.11" of a 6' primary beam);
+    simulated NenuFAR 30-75 MHz, 25 m mini-arrays: 0.96-2.4', capped at 512 px.
 
 Sources
     Local maxima of the restored image above ``max(5 rms(residual), 2 % of the peak)``; each
