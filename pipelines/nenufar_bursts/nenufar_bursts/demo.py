@@ -108,12 +108,19 @@ def run(store: str | None = None, *, as_json: bool = False) -> dict[str, Any]:
             },
         }
     )
+    med, p99 = summary["latency_s"]["median"], summary["latency_s"]["p99"]
     console.print(
-        f"{len(found)} alerts; chunk arrival -> VOEvent latency median "
-        f"{summary['latency_s']['median']} s, p99 {summary['latency_s']['p99']} s; "
-        f"{summary['chunks_per_s']} chunks/s over {wall:.1f} s (paced {SPEEDUP:g}x real time)"
+        f"{len(found)} alerts; chunk arrival -> VOEvent latency "
+        + (f"median {med:.3f} s, p99 {p99:.3f} s; " if med is not None and p99 is not None else "n/a; ")
+        + f"{summary['chunks_per_s']} chunks/s over {wall:.1f} s (paced {SPEEDUP:g}x real time)"
     )
-    console.print(f"stalls {stream.stalls}; gaps {stream.gaps}")
+    stalls = "; ".join(
+        f"after chunk {st['after_index']}: silent {st['silent_s']:.1f} s"
+        + (f", resumed after {st['resumed_after_s']:.1f} s" if st.get("resumed_after_s") is not None else "")
+        for st in stream.stalls
+    )
+    gaps = "; ".join(f"{g['missing_s']:.0f} s missing before chunk {g['before_index']}" for g in stream.gaps)
+    console.print(f"stream stalls: {stalls or 'none'}; gaps: {gaps or 'none'}")
     for a in found:
         console.print(f"   VOEvent {a['path']}  (plot beside it in the follow-up run's products)")
     console.print(
