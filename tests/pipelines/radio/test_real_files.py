@@ -164,6 +164,28 @@ def test_mojave_two_spectral_windows_through_the_workflow(tmp_path: Path, activi
     assert abs(pa - M87_JET_PA_DEG) < JET_PA_TOL_DEG, pa
 
 
+def test_evla_through_the_workflow_with_its_defaults(tmp_path: Path, activity: ActivityContext) -> None:
+    """What a new user does: import, point model, ``observation`` with every default (automatic grid,
+    ``max_resid``).  The file is noise-dominated per sample (90 % of the power), which the model
+    check must not mistake for a wrong model; the merged image peaks on the calibrator."""
+    raw = import_visibilities(path=str(DATA / "day2_TDEM0003_10s_norx_1src_1spw.uvfits"), obs_id="TDEM0003")
+    model = point_model(vis=raw)
+    with Client(str(tmp_path / "store"), workers=2) as client:
+        vis = client.add_product(raw.local_path, type=cv.VIS_RAW, obs_id="TDEM0003")
+        cal = client.add_product(model.local_path, type=cv.SKYMODEL, obs_id="TDEM0003")
+        run = client.run(observation, {"vis_id": vis.id, "model_id": cal.id}, timeout=240)
+        assert run.status == "succeeded", run.summary()
+        res = run.results()
+    (c,) = res["calibrations"]
+    assert c["ok"] and c["noise_frac"] == pytest.approx(0.9, abs=0.05)      # measured 0.904
+    with fits.open(res["merged"]["image"].uri.removeprefix("file://")) as hdul:
+        img, hdr = np.nan_to_num(hdul[0].data), hdul[0].header
+    py, px = np.unravel_index(np.argmax(img), img.shape)
+    ra, dec = WCS(hdr).wcs_pix2world([[px, py]], 0)[0]
+    ra0, dec0 = float(raw.attributes["ra_deg"]), float(raw.attributes["dec_deg"])
+    assert _sep_deg(ra, dec, ra0, dec0) < POS_TOL_BEAM * hdr["BMAJ"]
+
+
 def test_evla_calibrator_with_the_automatic_grid(activity: ActivityContext) -> None:
     """The EVLA calibrator file needs no hand-picked cell any more: ~4 pixels per beam, the field
     the 25 m dishes' primary beam at 36 GHz; the calibrator lands on the phase-centre pixel."""
