@@ -33,7 +33,9 @@ Phase centres
       the middle of the observation (``phase_to_time`` for the zenith), the standard way to image a
       short drift scan; the summary says so (``rephased``).  Sources move through the field by
       15 deg/h, so only short drift scans image sharply (the summary gives ``time_span_s``);
-    * ephemeris (moving-target) and near-field phase centres: refused.
+    * ephemeris (moving-target) and near-field phase centres: refused;
+    * the position is converted to ICRS when the file states another frame than ICRS or FK5 J2000
+      (e.g. FK4 B1950, ~0.5 deg away; ``_icrs``).
 
 Polarisation (``per_feed``, default True): every parallel hand (RR, LL or XX, YY) becomes its own set
 of rows, and each *feed* of an antenna its own gain "antenna" (``ant_names`` ``"ea01/R"``, ...).
@@ -148,6 +150,26 @@ def _single_phase_centre(uv: Any, name: str, phase_center: str | None) -> tuple[
     raise Fatal(f"{name}: phase centre {names[ids[0]]!r} is of type {kind!r} (a moving or near-field "
                 "target), which this pipeline does not image",
                 hint="rephase it to a fixed sky position first (pyuvdata: UVData.phase(lon=..., lat=...))")
+
+
+def _icrs(cat: dict[str, Any]) -> tuple[float, float]:
+    """The phase centre in ICRS degrees.  ``icrs`` and ``fk5`` (J2000) are taken as they are (they
+    differ by < 25 mas, the frame bias; the existing tests compare with the uvfits header); any other
+    frame (``fk4`` B1950, ``gcrs``, ...) is converted with astropy: B1950 is ~0.5 deg away."""
+    lon, lat = float(np.degrees(cat["cat_lon"])), float(np.degrees(cat["cat_lat"]))
+    frame = str(cat.get("cat_frame") or "icrs").lower()
+    if frame in ("icrs", "fk5"):
+        return lon, lat
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.time import Time
+
+    epoch = cat.get("cat_epoch")
+    kwargs: dict[str, Any] = {}
+    if frame == "fk4" and epoch is not None:
+        kwargs["equinox"] = Time(float(epoch), format="byear")
+    c = SkyCoord(lon * u.deg, lat * u.deg, frame=frame, **kwargs).icrs
+    return float(c.ra.deg), float(c.dec.deg)
 
 
 def _altaz_to_icrs(uv: Any, az: float, alt: float, time: Any) -> tuple[float, float]:
@@ -266,7 +288,7 @@ def to_vis(src: Path | str, dest: Path, obs_id: str, *, per_feed: bool = True,
     subband = _subbands(uv, freq.size)
     t0 = float(uv.time_array.min())
     dish = dish_diameter(uv)
-    ra, dec = float(np.degrees(cat["cat_lon"])), float(np.degrees(cat["cat_lat"]))
+    ra, dec = _icrs(cat)
     telescope = str(uv.telescope.name)
     cv.write_vis(dest, {"vis": vis, "flag": flag, "weight": weight, "uvw_m": uvw,
                         "ant1": ant1, "ant2": ant2, "time_s": (time - t0) * 86400,

@@ -259,6 +259,33 @@ def test_several_phase_centres_refused_unless_one_is_named(tmp_path: Path, activ
     assert raw.attributes["n_times"] == len(np.unique(uv.time_array[second]))
 
 
+def test_b1950_phase_centre_is_converted_to_icrs(tmp_path: Path, activity: ActivityContext) -> None:
+    """The EVLA file rephased by pyuvdata to its calibrator's FK4 B1950 position (0.7 deg from the
+    J2000 one): the image's WCS must be ICRS, and the calibrator must land on its J2000 position."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    uv = _read("day2_TDEM0003_10s_norx_1src_1spw.uvfits")
+    cat = next(iter(uv.phase_center_catalog.values()))
+    j2000 = SkyCoord(cat["cat_lon"] * u.rad, cat["cat_lat"] * u.rad, frame="fk5")
+    b1950 = j2000.transform_to("fk4")
+    assert j2000.separation(b1950.icrs).deg < 1e-5 and abs(b1950.dec.deg - j2000.dec.deg) > 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uv.phase(lon=b1950.ra.rad, lat=b1950.dec.rad, epoch="B1950", phase_frame="fk4", cat_name="B1950",
+                 use_ant_pos=False)
+        uv.write_uvh5(str(tmp_path / "b1950.uvh5"))
+    raw = import_visibilities(path=str(tmp_path / "b1950.uvh5"), obs_id="b1950")
+    assert raw.attributes["phase_frame"] == "fk4"
+    ra0, dec0 = j2000.icrs.ra.deg, j2000.icrs.dec.deg
+    assert _sep_deg(raw.attributes["ra_deg"], raw.attributes["dec_deg"], ra0, dec0) * 3600 < 0.05
+    data = cv.read_vis(raw.local_path)
+    res = image_data(data, solve(data, phase_centre_model(data), max_resid=1.0)["gains"], niter=100)
+    py, px = np.unravel_index(np.argmax(res["restored"]), res["restored"].shape)
+    ra, dec = res["wcs"].wcs_pix2world([[px, py]], 0)[0]
+    assert _sep_deg(ra, dec, ra0, dec0) < POS_TOL_BEAM * res["beam"][0] * res["cell_arcmin"] / 60
+
+
 def test_redundant_array_refused_at_imaging(activity: ActivityContext, tmp_path: Path) -> None:
     """PAPER's redundant-array file has one baseline per redundant group: its PSF has sidelobes as
     high as the main lobe, so no image is made (instead of one whose 'beam' is wider than itself)."""
