@@ -23,6 +23,8 @@ at the phase centre (the EVLA test file) cannot tell the two apart, which is how
 
 Spectral windows: every spectral window is its own sub-band (sub-band k = the k-th entry of
 pyuvdata's ``spw_array``), so a multi-window file fans out into one calibration and image per window.
+``chans_per_subband=N`` splits each window into sub-bands of N consecutive channels (one gain
+solution each: for wide windows of uncalibrated data, e.g. HERA's 100-198 MHz in one window).
 
 Phase centres
     * one sidereal phase centre: used as is (``cat_lon``/``cat_lat``; for uvfits ``CRVAL6``/``CRVAL7``);
@@ -194,12 +196,25 @@ def _intensity_pols(pol_codes: list[int], name: str) -> list[int]:
     return pols
 
 
-def _subbands(uv: Any, nchan: int) -> np.ndarray:
-    """The sub-band of every channel: the index of its spectral window in ``spw_array``."""
+def _subbands(uv: Any, nchan: int, chans_per_subband: int | None = None) -> np.ndarray:
+    """The sub-band of every channel: the index of its spectral window in ``spw_array`` or, with
+    ``chans_per_subband``, of its group of that many consecutive channels within its window."""
     spw_of_chan = (np.asarray(uv.flex_spw_id_array).ravel() if uv.flex_spw_id_array is not None
                    else np.full(nchan, int(uv.spw_array[0])))
     spw_index = {int(s): k for k, s in enumerate(uv.spw_array)}
-    return np.array([spw_index[int(s)] for s in spw_of_chan], int)
+    spw = np.array([spw_index[int(s)] for s in spw_of_chan], int)
+    if chans_per_subband is None:
+        return spw
+    if chans_per_subband < 1:
+        raise Fatal(f"chans_per_subband must be >= 1 (got {chans_per_subband})",
+                    hint="None: one sub-band per spectral window")
+    out, nxt = np.zeros(nchan, int), 0
+    for k in range(len(spw_index)):
+        idx = np.flatnonzero(spw == k)
+        groups = np.arange(idx.size) // chans_per_subband
+        out[idx] = nxt + groups
+        nxt += int(groups.max()) + 1 if idx.size else 0
+    return out
 
 
 def _check_samples(data: np.ndarray, flags: np.ndarray, nsamp: np.ndarray
@@ -237,7 +252,8 @@ def dish_diameter(uv: Any) -> float:
 
 
 def to_vis(src: Path | str, dest: Path, obs_id: str, *, per_feed: bool = True,
-           phase_center: str | None = None, ignore_flags: bool = False) -> dict[str, Any]:
+           phase_center: str | None = None, ignore_flags: bool = False,
+           chans_per_subband: int | None = None) -> dict[str, Any]:
     """Convert one uvfits/uvh5 file; returns a summary (rows, channels, frequency, antennas, gain
     "antennas" = feeds when ``per_feed``, baselines, times, spectral windows, phase centre, ...)."""
     name = Path(src).name
@@ -285,7 +301,7 @@ def to_vis(src: Path | str, dest: Path, obs_id: str, *, per_feed: bool = True,
         weight = np.where(flag, 0.0, nsamp.mean(axis=-1))
         ant1, ant2, time = i1, i2, uv.time_array[cross]
     freq = np.asarray(uv.freq_array, float).ravel()
-    subband = _subbands(uv, freq.size)
+    subband = _subbands(uv, freq.size, chans_per_subband)
     t0 = float(uv.time_array.min())
     dish = dish_diameter(uv)
     ra, dec = _icrs(cat)
@@ -316,24 +332,24 @@ uvfits_to_vis = to_vis
 
 
 @task(version="2.0")
-def import_visibilities(path: str, obs_id: str, per_feed: bool = True, phase_center: str | None = None,
-                        ignore_flags: bool = False) -> Product:
+def import_visibilities(path: str, obs_id: str, per_feed: bool = True, *, phase_center: str | None = None,
+                        ignore_flags: bool = False, chans_per_subband: int | None = None) -> Product:
     """A uvfits or uvh5 file (by path; format by extension) as a ``radio.vis.raw`` product, one gain
     per feed by default, one sub-band per spectral window (see the module docstring)."""
     dest = context().output(f"{obs_id}.npz")
     summary = to_vis(path, dest, obs_id, per_feed=per_feed, phase_center=phase_center,
-                     ignore_flags=ignore_flags)
+                     ignore_flags=ignore_flags, chans_per_subband=chans_per_subband)
     return Product(dest, type=cv.VIS_RAW, obs_id=obs_id, attributes={"source_file": Path(path).name,
                                                                      **summary})
 
 
 @task(version="2.0")
-def import_uvfits(path: str, obs_id: str, per_feed: bool = True, phase_center: str | None = None,
-                  ignore_flags: bool = False) -> Product:
+def import_uvfits(path: str, obs_id: str, per_feed: bool = True, *, phase_center: str | None = None,
+                  ignore_flags: bool = False, chans_per_subband: int | None = None) -> Product:
     """The former name of ``import_visibilities`` (kept for existing workflows; reads uvh5 too)."""
     dest = context().output(f"{obs_id}.npz")
     summary = to_vis(path, dest, obs_id, per_feed=per_feed, phase_center=phase_center,
-                     ignore_flags=ignore_flags)
+                     ignore_flags=ignore_flags, chans_per_subband=chans_per_subband)
     return Product(dest, type=cv.VIS_RAW, obs_id=obs_id, attributes={"source_file": Path(path).name,
                                                                      **summary})
 

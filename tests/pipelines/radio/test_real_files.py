@@ -77,6 +77,11 @@ def test_hera_drift_scan_uvh5_summary_matches_pyuvdata(activity: ActivityContext
     assert _sep_deg(s["ra_deg"], s["dec_deg"], zen.ra.deg, zen.dec.deg) * 60 < 1.0
     data = cv.read_vis(raw.local_path)
     assert data["vis"].shape == (2 * n_bl_cross * uv.Ntimes, 64) and np.isfinite(data["dish_m"])
+    # one 100-198 MHz window split into sub-bands of 16 channels: four, in frequency order
+    split = import_visibilities(path=str(DATA / name), obs_id="hera16", chans_per_subband=16)
+    sub = cv.read_vis(split.local_path)
+    assert split.attributes["n_subbands"] == 4 and np.bincount(sub["subband"]).tolist() == [16] * 4
+    assert np.all(np.diff([sub["freq_hz"][sub["subband"] == k].mean() for k in range(4)]) > 0)
 
 
 HERA_TEXT_AZ = np.array([
