@@ -137,6 +137,33 @@ def test_hera_letters_in_their_catalogue_pattern_and_pyuvdata_rephasing_keeps_th
     assert np.median(seps[common]) * 60 < 2 * 2.0             # within two 2' pixels (measured 3.6')
 
 
+def test_simulated_field_through_the_workflow_without_a_calibrator(tmp_path: Path,
+                                                                    activity: ActivityContext) -> None:
+    """A survey-type field (pyuvsim: 12 HERA dishes, 100 random sources, already calibrated): the
+    ingest summary is pyuvdata's, and the workflow without a calibrator model images and merges it
+    on the automatic grid (32 px of 40', covering the 14 m dishes' primary beam)."""
+    name = "fewant_randsrc_airybeam_Nsrc100_10MHz.uvfits"
+    uv = _read(name)
+    raw = import_visibilities(path=str(DATA / name), obs_id="fewant")
+    s = raw.attributes
+    assert (s["n_ant"], s["n_baselines"], s["n_chan"], s["n_times"]) == (uv.Nants_data, uv.Nbls, uv.Nfreqs,
+                                                                          uv.Ntimes) == (12, 66, 102, 4)
+    assert s["freq_min_hz"] == pytest.approx(float(uv.freq_array.min()))
+    assert s["freq_max_hz"] == pytest.approx(float(uv.freq_array.max()))
+    assert s["polarizations"] == ["XX"] and s["n_gain_ant"] == 12
+    with Client(str(tmp_path / "store"), workers=2) as client:
+        vis = client.add_product(raw.local_path, type=cv.VIS_RAW, obs_id="fewant")
+        run = client.run(observation, {"vis_id": vis.id}, timeout=240)
+        assert run.status == "succeeded", run.summary()
+        res = run.results()
+    (img_res,) = res["images"]
+    assert img_res["npix"] == 32 and img_res["cell_arcmin"] == pytest.approx(40.1, abs=0.2)
+    with fits.open(res["merged"]["image"].uri.removeprefix("file://")) as hdul:
+        img, hdr = hdul[0].data, hdul[0].header
+    assert np.all(np.isfinite(img)) and img.shape == (32, 32)
+    assert (hdr["CRVAL1"], hdr["CRVAL2"]) == pytest.approx((s["ra_deg"], s["dec_deg"]))
+
+
 def test_mojave_two_spectral_windows_through_the_workflow(tmp_path: Path, activity: ActivityContext) -> None:
     """VLBA, M87, two spectral windows: two sub-bands fanned out by the workflow (automatic 0.22 mas
     cells), calibrated against a point at the phase centre; the merged image's brightest pixel is
