@@ -189,7 +189,7 @@ def read_gains(path: Path | str) -> np.ndarray:
         return np.asarray(npz["gains"])
 
 
-@task(version="1.1")
+@task(version="1.2")
 def calibrate(vis: Product, model: Product, max_resid: float = MAX_RESID) -> dict[str, Any]:
     """Calibrate one sub-band against the calibrator model product (``radio.cal.skymodel``).
 
