@@ -20,17 +20,34 @@ Pipeline
     Both sides get the same simulated observation as ``skyweave demo radio`` (4 sub-bands, one with
     NaNs, one fully flagged; made once, not timed) and run: list_subbands -> extract_subband (per
     sub-band) -> calibrate (per sub-band) -> selfcal_step loop (per sub-band, until delta < tol or
-    max_selfcal rounds) -> merge_images -> report.  The plain driver submits each task as soon as its
-    inputs are done and sets a skyweave ``ActivityContext`` around every call (so
-    ``context().output()`` works).  Timed: first submission to last result (skyweave's client
-    start-up is reported separately; the pool's processes are started before the clock).
-    Repetitions alternate the order; medians are compared.
+    max_selfcal rounds) -> merge_images -> report.  Both get the workflow's own defaults (npix, tol,
+    max_selfcal...), read from ``observation`` and passed explicitly to both.  The plain driver
+    submits each task as soon as its inputs are done and sets a skyweave ``ActivityContext`` around
+    every call (so ``context().output()`` works).  Timed: first submission to last result.
+
+    Same starting point on both sides: the pool's processes are forked from this process, which
+    has imported the pipeline (numpy, scipy, astropy...), and are started before the clock; the
+    skyweave workers get the same modules through ``preload`` and the client start-up (workers
+    started and importing) is reported separately.  ``--cold`` adds a third mode, skyweave without
+    ``preload``: each worker process then imports the pipeline when it first runs one of its tasks
+    (about 0.9 s per process here, measured), on the clock.
+
+    Both sides run one BLAS thread per process (``OMP_NUM_THREADS=1`` unless set, as ``bench/run.py``
+    does): two processes with two spinning BLAS threads each on two cores made the run time of the
+    same work vary by a factor of two.
+
+    Repetitions alternate the order; medians are compared.  Each repetition checks that both sides
+    did the same work (self-cal rounds per sub-band, flagged sub-bands, merged peak) and that the
+    pipeline's source files did not change during the benchmark (skyweave workers import them
+    afresh for every client; the pool processes keep what this process imported at start).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -40,8 +57,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
+# one BLAS thread per process (as bench/run.py does), set before numpy loads: see the docstring
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import numpy as np
 
+import radio_nenufar
 from radio_nenufar import calibrate, merge, partition, selfcal
 from radio_nenufar import conventions as cv
 from radio_nenufar import image as im
@@ -51,7 +74,12 @@ from skyweave import Client, Product
 from skyweave.testing import activity_context
 
 WORKERS = 2
-TOL, MAX_SELFCAL = 0.02, 4          # the workflow's defaults
+PARAMS: dict[str, Any] = {k: observation.defaults[k]
+                          for k in ("npix", "cell_arcmin", "niter", "tol", "max_selfcal", "max_resid")}
+"""The workflow's defaults for what the plain driver passes too, given explicitly to both sides."""
+PRELOAD = ["radio_nenufar.workflow"]
+"""What skyweave workers import at start-up: the modules of every task of the workflow, as the pool
+processes inherit them from this process."""
 
 
 # -- 1. imaging throughput ---------------------------------------------------------------------
@@ -142,6 +170,14 @@ TASKS = {t.name: t for t in (partition.list_subbands, partition.extract_subband,
                              selfcal.selfcal_step, merge.merge_images, merge.report)}
 
 
+def pipeline_sources() -> str:
+    """A hash of the pipeline package's source files (edited under us, the two sides would differ)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(str(radio_nenufar.__file__)).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _call(name: str, workdir: str, kwargs: dict[str, Any]) -> Any:
     """Run one task function in a pool process, with an activity context like skyweave gives it."""
     task = TASKS[name]
@@ -181,7 +217,8 @@ class Plain:
     def _on_part(self, i: int) -> Callable[[Any], list]:
         def on_part(part: Product) -> list[tuple[Future[Any], Callable]]:
             self.parts[i] = part
-            return [self.submit("calibrate", self._on_cal(i), vis=part, model=self.model, max_resid=0.5)]
+            return [self.submit("calibrate", self._on_cal(i), vis=part, model=self.model,
+                                max_resid=PARAMS["max_resid"])]
         return on_part
 
     def _on_cal(self, i: int) -> Callable[[Any], list]:
@@ -193,12 +230,12 @@ class Plain:
     def _selfcal(self, i: int, state: dict[str, Any] | None, rnd: int) -> tuple[Future[Any], Callable]:
         """One round of sub-band i's bounded loop: stop when delta < TOL or after MAX_SELFCAL rounds."""
         def on_round(res: dict[str, Any]) -> list[tuple[Future[Any], Callable]]:
-            if res["delta"] < TOL or rnd >= MAX_SELFCAL:
+            if res["delta"] < PARAMS["tol"] or rnd >= PARAMS["max_selfcal"]:
                 self.loops[i] = res
                 return self._maybe_merge()
             return [self._selfcal(i, res, rnd + 1)]
-        return self.submit("selfcal_step", on_round, vis=self.parts[i], cal=self.cals[i], npix=256,
-                           cell_arcmin=2.0, niter=500, state=state)
+        return self.submit("selfcal_step", on_round, vis=self.parts[i], cal=self.cals[i], npix=PARAMS["npix"],
+                           cell_arcmin=PARAMS["cell_arcmin"], niter=PARAMS["niter"], state=state)
 
     def _maybe_merge(self) -> list[tuple[Future[Any], Callable]]:
         if len(self.loops) < self.n_sub:
@@ -237,14 +274,15 @@ def run_plain(sim: dict[str, Any], work: Path) -> tuple[float, dict[str, Any], i
     return elapsed, d.summary(), d.count
 
 
-def run_skyweave(sim: dict[str, Any], store: Path) -> tuple[float, float, dict[str, Any], int]:
+def run_skyweave(sim: dict[str, Any], store: Path, *, preload: bool = True
+                 ) -> tuple[float, float, dict[str, Any], int]:
     t_start = time.perf_counter()
-    with Client(str(store), workers=WORKERS) as client:
+    with Client(str(store), workers=WORKERS, preload=PRELOAD if preload else []) as client:
         vis = client.add_product(sim["vis"], type=cv.VIS_RAW, obs_id="nenu0001")
         model = client.add_product(sim["calmodel"], type=cv.SKYMODEL, obs_id="nenu0001")
         startup = time.perf_counter() - t_start
         t0 = time.perf_counter()
-        h = client.submit(observation, {"vis_id": vis.id, "model_id": model.id})
+        h = client.submit(observation, {"vis_id": vis.id, "model_id": model.id, **PARAMS})
         h.wait(timeout=1800)
         elapsed = time.perf_counter() - t0
         if h.status != "succeeded":
@@ -257,54 +295,79 @@ def run_skyweave(sim: dict[str, Any], store: Path) -> tuple[float, float, dict[s
     return elapsed, startup, out, n_tasks
 
 
-def bench_pipeline(base: Path, *, quick: bool, reps: int) -> dict[str, Any]:
+def bench_pipeline(base: Path, *, quick: bool, reps: int, cold: bool = False) -> dict[str, Any]:
     sim = simulate_observation(base / "data", "nenu0001", 1, nan_subband=1, empty_subband=2,
                                **({"n_times": 3} if quick else {}))
     print(f"pipeline: simulated nenu0001 ({sim['n_ant']} mini-arrays, {sim['n_rows']} rows x {sim['n_chan']} "
-          f"channels, 4 sub-bands, 1 with NaNs, 1 flagged); {WORKERS} workers; {reps} repetition(s)")
-    plain_t: list[float] = []
-    sky_t: list[float] = []
-    startups: list[float] = []
-    plain_out: dict[str, Any] = {}
-    sky_out: dict[str, Any] = {}
+          f"channels, 4 sub-bands, 1 with NaNs, 1 flagged); {WORKERS} workers; {reps} repetition(s); "
+          f"workflow parameters {PARAMS}")
+    sources = pipeline_sources()
+    modes = ["plain", "skyweave"] + (["skyweave-cold"] if cold else [])
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    startups: dict[str, list[float]] = {m: [] for m in modes if m != "plain"}
+    outs: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
+    mismatches: list[str] = []
     for rep in range(reps):
-        order = ("plain", "skyweave") if rep % 2 == 0 else ("skyweave", "plain")
+        order = modes if rep % 2 == 0 else modes[::-1]
         for mode in order:
             if mode == "plain":
-                t, plain_out, counts["plain"] = run_plain(sim, base / f"plain{rep}")
-                plain_t.append(t)
+                t, outs[mode], counts[mode] = run_plain(sim, base / f"plain{rep}")
+                extra = ""
             else:
-                t, s, sky_out, counts["skyweave"] = run_skyweave(sim, base / f"st{rep}")
-                sky_t.append(t)
-                startups.append(s)
-            print(f"  rep {rep} {mode:9s} {t:7.2f} s")
-    if plain_out != sky_out:
-        print(f"  WARNING: results differ: plain {plain_out} skyweave {sky_out}")
-    else:
-        print(f"  same results on both sides: {plain_out}")
-    p, s = statistics.median(plain_t), statistics.median(sky_t)
+                t, s, outs[mode], counts[mode] = run_skyweave(sim, base / f"{mode}{rep}",
+                                                              preload=mode == "skyweave")
+                startups[mode].append(s)
+                extra = f"   (client start-up {s:.2f} s)"
+            times[mode].append(t)
+            print(f"  rep {rep} {mode:13s} {t:7.2f} s   rounds {outs[mode]['rounds']}{extra}")
+        if pipeline_sources() != sources:
+            sources = pipeline_sources()
+            mismatches.append(f"rep {rep}: pipeline source files changed")
+            print("  WARNING: the pipeline's source files changed during this repetition: the two sides "
+                  "may have run different code (run again when nobody is editing pipelines/)")
+        for mode in modes[1:]:
+            if outs[mode] != outs["plain"]:
+                mismatches.append(f"rep {rep}: plain {outs['plain']} {mode} {outs[mode]}")
+                print(f"  WARNING: different work: plain {outs['plain']} {mode} {outs[mode]}")
+    if not mismatches:
+        print(f"  same results on every side and repetition: {outs['plain']}")
+    med = {m: statistics.median(v) for m, v in times.items()}
+    p, s = med["plain"], med["skyweave"]
     print(f"  plain ProcessPoolExecutor({WORKERS}): {p:.2f} s ({counts['plain']} calls)   skyweave (local, "
-          f"workers={WORKERS}): {s:.2f} s ({counts['skyweave']} activities)   ratio {s / p:.3f} "
+          f"workers={WORKERS}, preload): {s:.2f} s ({counts['skyweave']} activities)   ratio {s / p:.3f} "
           f"({100 * (s / p - 1):+.1f} %, target <= +10 %)   "
-          f"[client start-up {statistics.median(startups):.2f} s, not included]")
-    return {"plain_pool_s": p, "skyweave_s": s, "ratio": s / p, "overhead_pct": 100 * (s / p - 1),
-            "skyweave_startup_s": statistics.median(startups), "plain_runs": plain_t, "skyweave_runs": sky_t,
-            "plain_calls": counts["plain"], "skyweave_activities": counts["skyweave"],
-            "results": {"plain": plain_out, "skyweave": sky_out}}
+          f"[client start-up {statistics.median(startups['skyweave']):.2f} s, not included]")
+    out: dict[str, Any] = {
+        "plain_pool_s": p, "skyweave_s": s, "ratio": s / p, "overhead_pct": 100 * (s / p - 1),
+        "skyweave_startup_s": statistics.median(startups["skyweave"]), "plain_runs": times["plain"],
+        "skyweave_runs": times["skyweave"], "plain_calls": counts["plain"],
+        "skyweave_activities": counts["skyweave"], "params": PARAMS, "pipeline_sources": sources,
+        "same_work": not mismatches, "mismatches": mismatches, "results": outs}
+    if cold:
+        c = med["skyweave-cold"]
+        print(f"  skyweave without preload (each worker imports the pipeline on first use): {c:.2f} s   "
+              f"ratio {c / p:.3f}   [client start-up {statistics.median(startups['skyweave-cold']):.2f} s]")
+        out.update(skyweave_cold_s=c, ratio_cold=c / p, skyweave_cold_runs=times["skyweave-cold"])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller data, fewer repetitions")
     ap.add_argument("--reps", type=int, default=None, help="pipeline repetitions (default 3, --quick 1)")
+    ap.add_argument("--cold", action="store_true",
+                    help="also run skyweave without preload (workers import the pipeline on the clock)")
+    ap.add_argument("--pipeline-only", action="store_true", help="skip the imaging throughput part")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
     with tempfile.TemporaryDirectory(prefix="radio-bench-") as tmp:
         base = Path(tmp)
-        result = {"imaging": bench_imaging(base, quick=args.quick, reps=3 if args.quick else 5),
-                  "pipeline": bench_pipeline(base, quick=args.quick, reps=reps)}
+        result: dict[str, Any] = {}
+        if not args.pipeline_only:
+            result["imaging"] = bench_imaging(base, quick=args.quick, reps=3 if args.quick else 5)
+        result["pipeline"] = bench_pipeline(base, quick=args.quick, reps=reps, cold=args.cold)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0
