@@ -203,3 +203,16 @@ def flag(ok: bool) -> dict[str, bool]:
 def maybe_converge(ok: bool = True) -> Any:
     checked = flag(ok=ok)
     return loop(halve, until=result["delta"] < 1.0, max_iterations=5, start=8.0, when=checked["ok"])
+
+
+@task(version="1")
+def increment(x: int) -> int:
+    return x + 1
+
+
+@workflow
+def chain(length: int = 20) -> Any:
+    x: Any = 0
+    for _ in range(length):
+        x = increment(x=x)
+    return x

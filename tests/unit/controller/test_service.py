@@ -99,3 +99,32 @@ def test_a_registered_product_named_by_the_workflow_and_unmapped(tmp_path: Path)
         assert [u.product_id for u in client.store.list_usages(activity_id=counted.id)] == [product.id]
         with pytest.raises(NotFoundError):
             client.submit(flows.external, {"raw": "prd-nope", "n": 1})
+
+
+def test_a_chain_costs_one_store_transaction_per_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step's end, the next activity's creation, its cache check and its dispatch are written
+    together: the worker holds a fast activity's "started" report to send it with its end, and the
+    controller answers cache checks before committing.  A second identical run reuses every step,
+    still in one transaction each."""
+    from skyweave.model.records import Changeset
+    from skyweave.store.sqlite import SQLiteStore
+    from tests.unit.controller import flows
+
+    applied: list[int] = []
+    real_apply = SQLiteStore.apply
+
+    def counting_apply(self: SQLiteStore, changes: Changeset) -> None:
+        applied.append(len(changes.activities))
+        real_apply(self, changes)
+
+    monkeypatch.setattr(SQLiteStore, "apply", counting_apply)
+    with Client(str(tmp_path / "st"), executor="threads", workers=1) as client:
+        first = client.run(flows.chain, {"length": 20}, timeout=60)
+        assert first.status == "succeeded" and first.results() == 20
+        assert {a.state for a in first.activities()} == {"succeeded"}
+        assert len(applied) <= 20 + 3, applied                 # was two per step (40+)
+        applied.clear()
+        again = client.run(flows.chain, {"length": 20}, timeout=60)
+        assert again.results() == 20
+        reused = [a for a in again.activities() if a.detours and a.detours[-1].kind == "reused"]
+        assert len(reused) == 20 and len(applied) <= 4, applied   # 16 reuses per transaction at most
