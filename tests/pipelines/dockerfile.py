@@ -24,23 +24,38 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return out
 
 
-def check_dockerfile(package_dir: str, module: str) -> None:
-    """FROM a local base (an ``ARG`` default naming no registry); every ``COPY`` source exists in
-    the build context (the repository root) and skyweave plus the pipeline are copied and
-    installed; the entry point is ``python -m <module>``."""
-    ins = instructions(ROOT / package_dir / "Dockerfile")
+def _local_base(ins: list[tuple[str, str]]) -> str:
+    """The image FROM names (an ``ARG`` default when it is ``${ARG}``); fails if from a registry."""
     args = {k: v for word, rest in ins if word == "ARG" for k, _, v in [rest.partition("=")]}
     (base,) = [rest for word, rest in ins if word == "FROM"]
     image = args[base[2:-1]] if base.startswith("${") else base
     assert "/" not in image and "." not in image.partition(":")[0], f"{image} would come from a registry"
+    return image
+
+
+def _copied(ins: list[tuple[str, str]]) -> set[str]:
+    """Every ``COPY`` source, each checked to exist in the build context (the repository root)."""
     copies = [shlex.split(rest) for word, rest in ins if word == "COPY"]
     assert copies
     for *sources, _dest in copies:
         for src in sources:
             assert (ROOT / src).exists(), f"COPY source {src} missing from the build context"
-    copied = {s for *sources, _ in copies for s in sources}
+    return {s for *sources, _ in copies for s in sources}
+
+
+def check_dockerfile(package_dir: str, module: str) -> None:
+    """The pipeline image builds FROM the local skyweave image, which builds FROM a local Python
+    base (no registry in either); every ``COPY`` source exists in the build context (the repository
+    root); skyweave is installed by the first, the pipeline by the second; the entry point is
+    ``python -m <module>``."""
+    core = instructions(ROOT / "docker" / "skyweave.Dockerfile")
+    _local_base(core)
+    assert {"src", "pyproject.toml"} <= _copied(core)
+    assert any(word == "RUN" and "pip install" in rest and "/src" in rest for word, rest in core)
+    ins = instructions(ROOT / package_dir / "Dockerfile")
+    assert _local_base(ins) == "skyweave:local"            # what docker/skyweave.Dockerfile is tagged
     package = package_dir.rsplit("/", 1)[1]
-    assert {"src", "pyproject.toml", f"{package_dir}/{package}", f"{package_dir}/pyproject.toml"} <= copied
+    assert {f"{package_dir}/{package}", f"{package_dir}/pyproject.toml"} <= _copied(ins)
     (entry,) = [json.loads(rest) for word, rest in ins if word == "ENTRYPOINT"]
     assert entry == ["python", "-m", module]
-    assert any(word == "RUN" and "pip install" in rest and f"/src/{package_dir}" in rest for word, rest in ins)
+    assert any(word == "RUN" and "pip install" in rest and f"./{package_dir}" in rest for word, rest in ins)
