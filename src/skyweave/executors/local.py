@@ -13,6 +13,12 @@ or whose running activity is cancelled, is stopped (SIGTERM to its process group
 ``KILL_GRACE_S`` later) and replaced; what it had not started goes back to the queue.  A child
 that dies on its own (segfault, ``os._exit``, the OOM killer) is reported against the activity it
 was running and replaced.
+
+``resources.memory_mb`` is enforced the same way: every ``MEMORY_CHECK_S`` the resident memory of
+the child running such an activity (its whole process tree: the interpreter, the imported
+libraries, and any command it started) is measured, and a child above the limit is stopped and
+replaced; the activity fails with ``skyweave.MemoryLimit`` (not retried: the same limit would
+stop it again) and a message saying how much it used.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 
 import msgspec
+import psutil
 
 from skyweave.aspects.builtin import activity_log_path, capture_scratch_path, salvage_capture
 from skyweave.errors import SkyweaveError
@@ -59,6 +66,8 @@ STARTED_GRACE_S = 0.05
 """``collect`` returns early to report an activity that has been running this long."""
 MAX_STARTUP_DEATHS = 3
 """Children dying before they start anything, in a row, that make the executor give up."""
+MEMORY_CHECK_S = 0.2
+"""How often the memory of children running an activity with ``resources.memory_mb`` is looked at."""
 PRELOAD_WAIT_S = 300.0
 """``start`` waits at most this long for new children to import ``ExecutionEnv.preload``."""
 
@@ -74,6 +83,7 @@ class LocalExecutor(Executor):
         self._context = start_context()
         self._children: list[Child] = []
         self._dying: list[Stopping] = []
+        self._memory_checked = 0.0
         self._selector = selectors.DefaultSelector()
         self._durations = Durations()
         self._ready = ReadyQueue(self._durations)
@@ -269,6 +279,8 @@ class LocalExecutor(Executor):
             item = child.running
             if item is None:
                 continue
+            if item.dispatch.task.resources.memory_mb is not None:
+                times.append(self._memory_checked + MEMORY_CHECK_S)
             if item.dispatch.task.timeout_s is not None:
                 times.append(item.started_clock + item.dispatch.task.timeout_s)
             if not item.reported:
@@ -288,6 +300,9 @@ class LocalExecutor(Executor):
                 message = f"task {item.dispatch.task.name!r} exceeded its timeout of {timeout:g} s; stopped"
                 failure = self._failure(item, child, "skyweave.TaskTimeout", message, retryable=True)
                 self._replace(child, failure)
+        if now - self._memory_checked >= MEMORY_CHECK_S:
+            self._memory_checked = now
+            self._check_memory()
         for corpse in list(self._dying):
             if not corpse.process.is_alive():
                 corpse.process.join()
@@ -300,6 +315,21 @@ class LocalExecutor(Executor):
             elif now >= corpse.kill_at:
                 signal_group(corpse.process, signal.SIGKILL)
                 corpse.kill_at = now + 0.1  # look again shortly
+
+    def _check_memory(self) -> None:
+        """Stop the children whose running activity uses more than its ``resources.memory_mb``."""
+        for child in list(self._children):
+            item = child.running
+            limit = item.dispatch.task.resources.memory_mb if item is not None else None
+            if item is None or limit is None or child.process.pid is None:
+                continue
+            used_mb = _tree_rss(child.process.pid) / 2**20
+            if used_mb > limit:
+                message = (f"task {item.dispatch.task.name!r} used {used_mb:.0f} MB, over its memory "
+                           f"limit of {limit} MB (resources.memory_mb; the worker process's whole tree "
+                           "counts); stopped")
+                failure = self._failure(item, child, "skyweave.MemoryLimit", message, retryable=False)
+                self._replace(child, failure)
 
     # ------------------------------------------------------------------------------ failures
 
@@ -417,3 +447,17 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         self._finalizer()
         self._selector.close()
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (0 for those already gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total

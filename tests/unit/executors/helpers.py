@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from skyweave.model.messages import DispatchActivity, ProductRef
-from skyweave.model.specs import OutputSpec, TaskKind, TaskSpec
+from skyweave.model.specs import OutputSpec, Resources, TaskKind, TaskSpec
 from skyweave.storage.local import file_uri
 
 from . import tasks_for_tests
@@ -39,6 +39,7 @@ def dispatch(
     outputs: dict[str, OutputSpec] | None = None,
     parameters: dict[str, str] | None = None,
     timeout_s: float | None = None,
+    memory_mb: int | None = None,
     priority: int = 0,
     version: str = "1.0",
     attempt: int = 1,
@@ -51,6 +52,7 @@ def dispatch(
         outputs=outputs or {},
         parameters=parameters or {},
         timeout_s=timeout_s,
+        resources=Resources(memory_mb=memory_mb),
     )
     return DispatchActivity(
         activity_id=f"act-test{next(_counter):06d}",

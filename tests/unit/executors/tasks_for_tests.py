@@ -171,3 +171,12 @@ def segfault() -> None:
     import ctypes
 
     ctypes.string_at(0)
+
+
+def hold_memory(mb: int, seconds: float = 5.0) -> int:
+    """Allocate ``mb`` MB (touched, so it is resident) and hold it for ``seconds``."""
+    block = bytearray(mb * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(seconds)
+    return len(block) // 2**20

@@ -144,6 +144,28 @@ def test_timeout_stops_the_child_and_the_executor_keeps_working(single: LocalExe
     wait_gone(pid)
 
 
+def test_memory_limit_stops_the_child_and_the_executor_keeps_working(single: LocalExecutor) -> None:
+    """``resources.memory_mb`` is enforced: an activity holding 400 MB under a 250 MB limit is
+    stopped (not retried) with a message saying how much it used; one within its limit runs."""
+    greedy = dispatch(by_path("hold_memory"), {"mb": 400, "seconds": 10.0}, memory_mb=250)
+    modest = dispatch(by_path("hold_memory"), {"mb": 20, "seconds": 0.3}, memory_mb=250)
+    events: list[Outcome] = []
+    single.submit([greedy, modest])
+    pid = wait_started(single, greedy.activity_id, events).pid
+    began = time.monotonic()
+    final = run_until(single, [greedy.activity_id, modest.activity_id], events=events)
+    stopped = final[greedy.activity_id]
+    assert isinstance(stopped, ActivityFailed), stopped
+    assert stopped.error_type == "skyweave.MemoryLimit" and stopped.retryable is False
+    assert "over its memory limit of 250 MB" in stopped.message
+    used = int(stopped.message.split(" used ")[1].split(" MB")[0])
+    assert 250 < used < 2000
+    assert time.monotonic() - began < 8                     # well before its 10 s of holding
+    ran = final[modest.activity_id]
+    assert isinstance(ran, ActivityFinished) and ran.result == 20 and ran.pid != pid
+    wait_gone(pid)
+
+
 def test_timeout_of_a_command_also_stops_the_command(single: LocalExecutor, tmp_path: Path) -> None:
     pid_file = tmp_path / "sleeper.pid"
     stuck = dispatch(f"sh -c 'echo $$ > {pid_file}; exec sleep 60'", name="sleeper",
