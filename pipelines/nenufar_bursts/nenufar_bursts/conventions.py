@@ -70,7 +70,7 @@ Detections (``nenufar.bursts.detections``): JSON ``{"chunk": ..., "previous": ch
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -143,3 +143,9 @@ def delay_s(dm: float | np.ndarray, f_mhz: float | np.ndarray) -> np.ndarray:
 def type3_time_s(f_mhz: float | np.ndarray, f_start_mhz: float) -> np.ndarray:
     """Time (s) after its start at which a type III burst starting at ``f_start_mhz`` reaches ``f_mhz``."""
     return np.asarray((np.asarray(f_mhz, dtype=float) ** -0.84 - f_start_mhz**-0.84) / 0.0084)
+
+
+def detector_id(meta: dict[str, Any]) -> str | None:
+    """The product ``detector`` of a chunk's products: its beam (``beam0``), when the chunk says."""
+    beam = meta.get("beam")
+    return None if beam is None else f"beam{int(beam)}"

@@ -147,7 +147,7 @@ def _previous_data(previous: Product | None, meta: dict[str, Any]) -> tuple[np.n
     return prev, None
 
 
-@task(name=cv.DETECTOR_TASK, version="rf4+s1n400", cache=False)
+@task(name=cv.DETECTOR_TASK, version="rf5+s1n400", cache=False)
 def score_chunk(
     chunk: Product,
     model: Product,
@@ -230,6 +230,7 @@ def score_chunk(
         path,
         type=cv.DETECTIONS,
         obs_id=meta.get("obs_id"),
+        detector=cv.detector_id(meta),
         version=model_version,
         attributes={
             "n_detections": len(detections),

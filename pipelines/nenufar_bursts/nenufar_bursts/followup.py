@@ -93,7 +93,7 @@ def refine_dm(z: np.ndarray, dm0: float, i_t: int, width: int) -> tuple[float, f
     return best
 
 
-@task(version="1.1", priority=URGENT)
+@task(version="1.2", priority=URGENT)
 def cutout(detections: Product, chunk: Product, previous: Product | None = None) -> Product:
     """Cut out and dedisperse the best detection of a chunk (see the module docstring); with the previous
     chunk when the detector searched previous + chunk (a burst that started before this chunk)."""
@@ -131,6 +131,7 @@ def cutout(detections: Product, chunk: Product, previous: Product | None = None)
         path,
         type=cv.CUTOUT,
         obs_id=meta["obs_id"],
+        detector=cv.detector_id(meta),
         attributes={
             "dm": dm,
             "snr": round(snr, 2),
@@ -143,7 +144,7 @@ def cutout(detections: Product, chunk: Product, previous: Product | None = None)
     )
 
 
-@task(version="1.0", priority=URGENT)
+@task(version="1.1", priority=URGENT)
 def plot_burst(cut: Product) -> Product:
     """PNG: observed (top), dedispersed (middle) spectra, frequency up; profile (bottom)."""
     with np.load(cut.local_path, allow_pickle=False) as zf:
@@ -166,10 +167,11 @@ def plot_burst(cut: Product) -> Product:
     )
     img = np.repeat(np.repeat(img, 2, axis=0), 4, axis=1)
     path = write_png(context().output(cut.local_path.stem.replace("_cutout", "_burst") + ".png"), img)
-    return Product(path, type=cv.PLOT, obs_id=cut.obs_id, attributes=dict(cut.attributes))
+    return Product(path, type=cv.PLOT, obs_id=cut.obs_id, detector=cut.detector,
+                   attributes=dict(cut.attributes))
 
 
-@task(version="1.0", priority=URGENT)
+@task(version="1.1", priority=URGENT)
 def make_voevent(cut: Product, plot: Product) -> Product:
     """The VOEvent 2.0 alert of the burst, schema-validated (invalid is ``Fatal``)."""
     a = cut.attributes
@@ -223,6 +225,7 @@ def make_voevent(cut: Product, plot: Product) -> Product:
         path,
         type=cv.VOEVENT,
         obs_id=cut.obs_id,
+        detector=cut.detector,
         attributes={
             "ivorn": v.attrib["ivorn"],
             **{k: a.get(k) for k in ("dm", "snr", "time_s", "index", "model_version", "arrival")},

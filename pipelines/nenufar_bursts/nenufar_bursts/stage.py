@@ -2,12 +2,12 @@
 
     python -m nenufar_bursts.stage train_model --seed 1 --n-chunks 400 --out models --result train.json
     python -m nenufar_bursts.stage score_chunk --chunk c00012.npz --previous c00011.npz \\
-        --model @train.json#model --task-version rf4+s1n400 --out det --result det.json
+        --model @train.json#model --task-version rf5+s1n400 --out det --result det.json
     python -m nenufar_bursts.stage cutout --detections @det.json --chunk c00012.npz --out fu --result cut.json
     python -m nenufar_bursts.stage plot_burst --cut @cut.json --out fu --result plot.json
     python -m nenufar_bursts.stage make_voevent --cut @cut.json --plot @plot.json --out fu
 
-The detector's task version names its model (``rf4+s1n400``): ``--task-version`` must be the model's
+The detector's task version names its model (``rf5+s1n400``): ``--task-version`` must be the model's
 version, as in a workflow.  Options, output and exit status: ``skyweave.standalone``.
 """
 

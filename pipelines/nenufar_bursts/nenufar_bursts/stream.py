@@ -120,6 +120,7 @@ class BurstStream:
             path,
             type=cv.CHUNK,
             obs_id=meta.get("obs_id", self.obs_id),
+            detector=cv.detector_id(meta),
             attributes={"index": meta["index"], "t0": meta["t0"], "arrival": arrival},
             copy=False,
         )

@@ -41,7 +41,7 @@ from nenufar_bursts.features import FEATURE_NAMES, analyse, match, with_previous
 from nenufar_bursts.simulate import StreamConfig, chunk_arrays
 from skyweave import Product, context, task, workflow
 
-TRAINER_VERSION = "rf4"
+TRAINER_VERSION = "rf5"
 CANDIDATE_SNR = 5.5
 N_TREES = 150
 ALERT_MIN_SNR = 7.0
@@ -201,7 +201,7 @@ def load(path: str | Path) -> dict[str, Any]:
     return artifact
 
 
-@task(version="2.0", cache=False)
+@task(version="2.1", cache=False)
 def train_model(seed: int = 1, n_chunks: int = 400) -> dict[str, Product]:
     """Train the classifier and register it: ``{"model": nenufar.bursts.model, "card": ...model_card}``.
 

@@ -74,6 +74,7 @@ def test_retrained_model_mid_stream_lineage_and_urgent_followup(tmp_path: Path) 
         for p in detections:
             made_by = act_by_id[p.activity_id]
             assert p.version == p.attributes["model_version"] == made_by.task_version, p
+            assert p.obs_id == OBS and p.detector == "beam0", p       # observation and beam
         assert {p.version for p in detections} == {v1, v2}
 
         # -- alerts: one per chunk with a detection, lineage back to the chunk and the model -----------
@@ -94,6 +95,7 @@ def test_retrained_model_mid_stream_lineage_and_urgent_followup(tmp_path: Path) 
             assert {n.type for n in graph.products} >= {cv.VOEVENT, cv.PLOT, cv.CUTOUT, cv.DETECTIONS,
                                                         cv.CHUNK, cv.MODEL}
             assert voevent.attributes["model_version"] == alert["model_version"]
+            assert all(n.detector == "beam0" for n in graph.products if n.type != cv.MODEL), graph
 
         # -- urgency: follow-up activities at priority 10 overtake chunk activities queued earlier ------
         chunk_acts = [a for a in acts if a.task_name == cv.DETECTOR_TASK]
