@@ -159,6 +159,33 @@ def test_outbox_is_pending_in_order_until_cleared(store: Store) -> None:
     assert [m.id for m in store.pending_outbox()] == ["msg-1", "msg-2", "msg-4"]
 
 
+def test_a_changeset_clears_published_outbox_rows_in_its_transaction(store: Store) -> None:
+    messages = [OutboxRecord(id=f"msg-{i}", channel="dispatch", priority=0, data=bytes([i]))
+                for i in range(3)]
+    store.apply(Changeset(outbox=messages))
+    store.apply(Changeset(runs=[run()], outbox_published=["msg-0", "msg-2", "msg-unknown"]))
+    assert [m.id for m in store.pending_outbox()] == ["msg-1"]
+    store.apply(Changeset(outbox_published=["msg-1"]))  # nothing else to write: still cleared
+    assert store.pending_outbox() == []
+    assert store.get_run("run-1").state == "running"
+
+
+def test_find_reusable_returns_the_latest_succeeded_activity_per_cache_key(store: Store) -> None:
+    acts = [activity(id=f"act-{i}", state="succeeded", cache_key=f"key-{i}") for i in range(1200)]
+    acts += [activity(id="act-again", state="succeeded", cache_key="key-7"),
+             activity(id="act-failed", state="failed", cache_key="key-8"),
+             activity(id="act-running", state="running", cache_key="key-new")]
+    store.apply(Changeset(runs=[run()], activities=acts))
+    keys = [f"key-{i}" for i in range(1200)] + ["key-7", "key-new", "key-none"]
+    found = store.find_reusable(keys)  # more keys than one query takes
+    assert len(found) == 1200
+    assert found["key-7"].id == "act-again"  # the later one
+    assert found["key-8"].id == "act-8"
+    assert found["key-1199"] == acts[1199]
+    assert store.find_reusable([]) == {}
+    assert store.find_reusable(["key-new", "key-none"]) == {}
+
+
 # -- reads ------------------------------------------------------------------------------------------
 
 def test_missing_ids_raise_not_found_with_what_to_do(store: Store) -> None:
