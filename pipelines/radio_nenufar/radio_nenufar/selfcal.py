@@ -158,7 +158,7 @@ def refine_sources(data: dict[str, Any], gains: np.ndarray, model: dict[str, Any
                                  for s, r, d, f in zip(src, ra, dec, flux, strict=True)]}
 
 
-@task(version="2.1")
+@task(version="2.2")
 def selfcal_step(vis: Product, cal: dict[str, Any], *, npix: int | None = None,
                  cell_arcmin: float | None = None, niter: int = 500,
                  amplitude_from: int | None = 2, min_improvement: float = MIN_IMPROVEMENT,

@@ -322,7 +322,7 @@ def test_workflow_flags_and_recomputes_only_what_the_model_affects(tmp_path: Pat
             if prod.type in (cv.VIS_SUBBAND, cv.GAINS, cv.IMAGE_SUBBAND):
                 assert prod.detector and prod.detector.startswith("sb"), prod
         versions = {a.task_name: a.task_version for a in first.activities()}
-        assert versions["selfcal_step"] == "2.1" and versions["calibrate"] == "1.2"
+        assert versions["selfcal_step"] == "2.2" and versions["calibrate"] == "1.2"
         second = _run(client, vis.id, m2.id)
         reused: dict[str, list[bool]] = {}
         for act in second.activities():
