@@ -11,6 +11,9 @@
 * **wait** is a ``threading.Condition`` notified by ``enqueue`` and ``publish``; each thread
   remembers the last change it saw, so a change between its last ``claim``/``read`` and its
   ``wait`` makes ``wait`` return at once instead of being lost.
+* **on_enqueue** callbacks are called (under the bus lock: they must be quick and must not call
+  the bus) whenever new dispatches become claimable: a worker waiting for its running activities,
+  not on the bus, hears of new work at once.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
@@ -63,6 +66,19 @@ class MemoryBus(Bus):
         """Offset of ``self._events[0]``."""
         self._committed: dict[str, int] = dict.fromkeys(groups, 0)
         self._dead: list[tuple[bytes, str]] = []
+        self._on_enqueue: list[Callable[[], None]] = []
+
+    def on_enqueue(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever dispatches are enqueued (see the module docstring); returns
+        what removes it again."""
+        with self._cond:
+            self._on_enqueue.append(callback)
+
+        def remove() -> None:
+            with self._cond:
+                if callback in self._on_enqueue:
+                    self._on_enqueue.remove(callback)
+        return remove
 
     # -- dispatch queue ---------------------------------------------------------------------------
     def enqueue(self, messages: Sequence[tuple[str, int, bytes]]) -> None:
@@ -77,6 +93,8 @@ class MemoryBus(Bus):
                 added = True
             if added:
                 self._changed()
+                for callback in self._on_enqueue:
+                    callback()
 
     def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
         with self._cond:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.bus.memory import MemoryBus
 from skyweave.executors.base import ExecutionEnv
+from skyweave.executors.local import LocalExecutor
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService
 from skyweave.model import messages as m
@@ -79,3 +81,30 @@ def test_a_long_activity_is_reported_started_while_it_runs(env: ExecutionEnv, tm
     finally:
         release.touch()
         worker.close()
+
+
+def test_a_dispatch_enqueued_while_the_worker_waits_for_a_running_activity_wakes_it(
+        env: ExecutionEnv) -> None:
+    """With a long activity running and a slot free, the worker waits in the executor, not on the
+    bus: an enqueued dispatch wakes it at once (``on_enqueue`` + ``LocalExecutor.wake``), instead
+    of when the long one next reports."""
+    bus = MemoryBus()
+    worker = WorkerService(bus, LocalExecutor(env, processes=2), heartbeat_s=3600)
+    worker.start()
+    try:
+        _enqueue(bus, dispatch(by_path("burn_cpu"), {"seconds": 3.0}))
+        deadline = time.monotonic() + 10
+        while worker.executor.active == 0:
+            assert time.monotonic() < deadline
+            worker.step(0.01)
+        d = dispatch(by_path("add"), {"x": 1, "y": 2})
+        timer = threading.Timer(0.05, _enqueue, (bus, d))
+        timer.start()
+        started = time.monotonic()
+        while d.activity_id not in worker._messages:
+            worker.step(2.0)  # without the wake, this step would wait for the long activity
+        assert time.monotonic() - started < 1.0
+        timer.join()
+    finally:
+        worker.close()
+        bus.close()
