@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import shutil
 import time
 from collections.abc import Mapping
@@ -98,11 +100,23 @@ class Client:
             except BaseException:
                 self.close()
                 raise
+            # A script or notebook that never calls close(): stop the engine at interpreter exit,
+            # before multiprocessing's own exit hook joins the worker processes (atexit runs the
+            # newest hook first), which would otherwise wait for them forever.
+            # The hook holds the engine, not the client: a client dropped without close() leaves
+            # its engine running, and that one must stop too.
+            self._exit_hook: functools.partial[None] | None = functools.partial(_stop_at_exit,
+                                                                                self.engine)
+            atexit.register(self._exit_hook)
 
     def _submit_for_listener(self, target: str, params: dict[str, Any], priority: int) -> str:
         return self.submit(target, params, priority=priority).id
 
     def close(self) -> None:
+        hook = getattr(self, "_exit_hook", None)
+        if hook is not None:
+            atexit.unregister(hook)
+            self._exit_hook = None
         if self.engine is not None:
             self.engine.stop()
             self.engine = None
@@ -385,3 +399,6 @@ class _Progress:
     def close(self) -> None:
         self.progress.stop()
 
+
+def _stop_at_exit(engine: Engine) -> None:
+    engine.stop()
