@@ -309,6 +309,15 @@ def _size(flow: str, n: int) -> int:
     return n if flow in ("p_fan", "p_products") else min(n, 8)
 
 
+def _started(flow: str, n: int, window: int | None = None) -> tuple[Sim, Any]:
+    """A simulated controller with every test task registered and one run of ``flow`` loaded."""
+    sim = Sim() if window is None else Sim(default_window=window)
+    sim.register_all()
+    run = sim.submit(flow, {"n": n})
+    sim.feed(RunLoaded(run=run))
+    return sim, run
+
+
 flows = st.sampled_from(sorted(prop_flows.FLOWS))
 rates = st.sampled_from([0.0, 0.0, 0.05, 0.2, 0.4])
 
@@ -362,10 +371,7 @@ def _check_settled(sim: Sim, run_id: str, flow: str, n: int) -> None:
 def test_any_delivery_order_ends_with_the_right_result(flow: str, n: int, window: int, plan: Plan,
                                                        seed: random.Random) -> None:
     n = _size(flow, n)
-    sim = Sim(default_window=window)
-    sim.register_all()
-    run = sim.submit(flow, {"n": n})
-    sim.feed(RunLoaded(run=run))
+    sim, run = _started(flow, n, window)
     sim = sim.drive(run.id, seed, plan)
     _check_settled(sim, run.id, flow, n)
     assert sim.max_in_flight <= window
@@ -376,10 +382,7 @@ def test_any_delivery_order_ends_with_the_right_result(flow: str, n: int, window
 def test_happy_path_dispatches_each_instance_once_and_succeeds(flow: str, n: int,
                                                                seed: random.Random) -> None:
     n = _size(flow, n)
-    sim = Sim()
-    sim.register_all()
-    run = sim.submit(flow, {"n": n})
-    sim.feed(RunLoaded(run=run))
+    sim, run = _started(flow, n)
     sim = sim.drive(run.id, seed, Plan(duplicate=0.3, stale=0.3, started=0.5))
     _check_settled(sim, run.id, flow, n)
     assert sim.store_runs[run.id].state == "succeeded"
@@ -397,10 +400,7 @@ def test_happy_path_dispatches_each_instance_once_and_succeeds(flow: str, n: int
 def test_pause_and_resume_at_random_points_reach_the_same_result(
         flow: str, n: int, window: int, plan: Plan, seed: random.Random) -> None:
     n = _size(flow, n)
-    sim = Sim(default_window=window)
-    sim.register_all()
-    run = sim.submit(flow, {"n": n})
-    sim.feed(RunLoaded(run=run))
+    sim, run = _started(flow, n, window)
     paused_dispatches: list[str] = []
     original = sim.feed
 
@@ -425,10 +425,7 @@ def test_pause_and_resume_at_random_points_reach_the_same_result(
 def test_cancel_at_a_random_point_stops_dispatching_and_ends_cancelled(
         flow: str, n: int, window: int, plan: Plan, seed: random.Random) -> None:
     n = _size(flow, n)
-    sim = Sim(default_window=window)
-    sim.register_all()
-    run = sim.submit(flow, {"n": n})
-    sim.feed(RunLoaded(run=run))
+    sim, run = _started(flow, n, window)
     sim = sim.drive(run.id, seed, plan)
     _check_settled(sim, run.id, flow, n)
     state = sim.store_runs[run.id].state
@@ -448,10 +445,7 @@ def test_cancel_at_a_random_point_stops_dispatching_and_ends_cancelled(
 def test_restart_from_the_store_at_a_random_point_reaches_the_same_result(
         flow: str, n: int, window: int, plan: Plan, seed: random.Random) -> None:
     n = _size(flow, n)
-    sim = Sim(default_window=window)
-    sim.register_all()
-    run = sim.submit(flow, {"n": n})
-    sim.feed(RunLoaded(run=run))
+    sim, run = _started(flow, n, window)
     sim = sim.drive(run.id, seed, plan)
     _check_settled(sim, run.id, flow, n)
 
