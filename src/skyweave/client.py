@@ -379,8 +379,10 @@ class _Progress:
     def __init__(self, client: Client, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), transient=False)
+        # markup=False: the description holds the workflow's name, which is user text
+        self.progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[detail]}", markup=False),
+                                 TimeElapsedColumn(), transient=False)
         self.task = self.progress.add_task(run_id, total=None, detail="")
         self.progress.start()
         self._last = 0.0

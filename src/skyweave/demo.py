@@ -8,22 +8,24 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from skyweave.client import Client
 from skyweave.examples import mini_xray
 
-console = Console()
+console = Console(markup=False)  # paths and names are printed as they are, never as markup
 
 
 def run_demo(store: str | None = None, *, as_json: bool = False, backlog: int = 24,
              seconds: float = 0.25) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     with Client(store) as client:
-        def say(text: str) -> None:
+        def say(text: str | Text) -> None:
             if not as_json:
                 console.print(text)
 
-        say("[bold]1. an observation with an unknown number of detectors and a missing attitude file[/]")
+        say(Text("1. an observation with an unknown number of detectors and a missing attitude file",
+                 style="bold"))
         obs = client.run(mini_xray.observation, {"obs_id": f"demo{int(time.time()) % 100000:05d}"},
                          progress=not as_json)
         acts = obs.activities()
@@ -40,7 +42,7 @@ def run_demo(store: str | None = None, *, as_json: bool = False, backlog: int = 
         summary["observation"] = {"run_id": obs.id, "status": obs.status, "detectors": fanout,
                                   "providers": len(providers), "detours": len(detours), "result": result}
 
-        say("[bold]2. an urgent run submitted behind a backlog of low-priority work[/]")
+        say(Text("2. an urgent run submitted behind a backlog of low-priority work", style="bold"))
         slow = client.submit(mini_xray.backlog, {"n": backlog, "seconds": seconds})
         while not any(a.state == "running" for a in slow.activities()):
             time.sleep(0.02)
@@ -58,7 +60,8 @@ def run_demo(store: str | None = None, *, as_json: bool = False, backlog: int = 
         store_dir = client.settings.store_dir
         summary["store"] = str(store_dir)
         summary["products"] = str(store_dir / "products")
-        say(f"[bold]store[/] {store_dir}  [bold]products[/] {store_dir / 'products'}")
+        say(Text.assemble(("store", "bold"), f" {store_dir}  ", ("products", "bold"),
+                          f" {store_dir / 'products'}"))
         say(f"look around: skyweave runs | skyweave status {obs.id} | skyweave products list --run {obs.id}")
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")

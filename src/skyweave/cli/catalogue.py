@@ -233,8 +233,9 @@ def _recipe(store: Store, product: ProductRecord, act: ActivityRecord) -> dict[s
 
 def _print_show(info: dict[str, Any]) -> None:
     p = info["product"]
-    state = f"[red]{p['state']}[/]" if p["state"] == "deleted" else f"[green]{p['state']}[/]"
-    output.console.print(f"[bold]{p['id']}[/] {p['type']} {state}" + (" pinned" if p["pinned"] else ""))
+    colour = "red" if p["state"] == "deleted" else "green"
+    output.console.print(output.styled(f"[bold]{{}}[/] {{}} [{colour}]{{}}[/]{{}}", p["id"], p["type"],
+                                       p["state"], " pinned" if p["pinned"] else ""))
     for key in ("name", "uri", "obs_id", "detector", "version", "checksum", "size", "run_id"):
         if p.get(key) is not None:
             output.console.print(f"  {key}: {p[key]}", highlight=False, markup=False)
@@ -243,8 +244,8 @@ def _print_show(info: dict[str, Any]) -> None:
         output.console.print(f"  attributes: {json.dumps(p['attributes'])}", highlight=False, markup=False)
     act = info["activity"]
     if act is not None:
-        output.console.print(f"made by [bold]{act['task']}[/] activity {act['id']} ({act['state']}) "
-                             f"in run {act['run_id']}", highlight=False)
+        output.console.print(output.styled("made by [bold]{}[/] activity {} ({}) in run {}", act["task"],
+                                           act["id"], act["state"], act["run_id"]), highlight=False)
         output.console.print(f"  parameters: {json.dumps(act['parameters'])}", highlight=False,
                              markup=False)
         for used in act["inputs"]:

@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
 from skyweave.cli import output
@@ -141,7 +142,7 @@ def _tree_label(nodes: _Nodes, node: str, role: str | None) -> str:
 def to_tree(graph: LineageGraph, title: str) -> Tree:
     """An indented tree from the roots in the walk's direction; a node met again is not repeated."""
     nexts, nodes = graph.next_nodes(), _Nodes(graph)
-    tree = Tree(f"[bold]{escape(title)}[/]")
+    tree = Tree(Text.from_markup(f"[bold]{escape(title)}[/]"))
     seen: set[str] = set()
     # impact: from the task version's activities (depth 0); lineage: from the product asked about
     starts = [a.id for a in graph.activities if a.depth == 0] or list(graph.roots)
@@ -150,10 +151,10 @@ def to_tree(graph: LineageGraph, title: str) -> Tree:
         parent, node, role = stack.pop()
         label = _tree_label(nodes, node, role)
         if node in seen:
-            parent.add(label + " [dim](see above)[/]")
+            parent.add(Text.from_markup(label + " [dim](see above)[/]"))
             continue
         seen.add(node)
-        branch = parent.add(label)
+        branch = parent.add(Text.from_markup(label))
         stack.extend((branch, nxt, edge.role) for nxt, edge in reversed(nexts.get(node, [])))
     return tree
 

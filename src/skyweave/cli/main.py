@@ -82,10 +82,10 @@ def run(
 
 def _print_summary(summary: dict[str, Any]) -> None:
     colour = {"succeeded": "green", "failed": "red"}.get(summary["status"], "yellow")
-    output.console.print(
-        f"run [bold]{summary['run_id']}[/] ({summary['workflow']}) [{colour}]{summary['status']}[/]: "
-        f"{summary['activities']} activities {summary['by_state']}, {summary['products']} products; "
-        f"store {summary['store']}")
+    output.console.print(output.styled(
+        f"run [bold]{{}}[/] ({{}}) [{colour}]{{}}[/]: {{}} activities {{}}, {{}} products; store {{}}",
+        summary["run_id"], summary["workflow"], summary["status"], summary["activities"],
+        summary["by_state"], summary["products"], summary["store"]))
 
 
 def _print_failures(client: Client, run_id: str) -> None:

@@ -1,4 +1,10 @@
-"""Printing for the CLI: JSON for machines, rich tables for people, one clear line for errors."""
+"""Printing for the CLI: JSON for machines, rich tables for people, one clear line for errors.
+
+User text (paths, names, messages, parameters) is never read as rich markup: both consoles are
+made with ``markup=False``, table cells and titles are ``Text``, and the few styled lines are built
+with ``styled``, which escapes every value it is given.  A path such as ``raw[/]scan.fits`` prints
+as it is (rich would otherwise stop with a ``MarkupError`` or swallow ``[bold]``).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,18 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
+
+
+def styled(template: str, *values: Any) -> Text:
+    """``template`` (rich markup with ``{}`` placeholders) filled with ``values``, each escaped,
+    so that only the template's own tags style the line: ``styled("run [bold]{}[/]", run_id)``."""
+    return Text.from_markup(template.format(*(escape(str(v)) for v in values)))
 
 
 def when(ts: float | None) -> str:
@@ -31,15 +45,15 @@ def print_json(value: Any) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    t = Table(title=title, show_lines=False)
+    t = Table(title=Text(title, style="table.title"), show_lines=False)
     for c in columns:
-        t.add_column(c)
+        t.add_column(Text(c))
     for row in rows:
-        t.add_row(*["-" if v is None else str(v) for v in row])
+        t.add_row(*[Text("-" if v is None else str(v)) for v in row])
     console.print(t)
 
 
 def error(message: str, hint: str | None = None) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
     if hint:
-        err_console.print(f"  [yellow]hint:[/] {hint}", highlight=False)
+        err_console.print(Text.assemble("  ", ("hint:", "yellow"), " ", hint), highlight=False)
