@@ -46,14 +46,21 @@ class GraphBuilder:
         self.workflow = workflow
         self.nodes: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, Any] = {}
+        self._next_suffix: dict[str, int] = {}
+        """Base name -> the suffix to try next: every smaller one (from 2) is taken."""
 
     # -- naming ---------------------------------------------------------------------------------
     def _node_id(self, base: str) -> str:
+        """``base``, else ``base_2``, ``base_3``…: the smallest free one, as always (stored runs
+        and tests know these ids), found without probing from 2 again on every call (a task
+        called in a Python loop of N made that quadratic).  Nodes are never removed, so every
+        suffix below the remembered one stays taken."""
         if base not in self.nodes:
             return base
-        n = 2
+        n = self._next_suffix.get(base, 2)
         while f"{base}_{n}" in self.nodes:
             n += 1
+        self._next_suffix[base] = n + 1
         return f"{base}_{n}"
 
     # -- arguments ------------------------------------------------------------------------------
@@ -148,7 +155,7 @@ class GraphBuilder:
             if not isinstance(when, Expr):
                 raise DefinitionError(f"when= of {spec.name!r} must be a condition on task outputs")
             when_json = when.to_json()
-            for ref in _refs_in(when_json):
+            for ref in refs_in(when_json):
                 if self._depth(ref) > depth:
                     raise DefinitionError(f"when= of {spec.name!r} refers to fanned-out {ref!r}; "
                                           "map the condition's task alongside instead")
@@ -163,7 +170,7 @@ class GraphBuilder:
         return Ref(node_id)
 
 
-def _refs_in(data: Any) -> list[str]:
+def refs_in(data: Any) -> list[str]:
     """Every node referenced in an argument or expression JSON."""
     found: list[str] = []
     stack = [data]
@@ -192,7 +199,7 @@ def output_json(value: Any) -> Any:
 
 
 def upstream(node: dict[str, Any]) -> list[str]:
-    return _refs_in(node["args"]) + _refs_in(node.get("when")) + _refs_in(
+    return refs_in(node["args"]) + refs_in(node.get("when")) + refs_in(
         (node.get("loop") or {}).get("until"))
 
 
@@ -206,41 +213,36 @@ def validate_graph(graph: dict[str, Any]) -> None:
             if ref not in nodes:
                 raise DefinitionError(f"node {node_id!r} uses unknown node {ref!r}",
                                       hint=f"known nodes: {', '.join(sorted(nodes))}")
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(node_id: str) -> None:
-        mark = state.get(node_id, 0)
-        if mark == 2:
-            return
-        if mark == 1:
-            cycle = [*path[path.index(node_id):], node_id]
-            raise DefinitionError(f"the workflow's wiring has a cycle: {' -> '.join(cycle)}",
-                                  hint="use skyweave.loop(...) for a bounded loop instead of a cycle")
-        state[node_id] = 1
-        path.append(node_id)
-        for ref in upstream(nodes[node_id]):
-            visit(ref)
-        path.pop()
-        state[node_id] = 2
-
-    for node_id in nodes:
-        visit(node_id)
+    topological_order(graph)
 
 
 def topological_order(graph: dict[str, Any]) -> list[str]:
+    """Nodes with every node after the ones it uses; raises on a cycle.  Iterative: a chain of
+    100,000 calls built in a Python loop is as deep as it is long."""
     nodes = graph["nodes"]
     order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(node_id: str) -> None:
-        if node_id in seen:
-            return
-        seen.add(node_id)
-        for ref in upstream(nodes[node_id]):
-            visit(ref)
-        order.append(node_id)
-
-    for node_id in nodes:
-        visit(node_id)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in nodes:
+        if root in state:
+            continue
+        state[root] = 1
+        stack: list[tuple[str, list[str]]] = [(root, upstream(nodes[root])[::-1])]
+        while stack:
+            node_id, refs = stack[-1]
+            while refs:
+                ref = refs.pop()
+                mark = state.get(ref, 0)
+                if mark == 0:
+                    state[ref] = 1
+                    stack.append((ref, upstream(nodes[ref])[::-1]))  # popped in order
+                    break
+                if mark == 1:
+                    path = [n for n, _ in stack]
+                    cycle = [*path[path.index(ref):], ref]
+                    raise DefinitionError(f"the workflow's wiring has a cycle: {' -> '.join(cycle)}",
+                                          hint="use skyweave.loop(...) for a bounded loop instead of a cycle")
+            else:
+                stack.pop()
+                state[node_id] = 2
+                order.append(node_id)
     return order

@@ -190,7 +190,7 @@ class Controller:
             spec = run.nodes[node_id]
             if spec["depth"] == 0 and not _has_refs(spec):
                 self._try_create(run, node_id, ())
-        self._check_gathers(run)
+        self.check_all_gathers(run)
         self._check_run_done(run)
 
 
@@ -234,6 +234,8 @@ class Controller:
     # instances and activities
     def _try_create(self, run: RunState, node_id: str, key: Key) -> None:
         if key in run.insts[node_id] or run.record.state not in (R.RUNNING, R.PAUSED):
+            return
+        if not run.ready(node_id, key):
             return
         spec = run.nodes[node_id]
         depth = spec["depth"]
@@ -544,13 +546,14 @@ class Controller:
     # ============================================================================================
     # propagation
     def _propagate(self, run: RunState, inst: Instance) -> None:
+        """An instance became terminal: create what it completes downstream."""
         if inst.state in (DONE, SKIPPED):
             for down in run.downstream[inst.node]:
                 if down in run.gather_nodes and run.depth(inst.node) > run.depth(down):
                     continue  # a gather over this node: _check_gathers decides, once
                 for key in self._keys_after(run, down, inst):
                     self._try_create(run, down, key)
-        self._check_gathers(run)
+        self._check_gathers(run, inst)
 
     def _keys_after(self, run: RunState, down: str, inst: Instance) -> list[Key]:
         d_down, d_src = run.depth(down), run.depth(inst.node)
@@ -572,17 +575,22 @@ class Controller:
             return run.candidate_keys(down, inst.key)
         return []  # a deeper source feeds a gather: handled by _check_gathers
 
-    def _check_gathers(self, run: RunState) -> None:
+    def _check_gathers(self, run: RunState, inst: Instance) -> None:
+        """Create the gather ``inst`` may have completed: the one over its key prefix, for each
+        gather that watches its node (O(1) each: no scan of the gathered instances)."""
+        for node_id in run.gather_watch.get(inst.node, ()):
+            key = inst.key[: run.depth(node_id)]
+            if key in run.insts[node_id] or any(
+                    run.open_counts.get((src, key), 0) for src in run.gather_sources[node_id]):
+                continue
+            if key == () or run.is_candidate(node_id, key):
+                self._try_create(run, node_id, key)
+
+    def check_all_gathers(self, run: RunState) -> None:
+        """Try every gather of ``run`` (at its start and after a restore: O(instances), once)."""
         for node_id in run.gather_nodes:
-            depth = run.depth(node_id)
-            if depth == 0:
-                if () not in run.insts[node_id] and not any(
-                        run.open_counts.get((src, ()), 0) for src in run.gather_sources[node_id]):
-                    self._try_create(run, node_id, ())
-            else:
-                for key in run.candidate_keys(node_id):
-                    if key not in run.insts[node_id]:
-                        self._try_create(run, node_id, key)
+            for key in run.candidate_keys(node_id):
+                self._try_create(run, node_id, key)
 
 
 def _has_refs(node: dict[str, Any]) -> bool:

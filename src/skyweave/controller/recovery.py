@@ -62,7 +62,7 @@ def restore(ctrl: Controller, record: RunRecord, activities: Sequence[ActivityRe
     for node_id in run.order:
         for key in run.candidate_keys(node_id):
             ctrl._try_create(run, node_id, key)
-    ctrl._check_gathers(run)
+    ctrl.check_all_gathers(run)
 
 
 def redispatch_in_flight(ctrl: Controller) -> int:

@@ -4,6 +4,10 @@ A *node instance* is one position of a node in the fan-out (key ``()`` for a sin
 ``(3,)`` for the 4th item, ``(3, 1)`` inside a nested fan-out).  This module decides when an
 instance can be created (all its arguments resolved), what its arguments are, and when a gather
 can collect.  Pure: no I/O, no clocks.
+
+Every question asked on an event costs O(1) in the size of the run: counters and indexes per
+``(node, key prefix)`` are kept as instances are added and finished (``open_counts``,
+``failed_counts``, ``members``), never recomputed by scanning a node's instances.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyweave.authoring.graph import topological_order, upstream
+from skyweave.authoring.graph import refs_in, topological_order, upstream
 from skyweave.controller.expressions import select
 from skyweave.errors import DefinitionError
 from skyweave.model.records import RunRecord
@@ -62,12 +66,26 @@ class RunState:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     downstream: dict[str, list[str]] = field(default_factory=dict)
-    gather_nodes: list[str] = field(default_factory=list)
+    gather_nodes: dict[str, None] = field(default_factory=dict)
+    """Nodes with a gather argument, in graph order (a dict: ordered, O(1) membership)."""
     gather_sources: dict[str, list[str]] = field(default_factory=dict)
     """Gather node -> the nodes it collects (a cheap "not yet" test before resolving)."""
+    gather_watch: dict[str, list[str]] = field(default_factory=dict)
+    """Node -> the gathers whose readiness an instance of it finishing can change: those that
+    collect it or a node downstream of it, at a depth not above its own (a shallower node is
+    final before any instance of the gathered node exists under the gather's key)."""
+    plain_refs: dict[str, list[str]] = field(default_factory=dict)
+    """Node -> the sources it takes one instance of (every reference but a real gather)."""
     insts: dict[str, dict[Key, Instance]] = field(default_factory=dict)
     open_counts: dict[tuple[str, Key], int] = field(default_factory=dict)
+    """``(node, prefix)`` -> instances of ``node`` under ``prefix`` not terminal yet."""
     failed_counts: dict[tuple[str, Key], int] = field(default_factory=dict)
+    """``(node, prefix)`` -> failed instances of ``node`` under ``prefix``."""
+    members: dict[tuple[str, Key], list[Key]] = field(default_factory=dict)
+    """``(node, proper prefix)`` -> keys of the instances of ``node`` under it, in creation order."""
+    waiting: dict[tuple[str, Key], int] = field(default_factory=dict)
+    """``(node, key)`` not created yet -> how many of ``plain_refs[node]`` were found ready, so
+    the next attempt resumes there (a node over N loop-built refs would re-check them all)."""
     active: int = 0
     """Activities of this run not yet in a terminal state."""
     failures: int = 0
@@ -85,11 +103,32 @@ class RunState:
             for ref in dict.fromkeys(upstream(state.nodes[node_id])):
                 state.downstream[ref].append(node_id)
             refs = _arg_refs(state.nodes[node_id]["args"])
-            gathered = [a["ref"] for a in refs if a.get("iter") == "gather"]
+            depth = state.depth(node_id)
+            gathered = [a["ref"] for a in refs
+                        if a.get("iter") == "gather" and state.depth(a["ref"]) > depth]
+            state.plain_refs[node_id] = list(dict.fromkeys(
+                [a["ref"] for a in refs if a["ref"] not in gathered]
+                + refs_in(state.nodes[node_id].get("when"))))
             if gathered:
-                state.gather_nodes.append(node_id)
+                state.gather_nodes[node_id] = None
                 state.gather_sources[node_id] = gathered
+        for node_id in state.gather_nodes:
+            depth = state.depth(node_id)
+            for watched in state._closure(state.gather_sources[node_id]):
+                if state.depth(watched) >= depth:
+                    state.gather_watch.setdefault(watched, []).append(node_id)
         return state
+
+    def _closure(self, nodes: list[str]) -> list[str]:
+        """``nodes`` and everything upstream of them."""
+        seen = dict.fromkeys(nodes)
+        stack = list(nodes)
+        while stack:
+            for ref in upstream(self.nodes[stack.pop()]):
+                if ref not in seen:
+                    seen[ref] = None
+                    stack.append(ref)
+        return list(seen)
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def depth(self, node: str) -> int:
@@ -97,6 +136,9 @@ class RunState:
 
     def add_instance(self, inst: Instance) -> None:
         self.insts[inst.node][inst.key] = inst
+        self.waiting.pop((inst.node, inst.key), None)
+        for i in range(len(inst.key)):
+            self.members.setdefault((inst.node, inst.key[:i]), []).append(inst.key)
         if inst.state not in TERMINAL:
             for i in range(len(inst.key) + 1):
                 k = (inst.node, inst.key[:i])
@@ -133,16 +175,35 @@ class RunState:
     def settled(self, node: str, prefix: Key) -> tuple[bool, bool]:
         """``(final, clean)``: no more instances of ``node`` will appear or change under
         ``prefix``; and none of them, nor anything they depend on there, failed."""
-        prefix = prefix[: self.depth(node)]
-        if self.open_counts.get((node, prefix), 0) > 0:
-            return False, True
-        clean = self.failed_counts.get((node, prefix), 0) == 0
-        for ref in dict.fromkeys(upstream(self.nodes[node])):
-            final, ok = self.settled(ref, prefix[: self.depth(ref)])
-            if not final:
+        clean = True
+        seen: set[tuple[str, Key]] = set()
+        stack = [(node, prefix[: self.depth(node)])]
+        while stack:
+            item = stack.pop()
+            if item in seen:
+                continue
+            seen.add(item)
+            if self.open_counts.get(item, 0) > 0:
                 return False, clean
-            clean = clean and ok
+            n, p = item
+            clean = clean and self.failed_counts.get(item, 0) == 0
+            stack.extend((ref, p[: self.depth(ref)]) for ref in upstream(self.nodes[n]))
         return True, clean
+
+    def ready(self, node: str, key: Key) -> bool:
+        """Whether every source ``node`` takes one instance of is there and terminal at ``key``
+        (a cheap test before resolving); resumes where the last call for ``key`` stopped."""
+        refs = self.plain_refs[node]
+        i = self.waiting.get((node, key), 0)
+        while i < len(refs):
+            src = refs[i]
+            inst = self.insts[src].get(key[: self.depth(src)])
+            if inst is None or inst.state == PENDING:
+                self.waiting[(node, key)] = i
+                return False
+            i += 1
+        self.waiting.pop((node, key), None)
+        return True
 
     # -- resolution ------------------------------------------------------------------------------
     def source(self, node: str, key: Key) -> Instance:
@@ -176,7 +237,7 @@ class RunState:
             if not clean:
                 raise Blocked
             insts = self.insts[node]
-            chosen = sorted(k for k, i in insts.items() if k[: len(key)] == key and i.state == DONE)
+            chosen = sorted(k for k in self.members.get((node, key), ()) if insts[k].state == DONE)
             return [select(insts[k].value, path) for k in chosen]
         return select(self.source(node, key).value, path)
 
@@ -213,7 +274,8 @@ class RunState:
         return None
 
     def candidate_keys(self, node: str, prefix: Key = ()) -> list[Key]:
-        """Every key ``node`` could have under ``prefix`` given what its driver produced so far."""
+        """Every key ``node`` could have under ``prefix`` given what its driver produced so far
+        (looks only at the driver's instances under ``prefix``)."""
         depth = self.depth(node)
         if depth == 0:
             return [()]
@@ -222,10 +284,14 @@ class RunState:
             return []
         _, arg = found
         src = arg["ref"]
+        d_src = self.depth(src)
+        if len(prefix) >= d_src:
+            under = [prefix[:d_src]] if prefix[:d_src] in self.insts[src] else []
+        else:
+            under = self.members.get((src, prefix), [])
         keys: list[Key] = []
-        for k, inst in self.insts[src].items():
-            if k[: len(prefix)] != prefix[: len(k)]:
-                continue
+        for k in under:
+            inst = self.insts[src][k]
             if arg["iter"] == "gather":
                 keys.append(k[:depth])
                 continue
@@ -241,6 +307,27 @@ class RunState:
             else:
                 keys.append(k)
         return list(dict.fromkeys(k for k in keys if k[: len(prefix)] == prefix))
+
+    def is_candidate(self, node: str, key: Key) -> bool:
+        """``key in candidate_keys(node, key)`` for a full-length ``key``, in O(1)."""
+        found = self.driver(node)
+        if found is None:
+            return key == ()
+        _, arg = found
+        src = arg["ref"]
+        d_src = self.depth(src)
+        if arg["iter"] == "gather":
+            return bool(self.members.get((src, key)))
+        inst = self.insts[src].get(key[:d_src])
+        if inst is None or inst.state != DONE:
+            return False
+        if arg["iter"] != "each":
+            return True
+        try:
+            items = select(inst.value, list(arg.get("path", [])))
+        except Exception:  # a non-list is reported when the source finishes
+            return False
+        return isinstance(items, list) and key[-1] < len(items)
 
 
 def _arg_refs(args: dict[str, Any]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from skyweave.controller.core import Controller
 from skyweave.controller.decisions import CacheChecked, Decisions, RunLoaded, TimerFired
 from skyweave.controller.queue import ReadyQueue
+from skyweave.controller.runstate import FAILED, TERMINAL, Key, RunState
 from skyweave.model import messages as m
 from skyweave.model.ids import new_id
 from skyweave.model.product import Product
@@ -50,6 +51,36 @@ def _bind(value: Any, products: dict[str, m.ProductRef]) -> Any:
     if isinstance(value, list):
         return [_bind(v, products) for v in value]
     return value
+
+
+def check_counters(run: RunState) -> None:
+    """The core's per-(node, key prefix) counters and indexes say what a scan of its instances
+    would say, and no gather that could collect is left uncreated (each event checks only the
+    gathers it may complete, so a missed one would wait forever)."""
+    opened: Counter[tuple[str, Key]] = Counter()
+    failed: Counter[tuple[str, Key]] = Counter()
+    members: dict[tuple[str, Key], list[Key]] = {}
+    for node, insts in run.insts.items():
+        for key, inst in insts.items():
+            for i in range(len(key) + 1):
+                if inst.state not in TERMINAL:
+                    opened[(node, key[:i])] += 1
+                if inst.state == FAILED:
+                    failed[(node, key[:i])] += 1
+                if i < len(key):
+                    members.setdefault((node, key[:i]), []).append(key)
+    assert {k: v for k, v in run.open_counts.items() if v} == dict(opened)
+    assert {k: v for k, v in run.failed_counts.items() if v} == dict(failed)
+    assert {k: sorted(v) for k, v in run.members.items()} == {k: sorted(v) for k, v in members.items()}
+    if run.record.state not in ("running", "paused"):
+        return
+    for node in run.gather_nodes:
+        for key in run.candidate_keys(node):
+            if key in run.insts[node] or not run.ready(node, key):
+                continue
+            settled = [run.settled(src, key) for src in run.gather_sources[node]]
+            assert not all(final and clean for final, clean in settled), (
+                f"gather {node}{list(key)} could collect but was not created")
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -147,6 +178,8 @@ class Sim:
         self.checks.extend(getattr(d, "cache_checks", []))
         assert len(self.pool) <= self.window, f"{len(self.pool)} in flight with a window of {self.window}"
         self.max_in_flight = max(self.max_in_flight, len(self.pool))
+        for run in self.core.runs.values():
+            check_counters(run)
         return d
 
     @staticmethod
