@@ -19,7 +19,7 @@ import typer
 
 from skyweave.cli import output
 from skyweave.cli.common import JsonOpt, StoreOpt
-from skyweave.config.settings import load_settings
+from skyweave.config.settings import Settings, load_settings
 from skyweave.errors import NotFoundError, ParameterError
 from skyweave.model.records import ActivityRecord, ProductRecord
 from skyweave.storage.cleanup import CleanupPlan, CleanupResult, apply_cleanup, plan_cleanup
@@ -77,11 +77,11 @@ def product_json(product: ProductRecord, pinned: bool) -> dict[str, Any]:
 
 
 @contextmanager
-def _open(store: str | None) -> Iterator[tuple[Store, list[Any]]]:
+def _open(store: str | None) -> Iterator[tuple[Store, Settings]]:
     settings = load_settings(store=store)
     opened = open_store(settings.store)
     try:
-        yield opened, list(settings.retention)
+        yield opened, settings
     finally:
         opened.close()
 
@@ -94,12 +94,13 @@ def cleanup(
 ) -> None:
     """Apply the retention rules (\\[\\[retention]] in skyweave.toml): delete old products' files,
     keeping pinned products and what they were made from; rows and provenance are kept."""
-    with _open(store) as (opened, rules):
+    with _open(store) as (opened, settings):
+        rules = list(settings.retention)
         if not rules:
             output.err_console.print(
                 "no retention rules: nothing to clean up. Add one to skyweave.toml, e.g.\n"
                 '  [[retention]]\n  type = "ep.l1.*"\n  older_than_days = 30', highlight=False)
-        plan = plan_cleanup(opened, rules, time.time())
+        plan = plan_cleanup(opened, rules, time.time(), settings.store_dir / "products")
         result = None if dry_run else apply_cleanup(opened, plan)
     if as_json:
         output.print_json({"dry_run": dry_run, "plan": plan.to_json(),

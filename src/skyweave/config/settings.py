@@ -37,7 +37,8 @@ class RetentionRule(BaseModel):
                                                 "product was made from (its whole upstream lineage).")
     include_external: bool = Field(False, description="Also delete products registered from outside "
                                                       "(`products add`, no generating activity), which "
-                                                      "cannot be recomputed.")
+                                                      "cannot be recomputed (their copies in the store: a "
+                                                      "file outside the store is never deleted).")
 
 
 class Settings(BaseSettings):

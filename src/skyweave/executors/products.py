@@ -1,5 +1,12 @@
 """Arguments in, results out: product markers become ``Product`` objects for the task, and the
-``Product`` objects a task returns are moved into storage and become markers in its result.
+``Product`` objects a task returns are registered and become markers in its result.
+
+A returned file inside the activity's work directory was made by the activity: it is moved into
+storage.  A file anywhere else (raw data, a file the task was pointed at) is *registered in
+place*: its URI is where it is, it is checksummed by reading it, and it is never moved, copied,
+modified (no output hooks run on it) or deleted by ``skyweave cleanup`` — skyweave does not move
+what the activity did not create.  An edit to it later shows as a changed checksum: reuse of the
+activity's outputs then fails the integrity check and the activity runs again.
 
 A marker is ``{"$product": "<product id>"}``, wherever it sits in lists and dicts.  A result
 must be JSON-like (paths become strings, numpy values lists and numbers) so that it can travel
@@ -8,6 +15,7 @@ on the bus and be stored; anything else fails the activity, not retryably, sayin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
@@ -19,14 +27,15 @@ from skyweave.model.context import context
 from skyweave.model.ids import PRODUCT, new_id
 from skyweave.model.messages import DispatchActivity, NewProduct, ProductRef
 from skyweave.model.product import Product
-from skyweave.storage.local import LocalStorage
+from skyweave.storage.local import LocalStorage, StoredFile, checksum_unchanged, file_uri
 
 MARKER = "$product"
 
 PREPARE_OUTPUT = "skyweave.prepare_output"
 """Key in ``ctx.extra``: a list of callables ``(product_id, product) -> None`` that aspects register
 in ``before``.  Each runs on every new output file just before it is moved into storage and
-checksummed, so what it changes (e.g. FITS provenance keywords) is in the recorded checksum."""
+checksummed, so what it changes (e.g. FITS provenance keywords) is in the recorded checksum.  It
+never runs on a file registered in place: that file is not the activity's to change."""
 
 
 def _prepare_hooks() -> list[Callable[[str, Product], None]]:
@@ -132,10 +141,22 @@ def _unencodable(value: Any) -> type | None:
     return None
 
 
+def made_by_activity(path: Path, workdir: Path) -> bool:
+    """Whether ``path`` lies inside the work directory (its folders resolved, so ``..`` and
+    symlinked folders cannot make a file elsewhere look inside; the file name itself is not
+    followed: a link the activity made in its work directory is the activity's own file)."""
+    try:
+        folder = Path(os.path.abspath(path)).parent.resolve()
+        return folder.is_relative_to(workdir.resolve())
+    except (OSError, RuntimeError):  # a symlink loop: not a folder the activity made
+        return False
+
+
 def store_products(
     storage: LocalStorage, dispatch: DispatchActivity, workdir: Path, value: Any
 ) -> tuple[Any, list[NewProduct]]:
-    """Move returned products into storage; the result with markers in their place."""
+    """Register returned products: files the activity made (in ``workdir``) are moved into
+    storage, any other file is registered in place; the result with markers in their place."""
     if value is None or isinstance(value, str | int | float | bool):
         return value, []
     task = dispatch.task
@@ -143,6 +164,8 @@ def store_products(
     result = _replace_products(value, found)
     result = to_json_like(result, task.name)
     names: dict[str, Product] = {}
+    placement: list[str | None] = []
+    """Per product: its name in storage, or ``None`` when it is registered in place."""
     for _, product in found:
         path = product.local_path
         if not path.is_file():
@@ -152,7 +175,10 @@ def store_products(
                 retryable=False,
                 hint="write the file before returning Product(path); use ctx.output(name) for a path",
             )
-        name = path.relative_to(workdir).as_posix() if path.is_relative_to(workdir) else path.name
+        if not made_by_activity(path, workdir):
+            placement.append(None)
+            continue
+        name = _name_in_workdir(path, workdir)
         if name in names:
             raise TaskFailure(
                 f"task {task.name!r} returned two products stored as {name!r}",
@@ -161,14 +187,18 @@ def store_products(
                 hint="give each product file a distinct name",
             )
         names[name] = product
+        placement.append(name)
     products = []
     hooks = _prepare_hooks()
-    for (product_id, product), stored_as in zip(found, names, strict=True):
-        for hook in hooks:
-            hook(product_id, product)
-        uri, checksum, size = storage.store_file(
-            product.local_path, dispatch.run_id, dispatch.activity_id, stored_as
-        )
+    for (product_id, product), stored_as in zip(found, placement, strict=True):
+        if stored_as is None:
+            uri, checksum, size = _in_place(product.local_path)
+        else:
+            for hook in hooks:
+                hook(product_id, product)
+            uri, checksum, size = storage.store_file(
+                product.local_path, dispatch.run_id, dispatch.activity_id, stored_as
+            )
         products.append(
             NewProduct(
                 id=product_id,
@@ -184,3 +214,16 @@ def store_products(
             )
         )
     return result, products
+
+
+def _name_in_workdir(path: Path, workdir: Path) -> str:
+    """The file's path relative to the work directory (the name it is stored under)."""
+    folder = Path(os.path.abspath(path)).parent.resolve()
+    return (folder / path.name).relative_to(workdir.resolve()).as_posix()
+
+
+def _in_place(path: Path) -> StoredFile:
+    """A file registered where it is: its URI, checksum (read only) and size."""
+    absolute = Path(os.path.abspath(path))
+    checksum, stat = checksum_unchanged(absolute)
+    return StoredFile(file_uri(absolute), checksum, stat.st_size)

@@ -12,7 +12,8 @@ class Product:
     """A file (or object) plus its metadata.
 
     A task *returns* ``Product(path, type=..., obs_id=..., detector=...)`` for each file it wrote;
-    the worker moves the file into product storage, checksums it and registers it.  A task
+    the worker moves the file into product storage, checksums it and registers it.  A file outside
+    the activity's work directory (raw data) is registered where it is, never moved.  A task
     *receives* ``Product`` objects for its product inputs, with ``path`` pointing at a local copy
     and ``id``/``uri``/``checksum`` filled in.
     """

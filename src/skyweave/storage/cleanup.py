@@ -10,7 +10,10 @@ deleted when it is older than that rule's ``older_than_days``, unless
   rule keeps pinned products (the default);
 * it was registered from outside (no generating activity: it could not be recomputed) and the rule
   does not include external products;
-* an unfinished activity (queued, running, waiting...) has it among its arguments.
+* an unfinished activity (queued, running, waiting...) has it among its arguments;
+* its file is not in the store's product storage (``storage_root``): a file registered in place
+  (raw data a task returned, ``products add`` without copying) belongs to the user, and skyweave
+  never deletes what it did not create, whatever the rule says.
 
 Deleting removes the file and marks the product ``deleted``; provenance rows (the product row, its
 generating activity, usages) are never deleted, so ``skyweave products show ID`` can still tell
@@ -24,6 +27,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -116,8 +120,9 @@ def governing_rule(product: ProductRecord, rules: Sequence[RetentionRule]) -> in
     return next((i for i, r in enumerate(rules) if fnmatchcase(product.type, r.type)), None)
 
 
-def plan_cleanup(store: Store, rules: Sequence[RetentionRule], now: float) -> CleanupPlan:
-    """What retention would delete at ``now`` (epoch seconds), and what it keeps and why."""
+def plan_cleanup(store: Store, rules: Sequence[RetentionRule], now: float, storage_root: Path) -> CleanupPlan:
+    """What retention would delete at ``now`` (epoch seconds), and what it keeps and why; only
+    files under ``storage_root`` (the store's ``products/``) are ever planned for deletion."""
     plan = CleanupPlan(now=now)
     if not rules:
         return plan
@@ -134,7 +139,7 @@ def plan_cleanup(store: Store, rules: Sequence[RetentionRule], now: float) -> Cl
     in_use = _used_by_unfinished(store)
     for product, index in due:
         rule = rules[index]
-        kept = _why_kept(product, rule, protected, in_use)
+        kept = _why_kept(product, rule, protected, in_use, storage_root)
         if kept is not None:
             reason, by = kept
             plan.kept.append(Kept(product, index, reason, by))
@@ -147,7 +152,7 @@ def plan_cleanup(store: Store, rules: Sequence[RetentionRule], now: float) -> Cl
 
 
 def _why_kept(product: ProductRecord, rule: RetentionRule, protected: dict[str, list[str]],
-              in_use: dict[str, str]) -> tuple[str, tuple[str, ...]] | None:
+              in_use: dict[str, str], storage_root: Path) -> tuple[str, tuple[str, ...]] | None:
     if rule.keep_pinned and product.id in protected:
         by = protected[product.id]
         if product.id in by:
@@ -159,7 +164,23 @@ def _why_kept(product: ProductRecord, rule: RetentionRule, protected: dict[str, 
                 "(set include_external = true in the rule to delete it)"), ()
     if product.id in in_use:
         return f"used by unfinished activity {in_use[product.id]}", ()
+    outside = _outside_storage(product, storage_root)
+    if outside is not None:
+        return f"registered in place at {outside}, outside the store: skyweave never deletes it", ()
     return None
+
+
+def _outside_storage(product: ProductRecord, storage_root: Path) -> str | None:
+    """The product's local path when its file is outside ``storage_root`` (``None`` when inside,
+    or not a local file: other schemes are handled when deleting)."""
+    if urlparse(product.uri).scheme not in ("", "file"):
+        return None
+    try:
+        path = LocalStorage.local_path(product.uri)
+    except SkyweaveError:
+        return None
+    folder = Path(os.path.abspath(path)).parent.resolve()
+    return None if folder.is_relative_to(storage_root.resolve()) else str(path)
 
 
 def _upstream_of(store: Store, pinned: Sequence[str]) -> dict[str, list[str]]:

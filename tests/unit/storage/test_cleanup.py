@@ -24,6 +24,11 @@ NOW = 1_700_000_000.0
 OLD = NOW - 40 * DAY_S
 
 
+def storage_of(store: Store) -> Path:
+    """The product storage of the ``store`` fixture: ``files`` are written there, beside it."""
+    return Path(store.url.removeprefix("sqlite:///")).parent.parent / "products"
+
+
 def rule(type: str = "ep.l1.*", days: float = 30, **fields: bool) -> RetentionRule:
     return RetentionRule(type=type, older_than_days=days, **fields)
 
@@ -65,7 +70,7 @@ def store(tmp_path: Path, files: dict[str, Path]) -> Iterator[Store]:
 
 
 def planned(store: Store, *rules: RetentionRule, now: float = NOW) -> tuple[list[str], dict[str, str]]:
-    plan = plan_cleanup(store, rules, now)
+    plan = plan_cleanup(store, rules, now, storage_of(store))
     return sorted(d.product.id for d in plan.delete), {k.product.id: k.reason for k in plan.kept}
 
 
@@ -74,7 +79,7 @@ def test_products_older_than_the_rule_of_their_type_are_planned(store: Store) ->
     assert planned(store, rule()) == (["l1", "l1b"], {})
     assert planned(store, rule(days=45)) == ([], {})
     assert planned(store, rule(), now=OLD + 20 * DAY_S)[0] == []  # when they were 20 days old
-    plan = plan_cleanup(store, [rule()], NOW)
+    plan = plan_cleanup(store, [rule()], NOW, storage_of(store))
     assert plan.files == 2 and plan.bytes == len(b"l1" * 10) + len(b"l1b" * 10)
     assert "matches rule 0 ('ep.l1.*')" in plan.delete[0].reason and "40.0 days old" in plan.delete[0].reason
 
@@ -92,7 +97,7 @@ def test_the_first_rule_whose_pattern_matches_governs(store: Store) -> None:
 
 def test_a_pinned_product_is_kept(store: Store) -> None:
     store.pin_products(["l1b"])
-    plan = plan_cleanup(store, [rule()], NOW)
+    plan = plan_cleanup(store, [rule()], NOW, storage_of(store))
     assert [d.product.id for d in plan.delete] == ["l1"]
     assert [(k.product.id, k.reason, k.pinned_by) for k in plan.kept] == [("l1b", "pinned", ("l1b",))]
 
@@ -104,7 +109,7 @@ def test_what_a_pinned_product_was_made_from_is_kept_and_says_which(store: Store
     assert set(kept) == {"l2", "l1", "aux", "raw"}
     assert kept["l2"] == "pinned"
     assert kept["raw"] == kept["l1"] == kept["aux"] == "pinned product l2 was made from it"
-    plan = plan_cleanup(store, [rule("ep.*", 30, include_external=True)], NOW)
+    plan = plan_cleanup(store, [rule("ep.*", 30, include_external=True)], NOW, storage_of(store))
     assert {k.pinned_by for k in plan.kept} == {("l2",)}
 
 
@@ -134,7 +139,7 @@ def test_deleted_products_are_not_planned_again(store: Store) -> None:
 
 def test_planning_changes_nothing(store: Store, files: dict[str, Path]) -> None:
     store.pin_products(["l2"])
-    plan_cleanup(store, [rule("ep.*", 0, include_external=True)], NOW)
+    plan_cleanup(store, [rule("ep.*", 0, include_external=True)], NOW, storage_of(store))
     assert all(path.exists() for path in files.values())
     assert {p.state for p in store.find_products(state=None)} == {"available"}
 
@@ -142,7 +147,7 @@ def test_planning_changes_nothing(store: Store, files: dict[str, Path]) -> None:
 # -- applying ------------------------------------------------------------------------------------
 def test_apply_deletes_files_marks_rows_and_keeps_provenance(store: Store, files: dict[str, Path]) -> None:
     store.pin_products(["l2"])
-    result = apply_cleanup(store, plan_cleanup(store, [rule("ep.*", 30, include_external=True)], NOW))
+    result = apply_cleanup(store, plan_cleanup(store, [rule("ep.*", 30, include_external=True)], NOW, storage_of(store)))
     assert result.ok and result.deleted == ["l1b"] and result.already_gone == []
     assert result.bytes_freed == len(b"l1b" * 10)
     assert not files["l1b"].exists()
@@ -157,7 +162,7 @@ def test_apply_deletes_files_marks_rows_and_keeps_provenance(store: Store, files
 
 def test_a_file_already_gone_is_marked_deleted(store: Store, files: dict[str, Path]) -> None:
     files["l1"].unlink()
-    result = apply_cleanup(store, plan_cleanup(store, [rule()], NOW))
+    result = apply_cleanup(store, plan_cleanup(store, [rule()], NOW, storage_of(store)))
     assert result.ok and result.deleted == ["l1b"] and result.already_gone == ["l1"]
     assert {p.id for p in store.find_products(state="deleted")} == {"l1", "l1b"}
 
@@ -165,7 +170,7 @@ def test_a_file_already_gone_is_marked_deleted(store: Store, files: dict[str, Pa
 def test_one_failure_does_not_stop_the_rest(store: Store, files: dict[str, Path]) -> None:
     files["l1"].unlink()
     files["l1"].mkdir()  # unlink() of a directory fails
-    result = apply_cleanup(store, plan_cleanup(store, [rule()], NOW))
+    result = apply_cleanup(store, plan_cleanup(store, [rule()], NOW, storage_of(store)))
     assert not result.ok
     assert [pid for pid, _ in result.failed] == ["l1"] and "l1.dat" in result.failed[0][1]
     assert result.deleted == ["l1b"]
@@ -176,7 +181,7 @@ def test_one_failure_does_not_stop_the_rest(store: Store, files: dict[str, Path]
 def test_other_schemes_are_skipped_with_a_message(store: Store) -> None:
     store.apply(Changeset(products=[ProductRecord(id="remote", uri="s3://bucket/l1.dat", type="ep.l1.events",
                                                   activity_id="decode", created_at=OLD)]))
-    result = apply_cleanup(store, plan_cleanup(store, [rule()], NOW))
+    result = apply_cleanup(store, plan_cleanup(store, [rule()], NOW, storage_of(store)))
     assert [pid for pid, _ in result.skipped] == ["remote"]
     assert "s3://" in result.skipped[0][1]
     assert store.get_product("remote").state == "available"
@@ -184,7 +189,7 @@ def test_other_schemes_are_skipped_with_a_message(store: Store) -> None:
 
 
 def test_a_product_pinned_after_planning_is_not_deleted(store: Store, files: dict[str, Path]) -> None:
-    plan = plan_cleanup(store, [rule()], NOW)
+    plan = plan_cleanup(store, [rule()], NOW, storage_of(store))
     store.pin_products(["l1"])
     result = apply_cleanup(store, plan)
     assert result.skipped == [("l1", "pinned since the plan was made")]
@@ -194,7 +199,7 @@ def test_a_product_pinned_after_planning_is_not_deleted(store: Store, files: dic
 
 def test_plan_and_result_as_json(store: Store) -> None:
     store.pin_products(["l1b"])
-    plan = plan_cleanup(store, [rule()], NOW)
+    plan = plan_cleanup(store, [rule()], NOW, storage_of(store))
     data = plan.to_json()
     assert data["totals"] == {"files": 1, "bytes": 20, "kept": 1}
     assert data["delete"][0]["id"] == "l1" and data["delete"][0]["pattern"] == "ep.l1.*"
