@@ -22,7 +22,8 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from skyweave.authoring.loader import load_task, load_workflow
+from skyweave.authoring.loader import load_task
+from skyweave.authoring.targets import load_workflow
 from skyweave.authoring.task import Task
 from skyweave.authoring.workflow import Workflow
 from skyweave.bus import open_bus

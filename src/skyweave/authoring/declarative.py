@@ -30,6 +30,7 @@ from skyweave.authoring.declarative_expr import (
 )
 from skyweave.authoring.declarative_file import Document, Key, read_document, suggest, wrap
 from skyweave.authoring.graph import GraphBuilder
+from skyweave.authoring.loader import load_task
 from skyweave.authoring.refs import Expr, OpExpr, Ref, ResultPlaceholder
 from skyweave.authoring.task import Task, command
 from skyweave.authoring.workflow import Workflow, _coerce
@@ -63,8 +64,6 @@ class Step:
 
 # -- tasks ----------------------------------------------------------------------------------------
 def _python_task(doc: Document, key: Key, ref: Any) -> Task:
-    from skyweave.authoring.loader import load_task  # loader dispatches to this module
-
     if not isinstance(ref, str) or ":" not in ref:
         raise doc.error(key, f"python task reference must be MODULE:NAME or FILE.py:NAME, got {ref!r}",
                         hint="e.g. python: mypkg.tasks:list_chips or python: tasks.py:list_chips")

@@ -1,4 +1,5 @@
-"""Load ``path/to/file.py:workflow_name`` (or ``package.module:name``) as a ``Workflow``."""
+"""Load Python objects named ``path/to/file.py:name`` or ``package.module:name`` (tasks, workflows,
+listeners).  ``targets.load_workflow`` adds declarative files on top of this module."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from types import ModuleType
 from skyweave.authoring.task import Task
 from skyweave.authoring.workflow import Workflow
 from skyweave.errors import WorkflowLoadError
-
-DECLARATIVE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def module_name_for(path: Path) -> str:
@@ -51,7 +50,7 @@ def load_module(path: Path) -> ModuleType:
     return module
 
 
-def _split(target: str) -> tuple[str, str | None]:
+def split_target(target: str) -> tuple[str, str | None]:
     if ":" in target:
         where, _, attr = target.rpartition(":")
         return where, attr
@@ -59,7 +58,7 @@ def _split(target: str) -> tuple[str, str | None]:
 
 
 def load_object(target: str) -> object:
-    where, attr = _split(target)
+    where, attr = split_target(target)
     if where.endswith(".py") or "/" in where:
         module = load_module(Path(where))
     else:
@@ -80,21 +79,6 @@ def load_object(target: str) -> object:
         names = [n for n, v in vars(module).items() if isinstance(v, Workflow | Task)]
         raise WorkflowLoadError(f"{where} has no {attr!r}",
                                 hint=f"workflows and tasks defined there: {', '.join(names) or 'none'}")
-    return obj
-
-
-def load_workflow(target: str) -> Workflow:
-    """``FILE.py:NAME``, ``module:NAME``, or a declarative ``FILE.yaml``/``.yml``/``.json`` (``:NAME``
-    optional: it must then be the file's ``workflow:`` name)."""
-    where, attr = _split(target)
-    if where.lower().endswith(DECLARATIVE_SUFFIXES):
-        from skyweave.authoring.declarative import load_declarative
-
-        return load_declarative(Path(where), attr)
-    obj = load_object(target)
-    if not isinstance(obj, Workflow):
-        raise WorkflowLoadError(f"{target} is a {type(obj).__name__}, not a @workflow",
-                                hint="decorate the function with @skyweave.workflow")
     return obj
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from skyweave import command, each, gather, loop, result, workflow
 from skyweave.authoring.declarative_expr import parse_condition
-from skyweave.authoring.loader import load_workflow
+from skyweave.authoring.targets import load_workflow
 from skyweave.errors import DefinitionError, ParameterError, WorkflowLoadError
 
 TASKS_PY = '''
