@@ -1,5 +1,6 @@
 # The two commands of the quick start: `make demo` and `make test`.  Each creates or refreshes
-# the local virtual environment (.venv) from pyproject.toml, so a fresh machine needs only Python 3.11+.
+# the local virtual environment (.venv) from pyproject.toml, so a fresh machine needs only Python 3.11+
+# (`make test` also installs and starts the servers its integration tests use: scripts/services.sh).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -25,13 +26,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Servers the integration tests need (scripts/services.sh installs and starts them, stops them after).
+TEST_SERVICES ?= postgres
+
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+# the whole suite with its servers: a missing one fails the run (SKYWEAVE_REQUIRE_SERVICES=1)
+test: lint typecheck
+	scripts/services.sh run $(TEST_SERVICES) -- $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .venv-bench .skyweave .pytest_cache .mypy_cache .ruff_cache
+	scripts/services.sh stop
+	rm -rf $(VENV) .venv-bench .skyweave .services .pytest_cache .mypy_cache .ruff_cache

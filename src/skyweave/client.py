@@ -85,7 +85,7 @@ class Client:
                  engine: bool = True, bus: str | None = None, listeners: list[Listener] | None = None,
                  **overrides: Any) -> None:
         self.settings = settings or load_settings(store=store, bus=bus, **overrides)
-        self.store: Store = open_store(self.settings.store)
+        self.store: Store = open_store(self.settings.store, pool_size=self.settings.store_pool_size)
         self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine))
         self.engine: Engine | None = None
         self.control_bus: Bus | None = None

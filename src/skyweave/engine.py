@@ -69,7 +69,7 @@ class Engine:
                  controller: bool = True, worker: bool = True,
                  listeners: list[Listener] | None = None, submit: Submit | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.store)
+        self.store = store or open_store(settings.store, pool_size=settings.store_pool_size)
         self.bus = bus or open_bus(settings.bus_url(shared=not controller or not worker))
         self._stop = threading.Event()
         self._threads: list[_Loop] = []

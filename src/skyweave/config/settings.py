@@ -44,7 +44,10 @@ class RetentionRule(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKYWEAVE_", extra="forbid")
 
-    store: str = Field(".skyweave", description="Store directory or URL (sqlite:///…, postgresql://…).")
+    store: str = Field(".skyweave", description="Store directory or URL (sqlite:///…, postgresql://…; "
+                                                "PostgreSQL needs skyweave[postgres]).")
+    store_pool_size: int = Field(5, ge=1, description="Connections each process keeps open to a server "
+                                                    "store (PostgreSQL), and as many again at peaks.")
     bus: str = Field("", description="Bus URL; empty: in-process for `run`, <store>/bus.db for "
                                      "separate controller and worker processes.")
     executor: str = Field("local", description="Executor: local (process pool) or threads.")

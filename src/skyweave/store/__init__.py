@@ -1,16 +1,19 @@
 """The store: everything durable (runs, activities, products, provenance, the task registry).
 
-``open_store`` picks the backend from a URL or a path, so that code and configuration never name
-an implementation class:
+``open_store`` picks the backend from a URL or a path, through the ``BACKENDS`` registry keyed by
+URL scheme, so that code and configuration never name an implementation class:
 
 * ``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` — one SQLite file (``SQLiteStore``);
 * a plain path to a directory (``.skyweave``) — ``<dir>/skyweave.db``, the directory created if
   missing; a plain path to a file (``run.db``, ``store.sqlite``) — that file;
-* ``postgresql://…`` — the PostgreSQL backend (scale-out), once it is installed.
+* ``postgresql://user@host:port/database`` (also ``postgresql+psycopg://``, ``postgres://``) — a
+  PostgreSQL database (``PostgreSQLStore``, scale-out; needs ``pip install 'skyweave[postgres]'``).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,51 +21,74 @@ from skyweave.errors import StoreError
 from skyweave.store.base import Store
 from skyweave.store.sqlite import SQLiteStore
 
-__all__ = ["DEFAULT_FILENAME", "SQLiteStore", "Store", "open_store"]
+__all__ = ["BACKENDS", "DEFAULT_FILENAME", "DEFAULT_POOL_SIZE", "SQLiteStore", "Store", "open_store",
+           "register_backend"]
 
 DEFAULT_FILENAME = "skyweave.db"
 """The database file inside a store directory."""
 
+DEFAULT_POOL_SIZE = 5
+"""Connections a server-backed store keeps open unless told (``Settings.store_pool_size``)."""
+
 _FILE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 
+StoreOpener = Callable[[str, int], Store]
+"""Opens the store at a URL, given the connection pool size (ignored by embedded backends)."""
 
-def _open_sqlite(url: str) -> Store:
+
+def _open_sqlite(url: str, _pool_size: int) -> Store:
     return SQLiteStore(sqlite_path(url))
 
 
-def _no_postgres(url: str) -> Store:
-    raise StoreError(
-        f"cannot open {url!r}: PostgreSQL stores come with the PostgreSQL backend, which is not "
-        "part of this installation",
-        hint="use an embedded store instead: a directory (e.g. .skyweave) or sqlite:///path/skyweave.db",
-        store=url)
+def _shown(url: str) -> str:
+    """``url`` without its user and password, for messages."""
+    return re.sub(r"//[^/@]*@", "//", url, count=1)
 
 
-BACKENDS: dict[str, Callable[[str], Store]] = {
-    "sqlite": _open_sqlite,
-    "postgresql": _no_postgres,
-    "postgres": _no_postgres,
-}
-"""URL scheme (before any ``+driver``) -> opener.  A backend registers itself here."""
+def _open_postgresql(url: str, pool_size: int) -> Store:
+    if importlib.util.find_spec("psycopg") is None:  # an optional dependency: the [postgres] extra
+        raise StoreError(
+            f"cannot open {_shown(url)!r}: the PostgreSQL store needs psycopg 3, which is not installed",
+            hint="pip install 'skyweave[postgres]', or use an embedded store: a directory (e.g. "
+                 ".skyweave) or sqlite:///path/skyweave.db",
+            store=_shown(url))
+    from skyweave.store.postgresql import PostgreSQLStore
+
+    return PostgreSQLStore(url, pool_size=pool_size)
 
 
-def open_store(url_or_path: str) -> Store:
+BACKENDS: dict[str, StoreOpener] = {}
+"""URL scheme (before any ``+driver``) -> opener; filled by ``register_backend``."""
+
+
+def register_backend(scheme: str, opener: StoreOpener) -> None:
+    """Make ``open_store`` open ``scheme://…`` URLs with ``opener`` (a later registration wins)."""
+    BACKENDS[scheme.lower()] = opener
+
+
+register_backend("sqlite", _open_sqlite)
+register_backend("postgresql", _open_postgresql)
+register_backend("postgres", _open_postgresql)
+
+
+def open_store(url_or_path: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
     """Open (creating if needed) the store at ``url_or_path``; ``StoreError`` says how to fix a bad one.
 
     Nothing is written to a path until it is known to be a skyweave store, an empty file or a new
     one: a file that is not a SQLite database, or someone else's database, is refused untouched.
+    ``pool_size``: connections a server-backed store keeps open (``Settings.store_pool_size``).
     """
     if "://" not in url_or_path:
-        return _open_sqlite(url_or_path)
+        return _open_sqlite(url_or_path, pool_size)
     scheme = url_or_path.split("://", 1)[0].split("+", 1)[0].lower()
     opener = BACKENDS.get(scheme)
     if opener is None:
         raise StoreError(
-            f"unknown store URL scheme {scheme!r} in {url_or_path!r}",
-            hint="use a directory, sqlite:///path/skyweave.db, or postgresql://… (needs the PostgreSQL "
-                 "backend); known schemes: " + ", ".join(sorted(BACKENDS)),
-            store=url_or_path)
-    return opener(url_or_path)
+            f"unknown store URL scheme {scheme!r} in {_shown(url_or_path)!r}",
+            hint="use a directory, sqlite:///path/skyweave.db or postgresql://user@host/database; "
+                 "known schemes: " + ", ".join(sorted(BACKENDS)),
+            store=_shown(url_or_path))
+    return opener(url_or_path, pool_size)
 
 
 def sqlite_path(url_or_path: str) -> Path:

@@ -1,6 +1,7 @@
 """The store port: everything durable.  Implementations: SQLite (embedded), PostgreSQL (scale-out).
 
-Every implementation passes ``tests/unit/store/test_contract.py``.  Writes from the controller come
+Every implementation passes the contract suites of ``tests/unit/store/`` (``test_contract.py``,
+``test_catalogue_contract.py``, ``test_lineage_contract.py``).  Writes from the controller come
 as one ``Changeset`` applied in one transaction (runs, activities and attempts are upserted whole,
 products and usages inserted idempotently by id, outbox rows added) — that is what makes a crash
 at any point lose nothing and duplicate nothing.

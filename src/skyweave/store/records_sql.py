@@ -3,8 +3,8 @@ and the outbox (``RecordQueries``).
 
 Plain SQLAlchemy Core over the tables of ``schema``, shared by every SQL backend; the backend
 provides ``_engine`` (reads take a plain connection) and ``url`` (named in errors).  Product
-attributes are matched with ``json_extract``, which SQLite has built in (a PostgreSQL backend
-overrides ``_attribute``).
+attributes are matched with ``json_extract``, which SQLite has built in (the PostgreSQL backend
+overrides ``_attribute_equals`` with ``JSONB`` operators).
 """
 
 from __future__ import annotations
@@ -191,17 +191,18 @@ class RecordQueries(Store):
         with self._engine.connect() as conn:
             return [EVENT.from_row(row) for row in conn.execute(query)]
 
-    def _attribute(self, key: str) -> ColumnElement[Any]:
-        """The value of a product attribute, as SQL (SQLite's ``json_extract``)."""
-        return func.json_extract(products.c.attributes, f'$."{key}"')
-
-    def _product_criterion(self, key: str, value: Any) -> ColumnElement[bool]:
-        if key in PRODUCT_COLUMN_KEYS or key in {"run_id", "activity_id", "state"}:
-            column = products.c[key]
-            return column.is_(None) if value is None else column == value
-        extracted = self._attribute(key)
+    def _attribute_equals(self, key: str, value: Any) -> ColumnElement[bool]:
+        """Product attribute ``key`` equals ``value`` (``None``: missing or null), as SQL.  SQLite's
+        ``json_extract``; a backend with its own JSON type overrides this."""
+        extracted = func.json_extract(products.c.attributes, f'$."{key}"')
         if value is None:
             return extracted.is_(None)
         # json_extract returns objects and arrays as minified JSON text, scalars as SQL values.
         wanted: Any = encode_json(value) if isinstance(value, dict | list) else value
         return extracted == literal(wanted)
+
+    def _product_criterion(self, key: str, value: Any) -> ColumnElement[bool]:
+        if key in PRODUCT_COLUMN_KEYS or key in {"run_id", "activity_id", "state"}:
+            column = products.c[key]
+            return column.is_(None) if value is None else column == value
+        return self._attribute_equals(key, value)

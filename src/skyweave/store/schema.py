@@ -4,7 +4,11 @@ Columns mirror the record structs of ``skyweave.model.records`` one to one, with
 translation:
 
 * JSON-valued fields (parameters, results, errors, attributes, detours...) are ``TEXT`` holding
-  JSON encoded by msgspec.  SQLite's ``json_extract`` reads them in queries (product attributes).
+  JSON encoded by msgspec, read back byte for byte (key order, ``1e20`` a float).  Product
+  ``attributes``, the one JSON column queried inside SQL (``find_products(match=...)``), is
+  ``JSONB`` on PostgreSQL, with a GIN index (revision 0004); SQLite reads it with ``json_extract``.
+  The other JSON columns stay ``TEXT`` on every backend: nothing queries inside them, and ``JSONB``
+  would reorder their keys and turn a float without a fraction into an integer.
 * Timestamps are ``REAL`` seconds since the Unix epoch (UTC): the engine's hot path writes hundreds
   of thousands of them, and converting to aware datetimes happens at the edges (CLI, API, exports).
 * A few tables carry a ``seq`` integer the records do not have: it fixes insertion order
@@ -38,6 +42,7 @@ from sqlalchemy import (
     Text,
     false,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from skyweave.model.records import (
     ActivityRecord,
@@ -50,7 +55,7 @@ from skyweave.model.records import (
     UsageRecord,
 )
 
-SCHEMA_REVISION = "0002"  # 0001 -> 0003 -> 0002 (see 0002_lineage_indexes.py)
+SCHEMA_REVISION = "0004"  # 0001 -> 0003 -> 0002 -> 0004 (see 0002_lineage_indexes.py)
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"
@@ -66,6 +71,13 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 # An integer that aliases SQLite's rowid (cheap, monotonic) and is a BIGINT identity elsewhere.
 Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+JSONText = Text().with_variant(JSONB(none_as_null=True), "postgresql")
+"""A queried JSON column: text on SQLite, ``JSONB`` on PostgreSQL (values are bound as JSON text)."""
+
+ONLY_ON = "only_on"
+"""``info`` key of a schema item made on some dialects only (with ``ddl_if``): the dialect names.
+``migrations.include_object`` leaves such items out of schema comparisons on other dialects."""
 
 runs = Table(
     "runs",
@@ -157,7 +169,7 @@ products = Table(
     Column("created_at", Float, nullable=False),
     Column("activity_id", String),
     Column("run_id", String),
-    Column("attributes", Text, nullable=False),
+    Column("attributes", JSONText, nullable=False),
     Column("state", String, nullable=False),
     Column("pinned", Boolean(create_constraint=False), nullable=False, server_default=false()),
     # Not a ProductRecord field (rows are inserted without it): read with find_products(pinned=...).
@@ -166,6 +178,10 @@ products = Table(
     Index(None, "activity_id", "id"),  # covering: lineage walks (activity -> its products)
     Index(None, "run_id"),
     Index(None, "created_at"),
+    # find_products(match=...) on PostgreSQL: containment (@>) answered by the index (revision 0004)
+    Index("ix_products_attributes", "attributes", postgresql_using="gin",
+          postgresql_ops={"attributes": "jsonb_path_ops"}, info={ONLY_ON: ("postgresql",)}
+          ).ddl_if(dialect="postgresql"),
 )
 
 usages = Table(

@@ -1,10 +1,11 @@
 """Store factories for the contract suite: each names one fresh, empty store by URL.
 
 A *handle* is what one process holds: ``open_store(url)`` again on the same URL, like the
-controller, a worker and the CLI each opening the store.  A new backend joins the suite by
-appending one ``pytest.param`` to ``STORE_FACTORIES``, e.g.
-``pytest.param(postgresql_factory, id="postgresql", marks=pytest.mark.integration)`` where the
-factory creates a fresh database and returns its ``postgresql://`` URL.
+controller, a worker and the CLI each opening the store.  A backend joins the suite by appending
+one ``pytest.param`` to ``STORE_FACTORIES``: the name of a fixture that yields the URL of a fresh
+store (and removes it afterwards).  PostgreSQL's (``tests/conftest.py``) is a new schema of the
+test session's database on the server that ``scripts/services.sh`` started; without that server
+its tests skip, or fail under ``make test``/CI (``tests/services.py``).
 """
 
 from __future__ import annotations
@@ -18,23 +19,23 @@ from skyweave.store import Store, open_store
 
 OpenHandle = Callable[[], Store]
 """Opens one more handle on the store under test."""
-StoreFactory = Callable[[Path], str]
-"""Makes a fresh store location and returns its URL."""
 
 
-def sqlite_factory(tmp_path: Path) -> str:
+@pytest.fixture
+def sqlite_store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store' / 'skyweave.db'}"
 
 
 STORE_FACTORIES = [
-    pytest.param(sqlite_factory, id="sqlite"),
+    pytest.param("sqlite_store_url", id="sqlite"),
+    pytest.param("postgres_store_url", id="postgresql", marks=pytest.mark.integration),
 ]
 
 
 @pytest.fixture(params=STORE_FACTORIES)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    factory: StoreFactory = request.param
-    return factory(tmp_path)
+def store_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(request.param)
+    return url
 
 
 @pytest.fixture

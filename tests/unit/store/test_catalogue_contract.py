@@ -1,10 +1,10 @@
-"""Store contract, catalogue part: the extra ``find_products`` filters, pinning, and the migration
-that added the ``pinned`` column (a store made at the previous revision upgrades and keeps its data)."""
+"""Store contract, catalogue part: the extra ``find_products`` filters, pinning, and the migrations
+after 0001 (``pinned``; ``JSONB`` attributes on PostgreSQL): a store made at 0001 upgrades and keeps
+its data."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, MetaData, Table, create_engine, insert, inspe
 
 from skyweave.errors import NotFoundError
 from skyweave.model.records import Changeset, ProductRecord
-from skyweave.store import Store, open_store
+from skyweave.store import Store, sqlite_path
 from skyweave.store import migrations as store_migrations
 from skyweave.store.schema import SCHEMA_REVISION, VERSION_TABLE
 
@@ -93,30 +93,29 @@ def test_pins_are_seen_by_other_handles(open_handle: OpenHandle) -> None:
     assert ids(second, pinned=True) == ["prd-1"]
 
 
-# -- SQLite: upgrading a store made before the pinned column ------------------------------------------
+# -- upgrading a store made before the pinned column (and, on PostgreSQL, before JSONB attributes) --
 
-def test_a_store_at_revision_0001_upgrades_and_keeps_its_data(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    engine = create_engine(f"sqlite:///{path}")
+def test_a_store_at_revision_0001_upgrades_and_keeps_its_data(store_url: str, open_handle: OpenHandle) -> None:
+    if store_url.startswith("sqlite:///"):  # the store makes its directory; this engine would not
+        sqlite_path(store_url).parent.mkdir(parents=True)
+    engine = create_engine(store_url)
     try:
         with engine.begin() as conn:
             command.upgrade(store_migrations.alembic_config(conn), "0001")
             assert "pinned" not in {c["name"] for c in inspect(conn).get_columns("products")}
             old = {"id": "prd-old", "uri": "file:///data/old.fits", "type": "ep.l1.events", "name": "old",
-                   "created_at": 5.0, "attributes": "{}", "state": "available"}
+                   "created_at": 5.0, "attributes": '{"band": "soft", "snr": 5.5}', "state": "available"}
             conn.execute(insert(_products_at_0001(conn)), [old])
     finally:
         engine.dispose()
 
-    store = open_store(str(path))
-    try:
-        assert store.get_product("prd-old").type == "ep.l1.events"
-        assert ids(store, pinned=False) == ["prd-old"]
-        store.pin_products(["prd-old"])
-        assert ids(store, pinned=True, created_before=6.0) == ["prd-old"]
-    finally:
-        store.close()
-    engine = create_engine(f"sqlite:///{path}")
+    store = open_handle()
+    assert store.get_product("prd-old").type == "ep.l1.events"
+    assert store.get_product("prd-old").attributes == {"band": "soft", "snr": 5.5}
+    assert ids(store, match={"band": "soft"}) == ids(store, pinned=False) == ["prd-old"]
+    store.pin_products(["prd-old"])
+    assert ids(store, pinned=True, created_before=6.0) == ["prd-old"]
+    engine = create_engine(store_url)
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar() \

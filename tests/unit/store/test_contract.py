@@ -5,6 +5,7 @@ The last section holds what only the SQLite backend promises (file checks, migra
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -344,6 +345,46 @@ def test_controller_lease_is_held_by_one_live_owner(store: Store) -> None:
     assert store.acquire_controller_lease("ctl-a", ttl_s=10, now=121.0)
 
 
+# -- schema ------------------------------------------------------------------------------------------
+
+def test_migrations_build_exactly_the_schema_module(store_url: str, open_handle: OpenHandle) -> None:
+    open_handle().close()
+    assert ScriptDirectory.from_config(store_migrations.alembic_config()).get_current_head() \
+        == SCHEMA_REVISION
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={
+                "version_table": VERSION_TABLE,
+                "include_object": store_migrations.include_object(connection.dialect.name)})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_opening_a_current_store_does_not_run_alembic(open_handle: OpenHandle,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    open_handle().close()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("alembic ran on a store already at head")
+
+    monkeypatch.setattr("alembic.command.upgrade", refuse)
+    open_handle().close()
+
+
+def test_a_store_from_a_newer_skyweave_is_refused(store_url: str, open_handle: OpenHandle) -> None:
+    open_handle().close()
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreError, match=r"(?s)schema revision '9999'.*upgrade skyweave"):
+        open_handle()
+
+
 # -- several handles (processes) on one store -----------------------------------------------------
 
 def test_reopening_a_store_keeps_its_data(open_handle: OpenHandle) -> None:
@@ -404,13 +445,26 @@ def test_open_store_accepts_directories_files_and_urls(tmp_path: Path, monkeypat
 
 @pytest.mark.parametrize(("url", "message"), [
     ("redis://localhost/0", "unknown store URL scheme 'redis'"),
-    ("postgresql://db/skyweave", "PostgreSQL stores come with the PostgreSQL backend"),
-    ("postgresql+psycopg://db/skyweave", "PostgreSQL backend"),
+    ("postgresql+psycopg2://db/skyweave", "unsupported PostgreSQL driver 'postgresql[+]psycopg2'"),
+    ("postgresql://user:secret@db", "the store URL names no database"),
+    # nothing listens on port 1: refused at once
+    ("postgresql://user:secret@127.0.0.1:1/skyweave", "cannot reach the PostgreSQL store "
+                                                      "postgresql://user:[*]{3}@127.0.0.1:1/skyweave"),
     ("sqlite:///:memory:", "give a file"),
 ])
 def test_open_store_refuses_unsupported_urls(url: str, message: str) -> None:
-    with pytest.raises(StoreError, match=message):
+    with pytest.raises(StoreError, match=message) as raised:
         open_store(url)
+    assert "secret" not in str(raised.value)
+
+
+def test_a_postgresql_url_without_psycopg_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "psycopg" else find_spec(name, *args))
+    with pytest.raises(StoreError, match=r"(?s)needs psycopg 3.*skyweave\[postgres\]") as raised:
+        open_store("postgresql://user:secret@db/skyweave")
+    assert "secret" not in str(raised.value)
 
 
 def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Path) -> None:
@@ -441,37 +495,3 @@ def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
     store = open_store(str(path))
     store.close()
     assert path.read_bytes().startswith(b"SQLite format 3\x00")
-
-
-def test_a_store_from_a_newer_skyweave_is_refused(tmp_path: Path) -> None:
-    open_store(str(tmp_path)).close()
-    with sqlite3.connect(tmp_path / "skyweave.db") as connection:
-        connection.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
-    connection.close()
-    with pytest.raises(StoreError, match=r"(?s)schema revision '9999'.*upgrade skyweave"):
-        open_store(str(tmp_path))
-
-
-def test_opening_a_current_store_does_not_run_alembic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                      ) -> None:
-    open_store(str(tmp_path)).close()
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("alembic ran on a store already at head")
-
-    monkeypatch.setattr("alembic.command.upgrade", refuse)
-    open_store(str(tmp_path)).close()
-
-
-def test_migrations_build_exactly_the_schema_module(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path))
-    store.close()
-    assert ScriptDirectory.from_config(store_migrations.alembic_config()).get_current_head() \
-        == SCHEMA_REVISION
-    engine = create_engine(store.url)
-    try:
-        with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-            assert compare_metadata(context, metadata) == []
-    finally:
-        engine.dispose()

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
@@ -22,7 +22,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, insert, inspect, select
 
 from skyweave.errors import StoreError
-from skyweave.store.schema import SCHEMA_REVISION, VERSION_TABLE, meta
+from skyweave.store.schema import ONLY_ON, SCHEMA_REVISION, VERSION_TABLE, meta
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
@@ -35,6 +35,17 @@ def current_revision(conn: Connection) -> str | None:
     if not inspect(conn).has_table(VERSION_TABLE):
         return None
     return conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()
+
+
+def include_object(dialect: str) -> Any:
+    """An Alembic ``include_object`` hook for comparisons on ``dialect``: it leaves out the schema
+    items made only on other dialects (``info[ONLY_ON]`` in ``store/schema.py``)."""
+
+    def include(obj: Any, _name: str | None, _kind: str, _reflected: bool, _compare_to: Any) -> bool:
+        only_on = getattr(obj, "info", {}).get(ONLY_ON)
+        return only_on is None or dialect in only_on
+
+    return include
 
 
 def probe_sqlite_file(path: Path, url: str) -> Literal["new", "current", "upgrade"]:

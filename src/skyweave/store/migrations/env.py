@@ -12,6 +12,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
+from skyweave.store.migrations import include_object
 from skyweave.store.schema import VERSION_TABLE, metadata
 
 config = context.config
@@ -30,6 +31,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         version_table=VERSION_TABLE,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
+        include_object=include_object(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Real servers for the integration tests: installed from Debian's packages if missing, started on
+# 127.0.0.1 on free high ports with their data in a temporary directory, stopped again.
+#
+#   scripts/services.sh start [postgres] [redis] [nats]   start them (all three when none is named);
+#                                                          one already running is left as it is
+#   scripts/services.sh stop  [NAME...]                   stop them (every running one when none named)
+#   scripts/services.sh env                               `export` lines of the running ones' URLs
+#   scripts/services.sh run NAME... -- COMMAND [ARG...]   start, run COMMAND with the URLs and
+#                                                          SKYWEAVE_REQUIRE_SERVICES=1 in its
+#                                                          environment, stop what this call started
+#                                                          (also when COMMAND fails or is interrupted)
+#
+# The URLs are written to $SKYWEAVE_SERVICES_DIR/env (default: .services/env in the repository),
+# one KEY=value a line, which the tests read (tests/services.py):
+#   SKYWEAVE_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:PORT/postgres
+#   SKYWEAVE_TEST_REDIS_URL=redis://127.0.0.1:PORT/0
+#   SKYWEAVE_TEST_NATS_URL=nats://127.0.0.1:PORT
+# Quiet unless something fails (then the failing step's output is shown).  Needs root (or sudo)
+# only to install a missing package; `apt-get update` runs only when a package has no candidate.
+# Servers are throw-away: no fsync, no persistence beyond the temporary directory.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STATE="${SKYWEAVE_SERVICES_DIR:-$ROOT/.services}"
+ENV_FILE="$STATE/env"
+ALL=(postgres redis nats)
+
+say() { printf 'services: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# -- installing ------------------------------------------------------------------------------------
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo -n "$@"
+    else die "installing needs root: run as root, or install the packages yourself ($*)"; fi
+}
+
+quietly() {  # run "$@", showing its output only if it fails
+    local log; log="$(mktemp)"
+    if ! "$@" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; return 1; fi
+    rm -f "$log"
+}
+
+apt_install() {  # apt_install PACKAGE...: update the package lists only if one has no candidate
+    local pkg need_update=0
+    for pkg in "$@"; do
+        # (no pipe into grep -q: with pipefail, apt-cache's SIGPIPE would read as "no candidate")
+        case "$(apt-cache policy "$pkg" 2>/dev/null)" in *"Candidate: ("*|"") need_update=1 ;;
+                                                          *"Candidate: "*) ;; *) need_update=1 ;; esac
+    done
+    if [ "$need_update" = 1 ]; then
+        say "apt-get update (no candidate for $*)"
+        quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            || die "apt-get update failed"
+    fi
+    say "installing $* (Debian packages)"
+    quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+        || die "could not install $*"
+}
+
+pg_bin() {  # the newest installed PostgreSQL server's bin directory, or nothing
+    local found
+    found="$(ls -d /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)"
+    [ -n "$found" ] && dirname "$found"
+    return 0
+}
+
+ensure_installed() {
+    case "$1" in
+        postgres) [ -n "$(pg_bin)" ] || apt_install postgresql
+                  [ -n "$(pg_bin)" ] || die "PostgreSQL installed but no /usr/lib/postgresql/*/bin/pg_ctl" ;;
+        redis)    command -v redis-server >/dev/null || apt_install redis-server ;;
+        nats)     command -v nats-server >/dev/null || apt_install nats-server ;;
+        *)        die "unknown service '$1' (known: ${ALL[*]})" ;;
+    esac
+}
+
+# -- state: the env file and one directory per running service ----------------------------------
+
+var_of() { case "$1" in postgres) echo SKYWEAVE_TEST_POSTGRES_URL ;; redis) echo SKYWEAVE_TEST_REDIS_URL ;;
+                        nats) echo SKYWEAVE_TEST_NATS_URL ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
+
+dir_of() { [ -f "$STATE/$1.dir" ] && cat "$STATE/$1.dir"; return 0; }
+
+pid_of() {  # the pid of a running service's server, or nothing
+    local dir pid=""; dir="$(dir_of "$1")"
+    [ -n "$dir" ] || return 0
+    case "$1" in
+        postgres) [ -f "$dir/data/postmaster.pid" ] && pid="$(head -n 1 "$dir/data/postmaster.pid")" ;;
+        redis)    [ -f "$dir/redis.pid" ] && pid="$(cat "$dir/redis.pid")" ;;
+        nats)     [ -f "$dir/nats.pid" ] && pid="$(cat "$dir/nats.pid")" ;;
+    esac
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
+    return 0
+}
+
+set_url() {  # set_url NAME URL (URL empty: remove the line)
+    local var; var="$(var_of "$1")"
+    mkdir -p "$STATE"
+    { [ -f "$ENV_FILE" ] && grep -v "^$var=" "$ENV_FILE" || true; } > "$ENV_FILE.new"
+    [ -z "$2" ] || echo "$var=$2" >> "$ENV_FILE.new"
+    mv "$ENV_FILE.new" "$ENV_FILE"
+    [ -s "$ENV_FILE" ] || rm -f "$ENV_FILE"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for() {  # wait_for WHAT COMMAND...: up to 10 s for COMMAND to succeed
+    local i
+    for i in $(seq 200); do "${@:2}" >/dev/null 2>&1 && return 0; sleep 0.05; done
+    say "$1 did not become ready within 10 s"; return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# -- starting and stopping each server --------------------------------------------------------------
+
+as_postgres() {  # run a PostgreSQL command as the postgres user when root (initdb refuses root)
+    if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; else "$@"; fi
+}
+
+start_postgres() {
+    local dir="$1" port="$2" bin; bin="$(pg_bin)"
+    [ "$(id -u)" != 0 ] || chown postgres "$dir"
+    quietly as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 \
+        || return 1
+    quietly as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 20 start \
+        -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        || { cat "$dir/log" >&2 2>/dev/null; return 1; }
+    echo "postgresql://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+    quietly as_postgres "$(pg_bin)/pg_ctl" -D "$1/data" -m fast -w -t 20 stop
+}
+
+start_redis() {
+    local dir="$1" port="$2"
+    quietly redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+        --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/log" || return 1
+    wait_for redis port_open "$port" || { cat "$dir/log" >&2; return 1; }
+    wait_for "redis pid file" test -s "$dir/redis.pid" || return 1
+    echo "redis://127.0.0.1:$port/0"
+}
+
+start_nats() {
+    local dir="$1" port="$2"
+    nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/js" -P "$dir/nats.pid" -l "$dir/log" </dev/null >/dev/null 2>&1 &
+    wait_for nats port_open "$port" || { cat "$dir/log" >&2; return 1; }
+    wait_for "nats pid file" test -s "$dir/nats.pid" || return 1
+    echo "nats://127.0.0.1:$port"
+}
+
+stop_by_pid() {  # stop_by_pid NAME: SIGTERM, then wait up to 10 s for the process to go
+    local pid; pid="$(pid_of "$1")"
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || return 0
+    wait_for "$1 to stop" bash -c "! kill -0 $pid 2>/dev/null"
+}
+
+start_one() {
+    local name="$1" dir port url attempt
+    if [ -n "$(pid_of "$name")" ] && grep -q "^$(var_of "$name")=" "$ENV_FILE" 2>/dev/null; then
+        return 0  # already running: leave it
+    fi
+    stop_one "$name"  # a stale one (died, or half-started): clean up first
+    ensure_installed "$name"
+    mkdir -p "$STATE"
+    for attempt in 1 2 3; do  # a free port can be taken between choosing and binding it
+        dir="$(mktemp -d "${TMPDIR:-/tmp}/skyweave-$name.XXXXXX")"
+        chmod 755 "$dir"
+        echo "$dir" > "$STATE/$name.dir"
+        port="$(free_port)"
+        if url="$("start_$name" "$dir" "$port")"; then
+            set_url "$name" "$url"
+            STARTED+=("$name")
+            return 0
+        fi
+        say "$name did not start on port $port (attempt $attempt)"
+        stop_one "$name"
+    done
+    die "could not start $name; its log was shown above"
+}
+
+stop_one() {
+    local name="$1" dir; dir="$(dir_of "$name")"
+    if [ -n "$dir" ]; then
+        if [ -n "$(pid_of "$name")" ]; then
+            case "$name" in
+                postgres) stop_postgres "$dir" || say "postgres did not stop cleanly" ;;
+                *) stop_by_pid "$name" || say "$name did not stop" ;;
+            esac
+        fi
+        case "$dir" in "${TMPDIR:-/tmp}"/skyweave-"$name".*) rm -rf "$dir" ;; esac
+    fi
+    rm -f "$STATE/$name.dir"
+    set_url "$name" ""
+}
+
+running() { local n; for n in "${ALL[@]}"; do [ -z "$(dir_of "$n")" ] || echo "$n"; done; }
+
+print_env() { [ -f "$ENV_FILE" ] && sed 's/^/export /' "$ENV_FILE"; return 0; }
+
+# -- commands -----------------------------------------------------------------------------------------
+
+STARTED=()
+cmd="${1:-}"; shift || true
+case "$cmd" in
+    start)
+        names=("$@"); [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+        for n in "${names[@]}"; do var_of "$n" >/dev/null; done
+        for n in "${names[@]}"; do start_one "$n"; done
+        print_env ;;
+    stop)
+        if [ $# -gt 0 ]; then names=("$@"); else mapfile -t names < <(running); fi
+        for n in "${names[@]}"; do var_of "$n" >/dev/null; stop_one "$n"; done ;;
+    env)
+        print_env ;;
+    run)
+        names=()
+        while [ $# -gt 0 ] && [ "$1" != "--" ]; do names+=("$1"); shift; done
+        [ $# -gt 1 ] || die "usage: $0 run NAME... -- COMMAND [ARG...]"
+        shift
+        for n in "${names[@]}"; do var_of "$n" >/dev/null; done
+        # stop what this call started however it ends (failure, Ctrl-C, kill)
+        trap 'for n in "${STARTED[@]}"; do stop_one "$n"; done' EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        for n in "${names[@]}"; do start_one "$n"; done
+        set +e
+        (set -a; [ ! -f "$ENV_FILE" ] || . "$ENV_FILE"; export SKYWEAVE_REQUIRE_SERVICES=1; exec "$@")
+        status=$?
+        set -e
+        exit "$status" ;;
+    *)
+        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+        exit 2 ;;
+esac

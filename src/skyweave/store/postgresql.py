@@ -1,0 +1,270 @@
+"""``PostgreSQLStore``: the scale-out store, one PostgreSQL database (or schema) shared by hosts.
+
+``postgresql://user@host:port/db`` (or ``postgresql+psycopg://``, or ``postgres://``) names it;
+the driver is always psycopg 3 (``pip install 'skyweave[postgres]'``).  Libpq parameters go in the
+query string as usual, e.g. ``?options=-csearch_path%3Dmy_schema`` to keep the store's tables in a
+schema of a shared database (the schema must exist).  The reads, the task registry, the catalogue
+and the lineage CTEs are the SQL shared with SQLite (``records_sql``, ``tasks_sql``,
+``catalogue_sql``, ``lineage_sql``); what differs:
+
+* a connection pool of ``pool_size`` connections (``Settings.store_pool_size``) plus as many
+  again in overflow, checked before use (``pool_pre_ping``: a restarted server costs a reconnect,
+  not an error);
+* a ``Changeset`` is one transaction of ``INSERT ... ON CONFLICT`` statements, each sent as one
+  ``executemany`` (psycopg pipelines the rows);
+* product attributes are ``JSONB`` (revision 0004) matched with ``@>`` (the GIN index) and ``->``
+  (exact equality); the engine binds JSON as text, the codec (``schema.RecordCodec``) decodes it;
+* migrations run inside one transaction holding an advisory lock, so processes opening a new
+  store at the same time create it once (DDL is transactional in PostgreSQL);
+* the controller lease is a row updated with ``ON CONFLICT ... WHERE`` (row-locked: two
+  controllers racing for an expired lease cannot both win).
+
+A database (or schema) that holds tables but no ``skyweave_version`` is someone else's: refused
+untouched, as for SQLite files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    String,
+    any_,
+    bindparam,
+    create_engine,
+    delete,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from skyweave.errors import StoreError
+from skyweave.model.records import Changeset
+from skyweave.store import DEFAULT_POOL_SIZE
+from skyweave.store.base import Store
+from skyweave.store.catalogue_sql import CatalogueQueries
+from skyweave.store.lineage_sql import LineageQueries
+from skyweave.store.migrations import current_revision, upgrade
+from skyweave.store.records_sql import RecordQueries
+from skyweave.store.schema import (
+    ACTIVITY,
+    ATTEMPT,
+    EVENT,
+    OUTBOX,
+    PRODUCT,
+    RUN,
+    SCHEMA_REVISION,
+    USAGE,
+    VERSION_TABLE,
+    activities,
+    attempts,
+    controller_lease,
+    encode_json,
+    events,
+    outbox,
+    products,
+    runs,
+    task_routes,
+    usages,
+)
+from skyweave.store.tasks_sql import TaskRegistry
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 0x736B7977  # "skyw"
+"""Advisory lock key held while a process migrates the store (others wait, then find it done)."""
+
+CONNECT_TIMEOUT_S = 10
+"""Seconds to wait for the server to accept a connection."""
+
+_DRIVER = "postgresql+psycopg"
+_IDS = ARRAY(String)
+"""Ids bound as one array parameter (``= ANY(:ids)``): one statement however many there are."""
+
+
+def engine_url(url: str) -> URL:
+    """The SQLAlchemy URL for a store URL: the psycopg 3 driver, whatever alias was given."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"cannot parse the store URL {url!r}: {exc}",
+                         hint="write postgresql://user@host:5432/database", store=url) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in {"postgresql", "postgres"} or driver not in {"", "psycopg"}:
+        raise StoreError(f"unsupported PostgreSQL driver {parsed.drivername!r} in the store URL",
+                         hint="write postgresql:// or postgresql+psycopg:// (psycopg 3 is the driver)",
+                         store=parsed.render_as_string(hide_password=True))
+    if not parsed.database:
+        raise StoreError("the store URL names no database",
+                         hint="write postgresql://user@host:5432/database",
+                         store=parsed.render_as_string(hide_password=True))
+    return parsed.set(drivername=_DRIVER)
+
+
+def _json_text(value: Any) -> str:
+    """Bind JSON as text: record fields arrive already encoded (``RecordCodec.to_row``)."""
+    return value if isinstance(value, str) else encode_json(value)
+
+
+def _json_raw(value: bytes) -> bytes:
+    """Leave ``JSONB`` results as the server's text: ``RecordCodec.from_row`` decodes them."""
+    return value
+
+
+def _upsert(table: Any, keys: Sequence[str]) -> Any:
+    stmt = insert(table)
+    updated = {c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys and c.name != "seq"}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=updated)
+
+
+def _insert_new(table: Any, keys: Sequence[str]) -> Any:
+    return insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, Store):
+    """The store in a PostgreSQL database; see the module docstring."""
+
+    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        target = engine_url(url)
+        self.url = make_url(url).render_as_string(hide_password=True)
+        # a host that does not answer is an error after CONNECT_TIMEOUT_S, not a hang (unless the
+        # URL says otherwise)
+        timeout = {} if "connect_timeout" in target.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+        self._engine = create_engine(
+            target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+            json_serializer=_json_text, json_deserializer=_json_raw, connect_args=timeout)
+        self._writer = self._engine  # TaskRegistry and CatalogueQueries write through ``_writer``
+        try:
+            self._migrate()
+        except OperationalError as exc:
+            self._engine.dispose()
+            raise StoreError(f"cannot reach the PostgreSQL store {self.url}: {exc.orig or exc}",
+                             hint="check that the server runs and the URL (host, port, user, database) "
+                                  "is right", store=self.url) from exc
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._upserts = (_upsert(runs, ["id"]), _upsert(activities, ["id"]),
+                         _upsert(attempts, ["activity_id", "attempt"]))
+        self._inserts = (_insert_new(products, ["id"]),
+                         _insert_new(usages, ["activity_id", "product_id", "role"]),
+                         _insert_new(events, ["id"]), _insert_new(outbox, ["id"]))
+
+    def __repr__(self) -> str:
+        return f"PostgreSQLStore({self.url!r})"
+
+    def _migrate(self) -> None:
+        """Bring the schema to ``SCHEMA_REVISION`` (one query when it is there already)."""
+        with self._engine.connect() as conn:
+            if current_revision(conn) == SCHEMA_REVISION:
+                return
+        with self._engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+            names = set(inspect(conn).get_table_names())
+            if names and VERSION_TABLE not in names:
+                shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+                schema = conn.execute(select(func.current_schema())).scalar()
+                raise StoreError(
+                    f"{self.url} is a PostgreSQL database but not a skyweave store (schema {schema!r} "
+                    f"has tables {shown})",
+                    hint="give skyweave a database of its own, or a schema of its own with "
+                         "?options=-csearch_path%3Dschema_name", store=self.url)
+            upgrade(conn, self.url)
+
+    # -- writes ---------------------------------------------------------------------------------
+    def apply(self, changes: Changeset) -> None:
+        # an upsert's last row for a key is what the table ends with: write only that one, at the
+        # place of the first (the row's seq), as SQLiteStore does
+        run_upsert, activity_upsert, attempt_upsert = self._upserts
+        product_insert, usage_insert, event_insert, outbox_insert = self._inserts
+        batches = [
+            (run_upsert, [RUN.to_row(r) for r in {r.id: r for r in changes.runs}.values()]),
+            (activity_upsert, [ACTIVITY.to_row(a) for a in {a.id: a for a in changes.activities}.values()]),
+            (attempt_upsert,
+             [ATTEMPT.to_row(a) for a in {(a.activity_id, a.attempt): a for a in changes.attempts}.values()]),
+            (product_insert, [PRODUCT.to_row(p) for p in changes.products]),
+            (usage_insert, [USAGE.to_row(u) for u in changes.usages]),
+            (event_insert, [EVENT.to_row(e) for e in changes.events]),
+            (outbox_insert, [OUTBOX.to_row(o) for o in changes.outbox]),
+        ]
+        if not any(rows for _, rows in batches) and not changes.outbox_published:
+            return
+        with self._engine.begin() as conn:
+            for stmt, rows in batches:
+                if rows:
+                    conn.execute(stmt, rows)
+            if changes.outbox_published:
+                self._delete_outbox(conn, changes.outbox_published)
+
+    @staticmethod
+    def _delete_outbox(conn: Connection, ids: Sequence[str]) -> None:
+        conn.execute(delete(outbox).where(outbox.c.id == any_(bindparam("ids", type_=_IDS))),
+                     {"ids": list(ids)})
+
+    def clear_outbox(self, ids: Sequence[str]) -> None:
+        if ids:
+            with self._engine.begin() as conn:
+                self._delete_outbox(conn, ids)
+
+    def mark_products(self, ids: Sequence[str], state: str) -> None:
+        if ids:
+            with self._engine.begin() as conn:
+                conn.execute(update(products).where(products.c.id == any_(bindparam("ids", type_=_IDS)))
+                             .values(state=state), {"ids": list(ids)})
+
+    @staticmethod
+    def _route(conn: Connection, name: str, version: str, now: float) -> None:
+        stmt = insert(task_routes).values(name=name, version=version, updated_at=now)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["name"], set_={"version": version, "updated_at": now}))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def _attribute_equals(self, key: str, value: Any) -> ColumnElement[bool]:
+        document = type_coerce(products.c.attributes, JSONB)
+        item = document[key]
+        if value is None:  # missing or JSON null, as json_extract on SQLite
+            return or_(item.is_(None), item == literal("null", JSONB))
+        # @> lets the GIN index find candidates; -> = keeps the match exact (an array attribute
+        # contains more than the array asked for, but does not equal it)
+        return document.op("@>", is_comparison=True)(literal(encode_json({key: value}), JSONB)) & (
+            item == literal(encode_json(value), JSONB))
+
+    # -- controller lease -------------------------------------------------------------------------
+    def acquire_controller_lease(self, owner: str, ttl_s: float, now: float) -> bool:
+        lease = controller_lease.c
+        stmt = insert(controller_lease).values(id=1, owner=owner, expires_at=now + ttl_s)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"owner": owner, "expires_at": now + ttl_s},
+            where=(lease.owner == owner) | (lease.expires_at <= now),
+        )
+        with self._engine.begin() as conn:
+            conn.execute(stmt)
+            holder = conn.execute(select(lease.owner).where(lease.id == 1)).scalar_one()
+        return bool(holder == owner)
+
+    def release_controller_lease(self, owner: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(delete(controller_lease).where(controller_lease.c.owner == owner))
+
+    def controller_lease_holder(self) -> tuple[str, float] | None:
+        """``(owner, expires_at)`` as stored, expired or not (the caller knows what "now" is)."""
+        lease = controller_lease.c
+        with self._engine.connect() as conn:
+            row = conn.execute(select(lease.owner, lease.expires_at).where(lease.id == 1)).first()
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def close(self) -> None:
+        self._engine.dispose()

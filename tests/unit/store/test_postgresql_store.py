@@ -1,0 +1,96 @@
+"""What only ``PostgreSQLStore`` does, against the server of ``scripts/services.sh``: someone else's
+schema refused untouched, a new store migrated once by processes opening it together, a pool of the
+size the settings give, attributes in ``JSONB`` found through their GIN index."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, inspect
+
+from skyweave.errors import StoreError
+from skyweave.model.records import Changeset, ProductRecord
+from skyweave.store import open_store
+from skyweave.store.postgresql import PostgreSQLStore
+from skyweave.store.schema import SCHEMA_REVISION, VERSION_TABLE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def admin(postgres_store_url: str) -> Iterator[Engine]:
+    engine = create_engine(postgres_store_url)
+    yield engine
+    engine.dispose()
+
+
+def test_someone_elses_schema_is_refused_untouched(postgres_store_url: str, admin: Engine) -> None:
+    with admin.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE sources (ra float8, dec float8)")
+        conn.exec_driver_sql("INSERT INTO sources VALUES (83.6, 22.0)")
+    with pytest.raises(StoreError, match=r"not a skyweave store \(schema 't_\w+' has tables sources\)"):
+        open_store(postgres_store_url)
+    with admin.connect() as conn:
+        assert inspect(conn).get_table_names() == ["sources"]
+        assert conn.exec_driver_sql("SELECT ra, dec FROM sources").all() == [(83.6, 22.0)]
+
+
+def test_processes_opening_a_new_store_together_migrate_it_once(postgres_store_url: str, admin: Engine
+                                                                ) -> None:
+    opened: list[PostgreSQLStore] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            opened.append(PostgreSQLStore(postgres_store_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in opened:
+        store.close()
+    assert errors == []
+    with admin.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalars().all() \
+            == [SCHEMA_REVISION]
+        assert conn.exec_driver_sql("SELECT count(*) FROM meta WHERE key = 'created_at'").scalar() == 1
+
+
+def test_the_pool_holds_the_connections_the_settings_give(postgres_store_url: str) -> None:
+    store = open_store(postgres_store_url, pool_size=3)
+    try:
+        assert isinstance(store, PostgreSQLStore)
+        assert store._engine.pool.size() == 3  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_attributes_are_jsonb_matched_through_the_gin_index(postgres_store_url: str, admin: Engine) -> None:
+    store = open_store(postgres_store_url)
+    try:
+        store.apply(Changeset(products=[
+            ProductRecord(id=f"prd-{i}", uri=f"file:///p{i}", attributes={"band": "soft" if i % 2 else "hard",
+                                                                       "ccd": i % 7})
+            for i in range(2000)]))
+        with admin.begin() as conn:
+            assert conn.exec_driver_sql(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'products' "
+                "AND column_name = 'attributes'").scalar() == "jsonb"
+            conn.exec_driver_sql("ANALYZE products")
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a table this small would be scanned
+            plan = "\n".join(conn.exec_driver_sql(
+                """EXPLAIN SELECT id FROM products WHERE attributes @> '{"ccd": 3}'""").scalars())
+        assert "ix_products_attributes" in plan
+        found = store.find_products(match={"ccd": 3, "band": "soft"})
+        assert sorted(p.id for p in found) == sorted(f"prd-{i}" for i in range(2000) if i % 7 == 3 and i % 2)
+    finally:
+        store.close()
