@@ -83,7 +83,7 @@ class Engine:
         chosen = list(listeners or []) + [load_listener(ref) for ref in settings.listeners]
         self.listeners: ListenerHost | None = None
         if chosen and controller:
-            self.listeners = ListenerHost(self.bus, chosen, submit=submit)
+            self.listeners = ListenerHost(self.bus, chosen, submit=submit, drain_s=settings.listener_drain_s)
         if worker:
             env = make_env(settings, "embedded")
             self.worker = WorkerService(self.bus, make_executor(settings, env), lease_s=settings.lease_s,

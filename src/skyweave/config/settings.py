@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     batch: int = Field(512, description="Most events the controller handles in one transaction.")
     listeners: list[str] = Field(default_factory=list,
                                  description="Listener references (path.py:obj or module:obj).")
+    listener_drain_s: float = Field(5.0, ge=0,
+                                    description="At shutdown, seconds in all that listeners get to handle "
+                                                "the events already on the bus; a listener still busy then "
+                                                "is given nothing more, and what it missed is logged.")
     aspects: list[str] = Field(default_factory=list,
                                description="Extra aspect references (module:Class?pattern=…).")
     preload: list[str] = Field(default_factory=list,

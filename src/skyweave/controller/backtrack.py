@@ -74,6 +74,7 @@ class Backtracker:
                                   reason=need.reason, at=ctrl._now, match=dict(need.match),
                                   provider_params=dict(need.provider_params)))
         ctrl.touch(rec)
+        ctrl.announce(rec)
         ctrl._d.lookups.append(LookupProducts(rec.id, rec.attempt, need, tuple(sorted(tried))))
 
     def on_products_found(self, ev: ProductsFound) -> None:
@@ -171,6 +172,7 @@ class Backtracker:
         self.parked.setdefault(need.product_type, {})[rec.id] = dict(need.match)
         ctrl._d.timers.append(Timer(at=until, kind="park", activity_id=rec.id))
         ctrl.touch(rec)
+        ctrl.announce(rec)
 
     def on_product(self, product: ProductRecord) -> None:
         waiting = self.parked.get(product.type)

@@ -61,6 +61,7 @@ def cancel_run(ctrl: Controller, run: RunState) -> None:
             run.finish_instance(run.insts[where[0]][where[1]], CANCELLED)
         ctrl.bt.forget(aid)
         ctrl.touch(rec)
+        ctrl.announce(rec)
     ctrl._d.finished_runs.append(run.record.id)
 
 

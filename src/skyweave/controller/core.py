@@ -169,7 +169,10 @@ class Controller:
     def emit(self, message: Any) -> None:
         self._d.announcements.append(m.encode_message(new_id("evt"), message))
 
-    def _activity_event(self, rec: ActivityRecord) -> None:
+    def announce(self, rec: ActivityRecord) -> None:
+        """Tell listeners and watchers the activity's new state (``activity.<state>``): terminal
+        states and the waiting ones (retry_wait, backtracking, parked), not the hot path's queued,
+        dispatched and running."""
         if self.publish_activity_events:
             self.emit(m.ActivityStateChanged(activity_id=rec.id, run_id=rec.run_id, task=rec.task_name,
                                              state=rec.state, at=self._now))
@@ -312,6 +315,7 @@ class Controller:
                    "message": "its condition was false or an input was skipped"})
         inst.activity = rec.id
         self.touch(rec)
+        self.announce(rec)
 
     def new_provider_activity(self, blocked: ActivityRecord, spec: TaskSpec, args: dict[str, Any]
                               ) -> ActivityRecord:
@@ -460,7 +464,7 @@ class Controller:
         rec.ended_at = self._now
         rec.error = None
         self.touch(rec)
-        self._activity_event(rec)
+        self.announce(rec)
         run = self.runs[rec.run_id]
         run.active -= 1
         where = self.where.pop(rec.id, None)
@@ -487,6 +491,7 @@ class Controller:
             rec.state = A.RETRY_WAIT
             rec.error = error
             self.touch(rec)
+            self.announce(rec)
             self._d.timers.append(Timer(at=self._now + delay, kind="retry", activity_id=rec.id))
             return
         if ev.retryable and rec.max_attempts > 1:
@@ -499,7 +504,7 @@ class Controller:
         rec.ended_at = self._now
         self.queue.discard(rec.id)
         self.touch(rec)
-        self._activity_event(rec)
+        self.announce(rec)
         run = self.runs[rec.run_id]
         run.active -= 1
         run.failures += 1

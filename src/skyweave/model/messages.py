@@ -236,6 +236,10 @@ Event = (
 )
 Message = Event | DispatchActivity
 
+ANNOUNCEMENTS = (RunStateChanged, ActivityStateChanged, ProductCreated)
+"""What the controller publishes about facts it has recorded: all that listeners hear (one event
+per fact; the workers' reports on the same log are the controller's input, not facts yet)."""
+
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     """What travels on the wire: a version, a unique id (for deduplication) and the message."""

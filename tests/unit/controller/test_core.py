@@ -355,3 +355,34 @@ def test_priority_change_reaches_work_already_on_the_bus() -> None:
     d = w.feed(m.PriorityChangeRequested(priority=7, run_id=run))
     assert sorted(d.reprioritize) == sorted((f"{a.id}:{a.attempt}", 7) for a in on_bus)
     assert all(a.priority == 7 for a in w.acts("job"))
+
+
+def _activity_topics(w: World, activity_id: str) -> list[str]:
+    return [m.topic_of(e) for e in w.events_out
+            if isinstance(e, m.ActivityStateChanged) and e.activity_id == activity_id]
+
+
+def test_listeners_hear_the_waits_and_ends_of_an_activity_once_each() -> None:
+    flows.FLAKY.clear()
+    w = World()
+    w.submit(flows.retrying, {"key": "c", "fail_times": 1})
+    w.drain()
+    w.fire_timers(w.now + 5.0)
+    w.drain()
+    (act,) = w.acts("flaky")
+    assert _activity_topics(w, act.id) == ["activity.retry_wait", "activity.succeeded"]
+
+    w = World()
+    w.submit(flows.parking)
+    w.drain()
+    (parked,) = w.acts("parks")
+    w.fire_timers(w.now + 61)
+    assert _activity_topics(w, parked.id) == ["activity.backtracking", "activity.parked", "activity.failed"]
+
+    w = World(default_window=1)
+    run = w.submit(flows.fan, {"n": 3})
+    w.step()
+    w.feed(m.RunControlRequested(run_id=run, action="cancel"))
+    cancelled = [a for a in w.acts() if a.state == "cancelled"]
+    assert cancelled
+    assert all(_activity_topics(w, a.id) == ["activity.cancelled"] for a in cancelled)

@@ -85,3 +85,25 @@ def test_results_of_a_failed_run_raise_with_the_reason(tmp_path: Path) -> None:
         run = client.run(flows.failing, timeout=30)
         with pytest.raises(RunFailedError, match=r"explode\) failed: bad input 1"):
             run.results()
+
+
+def test_a_failure_reaches_activity_failed_listeners_once_with_its_run_and_task(tmp_path: Path) -> None:
+    topics: list[str] = []
+    fields: list[tuple[str, str, str, str]] = []
+
+    @listener("activity.*", "run.*")
+    def note_endings(topic: str, event: Any, ctx: ListenerContext) -> None:
+        topics.append(topic)
+        if topic.startswith("activity."):  # the fields docs/operations.md lists (raises if one is missing)
+            fields.append((event.run_id, event.activity_id, event.task, event.state))
+
+    with Client(str(tmp_path / "st"), executor="threads", workers=1, listeners=[note_endings]) as client:
+        run = client.run(flows.failing, timeout=30)
+        assert run.status == "failed"
+        (act,) = run.activities()
+        engine = client.engine
+    assert engine is not None
+    assert engine.listeners is not None
+    assert engine.listeners.errors == {}
+    assert topics == ["run.running", "activity.failed", "run.failed"], "one event per fact"
+    assert fields == [(run.id, act.id, "explode", "failed")]
