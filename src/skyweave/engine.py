@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from skyweave.bus import open_bus
 from skyweave.bus.base import Bus
@@ -19,6 +20,7 @@ from skyweave.controller.service import ControllerService
 from skyweave.errors import SkyweaveError
 from skyweave.executors.base import ExecutionEnv, Executor
 from skyweave.executors.local import LocalExecutor
+from skyweave.executors.resolve import use_import_path
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService
 from skyweave.listeners import Listener, ListenerHost, load_listener
@@ -29,11 +31,19 @@ from skyweave.store.base import Store
 log = logging.getLogger(__name__)
 
 
+def started_in() -> tuple[str, ...]:
+    """Where user modules named in the settings (``module:Class`` aspects, ``module:name``
+    listeners, preload modules) are looked for first: the current directory, where the settings
+    were read (docs/operations.md)."""
+    return (str(Path.cwd()),)
+
+
 def make_env(settings: Settings, worker: str) -> ExecutionEnv:
     root = settings.store_dir
     return ExecutionEnv(worker=worker, storage_root=root / "products", work_root=root / "work",
                         log_root=root / "logs", aspects=tuple(settings.aspects),
-                        builtin_aspects=settings.provenance, preload=tuple(settings.preload))
+                        builtin_aspects=settings.provenance, preload=tuple(settings.preload),
+                        import_path=started_in())
 
 
 def make_executor(settings: Settings, env: ExecutionEnv) -> Executor:
@@ -80,6 +90,8 @@ class Engine:
                                                 window=settings.window, batch=settings.batch,
                                                 control_bus=control_bus)
             self.controller.core.record_usages = settings.provenance
+        if settings.listeners and controller:
+            use_import_path(started_in())
         chosen = list(listeners or []) + [load_listener(ref) for ref in settings.listeners]
         self.listeners: ListenerHost | None = None
         if chosen and controller:

@@ -29,6 +29,14 @@ def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "skyweave.cli.main", *args]
 
 
+def installed_skyweave() -> Path:
+    """The ``skyweave`` console script of this environment, the command users type (unlike
+    ``python -m skyweave.cli.main``, it does not put the current directory on ``sys.path``)."""
+    script = Path(sys.executable).parent / "skyweave"
+    assert script.is_file(), f"no installed skyweave script beside {sys.executable}: run `make dev` (pip install -e .)"
+    return script
+
+
 def flat(text: str) -> str:
     """Collapse whitespace (rich may wrap long lines)."""
     return " ".join(text.split())

@@ -7,8 +7,9 @@ Conventions in the Markdown pages (see docs/index.md, "About the examples"):
   working directory when the reader reaches it (a later block with the same name replaces it);
 * in a ``console`` block, each line starting with ``$ `` is a command; other lines are sample output
   and are ignored.  Commands run in order, in one fresh temporary directory per page, with
-  ``--store`` pointing into it.  ``skyweave`` is run as ``sys.executable -m skyweave.cli.main`` and
-  ``python`` as ``sys.executable``; anything else runs under ``bash``;
+  ``--store`` pointing into it.  ``skyweave`` is the installed console script (``skyweave`` beside
+  ``sys.executable``, the command users type) and ``python`` is ``sys.executable``; anything else
+  runs under ``bash``;
 * a command must exit 0, unless it ends with ``# exits N``;
 * ``... &`` starts a command in the background (like a second terminal); ``wait`` waits for the
   background commands that end on their own (not ``controller``/``worker``) and checks they exit 0;
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import cli_env
+from .helpers import cli_env, installed_skyweave
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 RUN_PAGES = ["index.md", "tutorial.md", "dynamic.md", "operations.md"]
@@ -141,7 +142,7 @@ class Session:
         words = shlex.split(command)
         if words[0] == "skyweave":
             extra = [] if "--help" in words else ["--store", str(self.store)]
-            words = [sys.executable, "-m", "skyweave.cli.main", *words[1:], *extra]
+            words = [str(installed_skyweave()), *words[1:], *extra]
         elif words[0] == "python":
             words = [sys.executable, *words[1:]]
         else:

@@ -43,6 +43,10 @@ class ExecutionEnv:
     """Modules each worker process imports as it starts, before it takes work: the import of a
     pipeline with heavy dependencies (astropy, scipy...) is then paid at start-up, not by the first
     activity of each task module in every process."""
+    import_path: tuple[str, ...] = ()
+    """Directories put first on ``sys.path`` of every worker process before it imports aspects,
+    preload modules and tasks: the directory skyweave was started in (see ``engine.make_env``), so
+    a ``module:Class`` there loads in worker processes as it would with ``python -m``."""
     extra: dict[str, str] = field(default_factory=dict)
 
 

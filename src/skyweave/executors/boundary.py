@@ -45,7 +45,7 @@ from skyweave.errors import SkyweaveError, TaskFailure
 from skyweave.executors.base import ExecutionEnv, Outcome
 from skyweave.executors.command import run_command
 from skyweave.executors.products import bind_arguments, store_products
-from skyweave.executors.resolve import resolve_task
+from skyweave.executors.resolve import resolve_task, use_import_path
 from skyweave.model.context import ActivityContext, reset_context, set_context
 from skyweave.model.messages import (
     ActivityFailed,
@@ -111,6 +111,7 @@ class Boundary:
 
     def __init__(self, env: ExecutionEnv, *, exclusive_process: bool = True) -> None:
         self.env = env
+        use_import_path(env.import_path)
         self.storage = LocalStorage(env.storage_root)
         aspects = builtin_aspects(env, exclusive_process=exclusive_process) if env.builtin_aspects else []
         aspects += [load_aspect(ref) for ref in env.aspects]

@@ -34,7 +34,7 @@ from skyweave.aspects.builtin import capture_scratch_path
 from skyweave.executors.base import ExecutionEnv, Outcome
 from skyweave.executors.boundary import HOST, Boundary
 from skyweave.executors.local_queue import Item
-from skyweave.executors.resolve import preload
+from skyweave.executors.resolve import preload, use_import_path
 from skyweave.model.messages import (
     ActivityFailed,
     ActivityFinished,
@@ -170,6 +170,7 @@ def child_main(conn: Connection, env: ExecutionEnv) -> None:
     faulthandler.enable()  # a crash's Python traceback goes to fd 2: the activity's log
     boundary: Boundary | None = None
     setup_error = ""
+    use_import_path(env.import_path)
     try:
         boundary = Boundary(env, exclusive_process=True)
     except Exception:

@@ -40,6 +40,17 @@ def resolve_task(task: TaskSpec) -> Callable[..., Any]:
     return function
 
 
+def use_import_path(directories: Iterable[str]) -> None:
+    """Put ``directories`` at the front of ``sys.path`` (each once), as ``python -m`` does for the
+    current directory: user modules named ``module:NAME`` in the settings (aspects, listeners,
+    preload modules, tasks) are found there however skyweave was started (the ``skyweave`` script
+    puts only its own directory on the path; a process pool's children inherit a copy of the path
+    from when the pool's server started)."""
+    for directory in reversed(list(directories)):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+
+
 def preload(modules: Iterable[str]) -> list[str]:
     """Import ``modules`` now (a worker's start-up, see ``ExecutionEnv.preload``); what failed, one
     line each.  A failure is not fatal here: an activity that needs the module reports the import

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from skyweave.executors.base import ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST, Boundary
-from skyweave.executors.resolve import preload
+from skyweave.executors.resolve import preload, use_import_path
 from skyweave.model.messages import ActivityFailed, ActivityStarted, DispatchActivity
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class ThreadExecutor(Executor):
 
     def start(self) -> None:
         if self._pool is None:
+            use_import_path(self.env.import_path)
             for failure in preload(self.env.preload):
                 log.warning("preload of %s (activities that need it will report it)", failure)
             self._boundary = Boundary(self.env, exclusive_process=False)

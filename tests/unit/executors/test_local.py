@@ -285,6 +285,29 @@ def test_overhead_of_no_op_activities_is_small(local: LocalExecutor, env: Execut
         threads.close()
 
 
+def test_children_import_aspects_from_the_directory_skyweave_started_in(env: ExecutionEnv, tmp_path: Path) -> None:
+    """``skyweave run`` from the folder holding ``checks.py`` with ``aspects = ["checks:..."]``: the
+    console script does not put that folder on ``sys.path`` (``python -m`` would), the env does."""
+    folder = tmp_path / "started_here"
+    folder.mkdir()
+    (folder / "here_aspects.py").write_text(
+        "from skyweave.aspects import Aspect\n"
+        "class Stamp(Aspect):\n"
+        "    name = 'stamp'\n")
+    assert str(folder) not in sys.path
+    executor = LocalExecutor(dataclasses.replace(env, aspects=("here_aspects:Stamp",),
+                                                 import_path=(str(folder),)), processes=1)
+    try:
+        d = dispatch(by_path("noop"))
+        executor.submit([d])
+        outcome = run_until(executor, [d.activity_id])[d.activity_id]
+        assert isinstance(outcome, ActivityFinished), outcome
+        assert "stamp" in outcome.aspects
+    finally:
+        executor.close()
+    assert str(folder) not in sys.path, "only the worker processes' path changed"
+
+
 def test_children_that_die_as_they_start_make_the_executor_give_up(
     env: ExecutionEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
