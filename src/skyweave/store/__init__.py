@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from skyweave.errors import StoreError
-from skyweave.store.base import Store
+from skyweave.store.base import DEFAULT_POOL_SIZE, Store
 from skyweave.store.sqlite import SQLiteStore
 
 __all__ = ["BACKENDS", "DEFAULT_FILENAME", "DEFAULT_POOL_SIZE", "SQLiteStore", "Store", "open_store",
@@ -26,9 +26,6 @@ __all__ = ["BACKENDS", "DEFAULT_FILENAME", "DEFAULT_POOL_SIZE", "SQLiteStore", "
 
 DEFAULT_FILENAME = "skyweave.db"
 """The database file inside a store directory."""
-
-DEFAULT_POOL_SIZE = 5
-"""Connections a server-backed store keeps open unless told (``Settings.store_pool_size``)."""
 
 _FILE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 

@@ -26,6 +26,9 @@ from skyweave.model.records import (
 )
 from skyweave.model.specs import TaskSpec
 
+DEFAULT_POOL_SIZE = 5
+"""Connections a server-backed store keeps open unless told (``Settings.store_pool_size``)."""
+
 
 class Store(ABC):
     url: str

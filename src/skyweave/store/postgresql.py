@@ -52,8 +52,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from skyweave.errors import StoreError
 from skyweave.model.records import Changeset
-from skyweave.store import DEFAULT_POOL_SIZE
-from skyweave.store.base import Store
+from skyweave.store.base import DEFAULT_POOL_SIZE, Store
 from skyweave.store.catalogue_sql import CatalogueQueries
 from skyweave.store.lineage_sql import LineageQueries
 from skyweave.store.migrations import current_revision, upgrade
