@@ -16,6 +16,11 @@ STREAM = "skyweave.local/ep-xray"
 """IVOA authority/resource of the alert stream: packet IVORNs are ``ivo://<STREAM>#<local id>``."""
 SYSTEMATIC_ERROR_ARCSEC = 10.0
 """Added in quadrature to the statistical position error (attitude reconstruction)."""
+OBSERVATORY_LOCATION = vp.definitions.observatory_location.geolunar
+"""Where the observatory is, as VOEvent 2.0 (section 3.3.1) takes it from the IVOA STC library of
+observatory locations: ``GEOLUN`` for a satellite in Earth orbit (as Swift's BAT and XRT packets
+say), ``GEOSURFACE`` only for a telescope on the ground.  X-rays do not reach the ground, so every
+instrument this pipeline reads (EP, Chandra, XMM-Newton, NICER on the ISS, RXTE) is ``GEOLUN``."""
 
 
 def _provenance(explicit: str) -> str:
@@ -31,9 +36,20 @@ def _provenance(explicit: str) -> str:
     return ivo_activity(ctx.activity_id, str(ctx.extra.get("authority", "skyweave.local")))
 
 
-@task(version="1.1", priority=10)
+def _when_and_frame(test: dict[str, Any]) -> tuple[dt.datetime, str]:
+    """The peak time and the STC coordinate system it is given in: barycentred light curves
+    (``TIMEREF = 'SOLARSYSTEM'``) in TDB at the barycentre, others in UTC at the geocentre."""
+    bary = str(test.get("timeref", "LOCAL")).upper() == "SOLARSYSTEM" and test.get("peak_time_tdb")
+    stamp = str(test["peak_time_tdb"] if bary else test["peak_time_utc"])
+    system = (vp.definitions.sky_coord_system.tdb_icrs_bary if bary
+              else vp.definitions.sky_coord_system.utc_icrs_geo)
+    return dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.UTC), system
+
+
+@task(version="1.2", priority=10)
 def make_voevent(source: dict[str, Any], test: dict[str, Any], obs_id: str, *, provenance: str = "",
-                 systematic_arcsec: float = SYSTEMATIC_ERROR_ARCSEC, lc: Product | None = None) -> Product:
+                 systematic_arcsec: float = SYSTEMATIC_ERROR_ARCSEC, lc: Product | None = None,
+                 observatory_location: str = OBSERVATORY_LOCATION) -> Product:
     """Write the VOEvent 2.0 alert of a transient (urgent: priority 10 overtakes normal work).
 
     ``role = 'observation'``; ``Who`` (author IVORN and date); ``WhereWhen``: ICRS position of
@@ -43,6 +59,10 @@ def make_voevent(source: dict[str, Any], test: dict[str, Any], obs_id: str, *, p
     the provenance of the alert (the making activity's IVOA identifier, or ``provenance``).
     ``lc`` is the light curve the transient was found in: an input of the alert, so the alert's
     lineage runs through it back to the telemetry and the aux files (its name goes in ``What``).
+    ``ObservatoryLocation`` is ``observatory_location`` (``GEOLUN``: in Earth orbit, see
+    ``OBSERVATORY_LOCATION``); the time is UTC at the geocentre (``UTC-ICRS-GEO``), or TDB at the
+    solar-system barycentre (``TDB-ICRS-BARY``) when the light curve is barycentred.  ``What``
+    names the telescope and instrument of the light curve (from the test result).
     The packet is validated against the VOEvent 2.0 schema before writing; invalid is ``Fatal``.
     """
     if not test.get("peak_time_utc"):
@@ -58,11 +78,10 @@ def make_voevent(source: dict[str, Any], test: dict[str, Any], obs_id: str, *, p
                author_ivorn="skyweave.local/ep-xray-pipeline")
     vp.set_author(v, title="skyweave EP-like X-ray transient pipeline", shortName="skyweave-xray-ep")
     err = float((float(source.get("pos_err_arcsec", 0.0)) ** 2 + systematic_arcsec**2) ** 0.5)
-    peak = dt.datetime.fromisoformat(str(test["peak_time_utc"])).replace(tzinfo=dt.UTC)
+    peak, system = _when_and_frame(test)
     vp.add_where_when(v, coords=vp.Position2D(ra=float(source["ra"]), dec=float(source["dec"]),
-                                              err=err / 3600.0, units="deg",
-                                              system=vp.definitions.sky_coord_system.utc_icrs_geo),
-                      obs_time=peak, observatory_location=vp.definitions.observatory_location.geosurface)
+                                              err=err / 3600.0, units="deg", system=system),
+                      obs_time=peak, observatory_location=observatory_location)
     params = [
         vp.Param("significance", value=round(float(test["significance"]), 3), unit="sigma",
                  ucd="stat.snr"),
@@ -74,6 +93,10 @@ def make_voevent(source: dict[str, Any], test: dict[str, Any], obs_id: str, *, p
         vp.Param("detection_significance", value=round(float(source.get("significance", 0.0)), 3),
                  unit="sigma", ucd="stat.snr"),
     ]
+    for key in ("telescope", "instrument"):
+        if test.get(key):
+            params.append(vp.Param(key, value=str(test[key]), ucd="instr.obsty" if key == "telescope"
+                                   else "meta.id;instr"))
     if lc is not None:
         params.append(vp.Param("light_curve", value=lc.local_path.name, ucd="meta.file"))
     v.What.append(vp.Group(params, name="transient"))

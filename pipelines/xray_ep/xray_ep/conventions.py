@@ -5,7 +5,8 @@ Nothing here computes anything: these are the names, units and layouts every tea
 Product types
     ``ep.l0.telemetry`` (raw packets), ``ep.aux.attitude``, ``ep.aux.orbit``, ``ep.l1.events``
     (per CMOS), ``ep.l2.events`` (per CMOS or merged per observation), ``ep.l3.image``,
-    ``ep.l3.expmap``, ``ep.l3.lc``, ``ep.l3.spectrum``, ``ep.alert.voevent``.
+    ``ep.l3.expmap``, ``ep.l3.lc``, ``ep.l3.spectrum``, ``ep.alert.voevent``; ``xray.events`` is an
+    event list of any mission brought in from an archive (``xray_ep.archive``).
 
 Event lists (OGIP/HEASARC, as in Chandra/XMM/Swift files)
     FITS binary table extension ``EVENTS`` (HDUCLASS='OGIP', HDUCLAS1='EVENTS') plus a ``GTI``
@@ -83,6 +84,8 @@ L3_EXPMAP: Final = "ep.l3.expmap"
 L3_LC: Final = "ep.l3.lc"
 L3_SPECTRUM: Final = "ep.l3.spectrum"
 ALERT_VOEVENT: Final = "ep.alert.voevent"
+ARCHIVE_EVENTS: Final = "xray.events"
+"""An event list from a mission archive (Chandra, XMM-Newton, NICER, RXTE...), see ``xray_ep.archive``."""
 
 # -- mission and time ------------------------------------------------------------------------------
 TELESCOP: Final = "EP-SIM"

@@ -7,16 +7,15 @@ Both tasks read event lists written to OGIP/HEASARC conventions, never a private
 * the celestial WCS of the sky pixels in the column keywords ``TCTYPn``, ``TCRVLn``, ``TCRPXn``,
   ``TCDLTn`` (and optionally ``TCUNIn``) where ``n`` is the column number of ``X`` and ``Y``;
   ``RADESYS``/``EQUINOX`` if present;
-* ``OBS_ID``, ``TSTART``, ``TSTOP``, ``EXPOSURE``, ``MJDREF`` (or ``MJDREFI`` + ``MJDREFF``),
-  ``TIMESYS`` in the ``EVENTS`` or
-  primary header; a ``GTI`` (or ``STDGTI``) extension with ``START``/``STOP`` when present.
+* times, good-time intervals, energies and the observation keywords as ``xray_ep.evtfile`` reads
+  them (``TIMEZERO`` applied, every GTI extension intersected, ``MJDREF`` or ``MJDREFI`` + ``MJDREFF``).
 
 The same code runs on the simulator's L2 lists and on a real Chandra ACIS ``evt2`` file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from scipy import ndimage, special
 from scipy.spatial import cKDTree
 
 from skyweave import Fatal, Product, context, task
+from xray_ep.evtfile import read_event_file
 
 WCS_KEYS = ("TCTYP", "TCRVL", "TCRPX", "TCDLT")
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -53,6 +53,10 @@ class EventList:
     """``(n, 2)`` good-time intervals clipped to ``[TSTART, TSTOP]``."""
     column_limits: dict[str, tuple[float, float]]
     """``TLMINn``/``TLMAXn`` per upper-case column name, when given."""
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    """The columns ``xray_ep.evtfile`` reads (``X``, ``Y``, ``PI``, ``PHA``, ``ENERGY``), by name."""
+    units: dict[str, str] = field(default_factory=dict)
+    """``TUNITn`` per upper-case column name."""
 
     @property
     def obs_id(self) -> str:
@@ -79,55 +83,13 @@ class EventList:
 
 
 def read_events(path: Path | str) -> EventList:
-    """Read an OGIP event list; a missing column or WCS keyword is a ``Fatal`` naming it."""
-    path = Path(path)
-    try:
-        hdul = fits.open(path, memmap=False)
-    except (OSError, ValueError) as exc:
-        raise Fatal(f"{path.name} is not a readable FITS file: {exc}",
-                    hint="check the L2 stage that wrote it") from exc
-    with hdul:
-        if "EVENTS" not in hdul:
-            raise Fatal(f"{path.name} has no EVENTS extension",
-                        hint=f"extensions: {[h.name for h in hdul]}")
-        events = hdul["EVENTS"]
-        header = hdul[0].header.copy()
-        header.update({k: v for k, v in events.header.items() if k not in ("COMMENT", "HISTORY", "")})
-        if "MJDREF" not in header and "MJDREFI" in header:  # OGIP allows the split form too
-            header["MJDREF"] = float(header["MJDREFI"]) + float(header.get("MJDREFF", 0.0))
-        names = [n.upper() for n in events.columns.names]
-
-        def column(name: str, required: bool = True) -> np.ndarray | None:
-            if name not in names:
-                if required:
-                    raise Fatal(f"{path.name}: the EVENTS table has no column {name!r}",
-                                hint=f"columns present: {', '.join(names)}", column=name)
-                return None
-            return np.asarray(events.data[events.columns.names[names.index(name)]], dtype=float)
-
-        time, x, y = column("TIME"), column("X"), column("Y")
-        assert time is not None
-        assert x is not None
-        assert y is not None
-        wcs = _column_wcs(events.header, names.index("X") + 1, names.index("Y") + 1, path.name)
-        limits = {}
-        for i, name in enumerate(names, start=1):
-            lo, hi = events.header.get(f"TLMIN{i}"), events.header.get(f"TLMAX{i}")
-            if lo is not None and hi is not None:
-                limits[name] = (float(lo), float(hi))
-        tstart = float(header.get("TSTART", np.min(time) if time.size else 0.0))
-        tstop = float(header.get("TSTOP", np.max(time) if time.size else 0.0))
-        gti_hdu = next((h for h in hdul[1:] if h.name in ("GTI", "STDGTI")), None)
-        if gti_hdu is not None and len(gti_hdu.data):
-            gti = np.column_stack([np.asarray(gti_hdu.data["START"], float),
-                                   np.asarray(gti_hdu.data["STOP"], float)])
-            gti = np.clip(gti, tstart, tstop)
-            gti = gti[gti[:, 1] > gti[:, 0]]
-        else:
-            gti = np.array([[tstart, tstop]])
-        return EventList(path=path, time=time, x=x, y=y, pi=column("PI", False),
-                         energy=column("ENERGY", False), wcs=wcs, header=header, gti=gti,
-                         column_limits=limits)
+    """Read an OGIP event list with sky pixels (``xray_ep.evtfile`` reads times, GTIs, energies);
+    a missing ``X``/``Y`` column or WCS keyword is a ``Fatal`` naming it."""
+    ev = read_event_file(path, need=("X", "Y"))
+    wcs = _column_wcs(ev.header, ev.column_numbers["X"], ev.column_numbers["Y"], ev.path.name)
+    return EventList(path=ev.path, time=ev.time, x=ev.columns["X"], y=ev.columns["Y"],
+                     pi=ev.columns.get("PI"), energy=ev.columns.get("ENERGY"), wcs=wcs, header=ev.header,
+                     gti=ev.gti, column_limits=ev.column_limits, columns=ev.columns, units=ev.units)
 
 
 def _column_wcs(header: fits.Header, nx: int, ny: int, name: str) -> WCS:
@@ -243,7 +205,7 @@ def image_wcs(ev: EventList, x0: float, y0: float, binsize: int) -> WCS:
     return wcs
 
 
-@task(version="1.1")
+@task(version="1.2")
 def make_image(events: Product, binsize: int = 1) -> Product:
     """Counts image of an L2 event list in sky pixels, ``binsize`` sky pixels per image pixel.
 
@@ -450,9 +412,10 @@ PSF_APERTURE_FRACTION = 0.8
 """With a known PSF, source apertures enclose this fraction of its photons (then corrected)."""
 
 
-@task(version="1.1")
+@task(version="1.2")
 def detect_sources(image: Product, events: Product, threshold_sigma: float = 5.0,
-                   max_sources: int = 50, expmap: Product | None = None) -> list[dict[str, Any]]:
+                   max_sources: int = 50, expmap: Product | list[Product] | None = None
+                   ) -> list[dict[str, Any]]:
     """Find the point sources of an observation (how many is only known now: the fan-out).
 
     Algorithm (a multi-scale sliding-cell detector, like CIAO ``celldetect``):
@@ -487,7 +450,13 @@ def detect_sources(image: Product, events: Product, threshold_sigma: float = 5.0
       so a bright source's halo is not taken for more sources.
 
     Without them (e.g. a Chandra file) the aperture follows the cell and no correction is made.
+    ``expmap`` may also be a list of at most one map (a workflow's ``gather`` of an exposure map
+    stage that may have been skipped): ``[]`` is no map.
     """
+    if isinstance(expmap, list):
+        if len(expmap) > 1:
+            raise Fatal(f"detect_sources takes one exposure map, got {len(expmap)}")
+        expmap = expmap[0] if expmap else None
     ev = read_events(events.local_path)
     x0, y0, b = _image_binning(image.local_path)
     counts = np.asarray(fits.getdata(image.local_path), dtype=float)

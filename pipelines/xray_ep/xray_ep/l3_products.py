@@ -4,11 +4,15 @@ Source events are those within ``radius_pix`` sky pixels of the source; backgrou
 those in an annulus ``[r_in, r_out]`` around it with the other detected sources (``exclude`` of
 the source dict) cut out.  The background is scaled by the ratio of the geometric areas, computed
 on a 0.25-pixel grid so the exclusion circles are accounted for exactly enough.
+
+A *field* source (``region = 'field'``, made by ``xray_ep.archive.field_source`` for a
+non-imaging instrument such as NICER or the RXTE PCA) is every event of the list: there is no
+sky position to cut on, hence no local background (``HDUCLAS2 = 'TOTAL'``, ``BACKV = 0``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from astropy.io import fits
@@ -16,7 +20,48 @@ from astropy.time import Time
 from scipy import special
 
 from skyweave import Fatal, Product, context, task
+from xray_ep.evtfile import read_event_file
 from xray_ep.l3_image import EventList, poisson_logsf, post_trials_logp, read_events, sigma_from_logp
+
+
+class _Events(Protocol):
+    """What the per-source products need of an event list (``EventList`` or ``EventData``)."""
+
+    @property
+    def time(self) -> np.ndarray: ...
+    @property
+    def gti(self) -> np.ndarray: ...
+    @property
+    def header(self) -> fits.Header: ...
+    @property
+    def columns(self) -> dict[str, np.ndarray]: ...
+    @property
+    def units(self) -> dict[str, str]: ...
+    @property
+    def column_limits(self) -> dict[str, tuple[float, float]]: ...
+    @property
+    def obs_id(self) -> str: ...
+    @property
+    def deadtime_factor(self) -> float: ...
+    @property
+    def exposure(self) -> float: ...
+
+
+def is_field(source: dict[str, Any]) -> bool:
+    """Whether ``source`` is the whole field of a non-imaging instrument."""
+    return str(source.get("region", "")).lower() == "field"
+
+
+def _select(events: Product, source: dict[str, Any], radius_pix: float | None
+            ) -> tuple[_Events, np.ndarray, np.ndarray | None, float, float]:
+    """The event list, source and background event masks (``None``: no background), the aperture
+    radius (0 for a field) and the source/background area ratio."""
+    if is_field(source):
+        data = read_event_file(events.local_path)
+        return data, np.ones(data.time.size, dtype=bool), None, 0.0, 0.0
+    ev = read_events(events.local_path)
+    src, bkg, r, ratio = _regions(ev, source, radius_pix)
+    return ev, src, bkg, r, ratio
 
 
 def _regions(ev: EventList, source: dict[str, Any], radius_pix: float | None
@@ -47,26 +92,35 @@ def _regions(ev: EventList, source: dict[str, Any], radius_pix: float | None
     return src, bkg, r, np.pi * r * r / bkg_area
 
 
-def _object_keywords(ev: EventList, source: dict[str, Any], r: float) -> dict[str, Any]:
+def _object_keywords(ev: _Events, source: dict[str, Any], r: float) -> dict[str, Any]:
     keys: dict[str, Any] = {k: ev.header[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "MJDREF",
-                                                       "TIMESYS", "TIMEUNIT", "TIMEZERO", "DATE-OBS")
-                            if k in ev.header}
-    ra, dec = (source["ra"], source["dec"]) if "ra" in source else ev.sky(source["x"], source["y"])
-    keys.update({"OBJECT": str(source.get("name", f"src{source.get('id', 0)}")),
-                 "RA_OBJ": float(np.ravel(ra)[0]), "DEC_OBJ": float(np.ravel(dec)[0]),
-                 "SRC_X": float(source["x"]), "SRC_Y": float(source["y"]), "SRC_R": r,
-                 "EQUINOX": 2000.0, "RADECSYS": str(ev.header.get("RADESYS", "ICRS"))})
+                                                       "TIMESYS", "TIMEREF", "TIMEUNIT", "TIMEZERO",
+                                                       "DATE-OBS") if k in ev.header}
+    keys["OBJECT"] = str(source.get("name", f"src{source.get('id', 0)}"))
+    if "ra" in source:
+        ra, dec = source["ra"], source["dec"]
+    elif isinstance(ev, EventList):
+        ra, dec = ev.sky(source["x"], source["y"])
+    else:
+        ra = dec = None
+    if ra is not None and dec is not None:
+        keys.update({"RA_OBJ": float(np.ravel(ra)[0]), "DEC_OBJ": float(np.ravel(dec)[0]),
+                     "EQUINOX": 2000.0, "RADECSYS": str(ev.header.get("RADESYS", "ICRS"))})
+    if is_field(source):
+        keys["SRC_REG"] = ("FIELD", "every event of the field of view (non-imaging)")
+    else:
+        keys.update({"SRC_X": float(source["x"]), "SRC_Y": float(source["y"]), "SRC_R": r})
     return keys
 
 
-def _gti_hdu(ev: EventList) -> fits.BinTableHDU:
+def _gti_hdu(ev: _Events) -> fits.BinTableHDU:
     hdu = fits.BinTableHDU.from_columns([fits.Column("START", "D", "s", array=ev.gti[:, 0]),
                                          fits.Column("STOP", "D", "s", array=ev.gti[:, 1])], name="GTI")
     hdu.header["HDUCLASS"], hdu.header["HDUCLAS1"], hdu.header["HDUCLAS2"] = "OGIP", "GTI", "STANDARD"
     return hdu
 
 
-@task(version="1.1")
+@task(version="1.2")
 def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
                 radius_pix: float | None = None) -> Product:
     """Background-subtracted OGIP light curve of one source.
@@ -78,9 +132,10 @@ def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
     in the event list's MET (same ``MJDREF``/``TIMEZERO``/``TIMESYS``).  The ``RATE`` extension
     (``HDUCLAS1 = 'LIGHTCURVE'``) also carries ``COUNTS`` and ``BACKV`` (scaled background
     counts) so the transient test can use exact Poisson statistics; a ``GTI`` extension follows.
+    A field source (non-imaging instrument) counts every event and has no background
+    (``HDUCLAS2 = 'TOTAL'``, ``BACKV = 0``).
     """
-    ev = read_events(events.local_path)
-    src, bkg, r, ratio = _regions(ev, source, radius_pix)
+    ev, src, bkg, r, ratio = _select(events, source, radius_pix)
     t0, t1 = float(ev.gti[:, 0].min()), float(ev.gti[:, 1].max())
     if bin_s <= 0:
         nbins = int(np.clip(round(src.sum() / 20), 16, 256))
@@ -91,7 +146,7 @@ def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
     good = np.clip(np.minimum(hi, ev.gti[None, :, 1]) - np.maximum(lo, ev.gti[None, :, 0]), 0, None).sum(1)
     fracexp = good / bin_s
     n_src = np.histogram(ev.time[src], edges)[0].astype(float)
-    n_bkg = np.histogram(ev.time[bkg], edges)[0].astype(float) * ratio
+    n_bkg = (np.zeros(nbins) if bkg is None else np.histogram(ev.time[bkg], edges)[0].astype(float) * ratio)
     live = bin_s * fracexp * ev.deadtime_factor
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(live > 0, (n_src - n_bkg) / live, 0.0)
@@ -104,7 +159,8 @@ def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
     hdu = fits.BinTableHDU.from_columns(cols, name="RATE")
     hdr = hdu.header
     hdr.update(_object_keywords(ev, source, r))
-    hdr.update({"HDUCLASS": "OGIP", "HDUCLAS1": "LIGHTCURVE", "HDUCLAS2": "NET", "HDUCLAS3": "RATE",
+    hdr.update({"HDUCLASS": "OGIP", "HDUCLAS1": "LIGHTCURVE",
+                "HDUCLAS2": "NET" if bkg is not None else "TOTAL", "HDUCLAS3": "RATE",
                 "HDUVERS": "1.1.0", "TIMEDEL": bin_s, "TIMEPIXR": 0.5, "TSTART": t0, "TSTOP": edges[-1],
                 "EXPOSURE": float(live.sum()), "BACKSCAL": ratio, "DEADC": ev.deadtime_factor})
     hdr.setdefault("MJDREF", 0.0)
@@ -115,42 +171,29 @@ def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
                    attributes={"source_id": source.get("id"), "timedel": bin_s, "nbins": nbins})
 
 
-@task(version="1.1")
+@task(version="1.2")
 def spectrum(events: Product, source: dict[str, Any], radius_pix: float | None = None,
              energy_bin_ev: float = 10.0) -> Product:
     """OGIP PHA type I spectrum of one source, with its background spectrum in a second HDU.
 
     Channels are the ``PI`` column (``TLMIN``..``TLMAX``, ``CHANTYPE = 'PI'``); a list without
     ``PI`` is binned in ``ENERGY`` (``energy_bin_ev`` eV channels from 0, an ``EBOUNDS``
-    extension gives their bounds, ``ENERGY`` in eV or keV per ``TUNIT``).  ``SPECTRUM`` holds
+    extension gives their bounds, ``ENERGY`` in eV or keV per ``TUNIT``); one with neither uses
+    its ``PHA`` channels (``CHANTYPE = 'PHA'``, e.g. RXTE PCA).  A field source (non-imaging
+    instrument) has every event in ``SPECTRUM`` and no ``BACKGROUND`` HDU.  ``SPECTRUM`` holds
     ``CHANNEL``/``COUNTS`` (every source event in the aperture lands in exactly one channel),
     ``BACKSCAL`` is the aperture area (sky pixels^2); the ``BACKGROUND`` HDU (``HDUCLAS2 = 'BKG'``)
     has the annulus counts and area, so ``BACKSCAL`` ratios scale it.
     """
-    ev = read_events(events.local_path)
-    src, bkg, r, ratio = _regions(ev, source, radius_pix)
-    ebounds = None
-    if ev.pi is not None:
-        lo, hi = ev.column_limits.get("PI", (float(np.nanmin(ev.pi)), float(np.nanmax(ev.pi))))
-        channels = np.arange(int(lo), int(hi) + 1)
-        values = ev.pi
-    elif ev.energy is not None:
-        energy = ev.energy * (1000.0 if np.nanmax(ev.energy, initial=0) < 200 else 1.0)  # keV -> eV
-        top = ev.column_limits.get("ENERGY", (0.0, float(np.nanmax(energy, initial=0))))[1]
-        channels = np.arange(int(np.ceil(max(top, energy.max(initial=0) + 1) / energy_bin_ev)))
-        values = np.floor(energy / energy_bin_ev)
-        e_lo = channels * energy_bin_ev / 1000.0
-        ebounds = fits.BinTableHDU.from_columns(
-            [fits.Column("CHANNEL", "J", array=channels), fits.Column("E_MIN", "E", "keV", array=e_lo),
-             fits.Column("E_MAX", "E", "keV", array=e_lo + energy_bin_ev / 1000.0)], name="EBOUNDS")
-    else:
-        raise Fatal(f"{ev.path.name}: the EVENTS table has neither a 'PI' nor an 'ENERGY' column",
-                    hint="a spectrum needs event energies", column="PI")
+    ev, src, bkg, r, ratio = _select(events, source, radius_pix)
+    channels, values, chantype, ebounds = _channels(ev, energy_bin_ev)
     edges = np.append(channels, channels[-1] + 1) - 0.5
-    area_src = np.pi * r * r
+    area_src = np.pi * r * r if bkg is not None else 1.0
     hdus: list[fits.PrimaryHDU | fits.BinTableHDU] = [fits.PrimaryHDU()]
-    for extname, mask, backscal, cls2 in (("SPECTRUM", src, area_src, "TOTAL"),
-                                          ("BACKGROUND", bkg, area_src / ratio, "BKG")):
+    parts = [("SPECTRUM", src, area_src, "TOTAL")]
+    if bkg is not None:
+        parts.append(("BACKGROUND", bkg, area_src / ratio, "BKG"))
+    for extname, mask, backscal, cls2 in parts:
         counts = np.histogram(values[mask], edges)[0]
         hdu = fits.BinTableHDU.from_columns([fits.Column("CHANNEL", "J", array=channels),
                                              fits.Column("COUNTS", "J", "count", array=counts)], name=extname)
@@ -161,7 +204,7 @@ def spectrum(events: Product, source: dict[str, Any], radius_pix: float | None =
             "AREASCAL": 1.0, "CORRSCAL": 0.0, "BACKFILE": "none", "CORRFILE": "none",
             "RESPFILE": "none", "ANCRFILE": "none", "FILTER": str(ev.header.get("FILTER", "none")),
             "DETCHANS": len(channels), "TLMIN1": int(channels[0]), "TLMAX1": int(channels[-1]),
-            "CHANTYPE": "PI", "POISSERR": True, "SYS_ERR": 0.0, "GROUPING": 0, "QUALITY": 0})
+            "CHANTYPE": chantype, "POISSERR": True, "SYS_ERR": 0.0, "GROUPING": 0, "QUALITY": 0})
         hdus.append(hdu)
     if ebounds is not None:
         hdus.append(ebounds)
@@ -171,13 +214,38 @@ def spectrum(events: Product, source: dict[str, Any], radius_pix: float | None =
                    attributes={"source_id": source.get("id"), "counts": int(src.sum())})
 
 
+def _channels(ev: _Events, energy_bin_ev: float
+              ) -> tuple[np.ndarray, np.ndarray, str, fits.BinTableHDU | None]:
+    """Spectral channels, each event's channel, ``CHANTYPE`` and (for energies) an ``EBOUNDS`` HDU:
+    ``PI`` if present, else ``ENERGY`` binned, else ``PHA`` (e.g. RXTE PCA lists)."""
+    name = "PI" if "PI" in ev.columns else "ENERGY" if "ENERGY" in ev.columns else "PHA"
+    if name not in ev.columns:
+        raise Fatal("the event list has none of the columns PI, ENERGY or PHA",
+                    hint="a spectrum needs event energies or pulse heights", column="PI")
+    if name != "ENERGY":
+        values = ev.columns[name]
+        lo, hi = ev.column_limits.get(name, (float(np.nanmin(values, initial=0)),
+                                             float(np.nanmax(values, initial=0))))
+        return np.arange(int(lo), int(hi) + 1), values, name, None
+    raw = ev.columns["ENERGY"]
+    unit = ev.units.get("ENERGY", "").lower()
+    kev = unit == "kev" or (unit != "ev" and np.nanmax(raw, initial=0) < 200)
+    energy = raw * (1000.0 if kev else 1.0)  # keV -> eV
+    channels = np.arange(int(np.ceil((float(np.nanmax(energy, initial=0)) + 1) / energy_bin_ev)))
+    e_lo = channels * energy_bin_ev / 1000.0
+    ebounds = fits.BinTableHDU.from_columns(
+        [fits.Column("CHANNEL", "J", array=channels), fits.Column("E_MIN", "E", "keV", array=e_lo),
+         fits.Column("E_MAX", "E", "keV", array=e_lo + energy_bin_ev / 1000.0)], name="EBOUNDS")
+    return channels, np.floor(energy / energy_bin_ev), "PI", ebounds
+
+
 MIN_CONTRAST = 5.0
 """A flare, not the modulation of a variable source: the net rate in the flaring window must be at
 least this many times the net rate outside it (a sinusoid of 80 % amplitude gives ~3; measured on
 the simulator's flares: 11-15)."""
 
 
-@task(version="1.1")
+@task(version="1.2")
 def transient_test(lc: Product, threshold_sigma: float = 5.0, max_window: int = 0,
                    min_contrast: float = MIN_CONTRAST) -> dict[str, Any]:
     """Is the source a transient (a flare) in this light curve?
@@ -194,8 +262,10 @@ def transient_test(lc: Product, threshold_sigma: float = 5.0, max_window: int = 
     binned counts is reported alongside (``chi2``, ``dof``, ``chi2_pvalue``).
 
     Returns ``is_transient``, ``significance`` (sigma, post-trials), ``peak_time`` (MET s, window
-    centre), ``peak_time_utc`` (ISO, from ``MJDREF``/``TIMESYS``), ``peak_rate`` and
-    ``mean_rate`` (net, count/s), ``window_s``, ``contrast``, ``chi2``, ``dof``, ``chi2_pvalue``.
+    centre), ``peak_time_utc`` (ISO, from ``MJDREF``/``TIMESYS``), ``peak_time_tdb`` (ISO),
+    ``peak_rate`` and ``mean_rate`` (net, count/s), ``window_s``, ``contrast``, ``chi2``, ``dof``,
+    ``chi2_pvalue``, and from the light curve's header ``telescope``, ``instrument`` and
+    ``timeref`` (``LOCAL``, or ``SOLARSYSTEM`` for barycentred times).
     """
     with fits.open(lc.local_path) as hdul:
         if "RATE" not in hdul:
@@ -213,12 +283,15 @@ def transient_test(lc: Product, threshold_sigma: float = 5.0, max_window: int = 
         live = float(hdr["TIMEDEL"]) * np.asarray(data["FRACEXP"], float)[good] * float(hdr.get("DEADC", 1.0))
         mjdref, timesys = float(hdr.get("MJDREF", 0.0)), str(hdr.get("TIMESYS", "TT")).strip().lower()
         timedel = float(hdr["TIMEDEL"])
+        origin = {"telescope": str(hdr.get("TELESCOP", "")).strip(),
+                  "instrument": str(hdr.get("INSTRUME", "")).strip(),
+                  "timeref": str(hdr.get("TIMEREF", "LOCAL")).strip().upper() or "LOCAL"}
     n, total, exposure = counts.size, float(counts.sum()), float(live.sum())
     mean_rate = (total - float(back.sum())) / exposure if exposure > 0 else 0.0
     result: dict[str, Any] = {"is_transient": False, "significance": 0.0, "peak_time": None,
                               "peak_time_utc": None, "peak_rate": 0.0, "mean_rate": mean_rate,
                               "window_s": 0.0, "contrast": 0.0, "chi2": 0.0, "dof": max(n - 1, 0),
-                              "chi2_pvalue": 1.0, "nbins": n}
+                              "chi2_pvalue": 1.0, "nbins": n, "peak_time_tdb": None, **origin}
     if n < 2 or total <= 0:
         return result
     cum_c, cum_e, cum_b = (np.concatenate([[0.0], np.cumsum(a)]) for a in (counts, live, back))
@@ -252,6 +325,7 @@ def transient_test(lc: Product, threshold_sigma: float = 5.0, max_window: int = 
         "is_transient": bool(sig >= threshold_sigma and contrast >= min_contrast), "significance": sig,
         "contrast": contrast, "peak_time": float(peak_time),
         "peak_time_utc": Time(mjdref + peak_time / 86400.0, format="mjd", scale=timesys).utc.isot,
+        "peak_time_tdb": Time(mjdref + peak_time / 86400.0, format="mjd", scale=timesys).tdb.isot,
         "peak_rate": float((w_counts - w_back) / w_live) if w_live > 0 else 0.0,
         "window_s": float(width * timedel), "chi2": chi2,
         "chi2_pvalue": float(special.chdtrc(n - 1, chi2)),

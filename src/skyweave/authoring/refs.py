@@ -140,7 +140,10 @@ def unmapped(ref: Any) -> Any:
 
 
 def gather(ref: Ref) -> Ref:
-    """Collect every instance of a fanned-out ``ref`` into one list (waits for all of them)."""
+    """Collect every instance of a fanned-out ``ref`` into one list (waits for all of them).
+
+    Of a single activity's output, ``gather`` makes an optional input: ``[value]``, or ``[]`` when
+    that activity was skipped (instead of skipping the activity that takes it)."""
     _check_ref(ref, "gather")
     return Ref(ref.node, ref.path, "gather")
 

@@ -239,6 +239,11 @@ class RunState:
             insts = self.insts[node]
             chosen = sorted(k for k in self.members.get((node, key), ()) if insts[k].state == DONE)
             return [select(insts[k].value, path) for k in chosen]
+        if it == "gather":  # a single activity gathered: an optional input, [] when it was skipped
+            try:
+                return [select(self.source(node, key).value, path)]
+            except Skip:
+                return []
         return select(self.source(node, key).value, path)
 
     def resolve_ref(self, node: str, path: list[Any], key: Key) -> Any:

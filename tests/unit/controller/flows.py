@@ -53,6 +53,19 @@ def conditional(n: int = 4) -> Any:
 
 
 @task(version="1")
+def optional_sum(base: int, extra: list[int]) -> dict[str, Any]:
+    return {"total": base + sum(extra), "got": len(extra)}
+
+
+@workflow
+def optional_input(n: int = 4) -> Any:
+    """``extra`` is skipped when n <= 4; ``gather`` makes it an optional input of ``optional_sum``."""
+    sizes = total(values=square.map(x=items(n=n)))
+    extra = total.options(when=sizes > 20)(values=square.map(x=items(n=n)))
+    return optional_sum(base=sizes, extra=gather(extra))
+
+
+@task(version="1")
 def halve(state: dict[str, float] | None, start: float) -> dict[str, float]:
     value = start if state is None else state["value"] / 2
     return {"value": value, "delta": value / 2}

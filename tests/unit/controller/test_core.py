@@ -63,6 +63,21 @@ def test_condition_skips_and_gather_ignores_skipped() -> None:
     assert [a.result for a in w.acts("total")] == [81]
 
 
+@pytest.mark.parametrize(("n", "extra"), [(4, None), (5, 30)])
+def test_gather_of_a_single_activity_is_an_optional_input(n: int, extra: int | None) -> None:
+    # squares of range(4) sum to 14 (extra skipped: [] is passed), of range(5) to 30 (extra ran)
+    w = World()
+    run = w.submit(flows.optional_input, {"n": n})
+    w.drain()
+    assert w.run_state(run) == "succeeded"
+    (opt,) = [a for a in w.acts("total") if a.node != "total"]
+    assert opt.state == ("skipped" if extra is None else "succeeded")
+    (summed,) = w.acts("optional_sum")
+    assert summed.state == "succeeded"
+    base = sum(i * i for i in range(n))
+    assert summed.result == {"total": base + (extra or 0), "got": 0 if extra is None else 1}
+
+
 def test_bounded_loop_stops_when_converged() -> None:
     w = World()
     run = w.submit(flows.converge, {"start": 8.0})
