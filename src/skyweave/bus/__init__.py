@@ -1,15 +1,17 @@
-"""The message bus between the controller and the workers, chosen by URL.
+"""The message bus between the controller and the workers, chosen by URL scheme from a registry
+(``BACKENDS``; a backend adds itself with ``register_backend``).
 
 * ``memory://`` — a new in-process bus; ``memory://name`` — the process-wide bus of that name
   (every call with the same name returns the same object).
 * ``sqlite:///relative/bus.db``, ``sqlite:////absolute/bus.db`` — a file shared by processes on one
   host; a URL or bare path naming a directory means ``<dir>/bus.db``.
-* ``redis://`` — scale-out (not shipped yet).
+* ``redis://`` — scale-out: not shipped yet (refused with a clear error).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
@@ -18,6 +20,7 @@ from skyweave.bus.sqlite import SQLiteBus
 from skyweave.errors import BusError
 
 __all__ = [
+    "BACKENDS",
     "CONTROLLER_GROUP",
     "Bus",
     "BusError",
@@ -26,46 +29,73 @@ __all__ = [
     "MemoryBus",
     "SQLiteBus",
     "open_bus",
+    "register_backend",
 ]
 
-SUPPORTED_SCHEMES = ("memory://", "sqlite:///", "redis://")
 BUS_FILE = "bus.db"
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+BusOpener = Callable[[str], Bus]
+"""Opens the bus at a URL of its scheme."""
+
+BACKENDS: dict[str, BusOpener] = {}
+"""URL scheme -> opener; filled by ``register_backend``."""
 
 _named: dict[str, MemoryBus] = {}
 _named_lock = threading.Lock()
 
 
+def register_backend(scheme: str, opener: BusOpener) -> None:
+    """Make ``open_bus`` open ``scheme://…`` URLs with ``opener`` (a later registration wins)."""
+    BACKENDS[scheme.lower()] = opener
+
+
 def open_bus(url: str) -> Bus:
     """Open the bus that ``url`` names (see the module docstring for the forms)."""
-    if url.startswith("memory://"):
-        name = url.removeprefix("memory://")
-        if not name:
-            return MemoryBus(url)
-        with _named_lock:
-            bus = _named.get(name)
-            if bus is None:
-                bus = _named[name] = MemoryBus(url)
-            return bus
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        if not path.startswith("/") or path == "/":
-            raise BusError(
-                f"bus URL {url!r} names no file",
-                hint="write sqlite:///relative/path/bus.db or sqlite:////absolute/path/bus.db",
-            )
-        return _open_sqlite(path[1:], url)
-    if url.startswith(("redis://", "rediss://")):
-        raise BusError(
-            f"cannot open {url!r}: the Redis bus backend is not installed yet",
-            hint="use sqlite:///.skyweave/bus.db for several processes on one host, or memory://",
-        )
     if "://" not in url and url:
         return _open_sqlite(url, None)
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    opener = BACKENDS.get(scheme)
+    if opener is None:
+        raise BusError(
+            f"unknown bus URL {url!r}",
+            hint=f"supported schemes: {', '.join(f'{s}://' for s in sorted(BACKENDS))} (or a directory path)",
+        )
+    return opener(url)
+
+
+def _open_memory(url: str) -> Bus:
+    name = url.partition("://")[2]
+    if not name:
+        return MemoryBus(url)
+    with _named_lock:
+        bus = _named.get(name)
+        if bus is None:
+            bus = _named[name] = MemoryBus(url)
+        return bus
+
+
+def _open_sqlite_url(url: str) -> Bus:
+    path = url.partition("://")[2]
+    if not path.startswith("/") or path == "/":
+        raise BusError(
+            f"bus URL {url!r} names no file",
+            hint="write sqlite:///relative/path/bus.db or sqlite:////absolute/path/bus.db",
+        )
+    return _open_sqlite(path[1:], url)
+
+
+def _no_redis(url: str) -> Bus:
     raise BusError(
-        f"unknown bus URL {url!r}",
-        hint=f"supported schemes: {', '.join(SUPPORTED_SCHEMES)} (or a directory path)",
+        f"cannot open {url!r}: the Redis bus backend is not installed yet",
+        hint="use sqlite:///.skyweave/bus.db for several processes on one host, or memory://",
     )
+
+
+register_backend("memory", _open_memory)
+register_backend("sqlite", _open_sqlite_url)
+register_backend("redis", _no_redis)
+register_backend("rediss", _no_redis)
 
 
 def _open_sqlite(path_text: str, url: str | None) -> SQLiteBus:

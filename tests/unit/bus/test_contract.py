@@ -440,7 +440,7 @@ def test_open_bus_relative_sqlite_url(tmp_path: Path, monkeypatch: pytest.Monkey
     ("url", "message"),
     [
         ("redis://localhost:6379/0", "Redis bus backend is not installed"),
-        ("amqp://broker", "memory://, sqlite:///, redis://"),
+        ("amqp://broker", "supported schemes: memory://, redis://, rediss://, sqlite://"),
         ("sqlite://", "names no file"),
         ("", "unknown bus URL"),
     ],
