@@ -28,7 +28,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,11 @@ class ChunkRecord:
 class BurstStream:
     """Registers arriving chunks and submits their runs; see the module docstring."""
 
-    def __init__(self, client: Client, obs_id: str, *, priority: int = LOW) -> None:
+    def __init__(self, client: Client, obs_id: str, *, priority: int = LOW,
+                 clock: Callable[[], float] = time.time) -> None:
         self.client = client
+        self.clock = clock
+        """Seconds since the epoch: chunk arrival times and stall durations."""
         self.obs_id = obs_id
         self.priority = priority
         self.chunks: list[ChunkRecord] = []
@@ -108,7 +111,7 @@ class BurstStream:
     # -- chunks ----------------------------------------------------------------------------------
     def feed(self, path: str | Path, arrival: float | None = None) -> ChunkRecord:
         """Register one arrived chunk file and submit its low-priority run."""
-        arrival = time.time() if arrival is None else arrival
+        arrival = self.clock() if arrival is None else arrival
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
         expected = -1.0 if self._last_t0 is None else self._last_t0 + cv.CHUNK_S
@@ -149,18 +152,19 @@ class BurstStream:
 
     def consume(self, source: queue.Queue[str | None], stall_s: float) -> None:
         """Feed chunk paths from ``source`` until ``None``; report a stall after ``stall_s`` of silence."""
-        waiting_since = time.time()
+        waiting_since = self.clock()
         reported = False
         while True:
             try:
                 item = source.get(timeout=stall_s)
             except queue.Empty:
+                now = self.clock()
                 if not reported:
                     self.stalls.append(
                         {
                             "after_index": self.chunks[-1].index if self.chunks else -1,
-                            "at": time.time(),
-                            "silent_s": time.time() - waiting_since,
+                            "at": now,
+                            "silent_s": now - waiting_since,
                         }
                     )
                     reported = True
@@ -168,10 +172,10 @@ class BurstStream:
             if item is None:
                 return
             if reported:
-                self.stalls[-1]["resumed_after_s"] = time.time() - waiting_since
+                self.stalls[-1]["resumed_after_s"] = self.clock() - waiting_since
             reported = False
             self.feed(item)
-            waiting_since = time.time()
+            waiting_since = self.clock()
 
     def wait(self, timeout: float = 120.0) -> None:
         """Wait for every chunk run to end."""

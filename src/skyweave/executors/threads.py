@@ -99,24 +99,37 @@ class ThreadExecutor(Executor):
                 item: tuple[_Entry, Outcome] | None = self._finished.get(timeout=max(0.0, wait))
             except queue.Empty:
                 item = None
-            while item is not None:
-                entry, outcome = item
-                self._running.pop(entry.dispatch.activity_id, None)
-                if not entry.abandoned:
-                    del self._entries[entry.dispatch.activity_id]
-                    out.append(outcome)
-                try:
-                    item = self._finished.get_nowait()
-                except queue.Empty:
-                    item = None
+            if item is not None:
+                self._take(item, out)
+                self._drain(out)
             out.extend(self._expire())
             if out or time.monotonic() >= deadline:
                 break
-        for entry in list(self._running.values()):
-            if not entry.reported and not entry.abandoned:
-                entry.reported = True
-                out.append(self._started(entry))
+        # Pool threads keep going while we look: an activity seen running now may have let one
+        # finish since the drain above (with one thread, the next start implies the last end).
+        # Drain again after the look, so a start is never reported without an end that preceded it.
+        starting = [e for e in list(self._running.values()) if not e.reported and not e.abandoned]
+        self._drain(out)
+        for entry in starting:
+            entry.reported = True
+            out.append(self._started(entry))
         return out
+
+    def _take(self, item: tuple[_Entry, Outcome], out: list[Outcome]) -> None:
+        entry, outcome = item
+        self._running.pop(entry.dispatch.activity_id, None)
+        if not entry.abandoned:
+            del self._entries[entry.dispatch.activity_id]
+            out.append(outcome)
+
+    def _drain(self, out: list[Outcome]) -> None:
+        """Take every outcome already finished, without waiting."""
+        while True:
+            try:
+                item = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            self._take(item, out)
 
     def _started(self, entry: _Entry) -> ActivityStarted:
         d = entry.dispatch

@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 
 class WorkerService:
     def __init__(self, bus: Bus, executor: Executor, *, worker_id: str | None = None,
-                 lease_s: float = 60.0, heartbeat_s: float = 5.0) -> None:
+                 lease_s: float = 60.0, heartbeat_s: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.bus = bus
+        self._clock = clock
+        """Seconds since the epoch: heartbeats, revoke checks and the started-report grace."""
         self.executor = executor
         self.id = worker_id or f"{WORKER}-{socket.gethostname()}-{os.getpid()}-{new_id('x')[-4:]}"
         self.lease_s = lease_s
@@ -59,7 +62,7 @@ class WorkerService:
         wake = getattr(self.executor, "wake", None)
         if hook is not None and wake is not None and self._unhook is None:
             self._unhook = hook(lambda: self._armed and wake())
-        self._beat(time.time())
+        self._beat(self._clock())
 
     def close(self) -> None:
         if self._unhook is not None:
@@ -84,7 +87,7 @@ class WorkerService:
         return slots
 
     def step(self, wait: float = 0.05) -> int:
-        now = time.time()
+        now = self._clock()
         if now - self._last_beat >= self.heartbeat_s:
             self._beat(now)
         if self._messages and now - self._last_revoke_check >= self.revoke_check_s:
@@ -104,12 +107,12 @@ class WorkerService:
             return 0
         timeout = wait if not claimed else 0.0
         if self._held:
-            timeout = min(timeout, max(0.0, self._held[0][0] + self.started_grace_s - time.time()))
+            timeout = min(timeout, max(0.0, self._held[0][0] + self.started_grace_s - self._clock()))
         try:
             outcomes = self.executor.collect(timeout)
         finally:
             self._armed = False
-        arrived = time.time()
+        arrived = self._clock()
         self._held.extend((arrived, o) for o in outcomes if isinstance(o, m.ActivityStarted))
         ended = [o for o in outcomes if not isinstance(o, m.ActivityStarted)]
         if not ended:

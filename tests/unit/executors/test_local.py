@@ -15,8 +15,7 @@ import pytest
 
 from skyweave.executors.base import ExecutionEnv, Executor, Outcome
 from skyweave.executors.local import LocalExecutor
-from skyweave.executors.threads import ThreadExecutor
-from skyweave.model.messages import ActivityFailed, ActivityFinished, ActivityStarted, DispatchActivity
+from skyweave.model.messages import ActivityFailed, ActivityFinished, ActivityStarted
 from skyweave.model.specs import TaskKind
 from skyweave.storage.local import LocalStorage
 
@@ -128,14 +127,12 @@ def test_timeout_stops_the_child_and_the_executor_keeps_working(single: LocalExe
     events: list[Outcome] = []
     single.submit([stuck, *behind])
     pid = wait_started(single, stuck.activity_id, events).pid
-    began = time.monotonic()
     final = run_until(single, [stuck.activity_id] + [d.activity_id for d in behind], events=events)
     timed_out = final[stuck.activity_id]
     assert isinstance(timed_out, ActivityFailed)
     assert timed_out.error_type == "skyweave.TaskTimeout"
     assert timed_out.retryable is True
     assert "exceeded its timeout of 0.5 s" in timed_out.message
-    assert time.monotonic() - began < 10
     for i, d in enumerate(behind):  # what was queued behind it ran on the replacement
         outcome = final[d.activity_id]
         assert isinstance(outcome, ActivityFinished)
@@ -152,7 +149,6 @@ def test_memory_limit_stops_the_child_and_the_executor_keeps_working(single: Loc
     events: list[Outcome] = []
     single.submit([greedy, modest])
     pid = wait_started(single, greedy.activity_id, events).pid
-    began = time.monotonic()
     final = run_until(single, [greedy.activity_id, modest.activity_id], events=events)
     stopped = final[greedy.activity_id]
     assert isinstance(stopped, ActivityFailed), stopped
@@ -160,7 +156,6 @@ def test_memory_limit_stops_the_child_and_the_executor_keeps_working(single: Loc
     assert "over its memory limit of 250 MB" in stopped.message
     used = int(stopped.message.split(" used ")[1].split(" MB")[0])
     assert 250 < used < 2000
-    assert time.monotonic() - began < 8                     # well before its 10 s of holding
     ran = final[modest.activity_id]
     assert isinstance(ran, ActivityFinished) and ran.result == 20 and ran.pid != pid
     wait_gone(pid)
@@ -261,28 +256,6 @@ def test_duplicate_submission_is_ignored(local: LocalExecutor) -> None:
     local.submit([d])
     assert local.active == 1
     assert isinstance(run_until(local, [d.activity_id])[d.activity_id], ActivityFinished)
-
-
-def _overhead(executor: Executor, n: int) -> float:
-    warm = dispatch(by_path("noop"))
-    executor.submit([warm])
-    run_until(executor, [warm.activity_id])
-    batch: list[DispatchActivity] = [dispatch(by_path("noop")) for _ in range(n)]
-    began = time.perf_counter()
-    executor.submit(batch)
-    run_until(executor, [d.activity_id for d in batch])
-    return (time.perf_counter() - began) / n
-
-
-def test_overhead_of_no_op_activities_is_small(local: LocalExecutor, env: ExecutionEnv) -> None:
-    """A loose bound that catches regressions by an order of magnitude (the real figure, ~30 µs
-    per activity on two children, is measured by bench/executors_bench.py)."""
-    assert _overhead(local, 2000) < 300e-6
-    threads = ThreadExecutor(env, threads=2)
-    try:
-        assert _overhead(threads, 2000) < 500e-6
-    finally:
-        threads.close()
 
 
 def test_children_import_aspects_from_the_directory_skyweave_started_in(env: ExecutionEnv, tmp_path: Path) -> None:

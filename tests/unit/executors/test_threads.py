@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import queue
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +77,53 @@ def test_timeout_and_cancel_are_reported_at_once(threads: ThreadExecutor, tmp_pa
     assert outcome.result == 5
     # the abandoned activities' own outcomes, arriving later, are dropped
     assert not [e for e in threads.collect(0.0) if not isinstance(e, ActivityStarted)]
+
+
+class _EndsWhileCollectLooks(queue.SimpleQueue[Any]):
+    """A finished-outcome queue that, when ``armed``, lets the running activity end (and the next
+    one start) just after ``collect`` found the queue empty: the interleaving of a loaded machine,
+    where the pool thread runs while ``collect`` waits for the GIL between its drain and its look."""
+
+    def __init__(self, executor: ThreadExecutor, release: Path, next_id: str) -> None:
+        self.executor, self.release, self.next_id = executor, release, next_id
+        self.armed = False
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return super().get(block, timeout)
+        except queue.Empty:
+            if self.armed:
+                self.armed = False
+                self.release.touch()
+                end = time.monotonic() + 10
+                while self.next_id not in self.executor._running:
+                    assert time.monotonic() < end, "the next activity never started"
+                    time.sleep(0.001)
+            raise
+
+
+def test_a_start_is_never_reported_without_the_end_that_preceded_it(env: ExecutionEnv,
+                                                                     tmp_path: Path) -> None:
+    """One thread: the second activity starting means the first has ended.  ``collect`` must not
+    report the second's start and leave the first's end for later (the worker would then publish
+    that start alone, and the end in another batch)."""
+    executor = ThreadExecutor(env, threads=1)
+    executor.start()
+    release = tmp_path / "release"
+    first = dispatch(by_path("wait_for_file"), {"path": str(release)})
+    second = dispatch(by_path("wait_for_file"), {"path": str(tmp_path / "second")})
+    finished = _EndsWhileCollectLooks(executor, release, second.activity_id)
+    executor._finished = finished
+    try:
+        executor.submit([first, second])
+        wait_started(executor, first.activity_id, [])
+        finished.armed = True
+        outcomes = executor.collect(0.0)
+        assert not finished.armed
+        reported = [(type(o).__name__, o.activity_id) for o in outcomes]
+        assert ("ActivityStarted", second.activity_id) in reported
+        assert ("ActivityFinished", first.activity_id) in reported
+    finally:
+        release.touch()
+        (tmp_path / "second").touch()
+        executor.close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.bus.memory import MemoryBus
-from skyweave.executors.base import ExecutionEnv
+from skyweave.executors.base import ExecutionEnv, Outcome
 from skyweave.executors.local import LocalExecutor
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService
@@ -30,9 +30,20 @@ class RecordingBus(MemoryBus):
         super().publish(messages)
 
 
-def _worker(env: ExecutionEnv) -> tuple[RecordingBus, WorkerService]:
+class ManualClock:
+    """The worker's clock, moved by the test: the started-report grace is then a decision the test
+    controls, not a race between the activity and the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _worker(env: ExecutionEnv, clock: ManualClock) -> tuple[RecordingBus, WorkerService]:
     bus = RecordingBus()
-    worker = WorkerService(bus, ThreadExecutor(env, threads=1), heartbeat_s=3600)
+    worker = WorkerService(bus, ThreadExecutor(env, threads=1), heartbeat_s=3600, clock=clock)
     worker.start()
     bus.batches.clear()                                     # the start-up heartbeat
     return bus, worker
@@ -42,69 +53,96 @@ def _enqueue(bus: MemoryBus, d: m.DispatchActivity) -> None:
     bus.enqueue([(d.activity_id, 0, m.encode_message(d.activity_id, d))])
 
 
-def test_a_short_activity_reports_start_and_end_together(env: ExecutionEnv) -> None:
-    """A 5 ms activity seen running by ``collect`` is not reported started on its own: the start
-    waits (at most 20 ms) and leaves with the end, so the controller writes once."""
-    bus, worker = _worker(env)
-    try:
-        for _ in range(5):
-            _enqueue(bus, dispatch(by_path("burn_cpu"), {"seconds": 0.005}))
-        deadline = time.monotonic() + 10
-        while sum(b.count("ActivityFinished") for b in bus.batches) < 5:
-            assert time.monotonic() < deadline
-            worker.step(0.01)
-        assert all("ActivityFinished" in b for b in bus.batches), bus.batches
-        assert any("ActivityStarted" in b for b in bus.batches), bus.batches   # seen running, held
-        events = [type(m.decode_message(e.data).body).__name__ for e in bus.read(CONTROLLER_GROUP, 50)]
-        for i, name in enumerate(events):                   # a start always precedes its end
-            if name == "ActivityStarted":
-                assert "ActivityFinished" in events[i + 1:]
-    finally:
-        worker.close()
+def _step_until(worker: WorkerService, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline
+        worker.step(0.01)
 
 
-def test_a_long_activity_is_reported_started_while_it_runs(env: ExecutionEnv, tmp_path: Path) -> None:
-    bus, worker = _worker(env)
+def test_a_start_seen_within_the_grace_leaves_with_the_end(env: ExecutionEnv, tmp_path: Path) -> None:
+    """An activity seen running is not reported started on its own while the grace (20 ms of the
+    worker's clock) lasts: the start waits and leaves with the end, so the controller writes once."""
+    clock = ManualClock()
+    bus, worker = _worker(env, clock)
     release = tmp_path / "release"
     try:
         _enqueue(bus, dispatch(by_path("wait_for_file"), {"path": str(release)}))
-        t0 = time.monotonic()
-        while ["ActivityStarted"] not in bus.batches:
-            assert time.monotonic() - t0 < 5, bus.batches
+        _step_until(worker, lambda: bool(worker._held))     # seen running, held
+        for _ in range(5):
             worker.step(0.01)
-        assert time.monotonic() - t0 < 1.0                  # held at most started_grace_s (20 ms)
+        assert bus.batches == []
+        clock.now += worker.started_grace_s / 2
         release.touch()
-        while not any("ActivityFinished" in b for b in bus.batches):
-            assert time.monotonic() - t0 < 10
-            worker.step(0.01)
+        _step_until(worker, lambda: bool(bus.batches))
+        assert bus.batches == [["ActivityStarted", "ActivityFinished"]]
+    finally:
+        release.touch()
+        worker.close()
+
+
+def test_a_long_activity_is_reported_started_once_the_grace_is_over(env: ExecutionEnv,
+                                                                    tmp_path: Path) -> None:
+    clock = ManualClock()
+    bus, worker = _worker(env, clock)
+    release = tmp_path / "release"
+    try:
+        _enqueue(bus, dispatch(by_path("wait_for_file"), {"path": str(release)}))
+        _step_until(worker, lambda: bool(worker._held))
+        assert bus.batches == []
+        clock.now += worker.started_grace_s
+        worker.step(0.01)
+        assert bus.batches == [["ActivityStarted"]]
+        release.touch()
+        _step_until(worker, lambda: len(bus.batches) > 1)
         assert bus.batches == [["ActivityStarted"], ["ActivityFinished"]]
+        events = [type(m.decode_message(e.data).body).__name__ for e in bus.read(CONTROLLER_GROUP, 50)]
+        assert events == ["WorkerHeartbeat", "ActivityStarted", "ActivityFinished"]
     finally:
         release.touch()
         worker.close()
 
 
 def test_a_dispatch_enqueued_while_the_worker_waits_for_a_running_activity_wakes_it(
-        env: ExecutionEnv) -> None:
+        env: ExecutionEnv, tmp_path: Path) -> None:
     """With a long activity running and a slot free, the worker waits in the executor, not on the
-    bus: an enqueued dispatch wakes it at once (``on_enqueue`` + ``LocalExecutor.wake``), instead
-    of when the long one next reports."""
-    bus = MemoryBus()
-    worker = WorkerService(bus, LocalExecutor(env, processes=2), heartbeat_s=3600)
+    bus: a dispatch enqueued while it waits wakes it at once (``on_enqueue`` + ``LocalExecutor.wake``),
+    instead of when the long one next reports.  Here the long activity ends only once the new
+    dispatch is claimed (or after 10 s without that): without the wake, the claim comes after it."""
+    bus = RecordingBus()
+    executor = LocalExecutor(env, processes=2)
+    worker = WorkerService(bus, executor, heartbeat_s=3600)
     worker.start()
+    release = tmp_path / "release"
+    d = dispatch(by_path("add"), {"x": 1, "y": 2})
+    waiting, claimed_first = threading.Event(), threading.Event()
+    collect = executor.collect
+
+    def collect_and_tell(timeout: float) -> list[Outcome]:
+        waiting.set()
+        return collect(timeout)
+
+    def enqueue_while_waiting_then_release() -> None:
+        waiting.wait(10)
+        _enqueue(bus, d)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not claimed_first.is_set():
+            if d.activity_id in worker._messages:
+                claimed_first.set()
+            time.sleep(0.005)
+        release.touch()
+
     try:
-        _enqueue(bus, dispatch(by_path("burn_cpu"), {"seconds": 3.0}))
-        deadline = time.monotonic() + 10
-        while worker.executor.active == 0:
-            assert time.monotonic() < deadline
-            worker.step(0.01)
-        d = dispatch(by_path("add"), {"x": 1, "y": 2})
-        timer = threading.Timer(0.05, _enqueue, (bus, d))
-        timer.start()
-        started = time.monotonic()
+        _enqueue(bus, dispatch(by_path("wait_for_file"), {"path": str(release)}))
+        _step_until(worker, lambda: ["ActivityStarted"] in bus.batches)   # nothing left to report
+        executor.collect = collect_and_tell  # type: ignore[method-assign]
+        helper = threading.Thread(target=enqueue_while_waiting_then_release)
+        helper.start()
         while d.activity_id not in worker._messages:
-            worker.step(2.0)  # without the wake, this step would wait for the long activity
-        assert time.monotonic() - started < 1.0
-        timer.join()
+            worker.step(60.0)  # without the wake, this step waits for the long activity to end
+        helper.join()
+        assert claimed_first.is_set()
     finally:
+        release.touch()
         worker.close()
         bus.close()

@@ -1,6 +1,6 @@
 """Per-activity overhead of the executors on no-op Python tasks (not a test: run it).
 
-    PYTHONPATH=src .venv/bin/python -m tests.unit.executors.bench_overhead [n] [processes]
+    .venv/bin/python bench/executors_bench.py [n] [processes]
 
 Prints, per executor, wall time per activity (submit of all n to the last outcome, amortised) and
 CPU time per activity summed over this process and its children (robust when other work shares
@@ -21,8 +21,17 @@ from skyweave.executors.base import ExecutionEnv, Executor
 from skyweave.executors.local import LocalExecutor
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.model.messages import ActivityStarted, DispatchActivity
+from skyweave.model.specs import TaskSpec
 
-from .helpers import by_module, dispatch
+NOOP = f"{Path(__file__).resolve().parent / 'workloads' / 'common.py'}:noop"
+"""The W1 no-op task, by path: the executors' children import it from its file."""
+_ids = iter(range(10**9))
+
+
+def dispatch() -> DispatchActivity:
+    i = next(_ids)
+    return DispatchActivity(activity_id=f"act-bench{i:09d}", attempt=1, run_id="run-bench",
+                            task=TaskSpec(name="noop", version="1", ref=NOOP), arguments={"i": i})
 
 
 def _cpu() -> float:
@@ -40,11 +49,11 @@ def _cpu() -> float:
 def measure(executor: Executor, n: int) -> tuple[float, float]:
     """(wall s, CPU s) per activity."""
     executor.start()
-    warm = dispatch(by_module("noop"))
+    warm = dispatch()
     executor.submit([warm])
     while not any(not isinstance(o, ActivityStarted) for o in executor.collect(5.0)):
         pass
-    batch: list[DispatchActivity] = [dispatch(by_module("noop")) for _ in range(n)]
+    batch: list[DispatchActivity] = [dispatch() for _ in range(n)]
     cpu = _cpu()
     began = time.perf_counter()
     executor.submit(batch)
