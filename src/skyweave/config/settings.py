@@ -48,6 +48,9 @@ class Settings(BaseSettings):
                                                 "PostgreSQL needs skyweave[postgres]).")
     store_pool_size: int = Field(5, ge=1, description="Connections each process keeps open to a server "
                                                     "store (PostgreSQL), and as many again at peaks.")
+    storage: str = Field("", description="Directory for products, logs, code snapshots and work "
+                                         "directories (and the default bus file); empty: the store's "
+                                         "directory. Required with a PostgreSQL store.")
     bus: str = Field("", description="Bus URL; empty: in-process for `run`, <store>/bus.db for "
                                      "separate controller and worker processes.")
     executor: str = Field("local", description="Executor: local (process pool) or threads.")
@@ -80,12 +83,23 @@ class Settings(BaseSettings):
 
     @property
     def store_dir(self) -> Path:
-        """The directory that holds the store, products, logs and work directories."""
+        """The directory that holds products, logs, code snapshots and work directories: ``storage``
+        if set, else the store's own directory (for a database file, ``<stem>.files/`` beside it).
+
+        A store on a server (``postgresql://``) has no directory: without ``storage`` this raises a
+        ``SkyweaveError`` saying so (files never land silently in the working directory).
+        """
+        if self.storage:
+            return Path(self.storage).expanduser().resolve()
         if self.store.startswith("sqlite:///"):
             db = Path(self.store.removeprefix("sqlite:///"))
             return (db.resolve().parent / f"{db.stem}.files") if db.stem else Path(".skyweave").resolve()
         if "://" in self.store:
-            return Path(".skyweave").resolve()
+            scheme = self.store.partition("://")[0]
+            raise SkyweaveError(
+                f"a {scheme}:// store keeps no files: say where products, logs and code snapshots go",
+                hint="set storage to a directory every host of the deployment can reach, e.g. "
+                     "SKYWEAVE_STORAGE=/data/skyweave or storage = \"/data/skyweave\" in skyweave.toml")
         path = Path(self.store).expanduser()
         if path.is_file() or (not path.exists() and path.suffix.lower() in (".db", ".sqlite", ".sqlite3")):
             # a database file: its products, logs and bus live beside it, in <stem>.files/
