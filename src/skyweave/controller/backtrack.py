@@ -17,6 +17,7 @@ from skyweave.errors import DefinitionError
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, Detour, ProductRecord
 from skyweave.model.states import ActivityState as A
+from skyweave.model.states import activity_transition
 
 if TYPE_CHECKING:
     from skyweave.controller.core import Controller
@@ -68,7 +69,7 @@ class Backtracker:
         tried = self.tried.setdefault(rec.id, set())
         tried.update(walk_products(rec.arguments.get(need.param)))
         self.needs[rec.id] = need
-        rec.state = A.BACKTRACKING
+        rec.state = activity_transition(rec.state, A.BACKTRACKING)
         rec.max_attempts += 1  # a detour is not a failure: it does not use up a retry
         rec.detours.append(Detour(kind="lookup", product_type=need.product_type, param=need.param,
                                   reason=need.reason, at=ctrl._now, match=dict(need.match),
@@ -165,7 +166,7 @@ class Backtracker:
     # -- parking -----------------------------------------------------------------------------------
     def _park(self, rec: ActivityRecord, need: m.InputNeed, seconds: float) -> None:
         ctrl = self.ctrl
-        rec.state = A.PARKED
+        rec.state = activity_transition(rec.state, A.PARKED)
         until = ctrl._now + seconds
         rec.detours.append(Detour(kind="park", product_type=need.product_type, param=need.param,
                                   reason=need.reason, at=ctrl._now, match=dict(need.match), until=until))

@@ -13,6 +13,7 @@ from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import RunState as R
+from skyweave.model.states import activity_transition, run_transition
 
 if TYPE_CHECKING:
     from skyweave.controller.core import Controller
@@ -26,9 +27,9 @@ def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
         return
     rec = run.record
     if ev.action == "pause" and rec.state == R.RUNNING:
-        rec.state = R.PAUSED
+        rec.state = run_transition(rec.state, R.PAUSED)
     elif ev.action == "resume" and rec.state == R.PAUSED:
-        rec.state = R.RUNNING
+        rec.state = run_transition(rec.state, R.RUNNING)
         for aid in run.held:
             act = ctrl.activities.get(aid)
             if act is not None and act.state == A.QUEUED:
@@ -44,7 +45,7 @@ def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
 
 
 def cancel_run(ctrl: Controller, run: RunState) -> None:
-    run.record.state = R.CANCELLED
+    run.record.state = run_transition(run.record.state, R.CANCELLED)
     run.record.ended_at = ctrl._now
     for aid, rec in list(ctrl.activities.items()):
         if rec.run_id != run.record.id or rec.state in (A.FAILED, A.CANCELLED, A.SUCCEEDED):
@@ -53,7 +54,7 @@ def cancel_run(ctrl: Controller, run: RunState) -> None:
             ctrl.in_flight -= 1
             ctrl._d.withdraw.append(f"{aid}:{rec.attempt}")
         ctrl.queue.discard(aid)
-        rec.state = A.CANCELLED
+        rec.state = activity_transition(rec.state, A.CANCELLED)
         rec.ended_at = ctrl._now
         run.active -= 1
         where = ctrl.where.get(aid)
@@ -107,9 +108,9 @@ def retry(ctrl: Controller, rec: ActivityRecord) -> None:
     rec.error = None
     run.active += 1
     if run.record.state in (R.FAILED, R.CANCELLED, R.SUCCEEDED):
-        run.record.state = R.RUNNING
+        run.record.state = run_transition(run.record.state, R.RUNNING, retry=True)
         run.record.ended_at = None
         run.record.error = None
         ctrl.touch_run(run)
         ctrl.emit(m.RunStateChanged(run_id=run.record.id, state=run.record.state, at=ctrl._now))
-    ctrl.requeue(rec)
+    ctrl.requeue(rec, retry=True)

@@ -53,6 +53,7 @@ from skyweave.model.records import (
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import RunState as R
+from skyweave.model.states import activity_transition, run_transition
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class Controller:
         run = RunState.from_record(record)
         self.runs[record.id] = run
         if record.state in (R.SUBMITTED,):
-            record.state = R.RUNNING
+            record.state = run_transition(record.state, R.RUNNING)
             record.started_at = self._now
             self.touch_run(run)
             self.emit(m.RunStateChanged(run_id=record.id, state=record.state, at=self._now))
@@ -214,7 +215,7 @@ class Controller:
         rec = run.record
         if run.active > 0 or rec.state not in (R.RUNNING,):
             return
-        rec.state = R.FAILED if run.failures > 0 else R.SUCCEEDED
+        rec.state = run_transition(rec.state, R.FAILED if run.failures > 0 else R.SUCCEEDED)
         if run.failures:
             rec.error = f"{run.failures} activit{'y' if run.failures == 1 else 'ies'} failed"
         rec.ended_at = self._now
@@ -333,8 +334,9 @@ class Controller:
         self.touch(rec)
         return rec
 
-    def requeue(self, rec: ActivityRecord) -> None:
-        rec.state = A.QUEUED
+    def requeue(self, rec: ActivityRecord, *, retry: bool = False) -> None:
+        """Queue ``rec`` again (``retry``: an explicit retry of a failed or cancelled one)."""
+        rec.state = activity_transition(rec.state, A.QUEUED, retry=retry)
         rec.queued_at = self._now
         self.queue.push(rec.id, rec.priority, self._now)
         self.touch(rec)
@@ -376,7 +378,7 @@ class Controller:
                 self._fail(rec, {"type": "skyweave.UnknownTaskError", "retryable": False,
                                  "message": f"task {rec.task_name}@{rec.task_version} is not registered"})
                 continue
-            rec.state = A.DISPATCHED
+            rec.state = activity_transition(rec.state, A.DISPATCHED)
             rec.attempt += 1
             self.in_flight += 1
             self._emit_dispatch(rec, spec)
@@ -405,7 +407,7 @@ class Controller:
         rec = self._current(ev.activity_id, ev.attempt)
         if rec is None or rec.state != A.DISPATCHED:
             return
-        rec.state = A.RUNNING
+        rec.state = activity_transition(rec.state, A.RUNNING)
         rec.started_at = ev.at or self._now
         rec.worker, rec.host = ev.worker, ev.host
         self._d.changes.attempts.append(AttemptRecord(
@@ -459,7 +461,7 @@ class Controller:
 
     def _succeed(self, rec: ActivityRecord, result: Any, *, finish_instance: bool = True,
                  check_done: bool = True) -> None:
-        rec.state = A.SUCCEEDED
+        rec.state = activity_transition(rec.state, A.SUCCEEDED)
         rec.result = result
         rec.ended_at = self._now
         rec.error = None
@@ -488,7 +490,7 @@ class Controller:
         if ev.retryable and rec.attempt < rec.max_attempts:
             spec = self.registry.get(rec.task_name, {}).get(rec.task_version)
             delay = spec.retry.delay(rec.attempt) if spec else 1.0
-            rec.state = A.RETRY_WAIT
+            rec.state = activity_transition(rec.state, A.RETRY_WAIT)
             rec.error = error
             self.touch(rec)
             self.announce(rec)
@@ -499,7 +501,7 @@ class Controller:
         self._fail(rec, error)
 
     def _fail(self, rec: ActivityRecord, error: dict[str, Any]) -> None:
-        rec.state = A.FAILED
+        rec.state = activity_transition(rec.state, A.FAILED)
         rec.error = error
         rec.ended_at = self._now
         self.queue.discard(rec.id)

@@ -1,12 +1,15 @@
 """States of runs and activities, and the transitions the controller may make.
 
 Every state is documented; terminal sets are derived from the transition tables so the two can
-never disagree.
+never disagree, and the controller changes a state only through ``activity_transition`` and
+``run_transition``, which refuse what the tables do not allow.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from skyweave.errors import InvalidTransitionError
 
 
 class RunState(StrEnum):
@@ -49,7 +52,8 @@ class ActivityState(StrEnum):
 
 _A = ActivityState
 ACTIVITY_TRANSITIONS: dict[ActivityState, frozenset[ActivityState]] = {
-    _A.QUEUED: frozenset({_A.DISPATCHED, _A.CANCELLED, _A.SKIPPED, _A.SUCCEEDED}),
+    _A.QUEUED: frozenset({_A.DISPATCHED, _A.CANCELLED, _A.SUCCEEDED, _A.FAILED}),
+    # QUEUED -> SUCCEEDED: reused from the cache; -> FAILED: its arguments or task cannot be bound
     _A.DISPATCHED: frozenset({_A.RUNNING, _A.QUEUED, _A.SUCCEEDED, _A.FAILED, _A.RETRY_WAIT,
                               _A.BACKTRACKING, _A.PARKED, _A.CANCELLED}),
     _A.RUNNING: frozenset({_A.SUCCEEDED, _A.FAILED, _A.RETRY_WAIT, _A.BACKTRACKING, _A.PARKED,
@@ -58,14 +62,21 @@ ACTIVITY_TRANSITIONS: dict[ActivityState, frozenset[ActivityState]] = {
     _A.BACKTRACKING: frozenset({_A.QUEUED, _A.PARKED, _A.FAILED, _A.CANCELLED}),
     _A.PARKED: frozenset({_A.QUEUED, _A.FAILED, _A.CANCELLED}),
     _A.SUCCEEDED: frozenset(),
-    _A.FAILED: frozenset({_A.QUEUED}),  # an explicit retry request
+    _A.FAILED: frozenset(),
     _A.SKIPPED: frozenset(),
-    _A.CANCELLED: frozenset({_A.QUEUED}),  # an explicit retry request
+    _A.CANCELLED: frozenset(),
 }
+"""Where an activity may go from each state as a run goes on.  An activity is created
+``queued``, or ``skipped`` (its condition was false), never in another state."""
+
+ACTIVITY_RETRY: dict[ActivityState, frozenset[ActivityState]] = {
+    _A.FAILED: frozenset({_A.QUEUED}),
+    _A.CANCELLED: frozenset({_A.QUEUED}),
+}
+"""What an explicit retry request may do besides: run a failed or cancelled activity again."""
 
 ACTIVITY_TERMINAL: frozenset[ActivityState] = frozenset(
-    {_A.SUCCEEDED, _A.FAILED, _A.SKIPPED, _A.CANCELLED}
-)
+    s for s, after in ACTIVITY_TRANSITIONS.items() if not after)
 """States in which an activity holds no resources and needs nothing more from the controller."""
 
 ACTIVITY_WAITING: frozenset[ActivityState] = frozenset({_A.RETRY_WAIT, _A.BACKTRACKING, _A.PARKED})
@@ -77,16 +88,39 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     _R.RUNNING: frozenset({_R.PAUSED, _R.SUCCEEDED, _R.FAILED, _R.CANCELLED}),
     _R.PAUSED: frozenset({_R.RUNNING, _R.CANCELLED}),
     _R.SUCCEEDED: frozenset(),
-    _R.FAILED: frozenset({_R.RUNNING}),  # retry of a failed activity reopens its run
+    _R.FAILED: frozenset(),
+    _R.CANCELLED: frozenset(),
+}
+"""Where a run may go from each state as it goes on."""
+
+RUN_RETRY: dict[RunState, frozenset[RunState]] = {
+    _R.SUCCEEDED: frozenset({_R.RUNNING}),
+    _R.FAILED: frozenset({_R.RUNNING}),
     _R.CANCELLED: frozenset({_R.RUNNING}),
 }
-RUN_TERMINAL: frozenset[RunState] = frozenset(s for s in RunState if s in
-                                              {_R.SUCCEEDED, _R.FAILED, _R.CANCELLED})
+"""A retried activity reopens its ended run."""
+
+RUN_TERMINAL: frozenset[RunState] = frozenset(s for s, after in RUN_TRANSITIONS.items() if not after)
 
 
-def can_transition(current: ActivityState, new: ActivityState) -> bool:
-    return new in ACTIVITY_TRANSITIONS[current]
+def activity_transition(current: str, new: ActivityState, *, retry: bool = False) -> ActivityState:
+    """The one way an activity's state changes: ``new``, if the tables allow it from ``current``
+    (``retry``: an explicit retry request, which may also reopen a terminal activity)."""
+    allowed = ACTIVITY_TRANSITIONS[ActivityState(current)]
+    if retry:
+        allowed = allowed | ACTIVITY_RETRY.get(ActivityState(current), frozenset())
+    if new not in allowed:
+        raise InvalidTransitionError(f"an activity cannot go from {current} to {new}",
+                                     hint="a bug in skyweave's controller: please report it")
+    return new
 
 
-def can_transition_run(current: RunState, new: RunState) -> bool:
-    return new in RUN_TRANSITIONS[current]
+def run_transition(current: str, new: RunState, *, retry: bool = False) -> RunState:
+    """The one way a run's state changes: ``new``, if the tables allow it from ``current``."""
+    allowed = RUN_TRANSITIONS[RunState(current)]
+    if retry:
+        allowed = allowed | RUN_RETRY.get(RunState(current), frozenset())
+    if new not in allowed:
+        raise InvalidTransitionError(f"a run cannot go from {current} to {new}",
+                                     hint="a bug in skyweave's controller: please report it")
+    return new
