@@ -24,58 +24,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from skyweave import each, gather, task, workflow
-from skyweave.authoring.workflow import Workflow
+from workloads.scale_wl import SHAPES, TASKS
+
+from skyweave import Client
 from skyweave.controller.core import Controller
 from skyweave.controller.decisions import CacheChecked, RunLoaded
 from skyweave.model import messages as m
 from skyweave.model.records import RunRecord
-
-
-@task(version="1")
-def sc_indices(n: int) -> list[int]:
-    return list(range(n))
-
-
-@task(version="1")
-def sc_split(x: int, group: int) -> list[int]:
-    return list(range(group))
-
-
-@task(version="1")
-def sc_noop(i: int) -> int:
-    return i
-
-
-@task(version="1")
-def sc_total(xs: list[int]) -> int:
-    return sum(xs)
-
-
-@workflow
-def sc_flat(n: int = 1000) -> Any:
-    return sc_total(xs=sc_noop.map(i=sc_indices(n=n)))
-
-
-@workflow
-def sc_nested(n: int = 1000, group: int = 100) -> Any:
-    groups = sc_split.map(x=sc_indices(n=max(1, n // group)), group=group)
-    leaves = sc_noop.map(i=each(groups))
-    return sc_total(xs=sc_total.map(xs=gather(leaves)))
-
-
-@workflow
-def sc_loop(n: int = 1000) -> Any:
-    return sc_total(xs=[sc_noop(i=i) for i in range(n)])
-
-
-SHAPES: dict[str, Workflow] = {"flat": sc_flat, "nested": sc_nested, "loop": sc_loop}
-TASKS = {t.spec.name: t for t in (sc_indices, sc_split, sc_noop, sc_total)}
 
 
 def expected(shape: str, n: int, group: int) -> int:
@@ -144,18 +108,45 @@ def measure(shape: str, n: int, group: int, budget: float) -> dict[str, Any]:
             "stopped": stopped}
 
 
+def measure_e2e(shape: str, n: int, group: int, timeout: float) -> dict[str, Any]:
+    """The same shape through a real ``Client``: embedded engine, SQLite store and bus, two
+    worker processes (``executor="local"``); wall time of ``client.run`` per activity."""
+    wf = SHAPES[shape]
+    params: dict[str, Any] = {"n": n, "group": group} if shape == "nested" else {"n": n}
+    tmp = Path(tempfile.mkdtemp(prefix="skyweave-scale-"))
+    try:
+        with Client(str(tmp / "store"), workers=2, executor="local") as client:
+            t0 = time.perf_counter()
+            handle = client.run(wf, params, timeout=timeout)
+            wall = time.perf_counter() - t0
+            summary = handle.summary()
+        if summary["status"] != "succeeded":
+            return {"shape": shape, "n": n, "error": f"run ended {summary['status']}: {summary['error']}"}
+        activities = int(summary["activities"])
+        return {"shape": shape, "n": n, "activities": activities, "e2e_s": round(wall, 3),
+                "e2e_us_per_activity": round(wall / activities * 1e6, 1)}
+    except Exception as exc:  # a timeout of a quadratic run: recorded, the next one goes on
+        return {"shape": shape, "n": n, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--shapes", default="flat,nested,loop")
     ap.add_argument("--group", type=int, default=100, help="leaves per group of the nested shape")
     ap.add_argument("--budget", type=float, default=300.0, help="seconds of core time per measurement")
+    ap.add_argument("--e2e", action="store_true",
+                    help="run each shape through a Client (SQLite, 2 worker processes) instead")
     ap.add_argument("--json", help="also write the records to this file")
     args = ap.parse_args(argv)
+    if args.e2e:
+        return main_e2e(args)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     records = []
     print(f"{'shape':<7} {'N':>8} {'activities':>10} {'build s':>9} {'us/node':>8} "
-          f"{'core s':>9} {'us/activity':>12}")
+          f"{'core s':>9} {'us/activity':>12}  (load {os.getloadavg()[0]:.1f})")
     for shape in args.shapes.split(","):
         for n in (int(s) for s in args.sizes.split(",")):
             try:
@@ -170,6 +161,25 @@ def main(argv: list[str] | None = None) -> int:
                   f"{rec['build_us_per_node']:>8.1f} {rec['core_s']:>9.3f} "
                   f"{rec['core_us_per_activity']:>12.1f}{'  (stopped: budget)' if rec['stopped'] else ''}",
                   flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(records, fh, indent=1)
+    return 0
+
+
+def main_e2e(args: argparse.Namespace) -> int:
+    records = []
+    print(f"{'shape':<7} {'N':>8} {'activities':>10} {'wall s':>9} {'us/activity':>12}  "
+          f"(load {os.getloadavg()[0]:.1f})")
+    for shape in args.shapes.split(","):
+        for n in (int(s) for s in args.sizes.split(",")):
+            rec = measure_e2e(shape, n, args.group, args.budget)
+            records.append(rec)
+            if "error" in rec:
+                print(f"{shape:<7} {n:>8} FAILED {rec['error']}", flush=True)
+            else:
+                print(f"{shape:<7} {n:>8} {rec['activities']:>10} {rec['e2e_s']:>9.2f} "
+                      f"{rec['e2e_us_per_activity']:>12.1f}", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(records, fh, indent=1)
