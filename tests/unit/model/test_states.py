@@ -26,8 +26,8 @@ CONTROLLER = Path(__file__).resolve().parents[3] / "src" / "skyweave" / "control
 def test_every_state_has_a_row_and_terminal_means_no_way_on() -> None:
     assert set(ACTIVITY_TRANSITIONS) == set(ActivityState)
     assert set(RUN_TRANSITIONS) == set(RunState)
-    assert ACTIVITY_TERMINAL == {"succeeded", "failed", "skipped", "cancelled"}
-    assert RUN_TERMINAL == {"succeeded", "failed", "cancelled"}
+    assert {"succeeded", "failed", "skipped", "cancelled"} == ACTIVITY_TERMINAL
+    assert {"succeeded", "failed", "cancelled"} == RUN_TERMINAL
 
 
 def test_transitions_outside_the_tables_are_refused() -> None:
