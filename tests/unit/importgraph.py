@@ -97,6 +97,8 @@ class ImportGraph:
         for stmt, _ in _statements(tree):
             if isinstance(stmt, ast.ImportFrom):
                 base = self._base(self.package, stmt.level, stmt.module)
+                if base != self.package and not base.startswith(self.package + "."):
+                    continue  # typing, importlib...: not something the package offers
                 for alias in stmt.names:
                     sub = f"{base}.{alias.name}"
                     found[alias.asname or alias.name] = sub if sub in self.modules else base

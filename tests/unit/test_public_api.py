@@ -3,7 +3,7 @@
 import skyweave
 
 EXPECTED = {
-    "ActivityContext", "Client", "Fatal", "InsufficientInput", "MissingInput", "Product", "Resources",
+    "ActivityContext", "Client", "Fatal", "InsufficientInput", "MissingInput", "OutputSpec", "Product", "Resources",
     "RetryPolicy", "RunHandle", "SkyweaveError", "Task", "Workflow", "__version__", "command", "context",
     "each", "gather", "loop", "result", "task", "unmapped", "workflow",
 }
