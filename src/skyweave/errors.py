@@ -66,6 +66,12 @@ class StoreError(SkyweaveError):
     exit_code = 4
 
 
+class NotAStoreError(StoreError):
+    """A file exists where the store should be but is not a skyweave store (empty, not a database,
+    someone else's database).  It is never written to; ``skyweave init --force`` moves it aside
+    and starts a new store there.  ``details["path"]`` is the file."""
+
+
 class BusError(SkyweaveError):
     """The bus cannot be reached or refused a message."""
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from skyweave.cli import output
+from skyweave.cli.admin import init
 from skyweave.cli.catalogue import (
     cleanup,
     list_filters,
@@ -341,6 +342,7 @@ def demo(
     demos[chosen].load()(store=store, as_json=as_json)
 
 
+app.command()(init)
 app.command("cleanup")(friendly(cleanup))
 products_app.command("pin")(friendly(products_pin))
 products_app.command("unpin")(friendly(products_unpin))

@@ -8,21 +8,29 @@ URL scheme, so that code and configuration never name an implementation class:
   missing; a plain path to a file (``run.db``, ``store.sqlite``) — that file;
 * ``postgresql://user@host:port/database`` (also ``postgresql+psycopg://``, ``postgres://``) — a
   PostgreSQL database (``PostgreSQLStore``, scale-out; needs ``pip install 'skyweave[postgres]'``).
+
+An existing file that is not a skyweave store (empty, not a database, someone else's database)
+is refused (``NotAStoreError``), never written over; ``init_store(..., force=True)`` (``skyweave
+init --force``) moves it aside, with SQLite's files beside it, and starts a new store there.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from skyweave.errors import StoreError
+from skyweave.errors import NotAStoreError, StoreError
 from skyweave.store.base import DEFAULT_POOL_SIZE, Store
+from skyweave.store.migrations import SIDECARS
 from skyweave.store.sqlite import SQLiteStore
 
-__all__ = ["BACKENDS", "DEFAULT_FILENAME", "DEFAULT_POOL_SIZE", "SQLiteStore", "Store", "open_store",
-           "register_backend"]
+__all__ = ["BACKENDS", "DEFAULT_FILENAME", "DEFAULT_POOL_SIZE", "InitResult", "SQLiteStore", "Store",
+           "init_store", "open_store", "register_backend"]
 
 DEFAULT_FILENAME = "skyweave.db"
 """The database file inside a store directory."""
@@ -71,8 +79,8 @@ register_backend("postgres", _open_postgresql)
 def open_store(url_or_path: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
     """Open (creating if needed) the store at ``url_or_path``; ``StoreError`` says how to fix a bad one.
 
-    Nothing is written to a path until it is known to be a skyweave store, an empty file or a new
-    one: a file that is not a SQLite database, or someone else's database, is refused untouched.
+    Nothing is written to a path until it is known to be a skyweave store or a new one: a file that
+    is not a SQLite database, someone else's database, or an empty file, is refused untouched.
     ``pool_size``: connections a server-backed store keeps open (``Settings.store_pool_size``).
     """
     if "://" not in url_or_path:
@@ -105,7 +113,8 @@ def sqlite_path(url_or_path: str) -> Path:
                 store=url_or_path)
         return Path(rest[1:]).absolute()
     path = Path(url_or_path).expanduser()
-    if path.is_dir() or (not path.exists() and path.suffix.lower() not in _FILE_SUFFIXES):
+    # exists() before is_dir(): a directory another process makes in between is still seen as one
+    if (not path.exists() and path.suffix.lower() not in _FILE_SUFFIXES) or path.is_dir():
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -115,3 +124,47 @@ def sqlite_path(url_or_path: str) -> Path:
                 store=url_or_path) from exc
         return (path / DEFAULT_FILENAME).absolute()
     return path.absolute()
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``init_store`` did: ``created`` a new store (else it was one already), and the files it
+    ``moved_aside`` (original path -> new path) to make room."""
+
+    store: Store
+    created: bool
+    moved_aside: dict[str, str]
+
+
+def init_store(url_or_path: str, *, force: bool = False, now: datetime | None = None,
+               pool_size: int = DEFAULT_POOL_SIZE) -> InitResult:
+    """Open the store at ``url_or_path``, creating it if there is none.
+
+    A file there that is not a skyweave store raises ``NotAStoreError`` unless ``force``: then it
+    and its SQLite sidecars (``-wal``, ``-shm``, ``-journal``) are renamed to
+    ``<name>.replaced-<UTC time>`` (nothing is deleted) and a new store is made in its place.  An
+    existing skyweave store is opened as it is, ``force`` or not.
+    """
+    if "://" in url_or_path and not url_or_path.lower().startswith("sqlite"):
+        return InitResult(open_store(url_or_path, pool_size=pool_size), created=False, moved_aside={})
+    path = sqlite_path(url_or_path)
+    existed = path.exists()
+    try:
+        return InitResult(open_store(url_or_path), created=not existed, moved_aside={})
+    except NotAStoreError:
+        if not force:
+            raise
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.replaced-{stamp}")
+    n = 1
+    while any(aside.with_name(aside.name + s).exists() for s in ("", *SIDECARS)):
+        n += 1
+        aside = path.with_name(f"{path.name}.replaced-{stamp}-{n}")
+    moved: dict[str, str] = {}
+    for suffix in ("", *SIDECARS):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            target = aside.with_name(aside.name + suffix)
+            os.rename(source, target)
+            moved[str(source)] = str(target)
+    return InitResult(open_store(url_or_path), created=True, moved_aside=moved)

@@ -24,7 +24,12 @@ one writer commits.  Choices made for speed and for sharing:
   commit is durable in the WAL, as before).
 
 The file is checked before anything writes to it (``migrations.probe_sqlite_file``): a file that
-is not a SQLite database, or a database holding someone else's tables, is refused untouched.
+is not a SQLite database, a database holding someone else's tables, or an empty file, is refused
+untouched.  A new store is built in a temporary file beside its path and hard-linked into place
+whole (``_create``), so no process ever sees a half-made store, and an empty or table-less file at
+a store's path always means something went wrong (a truncated store) rather than a store being
+born: two processes creating the same store both build one, the first link wins and the other
+opens it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Engine,
     bindparam,
     create_engine,
     delete,
@@ -54,7 +60,7 @@ from skyweave.model.records import ActivityRecord, Changeset
 from skyweave.store.base import Store
 from skyweave.store.catalogue_sql import CatalogueQueries
 from skyweave.store.lineage_sql import LineageQueries
-from skyweave.store.migrations import probe_sqlite_file, upgrade
+from skyweave.store.migrations import SIDECARS, probe_sqlite_file, upgrade
 from skyweave.store.records_sql import RecordQueries
 from skyweave.store.schema import (
     ACTIVITY,
@@ -113,6 +119,36 @@ def _insert_new(table: Any, keys: Sequence[str]) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
+def _engine(path: Path) -> Engine:
+    # URL.create, not the string: a path may hold characters a URL parser would split on.
+    engine = create_engine(URL.create("sqlite", database=str(path)))
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    return engine
+
+
+def _create(path: Path, url: str) -> None:
+    """Build a new store in a temporary file beside ``path`` and link it into place whole; if a
+    file appeared at ``path`` meanwhile (another process's new store), leave that one alone."""
+    partial = path.with_name(f".{path.name}.new-{os.getpid()}-{threading.get_ident()}")
+    engine = _engine(partial)
+    try:
+        with engine.execution_options(skyweave_write=True).begin() as conn:
+            upgrade(conn, url)
+        engine.dispose()  # the last connection closing checkpoints the WAL into the file
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass  # another process linked its new store first: that one is the store
+        except OSError:  # a file system without hard links: a rename, if the path is still free
+            if not path.exists():
+                os.replace(partial, path)
+    finally:
+        engine.dispose()
+        for leftover in (partial, *(partial.with_name(partial.name + s) for s in SIDECARS)):
+            leftover.unlink(missing_ok=True)
+
+
 class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, Store):
     """The store in one SQLite file; see the module docstring for how it is shared and kept fast.
     Reads come from ``RecordQueries``, the task registry from ``TaskRegistry``, lineage queries
@@ -122,10 +158,10 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
         self.path = Path(path).absolute()
         self.url = f"sqlite:///{self.path}"
         state = probe_sqlite_file(self.path, self.url)
-        # URL.create, not the string: a path may hold characters a URL parser would split on.
-        self._engine = create_engine(URL.create("sqlite", database=str(self.path)))
-        event.listen(self._engine, "connect", _on_connect)
-        event.listen(self._engine, "begin", _on_begin)
+        if state == "new":
+            _create(self.path, self.url)
+            state = probe_sqlite_file(self.path, self.url)  # ours, or another process's if it won
+        self._engine = _engine(self.path)
         self._writer = self._engine.execution_options(skyweave_write=True)
         """The same engine, but its transactions begin with ``BEGIN IMMEDIATE``: use it for writes."""
         if state != "current":

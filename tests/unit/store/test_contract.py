@@ -488,10 +488,3 @@ def test_someone_elses_database_is_refused_untouched(tmp_path: Path) -> None:
         open_store(str(path))
     assert path.read_bytes() == before
 
-
-def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
-    path = tmp_path / "empty.db"
-    path.touch()
-    store = open_store(str(path))
-    store.close()
-    assert path.read_bytes().startswith(b"SQLite format 3\x00")

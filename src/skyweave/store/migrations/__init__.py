@@ -5,12 +5,15 @@ points ``script_location`` at this package directory (so it works from an instal
 hands Alembic the caller's connection, so the migration commits or rolls back with the caller's
 transaction.  When the database is already at ``SCHEMA_REVISION`` Alembic is not loaded at all:
 opening an existing store costs one query.  ``probe_sqlite_file`` answers the same question for
-a SQLite file *before* anything is allowed to write to it, and refuses files that are not ours.
+a SQLite file *before* anything is allowed to write to it, and refuses files that are not ours:
+an empty file too, because skyweave never leaves one (a new store is built aside and linked into
+place whole, ``SQLiteStore``), so an empty store file is a truncated or overwritten store.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,7 +24,7 @@ from alembic.config import Config
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, insert, inspect, select
 
-from skyweave.errors import StoreError
+from skyweave.errors import NotAStoreError, StoreError
 from skyweave.store.schema import ONLY_ON, SCHEMA_REVISION, VERSION_TABLE, meta
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
@@ -51,10 +54,11 @@ def include_object(dialect: str) -> Any:
 def probe_sqlite_file(path: Path, url: str) -> Literal["new", "current", "upgrade"]:
     """What ``path`` holds, found without writing to it; ``StoreError`` if it is not ours to use.
 
-    ``new``: missing, empty, or a SQLite database without tables (its parent directory is created).
-    ``current``: a skyweave store at ``SCHEMA_REVISION``.  ``upgrade``: a skyweave store at another
-    revision.  Anything else (a directory, a file that is not SQLite, someone else's database, a
-    corrupt one) raises and the file is left byte for byte as it was.
+    ``new``: missing (its parent directory is created).  ``current``: a skyweave store at
+    ``SCHEMA_REVISION``.  ``upgrade``: a skyweave store at another revision.  Anything else raises
+    and the file is left byte for byte as it was: a directory (``StoreError``), or a file that is
+    not a skyweave store (``NotAStoreError``: empty, not SQLite, a SQLite database without our
+    tables - someone else's or an empty one -, or a corrupt one).
     """
     use = "point --store at a directory or a .db file"
     if path.is_dir():
@@ -62,12 +66,18 @@ def probe_sqlite_file(path: Path, url: str) -> Literal["new", "current", "upgrad
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         return "new"
+    aside = (f"{use}; or start a new store in its place with `skyweave init --force` (same --store), "
+             "which moves this file aside and deletes nothing")
     with path.open("rb") as file:
         header = file.read(len(SQLITE_HEADER))
     if not header:
-        return "new"
+        raise NotAStoreError(
+            f"{path} is empty (0 bytes){_beside(path)}: it is not a skyweave store. If it held your "
+            "store, it was truncated or overwritten: restore it from a backup (the store's product "
+            "files are untouched)", hint=aside, store=url, path=str(path))
     if header != SQLITE_HEADER:
-        raise StoreError(f"{path} is not a skyweave store (file is not a database)", hint=use, store=url)
+        raise NotAStoreError(f"{path} is not a skyweave store (file is not a database)", hint=aside,
+                             store=url, path=str(path))
     try:
         connection = sqlite3.connect(path)
         try:
@@ -78,15 +88,36 @@ def probe_sqlite_file(path: Path, url: str) -> Literal["new", "current", "upgrad
         finally:
             connection.close()
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a skyweave store (unreadable database: {exc})",
-                         hint=use, store=url) from exc
+        raise NotAStoreError(f"{path} is not a skyweave store (unreadable database: {exc})",
+                             hint=aside, store=url, path=str(path)) from exc
     if VERSION_TABLE in names:
         return "current" if revision is not None and revision[0] == SCHEMA_REVISION else "upgrade"
     if names:
         shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-        raise StoreError(f"{path} is a SQLite database but not a skyweave store (it has tables {shown})",
-                         hint=use, store=url)
-    return "new"
+        raise NotAStoreError(f"{path} is a SQLite database but not a skyweave store (it has tables {shown})",
+                             hint=aside, store=url, path=str(path))
+    raise NotAStoreError(f"{path} is an empty SQLite database{_beside(path)}, not a skyweave store",
+                         hint=aside, store=url, path=str(path))
+
+
+SIDECARS = ("-wal", "-shm", "-journal")
+"""Files SQLite keeps beside a database, named after it."""
+
+
+def _beside(path: Path) -> str:
+    """A note naming non-empty SQLite files beside ``path`` (they may hold the lost changes)."""
+    found = [f"{path.name}{s} ({size} bytes)" for s in SIDECARS
+             if (size := _size(path.with_name(path.name + s)))]
+    if not found:
+        return ""
+    return f", with {' and '.join(found)} beside it (keep them: they may hold recent changes)"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def alembic_config(conn: Connection | None = None) -> Config:
@@ -97,6 +128,11 @@ def alembic_config(conn: Connection | None = None) -> Config:
     if conn is not None:
         config.attributes["connection"] = conn
     return config
+
+
+_ALEMBIC = threading.Lock()
+"""Alembic runs a migration through module-level proxies (``alembic.op``, ``alembic.context``):
+two threads of one process migrating two databases at once would mix their operations."""
 
 
 def upgrade(conn: Connection, url: str) -> None:
@@ -110,7 +146,8 @@ def upgrade(conn: Connection, url: str) -> None:
     if found == SCHEMA_REVISION:
         return
     try:
-        command.upgrade(alembic_config(conn), "head")
+        with _ALEMBIC:
+            command.upgrade(alembic_config(conn), "head")
     except CommandError as exc:
         raise StoreError(
             f"store {url} has schema revision {found!r}, which this skyweave (revision "
