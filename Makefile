@@ -32,9 +32,10 @@ TEST_SERVICES ?= postgres
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-# the whole suite with its servers: a missing one fails the run (SKYWEAVE_REQUIRE_SERVICES=1)
+# the whole suite with its servers: a missing one fails the run (SKYWEAVE_REQUIRE_SERVICES=1);
+# PYTEST_ARGS narrows it (make test PYTEST_ARGS=tests/unit/store)
 test: lint typecheck
-	scripts/services.sh run $(TEST_SERVICES) -- $(BIN)/pytest -q
+	scripts/services.sh run $(TEST_SERVICES) -- $(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
