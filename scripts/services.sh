@@ -6,6 +6,8 @@
 #                                                          one already running is left as it is
 #   scripts/services.sh stop  [NAME...]                   stop them (every running one when none named)
 #   scripts/services.sh env                               `export` lines of the running ones' URLs
+#   scripts/services.sh restart [--hard] NAME...          stop and start again on the same port and
+#                                                          data (--hard: killed, as in a crash)
 #   scripts/services.sh run NAME... -- COMMAND [ARG...]   start, run COMMAND with the URLs and
 #                                                          SKYWEAVE_REQUIRE_SERVICES=1 in its
 #                                                          environment, stop what this call started
@@ -18,7 +20,8 @@
 #   SKYWEAVE_TEST_NATS_URL=nats://127.0.0.1:PORT
 # Quiet unless something fails (then the failing step's output is shown).  Needs root (or sudo)
 # only to install a missing package; `apt-get update` runs only when a package has no candidate.
-# Servers are throw-away: no fsync, no persistence beyond the temporary directory.
+# Servers are throw-away: no fsync, nothing kept beyond the temporary directory; Redis keeps an
+# append-only file there (fsync every second), so a restart (as in a fault test) keeps its streams.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -124,24 +127,24 @@ as_postgres() {  # run a PostgreSQL command as the postgres user when root (init
 }
 
 start_postgres() {
-    local dir="$1" port="$2" bin; bin="$(pg_bin)"
+    local dir="$1" port="$2"
     [ "$(id -u)" != 0 ] || chown postgres "$dir"
-    quietly as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 \
-        || return 1
-    quietly as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 20 start \
+    [ -d "$dir/data" ] || quietly as_postgres "$(pg_bin)/initdb" -D "$dir/data" -A trust -U postgres --no-sync \
+        -E UTF8 --locale=C.UTF-8 || return 1
+    quietly as_postgres "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 20 start \
         -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
         || { cat "$dir/log" >&2 2>/dev/null; return 1; }
     echo "postgresql://postgres@127.0.0.1:$port/postgres"
 }
 
-stop_postgres() {
-    quietly as_postgres "$(pg_bin)/pg_ctl" -D "$1/data" -m fast -w -t 20 stop
+stop_postgres() {  # stop_postgres DIR [MODE]: fast (clean) or immediate (as a crash: recovery on start)
+    quietly as_postgres "$(pg_bin)/pg_ctl" -D "$1/data" -m "${2:-fast}" -w -t 20 stop
 }
 
-start_redis() {
+start_redis() {  # with an append-only file (fsync every second), so a restart keeps the streams
     local dir="$1" port="$2"
-    quietly redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
-        --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/log" || return 1
+    quietly redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly yes \
+        --appendfsync everysec --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/log" || return 1
     wait_for redis port_open "$port" || { cat "$dir/log" >&2; return 1; }
     wait_for "redis pid file" test -s "$dir/redis.pid" || return 1
     echo "redis://127.0.0.1:$port/0"
@@ -155,11 +158,25 @@ start_nats() {
     echo "nats://127.0.0.1:$port"
 }
 
-stop_by_pid() {  # stop_by_pid NAME: SIGTERM, then wait up to 10 s for the process to go
+stop_by_pid() {  # stop_by_pid NAME [SIGNAL]: SIGTERM (or SIGNAL), then wait up to 10 s for the process to go
     local pid; pid="$(pid_of "$1")"
     [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || return 0
+    kill -s "${2:-TERM}" "$pid" 2>/dev/null || return 0
     wait_for "$1 to stop" bash -c "! kill -0 $pid 2>/dev/null"
+}
+
+restart_one() {  # restart_one NAME HARD: stop (HARD=1: as a crash) and start on the same port and data
+    local name="$1" hard="$2" dir port
+    dir="$(dir_of "$name")"
+    [ -n "$(pid_of "$name")" ] || die "$name is not running (start it first)"
+    port="$(sed -n "s#^$(var_of "$name")=.*:\([0-9][0-9]*\)\(/.*\)\{0,1\}\$#\1#p" "$ENV_FILE")"
+    [ -n "$port" ] || die "no port recorded for $name in $ENV_FILE"
+    case "$name" in
+        postgres) if [ "$hard" = 1 ]; then stop_postgres "$dir" immediate; else stop_postgres "$dir"; fi ;;
+        *) if [ "$hard" = 1 ]; then stop_by_pid "$name" KILL; else stop_by_pid "$name"; fi ;;
+    esac || die "$name did not stop"
+    rm -f "$dir/redis.pid" "$dir/nats.pid"
+    "start_$name" "$dir" "$port" >/dev/null || die "$name did not start again on port $port"
 }
 
 start_one() {
@@ -220,6 +237,11 @@ case "$cmd" in
         for n in "${names[@]}"; do var_of "$n" >/dev/null; stop_one "$n"; done ;;
     env)
         print_env ;;
+    restart)
+        hard=0; names=()
+        for a in "$@"; do if [ "$a" = --hard ]; then hard=1; else names+=("$a"); fi; done
+        [ ${#names[@]} -gt 0 ] || die "usage: $0 restart [--hard] NAME..."
+        for n in "${names[@]}"; do var_of "$n" >/dev/null; restart_one "$n" "$hard"; done ;;
     run)
         names=()
         while [ $# -gt 0 ] && [ "$1" != "--" ]; do names+=("$1"); shift; done
@@ -237,6 +259,6 @@ case "$cmd" in
         set -e
         exit "$status" ;;
     *)
-        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2 ;;
 esac
