@@ -1,6 +1,6 @@
 """Aspects: code that wraps activities before and after they run (see ``skyweave.aspects.base``)."""
 
-from skyweave.aspects.base import Aspect, AspectChain, AspectError, AspectOutcome, load_aspect
+from skyweave.aspects.base import Aspect, AspectChain, AspectError, AspectOutcome, load_aspect, usage_from
 from skyweave.aspects.builtin import (
     InputValidationAspect,
     InvalidInput,
@@ -18,4 +18,5 @@ __all__ = [
     "LogCaptureAspect",
     "TimingAspect",
     "load_aspect",
+    "usage_from",
 ]

@@ -31,16 +31,21 @@ Rules:
 * One aspect instance serves every activity of a worker (and several threads at once with the
   thread executor): keep per-activity state in ``ctx.extra``, never on ``self``.
 * ``ctx.extra["arguments"]`` holds the bound arguments, input products as ``Product`` objects.
-* ``outcome.usage`` is a dict the aspects fill (``wall_s``, ``cpu_user_s``, ``cpu_system_s``,
-  ``max_rss_kb`` are reported as the activity's resource usage).
+* ``outcome.usage`` is a dict of figures the aspects fill: numbers, text or true/false.
+  ``wall_s``, ``cpu_user_s``, ``cpu_system_s`` (seconds) and ``max_rss_kb`` are skyweave's own;
+  any other key (``headers_checked``) is kept beside them.  All are the attempt's resource usage,
+  in the activity record and its provenance (``usage_from``).  A value of another type fails a
+  successful activity with ``skyweave.InvalidUsage``, naming the key.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import math
+import numbers
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -48,7 +53,7 @@ from urllib.parse import parse_qsl
 
 from skyweave.errors import DefinitionError, TaskFailure
 from skyweave.model.context import ActivityContext
-from skyweave.model.messages import NewProduct
+from skyweave.model.messages import NewProduct, Usage, UsageValue
 from skyweave.model.signals import MissingInput
 
 logger = logging.getLogger(__name__)
@@ -155,6 +160,53 @@ class AspectChain:
                     outcome.error = AspectError(aspect.name, "after", exc, _format(exc))
                 else:
                     ctx.log.exception("aspect %r failed in after", aspect.name)
+
+
+_OURS: dict[str, type[float] | type[int]] = {
+    "wall_s": float, "cpu_user_s": float, "cpu_system_s": float, "max_rss_kb": int}
+"""skyweave's own usage figures and their types (the fields of ``Usage``)."""
+
+
+def _figure(value: Any) -> UsageValue | None:
+    """``value`` as a usage figure (numpy numbers become Python ones); ``None`` if it is none."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
+        return float(value)
+    return None
+
+
+def usage_from(values: Mapping[Any, Any]) -> tuple[Usage, list[str]]:
+    """The ``Usage`` an attempt reports from ``outcome.usage``, and what could not be kept (one
+    sentence per key): skyweave's own keys must be numbers; any other key a number, text or
+    true/false (not NaN or infinite: the bus carries JSON).  On every activity's path: plain
+    floats and ints take the short way."""
+    ours: dict[str, Any] = {}
+    custom: dict[str, UsageValue] = {}
+    problems: list[str] = []
+    for key, value in values.items():
+        kind = _OURS.get(key)
+        if kind is not None and (type(value) is float or type(value) is int):
+            ours[key] = kind(value)
+            continue
+        figure = _figure(value)
+        if not isinstance(key, str):
+            problems.append(f"usage key {key!r} is a {type(key).__name__}, not text")
+        elif figure is None or (kind is not None and isinstance(figure, bool | str)):
+            wanted = "a number" if kind is not None else "a number, text or true/false"
+            problems.append(f"usage {key!r} is {_shown(value)}, not {wanted}")
+        elif kind is not None:
+            ours[key] = kind(figure)
+        else:
+            custom[key] = figure
+    return Usage(**ours, custom=custom), problems
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"a {type(value).__name__} ({text[:40]}{'...' if len(text) > 40 else ''})"
 
 
 def _format(exc: BaseException) -> str:

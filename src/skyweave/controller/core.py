@@ -421,7 +421,7 @@ class Controller:
         rec.worker, rec.host = ev.worker or rec.worker, ev.host or rec.host
         rec.started_at = ev.started_at or rec.started_at
         rec.log_uri = ev.log_uri or rec.log_uri
-        rec.usage = {f: getattr(ev.usage, f) for f in ev.usage.__struct_fields__}
+        rec.usage = dict(ev.usage.as_dict())
         rec.aspects = list(ev.aspects)
         error = None
         if isinstance(ev, m.ActivityFailed):

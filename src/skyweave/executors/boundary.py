@@ -34,7 +34,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from skyweave.aspects.base import Aspect, AspectChain, AspectError, AspectOutcome, load_aspect, qualified_name
+from skyweave.aspects.base import (
+    Aspect,
+    AspectChain,
+    AspectError,
+    AspectOutcome,
+    load_aspect,
+    qualified_name,
+    usage_from,
+)
 from skyweave.aspects.builtin import (
     InputValidationAspect,
     LogCaptureAspect,
@@ -53,14 +61,12 @@ from skyweave.model.messages import (
     ActivityNeedsInput,
     DispatchActivity,
     InputNeed,
-    Usage,
 )
 from skyweave.model.signals import MissingInput
 from skyweave.model.specs import TaskKind
 from skyweave.storage.local import LocalStorage, file_uri
 
 HOST = socket.gethostname()
-_USAGE_FIELDS = frozenset(Usage.__struct_fields__)
 
 
 def builtin_aspects(env: ExecutionEnv, *, exclusive_process: bool) -> list[Aspect]:
@@ -182,8 +188,14 @@ class Boundary:
         started_at: float,
         clock: float,
     ) -> Outcome:
-        usage_values = {k: v for k, v in outcome.usage.items() if k in _USAGE_FIELDS}
-        usage_values.setdefault("wall_s", time.perf_counter() - clock)
+        outcome.usage.setdefault("wall_s", time.perf_counter() - clock)
+        usage, problems = usage_from(outcome.usage)
+        if problems and outcome.ok:
+            outcome.ok, outcome.result = False, None
+            outcome.error = TaskFailure(
+                f"the aspects' usage figures cannot be recorded: {'; '.join(problems)}",
+                error_type="skyweave.InvalidUsage", retryable=False,
+                hint="in the aspect that sets them, convert the values (len(...), str(...), float(...))")
         aspects = [aspect.name for aspect in entered]
         if isinstance(outcome.error, AspectError) and outcome.error.aspect not in aspects:
             aspects.append(outcome.error.aspect)
@@ -191,7 +203,7 @@ class Boundary:
             "activity_id": dispatch.activity_id,
             "attempt": dispatch.attempt,
             "worker": self.env.worker,
-            "usage": Usage(**usage_values),
+            "usage": usage,
             "log_uri": outcome.log_uri,
             "aspects": aspects,
             "host": HOST,

@@ -64,11 +64,24 @@ class InputNeed(msgspec.Struct, frozen=True, kw_only=True):
     insufficient: bool = False
 
 
+UsageValue = bool | int | float | str
+"""What a usage figure may be: a number, text or true/false."""
+
+
 class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """An attempt's resource usage: skyweave's own figures and those aspects add (``custom``)."""
+
     wall_s: float = 0.0
     cpu_user_s: float = 0.0
     cpu_system_s: float = 0.0
     max_rss_kb: int = 0
+    custom: dict[str, UsageValue] = msgspec.field(default_factory=dict)
+    """Figures an aspect wrote to ``outcome.usage`` under keys of its own (``files_written``)."""
+
+    def as_dict(self) -> dict[str, UsageValue]:
+        """One flat dict, as the activity record keeps it: the custom figures beside ours."""
+        return {"wall_s": self.wall_s, "cpu_user_s": self.cpu_user_s, "cpu_system_s": self.cpu_system_s,
+                "max_rss_kb": self.max_rss_kb, **self.custom}
 
 
 # ---------------------------------------------------------------------------------------------
