@@ -1,5 +1,6 @@
 # The two commands of the quick start: `make demo` and `make test`.  Each creates or refreshes
-# the local virtual environment (.venv) from pyproject.toml, so a fresh machine needs only Python 3.11+
+# the local virtual environment (.venv) from pyproject.toml and constraints.txt, so a fresh
+# machine needs only Python 3.11+
 # (`make test` also installs and starts the servers its integration tests use: scripts/services.sh).
 PYTHON ?= python3
 VENV   := .venv
@@ -8,13 +9,16 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
+# pyproject files declare version ranges; constraints.txt pins the exact versions CI tests.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt pipelines/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet -e 'pipelines/xray_ep[test]'
-	$(BIN)/python -m pip install --quiet -e 'pipelines/radio_nenufar[test]'
-	$(BIN)/python -m pip install --quiet -e 'pipelines/nenufar_bursts[test]'
+	$(PIP_INSTALL) -e '.[dev]'
+	$(PIP_INSTALL) -e 'pipelines/xray_ep[test]'
+	$(PIP_INSTALL) -e 'pipelines/radio_nenufar[test]'
+	$(PIP_INSTALL) -e 'pipelines/nenufar_bursts[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -30,8 +30,9 @@ ENV VIRTUAL_ENV=/opt/skyweave \
 RUN python3 -m venv /opt/skyweave
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-RUN pip install --no-cache-dir ${PIP_OPTS} /src && skyweave --help > /dev/null
+# the versions CI tests (constraints.txt, kept in /src: the pipeline images install with it too)
+RUN pip install --no-cache-dir ${PIP_OPTS} -c /src/constraints.txt /src && skyweave --help > /dev/null
 
 WORKDIR /data

@@ -20,15 +20,21 @@ files the task wrote (a header that has no room left makes astropy rewrite the w
 imports astropy in the worker; adding it to ``executors.boundary.builtin_aspects`` makes it a
 default.  The IVOA authority is ``Settings.authority``.  A file that astropy cannot read as FITS is
 left untouched (a warning in the activity log), never failing the activity.
+
+astropy is an optional dependency of skyweave (the engine never needs it): install it with
+``pip install 'skyweave[fits]'``.  Without it the aspect refuses to be created, so a worker
+configured with it says so at start instead of failing every FITS-writing activity.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
 from skyweave.aspects.base import Aspect
+from skyweave.errors import DefinitionError
 from skyweave.model.context import ActivityContext
 from skyweave.model.product import Product
 from skyweave.provenance.ids import DEFAULT_AUTHORITY, activity_id, check_authority
@@ -69,6 +75,13 @@ def stamp_fits(path: Path, *, activity: str, task: str, version: str, run: str, 
         update(hdul[0].header)
 
 
+def _astropy_installed() -> bool:
+    try:
+        return importlib.util.find_spec("astropy") is not None
+    except ImportError:  # an import hook that refuses it
+        return False
+
+
 def _authority() -> str:
     try:
         from skyweave.config.settings import load_settings
@@ -84,6 +97,11 @@ class FitsProvenanceAspect(Aspect):
     name = "fits-provenance"
 
     def __init__(self, authority: str | None = None) -> None:
+        if not _astropy_installed():
+            raise DefinitionError(
+                "the fits-provenance aspect needs astropy, which is not installed",
+                hint="pip install 'skyweave[fits]' (or astropy) where the workers run, "
+                     "or remove the aspect from the settings")
         self.authority = check_authority(authority) if authority else _authority()
 
     def before(self, ctx: ActivityContext) -> None:
