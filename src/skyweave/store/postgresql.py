@@ -26,6 +26,7 @@ untouched, as for SQLite files.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,10 +98,11 @@ def engine_url(url: str) -> URL:
     """The SQLAlchemy URL for a store URL: the psycopg 3 driver, whatever alias was given."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"cannot parse the store URL {url!r}: {exc}",
-                         hint="write postgresql://user@host:5432/database", store=url) from exc
-    backend, _, driver = parsed.drivername.partition("+")
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        shown = re.sub(r"//[^/@]*@", "//", url, count=1)  # never a password in a message
+        raise StoreError(f"cannot parse the store URL {shown!r}",
+                         hint="write postgresql://user@host:5432/database", store=shown) from exc
+    backend, _, driver = parsed.drivername.lower().partition("+")
     if backend not in {"postgresql", "postgres"} or driver not in {"", "psycopg"}:
         raise StoreError(f"unsupported PostgreSQL driver {parsed.drivername!r} in the store URL",
                          hint="write postgresql:// or postgresql+psycopg:// (psycopg 3 is the driver)",

@@ -447,6 +447,7 @@ def test_open_store_accepts_directories_files_and_urls(tmp_path: Path, monkeypat
     ("redis://localhost/0", "unknown store URL scheme 'redis'"),
     ("postgresql+psycopg2://db/skyweave", "unsupported PostgreSQL driver 'postgresql[+]psycopg2'"),
     ("postgresql://user:secret@db", "the store URL names no database"),
+    ("postgresql://user:secret@db:port/skyweave", "cannot parse the store URL 'postgresql://db:port/skyweave'"),
     # nothing listens on port 1: refused at once
     ("postgresql://user:secret@127.0.0.1:1/skyweave", "cannot reach the PostgreSQL store "
                                                       "postgresql://user:[*]{3}@127.0.0.1:1/skyweave"),

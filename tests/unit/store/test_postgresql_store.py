@@ -94,3 +94,18 @@ def test_attributes_are_jsonb_matched_through_the_gin_index(postgres_store_url: 
         assert sorted(p.id for p in found) == sorted(f"prd-{i}" for i in range(2000) if i % 7 == 3 and i % 2)
     finally:
         store.close()
+
+
+def test_every_spelling_of_the_url_opens_the_same_store(postgres_store_url: str) -> None:
+    first = open_store(postgres_store_url)
+    try:
+        first.apply(Changeset(products=[ProductRecord(id="prd-1", uri="file:///p1")]))
+    finally:
+        first.close()
+    rest = postgres_store_url.partition("://")[2]
+    for scheme in ("postgres", "postgresql+psycopg", "POSTGRESQL"):
+        store = open_store(f"{scheme}://{rest}")
+        try:
+            assert [p.id for p in store.find_products()] == ["prd-1"]
+        finally:
+            store.close()
