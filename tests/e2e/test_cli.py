@@ -255,21 +255,23 @@ def test_submit_to_separate_controller_and_worker(cli: CLI) -> None:
 # -- 5. kill -9 in the middle, then resume --------------------------------------------------------
 @pytest.mark.slow
 def test_kill_9_then_resume(cli: CLI) -> None:
-    n = 12
+    # the first `free` items finish at once, the rest wait for a gate file: the kill always lands
+    # while work is in flight, however slow or loaded the machine is
+    n, free = 12, 3
+    gate = cli.cwd / "gate"
     log = cli.cwd / "run.log"
-    proc = cli.popen("run", f"{BASIC}:crashy", "--param", f"n={n}", "--param", "seconds=0.3",
-                     "--workers", "1", "--json", log=log)
+    proc = cli.popen("run", f"{BASIC}:gated_fanout", "--param", f"n={n}", "--param", f"free={free}",
+                     "--param", f"gate={gate}", "--workers", "1", "--json", log=log)
     try:
-        runs = poll(lambda: cli.json("runs"), deadline=30, what="the run to be submitted", interval=0.05)
+        runs = poll(lambda: cli.json("runs"), deadline=60, what="the run to be submitted", interval=0.05)
         run_id = runs[0]["run_id"]
 
-        def some_done() -> bool:
+        def free_done() -> bool:
             st = cli.status(run_id)
-            ok = [a for a in by_task(st["activities_detail"], "busy") if a["state"] == "succeeded"]
-            assert len(ok) < n, "the run finished before it could be killed"
-            return bool(ok)
+            ok = [a for a in by_task(st["activities_detail"], "gated") if a["state"] == "succeeded"]
+            return len(ok) == free
 
-        poll(some_done, deadline=30, what="some activities to succeed", interval=0.05)
+        poll(free_done, deadline=60, what="the ungated activities to succeed", interval=0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -278,16 +280,17 @@ def test_kill_9_then_resume(cli: CLI) -> None:
 
     killed = cli.status(run_id)
     assert killed["status"] not in TERMINAL
-    done_before = sum(1 for a in by_task(killed["activities_detail"], "busy") if a["state"] == "succeeded")
-    assert 0 < done_before < n
+    done_before = sum(1 for a in by_task(killed["activities_detail"], "gated") if a["state"] == "succeeded")
+    assert done_before == free
 
-    res = cli("resume", timeout=60).ok()
+    gate.write_text("open\n")
+    res = cli("resume", timeout=120).ok()
     assert run_id in res.out
     assert "Traceback" not in res.err
 
     final = cli.status(run_id)
     assert final["status"] == "succeeded"
-    busy = by_task(final["activities_detail"], "busy")
+    busy = by_task(final["activities_detail"], "gated")
     assert len(busy) == n
     assert all(a["state"] == "succeeded" for a in final["activities_detail"])
     assert sorted(int(a["key"]) for a in busy) == list(range(n))
@@ -298,10 +301,10 @@ def test_kill_9_then_resume(cli: CLI) -> None:
     assert final["products"] == n
     assert len(products) == n
     assert sorted(p["activity_id"] for p in products) == sorted(a["id"] for a in busy)
-    assert sorted(p["name"] for p in products) == sorted(f"busy{i}.txt" for i in range(n))
+    assert sorted(p["name"] for p in products) == sorted(f"gated{i}.txt" for i in range(n))
     # and no orphaned copy of an output written by the killed attempt is left on disk
     on_disk = [f for f in (cli.store / "products" / run_id).rglob("*") if f.is_file()]
-    assert sorted(f.name for f in on_disk) == sorted(f"busy{i}.txt" for i in range(n))
+    assert sorted(f.name for f in on_disk) == sorted(f"gated{i}.txt" for i in range(n))
 
 
 # -- 6. parked activities woken by `skyweave products add` ---------------------------------------

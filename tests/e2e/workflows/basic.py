@@ -72,6 +72,25 @@ def crashy(n: int = 12, seconds: float = 0.3, obs_id: str = "crash1") -> Any:
     return busy.map(i=numbers(n=n), seconds=seconds, obs_id=obs_id)
 
 
+@task(version="1")
+def gated(i: int, free: int, gate: str, obs_id: str) -> Product:
+    """Items below ``free`` finish at once; the others wait until the file ``gate`` exists.
+
+    A crash test kills the run while the gated items wait, whatever the machine's speed."""
+    from pathlib import Path
+
+    while i >= free and not Path(gate).exists():
+        time.sleep(0.02)
+    path = context().output(f"gated{i}.txt")
+    path.write_text(f"{i}\n")
+    return Product(path, type="e2e.gated", obs_id=obs_id)
+
+
+@workflow
+def gated_fanout(n: int = 12, free: int = 3, gate: str = "gate", obs_id: str = "gate1") -> Any:
+    return gated.map(i=numbers(n=n), free=free, gate=gate, obs_id=obs_id)
+
+
 @workflow
 def body_raises(n: int = 1) -> Any:
     """A workflow whose own body (not a task) raises while its graph is built."""
