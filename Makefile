@@ -7,6 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+NICER  := $(VENV)/test-data/nicer/.fetched
+
 .PHONY: demo test lint typecheck unit bench clean
 
 # pyproject files declare version ranges; constraints.txt pins the exact versions CI tests.
@@ -33,7 +35,19 @@ typecheck: $(STAMP)
 # Servers the integration tests need (scripts/services.sh installs and starts them, stops them after).
 TEST_SERVICES ?= postgres
 
-unit: $(STAMP)
+# Real NICER event lists for the X-ray tests: only PINT's source distribution on PyPI ships them
+# (tests/pipelines/xray/realdata.py); pip downloads it, three small files are kept.
+$(NICER): $(STAMP)
+	rm -rf $(VENV)/test-data/nicer && mkdir -p $(VENV)/test-data/nicer
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: --dest $(VENV)/test-data 'pint-pulsar==1.1.8'
+	tar -xzf $(VENV)/test-data/pint_pulsar-1.1.8.tar.gz -C $(VENV)/test-data/nicer --strip-components=3 \
+		pint_pulsar-1.1.8/tests/datafile/ngc300nicer_bary.evt \
+		pint_pulsar-1.1.8/tests/datafile/J0218_nicer_2070030405_cleanfilt_cut_bary.evt \
+		pint_pulsar-1.1.8/tests/datafile/sgr1830kgfilt.evt
+	rm -f $(VENV)/test-data/pint_pulsar-1.1.8.tar.gz
+	touch $(NICER)
+
+unit: $(STAMP) $(NICER)
 	$(BIN)/pytest -q
 
 # the whole suite with its servers: a missing one fails the run (SKYWEAVE_REQUIRE_SERVICES=1);

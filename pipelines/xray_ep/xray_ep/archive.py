@@ -39,7 +39,7 @@ NON_IMAGING: dict[tuple[str, str], tuple[str, float]] = {
 """Known non-imaging instruments: (TELESCOP, INSTRUME) -> (why no image, field radius in arcmin)."""
 DEFAULT_FIELD_RADIUS_ARCMIN = 60.0
 """The position error given to the field of an unknown non-imaging instrument."""
-MAX_IMAGE_SIDE = 2048
+MAX_IMAGE_SIDE = 4096
 """``describe_events`` chooses the image binning so that the events fit in this many pixels a side."""
 
 
@@ -49,7 +49,7 @@ def _binsize(ev: EventData) -> int:
     if not x.size:
         return 1
     extent = max(float(np.ptp(x)), float(np.ptp(y)), 1.0)
-    return max(1, math.ceil(extent / (MAX_IMAGE_SIDE - 20)))
+    return max(1, math.ceil(extent / (MAX_IMAGE_SIDE - 40)))  # make_image adds 8-pixel margins
 
 
 def plan_for(ev: EventData) -> dict[str, Any]:

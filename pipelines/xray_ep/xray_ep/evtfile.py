@@ -30,12 +30,14 @@ no good time.  gzip-compressed files (``.evt.gz``) are read as they are.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 
 from skyweave import Fatal
 
@@ -174,6 +176,12 @@ def _gtis(hdul: fits.HDUList, detectors: set[int] | None, name: str) -> tuple[li
     return found, names
 
 
+def in_gti(time: np.ndarray, gti: np.ndarray) -> np.ndarray:
+    """Which times fall in a good-time interval ``[START, STOP)`` (``gti`` sorted, not overlapping)."""
+    i = np.searchsorted(gti[:, 0], time, side="right") - 1
+    return np.asarray((i >= 0) & (time < gti[np.maximum(i, 0), 1]))
+
+
 def intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The intersection of two sets of intervals (each ``(n, 2)``, any order)."""
     a, b = a[np.argsort(a[:, 0])], b[np.argsort(b[:, 0])]
@@ -193,12 +201,13 @@ def read_event_file(path: Path | str, need: tuple[str, ...] = ()) -> EventData:
     except (OSError, ValueError, EOFError) as exc:
         raise Fatal(f"{path.name} is not a readable FITS file: {exc}",
                     hint="check that the file is complete (a truncated download?) and is FITS") from exc
-    with hdul:
+    with hdul, warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*truncated", category=AstropyUserWarning)
         try:
             hdul.verify("silentfix")
             events = _event_hdu(hdul, path.name)
             return _read(hdul, events, path, need)
-        except (OSError, ValueError, EOFError, TypeError) as exc:  # truncated data, bad cards
+        except (OSError, ValueError, EOFError, TypeError, AstropyUserWarning) as exc:  # truncated, bad cards
             raise Fatal(f"{path.name}: cannot read the event list: {exc}",
                         hint="check that the file is complete (a truncated download?)") from exc
 

@@ -20,7 +20,7 @@ from astropy.time import Time
 from scipy import special
 
 from skyweave import Fatal, Product, context, task
-from xray_ep.evtfile import read_event_file
+from xray_ep.evtfile import in_gti, read_event_file
 from xray_ep.l3_image import EventList, poisson_logsf, post_trials_logp, read_events, sigma_from_logp
 
 
@@ -113,6 +113,11 @@ def _object_keywords(ev: _Events, source: dict[str, Any], r: float) -> dict[str,
     return keys
 
 
+def _count(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Events per half-open bin ``[edge_i, edge_i+1)`` (``np.histogram`` closes the last one)."""
+    return np.diff(np.searchsorted(np.sort(times), edges, side="left")).astype(float)
+
+
 def _gti_hdu(ev: _Events) -> fits.BinTableHDU:
     hdu = fits.BinTableHDU.from_columns([fits.Column("START", "D", "s", array=ev.gti[:, 0]),
                                          fits.Column("STOP", "D", "s", array=ev.gti[:, 1])], name="GTI")
@@ -126,7 +131,8 @@ def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
     """Background-subtracted OGIP light curve of one source.
 
     Bins of ``bin_s`` seconds from the first good time; ``bin_s = 0`` chooses about 20 source
-    counts per bin (16 to 256 bins).  ``FRACEXP`` is the good-time fraction of each bin, and
+    counts per bin (16 to 256 bins).  Only events in the good time count (``[START, STOP)``).
+    ``FRACEXP`` is the good-time fraction of each bin, and
     ``RATE = (COUNTS - BACKSCAL_RATIO * BKG_COUNTS) / (TIMEDEL * FRACEXP * deadtime)``, ``ERROR``
     its Poisson error (0 where ``FRACEXP = 0``).  ``TIME`` is the bin centre (``TIMEPIXR = 0.5``)
     in the event list's MET (same ``MJDREF``/``TIMEZERO``/``TIMESYS``).  The ``RATE`` extension
@@ -145,8 +151,9 @@ def light_curve(events: Product, source: dict[str, Any], bin_s: float = 0.0,
     lo, hi = edges[:-1, None], edges[1:, None]
     good = np.clip(np.minimum(hi, ev.gti[None, :, 1]) - np.maximum(lo, ev.gti[None, :, 0]), 0, None).sum(1)
     fracexp = good / bin_s
-    n_src = np.histogram(ev.time[src], edges)[0].astype(float)
-    n_bkg = (np.zeros(nbins) if bkg is None else np.histogram(ev.time[bkg], edges)[0].astype(float) * ratio)
+    kept = in_gti(ev.time, ev.gti)  # half-open [START, STOP): an event at a GTI's STOP is out
+    n_src = _count(ev.time[src & kept], edges)
+    n_bkg = np.zeros(nbins) if bkg is None else _count(ev.time[bkg & kept], edges) * ratio
     live = bin_s * fracexp * ev.deadtime_factor
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(live > 0, (n_src - n_bkg) / live, 0.0)

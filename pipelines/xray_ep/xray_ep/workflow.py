@@ -53,8 +53,10 @@ def observation(l0: str, obs_id: str, archive: str = "", threshold_sigma: float 
 
 @workflow
 def event_list(events: str, threshold_sigma: float = 5.0) -> Any:
-    """L3 products of one event list FITS file: ``events`` is its path (or a registered product id)."""
-    ev = Product("", id=events) if events.startswith("prd-") else archive.ingest_events(path=events)
+    """L3 products of one event list FITS file: ``events`` is its path (or a registered product id,
+    which is then what the results' ``events`` hold)."""
+    registered = events.startswith("prd-")
+    ev = Product("", id=events) if registered else archive.ingest_events(path=events)
     plan = archive.describe_events(events=ev)
     image = l3_image.make_image.options(when=plan["imaging"])(events=ev, binsize=plan["binsize"])
     expmap = l2.exposure_map.options(when=plan["exposure_map"])(events=ev, image=image)
@@ -66,6 +68,6 @@ def event_list(events: str, threshold_sigma: float = 5.0) -> Any:
     tests = l3_products.transient_test.map(lc=curves)
     alerts = alert.make_voevent.map(source=sources, test=tests, lc=curves, obs_id=unmapped(plan["obs_id"]),
                                     when=tests["is_transient"])
-    return {"events": ev, "plan": plan, "skipped": plan["skipped"], "image": image, "expmap": expmap,
-            "sources": sources, "light_curves": curves, "spectra": spectra, "tests": tests,
+    return {"events": events if registered else ev, "plan": plan, "skipped": plan["skipped"], "image": image,
+            "expmap": expmap, "sources": sources, "light_curves": curves, "spectra": spectra, "tests": tests,
             "alerts": alerts}

@@ -233,6 +233,9 @@ def test_voevent_validates_and_round_trips(ctx: ActivityContext) -> None:
         v = vp.load(f)
     assert vp.valid_as_v2_0(v)
     assert v.attrib["role"] == "observation"
+    # from a satellite in Earth orbit, the IVOA STC library location (VOEvent 2.0, section 3.3.1)
+    assert v.WhereWhen.ObsDataLocation.ObservatoryLocation.attrib["id"] == "GEOLUN"
+    assert v.WhereWhen.ObsDataLocation.ObservationLocation.AstroCoordSystem.attrib["id"] == "UTC-ICRS-GEO"
     position = vp.get_event_position(v)
     assert position.ra == pytest.approx(150.01234) and position.dec == pytest.approx(30.05678)
     assert position.err * 3600 == pytest.approx(np.hypot(1.5, 10.0), rel=1e-3)
@@ -245,6 +248,23 @@ def test_voevent_validates_and_round_trips(ctx: ActivityContext) -> None:
     override = make_voevent(source, test, obs_id="sim0001", provenance="ivo://example.org/activity?x")
     with override.local_path.open("rb") as f:
         assert vp.load(f).How.Reference.attrib["uri"] == "ivo://example.org/activity?x"
+
+
+def test_voevent_of_a_barycentred_light_curve_is_in_tdb_at_the_barycentre(ctx: ActivityContext) -> None:
+    source = {"id": 1, "region": "field", "name": "NGC_300_ULX1", "ra": 13.770208, "dec": -37.695417,
+              "pos_err_arcsec": 186.0}
+    test = {"is_transient": True, "significance": 7.0, "peak_time": 129400000.0, "peak_rate": 9.0,
+            "mean_rate": 1.5, "peak_time_utc": "2018-02-06T16:25:31.816", "peak_time_tdb": "2018-02-06T16:26:40.999",
+            "timeref": "SOLARSYSTEM", "telescope": "NICER", "instrument": "XTI"}
+    with make_voevent(source, test, obs_id="1034200101").local_path.open("rb") as f:
+        v = vp.load(f)
+    assert vp.valid_as_v2_0(v)
+    where = v.WhereWhen.ObsDataLocation
+    assert where.ObservatoryLocation.attrib["id"] == "GEOLUN"  # NICER is on the ISS
+    assert where.ObservationLocation.AstroCoordSystem.attrib["id"] == "TDB-ICRS-BARY"
+    assert str(where.ObservationLocation.AstroCoords.Time.TimeInstant.ISOTime).startswith("2018-02-06T16:26:40.999")
+    params = vp.get_grouped_params(v)["transient"]
+    assert params["telescope"]["value"] == "NICER"
 
 
 # -- bad input ------------------------------------------------------------------------------------

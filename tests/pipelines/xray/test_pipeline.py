@@ -30,7 +30,7 @@ from astropy.time import Time
 from skyweave import Client
 from xray_ep import conventions as cv
 from xray_ep.simulate import simulate_observation
-from xray_ep.workflow import observation
+from xray_ep.workflow import event_list, observation
 
 POSITION_TOL_ARCSEC = 30.0
 COMPLETE_ABOVE_COUNTS = 100
@@ -87,6 +87,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         out["aux"] = aux
         alerts = out["ep0001"]["results"]["alerts"]
         out["lineage"] = [client.store.lineage(a.id, direction="up") for a in alerts]
+        # the merged L2 list of the flare observation, through the event-list workflow (by product id)
+        again = client.submit(event_list, {"events": out["ep0001"]["results"]["events"].id})
+        again.wait(timeout=240)
+        assert again.status == "succeeded", again.summary()
+        out["again"] = {"results": again.results(), "activities": again.activities()}
     return out
 
 
@@ -136,6 +141,21 @@ def test_the_transient_is_found_and_alerted(runs: dict[str, Any]) -> None:
     # the flagged source is the flare and only it
     flagged = [t for t in run["results"]["tests"] if t["is_transient"]]
     assert len(flagged) == 1
+    # a satellite in Earth orbit (IVOA STC library location GEOLUN), not a ground station
+    assert v.WhereWhen.ObsDataLocation.ObservatoryLocation.attrib["id"] == "GEOLUN"
+
+
+def test_the_own_l2_list_through_the_event_list_workflow_finds_the_same(runs: dict[str, Any]) -> None:
+    first, again = runs["ep0001"]["results"], runs["again"]["results"]
+    plan = again["plan"]
+    assert (plan["telescope"], plan["instrument"]) == (cv.TELESCOP, cv.INSTRUME)
+    assert plan["imaging"] and plan["exposure_map"] and again["skipped"] == {}  # ASPHIST: nothing skipped
+    assert {a.task_name for a in runs["again"]["activities"] if a.state == "skipped"} <= {"make_voevent"}
+    assert len(again["sources"]) == len(first["sources"])
+    for a, b in zip(again["sources"], first["sources"], strict=True):
+        assert separation_arcsec(a["ra"], a["dec"], b["ra"], b["dec"]) < 1.0
+        assert a["net_counts"] == pytest.approx(b["net_counts"], rel=1e-9)  # same image binning
+    assert len(again["alerts"]) == len(first["alerts"]) == 1
 
 
 def test_a_quiet_observation_raises_no_alert(runs: dict[str, Any]) -> None:
