@@ -1,4 +1,5 @@
-"""Retention planning and clean-up (``storage/cleanup.py``) on a real SQLite store and real files.
+"""Retention planning and clean-up (``storage/cleanup.py``) on real stores (SQLite, PostgreSQL) and
+real files.
 
 The provenance used throughout::
 
@@ -9,6 +10,7 @@ The provenance used throughout::
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +26,12 @@ NOW = 1_700_000_000.0
 OLD = NOW - 40 * DAY_S
 
 
+_STORAGE: weakref.WeakKeyDictionary[Store, Path] = weakref.WeakKeyDictionary()
+
+
 def storage_of(store: Store) -> Path:
-    """The product storage of the ``store`` fixture: ``files`` are written there, beside it."""
-    return Path(store.url.removeprefix("sqlite:///")).parent.parent / "products"
+    """The product storage of the ``store`` fixture: ``files`` are written there."""
+    return _STORAGE[store]
 
 
 def rule(type: str = "ep.l1.*", days: float = 30, **fields: bool) -> RetentionRule:
@@ -43,9 +48,14 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture
-def store(tmp_path: Path, files: dict[str, Path]) -> Iterator[Store]:
-    opened = open_store(str(tmp_path / "store"))
+@pytest.fixture(params=[pytest.param("sqlite"),
+                        pytest.param("postgresql", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path, files: dict[str, Path]) -> Iterator[Store]:
+    """The provenance of the module docstring, in a SQLite store and in a PostgreSQL one (the
+    server of ``scripts/services.sh``: retention plans with the same queries there)."""
+    url = str(tmp_path / "store") if request.param == "sqlite" else request.getfixturevalue("postgres_store_url")
+    opened = open_store(url)
+    _STORAGE[opened] = tmp_path / "products"
 
     def prd(name: str, type: str, activity: str | None, created: float) -> ProductRecord:
         return ProductRecord(id=name, uri=file_uri(files[name]), type=type, name=name, created_at=created,
