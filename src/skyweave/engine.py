@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from skyweave.aspects.base import AspectSettings
 from skyweave.bus import open_bus
 from skyweave.bus.base import Bus
 from skyweave.config.settings import Settings
@@ -42,6 +43,7 @@ def make_env(settings: Settings, worker: str) -> ExecutionEnv:
     root = settings.store_dir
     return ExecutionEnv(worker=worker, storage_root=root / "products", work_root=root / "work",
                         log_root=root / "logs", aspects=tuple(settings.aspects),
+                        aspect_settings=AspectSettings(authority=settings.authority),
                         builtin_aspects=settings.provenance, preload=tuple(settings.preload),
                         import_path=started_in())
 

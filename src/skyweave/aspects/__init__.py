@@ -1,6 +1,14 @@
 """Aspects: code that wraps activities before and after they run (see ``skyweave.aspects.base``)."""
 
-from skyweave.aspects.base import Aspect, AspectChain, AspectError, AspectOutcome, load_aspect, usage_from
+from skyweave.aspects.base import (
+    Aspect,
+    AspectChain,
+    AspectError,
+    AspectOutcome,
+    AspectSettings,
+    load_aspect,
+    usage_from,
+)
 from skyweave.aspects.builtin import (
     InputValidationAspect,
     InvalidInput,
@@ -13,6 +21,7 @@ __all__ = [
     "AspectChain",
     "AspectError",
     "AspectOutcome",
+    "AspectSettings",
     "InputValidationAspect",
     "InvalidInput",
     "LogCaptureAspect",

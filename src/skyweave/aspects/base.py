@@ -72,11 +72,25 @@ class AspectOutcome:
     """The activity's log, set by whoever wrote one (empty: it wrote nothing)."""
 
 
+@dataclass(frozen=True)
+class AspectSettings:
+    """What of the settings an aspect may use, handed to ``Aspect.configure`` by the worker that
+    loads it (from the typed settings read at the entry point; an aspect never reads them itself).
+    Picklable, so worker processes get it inside ``ExecutionEnv``."""
+
+    authority: str = "skyweave.local"
+    """The IVOA authority of identifiers (``Settings.authority``)."""
+
+
 class Aspect:
-    """Base class of aspects; override ``before`` and/or ``after``."""
+    """Base class of aspects; override ``before`` and/or ``after`` (and ``configure`` to use the
+    settings)."""
 
     name: str = "aspect"
     pattern: str = "*"
+
+    def configure(self, settings: AspectSettings) -> None:
+        """Called once when a worker loads the aspect, before any activity."""
 
     def applies_to(self, task_name: str) -> bool:
         return self.pattern == "*" or fnmatchcase(task_name, self.pattern)
@@ -213,8 +227,9 @@ def _format(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def load_aspect(ref: str) -> Aspect:
-    """An aspect instance from ``module:Class`` or ``module:Class?pattern=l2_*``."""
+def load_aspect(ref: str, settings: AspectSettings | None = None) -> Aspect:
+    """An aspect instance from ``module:Class`` or ``module:Class?pattern=l2_*``, configured with
+    ``settings`` (the defaults if none)."""
     target, _, query = ref.partition("?")
     module_name, _, qualname = target.partition(":")
     if not module_name or not qualname:
@@ -246,4 +261,5 @@ def load_aspect(ref: str) -> Aspect:
         )
     for key, value in options.items():
         setattr(aspect, key, value)
+    aspect.configure(settings or AspectSettings())
     return aspect

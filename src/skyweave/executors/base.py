@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skyweave.aspects.base import AspectSettings
 from skyweave.model.messages import (
     ActivityFailed,
     ActivityFinished,
@@ -37,6 +38,8 @@ class ExecutionEnv:
     """Each attempt's captured output goes to ``log_root/<activity_id>.<attempt>.log``."""
     aspects: tuple[str, ...] = ()
     """Import references (``module:Class`` or ``module:Class?pattern=l2_*``) of extra aspects."""
+    aspect_settings: AspectSettings = field(default_factory=AspectSettings)
+    """What of the settings the aspects get (``Aspect.configure``)."""
     builtin_aspects: bool = True
     validate_checksums: bool = True
     preload: tuple[str, ...] = ()

@@ -120,7 +120,7 @@ class Boundary:
         use_import_path(env.import_path)
         self.storage = LocalStorage(env.storage_root)
         aspects = builtin_aspects(env, exclusive_process=exclusive_process) if env.builtin_aspects else []
-        aspects += [load_aspect(ref) for ref in env.aspects]
+        aspects += [load_aspect(ref, env.aspect_settings) for ref in env.aspects]
         self.chain = AspectChain(aspects)
         self.pid = os.getpid()
         self._loggers: dict[str, logging.Logger] = {}

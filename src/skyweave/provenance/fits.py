@@ -18,8 +18,9 @@ It is **opt-in**, per task by pattern, like any aspect: in ``skyweave.toml``
 ``"skyweave.provenance.fits:FitsProvenanceAspect?pattern=l2_*"``.  Opt-in because it rewrites
 files the task wrote (a header that has no room left makes astropy rewrite the whole file) and
 imports astropy in the worker; adding it to ``executors.boundary.builtin_aspects`` makes it a
-default.  The IVOA authority is ``Settings.authority``.  A file that astropy cannot read as FITS is
-left untouched (a warning in the activity log), never failing the activity.
+default.  The IVOA authority is ``Settings.authority``, handed over through ``configure``.  A
+file that astropy cannot read as FITS is left untouched (a warning in the activity log), never
+failing the activity.
 
 astropy is an optional dependency of skyweave (the engine never needs it): install it with
 ``pip install 'skyweave[fits]'``.  Without it the aspect refuses to be created, so a worker
@@ -33,7 +34,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from skyweave.aspects.base import Aspect
+from skyweave.aspects.base import Aspect, AspectSettings
 from skyweave.errors import DefinitionError
 from skyweave.model.context import ActivityContext
 from skyweave.model.product import Product
@@ -82,15 +83,6 @@ def _astropy_installed() -> bool:
         return False
 
 
-def _authority() -> str:
-    try:
-        from skyweave.config.settings import load_settings
-
-        return check_authority(load_settings().authority)
-    except Exception:  # invalid settings are reported elsewhere; identifiers still need an authority
-        return DEFAULT_AUTHORITY
-
-
 class FitsProvenanceAspect(Aspect):
     """Stamps FITS outputs with the activity, task, version and run that made them."""
 
@@ -102,7 +94,13 @@ class FitsProvenanceAspect(Aspect):
                 "the fits-provenance aspect needs astropy, which is not installed",
                 hint="pip install 'skyweave[fits]' (or astropy) where the workers run, "
                      "or remove the aspect from the settings")
-        self.authority = check_authority(authority) if authority else _authority()
+        self._given = authority is not None
+        self.authority = check_authority(authority) if authority else DEFAULT_AUTHORITY
+
+    def configure(self, settings: AspectSettings) -> None:
+        """The authority of the settings, unless one was given to the constructor."""
+        if not self._given:
+            self.authority = check_authority(settings.authority)
 
     def before(self, ctx: ActivityContext) -> None:
         def prepare(product_id: str, product: Product) -> None:

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from astropy.io import fits
 
 from skyweave import Product, context, task, workflow
+from skyweave.aspects import AspectSettings, load_aspect
 from skyweave.client import Client
 from skyweave.provenance import ids
+from skyweave.provenance.fits import FitsProvenanceAspect
 from skyweave.storage.local import LocalStorage
 
 ASPECT = "skyweave.provenance.fits:FitsProvenanceAspect"
@@ -58,3 +61,23 @@ def test_without_the_aspect_files_are_left_alone(tmp_path: Path) -> None:
         for product in client.store.find_products(run_id=handle.id):
             with fits.open(LocalStorage.local_path(product.uri)) as hdul:
                 assert "SW_ACT" not in hdul[0].header
+
+
+def test_the_authority_is_the_one_of_the_settings_handed_to_the_aspect(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a skyweave.toml the aspect could have read behind the caller's back says otherwise
+    (tmp_path / "skyweave.toml").write_text('authority = "toml.example.org"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_aspect(ASPECT, AspectSettings(authority="given.example.org")).authority == "given.example.org"
+    assert load_aspect(ASPECT).authority == ids.DEFAULT_AUTHORITY
+    assert FitsProvenanceAspect(authority="own.example.org").authority == "own.example.org"
+    explicit = FitsProvenanceAspect(authority="own.example.org")
+    explicit.configure(AspectSettings(authority="given.example.org"))
+    assert explicit.authority == "own.example.org", "an authority given to the constructor wins"
+
+    with Client(str(tmp_path / "st"), executor="threads", workers=1, aspects=[ASPECT],
+                authority="client.example.org") as client:
+        handle = client.run(images, {"obs_id": "o3"})
+        product = client.store.find_products(run_id=handle.id)[0]
+        with fits.open(LocalStorage.local_path(product.uri)) as hdul:
+            assert hdul[0].header["PROVURI"] == ids.activity_id(product.activity_id or "", "client.example.org")
