@@ -26,7 +26,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from skyweave.authoring.loader import load_object
-from skyweave.errors import DefinitionError
+from skyweave.errors import DefinitionError, WorkflowLoadError
 
 Submit = Callable[[str, dict[str, Any], int], str]
 
@@ -89,4 +89,9 @@ def load_listener(ref: str) -> Listener:
         names = [ep.name for ep in entry_points(group="skyweave.listeners")]
         raise DefinitionError(f"no listener entry point named {ref!r}",
                               hint=f"installed: {', '.join(names) or 'none'}; or give path.py:NAME")
-    return as_listener(load_object(ref), ref)
+    try:
+        return as_listener(load_object(ref), ref)
+    except WorkflowLoadError as exc:
+        raise DefinitionError(f"cannot load listener {ref!r}: {exc.message}",
+                              hint="give path.py:NAME, or module:NAME of a module in the directory skyweave "
+                                   "was started in or installed") from exc

@@ -76,6 +76,9 @@ def test_load_listener_by_path_and_entry_point(tmp_path: Path) -> None:
     assert load_listener("log").name == "log"
     with pytest.raises(DefinitionError, match="no listener entry point named 'nope'"):
         load_listener("nope")
+    with pytest.raises(DefinitionError, match="cannot load listener 'no_such_module:x'") as raised:
+        load_listener("no_such_module:x")
+    assert "module:NAME of a module in the directory skyweave was started in" in str(raised.value.hint)
 
 
 def test_results_of_a_failed_run_raise_with_the_reason(tmp_path: Path) -> None:
