@@ -13,7 +13,7 @@ from types import ModuleType
 
 from skyweave.authoring.task import Task
 from skyweave.authoring.workflow import Workflow
-from skyweave.errors import WorkflowLoadError
+from skyweave.errors import SkyweaveError, WorkflowLoadError
 
 
 def module_name_for(path: Path) -> str:
@@ -43,9 +43,12 @@ def load_module(path: Path) -> ModuleType:
         frames = traceback.extract_tb(exc.__traceback__)
         where = next((f"{f.filename}:{f.lineno}" for f in reversed(frames)
                       if f.filename == str(path)), str(path))
+        fix = "fix the error in the workflow file (run `python FILE` to see the full traceback)"
+        if isinstance(exc, SkyweaveError):  # ours (a malformed task declaration): its own hint says how
+            raise WorkflowLoadError(f"importing {path.name} failed at {where}: {exc.message}",
+                                    hint=exc.hint or fix) from exc
         raise WorkflowLoadError(
-            f"importing {path.name} failed at {where}: {type(exc).__name__}: {exc}",
-            hint="fix the error in the workflow file (run `python FILE` to see the full traceback)",
+            f"importing {path.name} failed at {where}: {type(exc).__name__}: {exc}", hint=fix,
         ) from exc
     return module
 

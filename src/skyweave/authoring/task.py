@@ -28,6 +28,7 @@ from skyweave.model.specs import (
     RetryPolicy,
     TaskKind,
     TaskSpec,
+    checked,
 )
 
 _TYPE_NAMES: dict[Any, str] = {
@@ -62,7 +63,7 @@ class Task:
 
     def __init__(self, spec: TaskSpec, fn: Callable[..., Any] | None = None,
                  providers: Mapping[str, str | Task] | None = None) -> None:
-        self.spec = spec
+        self.spec = checked(spec)  # a malformed declaration fails here, never in the store
         self.fn = fn
         self._providers = dict(providers or {})
         if fn is not None:
@@ -119,9 +120,12 @@ class Task:
         return call
 
 
-def _retry_policy(retries: int | RetryPolicy, backoff: float) -> RetryPolicy:
+def _retry_policy(task_name: str, retries: int | RetryPolicy, backoff: float) -> RetryPolicy:
     if isinstance(retries, RetryPolicy):
         return retries
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise DefinitionError(f"task {task_name!r}: retries must be a whole number >= 0 (or a "
+                              f"RetryPolicy), got {retries!r}", hint="e.g. retries=2: up to three attempts")
     if retries < 0:
         raise DefinitionError(f"retries must be >= 0, got {retries}")
     return RetryPolicy(max_attempts=retries + 1, backoff_s=backoff)
@@ -212,7 +216,7 @@ def task(
             ref=_function_ref(func),
             parameters=parameters,
             defaults={k: v for k, v in defaults.items() if _jsonable(v)},
-            retry=_retry_policy(retries, backoff),
+            retry=_retry_policy(name or func.__name__, retries, backoff),
             timeout_s=timeout,
             priority=priority,
             resources=resources or Resources(),
@@ -256,17 +260,56 @@ def command(
     each substitution is shell-quoted.  ``outputs`` maps an output name to a file name (itself a
     template) or an ``OutputSpec`` with a product type.
     """
-    params = {k: (v if isinstance(v, str) else type_name(v)) for k, v in (parameters or {}).items()}
-    outs = {k: (v if isinstance(v, OutputSpec) else OutputSpec(path=v)) for k, v in (outputs or {}).items()}
+    params = {k: _parameter_type(name, k, v) for k, v in _mapping(name, "parameters", parameters).items()}
+    outs = {k: _output(name, k, v) for k, v in _mapping(name, "outputs", outputs).items()}
     spec = TaskSpec(
         name=name, version=version, kind=TaskKind.IMAGE if image else TaskKind.COMMAND, ref=template,
-        image=image, parameters=params, outputs=outs, retry=_retry_policy(retries, backoff),
+        image=image, parameters=params, outputs=outs, retry=_retry_policy(name, retries, backoff),
         timeout_s=timeout, priority=priority, resources=resources or Resources(),
         backtrack=BacktrackPolicy(providers=dict(providers or {}), park_s=park, max_detours=max_detours),
         code_hash="sha256:" + hashlib.sha256(f"{template}|{image}|{sorted(outs)}".encode()).hexdigest(),
         cache=cache, description=description,
     )
     return Task(spec)
+
+
+def _mapping(task_name: str, field: str, value: Any) -> Mapping[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DefinitionError(f"task {task_name!r}: {field} must be a mapping (a dict), got "
+                              f"{type(value).__name__} {value!r}",
+                              hint="e.g. outputs={'stats': 'stats.json'}" if field == "outputs"
+                              else "e.g. parameters={'n': 'int'}")
+    return value
+
+
+def _parameter_type(task_name: str, pname: Any, value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, type) or typing.get_origin(value) is not None:
+        return type_name(value)
+    raise DefinitionError(
+        f"task {task_name!r}: parameters[{pname!r}] is {type(value).__name__} {value!r}; a parameter's "
+        "type is a type name or a Python type",
+        hint=f"write parameters={{{pname!r}: 'int'}} (or {{{pname!r}: int}}); names: int, float, str, "
+             "bool, list, dict, Product, any")
+
+
+def _output(task_name: str, oname: Any, value: Any) -> Any:
+    if isinstance(value, OutputSpec | str):
+        return value if isinstance(value, OutputSpec) else OutputSpec(path=value)
+    if isinstance(value, Mapping):  # the YAML shape {path:, type:} written in Python
+        example = f"OutputSpec(path={value.get('path', 'stats.json')!r}, type={value.get('type', 'file')!r})"
+        raise DefinitionError(
+            f"task {task_name!r}: outputs[{oname!r}] is a dict {dict(value)!r}; in Python an output is "
+            "a file name template (a string) or an OutputSpec ({path:, type:} is the YAML shape)",
+            hint=f"write outputs={{{oname!r}: {example}}} (from skyweave import OutputSpec)")
+    raise DefinitionError(
+        f"task {task_name!r}: outputs[{oname!r}] is {type(value).__name__} {value!r}; an output is a file "
+        "name template (a string) or OutputSpec(path=..., type=...)",
+        hint=f"write outputs={{{oname!r}: 'out.fits'}} or {{{oname!r}: OutputSpec(path='out.fits', "
+             "type='my.type')}")
 
 
 def _cache_params(task_name: str, parameters: Mapping[str, str], chosen: Sequence[str] | None

@@ -13,7 +13,8 @@ import typer
 from skyweave.cli import output
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.config.settings import load_settings
-from skyweave.store import init_store
+from skyweave.errors import ParameterError
+from skyweave.store import init_store, open_store
 
 
 @friendly
@@ -41,3 +42,35 @@ def init(
         output.console.print(f"created a new store at {url}", highlight=False)
     else:
         output.console.print(f"{url} is already a skyweave store; nothing changed", highlight=False)
+
+
+@friendly
+def tasks_remove(
+    key: Annotated[str, typer.Argument(metavar="NAME@VERSION", help="The task version to remove.")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take a task version out of the registry (e.g. one whose definition cannot be read). A
+    version that activities ran is kept for their provenance, unless its definition is unreadable."""
+    name, _, version = key.rpartition("@")
+    if not name or not version:
+        raise ParameterError(f"{key!r} is not NAME@VERSION",
+                             hint="e.g. `skyweave tasks remove calibrate@1.2`; `skyweave tasks list` "
+                                  "shows the registered versions")
+    settings = load_settings(store=store)
+    opened = open_store(settings.store, pool_size=settings.store_pool_size)
+    try:
+        removed = opened.remove_task(name, version)
+    finally:
+        opened.close()
+    if as_json:
+        output.print_json(removed)
+        return
+    routed = (f"{name} now runs version {removed.current}" if removed.current
+              else f"{name} has no registered version left")
+    output.console.print(f"removed {name}@{version}; {routed}", highlight=False)
+    if removed.activities:
+        output.console.print(
+            f"{removed.activities} activities ran it: their records and products stay; its stored "
+            f"definition, which could not be read, was:\n{removed.spec}", highlight=False)
+

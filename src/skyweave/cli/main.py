@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from skyweave.cli import output
-from skyweave.cli.admin import init
+from skyweave.cli.admin import init, tasks_remove
 from skyweave.cli.catalogue import (
     cleanup,
     list_filters,
@@ -343,6 +343,7 @@ def demo(
 
 
 app.command()(init)
+tasks_app.command("remove")(tasks_remove)
 app.command("cleanup")(friendly(cleanup))
 products_app.command("pin")(friendly(products_pin))
 products_app.command("unpin")(friendly(products_unpin))

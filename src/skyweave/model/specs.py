@@ -6,10 +6,14 @@ Specs are immutable msgspec structs: cheap to copy, validate and put on the bus.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 import msgspec
+
+from skyweave.errors import DefinitionError
 
 
 class TaskKind(StrEnum):
@@ -93,3 +97,70 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
+
+
+_ARGUMENT = {"timeout_s": "timeout", "retry.max_attempts": "retries", "retry.backoff_s": "backoff",
+             "backtrack.park_s": "park", "backtrack.max_detours": "max_detours",
+             "backtrack.providers": "providers", "ref": "the function reference or command template"}
+"""Spec fields by the name the user gave them (``@task``/``command`` arguments, YAML keys)."""
+
+_MISMATCH = re.compile(r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)` - at `\$\.?(?P<at>[^`]*)`")
+
+
+def checked(spec: TaskSpec) -> TaskSpec:
+    """``spec`` if the store can keep it and read it back; otherwise ``DefinitionError`` naming
+    the field and the shape it takes (a spec is only type-checked here: msgspec does not check
+    the fields of a struct built in Python, and a row the store cannot decode breaks every
+    command that lists tasks)."""
+    where = f"task {spec.name!r}" if isinstance(spec.name, str) else f"a task named {spec.name!r}"
+    if not isinstance(spec.name, str) or not spec.name.strip():
+        raise DefinitionError(f"{where}: its name must be a non-empty string",
+                              hint="e.g. name='calibrate'")
+    _check_mapping(where, "parameters", spec.parameters, lambda v: isinstance(v, str),
+                   shape="a type name ('int', 'float', 'str', 'bool', 'list', 'dict', 'Product', 'any')",
+                   example="e.g. parameters={'n': 'int', 'raw': 'Product'} (or Python types: {'n': int})")
+    _check_mapping(where, "outputs", spec.outputs, _output_ok,
+                   shape="OutputSpec(path='<file name template>', type='<product type>') or a file name "
+                         "template",
+                   example="e.g. outputs={'stats': OutputSpec(path='stats.json', type='my.stats')} "
+                           "or outputs={'stats': 'stats.json'}")
+    _check_mapping(where, "providers", spec.backtrack.providers, lambda v: isinstance(v, str),
+                   shape="the name of the task that makes that product type",
+                   example="e.g. providers={'ep.aux.attitude': 'fetch_attitude'}")
+    try:
+        return msgspec.convert(msgspec.to_builtins(spec), TaskSpec)
+    except TypeError as exc:  # to_builtins: a value with no JSON form (defaults are filtered before)
+        raise DefinitionError(f"{where} holds a value that cannot be stored: {exc}",
+                              hint="give plain values (str, int, float, bool, lists and dicts of them)"
+                              ) from exc
+    except msgspec.ValidationError as exc:
+        raise DefinitionError(f"{where}: {_explain(str(exc))}",
+                              hint="see the arguments of @task / command() (or the keys of a YAML task)"
+                              ) from exc
+
+
+def _output_ok(value: Any) -> bool:
+    return isinstance(value, OutputSpec) and isinstance(value.path, str) and isinstance(value.type, str)
+
+
+def _check_mapping(where: str, field: str, value: Any, ok: Any, *, shape: str, example: str) -> None:
+    if not isinstance(value, Mapping):
+        raise DefinitionError(f"{where}: {field} must be a mapping of name to {shape}, got "
+                              f"{type(value).__name__} {value!r}", hint=example)
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise DefinitionError(f"{where}: {field} names must be strings, got {key!r}", hint=example)
+        if not ok(item):
+            shown = item.path if isinstance(item, OutputSpec) and not isinstance(item.path, str) else item
+            raise DefinitionError(f"{where}: {field}[{key!r}] is {type(shown).__name__} {shown!r}; "
+                                  f"it must be {shape}", hint=example)
+
+
+def _explain(message: str) -> str:
+    """msgspec's ``Expected `str`, got `int` - at `$.version``` in the user's words."""
+    found = _MISMATCH.search(message)
+    if found is None:
+        return message
+    at = found["at"]
+    field = _ARGUMENT.get(at, at.split(".")[-1] if at.startswith(("resources.", "retry.")) else at)
+    return f"{field} must be {found['want']}, got {found['got']}"

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from skyweave.model.lineage import Direction, LineageGraph
 from skyweave.model.records import (
     ActivityRecord,
@@ -28,6 +30,29 @@ from skyweave.model.specs import TaskSpec
 
 DEFAULT_POOL_SIZE = 5
 """Connections a server-backed store keeps open unless told (``Settings.store_pool_size``)."""
+
+
+class UnreadableTask(msgspec.Struct, frozen=True, kw_only=True):
+    """A task registry row whose stored definition cannot be decoded (``Store.unreadable_tasks``)."""
+
+    name: str
+    version: str
+    error: str
+    spec: str
+    """The stored text, as it is."""
+    current: bool = False
+
+
+class RemovedTask(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``Store.remove_task`` took out: the stored definition (text), whether it was readable,
+    how many activities had run it, and the version its name now routes to (``None``: none left)."""
+
+    name: str
+    version: str
+    spec: str
+    readable: bool
+    activities: int
+    current: str | None
 
 
 class Store(ABC):
@@ -128,7 +153,22 @@ class Store(ABC):
 
     @abstractmethod
     def list_tasks(self) -> list[tuple[TaskSpec, bool]]:
-        """Every registered version and whether it is the current one."""
+        """Every registered version and whether it is the current one; a row whose definition
+        cannot be read is skipped (logged once per process; see ``unreadable_tasks``)."""
+
+    @abstractmethod
+    def unreadable_tasks(self) -> list[UnreadableTask]:
+        """Registry rows whose definition cannot be read (``list_tasks`` skips them)."""
+
+    @abstractmethod
+    def remove_task(self, name: str, version: str) -> RemovedTask:
+        """Take ``name@version`` out of the registry; the route moves to the latest remaining version.
+
+        ``UnknownTaskError`` if it is not registered; ``ControlError`` if an activity ran it and
+        its definition is readable (provenance names it: keep it), or an unfinished run will run
+        it.  An unreadable definition may go even if activities ran it: their rows, attempts and
+        products stay, and no export could read it anyway (``RemovedTask.spec`` keeps its text).
+        """
 
     @abstractmethod
     def pending_outbox(self, limit: int = 10_000) -> list[OutboxRecord]: ...
