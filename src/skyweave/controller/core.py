@@ -241,6 +241,8 @@ class Controller:
             return
         if not run.ready(node_id, key):
             return
+        if node_id in run.gather_nodes and not run.gather_final(node_id, key):
+            return
         spec = run.nodes[node_id]
         depth = spec["depth"]
         try:
@@ -587,10 +589,7 @@ class Controller:
         gather that watches its node (O(1) each: no scan of the gathered instances)."""
         for node_id in run.gather_watch.get(inst.node, ()):
             key = inst.key[: run.depth(node_id)]
-            if key in run.insts[node_id] or any(
-                    run.open_counts.get((src, key), 0) for src in run.gather_sources[node_id]):
-                continue
-            if key == () or run.is_candidate(node_id, key):
+            if key not in run.insts[node_id] and (key == () or run.is_candidate(node_id, key)):
                 self._try_create(run, node_id, key)
 
     def check_all_gathers(self, run: RunState) -> None:

@@ -74,6 +74,13 @@ class RunState:
     """Node -> the gathers whose readiness an instance of it finishing can change: those that
     collect it or a node downstream of it, at a depth not above its own (a shallower node is
     final before any instance of the gathered node exists under the gather's key)."""
+    gather_closure: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    """Gather node -> ``(node, n)`` for every node its collection waits for (what it gathers and
+    everything upstream), upstream first: the gather at key ``k`` waits until no instance of
+    ``node`` under ``k[:n]`` is open (``settled``, unrolled)."""
+    gather_cursor: dict[tuple[str, Key], int] = field(default_factory=dict)
+    """``(gather node, key)`` -> how far along its closure everything was found final, so each
+    check resumes there (a gather over a fan-out of a loop-built list re-walked the list)."""
     plain_refs: dict[str, list[str]] = field(default_factory=dict)
     """Node -> the sources it takes one instance of (every reference but a real gather)."""
     insts: dict[str, dict[Key, Instance]] = field(default_factory=dict)
@@ -112,11 +119,19 @@ class RunState:
             if gathered:
                 state.gather_nodes[node_id] = None
                 state.gather_sources[node_id] = gathered
+        position = {node_id: i for i, node_id in enumerate(state.order)}
         for node_id in state.gather_nodes:
             depth = state.depth(node_id)
-            for watched in state._closure(state.gather_sources[node_id]):
+            closure = sorted(state._closure(state.gather_sources[node_id]), key=position.__getitem__)
+            for watched in closure:
                 if state.depth(watched) >= depth:
                     state.gather_watch.setdefault(watched, []).append(node_id)
+            # the prefix settled() looks at for each node: cut to the shallowest depth on a path
+            prefix = {src: min(depth, state.depth(src)) for src in state.gather_sources[node_id]}
+            for name in reversed(closure):
+                for ref in upstream(state.nodes[name]):
+                    prefix[ref] = min(prefix.get(ref, depth), prefix[name], state.depth(ref))
+            state.gather_closure[node_id] = [(name, prefix[name]) for name in closure]
         return state
 
     def _closure(self, nodes: list[str]) -> list[str]:
@@ -137,6 +152,7 @@ class RunState:
     def add_instance(self, inst: Instance) -> None:
         self.insts[inst.node][inst.key] = inst
         self.waiting.pop((inst.node, inst.key), None)
+        self.gather_cursor.pop((inst.node, inst.key), None)
         for i in range(len(inst.key)):
             self.members.setdefault((inst.node, inst.key[:i]), []).append(inst.key)
         if inst.state not in TERMINAL:
@@ -163,6 +179,7 @@ class RunState:
 
     def reopen_instance(self, inst: Instance) -> None:
         """A failed or cancelled instance is retried."""
+        self.gather_cursor.clear()  # what was final may not be any more
         if inst.state == FAILED:
             self._count_failed(inst, -1)
         if inst.state in TERMINAL:
@@ -189,6 +206,21 @@ class RunState:
             clean = clean and self.failed_counts.get(item, 0) == 0
             stack.extend((ref, p[: self.depth(ref)]) for ref in upstream(self.nodes[n]))
         return True, clean
+
+    def gather_final(self, node: str, key: Key) -> bool:
+        """``settled`` for every source of gather ``node`` at ``key``, without ``clean``: walks its
+        closure upstream first and resumes where the last call stopped.  Sound because a node
+        after the cursor cannot get new instances under the key once all before it are final
+        (instances are created as soon as their inputs are), and a retry resets every cursor."""
+        closure = self.gather_closure[node]
+        i = self.gather_cursor.get((node, key), 0)
+        while i < len(closure):
+            name, n = closure[i]
+            if self.open_counts.get((name, key[:n]), 0) > 0:
+                break
+            i += 1
+        self.gather_cursor[(node, key)] = i
+        return i == len(closure)
 
     def ready(self, node: str, key: Key) -> bool:
         """Whether every source ``node`` takes one instance of is there and terminal at ``key``

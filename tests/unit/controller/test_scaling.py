@@ -84,6 +84,14 @@ def s_loop(n: int) -> Any:
 
 
 @workflow
+def s_loop_then_gather(n: int) -> Any:
+    """A loop-built list summed, fanned out over a short list and gathered: every loop node is
+    upstream of the gather, which must not look at them all on each event."""
+    items = s_split(x=s_total(xs=[s_inc(i=i) for i in range(n)]), size=3)
+    return s_total(xs=s_inc.map(i=items))
+
+
+@workflow
 def s_chain(n: int) -> Any:
     """A chain built by a Python loop, as deep as it is long."""
     x: Any = 0
@@ -149,6 +157,7 @@ SHAPES: dict[str, tuple[Workflow, Callable[[int], dict[str, Any]], Callable[[int
     "zipped fan-outs": (s_zipped, lambda n: {"n": n}, lambda n: 2 * sum(range(1, n + 1))),
     "loop-built": (s_loop, lambda n: {"n": n}, lambda n: sum(range(1, n + 1))),
     "loop-built chain": (s_chain, lambda n: {"n": n}, lambda n: n),
+    "loop-built, then gathered": (s_loop_then_gather, lambda n: {"n": n}, lambda n: 6),
 }
 
 
