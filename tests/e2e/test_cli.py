@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,24 @@ def test_command_task_exit_code(cli: CLI) -> None:
         record = client.store.get_activity(act["id"])
     assert record.exit_code == 3
     assert record.error is not None and record.error["type"] == "skyweave.CommandFailed"
+
+
+def test_a_command_task_records_what_ran_and_its_exit_code_zero(cli: CLI) -> None:
+    run_id = cli("run", f"{BASIC}:command_ok", "--json").ok().json()["run_id"]
+    (act,) = cli.status(run_id)["activities_detail"]
+    assert act["state"] == "succeeded" and act["exit_code"] == 0
+    work = f"{cli.store}/work/{act['id']}-1"
+    ran = shlex.split(act["command"])
+    assert ran == ["sh", "-c", 'printf "%s\\n" "{$1}" | wc -c > "$2"', "sh", "sky weave",
+                   f"{Path(work).resolve()}/count.txt"]
+    assert f"command: {act['command']} (exit code 0)" in cli("logs", act["id"]).ok().out
+    with Client(str(cli.store), engine=False) as client:
+        (product,) = client.store.find_products(run_id=run_id)
+        assert product.local_path.read_text().strip() == "12"       # "{sky weave}" and a newline
+    prov = cli("prov", "export", run_id, "--format", "provjson").ok().json()
+    (activity,) = [a for a in prov["activity"].values() if a.get("sw:task") == "count_words"]
+    assert activity["sw:exitCode"] == {"$": "0", "type": "xsd:int"}   # 0 is recorded, not dropped
+    assert activity["sw:commandLine"] == act["command"]
 
 
 def test_corrupt_store_is_refused_and_left_alone(cli: CLI) -> None:

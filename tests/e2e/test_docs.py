@@ -39,7 +39,7 @@ import pytest
 from .helpers import cli_env, installed_skyweave
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-RUN_PAGES = ["index.md", "tutorial.md", "dynamic.md", "operations.md"]
+RUN_PAGES = ["index.md", "tutorial.md", "dynamic.md", "operations.md", "commands.md"]
 """Pages whose files and commands are executed, in order."""
 FAILED_RUNS = {"tutorial.md": 1, "dynamic.md": 1, "operations.md": 1}
 """How many runs each page fails on purpose (to show errors, retries and deadlines)."""

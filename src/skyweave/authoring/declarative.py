@@ -46,7 +46,8 @@ TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "
                          "dict": dict, "any": Any}
 TYPE_NAMES = ("str", "int", "float", "bool", "list", "dict", "any", "Product")
 _NAME = re.compile(r"[A-Za-z_]\w*")
-_PLACEHOLDER = re.compile(r"\{(params|inputs|outputs)\.([A-Za-z_]\w*)\}")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(params|inputs|outputs)\.([A-Za-z_]\w*)\}")
+"""As in ``executors/command.py``: a doubled brace is a literal one, not the start of a placeholder."""
 NUMBER = (int, float)
 
 
@@ -101,7 +102,8 @@ def _command_task(doc: Document, key: Key, name: str, spec: dict[str, Any]) -> T
             raise doc.error(okey, f"output {oname!r} has no path:", hint="e.g. path: \"{params.chip}.fits\"")
         otype = doc.typed(odict, "type", okey, str, "a string", default="file")
         outputs[oname] = OutputSpec(path=path, type=otype)
-    used = _PLACEHOLDER.findall(" ".join([template, *(o.path for o in outputs.values())]))
+    used = [found for found in _PLACEHOLDER.findall(" ".join([template, *(o.path for o in outputs.values())]))
+            if found[0]]
     if "parameters" in spec:
         params = {p: _parameter_type(doc, (*key, "parameters", p), t) for p, t in
                   doc.mapping(spec["parameters"], (*key, "parameters"), "parameters").items()}

@@ -128,7 +128,7 @@ def status(run_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> Non
             summary["activities_detail"] = [
                 {"id": a.id, "task": a.task_name, "version": a.task_version, "node": a.node, "key": a.key,
                  "state": a.state, "priority": a.priority, "attempt": a.attempt, "detours": len(a.detours),
-                 "error": (a.error or {}).get("message"), "exit_code": a.exit_code}
+                 "error": (a.error or {}).get("message"), "exit_code": a.exit_code, "command": a.command}
                 for a in client.store.list_activities(run_id=run_id)]
             output.print_json(summary)
             return
@@ -167,6 +167,9 @@ def logs(activity_id: str, store: StoreOpt = None) -> None:
     with _client(store, engine=False) as client:
         act = client.store.get_activity(activity_id)
         shown = False
+        if act.command is not None:
+            code = "" if act.exit_code is None else f" (exit code {act.exit_code})"
+            output.console.print(f"command: {act.command}{code}", highlight=False, soft_wrap=True)
         for att in client.store.list_attempts(activity_id) or []:
             path = client.settings.store_dir / "logs" / f"{activity_id}.{att.attempt}.log"
             if path.is_file():

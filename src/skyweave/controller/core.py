@@ -425,15 +425,16 @@ class Controller:
         rec.log_uri = ev.log_uri or rec.log_uri
         rec.usage = dict(ev.usage.as_dict())
         rec.aspects = list(ev.aspects)
+        # command and image tasks: what ran, and its exit status (0 included)
+        rec.exit_code, rec.command = getattr(ev, "exit_code", None), getattr(ev, "command", "") or None
         error = None
         if isinstance(ev, m.ActivityFailed):
             error = {"type": ev.error_type, "message": ev.message, "traceback": ev.traceback,
                      "retryable": ev.retryable}
-            rec.exit_code = ev.exit_code
         self._d.changes.attempts.append(AttemptRecord(
             activity_id=rec.id, attempt=rec.attempt, state=state, worker=rec.worker, host=rec.host,
             pid=ev.pid or None, started_at=rec.started_at, ended_at=ev.at or self._now,
-            exit_code=getattr(ev, "exit_code", None), error=error, usage=rec.usage))
+            exit_code=rec.exit_code, error=error, usage=rec.usage))
 
     def _on_finished(self, ev: m.ActivityFinished) -> None:
         rec = self._current(ev.activity_id, ev.attempt)

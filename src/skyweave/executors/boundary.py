@@ -51,7 +51,7 @@ from skyweave.aspects.builtin import (
 )
 from skyweave.errors import SkyweaveError, TaskFailure
 from skyweave.executors.base import ExecutionEnv, Outcome
-from skyweave.executors.command import run_command
+from skyweave.executors.command import CommandRun, run_command
 from skyweave.executors.products import bind_arguments, store_products
 from skyweave.executors.resolve import resolve_task, use_import_path
 from skyweave.model.context import ActivityContext, reset_context, set_context
@@ -142,6 +142,7 @@ class Boundary:
             obs_id=dispatch.obs_id,
         )
         command_log = None
+        ran = CommandRun()
         if task.kind is not TaskKind.PYTHON:
             command_log = activity_log_path(self.env.log_root, dispatch.activity_id, dispatch.attempt)
         entered: list[Aspect] = []
@@ -162,7 +163,7 @@ class Boundary:
                         value = asyncio.run(value)
                 else:
                     assert command_log is not None
-                    value = run_command(ctx, arguments, command_log)
+                    value = run_command(ctx, arguments, command_log, ran)
                 result, products = store_products(self.storage, dispatch, ctx.workdir_path, value)
                 outcome = AspectOutcome(ok=True, result=result, products=products)
             except (Exception, SystemExit) as exc:
@@ -175,7 +176,7 @@ class Boundary:
             reset_context(token)
         if outcome.ok and ctx.created:
             _remove_dir(ctx.workdir_path)
-        return self._report(dispatch, outcome, entered, started_at=started_at, clock=clock)
+        return self._report(dispatch, outcome, entered, ran, started_at=started_at, clock=clock)
 
     # -----------------------------------------------------------------------------------------
 
@@ -184,6 +185,7 @@ class Boundary:
         dispatch: DispatchActivity,
         outcome: AspectOutcome,
         entered: list[Aspect],
+        ran: CommandRun,
         *,
         started_at: float,
         clock: float,
@@ -210,7 +212,10 @@ class Boundary:
             "pid": self.pid,
             "started_at": started_at,
             "at": time.time(),
+            "command": ran.line,
         }
+        if ran.exit_code is not None:
+            common["exit_code"] = ran.exit_code
         if outcome.ok:
             return ActivityFinished(result=outcome.result, products=outcome.products, **common)
         error = outcome.error
@@ -224,7 +229,7 @@ class Boundary:
                 insufficient=error.insufficient,
             )
             return ActivityNeedsInput(need=need, **common)
-        return ActivityFailed(**_describe_failure(error, dispatch.task.name), **common)
+        return ActivityFailed(**{**_describe_failure(error, dispatch.task.name), **common})
 
 
 def _describe_failure(error: BaseException | None, task_name: str) -> dict[str, Any]:

@@ -6,6 +6,12 @@ several arguments), ``{inputs.NAME}`` (the local path of a product argument), ``
 itself a template) and ``{workdir}``.  Values are substituted shell-quoted, then the line is split
 with ``shlex``, so a path with spaces stays one argument and nothing is ever run by a shell.
 
+Literal braces: ``{{`` and ``}}`` stand for ``{`` and ``}`` (``awk '{{print $1}}'`` runs
+``awk '{print $1}'``); any other brace is passed on as written.
+
+The rendered command line (``shlex.join`` of the argument vector) and the exit status, 0
+included, are recorded on the activity (``command``, ``exit_code``) and in its provenance.
+
 A command reports a missing input by writing ``skyweave-needs.json`` in its work directory:
 ``{"param": …, "product_type": …, "match": {…}, "reason": …, "provider_params": {…}}``.
 """
@@ -18,6 +24,7 @@ import shlex
 import signal
 import subprocess
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +39,17 @@ from skyweave.model.signals import InsufficientInput, MissingInput
 NEEDS_FILE = "skyweave-needs.json"
 STDERR_TAIL_LINES = 20
 
-_PLACEHOLDER = re.compile(r"\{(?:(params|inputs|outputs)\.([A-Za-z_]\w*)|(workdir))\}")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(?:(params|inputs|outputs)\.([A-Za-z_]\w*)|(workdir))\}")
+"""A placeholder, or a doubled brace (a literal one)."""
+
+
+@dataclass
+class CommandRun:
+    """What ran, filled in by ``run_command`` as it goes (also when it raises)."""
+
+    line: str = ""
+    """The rendered command line: ``shlex.join`` of the argument vector."""
+    exit_code: int | None = None
 
 
 def _scalar(value: Any) -> str:
@@ -54,6 +71,8 @@ def _render(template: str, ctx: ActivityContext, arguments: dict[str, Any], *, q
         return " ".join(shlex.quote(v) for v in values) if quote else " ".join(values)
 
     def substitute(match: re.Match[str]) -> str:
+        if match.group(0) in ("{{", "}}"):
+            return match.group(0)[0]
         section, name, workdir = match.groups()
         if workdir:
             return words([str(ctx.workdir)])
@@ -112,14 +131,18 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def run_command(ctx: ActivityContext, arguments: dict[str, Any], log_path: Path) -> dict[str, Product]:
-    """Run the command; its stdout and stderr go to ``log_path``.
+def run_command(ctx: ActivityContext, arguments: dict[str, Any], log_path: Path,
+                ran: CommandRun | None = None) -> dict[str, Product]:
+    """Run the command; its stdout and stderr go to ``log_path``; ``ran`` gets the command line
+    and the exit status as soon as they are known.
 
     Returns the declared outputs as products.  Raises ``MissingInput`` when the command wrote a
     needs file, ``TaskFailure`` on a non-zero exit (with the tail of stderr) or a missing output.
     """
     task = ctx.task
+    ran = ran if ran is not None else CommandRun()
     argv = command_line(ctx, arguments)
+    ran.line = shlex.join(argv)
     outputs = {name: output_path(ctx, arguments, name) for name in task.outputs}
     environment = dict(
         os.environ,
@@ -149,6 +172,7 @@ def run_command(ctx: ActivityContext, arguments: dict[str, Any], log_path: Path)
                 log.write(line)
                 tail.append(line)
             code = process.wait()
+    ran.exit_code = code
     need = read_needs(ctx.workdir / NEEDS_FILE, task.name)
     if need is not None:
         signal_type = InsufficientInput if need.insufficient else MissingInput

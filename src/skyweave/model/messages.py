@@ -126,6 +126,10 @@ class ActivityFinished(msgspec.Struct, frozen=True, kw_only=True, tag="activity.
     pid: int = 0
     started_at: float = 0.0
     at: float = 0.0
+    command: str = ""
+    """Command and image tasks: the rendered command line that ran (``shlex.join`` of its argv)."""
+    exit_code: int | None = None
+    """Command and image tasks: the process's exit status (0 here)."""
 
 
 class ActivityFailed(msgspec.Struct, frozen=True, kw_only=True, tag="activity.failed"):
@@ -137,6 +141,7 @@ class ActivityFailed(msgspec.Struct, frozen=True, kw_only=True, tag="activity.fa
     traceback: str = ""
     retryable: bool = True
     exit_code: int | None = None
+    command: str = ""
     usage: Usage = Usage()
     log_uri: str = ""
     aspects: list[str] = msgspec.field(default_factory=list)
@@ -158,6 +163,8 @@ class ActivityNeedsInput(msgspec.Struct, frozen=True, kw_only=True, tag="activit
     pid: int = 0
     started_at: float = 0.0
     at: float = 0.0
+    command: str = ""
+    exit_code: int | None = None
 
 
 class ProductRegistered(msgspec.Struct, frozen=True, kw_only=True, tag="product.registered"):

@@ -81,6 +81,9 @@ class ActivityRecord(msgspec.Struct, kw_only=True):
     worker: str | None = None
     host: str | None = None
     exit_code: int | None = None
+    """Command and image tasks: the exit status of the last attempt's process (0 included)."""
+    command: str | None = None
+    """Command and image tasks: the rendered command line of the last attempt."""
     error: dict[str, Any] | None = None
     log_uri: str | None = None
     usage: dict[str, Any] | None = None

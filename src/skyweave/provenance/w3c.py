@@ -179,6 +179,7 @@ def activity_attributes(activity: ActivityRecord, spec: TaskSpec | None) -> dict
     _add(attrs, SW["image"], spec.image if spec else None)
     _add(attrs, SW["state"], activity.state)
     _add(attrs, SW["exitCode"], activity.exit_code)
+    _add(attrs, SW["commandLine"], activity.command)
     _add(attrs, SW["host"], activity.host)
     _add(attrs, SW["worker"], activity.worker)
     _add(attrs, SW["attempts"], activity.attempt)

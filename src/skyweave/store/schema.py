@@ -55,7 +55,7 @@ from skyweave.model.records import (
     UsageRecord,
 )
 
-SCHEMA_REVISION = "0004"  # 0001 -> 0003 -> 0002 -> 0004 (see 0002_lineage_indexes.py)
+SCHEMA_REVISION = "0005"  # 0001 -> 0003 -> 0002 -> 0004 -> 0005 (see 0002_lineage_indexes.py)
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"
@@ -125,6 +125,7 @@ activities = Table(
     Column("worker", String),
     Column("host", String),
     Column("exit_code", Integer),
+    Column("command", Text),
     Column("error", Text),
     Column("log_uri", String),
     Column("usage", Text),

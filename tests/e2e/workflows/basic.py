@@ -113,3 +113,12 @@ def needs_flag(path: str) -> str:
 @workflow
 def flagged(path: str = "flag.txt") -> Any:
     return needs_flag(path=path)
+
+
+count_words = command("count_words", "sh -c 'printf \"%s\\n\" \"{{$1}}\" | wc -c > \"$2\"' sh {params.word} {outputs.count}",
+                      version="1", parameters={"word": str}, outputs={"count": "count.txt"})
+
+
+@workflow
+def command_ok(word: str = "sky weave") -> Any:
+    return count_words(word=word)

@@ -216,6 +216,14 @@ def test_file_errors(tmp_path: Path, text: str, fragments: list[str]) -> None:
         assert fragment in message, message
 
 
+def test_doubled_braces_are_literal_not_placeholders(tmp_path: Path) -> None:
+    """``{{outputs.o}}`` is the text ``{outputs.o}`` for the command, not a use of an output."""
+    text = ("workflow: w\ntasks: {t: {command: \"awk '{{print $1}}' {{outputs.o}} {params.x}\"}}\n"
+            "steps: {a: {task: t, args: {x: 1}}}\n")
+    _, tasks = load_workflow(str(write(tmp_path, text))).build({})
+    assert tasks["t"].spec.parameters == {"x": "any"} and tasks["t"].spec.outputs == {}
+
+
 def test_missing_file_and_wrong_name(tmp_path: Path) -> None:
     with pytest.raises(WorkflowLoadError, match="does not exist"):
         load_workflow(str(tmp_path / "nope.yaml"))

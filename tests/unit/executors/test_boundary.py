@@ -276,6 +276,18 @@ def test_command_task_with_templated_arguments_makes_its_output(env: ExecutionEn
     assert stored.as_posix().endswith(f"{d.activity_id}/out/upper-v2.txt")
     assert product.checksum == sha256(b"FAINT SOURCE\n")
     assert "label=two words" in LocalStorage.local_path(outcome.log_uri).read_text()
+    assert outcome.command == shlex.join([   # what ran, as one line that splits back into its argv
+        "sh", "-c", 'tr a-z A-Z < "$1" > "$2"; echo "label=$3"', "sh", str(source),
+        str(env.work_root / f"{d.activity_id}-1" / "out" / "upper-v2.txt"), "two words"])
+    assert outcome.exit_code == 0
+
+
+def test_doubled_braces_in_a_command_are_literal_braces(env: ExecutionEnv) -> None:
+    d = dispatch("sh -c 'echo \"{{$1}} {{params.label}} }}\"' sh {params.label}", {"label": "x"},
+                 name="braces", kind=TaskKind.COMMAND)
+    outcome = finished(execute(d, env))
+    assert "{x} {params.label} }" in LocalStorage.local_path(outcome.log_uri).read_text()
+    assert outcome.command == "sh -c 'echo \"{$1} {params.label} }\"' sh x"
 
 
 def test_command_exit_code_is_reported_with_the_tail_of_stderr(env: ExecutionEnv) -> None:
@@ -283,6 +295,7 @@ def test_command_exit_code_is_reported_with_the_tail_of_stderr(env: ExecutionEnv
                  name="calib", kind=TaskKind.COMMAND)
     outcome = failed(execute(d, env))
     assert outcome.exit_code == 3
+    assert outcome.command == "sh -c 'echo starting; echo \"calibration table not found\" >&2; exit 3'"
     assert outcome.retryable is True
     assert "exited with code 3" in outcome.message
     assert "calibration table not found" in outcome.message
