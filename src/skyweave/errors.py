@@ -72,6 +72,14 @@ class NotAStoreError(StoreError):
     and starts a new store there.  ``details["path"]`` is the file."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached (down, restarting, refusing connections) or dropped the
+    connection mid-statement.  The statement's transaction did not commit; trying again once the
+    server is back is safe (``retryable``)."""
+
+    retryable = True
+
+
 class BusError(SkyweaveError):
     """The bus cannot be reached or refused a message."""
 

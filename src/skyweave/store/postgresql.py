@@ -17,7 +17,10 @@ and the lineage CTEs are the SQL shared with SQLite (``records_sql``, ``tasks_sq
 * migrations run inside one transaction holding an advisory lock, so processes opening a new
   store at the same time create it once (DDL is transactional in PostgreSQL);
 * the controller lease is a row updated with ``ON CONFLICT ... WHERE`` (row-locked: two
-  controllers racing for an expired lease cannot both win).
+  controllers racing for an expired lease cannot both win);
+* a server that is down, restarting or refusing connections, or a connection lost mid-statement,
+  raises ``StoreUnavailableError`` (retryable: nothing half-committed); once the server is back
+  the pool reconnects on the next call.
 
 A database (or schema) that holds tables but no ``skyweave_version`` is someone else's: refused
 untouched, as for SQLite files.
@@ -30,6 +33,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -39,6 +43,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     delete,
+    event,
     func,
     inspect,
     literal,
@@ -48,10 +53,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError
 
-from skyweave.errors import StoreError
+from skyweave.errors import StoreError, StoreUnavailableError
 from skyweave.model.records import Changeset
 from skyweave.store.base import DEFAULT_POOL_SIZE, Store
 from skyweave.store.catalogue_sql import CatalogueQueries
@@ -147,13 +152,9 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
             target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
             json_serializer=_json_text, json_deserializer=_json_raw, connect_args=timeout)
         self._writer = self._engine  # TaskRegistry and CatalogueQueries write through ``_writer``
+        event.listen(self._engine, "handle_error", self._unavailable)
         try:
             self._migrate()
-        except OperationalError as exc:
-            self._engine.dispose()
-            raise StoreError(f"cannot reach the PostgreSQL store {self.url}: {exc.orig or exc}",
-                             hint="check that the server runs and the URL (host, port, user, database) "
-                                  "is right", store=self.url) from exc
         except BaseException:
             self._engine.dispose()
             raise
@@ -165,6 +166,17 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore({self.url!r})"
+
+    def _unavailable(self, context: ExceptionContext) -> None:
+        """Turn a lost or refused connection (at connect or mid-statement) into a retryable
+        ``StoreUnavailableError``; other errors (constraints, bad SQL) stay what they are."""
+        if context.is_disconnect or isinstance(context.original_exception, psycopg.OperationalError):
+            raise StoreUnavailableError(
+                f"cannot reach the PostgreSQL store {self.url}: "
+                f"{str(context.original_exception).strip() or type(context.original_exception).__name__}",
+                hint="check that the server runs and the URL (host, port, user, database) is right; "
+                     "what was being written did not commit and can be tried again",
+                store=self.url) from context.sqlalchemy_exception
 
     def _migrate(self) -> None:
         """Bring the schema to ``SCHEMA_REVISION`` (one query when it is there already)."""

@@ -1,17 +1,20 @@
 """What only ``PostgreSQLStore`` does, against the server of ``scripts/services.sh``: someone else's
 schema refused untouched, a new store migrated once by processes opening it together, a pool of the
-size the settings give, attributes in ``JSONB`` found through their GIN index."""
+size the settings give, attributes in ``JSONB`` found through their GIN index, a lost server
+reported as a retryable error and its return as a reconnect."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy.engine import make_url
 
-from skyweave.errors import StoreError
-from skyweave.model.records import Changeset, ProductRecord
+from skyweave.errors import StoreError, StoreUnavailableError
+from skyweave.model.records import Changeset, ProductRecord, RunRecord
 from skyweave.store import open_store
 from skyweave.store.postgresql import PostgreSQLStore
 from skyweave.store.schema import SCHEMA_REVISION, VERSION_TABLE
@@ -109,3 +112,34 @@ def test_every_spelling_of_the_url_opens_the_same_store(postgres_store_url: str)
             assert [p.id for p in store.find_products()] == ["prd-1"]
         finally:
             store.close()
+
+
+def test_a_lost_server_is_a_retryable_error_and_its_return_a_reconnect(postgres_database: str) -> None:
+    """Connections killed, then refused (as while the server restarts), then allowed again."""
+    name = f"lost_{secrets.token_hex(4)}"
+    server = create_engine(postgres_database, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        store = open_store(make_url(postgres_database).set(database=name).render_as_string(hide_password=False))
+        try:
+            store.apply(Changeset(runs=[RunRecord(id="run-1", workflow="w", state="running")]))
+            with server.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            with pytest.raises(StoreUnavailableError, match="cannot reach the PostgreSQL store") as raised:
+                store.get_run("run-1")
+            assert raised.value.retryable
+            with pytest.raises(StoreUnavailableError):
+                store.apply(Changeset(runs=[RunRecord(id="run-2", workflow="w", state="running")]))
+            with server.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            assert store.get_run("run-1").state == "running"  # back: the pool reconnects
+            store.apply(Changeset(runs=[RunRecord(id="run-2", workflow="w", state="running")]))
+            assert sorted(r.id for r in store.list_runs()) == ["run-1", "run-2"]
+        finally:
+            store.close()
+    finally:
+        with server.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        server.dispose()
