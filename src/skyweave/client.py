@@ -33,6 +33,7 @@ from skyweave.controller.decisions import graph_products
 from skyweave.controller.runstate import parse_key
 from skyweave.engine import Engine
 from skyweave.errors import ControlError, DefinitionError, NotFoundError, RunFailedError, SkyweaveError
+from skyweave.executors.base import RUN_IMAGE_YOURSELF, unrunnable
 from skyweave.listeners import Listener
 from skyweave.model import messages as m
 from skyweave.model.ids import PRODUCT, RUN, new_id
@@ -152,6 +153,7 @@ class Client:
         """Register a task version; running controllers route new activations to it."""
         obj = load_task(task) if isinstance(task, str) else task
         spec = obj.spec
+        _runnable(spec)
         if version is not None:
             spec = TaskSpec(**{**{f: getattr(spec, f) for f in spec.__struct_fields__}, "version": version})
         spec = self._snapshot(spec)
@@ -166,6 +168,8 @@ class Client:
                parent_run: str | None = None) -> RunHandle:
         wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
         graph, tasks = wf.build(params or {})
+        for t in tasks.values():
+            _runnable(t.spec)
         known = {(s.name, s.version): s for s, _ in self.store.list_tasks()}
         for t in tasks.values():
             previous = known.get((t.spec.name, t.spec.version))
@@ -366,6 +370,13 @@ class Client:
         self.store.apply(Changeset(products=[record]))
         self._send(m.ProductRegistered(product=new, at=time.time()))
         return record
+
+
+def _runnable(spec: TaskSpec) -> None:
+    """``DefinitionError`` for a task no executor here can run as declared (a container image)."""
+    refused = unrunnable(spec)
+    if refused:
+        raise DefinitionError(refused, hint=RUN_IMAGE_YOURSELF, task=spec.name, image=spec.image)
 
 
 def _select(value: Any, path: list[Any]) -> Any:

@@ -258,7 +258,8 @@ def command(
 
     ``template`` uses ``{params.NAME}``, ``{inputs.NAME}``, ``{outputs.NAME}`` and ``{workdir}``;
     each substitution is shell-quoted.  ``outputs`` maps an output name to a file name (itself a
-    template) or an ``OutputSpec`` with a product type.
+    template) or an ``OutputSpec`` with a product type.  A task with an ``image`` is refused at
+    submission until a container executor exists (never run on the host in its place).
     """
     params = {k: _parameter_type(name, k, v) for k, v in _mapping(name, "parameters", parameters).items()}
     outs = {k: _output(name, k, v) for k, v in _mapping(name, "outputs", outputs).items()}

@@ -21,8 +21,28 @@ from skyweave.model.messages import (
     ActivityStarted,
     DispatchActivity,
 )
+from skyweave.model.specs import TaskKind, TaskSpec
 
 Outcome = ActivityStarted | ActivityFinished | ActivityFailed | ActivityNeedsInput
+
+RUN_IMAGE_YOURSELF = ("remove image= (image: in YAML) to run the command on the host, or run the "
+                      "image yourself (e.g. `docker run IMAGE COMMAND`); container executors are not "
+                      "part of this version")
+
+
+def unrunnable(spec: TaskSpec) -> str | None:
+    """Why no executor of this skyweave can run ``spec`` as it is declared (``None``: one can).
+
+    A task that names a container image must run in that image: running its command on the host
+    instead would ignore a declared field and give results from the wrong software, so it is
+    refused (at submission and registration by the client, and by the command runner should a
+    store already hold one) until a container executor exists.
+    """
+    if spec.kind is TaskKind.IMAGE or spec.image:
+        return (f"task {spec.name!r} declares the container image {spec.image!r}, but container tasks "
+                "cannot run yet (no container executor); skyweave will not run its command on the "
+                "host instead")
+    return None
 
 
 @dataclass(frozen=True)

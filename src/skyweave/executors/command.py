@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from skyweave.errors import Fatal, TaskFailure
+from skyweave.executors.base import RUN_IMAGE_YOURSELF, unrunnable
 from skyweave.model.context import ActivityContext
 from skyweave.model.messages import InputNeed
 from skyweave.model.product import Product
@@ -141,6 +142,10 @@ def run_command(ctx: ActivityContext, arguments: dict[str, Any], log_path: Path,
     """
     task = ctx.task
     ran = ran if ran is not None else CommandRun()
+    refused = unrunnable(task)
+    if refused:
+        raise TaskFailure(refused, error_type="skyweave.ContainerUnsupported", retryable=False,
+                          hint=RUN_IMAGE_YOURSELF)
     argv = command_line(ctx, arguments)
     ran.line = shlex.join(argv)
     outputs = {name: output_path(ctx, arguments, name) for name in task.outputs}
