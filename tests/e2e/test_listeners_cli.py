@@ -43,12 +43,12 @@ def test_a_stuck_listener_does_not_hold_skyweave_run_and_its_misses_are_said(tmp
     (tmp_path / "alerts.py").write_text(LISTENERS)
     (tmp_path / "flow.py").write_text(FLOW)
     (tmp_path / "skyweave.toml").write_text(
-        'listeners = ["alerts:stuck", "alerts:quick"]\nlistener_drain_s = 0\nexecutor = "threads"\n')
+        'listeners = ["alerts:stuck", "alerts:quick"]\nlistener_drain_s = 3\nexecutor = "threads"\n')
     proc = subprocess.run([str(installed_skyweave()), "run", "flow.py:flow", "--store", str(tmp_path / "st")],
                           cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.split()[1]
     assert (tmp_path / "quick.log").read_text().splitlines() == [
         f"activity.succeeded {run_id}", f"activity.succeeded {run_id}", f"run.succeeded {run_id}"]
-    assert "listener stuck was still handling run.running" in proc.stderr
+    assert "listener stuck was still handling run.running after 3 s" in proc.stderr
     assert "1 event(s) not delivered (run.succeeded x1)" in proc.stderr

@@ -198,6 +198,8 @@ class ListenerHost:
                 continue
             topics[event[0]] += 1
         missed = sum(topics.values())
+        if not missed and current is None:
+            return  # it was between two looks at the bus, with nothing left for it
         self.undelivered[feed.listener.name] = missed
         busy = f"still handling {current}" if current is not None else "still busy"
         what = ", ".join(f"{topic} x{n}" for topic, n in sorted(topics.items()))

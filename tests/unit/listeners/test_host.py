@@ -153,3 +153,4 @@ def test_listeners_hear_announcements_only_and_patterns_filter() -> None:
 def test_two_listeners_with_one_name_are_refused() -> None:
     with pytest.raises(DefinitionError, match="two listeners are named 'twin'"):
         ListenerHost(MemoryBus(), [Recorder("twin"), Recorder("twin")])
+
