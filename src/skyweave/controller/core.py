@@ -24,7 +24,7 @@ from skyweave.controller.decisions import (
     TimerFired,
     walk_products,
 )
-from skyweave.controller.expressions import evaluate
+from skyweave.controller.expressions import describe, evaluate
 from skyweave.controller.expressions import select as _select
 from skyweave.controller.queue import ReadyQueue
 from skyweave.controller.runstate import (
@@ -250,15 +250,15 @@ class Controller:
             if spec.get("when") is not None:
                 ok = evaluate(spec["when"], lambda n, p: run.resolve_ref(n, p, key))
                 if not ok:
-                    raise Skip
+                    raise Skip(f"its condition {describe(spec['when'])} was false")
         except NotReady:
             return
         except Blocked:
             return
-        except Skip:
+        except Skip as why:
             inst = Instance(node=node_id, key=key, state=SKIPPED)
             run.add_instance(inst)
-            self._record_skipped(run, inst)
+            self._record_skipped(run, inst, str(why))
             self._propagate(run, inst)
             return
         except DefinitionError as exc:
@@ -305,7 +305,7 @@ class Controller:
         self.touch(rec)
         return rec
 
-    def _record_skipped(self, run: RunState, inst: Instance) -> None:
+    def _record_skipped(self, run: RunState, inst: Instance, why: str = "") -> None:
         """A skipped instance still gets a row, so users can see what did not run, and why."""
         node = run.nodes[inst.node]
         version = self.current.get(node["task"], node.get("version", "?"))
@@ -315,7 +315,7 @@ class Controller:
             task_name=node["task"], task_version=version, state=A.SKIPPED, created_at=self._now,
             queued_at=self._now, ended_at=self._now,
             error={"type": "skyweave.Skipped", "retryable": False,
-                   "message": "its condition was false or an input was skipped"})
+                   "message": why or "its condition was false or an input was skipped"})
         inst.activity = rec.id
         self.touch(rec)
         self.announce(rec)

@@ -27,6 +27,25 @@ def select(value: Any, path: list[Any]) -> Any:
     return value
 
 
+def describe(expr: Any) -> str:
+    """``expr`` as readable text (``describe_events['imaging'] == True``), for skip messages."""
+    if not isinstance(expr, dict):
+        return repr(expr)
+    if "lit" in expr:
+        return repr(expr["lit"])
+    if "ref" in expr or "result" in expr:
+        head = str(expr.get("ref", "result"))
+        path: list[Any] = list(expr.get("path") or expr.get("result") or [])
+        return head + "".join(f"[{p!r}]" for p in path)
+    args = [describe(a) for a in expr.get("args", [])]
+    op = expr.get("op")
+    if op in ("and", "or") and args:
+        return f" {op} ".join(f"({a})" for a in args)
+    if op in ("not", "abs") and len(args) == 1:
+        return f"{op}({args[0]})"
+    return f"{args[0]} {op} {args[1]}" if len(args) == 2 else f"{op}({', '.join(args)})"
+
+
 def evaluate(expr: Any, resolve: Callable[[str, list[Any]], Any], result: Any = None) -> Any:
     """Evaluate ``expr``; ``resolve(node, path)`` gives a node output at the current key."""
     if not isinstance(expr, dict):

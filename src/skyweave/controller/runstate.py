@@ -35,7 +35,8 @@ class NotReady(Exception):
 
 
 class Skip(Exception):
-    """An argument's source was skipped, so this instance is skipped too."""
+    """An argument's source was skipped, or the condition is false: this instance is skipped.
+    Its message says which (recorded on the skipped activity)."""
 
 
 class Blocked(Exception):
@@ -243,7 +244,7 @@ class RunState:
         if inst is None or inst.state == PENDING:
             raise NotReady
         if inst.state == SKIPPED:
-            raise Skip
+            raise Skip(f"its input from {node} was skipped")
         if inst.state != DONE:
             raise Blocked
         return inst

@@ -74,7 +74,8 @@ def test_chandra_brightest_source_is_m82_x1_and_no_exposure_map(runs: dict[str, 
     res = run["results"]
     assert res["plan"]["telescope"] == "CHANDRA" and res["plan"]["instrument"] == "ACIS"
     assert "aspect history" in res["skipped"]["exposure_map"] and set(res["skipped"]) == {"exposure_map"}
-    assert "exposure_map" in skipped(run) and res["expmap"] is None
+    assert skipped(run)["exposure_map"] == "its condition describe_events['exposure_map'] was false"
+    assert res["expmap"] is None
     assert res["image"] is not None and len(res["sources"]) >= 3
     brightest = max(res["sources"], key=lambda s: s["net_counts"])
     sep = SkyCoord(brightest["ra"], brightest["dec"], unit="deg").separation(M82_X1).arcsec
@@ -90,6 +91,8 @@ def test_non_imaging_lists_skip_imaging_with_the_reason(runs: dict[str, Any], ke
     run = runs[key]
     res = run["results"]
     assert {"make_image", "exposure_map", "detect_sources"} <= set(skipped(run))
+    assert skipped(run)["make_image"] == "its condition describe_events['imaging'] was false"
+    assert skipped(run)["detect_sources"] == "its input from make_image was skipped"
     assert "non-imaging" in res["skipped"]["make_image"]
     (source,) = res["sources"]
     assert source["region"] == "field"

@@ -59,6 +59,8 @@ def test_condition_skips_and_gather_ignores_skipped() -> None:
     assert w.run_state(run) == "succeeded"
     second = [a for a in w.acts("square") if a.node == "square_2"]
     assert sorted(a.state for a in second) == ["skipped", "skipped", "skipped", "succeeded"]
+    # the skipped rows say why: the condition, as written in the workflow
+    assert {a.error["message"] for a in second if a.state == "skipped"} == {"its condition square > 4 was false"}
     assert [a.result for a in second if a.state == "succeeded"] == [81]
     assert [a.result for a in w.acts("total")] == [81]
 
@@ -72,6 +74,8 @@ def test_gather_of_a_single_activity_is_an_optional_input(n: int, extra: int | N
     assert w.run_state(run) == "succeeded"
     (opt,) = [a for a in w.acts("total") if a.node != "total"]
     assert opt.state == ("skipped" if extra is None else "succeeded")
+    if extra is None:
+        assert opt.error["message"] == "its condition total > 20 was false"
     (summed,) = w.acts("optional_sum")
     assert summed.state == "succeeded"
     base = sum(i * i for i in range(n))
