@@ -48,7 +48,7 @@ def stingray_events(path: Path) -> stingray.EventList:
         return stingray.EventList.read(str(path), fmt="hea")
 
 
-@pytest.mark.parametrize("name", [*STINGRAY_FILES, *NICER_FILES])
+@pytest.mark.parametrize("name", [*STINGRAY_FILES, "xmm_test.fits", *NICER_FILES])
 def test_times_and_gtis_agree_with_stingray(name: str) -> None:
     path = real_file(name)
     ours = read_event_file(path)
@@ -151,8 +151,9 @@ def test_no_gti_extension_uses_tstart_tstop_and_says_so(tmp_path: Path) -> None:
     assert plan["gti"]["source"].startswith("none") and any("no GTI" in n for n in plan["notes"])
 
 
-def test_no_sky_columns_skips_imaging_with_the_reason() -> None:
-    plan = plan_for(read_event_file(stingray_file("nomission.evt")))  # TIME and PI only
+@pytest.mark.parametrize("name", ["nomission.evt", "xmm_test.fits"])  # TIME and PI (and CCDNR, PHA) only
+def test_no_sky_columns_skips_imaging_with_the_reason(name: str) -> None:
+    plan = plan_for(read_event_file(stingray_file(name)))
     assert plan["imaging"] is False
     assert "no sky pixel columns X/Y" in plan["skipped"]["make_image"]
 
