@@ -52,7 +52,7 @@ unit: $(STAMP) $(NICER)
 
 # the whole suite with its servers: a missing one fails the run (SKYWEAVE_REQUIRE_SERVICES=1);
 # PYTEST_ARGS narrows it (make test PYTEST_ARGS=tests/unit/store)
-test: lint typecheck
+test: lint typecheck $(NICER)
 	scripts/services.sh run $(TEST_SERVICES) -- $(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
