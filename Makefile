@@ -37,7 +37,7 @@ TEST_SERVICES ?= postgres
 
 # Real NICER event lists for the X-ray tests: only PINT's source distribution on PyPI ships them
 # (tests/pipelines/xray/realdata.py); pip downloads it, three small files are kept.
-$(NICER): $(STAMP)
+$(NICER): | $(STAMP)
 	rm -rf $(VENV)/test-data/nicer && mkdir -p $(VENV)/test-data/nicer
 	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: --dest $(VENV)/test-data 'pint-pulsar==1.1.8'
 	tar -xzf $(VENV)/test-data/pint_pulsar-1.1.8.tar.gz -C $(VENV)/test-data/nicer --strip-components=3 \
