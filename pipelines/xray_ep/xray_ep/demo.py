@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
+from rich.markup import escape  # paths (the store's) and messages are user text, not markup
 from rich.table import Table
 
 from skyweave import Client
@@ -80,7 +81,7 @@ def run(store: str | None = None, *, as_json: bool = False) -> dict[str, Any]:
         summary["store"] = str(client.settings.store_dir)
         summary["wall_s"] = round(time.perf_counter() - started, 1)
     console.print(f"{len(OBSERVATIONS)} observations in {summary['wall_s']} s")
-    console.print(f"[bold]store[/] {summary['store']} (simulated data and truth in xray-data/)\n"
+    console.print(f"[bold]store[/] {escape(summary['store'])} (simulated data and truth in xray-data/)\n"
                   "look around: skyweave runs | skyweave status RUN | skyweave products list --run RUN | "
                   "skyweave lineage ALERT_PRODUCT --direction up | skyweave prov export RUN --format provn")
     if as_json:
@@ -108,7 +109,7 @@ def _report(console: Console, obs_id: str, sim: dict[str, Any], handle: Any) -> 
     record: dict[str, Any] = {"obs_id": obs_id, "run_id": handle.id, "status": handle.status}
     if handle.status != "succeeded":
         record["error"] = handle.summary()["failures"]
-        console.print(f"[red]{obs_id} {handle.status}[/] {record['error']}")
+        console.print(f"[red]{obs_id} {handle.status}[/] {escape(str(record['error']))}")
         return record
     result = handle.results()
     acts = handle.activities()
@@ -138,10 +139,11 @@ def _report(console: Console, obs_id: str, sim: dict[str, Any], handle: Any) -> 
     if record["transient_injected"] and not record["alerts"]:
         console.print("   [red]the injected transient raised no alert[/]")
     for a in record["alerts"]:
-        console.print(f"   [bold]VOEvent alert[/] {a['path']}\n     {a['ivorn']}: X-ray transient at RA "
+        console.print(f"   [bold]VOEvent alert[/] {escape(a['path'])}\n     {escape(a['ivorn'])}: "
+                      f"X-ray transient at RA "
                       f"{a['ra']} Dec {a['dec']} (+/- {a['err_arcsec']}\"), {a['time_utc']} UTC, "
                       f"{a['significance']:.1f} sigma, peak {a['peak_rate']} ct/s; valid VOEvent 2.0: "
-                      f"{a['valid_voevent_2_0']}; provenance {a['provenance']}")
+                      f"{a['valid_voevent_2_0']}; provenance {escape(a['provenance'])}")
     return record
 
 
