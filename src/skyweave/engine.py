@@ -23,7 +23,7 @@ from skyweave.executors.base import ExecutionEnv, Executor
 from skyweave.executors.local import LocalExecutor
 from skyweave.executors.resolve import use_import_path
 from skyweave.executors.threads import ThreadExecutor
-from skyweave.executors.worker import WorkerService
+from skyweave.executors.worker import WorkerService, new_worker_id
 from skyweave.listeners import Listener, ListenerHost, load_listener
 from skyweave.listeners.base import Submit
 from skyweave.store import open_store
@@ -90,7 +90,8 @@ class Engine:
         if controller:
             self.controller = ControllerService(self.store, self.bus, aging_s=settings.aging_s,
                                                 window=settings.window, batch=settings.batch,
-                                                control_bus=control_bus)
+                                                control_bus=control_bus,
+                                                worker_timeout_s=settings.worker_timeout_s)
             self.controller.core.record_usages = settings.provenance
         if settings.listeners and controller:
             use_import_path(started_in())
@@ -99,9 +100,10 @@ class Engine:
         if chosen and controller:
             self.listeners = ListenerHost(self.bus, chosen, submit=submit, drain_s=settings.listener_drain_s)
         if worker:
-            env = make_env(settings, "embedded")
-            self.worker = WorkerService(self.bus, make_executor(settings, env), lease_s=settings.lease_s,
-                                        heartbeat_s=settings.heartbeat_s)
+            worker_id = new_worker_id()
+            env = make_env(settings, worker_id)
+            self.worker = WorkerService(self.bus, make_executor(settings, env), worker_id=worker_id,
+                                        lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s)
 
     def start(self) -> Engine:
         # the controller first: if another one holds the store, nothing else has been started

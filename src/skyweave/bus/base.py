@@ -1,9 +1,15 @@
 """The bus port: a dispatch queue (priority, leases, acknowledgements) and an event log.
 
 * **Dispatches** go from the controller to workers.  A worker *claims* a batch (highest priority
-  first, oldest first within a priority) under a lease; it *acks* each when its outcome event is
-  published, and *extends* leases while it works.  An expired lease makes the message claimable
-  again, so a dead worker loses nothing.  Enqueue is idempotent by message id.
+  first, oldest first within a priority) under a lease and *extends* its leases while it works.
+  When an activity ends, the worker *reports*: its outcome events are published and the dispatch
+  marked *done* in one transaction.  A done dispatch is never claimed again and stays on the bus
+  (so enqueueing its id again is still a no-op) until the controller, having committed the outcome
+  to the store, *acks* it: a finished outcome is durable before the worker forgets it, and a
+  restarted controller cannot hand finished work out again.  The controller judges workers by
+  their heartbeats and *reclaims* a dead worker's dispatches (to dispatch them again as new
+  attempts); an expired lease makes a message claimable again only as a last resort (no
+  controller watching).  Enqueue is idempotent by message id.
 * **Events** go from workers and clients to the controller (consumer group ``controller``) and to
   listeners (one group each).  Delivery is at-least-once: a group reads after its committed offset
   and commits once it has durably handled what it read.  Events every *known* group has committed
@@ -22,6 +28,8 @@ from collections.abc import Sequence
 
 import msgspec
 
+FIRST_OFFSET = 1 << 48
+"""Taken off the sequence number of a dispatch enqueued ``first``, so it sorts before the rest."""
 CONTROLLER_GROUP = "controller"
 """The consumer group of the controller; events are kept until it has committed them."""
 
@@ -43,8 +51,10 @@ class Bus(ABC):
 
     # -- dispatch queue ---------------------------------------------------------------------------
     @abstractmethod
-    def enqueue(self, messages: Sequence[tuple[str, int, bytes]]) -> None:
-        """Add ``(id, priority, data)`` dispatches; an id already present is ignored."""
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
+        """Add ``(id, priority, data)`` dispatches; an id already present is ignored.  ``first``:
+        ahead of every dispatch of the same priority not enqueued ``first`` (work that was out
+        once and lost with its worker); among themselves these keep their order too."""
 
     @abstractmethod
     def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
@@ -52,17 +62,38 @@ class Bus(ABC):
 
     @abstractmethod
     def ack(self, ids: Sequence[str]) -> None:
-        """Remove finished dispatches."""
+        """Remove dispatches (the controller, once their outcomes are committed; a worker, for a
+        message that is not a dispatch)."""
+
+    @abstractmethod
+    def report(self, events: Sequence[bytes], done: Sequence[str]) -> None:
+        """Publish a worker's outcome ``events`` and, in the same transaction, mark the dispatches
+        ``done``: never claimable again, kept until acked.  An id no longer on the bus (reclaimed)
+        is skipped; its events are published all the same."""
+
+    @abstractmethod
+    def reclaim(self, worker: str) -> list[str]:
+        """Remove every dispatch last claimed by ``worker`` that is not done (lease live or run out)
+        and return their ids: the controller judged the worker dead and dispatches them again."""
+
+    @abstractmethod
+    def holders(self) -> list[str]:
+        """The workers that claimed dispatches not yet done (a restarted controller watches them)."""
+
+    @abstractmethod
+    def present(self, ids: Sequence[str]) -> list[str]:
+        """Which of these dispatches the bus holds (waiting, claimed, or done and not yet acked)."""
 
     @abstractmethod
     def extend(self, ids: Sequence[str], lease_s: float) -> None:
-        """Renew the lease of dispatches still being worked on."""
+        """Renew the lease of dispatches still being worked on (not of done ones)."""
 
     @abstractmethod
     def withdraw(self, ids: Sequence[str]) -> int:
         """Remove dispatches not under a live lease (cancel); returns how many were removed.
 
-        Never-claimed dispatches and those whose lease expired go; ones a worker holds stay.
+        Never-claimed dispatches and those whose lease expired go; ones a worker holds or has
+        reported done stay.
         """
 
     @abstractmethod
@@ -81,7 +112,7 @@ class Bus(ABC):
 
     @abstractmethod
     def queued(self) -> int:
-        """Dispatches not yet acknowledged (claimed or not)."""
+        """Dispatches not yet acknowledged (claimed, done or neither)."""
 
     # -- events ---------------------------------------------------------------------------------
     @abstractmethod
@@ -93,8 +124,9 @@ class Bus(ABC):
         """Events after ``group``'s committed offset (at most ``max_n``); does not commit."""
 
     @abstractmethod
-    def commit(self, group: str, offset: int) -> None:
-        """Mark every event up to ``offset`` handled by ``group`` (never moves backwards)."""
+    def commit(self, group: str, offset: int, *, ack: Sequence[str] = ()) -> None:
+        """Mark every event up to ``offset`` handled by ``group`` (never moves backwards) and, in
+        the same transaction, ack the dispatches ``ack`` (those whose outcomes these events were)."""
 
     @abstractmethod
     def dead_letter(self, data: bytes, error: str) -> None:

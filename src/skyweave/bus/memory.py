@@ -3,7 +3,9 @@
 * **Dispatch queue**: a heap of claimable ids keyed ``(-priority, seq)`` and a heap of leases keyed
   by expiry.  Both are cleaned lazily: an entry whose message was acked, withdrawn or re-leased is
   skipped when it reaches the top (and the heaps are rebuilt if stale entries pile up).  Expired
-  leases are returned to the claimable heap at claim time — there is no background thread.
+  leases are returned to the claimable heap at claim time — there is no background thread.  A
+  dispatch reported done leaves both heaps for good (its lease is set to infinity) and stays in
+  ``_messages`` until acked.
 * **Event log**: an append-only list with offsets starting at 1 and the committed offset of each
   consumer group.  Events every known group has committed are trimmed, so a long run does not grow
   memory without bound.  ``CONTROLLER_GROUP`` (and any ``groups`` given) is known from the start;
@@ -19,12 +21,13 @@
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
+from skyweave.bus.base import CONTROLLER_GROUP, FIRST_OFFSET, Bus, Claimed, Delivered
 
 _TRIM_AT_LEAST = 1024
 """Trim the event list only when this many events (and half of it) can go: amortised O(1)."""
@@ -41,7 +44,9 @@ class _Dispatch:
     lease_until: float | None = None
     """``None`` while claimable; a ``time.monotonic()`` deadline while claimed."""
     worker: str = ""
-    """Who claimed it last (for inspection)."""
+    """Who claimed it last."""
+    done: bool = False
+    """Reported done by its worker; waiting for the controller's ack."""
 
 
 class MemoryBus(Bus):
@@ -81,15 +86,16 @@ class MemoryBus(Bus):
         return remove
 
     # -- dispatch queue ---------------------------------------------------------------------------
-    def enqueue(self, messages: Sequence[tuple[str, int, bytes]]) -> None:
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
         with self._cond:
             added = False
             for message_id, priority, data in messages:
                 if message_id in self._messages:
                     continue
                 self._seq += 1
-                self._messages[message_id] = _Dispatch(priority, self._seq, data)
-                heapq.heappush(self._ready, (-priority, self._seq, message_id))
+                seq = self._seq - FIRST_OFFSET if first else self._seq
+                self._messages[message_id] = _Dispatch(priority, seq, data)
+                heapq.heappush(self._ready, (-priority, seq, message_id))
                 added = True
             if added:
                 self._changed()
@@ -119,19 +125,50 @@ class MemoryBus(Bus):
 
     def ack(self, ids: Sequence[str]) -> None:
         with self._cond:
-            for message_id in ids:
-                self._revoked.discard(message_id)
-                dispatch = self._messages.pop(message_id, None)
-                if dispatch is not None and dispatch.lease_until is not None:
-                    self._claimed -= 1
-            self._compact()
+            self._ack(ids)
+
+    def _ack(self, ids: Sequence[str]) -> None:
+        for message_id in ids:
+            self._revoked.discard(message_id)
+            dispatch = self._messages.pop(message_id, None)
+            if dispatch is not None and dispatch.lease_until is not None:
+                self._claimed -= 1
+        self._compact()
+
+    def report(self, events: Sequence[bytes], done: Sequence[str]) -> None:
+        with self._cond:
+            for message_id in done:
+                dispatch = self._messages.get(message_id)
+                if dispatch is None or dispatch.done:
+                    continue
+                if dispatch.lease_until is None:
+                    self._claimed += 1  # reported after its lease ran out: it counts as held again
+                dispatch.done = True
+                dispatch.lease_until = math.inf  # leaves the lease heap: never released, never extended
+            if events:
+                self._events.extend(events)
+                self._changed()
+
+    def reclaim(self, worker: str) -> list[str]:
+        with self._cond:
+            taken = [i for i, d in self._messages.items() if d.worker == worker and not d.done]
+            self._ack(taken)
+            return taken
+
+    def holders(self) -> list[str]:
+        with self._cond:
+            return sorted({d.worker for d in self._messages.values() if d.worker and not d.done})
+
+    def present(self, ids: Sequence[str]) -> list[str]:
+        with self._cond:
+            return [i for i in ids if i in self._messages]
 
     def extend(self, ids: Sequence[str], lease_s: float) -> None:
         with self._cond:
             lease_until = time.monotonic() + lease_s
             for message_id in ids:
                 dispatch = self._messages.get(message_id)
-                if dispatch is not None and dispatch.lease_until is not None:
+                if dispatch is not None and dispatch.lease_until is not None and not dispatch.done:
                     dispatch.lease_until = lease_until
                     heapq.heappush(self._leases, (lease_until, message_id))
             self._compact()
@@ -223,11 +260,13 @@ class MemoryBus(Bus):
             first = self._first_offset + start
             return [Delivered(first + i, data) for i, data in enumerate(batch)]
 
-    def commit(self, group: str, offset: int) -> None:
+    def commit(self, group: str, offset: int, *, ack: Sequence[str] = ()) -> None:
         with self._cond:
             last = self._first_offset + len(self._events) - 1
             self._committed[group] = max(self._committed.get(group, 0), min(offset, last))
             self._trim()
+            if ack:
+                self._ack(ack)
 
     def _trim(self) -> None:
         """Drop the events every known group has committed, in large amortised chunks."""

@@ -4,7 +4,10 @@ The controller, the worker processes and the CLI each open the same file (its ow
 from the store's database, so the two do not contend for SQLite's single writer).  ``sqlite3`` is
 used directly: this is the hot path.  WAL journal, ``synchronous=NORMAL``, 30 s busy timeout.
 
-* ``dispatch`` rows are claimable while ``lease_until`` is NULL or in the past.  ``claim`` is one
+* ``dispatch`` rows are claimable while not ``done`` and ``lease_until`` is NULL or in the past
+  (``worker`` keeps the last claimer until another claims it: ``reclaim`` and ``holders`` read
+  it).  ``report`` publishes events and sets ``done`` in one transaction; ``commit`` moves a
+  group's offset and deletes acked rows in one transaction.  ``claim`` is one
   ``BEGIN IMMEDIATE`` transaction (SQLite's single writer lock), so no two processes ever claim the
   same row; a cheap read first skips the lock when nothing is claimable.  Lease times are wall
   clock (``time.time()``), comparable between processes and across restarts.
@@ -28,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
+from skyweave.bus.base import CONTROLLER_GROUP, FIRST_OFFSET, Bus, Claimed, Delivered
 from skyweave.errors import BusError
 
 TRIM_EVERY = 64
@@ -44,7 +47,8 @@ CREATE TABLE IF NOT EXISTS dispatch (
     data BLOB NOT NULL,
     lease_until REAL,
     worker TEXT,
-    deliveries INTEGER NOT NULL DEFAULT 0
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS dispatch_order ON dispatch (priority DESC, seq, lease_until);
 CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);
@@ -56,7 +60,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('dispatch_seq', 0);
 """
-_CLAIMABLE = "lease_until IS NULL OR lease_until < :now"
+_CLAIMABLE = "done = 0 AND (lease_until IS NULL OR lease_until < :now)"
 _ANY_CLAIMABLE = f"SELECT 1 FROM dispatch WHERE {_CLAIMABLE} LIMIT 1"
 _CLAIM = f"""
 UPDATE dispatch SET lease_until = :until, worker = :worker, deliveries = deliveries + 1
@@ -106,6 +110,9 @@ class SQLiteBus(Bus):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(dispatch)")}
+                if "done" not in columns:  # a bus file made before outcomes were kept until acked
+                    conn.execute("ALTER TABLE dispatch ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
                 conn.executemany(
                     "INSERT OR IGNORE INTO groups (name, committed) VALUES (?, 0)",
                     [(group,) for group in self._known],
@@ -115,12 +122,12 @@ class SQLiteBus(Bus):
             raise
 
     # -- dispatch queue ---------------------------------------------------------------------------
-    def enqueue(self, messages: Sequence[tuple[str, int, bytes]]) -> None:
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
         if not messages:
             return
         with self._write() as conn:
             (last_seq,) = conn.execute(_NEXT_SEQ, (len(messages),)).fetchall()[0]
-            first_seq = last_seq - len(messages) + 1
+            first_seq = last_seq - len(messages) + 1 - (FIRST_OFFSET if first else 0)
             conn.executemany(
                 "INSERT OR IGNORE INTO dispatch (id, priority, seq, data) VALUES (?, ?, ?, ?)",
                 [(i, priority, first_seq + n, data) for n, (i, priority, data) in enumerate(messages)],
@@ -144,15 +151,46 @@ class SQLiteBus(Bus):
     def ack(self, ids: Sequence[str]) -> None:
         if ids:
             with self._write() as conn:
-                conn.executemany("DELETE FROM dispatch WHERE id = ?", [(i,) for i in ids])
-                conn.executemany("DELETE FROM revoked WHERE id = ?", [(i,) for i in ids])
+                _delete(conn, ids)
+
+    def report(self, events: Sequence[bytes], done: Sequence[str]) -> None:
+        if not events and not done:
+            return
+        with self._write() as conn:
+            conn.executemany("UPDATE dispatch SET done = 1 WHERE id = ?", [(i,) for i in done])
+            if events:
+                conn.executemany("INSERT INTO events (data) VALUES (?)", [(m,) for m in events])
+                self._changed()
+
+    def reclaim(self, worker: str) -> list[str]:
+        with self._write() as conn:
+            ids = [row[0] for row in conn.execute(
+                "DELETE FROM dispatch WHERE worker = ? AND done = 0 RETURNING id", (worker,))]
+            conn.executemany("DELETE FROM revoked WHERE id = ?", [(i,) for i in ids])
+        return ids
+
+    def holders(self) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT DISTINCT worker FROM dispatch WHERE worker IS NOT NULL AND done = 0")
+            return sorted(row[0] for row in rows)
+
+    def present(self, ids: Sequence[str]) -> list[str]:
+        found: set[str] = set()
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(row[0] for row in conn.execute(
+                    f"SELECT id FROM dispatch WHERE id IN ({marks})", chunk))
+        return [i for i in ids if i in found]
 
     def extend(self, ids: Sequence[str], lease_s: float) -> None:
         if ids:
             until = time.time() + lease_s
             with self._write() as conn:
                 conn.executemany(
-                    "UPDATE dispatch SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL",
+                    "UPDATE dispatch SET lease_until = ? "
+                    "WHERE id = ? AND lease_until IS NOT NULL AND done = 0",
                     [(until, i) for i in ids],
                 )
 
@@ -162,7 +200,7 @@ class SQLiteBus(Bus):
         now = time.time()
         with self._write() as conn:
             cursor = conn.executemany(
-                "DELETE FROM dispatch WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)",
+                "DELETE FROM dispatch WHERE id = ? AND done = 0 AND (lease_until IS NULL OR lease_until < ?)",
                 [(i, now) for i in ids],
             )
             return cursor.rowcount
@@ -173,7 +211,8 @@ class SQLiteBus(Bus):
         now = time.time()
         with self._write() as conn:
             cursor = conn.executemany(
-                "UPDATE dispatch SET priority = ? WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)",
+                "UPDATE dispatch SET priority = ? WHERE id = ? AND done = 0 "
+                "AND (lease_until IS NULL OR lease_until < ?)",
                 [(priority, i, now) for i in ids],
             )
             if cursor.rowcount:
@@ -215,9 +254,11 @@ class SQLiteBus(Bus):
             rows = conn.execute(_READ, (group, max_n)).fetchall()
         return [Delivered(offset, data) for offset, data in rows]
 
-    def commit(self, group: str, offset: int) -> None:
+    def commit(self, group: str, offset: int, *, ack: Sequence[str] = ()) -> None:
         with self._write() as conn:
             conn.execute(_COMMIT, (group, offset))
+            if ack:
+                _delete(conn, ack)
             self._known.add(group)
             self._commits += 1
             if self._commits % TRIM_EVERY == 0:
@@ -315,3 +356,8 @@ class SQLiteBus(Bus):
 
     def __repr__(self) -> str:
         return f"SQLiteBus({self.url!r})"
+
+
+def _delete(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+    conn.executemany("DELETE FROM dispatch WHERE id = ?", [(i,) for i in ids])
+    conn.executemany("DELETE FROM revoked WHERE id = ?", [(i,) for i in ids])

@@ -9,7 +9,6 @@ controller for as long as that takes (refused, exit 5, while another controller 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -24,7 +23,7 @@ from skyweave.cli.common import StoreOpt, friendly
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
 from skyweave.engine import Engine, make_env, make_executor
-from skyweave.executors.worker import WorkerService
+from skyweave.executors.worker import WorkerService, new_worker_id
 
 
 @friendly
@@ -109,8 +108,9 @@ def worker(
     """Run a worker: claims dispatches from the bus and runs them."""
     _service_logging()
     settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor)
+    worker_id = new_worker_id()
     service = WorkerService(open_bus(settings.bus_url(shared=True)),
-                            make_executor(settings, make_env(settings, f"worker-{os.getpid()}")),
+                            make_executor(settings, make_env(settings, worker_id)), worker_id=worker_id,
                             lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s)
     stop = threading.Event()
     _serve(stop)

@@ -57,8 +57,14 @@ class Settings(BaseSettings):
     workers: int = Field(0, description="Parallel activities per worker; 0 means one per CPU core.")
     aging_s: float = Field(60.0, description="Seconds of waiting that add 1 to a queued activity's priority.")
     window: int = Field(256, description="Minimum number of activities dispatched but not finished.")
-    lease_s: float = Field(60.0, description="Seconds a worker holds a dispatch before it is redelivered.")
-    heartbeat_s: float = Field(5.0, description="Seconds between worker heartbeats and lease renewals.")
+    lease_s: float = Field(60.0, gt=0, description="Seconds a claimed dispatch stays a worker's without a "
+                                                    "lease renewal; only a last resort when no controller "
+                                                    "watches the workers (then the bus hands it out again).")
+    heartbeat_s: float = Field(1.0, gt=0, description="Seconds between worker heartbeats and lease renewals.")
+    worker_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds without a heartbeat after which the controller takes a worker for "
+                               "dead and dispatches what it held again, as new attempts. Keep it several "
+                               "heartbeats long: a worker taken for dead while alive has its work run twice.")
     batch: int = Field(512, description="Most events the controller handles in one transaction.")
     listeners: list[str] = Field(default_factory=list,
                                  description="Listener references (path.py:obj or module:obj).")

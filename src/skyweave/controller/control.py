@@ -52,7 +52,7 @@ def cancel_run(ctrl: Controller, run: RunState) -> None:
             continue
         if rec.state in (A.DISPATCHED, A.RUNNING):
             ctrl.in_flight -= 1
-            ctrl._d.withdraw.append(f"{aid}:{rec.attempt}")
+            ctrl._d.withdraw.append(m.dispatch_id(aid, rec.attempt))
         ctrl.queue.discard(aid)
         rec.state = activity_transition(rec.state, A.CANCELLED)
         rec.ended_at = ctrl._now
@@ -85,7 +85,7 @@ def on_priority(ctrl: Controller, ev: m.PriorityChangeRequested) -> None:
             ctrl.touch(rec)
         elif rec.state == A.DISPATCHED:  # on the bus: changed there unless a worker took it
             rec.priority = ev.priority
-            ctrl._d.reprioritize.append((f"{rec.id}:{rec.attempt}", ev.priority))
+            ctrl._d.reprioritize.append((m.dispatch_id(rec.id, rec.attempt), ev.priority))
             ctrl.touch(rec)
 
 

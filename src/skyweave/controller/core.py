@@ -12,16 +12,19 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from skyweave.controller import backtrack, cache, control, loops, recovery
+from skyweave.controller import backtrack, cache, control, liveness, loops, recovery
 from skyweave.controller.cache import cache_key
 from skyweave.controller.decisions import (
     CacheChecked,
     CheckCache,
     Decisions,
     ProductsFound,
+    Recovered,
     RunLoaded,
+    RunRestored,
     Timer,
     TimerFired,
+    WorkerLost,
     walk_products,
 )
 from skyweave.controller.expressions import describe, evaluate
@@ -63,7 +66,7 @@ class Controller:
     """Decides what runs next.  One instance owns the runs it has loaded."""
 
     def __init__(self, *, aging_s: float = 60.0, default_window: int = 256,
-                 publish_activity_events: bool = True) -> None:
+                 publish_activity_events: bool = True, worker_timeout_s: float = 5.0) -> None:
         self.queue = ReadyQueue(aging_s)
         self.runs: dict[str, RunState] = {}
         self.activities: dict[str, ActivityRecord] = {}
@@ -77,7 +80,7 @@ class Controller:
         """Queued activities waiting for the answer of a cache check (not in the ready queue yet)."""
         self.in_flight = 0
         self.default_window = default_window
-        self.workers: dict[str, tuple[int, float]] = {}
+        self.live = liveness.Liveness(self, worker_timeout_s)
         self.publish_activity_events = publish_activity_events
         self.record_usages = True
         """Write which products each activity used (off only to measure provenance's cost)."""
@@ -91,7 +94,7 @@ class Controller:
     # entry point
     def handle(self, events: Iterable[Any], now: float) -> Decisions:
         """Apply events; return every decision made since the last call (including those of
-        ``restore``, ``retry`` and ``redispatch_in_flight`` called in between)."""
+        ``restore`` and ``retry`` called in between)."""
         self._now = now
         for event in events:
             self._handle_one(event)
@@ -109,7 +112,10 @@ class Controller:
         self._now = now
 
     def _handle_one(self, event: Any) -> None:
-        if isinstance(event, m.ActivityFinished):
+        if isinstance(event, m.ActivityFinished | m.ActivityFailed | m.ActivityNeedsInput) and (
+                self._current(event.activity_id, event.attempt) is None):
+            self.live.late(event)  # a duplicate, or the report of an attempt judged lost
+        elif isinstance(event, m.ActivityFinished):
             self._on_finished(event)
         elif isinstance(event, m.ActivityFailed):
             self._on_failed(event)
@@ -136,7 +142,15 @@ class Controller:
         elif isinstance(event, m.TaskVersionRegistered):
             self.register_task(event.task, current=True)
         elif isinstance(event, m.WorkerHeartbeat):
-            self.workers[event.worker] = (event.slots, self._now)
+            self.live.heard(event)
+        elif isinstance(event, WorkerLost):
+            self.live.on_worker_lost(event)
+        elif isinstance(event, m.ActivityReturned):
+            self.live.on_returned(event)
+        elif isinstance(event, RunRestored):
+            recovery.restore(self, event.run, event.activities, event.products)
+        elif isinstance(event, Recovered):
+            recovery.recovered(self, event)
         # RetryRequested needs the store (a failed activity may be evicted): the shell loads it
         # and calls retry(); RunSubmitted becomes RunLoaded in the shell; the rest is ignored.
 
@@ -200,12 +214,9 @@ class Controller:
 
     def restore(self, record: RunRecord, activities: Sequence[ActivityRecord],
                 products: Sequence[ProductRecord]) -> None:
-        """Rebuild a run after a restart from what the store holds (``recovery.restore``)."""
+        """Load a finished run again from what the store holds, so that one of its activities can
+        be retried (``recovery.restore``; after a restart, the shell sends ``RunRestored``)."""
         recovery.restore(self, record, activities, products)
-
-    def redispatch_in_flight(self) -> int:
-        """After a restart: publish in-flight dispatches again (``recovery.redispatch_in_flight``)."""
-        return recovery.redispatch_in_flight(self)
 
     def retry(self, rec: ActivityRecord) -> None:
         """Run a failed or cancelled activity again; its run reopens (``control.retry``)."""
@@ -346,8 +357,7 @@ class Controller:
     # ============================================================================================
     # dispatch
     def window(self) -> int:
-        live = sum(slots for slots, seen in self.workers.values() if self._now - seen < 30.0)
-        return max(self.default_window, 4 * live)
+        return max(self.default_window, 4 * self.live.slots())
 
     def _held(self, activity_id: str) -> bool:
         rec = self.activities.get(activity_id)
@@ -394,8 +404,10 @@ class Controller:
         msg = m.DispatchActivity(activity_id=rec.id, attempt=rec.attempt, run_id=rec.run_id, task=spec,
                                  arguments=rec.arguments, products=refs, priority=rec.priority,
                                  obs_id=obs_id if isinstance(obs_id, str) else None)
-        mid = f"{rec.id}:{rec.attempt}"
+        mid = m.dispatch_id(rec.id, rec.attempt)
         self._d.dispatches.append((mid, rec.priority, m.encode_message(mid, msg)))
+        if rec.attempt - 1 in self.live.lost.get(rec.id, ()):
+            self._d.dispatch_first.append(mid)  # its last attempt was lost with a worker: its turn now
 
     # ============================================================================================
     # outcomes
@@ -523,6 +535,9 @@ class Controller:
         self._check_run_done(run)
 
     def _on_timer(self, ev: TimerFired) -> None:
+        if ev.kind == liveness.LIVENESS:
+            self.live.check()
+            return
         rec = self.activities.get(ev.activity_id)
         if rec is None:
             return

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from skyweave.model.messages import InputNeed, ProductRef
-from skyweave.model.records import Changeset, RunRecord
+from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, RunRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,17 @@ class Decisions:
     """``(dispatch message id, new priority)`` for work on the bus that no worker has taken yet."""
     withdraw: list[str] = field(default_factory=list)
     """Dispatch message ids to take back from the bus (cancelled before a worker took them)."""
+    reclaim: list[str] = field(default_factory=list)
+    """Workers judged dead (no heartbeat for ``worker_timeout_s``): take back from the bus what they
+    hold and answer with ``WorkerLost``."""
     finished_runs: list[str] = field(default_factory=list)
     dispatches: list[tuple[str, int, bytes]] = field(default_factory=list)
     """``(message id, priority, data)`` to enqueue once the changeset is committed.  The activity
-    rows the same changeset marks ``dispatched`` are the outbox: after a crash,
-    ``Controller.redispatch_in_flight`` publishes them again under the same ids."""
+    rows the same changeset marks ``dispatched`` are the outbox: after a crash, an in-flight
+    dispatch the bus no longer holds is dispatched again as a new attempt (``Recovered``)."""
+    dispatch_first: list[str] = field(default_factory=list)
+    """Message ids among ``dispatches`` to enqueue ahead of their priority (``Bus.enqueue(first=)``):
+    the next attempts of work lost with a worker, which had its turn already."""
     announcements: list[bytes] = field(default_factory=list)
     """Events for listeners and watchers, published after the transaction (not kept in the outbox:
     a crash in the milliseconds between commit and publish can lose one, never a dispatch)."""
@@ -85,7 +91,32 @@ class CacheChecked(msgspec.Struct, frozen=True, kw_only=True, tag="internal.cach
 
 class TimerFired(msgspec.Struct, frozen=True, kw_only=True, tag="internal.timer"):
     kind: str
+    """``retry``, ``park`` or ``liveness`` (time to look for silent workers; no activity)."""
     activity_id: str
+
+
+class RunRestored(msgspec.Struct, frozen=True, kw_only=True, tag="internal.run_restored"):
+    """After a restart: a running or paused run as the store holds it."""
+
+    run: RunRecord
+    activities: list[ActivityRecord]
+    products: list[ProductRecord]
+
+
+class Recovered(msgspec.Struct, frozen=True, kw_only=True, tag="internal.recovered"):
+    """After a restart, once every run is restored and every outcome reported meanwhile is handled:
+    which in-flight dispatches the bus still holds (the rest are dispatched again as new attempts)
+    and which workers hold dispatches (watched like workers heard from)."""
+
+    present: list[str]
+    holders: list[str]
+
+
+class WorkerLost(msgspec.Struct, frozen=True, kw_only=True, tag="internal.worker_lost"):
+    """The answer to ``Decisions.reclaim``: the dispatches taken back from a dead worker."""
+
+    worker: str
+    dispatches: list[str]
 
 
 def _markers(value: Any, key: str) -> list[str]:

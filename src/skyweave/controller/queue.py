@@ -26,10 +26,13 @@ class ReadyQueue:
     def __contains__(self, activity_id: str) -> bool:
         return activity_id in self._token
 
-    def push(self, activity_id: str, priority: int, queued_at: float) -> None:
+    def push(self, activity_id: str, priority: int, queued_at: float, *, first: bool = False) -> None:
+        """Queue an activity; ``first``: ahead of every other queued at the same time (work that
+        was already out once, lost with its worker, goes before the rest of its fan-out)."""
         self._seq += 1
-        self._token[activity_id] = self._seq
-        heapq.heappush(self._levels.setdefault(priority, []), (queued_at, self._seq, activity_id))
+        seq = -self._seq if first else self._seq
+        self._token[activity_id] = seq
+        heapq.heappush(self._levels.setdefault(priority, []), (queued_at, seq, activity_id))
 
     def unpop(self, activity_id: str, priority: int, queued_at: float) -> None:
         """Put back what ``pop`` just returned (it keeps its place: the levels are ordered by age)."""

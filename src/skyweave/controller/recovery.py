@@ -1,4 +1,14 @@
-"""Recovery after a restart: rebuild a run's state from the store and re-publish in-flight work."""
+"""Recovery after a restart: rebuild each run's state from the store (``RunRestored``), then, once
+the outcomes reported while no controller ran are handled, settle what was in flight
+(``Recovered``).
+
+An in-flight dispatch the bus still holds is left alone: it waits for a worker, is running, or
+is done with its outcome on the bus (kept until the controller acks it), so it is never handed
+out twice.  One the bus no longer holds (an in-process bus died with the controller, or the bus
+was replaced) may have run: its attempt is closed as lost and the activity runs again as the next
+attempt.  Workers holding dispatches are watched from now on like workers heard from, so a
+worker that died meanwhile is found by its silence.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from skyweave.controller import loops
-from skyweave.controller.decisions import Timer
+from skyweave.controller.decisions import Recovered, Timer
 from skyweave.controller.runstate import CANCELLED, DONE, FAILED, SKIPPED, Instance, Key, RunState
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, ProductRecord, RunRecord
@@ -65,18 +75,16 @@ def restore(ctrl: Controller, record: RunRecord, activities: Sequence[ActivityRe
     ctrl.check_all_gathers(run)
 
 
-def redispatch_in_flight(ctrl: Controller) -> int:
-    """After a restart: publish every in-flight dispatch again, under the same message id.
+def in_flight_dispatches(ctrl: Controller) -> list[str]:
+    """The bus message ids of every dispatched or running activity's current attempt."""
+    return [m.dispatch_id(rec.id, rec.attempt) for rec in ctrl.activities.values()
+            if rec.state in (A.DISPATCHED, A.RUNNING)]
 
-    A bus that kept the message ignores the copy (enqueue is idempotent by id); a bus that lost
-    it (in-process, or another bus than before) gets it back.  If the first copy was already
-    done, its report wins and the second is ignored as a stale duplicate.
-    """
-    n = 0
-    for rec in ctrl.activities.values():
-        if rec.state in (A.DISPATCHED, A.RUNNING):
-            spec = ctrl.registry.get(rec.task_name, {}).get(rec.task_version)
-            if spec is not None:
-                ctrl._emit_dispatch(rec, spec)
-                n += 1
-    return n
+
+def recovered(ctrl: Controller, ev: Recovered) -> None:
+    on_bus = set(ev.present)
+    for rec in list(ctrl.activities.values()):
+        if rec.state in (A.DISPATCHED, A.RUNNING) and m.dispatch_id(rec.id, rec.attempt) not in on_bus:
+            ctrl.live.lose(rec, rec.worker or "", "its dispatch was not on the bus when the controller "
+                                                  "restarted (an in-process bus, or a new one)")
+    ctrl.live.watch(ev.holders)

@@ -2,9 +2,15 @@
 
 Each step: read a batch of events, translate the ones that need the store (a submitted run, a
 retry), add due timers, let the core decide, write every change *and* the outgoing messages (the
-outbox) in one store transaction, then publish the outbox and commit the bus offset.  A crash at
-any point either loses nothing (events are re-read) or duplicates nothing (the core ignores reports
-about activities that already moved on; product ids are unique).
+outbox) in one store transaction, then publish the outbox, and commit the bus offset together
+with the acks of the dispatches whose outcomes the batch carried (until then the bus keeps them,
+done).  A crash at any point either loses nothing (events are re-read) or duplicates nothing (the
+core ignores reports about activities that already moved on; product ids are unique).
+
+Start after a crash: every running run is restored (``RunRestored``), every event left on the bus
+is handled — outcomes reported while no controller ran included — and only then is what was in
+flight settled (``Recovered``): what the bus still holds stays there, the rest runs again as new
+attempts.  So work that finished during the outage is never handed out again.
 """
 
 from __future__ import annotations
@@ -25,11 +31,16 @@ from skyweave.controller.decisions import (
     CheckCache,
     Decisions,
     ProductsFound,
+    Recovered,
     RunLoaded,
+    RunRestored,
     TimerFired,
+    WorkerLost,
     graph_products,
     walk_products,
 )
+from skyweave.controller.liveness import LIVENESS
+from skyweave.controller.recovery import in_flight_dispatches
 from skyweave.errors import ControlError, MessageError, NotFoundError
 from skyweave.model import messages as m
 from skyweave.model.ids import new_id
@@ -46,14 +57,15 @@ GROUP = "controller"
 
 class ControllerService:
     def __init__(self, store: Store, bus: Bus, *, aging_s: float = 60.0, window: int = 256,
-                 batch: int = 512, lease_ttl_s: float = 30.0, control_bus: Bus | None = None) -> None:
+                 batch: int = 512, lease_ttl_s: float = 30.0, control_bus: Bus | None = None,
+                 worker_timeout_s: float = 5.0) -> None:
         self.store = store
         self.bus = bus
         self.control_bus = control_bus
         """The store's shared bus, when ``bus`` is in-process: requests from other processes
         (``skyweave products add``, ``cancel``, ``tasks register``...) arrive there."""
         self._control_checked = 0.0
-        self.core = Controller(aging_s=aging_s, default_window=window)
+        self.core = Controller(aging_s=aging_s, default_window=window, worker_timeout_s=worker_timeout_s)
         self.batch = batch
         self.owner = f"controller-{socket.gethostname()}-{os.getpid()}-{new_id('c')[-6:]}"
         self.lease_ttl_s = lease_ttl_s
@@ -80,8 +92,7 @@ class ControllerService:
         self._flush_outbox()
         for spec, current in self.store.list_tasks():
             self.core.register_task(spec, current=current)
-        decisions: list[Decisions] = []
-        self.core.advance(now)
+        restored: list[Any] = []
         for run in self.store.list_runs(states=[R.RUNNING, R.PAUSED, R.SUBMITTED], limit=1_000_000):
             if run.state == R.SUBMITTED:
                 self._pending.append(self._loaded(run))
@@ -91,13 +102,22 @@ class ControllerService:
             used = {u.product_id for a in acts for u in self.store.list_usages(activity_id=a.id)}
             named = set(graph_products(run.graph))
             extra = [self.store.get_product(p) for p in (used | named) - {p.id for p in prods}]
-            self.core.restore(run, acts, [*prods, *extra])
-        redispatched = self.core.redispatch_in_flight()
-        if redispatched:
-            log.info("dispatching %d in-flight activities again after a restart", redispatched)
-        decisions.append(self.core.handle([], now))
-        for d in decisions:
-            self._commit(d)
+            restored.append(RunRestored(run=run, activities=acts, products=[*prods, *extra]))
+        self._commit(self.core.handle(restored, now))
+        # every outcome reported while no controller ran, before anything in flight is settled
+        drained = 0
+        while delivered := self.bus.read(GROUP, self.batch):
+            drained += len(delivered)
+            self._handle(delivered, [], time.time())
+            if len(delivered) < self.batch:
+                break
+        present = self.bus.present(in_flight_dispatches(self.core))
+        recovered = Recovered(present=present, holders=self.bus.holders())
+        in_flight = self.core.in_flight
+        self._commit(self.core.handle([recovered], time.time()))
+        if restored:
+            log.info("restored %d runs; handled %d events left on the bus; %d in flight, %d of them "
+                     "dispatched again", len(restored), drained, in_flight, in_flight - len(present))
         self.started = True
 
     def stop(self) -> None:
@@ -114,9 +134,13 @@ class ControllerService:
             self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now)
             self._lease_renewed = now
         delivered = self.bus.read(GROUP, self.batch)
+        return self._handle(delivered, self._read_control(now), now, wait=wait)
+
+    def _handle(self, delivered: Sequence[Any], from_control: Sequence[Any], now: float, *,
+                wait: float = 0.0) -> int:
         events: list[Any] = self._pending
         self._pending = []
-        from_control = self._read_control(now)
+        outcomes: list[str] = []
         for item in [*delivered, *from_control]:
             try:
                 body = m.decode_message(item.data).body
@@ -124,10 +148,20 @@ class ControllerService:
                 log.warning("%s", exc)
                 self.bus.dead_letter(item.data, exc.message)
                 continue
+            if isinstance(body, m.Ended):
+                outcomes.append(m.dispatch_id(body.activity_id, body.attempt))
             events.extend(self._translate(body))
+        # a backlog on the bus may hold heartbeats not read yet: nobody is judged silent meanwhile
+        backlog = len(delivered) >= self.batch
+        postponed = []
         while self._timers and self._timers[0][0] <= now:
-            _, kind, aid = heapq.heappop(self._timers)
-            events.append(TimerFired(kind=kind, activity_id=aid))
+            timer = heapq.heappop(self._timers)
+            if backlog and timer[1] == LIVENESS:
+                postponed.append(timer)
+                continue
+            events.append(TimerFired(kind=timer[1], activity_id=timer[2]))
+        for timer in postponed:
+            heapq.heappush(self._timers, (now + 0.1, *timer[1:]))
         if from_control:
             assert self.control_bus is not None
             self.control_bus.commit(GROUP, from_control[-1].offset)
@@ -135,12 +169,13 @@ class ControllerService:
             if self._published:
                 self.store.clear_outbox(self._published)
                 self._published = []
-            self.bus.wait(self._wait_time(wait, now))
+            if wait:
+                self.bus.wait(self._wait_time(wait, now))
             return 0
         decisions = self._answer_cache_checks(self.core.handle(events, now), now)
         self._commit(decisions)
-        if delivered:
-            self.bus.commit(GROUP, delivered[-1].offset)
+        if delivered:  # the outcomes are in the store: their dispatches can go
+            self.bus.commit(GROUP, delivered[-1].offset, ack=outcomes)
         return len(events)
 
     def _read_control(self, now: float) -> list[Any]:
@@ -237,11 +272,20 @@ class ControllerService:
             by_priority.setdefault(priority, []).append(message_id)
         for priority, ids in by_priority.items():
             self.bus.reprioritize(ids, priority)
+        for worker in d.reclaim:
+            taken = self.bus.reclaim(worker)
+            log.warning("worker %s sent no heartbeat for %g s: it is taken for dead, and %d dispatches it "
+                        "held are dispatched again", worker, self.core.live.timeout_s, len(taken))
+            if taken:
+                self._pending.append(WorkerLost(worker=worker, dispatches=taken))
         if d.withdraw:
             self.bus.withdraw(d.withdraw)  # not yet taken by a worker: gone
             self.bus.revoke(d.withdraw)    # taken: the worker stops it
         if d.dispatches:
-            self.bus.enqueue(d.dispatches)
+            first = set(d.dispatch_first)
+            self.bus.enqueue([x for x in d.dispatches if x[0] not in first])
+            if first:
+                self.bus.enqueue([x for x in d.dispatches if x[0] in first], first=True)
         if d.changes.outbox:
             self._publish(d.changes.outbox)
         if d.announcements:
@@ -358,7 +402,8 @@ def _merge(first: Decisions, then: Decisions) -> Decisions:
                         usages=a.usages + b.usages, events=a.events + b.events, outbox=a.outbox + b.outbox)
     return Decisions(changes=changes, lookups=first.lookups + then.lookups, cache_checks=then.cache_checks,
                      timers=first.timers + then.timers, reprioritize=first.reprioritize + then.reprioritize,
-                     withdraw=first.withdraw + then.withdraw,
+                     withdraw=first.withdraw + then.withdraw, reclaim=first.reclaim + then.reclaim,
                      finished_runs=first.finished_runs + then.finished_runs,
                      dispatches=first.dispatches + then.dispatches,
+                     dispatch_first=first.dispatch_first + then.dispatch_first,
                      announcements=first.announcements + then.announcements)

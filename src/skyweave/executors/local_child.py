@@ -18,6 +18,7 @@ import select
 import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -158,6 +159,24 @@ def write_all(fd: int, data: bytes | bytearray) -> None:
             select.select([], [fd], [])
 
 
+def _die_with_parent(fd: int) -> None:
+    """Once the worker process at the other end of ``fd`` is gone (killed with -9: it never said
+    ``Stop``), kill this child's process group — the child and the commands it started — so that
+    no activity of a dead worker runs on, orphaned, while the controller runs it again elsewhere.
+    A thread blocked in ``poll`` for hang-up only: no cost while the worker lives."""
+    hangup = select.poll()
+    hangup.register(fd, 0)  # no events asked for: only POLLHUP / POLLERR / POLLNVAL are reported
+
+    def watch() -> None:
+        while not hangup.poll():
+            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(0, signal.SIGKILL)  # our own group (set up by child_main)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="skyweave-die-with-worker", daemon=True).start()
+
+
 def child_main(conn: Connection, env: ExecutionEnv) -> None:
     """The loop of one child process; returns on ``Stop`` or when the parent goes away.
 
@@ -179,6 +198,7 @@ def child_main(conn: Connection, env: ExecutionEnv) -> None:
         print(f"skyweave worker {os.getpid()}: preload of {problem} (activities that need it will "
               "report it)", file=sys.stderr, flush=True)
     fd = conn.fileno()
+    _die_with_parent(fd)
     frames = Frames(fd)
     incoming = select.poll()
     incoming.register(fd, select.POLLIN)

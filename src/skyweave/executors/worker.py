@@ -1,6 +1,12 @@
-"""The worker service: claims dispatches from the bus, runs them through an executor, publishes
-what happened, acknowledges, and keeps its leases and heartbeat alive.  Stateless: a worker that
-dies loses its leases and its activities are dispatched again.
+"""The worker service: claims dispatches from the bus, runs them through an executor, reports
+what happened, and keeps its leases and heartbeat alive.  Stateless: a worker that dies stops
+sending heartbeats, the controller takes back what it held and dispatches it again.
+
+A report publishes the outcomes and marks their dispatches done in one bus transaction
+(``Bus.report``): once the worker forgets an activity its outcome is durable, and the dispatch stays
+on the bus until the controller has committed that outcome.  A dispatch claimed for the second
+time (an earlier holder's lease ran out with no controller there to judge it) may have run
+already: it is handed back unrun (``ActivityReturned``) so the controller records a new attempt.
 
 An activity's "started" report is held for up to ``started_grace_s`` (20 ms): if the activity
 ends within that time, both reports leave in one bus message batch, which the controller handles
@@ -20,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from skyweave.bus.base import Bus, Claimed
 from skyweave.errors import MessageError
@@ -31,15 +37,21 @@ from skyweave.model.ids import WORKER, new_id
 log = logging.getLogger(__name__)
 
 
+def new_worker_id() -> str:
+    """A worker's name, unique across hosts and restarts: what its heartbeats, its claims on the bus
+    and the attempts it runs are recorded under."""
+    return f"{WORKER}-{socket.gethostname()}-{os.getpid()}-{new_id('x')[-4:]}"
+
+
 class WorkerService:
     def __init__(self, bus: Bus, executor: Executor, *, worker_id: str | None = None,
-                 lease_s: float = 60.0, heartbeat_s: float = 5.0,
+                 lease_s: float = 60.0, heartbeat_s: float = 1.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.bus = bus
         self._clock = clock
         """Seconds since the epoch: heartbeats, revoke checks and the started-report grace."""
         self.executor = executor
-        self.id = worker_id or f"{WORKER}-{socket.gethostname()}-{os.getpid()}-{new_id('x')[-4:]}"
+        self.id = worker_id or new_worker_id()
         self.lease_s = lease_s
         self.heartbeat_s = heartbeat_s
         self._messages: dict[str, str] = {}
@@ -75,6 +87,9 @@ class WorkerService:
         if self._held:
             self.bus.publish([m.encode_message(new_id("evt"), o) for _, o in self._held])
             self._held.clear()
+
+    def _report(self, outcomes: Sequence[m.Message], done: Sequence[str]) -> None:
+        self.bus.report([m.encode_message(new_id("evt"), o) for o in outcomes], done)
 
     def _target(self) -> int:
         slots = self.executor.slots
@@ -120,7 +135,6 @@ class WorkerService:
                 self._flush_held()
             return 0
         held, self._held = [o for _, o in self._held], []
-        self.bus.publish([m.encode_message(new_id("evt"), o) for o in [*held, *ended]])
         done: list[str] = []
         for o in ended:
             mid = self._messages.pop(o.activity_id, None)
@@ -128,8 +142,7 @@ class WorkerService:
             self._avg_s = 0.9 * self._avg_s + 0.1 * o.usage.wall_s
             if mid is not None:
                 done.append(mid)
-        if done:
-            self.bus.ack(done)
+        self._report([*held, *ended], done)  # durable before this worker forgets them
         return len(ended) + len(held)
 
     def _accept(self, claimed: list[Claimed], now: float) -> list[m.DispatchActivity]:
@@ -145,6 +158,14 @@ class WorkerService:
             if not isinstance(body, m.DispatchActivity):
                 self.bus.dead_letter(item.data, f"not a dispatch: {type(body).__name__}")
                 self.bus.ack([item.id])
+                continue
+            if item.deliveries > 1:
+                log.warning("%s attempt %d was delivered again (%d times): handed back to the controller",
+                            body.activity_id, body.attempt, item.deliveries)
+                self._report([m.ActivityReturned(
+                    activity_id=body.activity_id, attempt=body.attempt, worker=self.id, at=now,
+                    reason=f"delivered {item.deliveries} times: an earlier holder's lease ran out, "
+                           "so it may have run")], [item.id])
                 continue
             self._messages[body.activity_id] = item.id
             self._started[body.activity_id] = now

@@ -167,6 +167,17 @@ class ActivityNeedsInput(msgspec.Struct, frozen=True, kw_only=True, tag="activit
     exit_code: int | None = None
 
 
+class ActivityReturned(msgspec.Struct, frozen=True, kw_only=True, tag="activity.returned"):
+    """A worker hands a dispatch back unrun: the bus delivered it again after an earlier holder's
+    lease ran out, so that holder may have run it; the controller decides a new attempt."""
+
+    activity_id: str
+    attempt: int
+    worker: str = ""
+    reason: str = ""
+    at: float = 0.0
+
+
 class ProductRegistered(msgspec.Struct, frozen=True, kw_only=True, tag="product.registered"):
     """A product added from outside a run (``skyweave products add``, a trigger)."""
 
@@ -243,6 +254,7 @@ Event = (
     | ActivityFinished
     | ActivityFailed
     | ActivityNeedsInput
+    | ActivityReturned
     | ProductRegistered
     | ProductCreated
     | WorkerHeartbeat
@@ -255,6 +267,13 @@ Event = (
     | ActivityStateChanged
 )
 Message = Event | DispatchActivity
+Ended = ActivityFinished | ActivityFailed | ActivityNeedsInput | ActivityReturned
+"""The reports that end a dispatch: the controller acks the dispatch once it has committed one."""
+
+
+def dispatch_id(activity_id: str, attempt: int) -> str:
+    """The bus message id of an activity's attempt."""
+    return f"{activity_id}:{attempt}"
 
 ANNOUNCEMENTS = (RunStateChanged, ActivityStateChanged, ProductCreated)
 """What the controller publishes about facts it has recorded: all that listeners hear (one event

@@ -50,6 +50,21 @@ class ActivityState(StrEnum):
     """Its run was cancelled."""
 
 
+class AttemptState(StrEnum):
+    """How one try of an activity stands (the ``attempts`` rows); one row per execution."""
+
+    RUNNING = "running"
+    """A worker reported it started."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    NEEDS_INPUT = "needs_input"
+    """It reported a missing or insufficient input (a backtrack follows)."""
+    LOST = "lost"
+    """Its worker died (no heartbeat for ``worker_timeout_s``), or the bus lost its dispatch across
+    a controller restart: it may have run, its outcome never came; the row's error says why, and
+    the activity runs again as the next attempt."""
+
+
 _A = ActivityState
 ACTIVITY_TRANSITIONS: dict[ActivityState, frozenset[ActivityState]] = {
     _A.QUEUED: frozenset({_A.DISPATCHED, _A.CANCELLED, _A.SUCCEEDED, _A.FAILED}),

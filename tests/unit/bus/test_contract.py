@@ -154,6 +154,80 @@ def test_queued_counts_claimed_and_unclaimed(bus: Bus) -> None:
     assert bus.queued() == 6
 
 
+# -- outcomes kept until the controller acks them; a dead worker's dispatches reclaimed ----------------
+
+
+def test_report_publishes_and_keeps_the_dispatch_done_until_acked(open_handle: OpenHandle) -> None:
+    controller, worker = open_handle(), open_handle()
+    controller.enqueue([("a:1", 0, b"dispatch"), ("sentinel", 0, b"")])
+    assert ids(worker.claim("w", 2, SHORT)) == ["a:1", "sentinel"]
+    worker.report([b"finished a"], ["a:1", "gone:1"])
+    assert [d.data for d in controller.read(CONTROLLER_GROUP, 10)] == [b"finished a"]
+    # done: never handed out again, not even once its lease has run out
+    assert ids(eventually(lambda: worker.claim("w2", 10, LONG))) == ["sentinel"]
+    assert controller.present(["a:1", "sentinel", "other"]) == ["a:1", "sentinel"]
+    # a restarted controller sending the same dispatch again changes nothing while it is there
+    controller.enqueue([("a:1", 0, b"dispatch")])
+    assert worker.claim("w", 10, LONG) == []
+    # nor can it be withdrawn, reprioritised or extended back into a lease
+    assert controller.withdraw(["a:1"]) == 0
+    assert controller.reprioritize(["a:1"], 9) == 0
+    worker.extend(["a:1"], SHORT)
+    assert controller.queued() == 2
+    controller.commit(CONTROLLER_GROUP, 1, ack=["a:1"])
+    assert controller.present(["a:1"]) == []
+    assert controller.read(CONTROLLER_GROUP, 10) == []
+    assert controller.queued() == 1
+
+
+def test_report_after_the_lease_ran_out_still_marks_done(bus: Bus) -> None:
+    bus.enqueue([("a", 0, b""), ("sentinel", 0, b"")])
+    assert ids(bus.claim("w", 2, SHORT)) == ["a", "sentinel"]
+    assert ids(eventually(lambda: bus.claim("w", 1, SHORT))) in (["a"], ["sentinel"])
+    bus.report([], ["a", "sentinel"])
+    assert bus.claim("w", 10, LONG) == []
+    assert bus.holders() == []
+    bus.ack(["a", "sentinel"])
+    assert bus.queued() == 0
+
+
+def test_reclaim_takes_back_what_a_worker_holds_and_has_not_reported(open_handle: OpenHandle) -> None:
+    controller, dead, alive = open_handle(), open_handle(), open_handle()
+    controller.enqueue([("d1", 3, b""), ("d2", 2, b""), ("d3", 1, b""), ("a1", 0, b""), ("free", -1, b"")])
+    assert ids(dead.claim("dead", 3, LONG)) == ["d1", "d2", "d3"]
+    assert ids(alive.claim("alive", 1, LONG)) == ["a1"]
+    dead.report([b"d3 finished"], ["d3"])
+    controller.revoke(["d1"])
+    assert controller.holders() == ["alive", "dead"]
+    assert sorted(controller.reclaim("dead")) == ["d1", "d2"]
+    assert controller.holders() == ["alive"]
+    assert controller.present(["d1", "d2", "d3", "a1", "free"]) == ["d3", "a1", "free"]
+    assert controller.revoked(["d1"]) == []
+    assert controller.reclaim("dead") == []
+    assert controller.reclaim("never-seen") == []
+    # the dead worker's late report of a reclaimed dispatch is published, and marks nothing
+    dead.report([b"d2 finished late"], ["d2"])
+    assert [d.data for d in controller.read(CONTROLLER_GROUP, 10)] == [b"d3 finished", b"d2 finished late"]
+    assert ids(alive.claim("alive", 10, LONG)) == ["free"]
+
+
+def test_reclaim_includes_a_lease_that_ran_out_unless_claimed_again(bus: Bus) -> None:
+    bus.enqueue([("a", 1, b""), ("b", 0, b"")])
+    assert ids(bus.claim("dead", 2, SHORT)) == ["a", "b"]
+    assert ids(eventually(lambda: bus.claim("other", 1, LONG))) == ["a"]
+    assert bus.reclaim("dead") == ["b"]
+    assert bus.holders() == ["other"]
+
+
+def test_commit_acks_in_the_same_step(bus: Bus) -> None:
+    bus.enqueue([("a", 0, b""), ("b", 0, b"")])
+    bus.claim("w", 2, LONG)
+    bus.report([b"x", b"y"], ["a", "b"])
+    bus.commit(CONTROLLER_GROUP, 1, ack=["a"])
+    assert bus.present(["a", "b"]) == ["b"]
+    assert [d.data for d in bus.read(CONTROLLER_GROUP, 10)] == [b"y"]
+
+
 def test_handles_share_one_queue(open_handle: OpenHandle) -> None:
     producer, consumer = open_handle(), open_handle()
     producer.enqueue([("a", 0, b"x")])
@@ -448,3 +522,29 @@ def test_open_bus_relative_sqlite_url(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_open_bus_errors(url: str, message: str) -> None:
     with pytest.raises(BusError, match=message):
         open_bus(url)
+
+
+def test_sqlite_bus_file_from_before_done_dispatches_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "bus.db"
+    with sqlite3.connect(path) as conn:  # the dispatch table as older versions made it
+        conn.execute("CREATE TABLE dispatch (id TEXT PRIMARY KEY, priority INTEGER NOT NULL, "
+                     "seq INTEGER NOT NULL, data BLOB NOT NULL, lease_until REAL, worker TEXT, "
+                     "deliveries INTEGER NOT NULL DEFAULT 0)")
+        conn.execute("INSERT INTO dispatch (id, priority, seq, data) VALUES ('old', 0, 0, x'00')")
+    conn.close()
+    bus = SQLiteBus(path)
+    try:
+        assert ids(bus.claim("w", 5, LONG)) == ["old"]
+        bus.report([], ["old"])
+        assert bus.present(["old"]) == ["old"]
+        assert bus.holders() == []
+    finally:
+        bus.close()
+
+
+def test_enqueue_first_goes_ahead_of_its_priority_only(bus: Bus) -> None:
+    bus.enqueue([("a", 0, b""), ("b", 0, b""), ("urgent", 5, b"")])
+    bus.enqueue([("lost1", 0, b""), ("lost2", 0, b"")], first=True)
+    bus.enqueue([("c", 0, b"")])
+    bus.enqueue([("lost3", 0, b""), ("a", 0, b"")], first=True)  # an id already there keeps its place
+    assert ids(bus.claim("w", 10, LONG)) == ["urgent", "lost1", "lost2", "lost3", "a", "b", "c"]

@@ -17,7 +17,7 @@ from skyweave.controller.decisions import (
 from skyweave.model import messages as m
 from skyweave.model.ids import new_id
 from skyweave.model.product import Product
-from skyweave.model.records import ActivityRecord, ProductRecord, RunRecord
+from skyweave.model.records import ActivityRecord, AttemptRecord, ProductRecord, RunRecord
 from skyweave.model.signals import MissingInput
 
 
@@ -40,6 +40,10 @@ class World:
         self.events_out: list[Any] = []
         self.cache_checks: list[Any] = []
         self.reused: list[str] = []
+        self.reclaimed: list[str] = []
+        """Workers the core judged dead (``Decisions.reclaim``), in order."""
+        self.attempts: dict[tuple[str, int], AttemptRecord] = {}
+        """The latest attempt row written for each (activity, attempt)."""
 
     # -- plumbing --------------------------------------------------------------------------------
     def feed(self, *events: Any) -> Decisions:
@@ -70,6 +74,8 @@ class World:
             self.queue.append(body)
             self.dispatch_log.append(body)
         self.timers.extend((t.at, t.kind, t.activity_id) for t in d.timers)
+        self.reclaimed.extend(d.reclaim)
+        self.attempts.update(((a.activity_id, a.attempt), a) for a in d.changes.attempts)
         self.lookups.extend(d.lookups)
         if self.reuse:
             self.cache_checks.extend(d.cache_checks)

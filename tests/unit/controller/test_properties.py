@@ -5,8 +5,10 @@ A ``Sim`` drives ``Controller.handle`` like the service does, but is adversarial
 outcomes of dispatched activities come back in a random order and random batches, some attempts
 fail (retryably or not), reports are duplicated, stale reports (old attempt numbers, with a
 poisoned result) arrive late, timers fire in random order, and runs are paused, resumed, cancelled
-or the controller restarted from what the store holds.  The store is modelled by copying every
-record the changesets carry, so a restart sees only what was committed.
+or the controller restarted from what the store holds — with the bus kept (its dispatches stay
+where they are) or lost (they run again as new attempts, and the old ones' reports must not count).
+The store is modelled by copying every record the changesets carry, so a restart sees only what
+was committed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from skyweave.controller.core import Controller
-from skyweave.controller.decisions import CacheChecked, Decisions, RunLoaded, TimerFired
+from skyweave.controller.decisions import (
+    CacheChecked,
+    Decisions,
+    Recovered,
+    RunLoaded,
+    RunRestored,
+    TimerFired,
+)
 from skyweave.controller.queue import ReadyQueue
 from skyweave.controller.runstate import FAILED, TERMINAL, Key, RunState
 from skyweave.model import messages as m
@@ -97,6 +106,8 @@ class Plan(msgspec.Struct, kw_only=True):
     """Chance that a cache check finds an earlier activity with the same key to reuse."""
     cancel_at: int | None = None
     restart_at: int | None = None
+    bus_lost: bool = False
+    """At the restart, the bus lost its dispatches (an in-process bus died with the controller)."""
 
 
 class Sim:
@@ -130,6 +141,8 @@ class Sim:
         self.failed_for_good: set[str] = set()
         self.max_in_flight = 0
         self.cancelled: set[str] = set()
+        self.lost: Counter[str] = Counter()
+        """Attempts of each activity lost with the bus: each one adds an attempt to its budget."""
 
     # -- plumbing -----------------------------------------------------------------------------------
     def register_all(self) -> None:
@@ -214,23 +227,24 @@ class Sim:
             return m.ActivityFailed(activity_id=d.activity_id, attempt=d.attempt, message="boom",
                                     retryable=False)
         if r < plan.fatal + plan.retryable:
-            if d.attempt >= max_attempts:
+            if d.attempt >= max_attempts + self.lost[d.activity_id]:
                 self.failed_for_good.add(d.activity_id)
             return m.ActivityFailed(activity_id=d.activity_id, attempt=d.attempt, message="flaky")
         return self.run_task(d)
 
-    def restarted(self) -> Sim:
-        """A new controller built from the store only, as the service does after a crash."""
+    def restarted(self, *, bus_lost: bool) -> Sim:
+        """A new controller built from the store only, as the service does after a crash; the bus
+        kept its dispatches, or (``bus_lost``) lost them."""
         new = Sim(**self.kwargs)
         new.now = self.now + 5.0
         new.register_all()
-        new.core.advance(new.now)
+        restored = []
         for run in self.store_runs.values():
             if run.state not in ("running", "paused"):
                 continue
             acts = [_copy(a) for a in self.store_acts.values() if a.run_id == run.id]
             prods = [_copy(p) for p in self.store_products.values()]
-            new.core.restore(_copy(run), acts, prods)
+            restored.append(RunRestored(run=_copy(run), activities=acts, products=prods))
         # carry over what was observed, and the store
         new.store_acts, new.store_runs, new.store_products = (
             dict(self.store_acts), dict(self.store_runs), dict(self.store_products))
@@ -239,14 +253,31 @@ class Sim:
         new.succeeded_events = Counter(self.succeeded_events)
         new.failed_for_good = set(self.failed_for_good)
         new.sent, new.answered, new.cancelled = list(self.sent), list(self.answered), set(self.cancelled)
+        new.lost = Counter(self.lost)
         # reports from before the crash may still arrive: they are either the first report of an
-        # attempt (then counted) or duplicates; the old pool is lost with the bus
+        # attempt (then counted) or duplicates
         new.late, new.checks, new.reused = list(self.late), list(self.checks), set(self.reused)
-        new.core.redispatch_in_flight()
-        in_flight = frozenset((a.id, a.attempt) for a in self.store_acts.values()
-                              if a.state in ("dispatched", "running"))
-        new.feed(again=in_flight)
-        assert in_flight <= {(x.activity_id, x.attempt) for x in new.pool}, "lost an in-flight dispatch"
+        in_flight = {(a.id, a.attempt) for a in self.store_acts.values() if a.state in ("dispatched", "running")}
+        assert in_flight <= {(x.activity_id, x.attempt) for x in self.pool}, "an in-flight dispatch is not out"
+        if bus_lost:
+            # whatever ran of the old dispatches may still report: such reports must not count
+            new.late.extend(m.ActivityFinished(activity_id=x.activity_id, attempt=x.attempt, result=POISON)
+                            for x in self.pool)
+        else:
+            new.pool = list(self.pool)
+        new.feed(*restored)
+        # what the bus holds once the restored runs' first decisions are out
+        present = [m.dispatch_id(x.activity_id, x.attempt) for x in new.pool]
+        d = new.feed(Recovered(present=present, holders=[]))
+        again = {(x.activity_id, x.attempt) for x in Sim._dispatches(d)}
+        if bus_lost:
+            for aid, attempt in in_flight:
+                new.lost[aid] += 1
+                rec = new.store_acts[aid]
+                assert (rec.state, rec.attempt) in (("queued", attempt), ("dispatched", attempt + 1)), (
+                    "a dispatch lost with the bus must be queued again for the next attempt")
+        else:
+            assert not again & in_flight, "a dispatch the bus still holds was sent again"
         return new
 
     # -- the adversary --------------------------------------------------------------------------------
@@ -273,7 +304,7 @@ class Sim:
         sim = self
         for step in range(max_steps):
             if plan.restart_at == step:
-                sim = sim.restarted()
+                sim = sim.restarted(bus_lost=plan.bus_lost)
             if plan.cancel_at == step and sim.store_runs[run_id].state in ("running", "paused"):
                 sim.cancelled.add(run_id)
                 d = sim.feed(m.RunControlRequested(run_id=run_id, action="cancel"))
@@ -362,7 +393,8 @@ def plans(draw: st.DrawFn, *, control: bool = False, cancel: bool = False, resta
                 control=draw(st.sampled_from([0.0, 0.1, 0.3])) if control else 0.0,
                 reuse=draw(st.sampled_from([0.0, 0.5, 1.0])),
                 cancel_at=draw(st.integers(0, 40)) if cancel else None,
-                restart_at=draw(st.integers(0, 40)) if restart else None)
+                restart_at=draw(st.integers(0, 40)) if restart else None,
+                bus_lost=draw(st.booleans()) if restart else False)
 
 
 def _check_settled(sim: Sim, run_id: str, flow: str, n: int) -> None:

@@ -4,6 +4,7 @@ its own announcements."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,11 @@ import pytest
 from skyweave import Client
 from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.controller.service import ControllerService
-from skyweave.engine import Engine
+from skyweave.engine import Engine, make_env
 from skyweave.examples import mini_xray
+from skyweave.executors.threads import ThreadExecutor
+from skyweave.executors.worker import WorkerService
+from tests.e2e.chaos import count_starts, read_ledger
 
 
 def _settle(client: Client, timeout: float = 20.0) -> None:
@@ -136,3 +140,48 @@ def test_a_chain_costs_one_store_transaction_per_step(tmp_path: Path, monkeypatc
         assert again.results() == 20
         reused = [a for a in again.activities() if a.detours and a.detours[-1].kind == "reused"]
         assert len(reused) == 20 and len(applied) <= 4, applied   # 16 reuses per transaction at most
+
+
+def _crash(engine: Engine) -> ControllerService:
+    """Stop an engine's threads as a kill -9 would: no lease released, nothing cleaned up."""
+    engine._stop.set()
+    for t in engine._threads:
+        t.join(5)
+    assert engine.controller is not None
+    return engine.controller
+
+
+def _step_until(worker: WorkerService, done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        worker.step(0.01)
+
+
+def test_work_finished_while_no_controller_runs_is_not_run_again(tmp_path: Path) -> None:
+    """The workers go on while the controller is down; a new controller must take their outcomes
+    from the bus, not hand the finished work out again (every execution is in the ledger)."""
+    from tests.e2e.workflows import once
+
+    ledger = tmp_path / "ledger.txt"
+    n = 12
+    with Client(str(tmp_path / "st"), engine=False, bus=f"sqlite:///{tmp_path / 'bus.db'}") as client:
+        worker = WorkerService(client.bus, ThreadExecutor(make_env(client.settings, "w1"), threads=2))
+        worker.start()
+        try:
+            first = Engine(client.settings, store=client.store, bus=client.bus, worker=False).start()
+            run = client.submit(once.many, {"n": n, "seconds": 0.0, "ledger": str(ledger)})
+            _step_until(worker, lambda: count_starts(ledger) >= 3, "a few executions")
+            dead = _crash(first)
+            _step_until(worker, lambda: count_starts(ledger) >= n and worker.executor.active == 0,
+                        "the workers to finish everything dispatched")
+            assert {a.state for a in run.activities() if a.task_name == "counted"} & {"dispatched", "running"}
+            client.store.release_controller_lease(dead.owner)
+            with Engine(client.settings, store=client.store, bus=client.bus, worker=False):
+                _step_until(worker, lambda: client.store.get_run(run.id).state == "succeeded", "the run to end")
+        finally:
+            worker.close()
+        counted = [a for a in run.activities() if a.task_name == "counted"]
+        assert len(counted) == n and {(a.state, a.attempt) for a in counted} == {("succeeded", 1)}
+    runs = read_ledger(ledger)
+    assert sorted(len(v) for v in runs.values()) == [1] * n, "an activity ran twice"

@@ -122,6 +122,11 @@ def burn_cpu(seconds: float) -> int:
     return n
 
 
+def touch_file(path: str) -> str:
+    Path(path).touch()
+    return path
+
+
 def wait_for_file(path: str, limit_s: float = 30.0) -> str:
     """Runs until ``path`` exists (the test creates it), at most ``limit_s``."""
     end = time.monotonic() + limit_s

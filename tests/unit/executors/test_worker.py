@@ -29,6 +29,10 @@ class RecordingBus(MemoryBus):
         self.batches.append([type(m.decode_message(d).body).__name__ for d in messages])
         super().publish(messages)
 
+    def report(self, events: Sequence[bytes], done: Sequence[str]) -> None:
+        self.batches.append([type(m.decode_message(d).body).__name__ for d in events])
+        super().report(events, done)
+
 
 class ManualClock:
     """The worker's clock, moved by the test: the started-report grace is then a decision the test
@@ -146,3 +150,52 @@ def test_a_dispatch_enqueued_while_the_worker_waits_for_a_running_activity_wakes
         release.touch()
         worker.close()
         bus.close()
+
+
+def test_an_outcome_is_reported_with_its_dispatch_kept_done_until_the_controller_acks(
+        env: ExecutionEnv) -> None:
+    """The worker forgets an activity only once its outcome is on the bus, and the dispatch stays
+    there (done, never handed out again) until the controller has committed the outcome."""
+    bus, worker = _worker(env)
+    try:
+        d = dispatch(by_path("add"), {"x": 1, "y": 2})
+        _enqueue(bus, d)
+        deadline = time.monotonic() + 10
+        while not any("ActivityFinished" in b for b in bus.batches):
+            assert time.monotonic() < deadline
+            worker.step(0.01)
+        assert worker._messages == {}, "the worker has forgotten it"
+        assert bus.present([d.activity_id]) == [d.activity_id], "kept on the bus until acked"
+        _enqueue(bus, d)  # sent again (a restarted controller): no second execution
+        for _ in range(5):
+            worker.step(0.01)
+        events = [m.decode_message(e.data).body for e in bus.read(CONTROLLER_GROUP, 50)]
+        assert [type(b).__name__ for b in events if not isinstance(b, m.WorkerHeartbeat)].count(
+            "ActivityFinished") == 1
+        bus.commit(CONTROLLER_GROUP, 10**9, ack=[d.activity_id])
+        assert bus.queued() == 0
+    finally:
+        worker.close()
+
+
+def test_a_dispatch_delivered_again_is_handed_back_unrun(env: ExecutionEnv, tmp_path: Path) -> None:
+    """A second delivery means an earlier holder's lease ran out: that holder may have run it, so
+    the worker does not run it again on the same attempt; the controller decides a new one."""
+    bus, worker = _worker(env)
+    marker = tmp_path / "ran"
+    try:
+        d = dispatch(by_path("touch_file"), {"path": str(marker)})
+        _enqueue(bus, d)
+        assert [c.id for c in bus.claim("dead-worker", 1, 0.01)] == [d.activity_id]
+        deadline = time.monotonic() + 10
+        while not any("ActivityReturned" in b for b in bus.batches):
+            assert time.monotonic() < deadline
+            worker.step(0.01)
+        (returned,) = [b for b in (m.decode_message(e.data).body for e in bus.read(CONTROLLER_GROUP, 50))
+                       if isinstance(b, m.ActivityReturned)]
+        assert (returned.activity_id, returned.attempt, returned.worker) == (d.activity_id, d.attempt, worker.id)
+        assert "delivered 2 times" in returned.reason
+        assert not marker.exists(), "it did not run"
+        assert bus.claim("other", 5, 60) == [], "done: not handed out a third time"
+    finally:
+        worker.close()

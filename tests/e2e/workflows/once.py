@@ -1,0 +1,40 @@
+"""A workflow whose every execution leaves a line in a ledger file, so that crash tests can count
+executions independently of what skyweave records."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from skyweave import context, task, workflow
+
+
+def _note(ledger: str, what: str) -> None:
+    ctx = context()
+    # the session is the worker's (it is started as a session leader): it names the worker
+    line = f"{what} {ctx.activity_id} {ctx.attempt} {os.getpid()} {os.getsid(0)} {time.time():.6f}\n"
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one short write with O_APPEND: lines never interleave
+    finally:
+        os.close(fd)
+
+
+@task(version="1")
+def items(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task(version="1")
+def counted(i: int, seconds: float, ledger: str) -> int:
+    """Writes ``start`` before and ``end`` after its work (``seconds`` of sleep)."""
+    _note(ledger, "start")
+    time.sleep(seconds)
+    _note(ledger, "end")
+    return i
+
+
+@workflow
+def many(n: int = 10, seconds: float = 0.01, ledger: str = "ledger.txt") -> Any:
+    return counted.map(i=items(n=n), seconds=seconds, ledger=ledger)
