@@ -123,6 +123,8 @@ def test_a_dead_workers_work_runs_elsewhere_within_seconds_a_slow_one_keeps_its_
     assert first.state == "lost" and first.error is not None
     assert "sent no heartbeat" in first.error["message"] and "while it ran" in first.error["message"]
     assert second.state == "running" and second.worker is not None and f"-{other.pid}-" in second.worker
+    out = cli("logs", first.activity_id).ok().out
+    assert "attempt 1 (lost)" in out and "skyweave.WorkerLost" in out and "sent no heartbeat" in out
 
 
 def _two(attempts: list[AttemptRecord]) -> tuple[AttemptRecord, AttemptRecord] | None:

@@ -172,9 +172,16 @@ def logs(activity_id: str, store: StoreOpt = None) -> None:
             output.console.print(f"command: {act.command}{code}", highlight=False, soft_wrap=True)
         for att in client.store.list_attempts(activity_id) or []:
             path = client.settings.store_dir / "logs" / f"{activity_id}.{att.attempt}.log"
-            if path.is_file():
+            # a lost attempt (its worker died), or one reported after that, says why
+            why = att.error if att.error and (att.state == "lost" or
+                                              att.error.get("type") == "skyweave.Superseded") else None
+            if path.is_file() or why:
                 output.console.rule(f"attempt {att.attempt} ({att.state})")
+            if path.is_file():
                 sys.stdout.write(path.read_text(errors="replace"))
+                shown = True
+            if why:
+                sys.stdout.write(f"{why.get('type')}: {why.get('message')}\n")
                 shown = True
         if act.error:
             output.console.rule("error")

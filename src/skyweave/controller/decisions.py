@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgspec
@@ -62,6 +62,18 @@ class Decisions:
     announcements: list[bytes] = field(default_factory=list)
     """Events for listeners and watchers, published after the transaction (not kept in the outbox:
     a crash in the milliseconds between commit and publish can lose one, never a dispatch)."""
+
+
+def merged(first: Decisions, then: Decisions) -> Decisions:
+    """Decisions of two consecutive ``handle`` calls as one (the second's cache checks replace the
+    first's, which it answered); the changesets apply in order (upserts: the later row wins)."""
+    a, b = first.changes, then.changes
+    changes = Changeset(runs=a.runs + b.runs, activities=a.activities + b.activities,
+                        attempts=a.attempts + b.attempts, products=a.products + b.products,
+                        usages=a.usages + b.usages, events=a.events + b.events, outbox=a.outbox + b.outbox)
+    lists: dict[str, list[Any]] = {f.name: getattr(first, f.name) + getattr(then, f.name)
+                                   for f in fields(Decisions) if f.name not in ("changes", "cache_checks")}
+    return Decisions(changes=changes, cache_checks=then.cache_checks, **lists)
 
 
 # -- internal events the shell feeds to the core -------------------------------------------------

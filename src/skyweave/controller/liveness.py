@@ -24,7 +24,7 @@ from skyweave.controller.decisions import Timer, WorkerLost
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, AttemptRecord
 from skyweave.model.states import ActivityState as A
-from skyweave.model.states import AttemptState
+from skyweave.model.states import AttemptState, activity_transition
 
 if TYPE_CHECKING:
     from skyweave.controller.core import Controller
@@ -118,7 +118,7 @@ class Liveness:
             ctrl._fail(rec, {"type": "skyweave.WorkerLost", "message": message, "retryable": False})
             return
         rec.max_attempts += 1  # a lost attempt is not the task's failure: its retries stay
-        rec.state = A.QUEUED
+        rec.state = activity_transition(rec.state, A.QUEUED)
         ctrl.queue.push(rec.id, rec.priority, rec.queued_at, first=True)  # keeps its age and its turn
         ctrl.touch(rec)
 

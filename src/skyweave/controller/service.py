@@ -37,6 +37,7 @@ from skyweave.controller.decisions import (
     TimerFired,
     WorkerLost,
     graph_products,
+    merged,
     walk_products,
 )
 from skyweave.controller.liveness import LIVENESS
@@ -44,7 +45,7 @@ from skyweave.controller.recovery import in_flight_dispatches
 from skyweave.errors import ControlError, MessageError, NotFoundError
 from skyweave.model import messages as m
 from skyweave.model.ids import new_id
-from skyweave.model.records import Changeset, RunRecord
+from skyweave.model.records import RunRecord
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import RunState as R
 from skyweave.storage.local import LocalStorage, checksum_file
@@ -247,7 +248,7 @@ class ControllerService:
             if any(c.cache_key in fresh for c in d.cache_checks):
                 return d
             more = self.core.handle(self._check_caches(d.cache_checks), now)
-            d = _merge(d, more)
+            d = merged(d, more)
         return d
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -391,19 +392,3 @@ def _dead_local(owner: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _merge(first: Decisions, then: Decisions) -> Decisions:
-    """Decisions of two consecutive ``handle`` calls as one (the second's cache checks replace the
-    first's, which it answered); the changesets apply in order (upserts: the later row wins)."""
-    a, b = first.changes, then.changes
-    changes = Changeset(runs=a.runs + b.runs, activities=a.activities + b.activities,
-                        attempts=a.attempts + b.attempts, products=a.products + b.products,
-                        usages=a.usages + b.usages, events=a.events + b.events, outbox=a.outbox + b.outbox)
-    return Decisions(changes=changes, lookups=first.lookups + then.lookups, cache_checks=then.cache_checks,
-                     timers=first.timers + then.timers, reprioritize=first.reprioritize + then.reprioritize,
-                     withdraw=first.withdraw + then.withdraw, reclaim=first.reclaim + then.reclaim,
-                     finished_runs=first.finished_runs + then.finished_runs,
-                     dispatches=first.dispatches + then.dispatches,
-                     dispatch_first=first.dispatch_first + then.dispatch_first,
-                     announcements=first.announcements + then.announcements)

@@ -156,14 +156,11 @@ def test_an_outcome_is_reported_with_its_dispatch_kept_done_until_the_controller
         env: ExecutionEnv) -> None:
     """The worker forgets an activity only once its outcome is on the bus, and the dispatch stays
     there (done, never handed out again) until the controller has committed the outcome."""
-    bus, worker = _worker(env)
+    bus, worker = _worker(env, ManualClock())
     try:
         d = dispatch(by_path("add"), {"x": 1, "y": 2})
         _enqueue(bus, d)
-        deadline = time.monotonic() + 10
-        while not any("ActivityFinished" in b for b in bus.batches):
-            assert time.monotonic() < deadline
-            worker.step(0.01)
+        _step_until(worker, lambda: any("ActivityFinished" in b for b in bus.batches))
         assert worker._messages == {}, "the worker has forgotten it"
         assert bus.present([d.activity_id]) == [d.activity_id], "kept on the bus until acked"
         _enqueue(bus, d)  # sent again (a restarted controller): no second execution
@@ -181,16 +178,13 @@ def test_an_outcome_is_reported_with_its_dispatch_kept_done_until_the_controller
 def test_a_dispatch_delivered_again_is_handed_back_unrun(env: ExecutionEnv, tmp_path: Path) -> None:
     """A second delivery means an earlier holder's lease ran out: that holder may have run it, so
     the worker does not run it again on the same attempt; the controller decides a new one."""
-    bus, worker = _worker(env)
+    bus, worker = _worker(env, ManualClock())
     marker = tmp_path / "ran"
     try:
         d = dispatch(by_path("touch_file"), {"path": str(marker)})
         _enqueue(bus, d)
         assert [c.id for c in bus.claim("dead-worker", 1, 0.01)] == [d.activity_id]
-        deadline = time.monotonic() + 10
-        while not any("ActivityReturned" in b for b in bus.batches):
-            assert time.monotonic() < deadline
-            worker.step(0.01)
+        _step_until(worker, lambda: any("ActivityReturned" in b for b in bus.batches))
         (returned,) = [b for b in (m.decode_message(e.data).body for e in bus.read(CONTROLLER_GROUP, 50))
                        if isinstance(b, m.ActivityReturned)]
         assert (returned.activity_id, returned.attempt, returned.worker) == (d.activity_id, d.attempt, worker.id)
