@@ -48,6 +48,8 @@ def test_cancel_stops_a_running_activity_and_frees_its_slot(tmp_path: Path) -> N
         assert run.wait(timeout=30).status == "cancelled"
         (act,) = run.activities()
         assert act.state == "cancelled"
+        (attempt,) = client.store.list_attempts(act.id)
+        assert attempt.state == "cancelled" and attempt.ended_at is not None, "its attempt row is closed"
         # the only slot is free again long before the 120 s task would have ended
         follow = client.run(f"{flow}:short", {"x": 41}, timeout=30)
         assert follow.results() == 42

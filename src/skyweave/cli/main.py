@@ -172,8 +172,8 @@ def logs(activity_id: str, store: StoreOpt = None) -> None:
             output.console.print(f"command: {act.command}{code}", highlight=False, soft_wrap=True)
         for att in client.store.list_attempts(activity_id) or []:
             path = client.settings.store_dir / "logs" / f"{activity_id}.{att.attempt}.log"
-            # a lost attempt (its worker died), or one reported after that, says why
-            why = att.error if att.error and (att.state == "lost" or
+            # a lost attempt (its worker died), a cancelled one, or one reported after that, says why
+            why = att.error if att.error and (att.state in ("lost", "cancelled") or
                                               att.error.get("type") == "skyweave.Superseded") else None
             if path.is_file() or why:
                 output.console.rule(f"attempt {att.attempt} ({att.state})")

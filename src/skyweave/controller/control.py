@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from skyweave.controller.decisions import Held
 from skyweave.controller.runstate import CANCELLED, RunState
 from skyweave.model import messages as m
-from skyweave.model.records import ActivityRecord
+from skyweave.model.records import ActivityRecord, AttemptRecord
 from skyweave.model.states import ActivityState as A
+from skyweave.model.states import AttemptState, activity_transition, run_transition
 from skyweave.model.states import RunState as R
-from skyweave.model.states import activity_transition, run_transition
 
 if TYPE_CHECKING:
     from skyweave.controller.core import Controller
@@ -28,6 +29,9 @@ def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
     rec = run.record
     if ev.action == "pause" and rec.state == R.RUNNING:
         rec.state = run_transition(rec.state, R.PAUSED)
+        # work on the bus that no worker has taken yet is held too (answer: ``Held``)
+        ctrl._d.hold.extend(m.dispatch_id(a.id, a.attempt) for a in ctrl.activities.values()
+                            if a.run_id == rec.id and a.state == A.DISPATCHED)
     elif ev.action == "resume" and rec.state == R.PAUSED:
         rec.state = run_transition(rec.state, R.RUNNING)
         for aid in run.held:
@@ -44,6 +48,26 @@ def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
     ctrl._check_run_done(run)
 
 
+def on_held(ctrl: Controller, ev: Held) -> None:
+    """Dispatches of a paused run taken back from the bus: queued again, held until resume (or
+    queued at once if the run was resumed meanwhile).  They never reached a worker, so the attempt
+    they were sent as is taken back too."""
+    for message_id in ev.dispatches:
+        aid, _, attempt = message_id.rpartition(":")
+        rec = ctrl._current(aid, int(attempt) if attempt.isdigit() else -1)
+        run = ctrl.runs.get(rec.run_id) if rec is not None else None
+        if rec is None or run is None or rec.state != A.DISPATCHED:
+            continue
+        ctrl.in_flight -= 1
+        rec.attempt -= 1
+        rec.state = activity_transition(rec.state, A.QUEUED)
+        ctrl.touch(rec)
+        if run.record.state == R.PAUSED:
+            run.held.append(aid)
+        else:
+            ctrl.queue.push(aid, rec.priority, rec.queued_at, first=True)
+
+
 def cancel_run(ctrl: Controller, run: RunState) -> None:
     run.record.state = run_transition(run.record.state, R.CANCELLED)
     run.record.ended_at = ctrl._now
@@ -53,6 +77,13 @@ def cancel_run(ctrl: Controller, run: RunState) -> None:
         if rec.state in (A.DISPATCHED, A.RUNNING):
             ctrl.in_flight -= 1
             ctrl._d.withdraw.append(m.dispatch_id(aid, rec.attempt))
+        if rec.state == A.RUNNING:  # its attempt row is closed now, not left "running" forever
+            ctrl._d.changes.attempts.append(AttemptRecord(
+                activity_id=aid, attempt=rec.attempt, state=AttemptState.CANCELLED, worker=rec.worker,
+                host=rec.host, started_at=rec.started_at, ended_at=ctrl._now,
+                error={"type": "skyweave.Cancelled", "retryable": False,
+                       "message": f"its run {run.record.id} was cancelled while it ran; its worker was "
+                                  "asked to stop it"}))
         ctrl.queue.discard(aid)
         rec.state = activity_transition(rec.state, A.CANCELLED)
         rec.ended_at = ctrl._now

@@ -18,6 +18,7 @@ from skyweave.controller.decisions import (
     CacheChecked,
     CheckCache,
     Decisions,
+    Held,
     ProductsFound,
     Recovered,
     RunLoaded,
@@ -143,6 +144,8 @@ class Controller:
             self.register_task(event.task, current=True)
         elif isinstance(event, m.WorkerHeartbeat):
             self.live.heard(event)
+        elif isinstance(event, Held):
+            control.on_held(self, event)
         elif isinstance(event, WorkerLost):
             self.live.on_worker_lost(event)
         elif isinstance(event, m.ActivityReturned):
@@ -224,8 +227,8 @@ class Controller:
 
     def _check_run_done(self, run: RunState) -> None:
         rec = run.record
-        if run.active > 0 or rec.state not in (R.RUNNING,):
-            return
+        if run.active > 0 or rec.state not in (R.RUNNING, R.PAUSED):
+            return  # (a paused run with nothing left to hold is over: "paused" would say otherwise)
         rec.state = run_transition(rec.state, R.FAILED if run.failures > 0 else R.SUCCEEDED)
         if run.failures:
             rec.error = f"{run.failures} activit{'y' if run.failures == 1 else 'ies'} failed"

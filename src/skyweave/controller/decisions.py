@@ -48,6 +48,9 @@ class Decisions:
     """``(dispatch message id, new priority)`` for work on the bus that no worker has taken yet."""
     withdraw: list[str] = field(default_factory=list)
     """Dispatch message ids to take back from the bus (cancelled before a worker took them)."""
+    hold: list[str] = field(default_factory=list)
+    """Dispatch message ids of a paused run to take back from the bus if no worker has claimed them;
+    answer with ``Held`` naming those taken back."""
     reclaim: list[str] = field(default_factory=list)
     """Workers judged dead (no heartbeat for ``worker_timeout_s``): take back from the bus what they
     hold and answer with ``WorkerLost``."""
@@ -122,6 +125,12 @@ class Recovered(msgspec.Struct, frozen=True, kw_only=True, tag="internal.recover
 
     present: list[str]
     holders: list[str]
+
+
+class Held(msgspec.Struct, frozen=True, kw_only=True, tag="internal.held"):
+    """The answer to ``Decisions.hold``: the dispatches of a paused run taken back from the bus."""
+
+    dispatches: list[str]
 
 
 class WorkerLost(msgspec.Struct, frozen=True, kw_only=True, tag="internal.worker_lost"):

@@ -30,6 +30,7 @@ from skyweave.controller.decisions import (
     CacheChecked,
     CheckCache,
     Decisions,
+    Held,
     ProductsFound,
     Recovered,
     RunLoaded,
@@ -273,6 +274,11 @@ class ControllerService:
             by_priority.setdefault(priority, []).append(message_id)
         for priority, ids in by_priority.items():
             self.bus.reprioritize(ids, priority)
+        if d.hold:  # a paused run's dispatches: those no worker has claimed come back
+            self.bus.withdraw(d.hold)
+            still = set(self.bus.present(d.hold))
+            if taken := [i for i in d.hold if i not in still]:
+                self._pending.append(Held(dispatches=taken))
         for worker in d.reclaim:
             taken = self.bus.reclaim(worker)
             log.warning("worker %s sent no heartbeat for %g s: it is taken for dead, and %d dispatches it "

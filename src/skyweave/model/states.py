@@ -59,6 +59,8 @@ class AttemptState(StrEnum):
     FAILED = "failed"
     NEEDS_INPUT = "needs_input"
     """It reported a missing or insufficient input (a backtrack follows)."""
+    CANCELLED = "cancelled"
+    """Its run was cancelled while it ran; its worker was asked to stop it."""
     LOST = "lost"
     """Its worker died (no heartbeat for ``worker_timeout_s``), or the bus lost its dispatch across
     a controller restart: it may have run, its outcome never came; the row's error says why, and
@@ -101,7 +103,7 @@ _R = RunState
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     _R.SUBMITTED: frozenset({_R.RUNNING, _R.CANCELLED, _R.FAILED}),
     _R.RUNNING: frozenset({_R.PAUSED, _R.SUCCEEDED, _R.FAILED, _R.CANCELLED}),
-    _R.PAUSED: frozenset({_R.RUNNING, _R.CANCELLED}),
+    _R.PAUSED: frozenset({_R.RUNNING, _R.CANCELLED, _R.SUCCEEDED, _R.FAILED}),  # nothing left to hold
     _R.SUCCEEDED: frozenset(),
     _R.FAILED: frozenset(),
     _R.CANCELLED: frozenset(),
