@@ -152,6 +152,7 @@ class Client:
                       make_current: bool = True) -> TaskSpec:
         """Register a task version; running controllers route new activations to it."""
         obj = load_task(task) if isinstance(task, str) else task
+        obj.check_cacheable()
         spec = obj.spec
         _runnable(spec)
         if version is not None:

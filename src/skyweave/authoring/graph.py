@@ -110,6 +110,7 @@ class GraphBuilder:
                  when: Expr | None = None, priority: int | None = None, name: str | None = None,
                  loop: dict[str, Any] | None = None) -> Ref:
         spec = task.spec
+        task.check_cacheable()
         names = list(spec.parameters)
         if len(args) > len(names):
             raise DefinitionError(f"task {spec.name!r} takes {len(names)} arguments, got {len(args)}")

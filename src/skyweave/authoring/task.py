@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skyweave.authoring.building import current_builder, require_builder
-from skyweave.authoring.codehash import code_hash
+from skyweave.authoring.codehash import Unhashable, hash_code
 from skyweave.authoring.refs import Expr, Ref
 from skyweave.errors import DefinitionError
 from skyweave.model.product import Product
@@ -66,6 +66,9 @@ class Task:
         self.spec = checked(spec)  # a malformed declaration fails here, never in the store
         self.fn = fn
         self._providers = dict(providers or {})
+        self.unhashable: tuple[Unhashable, ...] = ()
+        """Values the code hash could not include (``codehash``); set only when they matter: the
+        task is cached and its version follows the code."""
         if fn is not None:
             self.__doc__ = fn.__doc__
             self.__name__ = fn.__name__
@@ -82,6 +85,23 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<task {self.spec.key} ({self.spec.kind})>"
+
+    def check_cacheable(self) -> None:
+        """Refuse a task whose results would be reused although something it reaches could change
+        unseen: a value of its code hash's reach that cannot be hashed (see ``codehash``)."""
+        if not self.unhashable:
+            return
+        first = self.unhashable[0]
+        rest = sorted({u.name for u in self.unhashable[1:]} - {first.name})
+        more = f" (also {', '.join(map(repr, rest))})" if rest else ""
+        raise DefinitionError(
+            f"task {self.name!r} cannot be cached safely: {first.describe()}{more}, which skyweave "
+            "cannot hash deterministically, so a change to it would not be noticed and stale results "
+            "would be reused",
+            hint=f"make {first.name!r} a constant of a plain type (numbers, strings, lists, tuples, dicts, "
+                 "sets, dataclasses, numpy arrays), pass it as a parameter, or give the task an explicit "
+                 "version=... (bump it when that value changes) or cache=False",
+            task=self.name)
 
     def provider_tasks(self) -> list[Task]:
         """The provider tasks this task names, found as objects or by name in its module."""
@@ -195,7 +215,8 @@ def task(
     """
 
     def wrap(func: Callable[..., Any]) -> Task:
-        chash = code_hash(func)
+        hashed = hash_code(func)
+        chash = hashed.digest
         sig = inspect.signature(func)
         try:
             hints = typing.get_type_hints(func)
@@ -228,7 +249,10 @@ def task(
             cache_params=_cache_params(func.__name__, parameters, cache_params),
             description=(inspect.getdoc(func) or "").split("\n\n")[0],
         )
-        return Task(spec, func, providers)
+        made = Task(spec, func, providers)
+        if version is None and cache:
+            made.unhashable = hashed.unhashable
+        return made
 
     if fn is not None:
         return wrap(fn)
