@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from skyweave.authoring.external import File, Folder
 from skyweave.authoring.refs import each, gather, result, unmapped
 from skyweave.authoring.task import Task, command, task
 from skyweave.authoring.workflow import Workflow, loop, workflow
@@ -32,6 +33,8 @@ __all__ = [
     "ActivityContext",
     "Client",
     "Fatal",
+    "File",
+    "Folder",
     "InsufficientInput",
     "MissingInput",
     "OutputSpec",

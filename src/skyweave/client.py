@@ -41,6 +41,8 @@ from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, Run
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
+from skyweave.plan import RunPlan, plan_run
+from skyweave.storage import inplace
 from skyweave.storage.local import LocalStorage, checksum_file, file_uri
 from skyweave.store import open_store
 from skyweave.store.base import Store
@@ -169,26 +171,13 @@ class Client:
                parent_run: str | None = None) -> RunHandle:
         wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
         graph, tasks = wf.build(params or {})
-        for t in tasks.values():
-            _runnable(t.spec)
-        known = {(s.name, s.version): s for s, _ in self.store.list_tasks()}
-        for t in tasks.values():
-            previous = known.get((t.spec.name, t.spec.version))
-            if previous is not None and previous.code_hash != t.spec.code_hash:
-                raise DefinitionError(
-                    f"task {t.spec.name!r} version {t.spec.version!r} is already registered with "
-                    "different code; this run would silently use the old code",
-                    hint=f"bump version= of {t.spec.name!r} (or leave version= out: the default "
-                         "version follows the code)", task=t.spec.name, version=t.spec.version)
-            if previous is None:
-                # new code is deployed by submitting it; a version already known keeps the routing
-                # as it is, so a `skyweave tasks register` switch-over is not undone by the next run
-                self.register_task(t)
-        providers = {p for t in tasks.values() for p in t.spec.backtrack.providers.values()}
-        missing = [p for p in providers if p not in {n for n, _ in known} | set(tasks)]
-        if missing:
-            raise SkyweaveError(f"provider task {missing[0]!r} is not registered",
-                                hint="register it with `skyweave tasks register FILE.py:TASK`")
+        for t in self._new_tasks(tasks):
+            # new code is deployed by submitting it; a version already known keeps the routing
+            # as it is, so a `skyweave tasks register` switch-over is not undone by the next run
+            self.register_task(t)
+        graph, in_place = inplace.resolve_graph(graph, lookup=self._existing_product)
+        if in_place:  # File/Folder arguments: registered where they are, never copied
+            self.store.apply(Changeset(products=in_place))
         for pid in graph_products(graph):
             self.store.get_product(pid)  # NotFoundError names the id and how to list products
         pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
@@ -201,6 +190,46 @@ class Client:
         self.bus.publish([m.encode_message(new_id("evt"), m.RunSubmitted(run_id=record.id,
                                                                          at=time.time()))])
         return RunHandle(self, record.id)
+
+    def _new_tasks(self, tasks: Mapping[str, Task]) -> list[Task]:
+        """The tasks a submission registers; refuses a known version with different code and a
+        provider nobody registered."""
+        for t in tasks.values():
+            _runnable(t.spec)
+        known = {(s.name, s.version): s for s, _ in self.store.list_tasks()}
+        new = []
+        for t in tasks.values():
+            previous = known.get((t.spec.name, t.spec.version))
+            if previous is not None and previous.code_hash != t.spec.code_hash:
+                raise DefinitionError(
+                    f"task {t.spec.name!r} version {t.spec.version!r} is already registered with "
+                    "different code; this run would silently use the old code",
+                    hint=f"bump version= of {t.spec.name!r} (or leave version= out: the default "
+                         "version follows the code)", task=t.spec.name, version=t.spec.version)
+            if previous is None:
+                new.append(t)
+        providers = {p for t in tasks.values() for p in t.spec.backtrack.providers.values()}
+        missing = [p for p in providers if p not in {n for n, _ in known} | set(tasks)]
+        if missing:
+            raise SkyweaveError(f"provider task {missing[0]!r} is not registered",
+                                hint="register it with `skyweave tasks register FILE.py:TASK`")
+        return new
+
+    def plan(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
+             priority: int = 0, pin: bool | None = None) -> RunPlan:
+        """What submitting this would reuse, what it would run and why, before anything runs
+        (``skyweave run --dry-run``).  Nothing is registered, written or dispatched."""
+        wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
+        graph, tasks = wf.build(params or {})
+        self._new_tasks(tasks)  # the same refusals as submit
+        pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
+        return plan_run(self.store, graph, tasks, workflow=wf.name, pins=pins, priority=priority)
+
+    def _existing_product(self, product_id: str) -> ProductRecord | None:
+        try:
+            return self.store.get_product(product_id)
+        except NotFoundError:
+            return None
 
     def run(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
             priority: int = 0, progress: bool = False, timeout: float | None = None) -> RunHandle:

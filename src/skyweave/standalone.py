@@ -42,6 +42,7 @@ from typing import Any
 
 import msgspec
 
+from skyweave.authoring.external import File, Folder
 from skyweave.authoring.task import Task
 from skyweave.errors import Fatal
 from skyweave.model.context import ActivityContext, reset_context, set_context
@@ -55,10 +56,14 @@ def stages(*tasks: Task) -> dict[str, Task]:
 
 
 def _kind(annotation: Any) -> str:
-    """``product``, ``products``, ``json``, ``int``, ``float``, ``bool`` or ``str``."""
+    """``product``, ``products``, ``file``, ``folder``, ``json``, ``int``, ``float``, ``bool`` or
+    ``str``."""
     text = annotation if isinstance(annotation, str) else repr(annotation)
     if "list[Product]" in text or "list[skyweave" in text:
         return "products"
+    for name in ("Folder", "File"):
+        if text.rpartition(".")[2].strip("'>") == name or text == name:
+            return name.lower()
     if "Product" in text:
         return "product"
     if "dict" in text or "list" in text:
@@ -122,6 +127,8 @@ def _product(value: str) -> Product:
 def _convert(kind: str, value: Any) -> Any:
     if kind == "product":
         return _product(value)
+    if kind in ("file", "folder"):
+        return (File if kind == "file" else Folder)(Path(value).resolve())
     if kind == "products":
         return [p for v in value for p in (_json(v) if v.startswith("@") and isinstance(_json(v), list)
                                            else [_product(v)])]
@@ -155,7 +162,8 @@ def parser(tasks: dict[str, Task], *, prog: str, description: str = "") -> argpa
             if pname == "state":
                 continue                                   # a loop's carried state: not a file input
             required = param.default is inspect.Parameter.empty
-            meta = {"product": "FILE", "products": "FILE", "json": "JSON|@FILE"}.get(kind, kind.upper())
+            meta = {"product": "FILE", "products": "FILE", "json": "JSON|@FILE", "folder": "DIR"}.get(
+                kind, kind.upper())
             flags = dict.fromkeys([f"--{pname.replace('_', '-')}", f"--{pname}"])  # one if no "_"
             p.add_argument(*flags, dest=pname, required=required,
                            nargs="+" if kind == "products" else None, metavar=meta,

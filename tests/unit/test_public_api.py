@@ -3,7 +3,8 @@
 import skyweave
 
 EXPECTED = {
-    "ActivityContext", "Client", "Fatal", "InsufficientInput", "MissingInput", "OutputSpec", "Product", "Resources",
+    "ActivityContext", "Client", "Fatal", "File", "Folder", "InsufficientInput", "MissingInput", "OutputSpec",
+    "Product", "Resources",
     "RetryPolicy", "RunHandle", "SkyweaveError", "Task", "Workflow", "__version__", "command", "context",
     "each", "gather", "loop", "result", "task", "unmapped", "workflow",
 }

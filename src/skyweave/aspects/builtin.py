@@ -27,6 +27,7 @@ from skyweave.errors import Fatal
 from skyweave.model.context import ActivityContext
 from skyweave.model.product import Product
 from skyweave.model.specs import TaskKind
+from skyweave.storage import inplace
 from skyweave.storage.local import checksum_unchanged, file_uri, known_checksum
 
 ACTIVITY_LOGGER = "skyweave.activity"
@@ -349,6 +350,14 @@ class InputValidationAspect(Aspect):
     def _check_product(self, param: str, product: Product) -> None:
         path = product.local_path
         label = f"input product {product.id or path.name} (parameter {param!r})"
+        if inplace.is_in_place(product.attributes):
+            problem = inplace.change(product.uri or file_uri(path), product.checksum, product.attributes) \
+                if self.validate_checksums else ("" if path.exists() else f"{path} is gone")
+            if problem:
+                raise InvalidInput(f"{label}: {problem}",
+                                   hint="it changed after the run was submitted; submit the run again "
+                                        "so that its results follow the new content")
+            return
         if not path.is_file():
             raise InvalidInput(
                 f"{label} is missing: no file at {path}",

@@ -62,6 +62,11 @@ class _Writer:
         self.is_user_class = is_user_class
         self.out = out
 
+    def name(self, cls: Any) -> str:
+        """A class's name as hashed: the user's by qualified name only (the same file may be imported
+        as ``pipeline`` or loaded by path under another module name), a library's with its module."""
+        return cls.__qualname__ if self.is_user_class(cls) else qualified(cls)
+
     def put(self, text: str) -> None:
         self.out.append(text.encode() + b"\x00")
 
@@ -69,23 +74,23 @@ class _Writer:
         kind = type(value)
         if isinstance(value, enum.Enum):
             self.code(kind)
-            self.put(f"enum:{qualified(kind)}.{value.name}")
+            self.put(f"enum:{self.name(kind)}.{value.name}")
             return
         if kind in _SCALARS:
             self.put(f"{kind.__name__}:{value!r}")
             return
         if isinstance(value, types.FunctionType | types.BuiltinFunctionType | type | types.MethodType):
-            self.put(f"{'code' if self.code(value) else 'lib'}:{qualified(value)}")
+            self.put(f"code:{value.__qualname__}" if self.code(value) else f"lib:{qualified(value)}")
             return
         if id(value) in path:
             raise NotCanonical(f"{kind.__qualname__} (it contains itself)", where)
         path = path | {id(value)}
         if isinstance(value, list | tuple):
-            self.put(f"{'list' if isinstance(value, list) else 'tuple'}:{qualified(kind)}:{len(value)}")
+            self.put(f"{'list' if isinstance(value, list) else 'tuple'}:{self.name(kind)}:{len(value)}")
             for i, item in enumerate(value):
                 self.write(item, f"{where}[{i}]", path)
         elif isinstance(value, dict):
-            self.put(f"dict:{qualified(kind)}:{len(value)}")
+            self.put(f"dict:{self.name(kind)}:{len(value)}")
             for key, item in value.items():
                 self.write(key, f"{where} (a key)", path)
                 self.write(item, f"{where}[{key!r}]", path)
@@ -118,13 +123,13 @@ class _Writer:
             self.put(f"typing:{value!r}")
         elif dataclasses.is_dataclass(value):
             self.code(kind)
-            self.put(f"dataclass:{qualified(kind)}")
+            self.put(f"dataclass:{self.name(kind)}")
             for f in dataclasses.fields(value):
                 self.put(f.name)
                 self.write(getattr(value, f.name), f"{where}.{f.name}", path)
         elif self.is_user_class(kind) and (hasattr(value, "__dict__") or hasattr(kind, "__slots__")):
             self.code(kind)
-            self.put(f"object:{qualified(kind)}")
+            self.put(f"object:{self.name(kind)}")
             for name, item in _attributes(value):
                 self.put(name)
                 self.write(item, f"{where}.{name}", path)

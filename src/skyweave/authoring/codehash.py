@@ -125,7 +125,9 @@ class _Hasher:
             if id(obj) in self.seen:
                 continue
             self.seen.add(id(obj))
-            self.digest.update(f"\x01{qualified(obj)}\x01".encode())
+            # by qualified name only: the same file imported as `pipeline` or loaded by path (under
+            # another module name) is the same code
+            self.digest.update(f"\x01{obj.__qualname__}\x01".encode())
             self.digest.update(_normalised_source(obj).encode())
             if isinstance(obj, type):
                 self._class(obj)

@@ -14,8 +14,13 @@ inside a fan-out, and so on.  Each reference argument says how it is *iterated*:
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+from pathlib import Path, PurePath
 from typing import Any
 
+from skyweave.authoring.external import File, Folder, UntrackedPathWarning
 from skyweave.authoring.refs import Expr, Ref, to_json_value
 from skyweave.errors import DefinitionError, ParameterError
 from skyweave.model.product import Product
@@ -48,6 +53,7 @@ class GraphBuilder:
         self.tasks: dict[str, Any] = {}
         self._next_suffix: dict[str, int] = {}
         """Base name -> the suffix to try next: every smaller one (from 2) is taken."""
+        self._task = ""
 
     # -- naming ---------------------------------------------------------------------------------
     def _node_id(self, base: str) -> str:
@@ -94,6 +100,16 @@ class GraphBuilder:
             return {"ref": value.node, "path": list(value.path), "iter": it}, idepth
         if isinstance(value, Expr):
             raise DefinitionError("a condition can only be passed as when=..., not as an argument")
+        if isinstance(value, File | Folder) and not value.id:
+            spec = value.spec()
+            there = Path(spec["path"]).is_dir() if spec["kind"] == "folder" else Path(spec["path"]).is_file()
+            if not there:
+                raise DefinitionError(
+                    f"{type(value).__name__}({str(value.path)!r}) passed to task {self._task!r} does not "
+                    f"exist (no {spec['kind']} at {spec['path']})",
+                    hint=f"give the path of an existing {spec['kind']} (relative paths are relative to "
+                         "the directory you submit from)")
+            return {"in_place": spec}, 0
         if isinstance(value, list | tuple):
             return {"list": [self._arg_json(v, top=False, mapped=mapped)[0] for v in value]}, 0
         if isinstance(value, dict):
@@ -111,6 +127,7 @@ class GraphBuilder:
                  loop: dict[str, Any] | None = None) -> Ref:
         spec = task.spec
         task.check_cacheable()
+        self._task = spec.name
         names = list(spec.parameters)
         if len(args) > len(names):
             raise DefinitionError(f"task {spec.name!r} takes {len(names)} arguments, got {len(args)}")
@@ -133,7 +150,9 @@ class GraphBuilder:
         json_args: dict[str, Any] = {}
         depth = 0
         iterating: list[tuple[str, str, int]] = []
-        for pname, value in bound.items():
+        for pname, given in list(bound.items()):
+            value = bound[pname] = _as_declared(spec.parameters[pname], given)
+            _warn_if_untracked_path(spec, pname, value)
             if not isinstance(value, Ref | list | tuple | dict | Product):
                 _check_literal(spec.name, pname, spec.parameters[pname], value)
             arg, idepth = self._arg_json(value, top=True, mapped=mapped)
@@ -169,6 +188,47 @@ class GraphBuilder:
         for provider in task.provider_tasks():
             self.tasks.setdefault(provider.spec.name, provider)
         return Ref(node_id)
+
+
+def _as_declared(type_name: str, value: Any) -> Any:
+    """A path given to a parameter declared ``File``/``Folder`` becomes one."""
+    kind = type_name.removesuffix("?")
+    if kind in ("File", "Folder") and isinstance(value, str | PurePath):
+        path = os.fspath(value)
+        return File(path) if kind == "File" else Folder(path)
+    return value
+
+
+def _warn_if_untracked_path(spec: Any, param: str, value: Any) -> None:
+    """Warn when a plain string or path names an existing file or folder: the cache key would hold
+    the string, not the content, and an edited file would be reused stale."""
+    if not spec.cache or (spec.cache_params is not None and param not in spec.cache_params):
+        return
+    items = value if isinstance(value, list | tuple) else [value]
+    for item in items:
+        if not isinstance(item, str | PurePath):
+            continue
+        text = os.fspath(item)
+        if not text or len(text) > 4096 or "\0" in text or not os.path.exists(text):
+            continue
+        kind = "Folder" if os.path.isdir(text) else "File"
+        warnings.warn(UntrackedPathWarning(
+            f"parameter {param!r} of task {spec.name!r} names an existing {kind.lower()} ({text!r}) as a "
+            f"plain string: results are cached on the string, not on the {kind.lower()}'s content, so "
+            f"after it changes skyweave would reuse stale results. Pass skyweave.{kind}({text!r}) "
+            f"instead (or declare the parameter `{param}: skyweave.{kind}`); if it is not input data, "
+            "leave it out of the cache key with cache_params=[...]"), stacklevel=_user_stacklevel())
+        return
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside skyweave (the workflow function's line)."""
+    frame = sys._getframe(2)
+    level = 2
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("skyweave."):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def refs_in(data: Any) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from skyweave.authoring.building import current_builder, require_builder
 from skyweave.authoring.codehash import Unhashable, hash_code
+from skyweave.authoring.external import File, Folder
 from skyweave.authoring.refs import Expr, Ref
 from skyweave.errors import DefinitionError
 from skyweave.model.product import Product
@@ -33,7 +34,7 @@ from skyweave.model.specs import (
 
 _TYPE_NAMES: dict[Any, str] = {
     int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict",
-    Product: "Product", Path: "str",
+    Product: "Product", Path: "str", File: "File", Folder: "Folder",
 }
 
 
@@ -43,7 +44,8 @@ def type_name(annotation: Any) -> str:
         return "any"
     if isinstance(annotation, str):
         base = {"int": "int", "float": "float", "str": "str", "bool": "bool", "Product": "Product",
-                "list": "list", "dict": "dict"}.get(annotation.split("[")[0].split(" |")[0], "any")
+                "list": "list", "dict": "dict", "File": "File", "Folder": "Folder"}.get(
+            annotation.split("[")[0].split(" |")[0].rpartition(".")[2], "any")
         return f"{base}?" if base != "any" and "None" in annotation else base
     origin = typing.get_origin(annotation)
     if origin in (types.UnionType, typing.Union):

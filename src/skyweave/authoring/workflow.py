@@ -12,9 +12,11 @@ import json
 import traceback
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import PurePath
 from typing import Any
 
 from skyweave.authoring.building import require_builder, reset_builder, set_builder
+from skyweave.authoring.external import File, Folder
 from skyweave.authoring.graph import GRAPH_VERSION, GraphBuilder, output_json, validate_graph
 from skyweave.authoring.refs import Expr, Ref
 from skyweave.authoring.task import Task, type_name
@@ -27,6 +29,8 @@ def _coerce(workflow: str, name: str, type_: str, value: Any) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
         type_ = type_[:-1]
+    if type_ in ("File", "Folder") and isinstance(value, str | PurePath):
+        return File(str(value)) if type_ == "File" else Folder(str(value))
     bad = ParameterError(
         f"parameter {name!r} of workflow {workflow!r} expects {type_}, got {value!r}",
         hint=f"pass --param {name}=<{type_}>")
@@ -119,7 +123,7 @@ class Workflow:
         graph = {
             "version": GRAPH_VERSION,
             "workflow": self.name,
-            "params": values,
+            "params": {k: (str(v.path) if isinstance(v, File | Folder) else v) for k, v in values.items()},
             "nodes": builder.nodes,
             "outputs": output_json(returned),
             "tasks": {name: t.spec.version for name, t in builder.tasks.items()},

@@ -23,6 +23,7 @@ from skyweave.cli.catalogue import (
     products_unpin,
 )
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
+from skyweave.cli.dryrun import show_plan
 from skyweave.cli.lineage import impact, lineage
 from skyweave.cli.prov import prov_app
 from skyweave.cli.reprocess import products_recompute, reprocess
@@ -65,8 +66,14 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Parallel activities (default: CPU cores).")] = None,
     executor: Annotated[str | None, typer.Option(help="local (processes) or threads.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Say what would be reused and what "
+                                          "would run, and why; run nothing.")] = False,
 ) -> None:
     """Run a workflow to the end on the embedded engine, with a live progress bar."""
+    if dry_run:
+        with _client(store, engine=False) as client:
+            show_plan(client.plan(target, _params(param), priority=priority), as_json)
+        return
     with _client(store, engine=True, workers=workers, executor=executor) as client:
         handle = client.submit(target, _params(param), priority=priority)
         record = client.wait(handle.id, timeout=timeout, progress=not as_json and sys.stderr.isatty())

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from skyweave.authoring.external import IN_PLACE
 from skyweave.controller import backtrack, cache, control, liveness, loops, recovery
 from skyweave.controller.cache import cache_key
 from skyweave.controller.decisions import (
@@ -553,10 +554,12 @@ class Controller:
     # products
     def _register_products(self, products: Sequence[m.NewProduct], rec: ActivityRecord | None) -> None:
         for p in products:
+            # a File/Folder a task returned was found, not made, by it: no generating activity
+            maker = None if rec is None or IN_PLACE in p.attributes else rec
             record = ProductRecord(
                 id=p.id, uri=p.uri, type=p.type, name=p.name, obs_id=p.obs_id, detector=p.detector,
                 version=p.version, checksum=p.checksum, size=p.size, created_at=self._now,
-                activity_id=rec.id if rec else None, run_id=rec.run_id if rec else None,
+                activity_id=maker.id if maker else None, run_id=maker.run_id if maker else None,
                 attributes=dict(p.attributes))
             self._d.changes.products.append(record)
             self.products[p.id] = _ref(record)

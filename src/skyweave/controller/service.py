@@ -43,13 +43,13 @@ from skyweave.controller.decisions import (
 )
 from skyweave.controller.liveness import LIVENESS
 from skyweave.controller.recovery import in_flight_dispatches
+from skyweave.controller.reuse import check_caches
 from skyweave.errors import ControlError, MessageError, NotFoundError
 from skyweave.model import messages as m
 from skyweave.model.ids import new_id
 from skyweave.model.records import RunRecord
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import RunState as R
-from skyweave.storage.local import LocalStorage, checksum_file
 from skyweave.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -305,47 +305,7 @@ class ControllerService:
                 self._finished.notify_all()
 
     def _check_caches(self, checks: Sequence[CheckCache]) -> list[CacheChecked]:
-        """Answer cache checks: a succeeded activity with the same key, whose every output is still
-        there with the checksum it was registered with (streamed), is reused; anything else runs."""
-        found = self.store.find_reusable([c.cache_key for c in checks])
-        answers: list[CacheChecked] = []
-        for check in checks:
-            hit = found.get(check.cache_key)
-            if hit is None or hit.id == check.activity_id:
-                answers.append(CacheChecked(activity_id=check.activity_id))
-                continue
-            refs: list[m.ProductRef] = []
-            problem = ""
-            for pid in walk_products(hit.result):
-                problem, ref = self._intact(pid, hit.id)
-                if problem:
-                    break
-                assert ref is not None
-                refs.append(ref)
-            if problem:
-                log.warning("not reusing %s for %s: %s", hit.id, check.activity_id, problem)
-                answers.append(CacheChecked(activity_id=check.activity_id, miss_reason=problem))
-            else:
-                answers.append(CacheChecked(activity_id=check.activity_id, reuse_from=hit.id,
-                                            result=hit.result, products=refs))
-        return answers
-
-    def _intact(self, product_id: str, activity_id: str) -> tuple[str, m.ProductRef | None]:
-        try:
-            p = self.store.get_product(product_id)
-        except NotFoundError:
-            return f"output {product_id} of {activity_id} is not in the store", None
-        if p.state != "available":
-            return f"output {product_id} of {activity_id} was {p.state}", None
-        if not p.uri.startswith("file://"):
-            return f"output {product_id} is at {p.uri}, which cannot be verified here", None
-        path = LocalStorage.local_path(p.uri)
-        if not path.is_file():
-            return f"output {product_id} of {activity_id} is gone from {path}", None
-        if p.checksum and checksum_file(path) != p.checksum:
-            return (f"output {product_id} of {activity_id} was modified behind skyweave's back "
-                    f"({path}: checksum differs from the recorded {p.checksum[:19]}…)"), None
-        return "", m.product_ref(p)
+        return check_caches(self.store, checks)
 
     def _publish(self, outbox: Sequence[Any]) -> None:
         dispatches = [(o.id, o.priority, o.data) for o in outbox if o.channel == "dispatch"]

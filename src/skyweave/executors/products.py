@@ -22,11 +22,14 @@ from typing import Any
 
 import msgspec
 
-from skyweave.errors import Fatal, SkyweaveError, TaskFailure
+from skyweave.authoring.external import File, Folder, from_product
+from skyweave.errors import Fatal, NotFoundError, SkyweaveError, TaskFailure
 from skyweave.model.context import context
 from skyweave.model.ids import PRODUCT, new_id
 from skyweave.model.messages import DispatchActivity, NewProduct, ProductRef
 from skyweave.model.product import Product
+from skyweave.model.records import ProductRecord
+from skyweave.storage import inplace
 from skyweave.storage.local import LocalStorage, StoredFile, checksum_unchanged, file_uri
 
 MARKER = "$product"
@@ -68,7 +71,7 @@ def _input_product(product_id: str, products: dict[str, ProductRef]) -> Product:
             hint="this is a controller bug: every product marker must come with its ProductRef",
         )
     path = LocalStorage.local_path(ref.uri)
-    return Product(
+    return from_product(Product(
         path,
         type=ref.type,
         obs_id=ref.obs_id,
@@ -80,11 +83,23 @@ def _input_product(product_id: str, products: dict[str, ProductRef]) -> Product:
         uri=ref.uri,
         checksum=ref.checksum,
         size=ref.size,
-    )
+    ))
 
 
-def _replace_products(value: Any, found: list[tuple[str, Product]]) -> Any:
-    """``value`` with each new ``Product`` replaced by a marker; collects ``(new id, product)``."""
+def _replace_products(value: Any, found: list[tuple[str, Product]], in_place: list[ProductRecord],
+                      task_name: str) -> Any:
+    """``value`` with each new ``Product`` replaced by a marker; collects ``(new id, product)``, and
+    the records of ``File``/``Folder`` objects (registered where they are, never moved)."""
+    if isinstance(value, File | Folder) and (value.id is None or value.uri is None):
+        try:
+            rec = inplace.record(value.spec())
+        except NotFoundError as exc:
+            raise TaskFailure(
+                f"task {task_name!r} returned {type(value).__name__}({str(value.path)!r}): {exc.message}",
+                error_type="skyweave.MissingOutput", retryable=False,
+                hint="return File/Folder objects only for data that exists") from None
+        in_place.append(rec)
+        return {MARKER: rec.id}
     if isinstance(value, Product):
         if value.id is not None and value.uri is not None:
             return {MARKER: value.id}  # an input passed through: already stored
@@ -92,9 +107,9 @@ def _replace_products(value: Any, found: list[tuple[str, Product]]) -> Any:
         found.append((product_id, value))
         return {MARKER: product_id}
     if isinstance(value, dict):
-        return {key: _replace_products(item, found) for key, item in value.items()}
+        return {key: _replace_products(item, found, in_place, task_name) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_replace_products(item, found) for item in value]
+        return [_replace_products(item, found, in_place, task_name) for item in value]
     return value
 
 
@@ -161,7 +176,8 @@ def store_products(
         return value, []
     task = dispatch.task
     found: list[tuple[str, Product]] = []
-    result = _replace_products(value, found)
+    in_place: list[ProductRecord] = []
+    result = _replace_products(value, found, in_place, task.name)
     result = to_json_like(result, task.name)
     names: dict[str, Product] = {}
     placement: list[str | None] = []
@@ -188,7 +204,9 @@ def store_products(
             )
         names[name] = product
         placement.append(name)
-    products = []
+    products = [NewProduct(id=r.id, uri=r.uri, name=r.name, type=r.type, checksum=r.checksum, size=r.size,
+                           obs_id=r.obs_id, detector=r.detector, version=r.version,
+                           attributes=dict(r.attributes)) for r in {r.id: r for r in in_place}.values()]
     hooks = _prepare_hooks()
     for (product_id, product), stored_as in zip(found, placement, strict=True):
         if stored_as is None:

@@ -20,6 +20,7 @@ from skyweave.aspects import (
     TimingAspect,
     load_aspect,
 )
+from skyweave.authoring.external import Folder, from_product
 from skyweave.errors import DefinitionError, Fatal
 from skyweave.executors.base import ExecutionEnv
 from skyweave.executors.boundary import execute
@@ -28,6 +29,7 @@ from skyweave.model.messages import ActivityFailed, ActivityFinished, DispatchAc
 from skyweave.model.product import Product
 from skyweave.model.signals import MissingInput
 from skyweave.model.specs import TaskSpec
+from skyweave.storage import inplace
 from skyweave.storage import local as storage_module
 from skyweave.storage.local import LocalStorage, checksum_file
 
@@ -285,6 +287,21 @@ def test_input_product_checks(tmp_path: Path) -> None:
     gone = Product(tmp_path / "gone.fits", id="prd-2")
     with pytest.raises(InvalidInput, match=r"input product prd-2 \(parameter 'ev'\) is missing"):
         InputValidationAspect().before(ctx_for("t", tmp_path, arguments={"ev": gone}))
+
+
+def test_data_named_in_place_that_changed_after_submission_is_refused(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_text("1")
+    registered = inplace.record(Folder(raw).spec())
+    given = from_product(Product(raw, id=registered.id, uri=registered.uri, checksum=registered.checksum,
+                                 attributes=registered.attributes))
+    assert isinstance(given, Folder)
+    InputValidationAspect().before(ctx_for("t", tmp_path, arguments={"raw": given}))
+    (raw / "b.txt").write_text("2")  # a file arrives between submission and execution
+    with pytest.raises(InvalidInput, match=r"parameter 'raw'\).*files were added") as caught:
+        InputValidationAspect().before(ctx_for("t", tmp_path, arguments={"raw": given}))
+    assert "submit the run again" in (caught.value.hint or "")
 
 
 def test_an_input_this_process_stored_or_checked_is_not_read_again_until_it_changes(
