@@ -39,7 +39,6 @@ from skyweave.controller.decisions import (
     WorkerLost,
     graph_products,
     merged,
-    walk_products,
 )
 from skyweave.controller.liveness import LIVENESS
 from skyweave.controller.recovery import in_flight_dispatches
