@@ -1,11 +1,15 @@
 """Which workers are alive, and what becomes of the work of one that is not.
 
 Every worker publishes a heartbeat each ``heartbeat_s``; the core notes when it heard each one
-(by its own clock, ``now``: worker clocks are never compared with it).  One ``liveness`` timer is
-pending at a time, due when the longest-silent worker reaches ``worker_timeout_s``; when it fires,
-every worker silent that long is judged dead and the shell takes back from the bus what it held
-(``Decisions.reclaim``), answering with ``WorkerLost``.  A slow worker that goes on sending
-heartbeats keeps its work however long it runs.
+(by its own clock, ``now``).  One ``liveness`` timer is pending at a time, due when the
+longest-silent worker reaches ``worker_timeout_s``; when it fires, every worker silent that long
+is judged dead and the shell takes back from the bus what it held (``Decisions.reclaim``),
+answering with ``WorkerLost``.  The shell holds that timer back while it reads full batches (a
+heartbeat may be waiting unread), so a controller behind on the bus also judges by *order*: a
+worker is dead once heartbeats the others sent ``worker_timeout_s`` after its last one (their
+``at``, the workers' clocks) have been read and none of its own.  A slow worker that goes on
+sending heartbeats keeps its work however long it runs.  (Workers on several hosts: keep their
+clocks in step, NTP's milliseconds are plenty against a timeout of seconds.)
 
 Each dispatch taken back that is still its activity's current attempt becomes a *lost* attempt:
 its row is closed with the reason, and the activity is queued again, ahead of what was queued
@@ -45,17 +49,30 @@ class Liveness:
         """Activity -> its attempts closed as lost (a late report of one is recorded, not used)."""
         self._silent: dict[str, float] = {}
         """Workers judged dead -> seconds they had been silent (for the reason on the attempts)."""
+        self._sent: dict[str, float] = {}
+        """Worker -> when it sent its last heartbeat read (its clock)."""
+        self._frontier = 0.0
+        """The latest heartbeat time read from any worker: how far the reading has got."""
         self._due: float | None = None
 
     # -- hearing from workers -----------------------------------------------------------------------
     def heard(self, ev: m.WorkerHeartbeat) -> None:
         self.workers[ev.worker] = (ev.slots, self.ctrl._now)
         self._arm(self.ctrl._now + self.timeout_s)
+        if ev.at:
+            self._sent[ev.worker] = ev.at
+            self._frontier = max(self._frontier, ev.at)
+            for worker, sent in list(self._sent.items()):
+                if self._frontier - sent >= self.timeout_s:
+                    self._dead(worker, self._frontier - sent)
 
     def watch(self, workers: list[str]) -> None:
         """Workers known to hold dispatches (after a restart): heard from now, at the latest."""
         for worker in workers:
-            self.workers.setdefault(worker, (0, self.ctrl._now))
+            if worker not in self.workers:
+                self.workers[worker] = (0, self.ctrl._now)
+                if self._frontier:
+                    self._sent[worker] = self._frontier
         if self.workers:
             self._arm(min(seen for _, seen in self.workers.values()) + self.timeout_s)
 
@@ -70,11 +87,15 @@ class Liveness:
         now = self.ctrl._now
         for worker, (_, seen) in list(self.workers.items()):
             if now - seen >= self.timeout_s:
-                del self.workers[worker]
-                self._silent[worker] = now - seen
-                self.ctrl._d.reclaim.append(worker)
+                self._dead(worker, now - seen)
         if self.workers:
             self._arm(min(seen for _, seen in self.workers.values()) + self.timeout_s)
+
+    def _dead(self, worker: str, silent: float) -> None:
+        self.workers.pop(worker, None)
+        self._sent.pop(worker, None)
+        self._silent[worker] = silent
+        self.ctrl._d.reclaim.append(worker)
 
     def _arm(self, at: float) -> None:
         if self._due is None or at < self._due:

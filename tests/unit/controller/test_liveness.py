@@ -138,3 +138,19 @@ def test_after_a_restart_what_the_bus_lost_runs_again_and_holders_are_watched() 
     # w1, which holds the first, is never heard from: judged dead one timeout after the restart
     restored.fire_timers(restored.now + TIMEOUT)
     assert restored.reclaimed == ["w1"]
+
+
+def test_a_controller_behind_on_the_bus_judges_by_the_order_heartbeats_were_sent() -> None:
+    """Reading a backlog, the controller's clock says nothing (every heartbeat read is old): a
+    worker is dead once the others' heartbeats sent a timeout after its last one have been read."""
+    w = World(worker_timeout_s=TIMEOUT)
+    sent = 5000.0
+    w.feed(m.WorkerHeartbeat(worker="w1", slots=2, at=sent), m.WorkerHeartbeat(worker="w2", slots=2, at=sent))
+    for i in range(1, 5):  # all read in the same instant of the controller's clock
+        w.feed(m.WorkerHeartbeat(worker="w2", slots=2, at=sent + i),
+               m.WorkerHeartbeat(worker="w3", slots=2, at=sent + i))
+        w.feed(m.WorkerHeartbeat(worker="w1", slots=2, at=sent + i - 0.5))  # a slow one, still beating
+    assert w.reclaimed == []
+    w.feed(m.WorkerHeartbeat(worker="w2", slots=2, at=sent + 8.6))  # w1's last: +3.5, w3's: +4
+    assert w.reclaimed == ["w1"]
+    assert w.core.live.workers.keys() == {"w2", "w3"}
