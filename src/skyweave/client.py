@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from skyweave.authoring.loader import load_task
 from skyweave.authoring.targets import load_workflow
 from skyweave.authoring.task import Task
@@ -42,6 +40,7 @@ from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
 from skyweave.plan import RunPlan, plan_run
+from skyweave.progress import RunProgress
 from skyweave.storage import inplace
 from skyweave.storage.local import LocalStorage, checksum_file, file_uri
 from skyweave.store import open_store
@@ -242,7 +241,7 @@ class Client:
 
     def wait(self, run_id: str, *, timeout: float | None = None, progress: bool = False) -> RunRecord:
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _Progress(self, run_id) if progress else None
+        bar = RunProgress(self.store, run_id) if progress else None
         controller = self.engine.controller if self.engine is not None else None
         try:
             delay = 0.005
@@ -413,35 +412,6 @@ def _select(value: Any, path: list[Any]) -> Any:
     for step in path:
         value = value[step]
     return value
-
-
-class _Progress:
-    """A rich progress bar fed from the store (works across processes)."""
-
-    def __init__(self, client: Client, run_id: str) -> None:
-        self.client = client
-        self.run_id = run_id
-        # markup=False: the description holds the workflow's name, which is user text
-        self.progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[detail]}", markup=False),
-                                 TimeElapsedColumn(), transient=False)
-        self.task = self.progress.add_task(run_id, total=None, detail="")
-        self.progress.start()
-        self._last = 0.0
-
-    def update(self, record: RunRecord) -> None:
-        now = time.monotonic()
-        if now - self._last < 0.1 and record.state not in RUN_TERMINAL:
-            return
-        self._last = now
-        counts = self.client.store.count_activities(self.run_id)
-        done = sum(v for k, v in counts.items() if k in ("succeeded", "failed", "skipped", "cancelled"))
-        detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        self.progress.update(self.task, total=max(1, sum(counts.values())), completed=done,
-                             description=f"{record.workflow} {record.state}", detail=detail)
-
-    def close(self) -> None:
-        self.progress.stop()
 
 
 def _stop_at_exit(engine: Engine) -> None:
