@@ -18,11 +18,9 @@ from skyweave.bus import open_bus
 from skyweave.bus.base import Bus
 from skyweave.config.settings import Settings
 from skyweave.controller.service import ControllerService
-from skyweave.errors import SkyweaveError
+from skyweave.executors import open_executor
 from skyweave.executors.base import ExecutionEnv, Executor
-from skyweave.executors.local import LocalExecutor
 from skyweave.executors.resolve import use_import_path
-from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService, new_worker_id
 from skyweave.listeners import Listener, ListenerHost, load_listener
 from skyweave.listeners.base import Submit
@@ -49,12 +47,8 @@ def make_env(settings: Settings, worker: str) -> ExecutionEnv:
 
 
 def make_executor(settings: Settings, env: ExecutionEnv) -> Executor:
-    slots = settings.workers or os.cpu_count() or 1
-    if settings.executor == "threads":
-        return ThreadExecutor(env, threads=slots)
-    if settings.executor == "local":
-        return LocalExecutor(env, processes=slots)
-    raise SkyweaveError(f"unknown executor {settings.executor!r}", hint="use local or threads")
+    """The executor the settings name (``executors.EXECUTORS``: by name or URL scheme)."""
+    return open_executor(settings.executor, env, slots=settings.workers or os.cpu_count() or 1)
 
 
 class _Loop(threading.Thread):

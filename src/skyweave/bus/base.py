@@ -24,7 +24,7 @@ and ``open_bus`` with ``register_backend``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -139,6 +139,13 @@ class Bus(ABC):
     @abstractmethod
     def wait(self, timeout: float) -> None:
         """Block until something may have been enqueued or published, or ``timeout`` passes."""
+
+    def on_enqueue(self, callback: Callable[[], None]) -> Callable[[], None] | None:  # noqa: ARG002
+        """Have ``callback`` called (quickly, from whichever thread enqueues) whenever dispatches
+        are enqueued *through this handle's process*; returns what removes it again, or ``None``
+        when this bus cannot tell (the default: a bus shared between processes, whose workers look
+        again every ``wait`` instead).  The worker uses it to wake its executor."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...

@@ -1,1 +1,64 @@
-"""skyweave.executors"""
+"""Executors, chosen by name or URL scheme from a registry (``EXECUTORS``; an executor adds itself
+with ``register_executor``), so that the engine, the CLI and the settings never name a class:
+
+* ``local`` — a pool of child processes on this host (the default);
+* ``threads`` — a thread pool inside this process (tests, tiny tasks; stops nothing);
+* later ``dask://host:port``, ``slurm``, ``kubernetes``…: a URL's scheme is its key, and the
+  factory gets the whole text (the scheduler's address, options).
+
+A factory imports its executor when called, so importing this package (as every worker child
+process does, for the boundary) loads no executor it does not use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from skyweave.errors import SkyweaveError
+from skyweave.executors.base import ExecutionEnv, Executor
+
+__all__ = ["EXECUTORS", "ExecutorFactory", "executor_key", "open_executor", "register_executor"]
+
+ExecutorFactory = Callable[[str, ExecutionEnv, int], Executor]
+"""Makes an executor from its setting (``local``, ``dask://host:8786``), the execution environment
+and how many activities it should run at once (``--workers``/``--slots``)."""
+
+EXECUTORS: dict[str, ExecutorFactory] = {}
+"""Name or URL scheme -> factory; filled by ``register_executor``."""
+
+
+def register_executor(key: str, factory: ExecutorFactory) -> None:
+    """Make ``open_executor`` build ``key`` (a name, or the scheme of ``key://…``) with ``factory``
+    (a later registration wins)."""
+    EXECUTORS[key.lower()] = factory
+
+
+def executor_key(setting: str) -> str:
+    """The registry key of an executor setting: its URL scheme, or the whole name."""
+    return (setting.partition("://")[0] if "://" in setting else setting).strip().lower()
+
+
+def open_executor(setting: str, env: ExecutionEnv, *, slots: int) -> Executor:
+    """The executor that ``setting`` names, running ``slots`` activities at once."""
+    factory = EXECUTORS.get(executor_key(setting))
+    if factory is None:
+        raise SkyweaveError(f"unknown executor {setting!r}",
+                            hint=f"use one of: {', '.join(sorted(EXECUTORS))} (setting `executor`, "
+                                 "option --executor, SKYWEAVE_EXECUTOR)")
+    return factory(setting, env, slots)
+
+
+def _local(_setting: str, env: ExecutionEnv, slots: int) -> Executor:
+    from skyweave.executors.local import LocalExecutor
+
+    return LocalExecutor(env, processes=slots)
+
+
+def _threads(_setting: str, env: ExecutionEnv, slots: int) -> Executor:
+    from skyweave.executors.threads import ThreadExecutor
+
+    return ThreadExecutor(env, threads=slots)
+
+
+register_executor("local", _local)
+register_executor("threads", _threads)

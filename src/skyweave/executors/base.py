@@ -2,8 +2,12 @@
 
 An executor never talks to the store or the bus; the worker service (``executors/worker.py``)
 claims dispatches from the bus, hands them to an executor, and publishes what it reports.
-Implementations: ``threads`` (in-process, for tests and tiny tasks), ``local`` (a pool of child
-processes, the default), later ``dask``, ``slurm``, ``kubernetes``.
+Implementations, chosen by name or URL scheme through the registry in ``executors/__init__.py``:
+``threads`` (in-process, for tests and tiny tasks), ``local`` (a pool of child processes, the
+default), ``subprocess`` (one ``python -m skyweave.execute`` process per activity: what a Slurm job,
+a container or a pod runs); later ``dask``, ``slurm``, ``kubernetes``.  Every one passes the
+executor contract suite (``tests/unit/executors/contract/``); what an executor cannot do (stop a
+running activity, enforce ``resources.memory_mb``) it declares in its ``capabilities``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from skyweave.aspects.base import AspectSettings
 from skyweave.model.messages import (
@@ -73,8 +78,22 @@ class ExecutionEnv:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an executor does beyond the contract every executor keeps; the contract suite holds
+    each one to what it declares (an executor that cannot do something says so, and the test of
+    it is skipped with that reason rather than passing without looking)."""
+
+    stops_running_work: bool
+    """A timeout or a cancel stops the activity's process (and the commands it started); without
+    it the activity is only *reported* failed and runs on (``threads``)."""
+    enforces_memory: bool
+    """``resources.memory_mb`` is enforced: an activity over it is stopped, ``skyweave.MemoryLimit``."""
+
+
 class Executor(ABC):
     name: str
+    capabilities: ClassVar[Capabilities]
 
     @property
     @abstractmethod
@@ -100,6 +119,12 @@ class Executor(ABC):
     @abstractmethod
     def active(self) -> int:
         """Submitted activities with no final outcome yet."""
+
+    def wake(self) -> None:  # noqa: B027 - optional: an executor whose collect cannot be woken
+        """Make a ``collect`` that is waiting (or the next one) return at once; callable from any
+        thread.  The worker calls it when a dispatch is enqueued while it waits for running work
+        with a slot free (``Bus.on_enqueue``).  The default does nothing: ``collect`` then returns
+        when its timeout is over, as it would anyway."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -42,7 +42,7 @@ import psutil
 
 from skyweave.aspects.builtin import activity_log_path, capture_scratch_path, salvage_capture
 from skyweave.errors import SkyweaveError
-from skyweave.executors.base import ExecutionEnv, Executor, Outcome
+from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST
 from skyweave.executors.local_child import (
     Batch,
@@ -82,6 +82,7 @@ class LocalExecutor(Executor):
     """``local``: ``processes`` child processes (default: one per CPU)."""
 
     name = "local"
+    capabilities = Capabilities(stops_running_work=True, enforces_memory=True)
 
     def __init__(self, env: ExecutionEnv, *, processes: int | None = None) -> None:
         self.env = env

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from skyweave.executors.base import ExecutionEnv, Executor, Outcome
+from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST, Boundary
 from skyweave.executors.resolve import preload, use_import_path
 from skyweave.model.messages import ActivityFailed, ActivityStarted, DispatchActivity
@@ -42,6 +42,7 @@ class ThreadExecutor(Executor):
     """``threads`` in-process executor; see the module docstring for what it cannot do."""
 
     name = "threads"
+    capabilities = Capabilities(stops_running_work=False, enforces_memory=False)
 
     def __init__(self, env: ExecutionEnv, *, threads: int = 4) -> None:
         self.env = env

@@ -14,10 +14,10 @@ in one store transaction instead of two (a chain of short steps, W2 in bench/, w
 transactions per step to one).  Anything longer is reported started at most 20 ms late.
 
 While it waits for its running activities with a slot free, the worker is woken by a dispatch
-enqueued on the bus (a bus with ``on_enqueue`` and an executor with ``wake``: ``memory://`` and
-``local``), so the next step of a chain does not wait for another activity to report (with a long
-activity running, each step of a chain beside it waited up to the 50 ms collect timeout).
-Otherwise it looks at the bus again every ``wait`` (50 ms).
+enqueued on the bus (``Bus.on_enqueue`` calling ``Executor.wake``: of the buses ``memory://`` can
+tell, of the executors ``local`` can be woken), so the next step of a chain does not wait for
+another activity to report (with a long activity running, each step of a chain beside it waited up
+to the 50 ms collect timeout).  Otherwise it looks at the bus again every ``wait`` (50 ms).
 """
 
 from __future__ import annotations
@@ -70,11 +70,13 @@ class WorkerService:
 
     def start(self) -> None:
         self.executor.start()
-        hook = getattr(self.bus, "on_enqueue", None)
-        wake = getattr(self.executor, "wake", None)
-        if hook is not None and wake is not None and self._unhook is None:
-            self._unhook = hook(lambda: self._armed and wake())
+        if self._unhook is None:
+            self._unhook = self.bus.on_enqueue(self._wake_if_armed)
         self._beat(self._clock())
+
+    def _wake_if_armed(self) -> None:
+        if self._armed:
+            self.executor.wake()
 
     def close(self) -> None:
         if self._unhook is not None:
