@@ -53,7 +53,8 @@ class Settings(BaseSettings):
                                          "directory. Required with a PostgreSQL store.")
     bus: str = Field("", description="Bus URL; empty: in-process for `run`, <store>/bus.db for "
                                      "separate controller and worker processes.")
-    executor: str = Field("local", description="Executor by name or URL (registry in skyweave.executors): local (process pool) or threads.")
+    executor: str = Field("local", description="Executor by name or URL (registry in "
+                                               "skyweave.executors): local (process pool) or threads.")
     workers: int = Field(0, description="Parallel activities per worker; 0 means one per CPU core.")
     aging_s: float = Field(60.0, description="Seconds of waiting that add 1 to a queued activity's priority.")
     window: int = Field(256, description="Minimum number of activities dispatched but not finished.")
