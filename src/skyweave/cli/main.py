@@ -24,9 +24,11 @@ from skyweave.cli.catalogue import (
 )
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.cli.dryrun import show_plan
+from skyweave.cli.export import products_export
 from skyweave.cli.lineage import impact, lineage
 from skyweave.cli.prov import prov_app
 from skyweave.cli.reprocess import products_recompute, reprocess
+from skyweave.cli.runview import logs, print_summary, runs, status
 from skyweave.cli.services import controller, resume, worker
 from skyweave.client import Client
 from skyweave.demo import run_demo
@@ -81,19 +83,11 @@ def run(
         if as_json:
             output.print_json(summary)
         else:
-            _print_summary(summary)
+            print_summary(summary)
         if record.state != "succeeded":
             if not as_json:
                 _print_failures(client, handle.id)
             raise typer.Exit(1)
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    colour = {"succeeded": "green", "failed": "red"}.get(summary["status"], "yellow")
-    output.console.print(output.styled(
-        f"run [bold]{{}}[/] ({{}}) [{colour}]{{}}[/]: {{}} activities {{}}, {{}} products; store {{}}",
-        summary["run_id"], summary["workflow"], summary["status"], summary["activities"],
-        summary["by_state"], summary["products"], summary["store"]))
 
 
 def _print_failures(client: Client, run_id: str) -> None:
@@ -125,82 +119,9 @@ def submit(
                                      "`skyweave controller --workers 2` (or use `skyweave run`)")
 
 
-@app.command()
-@friendly
-def status(run_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """A run's state, activity counts and products."""
-    with _client(store, engine=False) as client:
-        summary = client.summary(run_id)
-        if as_json:
-            summary["activities_detail"] = [
-                {"id": a.id, "task": a.task_name, "version": a.task_version, "node": a.node, "key": a.key,
-                 "state": a.state, "priority": a.priority, "attempt": a.attempt, "detours": len(a.detours),
-                 "error": (a.error or {}).get("message"), "exit_code": a.exit_code, "command": a.command}
-                for a in client.store.list_activities(run_id=run_id)]
-            output.print_json(summary)
-            return
-        _print_summary(summary)
-        acts = client.store.list_activities(run_id=run_id)
-        output.table(f"activities of {run_id}", ["id", "task", "version", "key", "state", "prio",
-                                                  "attempt", "detours"],
-                     [(a.id, a.task_name, a.task_version, a.key, a.state, a.priority, a.attempt,
-                       len(a.detours)) for a in acts[:200]])
-        if len(acts) > 200:
-            output.console.print(f"… and {len(acts) - 200} more (use --json)")
-
-
-@app.command()
-@friendly
-def runs(store: StoreOpt = None, as_json: JsonOpt = False,
-         state: Annotated[str | None, typer.Option(help="Only runs in this state.")] = None,
-         limit: int = 50) -> None:
-    """Recent runs, newest first."""
-    with _client(store, engine=False) as client:
-        records = client.store.list_runs(states=[state] if state else None, limit=limit)
-        if as_json:
-            output.print_json([{"run_id": r.id, "workflow": r.workflow, "status": r.state,
-                                "priority": r.priority, "created_at": r.created_at,
-                                "ended_at": r.ended_at} for r in records])
-            return
-        output.table("runs", ["id", "workflow", "status", "prio", "created", "ended"],
-                     [(r.id, r.workflow, r.state, r.priority, output.when(r.created_at),
-                       output.when(r.ended_at)) for r in records])
-
-
-@app.command()
-@friendly
-def logs(activity_id: str, store: StoreOpt = None) -> None:
-    """The captured output of an activity's attempts, and its error if it failed."""
-    with _client(store, engine=False) as client:
-        act = client.store.get_activity(activity_id)
-        shown = False
-        if act.command is not None:
-            code = "" if act.exit_code is None else f" (exit code {act.exit_code})"
-            output.console.print(f"command: {act.command}{code}", highlight=False, soft_wrap=True)
-        for att in client.store.list_attempts(activity_id) or []:
-            path = client.settings.store_dir / "logs" / f"{activity_id}.{att.attempt}.log"
-            # a lost attempt (its worker died), a cancelled one, or one reported after that, says why
-            why = att.error if att.error and (att.state in ("lost", "cancelled") or
-                                              att.error.get("type") == "skyweave.Superseded") else None
-            if path.is_file() or why:
-                output.console.rule(f"attempt {att.attempt} ({att.state})")
-            if path.is_file():
-                sys.stdout.write(path.read_text(errors="replace"))
-                shown = True
-            if why:
-                sys.stdout.write(f"{why.get('type')}: {why.get('message')}\n")
-                shown = True
-        if act.error:
-            output.console.rule("error")
-            sys.stdout.write(f"{act.error.get('type')}: {act.error.get('message')}\n")
-            if act.error.get("traceback"):
-                sys.stdout.write(str(act.error["traceback"]) + "\n")
-            shown = True
-        for d in act.detours:
-            output.console.print(f"detour {d.kind}: {d.product_type} for {d.param!r} {d.reason}")
-            shown = True
-        if not shown:
-            output.console.print(f"activity {activity_id} ({act.state}) has no captured output")
+app.command()(status)
+app.command()(runs)
+app.command()(logs)
 
 
 @app.command()
@@ -365,6 +286,7 @@ app.command("cleanup")(friendly(cleanup))
 products_app.command("pin")(friendly(products_pin))
 products_app.command("unpin")(friendly(products_unpin))
 products_app.command("show")(friendly(products_show))
+products_app.command("export")(products_export)
 
 app.add_typer(prov_app, name="prov")
 

@@ -47,7 +47,7 @@ def print_json(value: Any) -> None:
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     t = Table(title=Text(title, style="table.title"), show_lines=False)
     for c in columns:
-        t.add_column(Text(c))
+        t.add_column(Text(c), overflow="fold")  # a long id or URI wraps: never cut short with "…"
     for row in rows:
         t.add_row(*[Text("-" if v is None else str(v)) for v in row])
     console.print(t)

@@ -80,7 +80,7 @@ def checksum_file(path: Path | str) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def _copy_and_hash(src: Path, dst: Path) -> tuple[str, int]:
+def copy_and_hash(src: Path, dst: Path) -> tuple[str, int]:
     """Copy ``src`` to ``dst`` (through a temporary name) hashing on the way; one pass over the data."""
     digest = hashlib.sha256()
     buffer = bytearray(BLOCK_SIZE)
@@ -133,7 +133,7 @@ class LocalStorage:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            checksum, size = _copy_and_hash(source, target)
+            checksum, size = copy_and_hash(source, target)
             source.unlink()
             remember_checksum(target, target.stat(), checksum)
             return StoredFile(file_uri(target), checksum, size)
