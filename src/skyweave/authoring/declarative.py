@@ -29,6 +29,7 @@ from skyweave.authoring.declarative_expr import (
     parse_value,
 )
 from skyweave.authoring.declarative_file import Document, Key, read_document, suggest, wrap
+from skyweave.authoring.external import File, Folder
 from skyweave.authoring.graph import GraphBuilder
 from skyweave.authoring.loader import load_task
 from skyweave.authoring.refs import Expr, OpExpr, Ref, ResultPlaceholder
@@ -43,8 +44,8 @@ COMMAND_KEYS = ("command", "version", "parameters", "outputs", "image", "retries
 STEP_KEYS = ("task", "map", "args", "when", "priority", "loop")
 LOOP_KEYS = ("until", "max_iterations", "state_arg", "initial", "on_exhausted")
 TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list": list,
-                         "dict": dict, "any": Any}
-TYPE_NAMES = ("str", "int", "float", "bool", "list", "dict", "any", "Product")
+                         "dict": dict, "any": Any, "File": File, "Folder": Folder}
+TYPE_NAMES = ("str", "int", "float", "bool", "list", "dict", "any", "Product", "File", "Folder")
 _NAME = re.compile(r"[A-Za-z_]\w*")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(params|inputs|outputs)\.([A-Za-z_]\w*)\}")
 """As in ``executors/command.py``: a doubled brace is a literal one, not the start of a placeholder."""

@@ -240,3 +240,26 @@ def test_condition_grammar() -> None:
     with pytest.raises(DefinitionError, match=r"\$result is only"):
         parse_condition("$result > 1", "here")
 
+
+
+def test_file_and_folder_types_name_data_in_place(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_text("1")
+    text = """
+        workflow: count
+        params: {raw_dir: Folder, one: str}
+        tasks:
+          count:
+            command: "wc -c {inputs.raw} {inputs.single} > {outputs.n}"
+            parameters: {raw: Folder, single: File}
+            outputs: {n: n.txt}
+        steps:
+          c: {task: count, args: {raw: $params.raw_dir, single: $params.one}}
+    """
+    graph, _ = load_workflow(f"{write(tmp_path, text)}:count").build(
+        {"raw_dir": str(raw), "one": str(raw / "a.txt")})
+    args = graph["nodes"]["c"]["args"]
+    assert args["raw"]["in_place"]["kind"] == "folder" and args["raw"]["in_place"]["path"] == str(raw)
+    assert args["single"]["in_place"]["kind"] == "file", "a path given to a File parameter becomes one"
+    assert graph["params"]["raw_dir"] == str(raw)
