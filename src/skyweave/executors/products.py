@@ -30,7 +30,8 @@ from skyweave.model.messages import DispatchActivity, NewProduct, ProductRef
 from skyweave.model.product import Product
 from skyweave.model.records import ProductRecord
 from skyweave.storage import inplace
-from skyweave.storage.local import LocalStorage, StoredFile, checksum_unchanged, file_uri
+from skyweave.storage.base import StoredFile
+from skyweave.storage.local import LocalStorage, checksum_unchanged, file_uri
 
 MARKER = "$product"
 

@@ -1,4 +1,4 @@
-"""Product storage in a local folder: ``root/<run_id>/<activity_id>/<name>``.
+"""The Storage port on a local folder (``file://`` URIs): ``root/<run_id>/<activity_id>/<name>``.
 
 Files are *moved* in (a rename when source and storage share a filesystem, a streamed copy
 otherwise) and checksummed as ``sha256:<hex>`` in 1 MiB blocks, so a 100 GB file never sits in
@@ -16,15 +16,23 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from skyweave.errors import SkyweaveError
-
-BLOCK_SIZE = 1 << 20
-"""Checksums and copies read this many bytes at a time."""
-
+from skyweave.storage.base import (
+    BLOCK_SIZE,
+    ObjectMissingError,
+    ObjectStat,
+    Storage,
+    StoredFile,
+    UnsafeKeyError,
+    check_key,
+    copy_hashing,
+    product_key,
+)
 
 _known: dict[tuple[str, int, int, int], str] = {}
 KNOWN_MAX = 10_000
@@ -56,12 +64,6 @@ def checksum_unchanged(path: Path) -> tuple[str, os.stat_result]:
     if _identity(path, before) == _identity(path, after):
         remember_checksum(path, after, checksum)
     return checksum, after
-
-
-class StoredFile(NamedTuple):
-    uri: str
-    checksum: str
-    size: int
 
 
 def file_uri(path: Path | str) -> str:
@@ -96,23 +98,98 @@ def copy_and_hash(src: Path, dst: Path) -> tuple[str, int]:
     return f"sha256:{digest.hexdigest()}", size
 
 
-class LocalStorage:
-    """Products stored under one local folder."""
+class LocalStorage(Storage):
+    """Objects stored as files under one local folder; keys are paths relative to it.
+
+    A key never reaches outside the folder: besides ``check_key``'s rules, a path whose folders
+    or file resolve (through symlinks) outside the root is refused.
+    """
 
     scheme = "file"
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
 
+    # -- keys and paths ------------------------------------------------------------------------------
+    def path(self, key: str) -> Path:
+        """The file that holds ``key``, after checking that it stays inside the root."""
+        check_key(key)
+        path = self.root / key
+        root = self.root.resolve()
+        try:
+            inside = path.resolve().is_relative_to(root) and path.parent.resolve().is_relative_to(root)
+        except (OSError, RuntimeError):  # a symlink loop
+            inside = False
+        if not inside:
+            raise UnsafeKeyError(f"storage key {key!r} leads outside {self.root} (through a symlink)",
+                                 hint="remove the symlink, or store the file under another name")
+        return path
+
     def location(self, run_id: str, activity_id: str, name: str) -> Path:
         """Where ``store_file`` puts a file called ``name`` (may contain sub-folders)."""
-        relative = Path(name)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        try:
+            return self.path(product_key(run_id, activity_id, name))
+        except UnsafeKeyError as exc:
             raise SkyweaveError(
                 f"product name {name!r} is not a relative file name",
                 hint="name products with a plain file name or a relative path inside the work directory",
-            )
-        return self.root / run_id / activity_id / relative
+            ) from exc
+
+    def uri(self, key: str) -> str:
+        return file_uri(self.root / check_key(key))
+
+    def key(self, uri: str) -> str:
+        path = Path(os.path.abspath(self.local_path(uri)))
+        if not path.is_relative_to(self.root):
+            raise UnsafeKeyError(f"{uri!r} is not inside the storage at {self.root}",
+                                 hint="give a URI of a file under the storage folder")
+        return check_key(path.relative_to(self.root).as_posix())
+
+    def _existing(self, key: str) -> Path:
+        path = self.path(key)
+        if not path.is_file():
+            raise ObjectMissingError(f"no object at {self.uri(key)}: the file does not exist",
+                                     hint="check the product's URI; it may have been deleted or moved",
+                                     uri=self.uri(key))
+        return path
+
+    # -- writing -------------------------------------------------------------------------------------
+    def put(self, key: str, source: BinaryIO) -> StoredFile:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with open(partial, "wb") as writer:
+                hashing = copy_hashing(source, writer)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        remember_checksum(target, target.stat(), hashing.checksum)
+        return StoredFile(file_uri(target), hashing.checksum, hashing.size)
+
+    def put_file(self, path: Path | str, key: str, *, move: bool = False) -> StoredFile:
+        """A rename when moving within one filesystem (checksummed by reading it once), a streamed
+        copy checksummed on the way otherwise."""
+        source = Path(path)
+        if not source.is_file():
+            raise ObjectMissingError(f"cannot store {source}: no such file",
+                                     hint="write the file before storing it")
+        target = self.path(key)
+        if move:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(source, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+            else:
+                checksum, stat = checksum_unchanged(target)
+                return StoredFile(file_uri(target), checksum, stat.st_size)
+        with open(source, "rb") as reader:
+            stored = self.put(key, reader)
+        if move:
+            source.unlink()
+        return stored
 
     def store_file(self, src: Path | str, run_id: str, activity_id: str, name: str = "") -> StoredFile:
         """Move ``src`` into storage as ``<run_id>/<activity_id>/<name>`` (default: its file name).
@@ -126,19 +203,62 @@ class LocalStorage:
                 f"cannot store {source}: no such file",
                 hint="write the file before returning it as a product",
             )
-        target = self.location(run_id, activity_id, name or source.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self.location(run_id, activity_id, name or source.name)  # the product-name error first
+        return self.put_file(source, product_key(run_id, activity_id, name or source.name), move=True)
+
+    def delete(self, key: str) -> None:
         try:
-            os.replace(source, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            checksum, size = copy_and_hash(source, target)
-            source.unlink()
-            remember_checksum(target, target.stat(), checksum)
-            return StoredFile(file_uri(target), checksum, size)
-        checksum, stat = checksum_unchanged(target)
-        return StoredFile(file_uri(target), checksum, stat.st_size)
+            os.unlink(self._existing(key))
+        except FileNotFoundError:
+            raise ObjectMissingError(f"no object at {self.uri(key)} to delete", uri=self.uri(key)) from None
+
+    # -- reading -------------------------------------------------------------------------------------
+    def get(self, key: str, dest: Path | str) -> StoredFile:
+        target = Path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with self.open(key) as reader, open(partial, "wb") as writer:
+                hashing = copy_hashing(reader, writer)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return StoredFile(self.uri(key), hashing.checksum, hashing.size)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._existing(key), "rb")
+        except FileNotFoundError:
+            raise ObjectMissingError(f"no object at {self.uri(key)}", uri=self.uri(key)) from None
+
+    def stat(self, key: str) -> ObjectStat:
+        try:
+            st = self._existing(key).stat()
+        except FileNotFoundError:
+            raise ObjectMissingError(f"no object at {self.uri(key)}", uri=self.uri(key)) from None
+        return ObjectStat(st.st_size, st.st_mtime)
+
+    def checksum(self, key: str) -> str:
+        """Remembered by this process while the file is unchanged (see the module docstring)."""
+        path = self._existing(key)
+        known = known_checksum(path, path.stat())
+        return known if known is not None else checksum_unchanged(path)[0]
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        folder = self.path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not folder.is_dir():
+            return
+        root = self.root.resolve()
+        found = []
+        for dirpath, _dirs, files in os.walk(folder):  # symlinked folders are not followed
+            for name in files:
+                path = Path(dirpath) / name
+                if name.startswith(".") and name.endswith(".partial"):
+                    continue
+                if path.is_symlink() and not path.resolve().is_relative_to(root):
+                    continue  # a link out of the storage is not one of its objects
+                found.append(path.relative_to(self.root).as_posix())
+        yield from sorted(found)
 
     @staticmethod
     def local_path(uri: str) -> Path:
