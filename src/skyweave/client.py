@@ -88,14 +88,14 @@ class Client:
                  **overrides: Any) -> None:
         self.settings = settings or load_settings(store=store, bus=bus, **overrides)
         self.store: Store = open_store(self.settings.store, pool_size=self.settings.store_pool_size)
-        self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine))
+        self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine), aging_s=self.settings.aging_s)
         self.engine: Engine | None = None
         self.control_bus: Bus | None = None
         if engine:
             shared = self.settings.bus_url(shared=True)
             if shared != self.bus.url and not shared.startswith("memory"):
                 # other processes (`skyweave products add`, `cancel`...) reach this engine here
-                self.control_bus = open_bus(shared)
+                self.control_bus = open_bus(shared, aging_s=self.settings.aging_s)
             try:
                 self.engine = Engine(self.settings, store=self.store, bus=self.bus,
                                      control_bus=self.control_bus, listeners=listeners,

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
 from skyweave.bus.memory import MemoryBus
@@ -35,8 +35,15 @@ __all__ = [
 BUS_FILE = "bus.db"
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
-BusOpener = Callable[[str], Bus]
-"""Opens the bus at a URL of its scheme."""
+
+
+class BusOpener(Protocol):
+    """Opens the bus at a URL of its scheme; ``aging_s`` is the seconds of waiting that add 1 to a
+    dispatch's effective priority (see ``skyweave.bus.base``)."""
+
+    def __call__(self, url: str, *, aging_s: float) -> Bus: ...
+
+
 
 BACKENDS: dict[str, BusOpener] = {}
 """URL scheme -> opener; filled by ``register_backend``."""
@@ -50,10 +57,11 @@ def register_backend(scheme: str, opener: BusOpener) -> None:
     BACKENDS[scheme.lower()] = opener
 
 
-def open_bus(url: str) -> Bus:
-    """Open the bus that ``url`` names (see the module docstring for the forms)."""
+def open_bus(url: str, *, aging_s: float = 60.0) -> Bus:
+    """Open the bus that ``url`` names (see the module docstring for the forms); ``aging_s`` as in
+    ``BusOpener`` (the settings' ``aging_s``)."""
     if "://" not in url and url:
-        return _open_sqlite(url, None)
+        return _open_sqlite(url, None, aging_s)
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     opener = BACKENDS.get(scheme)
     if opener is None:
@@ -61,31 +69,32 @@ def open_bus(url: str) -> Bus:
             f"unknown bus URL {url!r}",
             hint=f"supported schemes: {', '.join(f'{s}://' for s in sorted(BACKENDS))} (or a directory path)",
         )
-    return opener(url)
+    return opener(url, aging_s=aging_s)
 
 
-def _open_memory(url: str) -> Bus:
+def _open_memory(url: str, *, aging_s: float) -> Bus:
+    """A named bus keeps the ``aging_s`` it was first opened with."""
     name = url.partition("://")[2]
     if not name:
-        return MemoryBus(url)
+        return MemoryBus(url, aging_s=aging_s)
     with _named_lock:
         bus = _named.get(name)
         if bus is None:
-            bus = _named[name] = MemoryBus(url)
+            bus = _named[name] = MemoryBus(url, aging_s=aging_s)
         return bus
 
 
-def _open_sqlite_url(url: str) -> Bus:
+def _open_sqlite_url(url: str, *, aging_s: float) -> Bus:
     path = url.partition("://")[2]
     if not path.startswith("/") or path == "/":
         raise BusError(
             f"bus URL {url!r} names no file",
             hint="write sqlite:///relative/path/bus.db or sqlite:////absolute/path/bus.db",
         )
-    return _open_sqlite(path[1:], url)
+    return _open_sqlite(path[1:], url, aging_s)
 
 
-def _no_redis(url: str) -> Bus:
+def _no_redis(url: str, *, aging_s: float) -> Bus:
     raise BusError(
         f"cannot open {url!r}: the Redis bus backend is not installed yet",
         hint="use sqlite:///.skyweave/bus.db for several processes on one host, or memory://",
@@ -98,7 +107,7 @@ register_backend("redis", _no_redis)
 register_backend("rediss", _no_redis)
 
 
-def _open_sqlite(path_text: str, url: str | None) -> SQLiteBus:
+def _open_sqlite(path_text: str, url: str | None, aging_s: float) -> SQLiteBus:
     """A file path as is; a directory (existing, ending in ``/``, or without a .db suffix) → bus.db."""
     path = Path(path_text)
     is_dir = path.is_dir() or path_text.endswith("/") or (url is None and path.suffix not in _DB_SUFFIXES)
@@ -108,4 +117,4 @@ def _open_sqlite(path_text: str, url: str | None) -> SQLiteBus:
     except OSError as exc:
         raise BusError(f"cannot create the bus directory {str(target.parent)!r}: {exc.strerror or exc}",
                        hint="point the store or --bus at a directory you can write") from exc
-    return SQLiteBus(target, url=url)
+    return SQLiteBus(target, url=url, aging_s=aging_s)

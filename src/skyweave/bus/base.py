@@ -1,7 +1,7 @@
 """The bus port: a dispatch queue (priority, leases, acknowledgements) and an event log.
 
-* **Dispatches** go from the controller to workers.  A worker *claims* a batch (highest priority
-  first, oldest first within a priority) under a lease and *extends* its leases while it works.
+* **Dispatches** go from the controller to workers.  A worker *claims* a batch (highest effective
+  priority first, see below) under a lease and *extends* its leases while it works.
   When an activity ends, the worker *reports*: its outcome events are published and the dispatch
   marked *done* in one transaction.  A done dispatch is never claimed again and stays on the bus
   (so enqueueing its id again is still a no-op) until the controller, having committed the outcome
@@ -10,6 +10,18 @@
   their heartbeats and *reclaims* a dead worker's dispatches (to dispatch them again as new
   attempts); an expired lease makes a message claimable again only as a last resort (no
   controller watching).  Enqueue is idempotent by message id.
+* **Claim order is by effective priority** ``priority + seconds_since_enqueued / aging_s`` (the
+  bus's ``aging_s``, given when it is opened), oldest first among equals, so low-priority work is
+  never starved by a stream of higher-priority work: a dispatch is claimed before every one of
+  priority ``p`` higher enqueued more than ``p * aging_s`` seconds after it.  The comparison does
+  not change as time passes, so it is a fixed sort key ``enqueued_at - priority * aging_s``
+  (``tests/unit/bus/test_aging.py``).  A dispatch enqueued ``first`` counts as enqueued with the
+  oldest of its priority.
+* **Held** dispatches (a paused run's) are never claimed until released; ``hold`` is atomic with
+  claims, so once it returns no worker takes a held dispatch.  One a worker took already runs on;
+  a worker asks ``held`` before it starts work it took ahead, and gives a held one back
+  (``extend(ids, 0)``: it stays on the bus, held).  ``withdraw`` takes held ones too
+  (``tests/unit/bus/test_hold.py``).
 * **Events** go from workers and clients to the controller (consumer group ``controller``) and to
   listeners (one group each).  Delivery is at-least-once: a group reads after its committed offset
   and commits once it has durably handled what it read.  Events every *known* group has committed
@@ -58,7 +70,7 @@ class Bus(ABC):
 
     @abstractmethod
     def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
-        """Up to ``max_n`` claimable dispatches, highest priority first, then oldest."""
+        """Up to ``max_n`` claimable dispatches, highest effective priority first, then oldest."""
 
     @abstractmethod
     def ack(self, ids: Sequence[str]) -> None:
@@ -100,6 +112,19 @@ class Bus(ABC):
     def reprioritize(self, ids: Sequence[str], priority: int) -> int:
         """Change the priority of dispatches not yet taken by a worker (they keep their age);
         returns how many changed."""
+
+    @abstractmethod
+    def hold(self, ids: Sequence[str]) -> None:
+        """Keep these dispatches from being claimed until ``release`` (a paused run); ids not on
+        the bus are ignored.  The marks go with ``ack``, ``withdraw`` and ``reclaim``."""
+
+    @abstractmethod
+    def release(self, ids: Sequence[str]) -> None:
+        """Make held dispatches claimable again, in their old place (they keep their age)."""
+
+    @abstractmethod
+    def held(self, ids: Sequence[str]) -> list[str]:
+        """Which of these dispatches are held."""
 
     @abstractmethod
     def revoke(self, ids: Sequence[str]) -> None:

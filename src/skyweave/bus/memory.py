@@ -1,11 +1,12 @@
 """``memory://`` — the in-process bus: small enough to read in one sitting, thread-safe.
 
-* **Dispatch queue**: a heap of claimable ids keyed ``(-priority, seq)`` and a heap of leases keyed
-  by expiry.  Both are cleaned lazily: an entry whose message was acked, withdrawn or re-leased is
-  skipped when it reaches the top (and the heaps are rebuilt if stale entries pile up).  Expired
-  leases are returned to the claimable heap at claim time — there is no background thread.  A
-  dispatch reported done leaves both heaps for good (its lease is set to infinity) and stays in
-  ``_messages`` until acked.
+* **Dispatch queue**: a heap of claimable ids keyed ``(rank, seq)`` — ``rank = enqueued_at -
+  priority * aging_s``, the fixed form of the effective priority (see ``skyweave.bus.base``) — and a
+  heap of leases keyed by expiry.  Both are cleaned lazily: an entry whose message was acked,
+  withdrawn or re-leased is skipped when it reaches the top (and the heaps are rebuilt if stale
+  entries pile up).  Expired leases are returned to the claimable heap at claim time — there is no
+  background thread.  A dispatch reported done leaves both heaps for good (its lease is set to
+  infinity) and stays in ``_messages`` until acked.
 * **Event log**: an append-only list with offsets starting at 1 and the committed offset of each
   consumer group.  Events every known group has committed are trimmed, so a long run does not grow
   memory without bound.  ``CONTROLLER_GROUP`` (and any ``groups`` given) is known from the start;
@@ -40,11 +41,16 @@ class _Dispatch:
     priority: int
     seq: int
     data: bytes
+    rank: float
+    """``enqueued_at - priority * aging_s``: the lowest is claimed first."""
+    enqueued_at: float
     deliveries: int = 0
     lease_until: float | None = None
-    """``None`` while claimable; a ``time.monotonic()`` deadline while claimed."""
+    """``None`` while claimable; a deadline on the bus's clock while claimed."""
     worker: str = ""
     """Who claimed it last."""
+    held: bool = False
+    """Not claimable until released (a paused run)."""
     done: bool = False
     """Reported done by its worker; waiting for the controller's ack."""
 
@@ -52,8 +58,11 @@ class _Dispatch:
 class MemoryBus(Bus):
     """The bus inside one process.  ``close`` releases nothing; the bus lives while referenced."""
 
-    def __init__(self, url: str = "memory://", *, groups: Iterable[str] = (CONTROLLER_GROUP,)) -> None:
+    def __init__(self, url: str = "memory://", *, groups: Iterable[str] = (CONTROLLER_GROUP,),
+                 aging_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
+        self.aging_s = aging_s
+        self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         self._seen = threading.local()
         self._generation = 0
@@ -62,7 +71,7 @@ class MemoryBus(Bus):
         self._seq = 0
         self._messages: dict[str, _Dispatch] = {}
         self._revoked: set[str] = set()
-        self._ready: list[tuple[int, int, str]] = []
+        self._ready: list[tuple[float, int, str]] = []
         self._leases: list[tuple[float, str]] = []
         self._claimed = 0
         # event log
@@ -89,13 +98,18 @@ class MemoryBus(Bus):
     def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
         with self._cond:
             added = False
+            now = self._clock()
             for message_id, priority, data in messages:
                 if message_id in self._messages:
                     continue
                 self._seq += 1
                 seq = self._seq - FIRST_OFFSET if first else self._seq
-                self._messages[message_id] = _Dispatch(priority, seq, data)
-                heapq.heappush(self._ready, (-priority, seq, message_id))
+                # ``first``: as old as the oldest of its priority (then ahead of it by ``seq``)
+                at = min((d.enqueued_at for d in self._messages.values() if d.priority == priority
+                          and not d.done), default=now) if first else now
+                rank = at - priority * self.aging_s
+                self._messages[message_id] = _Dispatch(priority, seq, data, rank, at)
+                heapq.heappush(self._ready, (rank, seq, message_id))
                 added = True
             if added:
                 self._changed()
@@ -105,7 +119,7 @@ class MemoryBus(Bus):
     def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
         with self._cond:
             self._remember_generation()
-            now = time.monotonic()
+            now = self._clock()
             self._release_expired(now)
             lease_until = now + lease_s
             claimed: list[Claimed] = []
@@ -165,7 +179,7 @@ class MemoryBus(Bus):
 
     def extend(self, ids: Sequence[str], lease_s: float) -> None:
         with self._cond:
-            lease_until = time.monotonic() + lease_s
+            lease_until = self._clock() + lease_s
             for message_id in ids:
                 dispatch = self._messages.get(message_id)
                 if dispatch is not None and dispatch.lease_until is not None and not dispatch.done:
@@ -175,7 +189,7 @@ class MemoryBus(Bus):
 
     def withdraw(self, ids: Sequence[str]) -> int:
         with self._cond:
-            self._release_expired(time.monotonic())
+            self._release_expired(self._clock())
             removed = 0
             for message_id in ids:
                 dispatch = self._messages.get(message_id)
@@ -187,18 +201,48 @@ class MemoryBus(Bus):
 
     def reprioritize(self, ids: Sequence[str], priority: int) -> int:
         with self._cond:
-            self._release_expired(time.monotonic())
+            self._release_expired(self._clock())
             changed = 0
             for message_id in ids:
                 dispatch = self._messages.get(message_id)
                 if dispatch is None or dispatch.lease_until is not None or dispatch.priority == priority:
                     continue
                 dispatch.priority = priority
-                heapq.heappush(self._ready, (-priority, dispatch.seq, message_id))
+                dispatch.rank = dispatch.enqueued_at - priority * self.aging_s
+                if not dispatch.held:
+                    heapq.heappush(self._ready, (dispatch.rank, dispatch.seq, message_id))
                 changed += 1
             if changed:
                 self._changed()
             return changed
+
+    def hold(self, ids: Sequence[str]) -> None:
+        with self._cond:
+            for message_id in ids:
+                dispatch = self._messages.get(message_id)
+                if dispatch is not None:
+                    dispatch.held = True  # its heap entry is skipped from now on
+
+    def release(self, ids: Sequence[str]) -> None:
+        with self._cond:
+            self._release_expired(self._clock())
+            released = False
+            for message_id in ids:
+                dispatch = self._messages.get(message_id)
+                if dispatch is None or not dispatch.held:
+                    continue
+                dispatch.held = False
+                if dispatch.lease_until is None:
+                    heapq.heappush(self._ready, (dispatch.rank, dispatch.seq, message_id))
+                    released = True
+            if released:
+                self._changed()
+                for callback in self._on_enqueue:
+                    callback()
+
+    def held(self, ids: Sequence[str]) -> list[str]:
+        with self._cond:
+            return [i for i in ids if (d := self._messages.get(i)) is not None and d.held]
 
     def revoke(self, ids: Sequence[str]) -> None:
         with self._cond:
@@ -222,7 +266,8 @@ class MemoryBus(Bus):
             dispatch = self._messages[message_id]
             dispatch.lease_until = None
             self._claimed -= 1
-            heapq.heappush(self._ready, (-dispatch.priority, dispatch.seq, message_id))
+            if not dispatch.held:  # a held one goes back to the heap when released
+                heapq.heappush(self._ready, (dispatch.rank, dispatch.seq, message_id))
 
     def _compact(self) -> None:
         """Drop stale heap entries once they outnumber live ones (amortised O(1) per call)."""
@@ -234,10 +279,10 @@ class MemoryBus(Bus):
             self._leases = [entry for entry in self._leases if self._is_lease(entry)]
             heapq.heapify(self._leases)
 
-    def _is_ready(self, entry: tuple[int, int, str]) -> bool:
+    def _is_ready(self, entry: tuple[float, int, str]) -> bool:
         dispatch = self._messages.get(entry[2])
         return (dispatch is not None and dispatch.seq == entry[1] and dispatch.lease_until is None
-                and -entry[0] == dispatch.priority)
+                and not dispatch.held and entry[0] == dispatch.rank)
 
     def _is_lease(self, entry: tuple[float, str]) -> bool:
         dispatch = self._messages.get(entry[1])

@@ -4,13 +4,15 @@ The controller, the worker processes and the CLI each open the same file (its ow
 from the store's database, so the two do not contend for SQLite's single writer).  ``sqlite3`` is
 used directly: this is the hot path.  WAL journal, ``synchronous=NORMAL``, 30 s busy timeout.
 
-* ``dispatch`` rows are claimable while not ``done`` and ``lease_until`` is NULL or in the past
-  (``worker`` keeps the last claimer until another claims it: ``reclaim`` and ``holders`` read
-  it).  ``report`` publishes events and sets ``done`` in one transaction; ``commit`` moves a
-  group's offset and deletes acked rows in one transaction.  ``claim`` is one
-  ``BEGIN IMMEDIATE`` transaction (SQLite's single writer lock), so no two processes ever claim the
-  same row; a cheap read first skips the lock when nothing is claimable.  Lease times are wall
-  clock (``time.time()``), comparable between processes and across restarts.
+* ``dispatch`` rows are claimed lowest ``rank`` first (``enqueued_at - priority * aging_s``, the
+  fixed form of the effective priority, computed by whoever enqueues or re-prioritises: the
+  controller, with the settings' ``aging_s``).  They are claimable while not ``done`` and
+  ``lease_until`` is NULL or in the past (``worker`` keeps the last claimer until another claims it:
+  ``reclaim`` and ``holders`` read it).  ``report`` publishes events and sets ``done`` in one
+  transaction; ``commit`` moves a group's offset and deletes acked rows in one transaction.
+  ``claim`` is one ``BEGIN IMMEDIATE`` transaction (SQLite's single writer lock), so no two
+  processes ever claim the same row; a cheap read first skips the lock when nothing is claimable.
+  Lease times are wall clock (``time.time()``), comparable between processes and across restarts.
 * ``events`` offsets come from ``AUTOINCREMENT``, so they never repeat even after trimming.  Every
   ``TRIM_EVERY`` commits, events that every known group (row in ``groups``) has committed go.
 * ``wait`` polls ``PRAGMA data_version`` (which changes when *another* connection commits) with
@@ -27,7 +29,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,9 +50,11 @@ CREATE TABLE IF NOT EXISTS dispatch (
     lease_until REAL,
     worker TEXT,
     deliveries INTEGER NOT NULL DEFAULT 0,
-    done INTEGER NOT NULL DEFAULT 0
+    done INTEGER NOT NULL DEFAULT 0,
+    rank REAL NOT NULL DEFAULT 0,
+    enqueued_at REAL NOT NULL DEFAULT 0,
+    held INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS dispatch_order ON dispatch (priority DESC, seq, lease_until);
 CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -60,12 +64,13 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('dispatch_seq', 0);
 """
-_CLAIMABLE = "done = 0 AND (lease_until IS NULL OR lease_until < :now)"
+_INDEX = "CREATE INDEX IF NOT EXISTS dispatch_rank ON dispatch (rank, seq, lease_until)"
+_CLAIMABLE = "done = 0 AND held = 0 AND (lease_until IS NULL OR lease_until < :now)"
 _ANY_CLAIMABLE = f"SELECT 1 FROM dispatch WHERE {_CLAIMABLE} LIMIT 1"
 _CLAIM = f"""
 UPDATE dispatch SET lease_until = :until, worker = :worker, deliveries = deliveries + 1
-WHERE id IN (SELECT id FROM dispatch WHERE {_CLAIMABLE} ORDER BY priority DESC, seq LIMIT :n)
-RETURNING id, data, deliveries, priority, seq
+WHERE id IN (SELECT id FROM dispatch WHERE {_CLAIMABLE} ORDER BY rank, seq LIMIT :n)
+RETURNING id, data, deliveries, rank, seq
 """
 _NEXT_SEQ = "UPDATE counters SET value = value + ? WHERE name = 'dispatch_seq' RETURNING value"
 _LAST_OFFSET = "(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events')"
@@ -85,9 +90,13 @@ class SQLiteBus(Bus):
     """The bus in one SQLite file, safe for many processes and for threads sharing the object."""
 
     def __init__(
-        self, path: str | Path, *, url: str | None = None, groups: Iterable[str] = (CONTROLLER_GROUP,)
+        self, path: str | Path, *, url: str | None = None, groups: Iterable[str] = (CONTROLLER_GROUP,),
+        aging_s: float = 60.0, clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self.aging_s = aging_s
+        self._clock = clock
+        """Wall clock: leases and enqueue times are compared between processes."""
         self.url = url or f"sqlite:///{self.path}"
         self._cond = threading.Condition(threading.Lock())
         self._seen = threading.local()
@@ -113,6 +122,13 @@ class SQLiteBus(Bus):
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(dispatch)")}
                 if "done" not in columns:  # a bus file made before outcomes were kept until acked
                     conn.execute("ALTER TABLE dispatch ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
+                if "rank" not in columns:  # a bus file made before the bus aged its dispatches
+                    conn.execute("ALTER TABLE dispatch ADD COLUMN rank REAL NOT NULL DEFAULT 0")
+                    conn.execute("ALTER TABLE dispatch ADD COLUMN enqueued_at REAL NOT NULL DEFAULT 0")
+                    conn.execute("UPDATE dispatch SET rank = -priority * ?", (aging_s,))
+                if "held" not in columns:  # a bus file made before pause held work on the bus
+                    conn.execute("ALTER TABLE dispatch ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+                conn.execute(_INDEX)
                 conn.executemany(
                     "INSERT OR IGNORE INTO groups (name, committed) VALUES (?, 0)",
                     [(group,) for group in self._known],
@@ -128,16 +144,24 @@ class SQLiteBus(Bus):
         with self._write() as conn:
             (last_seq,) = conn.execute(_NEXT_SEQ, (len(messages),)).fetchall()[0]
             first_seq = last_seq - len(messages) + 1 - (FIRST_OFFSET if first else 0)
+            now = self._clock()
+            oldest: dict[int, float] = {}
+            if first:  # as old as the oldest of its priority (then ahead of it by ``seq``)
+                oldest = dict(conn.execute(
+                    "SELECT priority, min(enqueued_at) FROM dispatch WHERE done = 0 GROUP BY priority"))
+            rows = []
+            for n, (i, priority, data) in enumerate(messages):
+                at = min(oldest.get(priority, now), now)
+                rows.append((i, priority, first_seq + n, data, at - priority * self.aging_s, at))
             conn.executemany(
-                "INSERT OR IGNORE INTO dispatch (id, priority, seq, data) VALUES (?, ?, ?, ?)",
-                [(i, priority, first_seq + n, data) for n, (i, priority, data) in enumerate(messages)],
-            )
+                "INSERT OR IGNORE INTO dispatch (id, priority, seq, data, rank, enqueued_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", rows)
             self._changed()
 
     def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
         if max_n <= 0:
             return []
-        now = time.time()
+        now = self._clock()
         with self._read() as conn:
             self._remember_signal(conn)
             if conn.execute(_ANY_CLAIMABLE, {"now": now}).fetchone() is None:
@@ -145,7 +169,7 @@ class SQLiteBus(Bus):
         with self._write() as conn:
             params = {"now": now, "until": now + lease_s, "worker": worker, "n": max_n}
             rows = conn.execute(_CLAIM, params).fetchall()
-        rows.sort(key=lambda row: (-row[3], row[4]))
+        rows.sort(key=lambda row: (row[3], row[4]))
         return [Claimed(row[0], row[1], row[2]) for row in rows]
 
     def ack(self, ids: Sequence[str]) -> None:
@@ -186,7 +210,7 @@ class SQLiteBus(Bus):
 
     def extend(self, ids: Sequence[str], lease_s: float) -> None:
         if ids:
-            until = time.time() + lease_s
+            until = self._clock() + lease_s
             with self._write() as conn:
                 conn.executemany(
                     "UPDATE dispatch SET lease_until = ? "
@@ -197,7 +221,7 @@ class SQLiteBus(Bus):
     def withdraw(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        now = time.time()
+        now = self._clock()
         with self._write() as conn:
             cursor = conn.executemany(
                 "DELETE FROM dispatch WHERE id = ? AND done = 0 AND (lease_until IS NULL OR lease_until < ?)",
@@ -208,16 +232,39 @@ class SQLiteBus(Bus):
     def reprioritize(self, ids: Sequence[str], priority: int) -> int:
         if not ids:
             return 0
-        now = time.time()
+        now = self._clock()
         with self._write() as conn:
             cursor = conn.executemany(
-                "UPDATE dispatch SET priority = ? WHERE id = ? AND done = 0 "
+                "UPDATE dispatch SET priority = ?, rank = enqueued_at - ? WHERE id = ? AND done = 0 "
                 "AND (lease_until IS NULL OR lease_until < ?)",
-                [(priority, i, now) for i in ids],
+                [(priority, priority * self.aging_s, i, now) for i in ids],
             )
             if cursor.rowcount:
                 self._changed()
             return cursor.rowcount
+
+    def hold(self, ids: Sequence[str]) -> None:
+        if ids:
+            with self._write() as conn:
+                conn.executemany("UPDATE dispatch SET held = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def release(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        with self._write() as conn:
+            cursor = conn.executemany("UPDATE dispatch SET held = 0 WHERE id = ? AND held = 1",
+                                      [(i,) for i in ids])
+            if cursor.rowcount:
+                conn.execute(_NEXT_SEQ, (1,)).fetchall()  # the signal waiting workers watch
+                self._changed()
+
+    def held(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        with self._read() as conn:
+            marks = {row[0] for row in conn.execute(
+                f"SELECT id FROM dispatch WHERE held = 1 AND id IN ({','.join('?' * len(ids))})", list(ids))}
+        return [i for i in ids if i in marks]
 
     def revoke(self, ids: Sequence[str]) -> None:
         if ids:

@@ -109,7 +109,7 @@ def worker(
     _service_logging()
     settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor)
     worker_id = new_worker_id()
-    service = WorkerService(open_bus(settings.bus_url(shared=True)),
+    service = WorkerService(open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s),
                             make_executor(settings, make_env(settings, worker_id)), worker_id=worker_id,
                             lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s)
     stop = threading.Event()

@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     executor: str = Field("local", description="Executor by name or URL (registry in "
                                                "skyweave.executors): local (process pool) or threads.")
     workers: int = Field(0, description="Parallel activities per worker; 0 means one per CPU core.")
-    aging_s: float = Field(60.0, description="Seconds of waiting that add 1 to a queued activity's priority.")
+    aging_s: float = Field(60.0, gt=0, description="Seconds of waiting that add 1 to a queued activity's "
+                                                  "effective priority (in the controller and on the bus).")
     window: int = Field(256, description="Minimum number of activities dispatched but not finished.")
     lease_s: float = Field(60.0, gt=0, description="Seconds a claimed dispatch stays a worker's without a "
                                                     "lease renewal; only a last resort when no controller "

@@ -241,17 +241,26 @@ def test_handles_share_one_queue(open_handle: OpenHandle) -> None:
 @given(
     messages=st.lists(st.tuples(st.integers(0, 20), st.integers(-2, 2)), max_size=30),
     batch=st.integers(1, 8),
+    aging_s=st.sampled_from([1.0, 4.0, 60.0]),
+    gaps=st.lists(st.integers(0, 9), min_size=5, max_size=5),
 )
-def test_claim_order_matches_model(factory: BusFactory, messages: list[tuple[int, int]], batch: int) -> None:
-    first: dict[str, tuple[int, int]] = {}
+def test_claim_order_matches_model(factory: BusFactory, messages: list[tuple[int, int]], batch: int,
+                                   aging_s: float, gaps: list[int]) -> None:
+    """Claims come by effective priority: ``priority + waited / aging_s``, oldest first among equals
+    (enqueued in batches of 7, the clock moving ``gaps[i]`` seconds before batch ``i``)."""
+    now = [0.0]
+    first: dict[str, tuple[float, int]] = {}
     for index, (key, priority) in enumerate(messages):
-        first.setdefault(f"m{key}", (-priority, index))
+        at = float(sum(gaps[: index // 7 + 1]))
+        first.setdefault(f"m{key}", (at - priority * aging_s, index))
     expected = sorted(first, key=first.__getitem__)
     with tempfile.TemporaryDirectory() as tmp:
-        bus = factory(Path(tmp))()
+        bus = factory(Path(tmp), aging_s=aging_s, clock=lambda: now[0])()
         try:
             for start in range(0, len(messages), 7):
+                now[0] += gaps[start // 7]
                 bus.enqueue([(f"m{k}", p, f"m{k}".encode()) for k, p in messages[start : start + 7]])
+            now[0] += 1000.0  # claimed much later: the order does not depend on when
             got: list[str] = []
             while claimed := bus.claim("w", batch, LONG):
                 assert len(claimed) <= batch

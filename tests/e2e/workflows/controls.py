@@ -1,0 +1,40 @@
+"""Workflows for the run-control tests: each activity appends ``TAG I`` to a side-effect file as it
+starts, so a test counts starts (and their order) from outside the worker processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from skyweave import task, workflow
+
+
+@task(version="1")
+def indices(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task(version="1", cache=False)  # side effects: always run, never reused
+def logged(i: int, tag: str, log: str, gate: str, seconds: float) -> int:
+    """Writes its start to ``log``; then waits until ``gate`` exists (empty: ``seconds`` of work)."""
+    with Path(log).open("a") as fh:  # one short append: atomic between processes
+        fh.write(f"{tag} {i}\n")
+    if gate:
+        while not Path(gate).exists():
+            time.sleep(0.02)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return i
+
+
+@workflow
+def started_log(n: int = 4, tag: str = "a", log: str = "starts.log", gate: str = "",
+                seconds: float = 0.0) -> Any:
+    return logged.map(i=indices(n=n), tag=tag, log=log, gate=gate, seconds=seconds)
+
+
+@workflow
+def one_logged(tag: str = "a", log: str = "starts.log", seconds: float = 0.0) -> Any:
+    return logged(i=0, tag=tag, log=log, gate="", seconds=seconds)
