@@ -63,7 +63,7 @@ class RunHandle:
 
     @property
     def status(self) -> str:
-        return self.record.state
+        return self.client.store.get_run_head(self.id).state
 
     def wait(self, timeout: float | None = None, *, progress: bool = False) -> RunHandle:
         self.client.wait(self.id, timeout=timeout, progress=progress)
@@ -236,10 +236,12 @@ class Client:
         return handle.wait(timeout=timeout, progress=progress)
 
     def get(self, run_id: str) -> RunHandle:
-        self.store.get_run(run_id)
+        self.store.get_run_head(run_id)
         return RunHandle(self, run_id)
 
     def wait(self, run_id: str, *, timeout: float | None = None, progress: bool = False) -> RunRecord:
+        """Block until the run ends; its record *without the graph* (``Store.get_run_head``): the
+        graph of a big run is tens of MB, and waiting looks at the run many times."""
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = RunProgress(self.store, run_id) if progress else None
         controller = self.engine.controller if self.engine is not None else None
@@ -249,7 +251,7 @@ class Client:
             while True:
                 if self.engine is not None:
                     self.engine.check()
-                record = self.store.get_run(run_id)
+                record = self.store.get_run_head(run_id)
                 if bar is not None:
                     bar.update(record)
                 if record.state in RUN_TERMINAL:
@@ -270,7 +272,7 @@ class Client:
         return self.summary(run_id)
 
     def summary(self, run_id: str) -> dict[str, Any]:
-        rec = self.store.get_run(run_id)
+        rec = self.store.get_run_head(run_id)
         counts = self.store.count_activities(run_id)
         products = self.store.find_products(run_id=run_id, state=None)
         failures = [{"activity_id": a.id, "task": a.task_name, "key": a.key,
@@ -350,7 +352,7 @@ class Client:
         self._control(run_id, "resume")
 
     def _control(self, run_id: str, action: str) -> None:
-        rec = self.store.get_run(run_id)
+        rec = self.store.get_run_head(run_id)
         if rec.state in RUN_TERMINAL:
             done = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}[action]
             raise ControlError(f"run {run_id} is already {rec.state}; it cannot be {done}",
@@ -367,7 +369,7 @@ class Client:
     def set_priority(self, priority: int, *, run_id: str | None = None,
                      activity_id: str | None = None) -> None:
         if run_id:
-            self.store.get_run(run_id)
+            self.store.get_run_head(run_id)
         if activity_id:
             self.store.get_activity(activity_id)
         self._send(m.PriorityChangeRequested(priority=priority, run_id=run_id, activity_id=activity_id,

@@ -211,7 +211,7 @@ def _activity_json(store: Store, act: ActivityRecord) -> dict[str, Any]:
 
 def _recipe(store: Store, product: ProductRecord, act: ActivityRecord) -> dict[str, Any]:
     try:
-        run = store.get_run(act.run_id)
+        run = store.get_run_head(act.run_id)
     except NotFoundError:
         return {"command": None, "note": f"its run {act.run_id} is missing from the store"}
     argv = ["skyweave", "run", run.workflow_ref]

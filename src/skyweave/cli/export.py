@@ -39,7 +39,7 @@ def products_export(
     with Client(store, engine=False) as client:
         chosen: list[ProductRecord]
         if run is not None:
-            client.store.get_run(run)  # a clear error for an unknown run
+            client.store.get_run_head(run)  # a clear error for an unknown run
             chosen = client.store.find_products(run_id=run, type=type, state=None)
         else:
             chosen = [client.store.get_product(pid) for pid in ids or []]

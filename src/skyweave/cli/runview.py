@@ -25,7 +25,7 @@ SHOWN = 200
 
 def latest_run(client: Client) -> str:
     """The id of the newest run of the store: what ``status`` and ``logs`` show by default."""
-    newest = client.store.list_runs(limit=1)
+    newest = client.store.list_runs(limit=1, graph=False)
     if not newest:
         raise NotFoundError(f"store {client.settings.store_dir} has no runs yet",
                             hint="start one with `skyweave run PATH.py:WORKFLOW`")
@@ -79,7 +79,7 @@ def runs(store: StoreOpt = None, as_json: JsonOpt = False,
          limit: int = 50) -> None:
     """Recent runs, newest first."""
     with Client(store, engine=False) as client:
-        records = client.store.list_runs(states=[state] if state else None, limit=limit)
+        records = client.store.list_runs(states=[state] if state else None, limit=limit, graph=False)
         if as_json:
             output.print_json([{"run_id": r.id, "workflow": r.workflow, "status": r.state,
                                 "priority": r.priority, "created_at": r.created_at,

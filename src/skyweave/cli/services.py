@@ -37,7 +37,7 @@ def resume(
     settings = load_settings(store=store, workers=workers)
     if run_id:
         with Client(settings=settings, engine=False) as client:
-            if client.store.get_run(run_id).state == "paused":
+            if client.store.get_run_head(run_id).state == "paused":
                 client.resume(run_id)
                 output.console.print(f"resume requested for {run_id}")
                 return
@@ -46,16 +46,17 @@ def resume(
     try:
         engine.start()
         began = time.time()
-        pending = [r.id for r in engine.store.list_runs(states=["running", "paused", "submitted"])]
+        pending = [r.id for r in engine.store.list_runs(states=["running", "paused", "submitted"],
+                                                        graph=False)]
         output.console.print(f"resuming {len(pending)} unfinished run(s) and any queued requests")
         quiet = 0
         while quiet < 3:  # three calm looks in a row: nothing unread on the bus, nothing running
             engine.check()
             unread = engine.bus.read(CONTROLLER_GROUP, 1)
-            active = engine.store.list_runs(states=["running", "submitted"], limit=1)
+            active = engine.store.list_runs(states=["running", "submitted"], limit=1, graph=False)
             quiet = 0 if unread or active else quiet + 1
             time.sleep(0.1)
-        for run in engine.store.list_runs(limit=20):
+        for run in engine.store.list_runs(limit=20, graph=False):
             if run.id in pending or (run.ended_at or 0) >= began:
                 output.console.print(f"{run.id}: {run.state}")
     finally:

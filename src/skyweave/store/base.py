@@ -85,8 +85,15 @@ class Store(ABC):
         """The run, or ``NotFoundError`` naming the id and how to list runs."""
 
     @abstractmethod
-    def list_runs(self, *, states: Sequence[str] | None = None, limit: int = 100) -> list[RunRecord]:
-        """Newest first."""
+    def get_run_head(self, run_id: str) -> RunRecord:
+        """The run without its graph (``graph`` is ``{}``): its state, times, error and the rest,
+        for waiting, polling and status.  The graph grows with the workflow (tens of MB for 100k
+        nodes); only the controller and planning need it, through ``get_run``."""
+
+    @abstractmethod
+    def list_runs(self, *, states: Sequence[str] | None = None, limit: int = 100,
+                  graph: bool = True) -> list[RunRecord]:
+        """Newest first; ``graph=False``: heads only (as ``get_run_head``), for listings and polls."""
 
     @abstractmethod
     def get_activity(self, activity_id: str) -> ActivityRecord: ...

@@ -33,6 +33,7 @@ from skyweave.store.schema import (
     OUTBOX,
     PRODUCT,
     RUN,
+    RUN_HEAD,
     USAGE,
     activities,
     attempts,
@@ -62,12 +63,22 @@ class RecordQueries(Store):
                                 hint="list runs with `skyweave runs`", kind="run", id=run_id)
         return RUN.from_row(row)
 
-    def list_runs(self, *, states: Sequence[str] | None = None, limit: int = 100) -> list[RunRecord]:
-        query = select(*RUN.columns).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    def get_run_head(self, run_id: str) -> RunRecord:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(*RUN_HEAD.columns).where(runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFoundError(f"no run {run_id!r} in store {self.url}",
+                                hint="list runs with `skyweave runs`", kind="run", id=run_id)
+        return RUN_HEAD.from_row(row)
+
+    def list_runs(self, *, states: Sequence[str] | None = None, limit: int = 100,
+                  graph: bool = True) -> list[RunRecord]:
+        codec = RUN if graph else RUN_HEAD
+        query = select(*codec.columns).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         if states is not None:
             query = query.where(runs.c.state.in_(list(states)))
         with self._engine.connect() as conn:
-            return [RUN.from_row(row) for row in conn.execute(query)]
+            return [codec.from_row(row) for row in conn.execute(query)]
 
     def get_activity(self, activity_id: str) -> ActivityRecord:
         with self._engine.connect() as conn:

@@ -271,16 +271,20 @@ class RecordCodec(Generic[R]):
 
     ``columns`` are the table columns that hold the record's fields, in field order, for
     ``select(*codec.columns)``; ``to_row`` leaves out ``seq`` (the database numbers rows).
+    ``omit``: fields not read at all (the record gets their defaults), for light reads.
     """
 
     def __init__(self, record_type: type[R], table: Table,
-                 json_fields: Mapping[str, Callable[[str], Any]] | Sequence[str] = ()) -> None:
+                 json_fields: Mapping[str, Callable[[str], Any]] | Sequence[str] = (),
+                 *, omit: Sequence[str] = ()) -> None:
         self.record_type = record_type
-        self.fields: tuple[str, ...] = record_type.__struct_fields__
+        self.fields: tuple[str, ...] = tuple(f for f in record_type.__struct_fields__ if f not in omit)
         self.columns = [table.c[name] for name in self.fields]
         self.decoders: dict[str, Callable[[str], Any]] = (
             dict(json_fields) if isinstance(json_fields, Mapping)
             else dict.fromkeys(json_fields, _decode_any))
+        for name in omit:
+            self.decoders.pop(name, None)
 
     def to_row(self, record: R) -> dict[str, Any]:
         row = msgspec.structs.asdict(record)
@@ -301,6 +305,8 @@ class RecordCodec(Generic[R]):
 
 
 RUN = RecordCodec(RunRecord, runs, ["params", "graph", "pins", "labels"])
+RUN_HEAD = RecordCodec(RunRecord, runs, ["params", "pins", "labels"], omit=["graph"])
+"""A run without its graph (``Store.get_run_head``)."""
 ACTIVITY = RecordCodec(ActivityRecord, activities, {
     "arguments": _decode_any, "result": _decode_any, "error": _decode_any, "usage": _decode_any,
     "aspects": _decode_any, "detours": msgspec.json.Decoder(list[Detour]).decode})

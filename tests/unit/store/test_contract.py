@@ -189,10 +189,27 @@ def test_find_reusable_returns_the_latest_succeeded_activity_per_cache_key(store
 
 # -- reads ------------------------------------------------------------------------------------------
 
+def test_the_head_of_a_run_is_the_run_without_its_graph(store: Store) -> None:
+    graph = {"nodes": {f"n{i}": {"task": "l1_decode", "args": {"x": i}} for i in range(50)}}
+    full = run(graph=graph, params={"obs_id": "ep1"}, pins={"l1_decode": "2"}, labels={"team": "x"},
+               parent_run="run-0", created_at=1.0, started_at=2.0, ended_at=3.0, error="boom",
+               state="failed", priority=7)
+    store.apply(Changeset(runs=[full]))
+    head = store.get_run_head("run-1")
+    assert head.graph == {}
+    assert head == msgspec.structs.replace(full, graph={})
+    assert store.get_run("run-1") == full
+    assert store.list_runs(graph=False) == [head] and store.list_runs() == [full]
+    store.apply(Changeset(runs=[msgspec.structs.replace(full, state="running", error=None)]))
+    assert (store.get_run_head("run-1").state, store.get_run_head("run-1").error) == ("running", None)
+
+
 def test_missing_ids_raise_not_found_with_what_to_do(store: Store) -> None:
     with pytest.raises(NotFoundError, match="no run 'run-x' in store") as raised:
         store.get_run("run-x")
     assert "skyweave runs" in str(raised.value)
+    with pytest.raises(NotFoundError, match="no run 'run-x' in store"):
+        store.get_run_head("run-x")
     with pytest.raises(NotFoundError, match="no activity 'act-x'"):
         store.get_activity("act-x")
     with pytest.raises(NotFoundError, match="no product 'prd-x'"):
