@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skyweave.model.messages import DispatchActivity, ProductRef
+import psutil
+
+from skyweave.executors.base import Executor, Outcome
+from skyweave.model.messages import ActivityStarted, DispatchActivity, ProductRef
 from skyweave.model.specs import OutputSpec, Resources, TaskKind, TaskSpec
 from skyweave.storage.local import file_uri
 
@@ -81,3 +86,52 @@ def product_ref(
         checksum=checksum if checksum is not None else sha256(data),
         size=len(data),
     )
+
+
+# -- waiting for what an executor reports (collect until it arrives; a deadline only fails a hung test)
+
+DEADLINE_S = 30.0
+
+
+def run_until(
+    executor: Executor,
+    wanted: Sequence[str],
+    *,
+    deadline_s: float = DEADLINE_S,
+    events: list[Outcome] | None = None,
+) -> dict[str, Outcome]:
+    """Collect until every id in ``wanted`` has a final outcome; fail at the deadline."""
+    final: dict[str, Outcome] = {}
+    end = time.monotonic() + deadline_s
+    while not set(wanted) <= set(final):
+        assert time.monotonic() < end, f"no outcome for {sorted(set(wanted) - set(final))} in {deadline_s} s"
+        for outcome in executor.collect(0.5):
+            if events is not None:
+                events.append(outcome)
+            if not isinstance(outcome, ActivityStarted):
+                assert outcome.activity_id not in final, f"two final outcomes for {outcome.activity_id}"
+                final[outcome.activity_id] = outcome
+    return final
+
+
+def wait_started(executor: Executor, activity_id: str, events: list[Outcome]) -> ActivityStarted:
+    """Collect (into ``events``: everything, nothing dropped) until ``activity_id`` has started."""
+    end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < end:
+        events.extend(executor.collect(0.5))
+        for outcome in events:
+            if isinstance(outcome, ActivityStarted) and outcome.activity_id == activity_id:
+                return outcome
+    raise AssertionError(f"{activity_id} never started")
+
+
+def wait_gone(pid: int) -> None:
+    end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < end:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} is still running")

@@ -185,3 +185,9 @@ def hold_memory(mb: int, seconds: float = 5.0) -> int:
         block[i] = 1
     time.sleep(seconds)
     return len(block) // 2**20
+
+
+def pid_then_wait(pid_file: str, path: str) -> str:
+    """Write this process's id to ``pid_file``, then run until ``path`` exists (at most 60 s)."""
+    Path(pid_file).write_text(str(os.getpid()))
+    return wait_for_file(path, limit_s=60.0)

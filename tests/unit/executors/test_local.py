@@ -6,65 +6,18 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-from skyweave.executors.base import ExecutionEnv, Executor, Outcome
+from skyweave.executors.base import ExecutionEnv, Outcome
 from skyweave.executors.local import LocalExecutor
 from skyweave.model.messages import ActivityFailed, ActivityFinished, ActivityStarted
 from skyweave.model.specs import TaskKind
 from skyweave.storage.local import LocalStorage
 
-from .helpers import TASKS_IMPORT_ROOT, by_module, by_path, dispatch
-
-DEADLINE_S = 30.0
-
-
-def run_until(
-    executor: Executor,
-    wanted: Sequence[str],
-    *,
-    deadline_s: float = DEADLINE_S,
-    events: list[Outcome] | None = None,
-) -> dict[str, Outcome]:
-    """Collect until every id in ``wanted`` has a final outcome; fail at the deadline."""
-    final: dict[str, Outcome] = {}
-    end = time.monotonic() + deadline_s
-    while not set(wanted) <= set(final):
-        assert time.monotonic() < end, f"no outcome for {sorted(set(wanted) - set(final))} in {deadline_s} s"
-        for outcome in executor.collect(0.5):
-            if events is not None:
-                events.append(outcome)
-            if not isinstance(outcome, ActivityStarted):
-                assert outcome.activity_id not in final, f"two final outcomes for {outcome.activity_id}"
-                final[outcome.activity_id] = outcome
-    return final
-
-
-def wait_started(executor: Executor, activity_id: str, events: list[Outcome]) -> ActivityStarted:
-    end = time.monotonic() + DEADLINE_S
-    while time.monotonic() < end:
-        for outcome in executor.collect(0.5):
-            events.append(outcome)
-            if isinstance(outcome, ActivityStarted) and outcome.activity_id == activity_id:
-                return outcome
-    raise AssertionError(f"{activity_id} never started")
-
-
-def wait_gone(pid: int) -> None:
-    end = time.monotonic() + DEADLINE_S
-    while time.monotonic() < end:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
-        except psutil.NoSuchProcess:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"process {pid} is still running")
+from .helpers import TASKS_IMPORT_ROOT, by_module, by_path, dispatch, run_until, wait_gone, wait_started
 
 
 @pytest.fixture
@@ -141,26 +94,6 @@ def test_timeout_stops_the_child_and_the_executor_keeps_working(single: LocalExe
     wait_gone(pid)
 
 
-def test_memory_limit_stops_the_child_and_the_executor_keeps_working(single: LocalExecutor) -> None:
-    """``resources.memory_mb`` is enforced: an activity holding 400 MB under a 250 MB limit is
-    stopped (not retried) with a message saying how much it used; one within its limit runs."""
-    greedy = dispatch(by_path("hold_memory"), {"mb": 400, "seconds": 10.0}, memory_mb=250)
-    modest = dispatch(by_path("hold_memory"), {"mb": 20, "seconds": 0.3}, memory_mb=250)
-    events: list[Outcome] = []
-    single.submit([greedy, modest])
-    pid = wait_started(single, greedy.activity_id, events).pid
-    final = run_until(single, [greedy.activity_id, modest.activity_id], events=events)
-    stopped = final[greedy.activity_id]
-    assert isinstance(stopped, ActivityFailed), stopped
-    assert stopped.error_type == "skyweave.MemoryLimit" and stopped.retryable is False
-    assert "over its memory limit of 250 MB" in stopped.message
-    used = int(stopped.message.split(" used ")[1].split(" MB")[0])
-    assert 250 < used < 2000
-    ran = final[modest.activity_id]
-    assert isinstance(ran, ActivityFinished) and ran.result == 20 and ran.pid != pid
-    wait_gone(pid)
-
-
 def test_timeout_of_a_command_also_stops_the_command(single: LocalExecutor, tmp_path: Path) -> None:
     pid_file = tmp_path / "sleeper.pid"
     stuck = dispatch(f"sh -c 'echo $$ > {pid_file}; exec sleep 60'", name="sleeper",
@@ -198,28 +131,6 @@ def test_a_child_killed_by_a_signal_is_reported(single: LocalExecutor) -> None:
     assert isinstance(run_until(single, [again.activity_id])[again.activity_id], ActivityFinished)
 
 
-def test_cancel_a_running_and_a_queued_activity(single: LocalExecutor) -> None:
-    running = dispatch(by_path("hang"))
-    queued = dispatch(by_path("add"), {"x": 1, "y": 2})
-    events: list[Outcome] = []
-    single.submit([running, queued])
-    pid = wait_started(single, running.activity_id, events).pid
-    single.cancel([running.activity_id, queued.activity_id])
-    final = run_until(single, [running.activity_id, queued.activity_id])
-    for d in (running, queued):
-        outcome = final[d.activity_id]
-        assert isinstance(outcome, ActivityFailed)
-        assert outcome.error_type == "skyweave.Cancelled"
-        assert outcome.retryable is False
-    assert single.active == 0
-    wait_gone(pid)
-    later = dispatch(by_path("add"), {"x": 2, "y": 2})
-    single.submit([later])
-    outcome = run_until(single, [later.activity_id])[later.activity_id]
-    assert isinstance(outcome, ActivityFinished)
-    assert outcome.result == 4
-
-
 def test_short_activities_do_not_wait_behind_a_long_one(local: LocalExecutor, tmp_path: Path) -> None:
     release = tmp_path / "release"
     long = dispatch(by_path("wait_for_file"), {"path": str(release)})
@@ -248,14 +159,6 @@ def test_higher_priority_runs_first(single: LocalExecutor, tmp_path: Path) -> No
     run_until(single, [blocker.activity_id, urgent.activity_id] + [d.activity_id for d in low], events=events)
     order = [e.activity_id for e in events if isinstance(e, ActivityFinished)]
     assert order.index(urgent.activity_id) < min(order.index(d.activity_id) for d in low)
-
-
-def test_duplicate_submission_is_ignored(local: LocalExecutor) -> None:
-    d = dispatch(by_path("add"), {"x": 1, "y": 1})
-    local.submit([d, d])
-    local.submit([d])
-    assert local.active == 1
-    assert isinstance(run_until(local, [d.activity_id])[d.activity_id], ActivityFinished)
 
 
 def test_children_import_aspects_from_the_directory_skyweave_started_in(env: ExecutionEnv, tmp_path: Path) -> None:

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from skyweave.executors.base import ExecutionEnv, Outcome
+from skyweave.executors.base import ExecutionEnv
 from skyweave.executors.threads import ThreadExecutor
-from skyweave.model.messages import ActivityFailed, ActivityFinished, ActivityStarted
+from skyweave.model.messages import ActivityFinished
 from skyweave.storage.local import LocalStorage
 
-from .helpers import by_module, by_path, dispatch
-from .test_local import run_until, wait_started
+from .helpers import by_path, dispatch, run_until, wait_started
 
 
 @pytest.fixture
@@ -27,14 +26,6 @@ def threads(env: ExecutionEnv) -> Iterator[ThreadExecutor]:
     executor.close()
 
 
-def test_runs_activities_and_reports_each_once(threads: ThreadExecutor) -> None:
-    batch = [dispatch(by_module("add"), {"x": i, "y": 2}) for i in range(50)]
-    threads.submit(batch)
-    final = run_until(threads, [d.activity_id for d in batch])
-    assert [final[d.activity_id].result for d in batch] == [i + 2 for i in range(50)]  # type: ignore[union-attr]
-    assert threads.active == 0
-
-
 def test_only_the_activity_logger_is_captured(threads: ThreadExecutor) -> None:
     d = dispatch(by_path("chatty"))
     threads.submit([d])
@@ -43,40 +34,6 @@ def test_only_the_activity_logger_is_captured(threads: ThreadExecutor) -> None:
     log = LocalStorage.local_path(outcome.log_uri).read_text()
     assert "hello from the activity logger" in log
     assert "hello from print" not in log
-
-
-def test_timeout_and_cancel_are_reported_at_once(threads: ThreadExecutor, tmp_path: Path) -> None:
-    release = tmp_path / "release"
-    slow = dispatch(by_path("wait_for_file"), {"path": str(release)}, timeout_s=0.2)
-    running = dispatch(by_path("wait_for_file"), {"path": str(release)})
-    queued = dispatch(by_path("add"), {"x": 1, "y": 1})
-    events: list[Outcome] = []
-    try:
-        threads.submit([slow, running, queued])
-        wait_started(threads, running.activity_id, events)
-        threads.cancel([running.activity_id, queued.activity_id])
-        final = {e.activity_id: e for e in events if not isinstance(e, ActivityStarted)}
-        wanted = [d.activity_id for d in (slow, running, queued) if d.activity_id not in final]
-        final.update(run_until(threads, wanted))
-    finally:
-        release.touch()  # let the abandoned threads end
-    timed_out = final[slow.activity_id]
-    assert isinstance(timed_out, ActivityFailed)
-    assert timed_out.error_type == "skyweave.TaskTimeout"
-    assert "exceeded its timeout of 0.2 s" in timed_out.message
-    for d in (running, queued):
-        cancelled = final[d.activity_id]
-        assert isinstance(cancelled, ActivityFailed)
-        assert cancelled.error_type == "skyweave.Cancelled"
-        assert cancelled.retryable is False
-    assert threads.active == 0
-    later = dispatch(by_path("add"), {"x": 2, "y": 3})
-    threads.submit([later])
-    outcome = run_until(threads, [later.activity_id])[later.activity_id]
-    assert isinstance(outcome, ActivityFinished)
-    assert outcome.result == 5
-    # the abandoned activities' own outcomes, arriving later, are dropped
-    assert not [e for e in threads.collect(0.0) if not isinstance(e, ActivityStarted)]
 
 
 class _EndsWhileCollectLooks(queue.SimpleQueue[Any]):

@@ -1,0 +1,37 @@
+"""Executor factories for the contract suite: each makes one executor of 2 slots for an
+``ExecutionEnv`` (the ``env`` fixture: storage, work and log roots under the test's tmp_path).
+
+A new executor joins the suite by appending one ``pytest.param`` to ``EXECUTOR_FACTORIES`` (one
+that needs a real engine — Slurm, Dask — with ``marks=pytest.mark.integration`` and a factory that
+skips when the engine is not running, as the PostgreSQL store's does).  What it cannot do it
+declares in ``Executor.capabilities``; the tests of those things then skip, saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from skyweave.executors.base import ExecutionEnv, Executor
+from skyweave.executors.local import LocalExecutor
+from skyweave.executors.threads import ThreadExecutor
+
+ExecutorFactory = Callable[[ExecutionEnv], Executor]
+SLOTS = 2
+
+
+EXECUTOR_FACTORIES = [
+    pytest.param(lambda env: LocalExecutor(env, processes=SLOTS), id="local"),
+    pytest.param(lambda env: ThreadExecutor(env, threads=SLOTS), id="threads"),
+]
+
+
+@pytest.fixture(params=EXECUTOR_FACTORIES)
+def executor(request: pytest.FixtureRequest, env: ExecutionEnv) -> Iterator[Executor]:
+    """A started executor, closed after the test."""
+    factory: ExecutorFactory = request.param
+    made = factory(env)
+    made.start()
+    yield made
+    made.close()
