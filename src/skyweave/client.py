@@ -41,8 +41,8 @@ from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
 from skyweave.plan import RunPlan, plan_run
 from skyweave.progress import RunProgress
-from skyweave.storage import inplace
-from skyweave.storage.local import LocalStorage, checksum_file, file_uri
+from skyweave.storage import inplace, open_storage, product_key
+from skyweave.storage.local import checksum_file, file_uri
 from skyweave.store import open_store
 from skyweave.store.base import Store
 
@@ -383,13 +383,10 @@ class Client:
         src = Path(path)
         if not src.is_file():
             raise NotFoundError(f"no file {str(src)!r} to add", hint="give the path of an existing file")
-        storage = LocalStorage(self.settings.store_dir / "products")
         pid = new_id(PRODUCT)
-        if copy:
-            tmp = self.settings.store_dir / "work" / f"{pid}-{src.name}"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, tmp)
-            uri, checksum, size = storage.store_file(tmp, "external", pid, src.name)
+        if copy:  # streamed into the product storage, checksummed on the way
+            storage = open_storage(self.settings.store_dir / "products")
+            uri, checksum, size = storage.put_file(src, product_key("external", pid, src.name))
         else:
             uri, checksum, size = file_uri(src.resolve()), checksum_file(src), src.stat().st_size
         new = m.NewProduct(id=pid, uri=uri, name=src.name, type=type, checksum=checksum, size=size,

@@ -19,8 +19,7 @@ from skyweave.model import messages as m
 from skyweave.model.ids import RUN, new_id
 from skyweave.model.records import ActivityRecord, Changeset, RunRecord
 from skyweave.model.states import RunState as R
-from skyweave.storage import inplace
-from skyweave.storage.local import LocalStorage, checksum_file
+from skyweave.storage import describe, inplace, verify
 from skyweave.store.base import Store
 
 
@@ -53,16 +52,16 @@ def _file_problem(store: Store, product_id: str) -> str:
         return f"{product_id} is not in the store"
     if p.state != "available":
         return f"{product_id} was {p.state}"
-    if not p.uri.startswith("file://"):
-        return ""
     if inplace.is_in_place(p.attributes):
         change = inplace.change(p.uri, p.checksum, p.attributes)
         return f"{product_id}: {change}" if change else ""
-    path = LocalStorage.local_path(p.uri)
-    if not path.is_file():
-        return f"{product_id} ({p.name or p.type}) is gone from disk"
-    if p.checksum and checksum_file(path) != p.checksum:
+    problem = verify(p.uri, p.checksum)  # any scheme the storage registry knows, as the cache check
+    if problem == "gone":
+        return f"{product_id} ({p.name or p.type}) is gone from {describe(p.uri)}"
+    if problem == "changed":
         return f"{product_id} ({p.name or p.type}) changed on disk since it was registered"
+    if problem:
+        return f"{product_id} at {p.uri} cannot be verified here: {problem}"
     return ""
 
 

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from skyweave.controller.decisions import CacheChecked, CheckCache, walk_products
 from skyweave.errors import NotFoundError
 from skyweave.model import messages as m
-from skyweave.storage import inplace
-from skyweave.storage.local import LocalStorage, checksum_file
+from skyweave.storage import describe, inplace, verify
 from skyweave.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -54,17 +53,17 @@ def intact(store: Store, product_id: str, activity_id: str) -> tuple[str, m.Prod
         return f"output {product_id} of {activity_id} is not in the store", None
     if p.state != "available":
         return f"output {product_id} of {activity_id} was {p.state}", None
-    if not p.uri.startswith("file://"):
-        return f"output {product_id} is at {p.uri}, which cannot be verified here", None
     if inplace.is_in_place(p.attributes):  # a File/Folder the activity returned: as it was?
         change = inplace.change(p.uri, p.checksum, p.attributes)
         if change:
             return f"output {product_id} of {activity_id}: {change}", None
         return "", m.product_ref(p)
-    path = LocalStorage.local_path(p.uri)
-    if not path.is_file():
-        return f"output {product_id} of {activity_id} is gone from {path}", None
-    if p.checksum and checksum_file(path) != p.checksum:
+    problem = verify(p.uri, p.checksum)  # any scheme the storage registry knows, streamed
+    if problem == "gone":
+        return f"output {product_id} of {activity_id} is gone from {describe(p.uri)}", None
+    if problem == "changed":
         return (f"output {product_id} of {activity_id} was modified behind skyweave's back "
-                f"({path}: checksum differs from the recorded {p.checksum[:19]}…)"), None
+                f"({describe(p.uri)}: checksum differs from the recorded {(p.checksum or '')[:19]}…)"), None
+    if problem:
+        return f"output {product_id} is at {p.uri}, which cannot be verified here: {problem}", None
     return "", m.product_ref(p)

@@ -64,7 +64,8 @@ from skyweave.model.messages import (
 )
 from skyweave.model.signals import MissingInput
 from skyweave.model.specs import TaskKind
-from skyweave.storage.local import LocalStorage, file_uri
+from skyweave.storage import open_storage
+from skyweave.storage.local import file_uri
 
 HOST = socket.gethostname()
 
@@ -118,7 +119,7 @@ class Boundary:
     def __init__(self, env: ExecutionEnv, *, exclusive_process: bool = True) -> None:
         self.env = env
         use_import_path(env.import_path)
-        self.storage = LocalStorage(env.storage_root)
+        self.storage = open_storage(env.storage_root)
         aspects = builtin_aspects(env, exclusive_process=exclusive_process) if env.builtin_aspects else []
         aspects += [load_aspect(ref, env.aspect_settings) for ref in env.aspects]
         self.chain = AspectChain(aspects)

@@ -30,7 +30,7 @@ from skyweave.model.messages import DispatchActivity, NewProduct, ProductRef
 from skyweave.model.product import Product
 from skyweave.model.records import ProductRecord
 from skyweave.storage import inplace
-from skyweave.storage.base import StoredFile
+from skyweave.storage.base import Storage, StoredFile
 from skyweave.storage.local import LocalStorage, checksum_unchanged, file_uri
 
 MARKER = "$product"
@@ -169,7 +169,7 @@ def made_by_activity(path: Path, workdir: Path) -> bool:
 
 
 def store_products(
-    storage: LocalStorage, dispatch: DispatchActivity, workdir: Path, value: Any
+    storage: Storage, dispatch: DispatchActivity, workdir: Path, value: Any
 ) -> tuple[Any, list[NewProduct]]:
     """Register returned products: files the activity made (in ``workdir``) are moved into
     storage, any other file is registered in place; the result with markers in their place."""

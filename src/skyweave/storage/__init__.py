@@ -5,6 +5,8 @@ or a path, through the ``BACKENDS`` registry keyed by URL scheme, as ``open_stor
 ``open_bus`` do:
 
 * a plain path, or ``file:///abs/path`` — a local folder (``LocalStorage``);
+* ``memory://name/`` — a process-wide storage in memory (``MemoryStorage``, for tests: a storage
+  that is not the local disk);
 * another scheme — whatever a backend registered with ``register_backend`` (S3 next).
 
 ``locate(uri)`` gives the storage that can read a product's URI and the product's key in it, so
@@ -30,10 +32,11 @@ from skyweave.storage.base import (
     product_key,
 )
 from skyweave.storage.local import LocalStorage, checksum_file, file_uri
+from skyweave.storage.memory import MemoryStorage, open_memory
 
-__all__ = ["BACKENDS", "BLOCK_SIZE", "LocalStorage", "ObjectMissingError", "ObjectStat", "Storage",
-           "StoredFile", "UnsafeKeyError", "check_key", "checksum_file", "file_uri", "locate",
-           "open_storage", "product_key", "register_backend", "verify"]
+__all__ = ["BACKENDS", "BLOCK_SIZE", "LocalStorage", "MemoryStorage", "ObjectMissingError", "ObjectStat",
+           "Storage", "StoredFile", "UnsafeKeyError", "check_key", "checksum_file", "describe", "file_uri",
+           "locate", "open_storage", "product_key", "register_backend", "verify"]
 
 StorageOpener = Callable[[str], Storage]
 """Opens the storage rooted at a URL of its scheme (``scheme://host/`` for the whole host)."""
@@ -52,6 +55,7 @@ def _open_file(url: str) -> Storage:
 
 
 register_backend("file", _open_file)
+register_backend("memory", open_memory)
 
 
 def _opener(url: str) -> StorageOpener:
@@ -79,6 +83,14 @@ def locate(uri: str) -> tuple[Storage, str]:
     parsed = urlparse(uri)
     storage = _opener(uri)(f"{parsed.scheme}://{parsed.netloc}/")
     return storage, storage.key(uri)
+
+
+def describe(uri: str) -> str:
+    """A URI as people read it: a local file's path, any other URI as it is."""
+    try:
+        return str(LocalStorage.local_path(uri))
+    except SkyweaveError:
+        return uri
 
 
 def verify(uri: str, checksum: str | None) -> str:

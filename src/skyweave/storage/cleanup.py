@@ -11,31 +11,30 @@ deleted when it is older than that rule's ``older_than_days``, unless
 * it was registered from outside (no generating activity: it could not be recomputed) and the rule
   does not include external products;
 * an unfinished activity (queued, running, waiting...) has it among its arguments;
-* its file is not in the store's product storage (``storage_root``): a file registered in place
-  (raw data a task returned, ``products add`` without copying) belongs to the user, and skyweave
-  never deletes what it did not create, whatever the rule says.
+* its file is not in the store's product storage (the ``Storage`` given, by default the local
+  folder ``storage_root``): a file registered in place (raw data a task returned, ``products add``
+  without copying) belongs to the user, and skyweave never deletes what it did not create,
+  whatever the rule says; nor does it delete a product kept in some other storage.
 
 Deleting removes the file and marks the product ``deleted``; provenance rows (the product row, its
 generating activity, usages) are never deleted, so ``skyweave products show ID`` can still tell
-how to make it again.  Only ``file://`` URIs are deleted for now; other schemes are skipped with a
-message and stay ``available``.
+how to make it again.  Files are deleted through the ``Storage`` port, so this works for any
+storage the registry knows (``storage/__init__.py``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from skyweave.config.settings import RetentionRule
 from skyweave.errors import SkyweaveError
 from skyweave.model.records import ProductRecord
 from skyweave.model.states import ACTIVITY_TERMINAL, ActivityState
-from skyweave.storage.local import LocalStorage
+from skyweave.storage import ObjectMissingError, Storage, describe, open_storage
 from skyweave.store.base import Store
 
 DAY_S = 86_400.0
@@ -70,6 +69,8 @@ class CleanupPlan:
     now: float
     delete: list[Deletion] = field(default_factory=list)
     kept: list[Kept] = field(default_factory=list)
+    storage: Storage | None = None
+    """Where the planned files are (``apply_cleanup`` deletes them there, and nothing else)."""
 
     @property
     def files(self) -> int:
@@ -120,10 +121,13 @@ def governing_rule(product: ProductRecord, rules: Sequence[RetentionRule]) -> in
     return next((i for i, r in enumerate(rules) if fnmatchcase(product.type, r.type)), None)
 
 
-def plan_cleanup(store: Store, rules: Sequence[RetentionRule], now: float, storage_root: Path) -> CleanupPlan:
+def plan_cleanup(store: Store, rules: Sequence[RetentionRule], now: float,
+                 storage_root: Storage | Path | str) -> CleanupPlan:
     """What retention would delete at ``now`` (epoch seconds), and what it keeps and why; only
-    files under ``storage_root`` (the store's ``products/``) are ever planned for deletion."""
-    plan = CleanupPlan(now=now)
+    objects of the product storage (a ``Storage``, or its folder or URL) are ever planned for
+    deletion."""
+    storage = storage_root if isinstance(storage_root, Storage) else open_storage(storage_root)
+    plan = CleanupPlan(now=now, storage=storage)
     if not rules:
         return plan
     youngest = now - min(r.older_than_days for r in rules) * DAY_S
@@ -139,7 +143,7 @@ def plan_cleanup(store: Store, rules: Sequence[RetentionRule], now: float, stora
     in_use = _used_by_unfinished(store)
     for product, index in due:
         rule = rules[index]
-        kept = _why_kept(product, rule, protected, in_use, storage_root)
+        kept = _why_kept(product, rule, protected, in_use, storage)
         if kept is not None:
             reason, by = kept
             plan.kept.append(Kept(product, index, reason, by))
@@ -152,7 +156,7 @@ def plan_cleanup(store: Store, rules: Sequence[RetentionRule], now: float, stora
 
 
 def _why_kept(product: ProductRecord, rule: RetentionRule, protected: dict[str, list[str]],
-              in_use: dict[str, str], storage_root: Path) -> tuple[str, tuple[str, ...]] | None:
+              in_use: dict[str, str], storage: Storage) -> tuple[str, tuple[str, ...]] | None:
     if rule.keep_pinned and product.id in protected:
         by = protected[product.id]
         if product.id in by:
@@ -164,23 +168,22 @@ def _why_kept(product: ProductRecord, rule: RetentionRule, protected: dict[str, 
                 "(set include_external = true in the rule to delete it)"), ()
     if product.id in in_use:
         return f"used by unfinished activity {in_use[product.id]}", ()
-    outside = _outside_storage(product, storage_root)
-    if outside is not None:
-        return f"registered in place at {outside}, outside the store: skyweave never deletes it", ()
+    if not _in_storage(product, storage):
+        where = describe(product.uri)
+        if where == product.uri:
+            return f"at {where}, not in the product storage: skyweave never deletes it", ()
+        return f"registered in place at {where}, outside the store: skyweave never deletes it", ()
     return None
 
 
-def _outside_storage(product: ProductRecord, storage_root: Path) -> str | None:
-    """The product's local path when its file is outside ``storage_root`` (``None`` when inside,
-    or not a local file: other schemes are handled when deleting)."""
-    if urlparse(product.uri).scheme not in ("", "file"):
-        return None
+def _in_storage(product: ProductRecord, storage: Storage) -> bool:
+    """Whether the product's file is an object of ``storage`` (a local one: inside its folder,
+    symlinks resolved, so a link cannot make a user's file look like a product)."""
     try:
-        path = LocalStorage.local_path(product.uri)
+        storage.key(product.uri)
     except SkyweaveError:
-        return None
-    folder = Path(os.path.abspath(path)).parent.resolve()
-    return None if folder.is_relative_to(storage_root.resolve()) else str(path)
+        return False
+    return True
 
 
 def _upstream_of(store: Store, pinned: Sequence[str]) -> dict[str, list[str]]:
@@ -218,8 +221,8 @@ def _product_refs(value: Any) -> Iterator[str]:
 def apply_cleanup(store: Store, plan: CleanupPlan) -> CleanupResult:
     """Delete the plan's files and mark their products ``deleted``; never deletes a store row.
 
-    A file already gone is marked too; a product pinned since the plan was made, or whose URI is
-    not a local file, is skipped; an error on one file is recorded and the others go on.  Products
+    A file already gone is marked too; a product pinned since the plan was made, or not in the
+    plan's storage, is skipped; an error on one file is recorded and the others go on.  Products
     are marked even if the loop is interrupted, so the store never claims a deleted file exists.
     """
     result = CleanupResult()
@@ -230,16 +233,14 @@ def apply_cleanup(store: Store, plan: CleanupPlan) -> CleanupResult:
             if item.rule.keep_pinned and product.id in pinned_now:
                 result.skipped.append((product.id, "pinned since the plan was made"))
                 continue
-            scheme = urlparse(product.uri).scheme
-            if scheme not in ("", "file"):
-                result.skipped.append((product.id, f"{scheme}:// products cannot be deleted yet "
-                                                   "(only local file:// products); left available"))
+            if plan.storage is None or not _in_storage(product, plan.storage):
+                result.skipped.append((product.id, "not in the product storage of the plan; left available"))
                 continue
             try:
-                path = LocalStorage.local_path(product.uri)
-                size = path.stat().st_size
-                os.unlink(path)
-            except FileNotFoundError:
+                key = plan.storage.key(product.uri)
+                size = plan.storage.stat(key).size
+                plan.storage.delete(key)
+            except ObjectMissingError:
                 result.already_gone.append(product.id)
             except (OSError, SkyweaveError) as exc:
                 result.failed.append((product.id, _describe(exc)))

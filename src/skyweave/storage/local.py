@@ -139,14 +139,20 @@ class LocalStorage(Storage):
         return file_uri(self.root / check_key(key))
 
     def key(self, uri: str) -> str:
+        """Also refused: a URI whose folders lead out of the root through a symlink."""
         path = Path(os.path.abspath(self.local_path(uri)))
-        if not path.is_relative_to(self.root):
+        if not path.is_relative_to(self.root) or path == self.root:
             raise UnsafeKeyError(f"{uri!r} is not inside the storage at {self.root}",
                                  hint="give a URI of a file under the storage folder")
-        return check_key(path.relative_to(self.root).as_posix())
+        key = path.relative_to(self.root).as_posix()
+        self.path(key)
+        return key
 
     def _existing(self, key: str) -> Path:
         path = self.path(key)
+        if path.is_dir():
+            raise SkyweaveError(f"{path} is a folder, not a stored object",
+                                hint="a storage key names one file")
         if not path.is_file():
             raise ObjectMissingError(f"no object at {self.uri(key)}: the file does not exist",
                                      hint="check the product's URI; it may have been deleted or moved",
@@ -239,10 +245,9 @@ class LocalStorage(Storage):
         return ObjectStat(st.st_size, st.st_mtime)
 
     def checksum(self, key: str) -> str:
-        """Remembered by this process while the file is unchanged (see the module docstring)."""
-        path = self._existing(key)
-        known = known_checksum(path, path.stat())
-        return known if known is not None else checksum_unchanged(path)[0]
+        """Always read (an integrity check must not trust memory); remembered for the boundary's
+        input validation (see the module docstring)."""
+        return checksum_unchanged(self._existing(key))[0]
 
     def list(self, prefix: str = "") -> Iterator[str]:
         folder = self.path(prefix.rstrip("/")) if prefix.strip("/") else self.root

@@ -188,12 +188,14 @@ def test_one_failure_does_not_stop_the_rest(store: Store, files: dict[str, Path]
     assert store.get_product("l1b").state == "deleted"
 
 
-def test_other_schemes_are_skipped_with_a_message(store: Store) -> None:
+def test_a_product_in_another_storage_is_kept_with_a_message(store: Store) -> None:
     store.apply(Changeset(products=[ProductRecord(id="remote", uri="s3://bucket/l1.dat", type="ep.l1.events",
                                                   activity_id="decode", created_at=OLD)]))
-    result = apply_cleanup(store, plan_cleanup(store, [rule()], NOW, storage_of(store)))
-    assert [pid for pid, _ in result.skipped] == ["remote"]
-    assert "s3://" in result.skipped[0][1]
+    plan = plan_cleanup(store, [rule()], NOW, storage_of(store))
+    assert [(k.product.id, k.reason) for k in plan.kept] == [
+        ("remote", "at s3://bucket/l1.dat, not in the product storage: skyweave never deletes it")]
+    result = apply_cleanup(store, plan)
+    assert result.skipped == []
     assert store.get_product("remote").state == "available"
     assert sorted(result.deleted) == ["l1", "l1b"]
 

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import tracemalloc
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class Backend:
     storage: Storage
     escape: Callable[[str, Path], None] | None
     """Make ``key`` lead to the local path given (outside the storage), if the backend can."""
+    holds_objects_in_memory: bool = False
 
 
 def _local(tmp_path: Path) -> Backend:
@@ -48,7 +50,11 @@ def _local(tmp_path: Path) -> Backend:
     return Backend(storage, escape)
 
 
-@pytest.fixture(params=[_local], ids=["local"])
+def _memory(_tmp_path: Path) -> Backend:
+    return Backend(open_storage(f"memory://{uuid.uuid4().hex}/"), None, holds_objects_in_memory=True)
+
+
+@pytest.fixture(params=[_local, _memory], ids=["local", "memory"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return request.param(tmp_path)  # type: ignore[no-any-return]
 
@@ -180,7 +186,8 @@ def test_large_objects_stream_through_without_being_held_in_memory(backend: Back
     assert stored.checksum == got.checksum == "sha256:" + source.digest.hexdigest()
     assert stored.size == got.size == size
     assert source.largest <= 8 * BLOCK_SIZE
-    assert peak < size // 4, f"{peak} bytes held at once for a {size}-byte object"
+    if not backend.holds_objects_in_memory:
+        assert peak < size // 4, f"{peak} bytes held at once for a {size}-byte object"
 
 
 UNSAFE = ["../x", "r/../../x", "/etc/passwd", "r/a/\x00x", "", "r//x", "./x", "r\\..\\x", "C:/x"]
