@@ -5,7 +5,8 @@
   (every call with the same name returns the same object).
 * ``sqlite:///relative/bus.db``, ``sqlite:////absolute/bus.db`` — a file shared by processes on one
   host; a URL or bare path naming a directory means ``<dir>/bus.db``.
-* ``redis://`` — scale-out: not shipped yet (refused with a clear error).
+* ``redis://host:port/db`` (``rediss://`` for TLS) — controller and workers on several hosts; needs
+  ``pip install 'skyweave[redis]'`` (see ``skyweave.bus.redis`` for its query parameters).
 """
 
 from __future__ import annotations
@@ -94,17 +95,21 @@ def _open_sqlite_url(url: str, *, aging_s: float) -> Bus:
     return _open_sqlite(path[1:], url, aging_s)
 
 
-def _no_redis(url: str, *, aging_s: float) -> Bus:
-    raise BusError(
-        f"cannot open {url!r}: the Redis bus backend is not installed yet",
-        hint="use sqlite:///.skyweave/bus.db for several processes on one host, or memory://",
-    )
+def _open_redis(url: str, *, aging_s: float) -> Bus:
+    try:
+        from skyweave.bus.redis import RedisBus
+    except ImportError as exc:
+        raise BusError(
+            f"cannot open {url!r}: the Redis bus needs the redis package ({exc})",
+            hint="pip install 'skyweave[redis]'",
+        ) from exc
+    return RedisBus(url, aging_s=aging_s)
 
 
 register_backend("memory", _open_memory)
 register_backend("sqlite", _open_sqlite_url)
-register_backend("redis", _no_redis)
-register_backend("rediss", _no_redis)
+register_backend("redis", _open_redis)
+register_backend("rediss", _open_redis)
 
 
 def _open_sqlite(path_text: str, url: str | None, aging_s: float) -> SQLiteBus:

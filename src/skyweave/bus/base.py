@@ -28,8 +28,8 @@
   may be dropped; ``CONTROLLER_GROUP`` is known from the moment a bus is opened (so listeners
   cannot trim events the controller has not seen yet), other groups from their first ``read``.
 
-Implementations: ``memory://`` (in-process), ``sqlite:///path`` (several processes on one host).
-Both pass ``tests/unit/bus/test_contract.py``; a new backend joins that suite with one parameter
+Implementations: ``memory://`` (in-process), ``sqlite:///path`` (several processes on one host),
+``redis://host:port/db`` (several hosts).  All pass ``tests/unit/bus/test_contract.py``; a new backend joins that suite with one parameter
 and ``open_bus`` with ``register_backend``.
 """
 

@@ -1,0 +1,224 @@
+"""The Lua scripts of the ``redis://`` bus: each bus operation is one atomic script on the server.
+
+Keys (``KEYS``, in this order, all under the bus's ``{prefix}`` hash tag so a cluster keeps them in
+one slot): see ``KEY_NAMES``.  Lease times are the server's clock (``TIME``), so workers on hosts
+with different clocks agree.  Every script that makes work or events appear bumps ``signal`` and
+adds that number as an entry id to the ``wake`` stream, which ``wait`` blocks on with ``XREAD``.
+"""
+
+from __future__ import annotations
+
+KEY_NAMES = (
+    "ready",     # 1 zset: claimable dispatches; score -priority, member "%016d seq" .. id (age order)
+    "leases",    # 2 zset: claimed dispatches; member id, score lease deadline (server ms)
+    "data",      # 3 hash: id -> message body (a dispatch exists while it is here)
+    "member",    # 4 hash: id -> its member in ``ready``
+    "prio",      # 5 hash: id -> priority
+    "deliv",     # 6 hash: id -> deliveries so far
+    "revoked",   # 7 set: revoked ids
+    "seq",       # 8 string: last dispatch sequence number
+    "wake",      # 9 stream: one entry "<signal>-0" per change that may wake a waiter
+    "signal",    # 10 string: last signal number
+    "dead",      # 11 stream: dead letters (fields data, error)
+    "events",    # 12 stream: events, entry ids "<offset>-0"; consumer groups hold committed offsets
+    "offset",    # 13 string: last event offset given out
+)
+
+_COMMON = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function signal()
+  local s = redis.call('INCR', KEYS[10])
+  redis.call('XADD', KEYS[9], 'MAXLEN', '~', 64, s .. '-0', 's', 1)
+  return s
+end
+local function release_expired()
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now_ms())
+  for _, id in ipairs(expired) do
+    redis.call('ZREM', KEYS[2], id)
+    local member = redis.call('HGET', KEYS[4], id)
+    if member then
+      redis.call('ZADD', KEYS[1], -tonumber(redis.call('HGET', KEYS[5], id)), member)
+    end
+  end
+end
+local function forget(id)
+  local member = redis.call('HGET', KEYS[4], id)
+  if member then redis.call('ZREM', KEYS[1], member) end
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('HDEL', KEYS[6], id)
+  redis.call('SREM', KEYS[7], id)
+end
+local function offset_of(entry_id)
+  return tonumber(string.match(entry_id, '^(%d+)'))
+end
+-- every group of the events stream -> its committed offset (the group's last-delivered-id)
+local function groups()
+  local out = {}
+  local ok, info = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[12])
+  if not ok then return out end
+  for _, g in ipairs(info) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    out[name] = offset_of(last)
+  end
+  return out
+end
+local function ensure_group(known, group)
+  if known[group] == nil then
+    redis.call('XGROUP', 'CREATE', KEYS[12], group, '0', 'MKSTREAM')
+    known[group] = 0
+  end
+  return known[group]
+end
+"""
+
+ENQUEUE = _COMMON + """
+local added = 0
+for i = 1, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[3], id) == 0 then
+    local seq = redis.call('INCR', KEYS[8])
+    local member = string.format('%016d', seq) .. id
+    redis.call('HSET', KEYS[3], id, ARGV[i + 2])
+    redis.call('HSET', KEYS[4], id, member)
+    redis.call('HSET', KEYS[5], id, ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], -tonumber(ARGV[i + 1]), member)
+    added = added + 1
+  end
+end
+if added > 0 then signal() end
+return added
+"""
+
+CLAIM = _COMMON + """
+local max_n, lease_ms, max_deliveries = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+release_expired()
+local now = now_ms()
+local out = {redis.call('GET', KEYS[10]) or '0'}
+local taken = 0
+while taken < max_n do
+  local top = redis.call('ZRANGE', KEYS[1], 0, max_n - taken - 1)
+  if #top == 0 then break end
+  for _, member in ipairs(top) do
+    local id = string.sub(member, 17)
+    redis.call('ZREM', KEYS[1], member)
+    local deliveries = redis.call('HINCRBY', KEYS[6], id, 1)
+    local data = redis.call('HGET', KEYS[3], id)
+    if max_deliveries > 0 and deliveries > max_deliveries then
+      redis.call('XADD', KEYS[11], '*', 'data', data, 'error',
+        'dispatch ' .. id .. ' was delivered ' .. max_deliveries ..
+        ' times without being acknowledged (it may crash or hang every worker that takes it)')
+      forget(id)
+    else
+      redis.call('ZADD', KEYS[2], now + lease_ms, id)
+      table.insert(out, id)
+      table.insert(out, data)
+      table.insert(out, deliveries)
+      taken = taken + 1
+    end
+  end
+end
+return out
+"""
+
+ACK = _COMMON + """
+for _, id in ipairs(ARGV) do forget(id) end
+return 0
+"""
+
+EXTEND = """
+local t = redis.call('TIME')
+local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[2], 'XX', until_ms, ARGV[i]) end
+return 0
+"""
+
+WITHDRAW = _COMMON + """
+release_expired()
+local removed = 0
+for _, id in ipairs(ARGV) do
+  if redis.call('HEXISTS', KEYS[3], id) == 1 and not redis.call('ZSCORE', KEYS[2], id) then
+    forget(id)
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+REPRIORITIZE = _COMMON + """
+release_expired()
+local priority = tonumber(ARGV[1])
+local changed = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local old = redis.call('HGET', KEYS[5], id)
+  if old and tonumber(old) ~= priority and not redis.call('ZSCORE', KEYS[2], id) then
+    redis.call('HSET', KEYS[5], id, priority)
+    redis.call('ZADD', KEYS[1], -priority, redis.call('HGET', KEYS[4], id))
+    changed = changed + 1
+  end
+end
+if changed > 0 then signal() end
+return changed
+"""
+
+REVOKE = """
+for _, id in ipairs(ARGV) do
+  if redis.call('HEXISTS', KEYS[3], id) == 1 then redis.call('SADD', KEYS[7], id) end
+end
+return 0
+"""
+
+PUBLISH = _COMMON + """
+for _, data in ipairs(ARGV) do
+  local offset = redis.call('INCR', KEYS[13])
+  redis.call('XADD', KEYS[12], offset .. '-0', 'd', data)
+end
+signal()
+return 0
+"""
+
+READ = _COMMON + """
+local group, max_n, controller = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local known = groups()
+ensure_group(known, controller)
+local committed = ensure_group(known, group)
+local out = {redis.call('GET', KEYS[10]) or '0'}
+local entries = redis.call('XRANGE', KEYS[12], '(' .. committed .. '-0', '+', 'COUNT', max_n)
+for _, entry in ipairs(entries) do
+  table.insert(out, offset_of(entry[1]))
+  table.insert(out, entry[2][2])
+end
+return out
+"""
+
+COMMIT = _COMMON + """
+local group, offset, controller = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local known = groups()
+ensure_group(known, controller)
+local committed = ensure_group(known, group)
+local target = math.min(offset, tonumber(redis.call('GET', KEYS[13]) or '0'))
+if target > committed then
+  redis.call('XGROUP', 'SETID', KEYS[12], group, target .. '-0')
+  known[group] = target
+end
+local low
+for _, c in pairs(known) do
+  if low == nil or c < low then low = c end
+end
+if low and low > 0 then redis.call('XTRIM', KEYS[12], 'MINID', (low + 1) .. '-0') end
+return 0
+"""
+
+GROUP = _COMMON + """
+ensure_group(groups(), ARGV[1])
+return 0
+"""
