@@ -29,8 +29,8 @@
   cannot trim events the controller has not seen yet), other groups from their first ``read``.
 
 Implementations: ``memory://`` (in-process), ``sqlite:///path`` (several processes on one host),
-``redis://host:port/db`` (several hosts).  All pass ``tests/unit/bus/test_contract.py``; a new backend joins that suite with one parameter
-and ``open_bus`` with ``register_backend``.
+``redis://host:port/db`` (several hosts).  All pass ``tests/unit/bus/test_contract.py``; a new
+backend joins that suite with one parameter and ``open_bus`` with ``register_backend``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ retrying an unreachable server before it raises ``BusError``; default 60).
   start with a zero-padded sequence number, so Redis orders them highest priority first, then
   oldest; a second sorted set holds the claimed ones scored by lease deadline (the equivalent of a
   stream consumer group's pending list with ``XAUTOCLAIM``: an expired lease makes the dispatch
-  claimable again, with its age).  Hashes hold body, priority and delivery count.  Every operation
+  claimable again, with its age).  Hashes hold body, priority, delivery count and last claimer; a
+  set holds the dispatches reported done (out of both sorted sets, kept until the controller acks
+  them, with its offset commit in the same script).  Every operation
   is one Lua script (``redis_scripts``), so no two workers ever claim the same dispatch.  Why not a
   stream per priority band: see ARCHITECTURE.md ("The Redis bus").
 * **Events**: a Redis stream with entry ids ``<offset>-0``; each consumer group of the stream holds
@@ -46,7 +48,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from skyweave.bus import redis_scripts as lua
-from skyweave.bus.base import CONTROLLER_GROUP, Bus, Claimed, Delivered
+from skyweave.bus.base import CONTROLLER_GROUP, FIRST_OFFSET, Bus, Claimed, Delivered
 from skyweave.errors import BusError
 
 log = logging.getLogger(__name__)
@@ -94,16 +96,17 @@ class RedisBus(Bus):
         self._scripts = {
             name: self._client.register_script(getattr(lua, name))
             for name in ("ENQUEUE", "CLAIM", "ACK", "EXTEND", "WITHDRAW", "REPRIORITIZE", "REVOKE",
-                         "PUBLISH", "READ", "COMMIT", "GROUP")
+                         "PUBLISH", "READ", "COMMIT", "GROUP", "REPORT", "RECLAIM", "HOLDERS", "PRESENT")
         }
         self._seen = threading.local()
         self._script("GROUP", [CONTROLLER_GROUP])
 
     # -- dispatch queue ---------------------------------------------------------------------------
-    def enqueue(self, messages: Sequence[tuple[str, int, bytes]]) -> None:
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
         if messages:
-            self._script("ENQUEUE", [x for message_id, priority, data in messages
-                                     for x in (message_id, int(priority), data)])
+            self._script("ENQUEUE", [0 if first else FIRST_OFFSET,
+                                     *(x for message_id, priority, data in messages
+                                       for x in (message_id, int(priority), data))])
 
     def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
         if max_n <= 0:
@@ -116,6 +119,22 @@ class RedisBus(Bus):
     def ack(self, ids: Sequence[str]) -> None:
         if ids:
             self._script("ACK", list(ids))
+
+    def report(self, events: Sequence[bytes], done: Sequence[str]) -> None:
+        if events or done:
+            self._script("REPORT", [len(done), *done, *events])
+
+    def reclaim(self, worker: str) -> list[str]:
+        return [_text(i) for i in self._script("RECLAIM", [worker])]
+
+    def holders(self) -> list[str]:
+        return sorted(_text(w) for w in self._script("HOLDERS", []))
+
+    def present(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        flags = self._script("PRESENT", list(ids))
+        return [i for i, flag in zip(ids, flags, strict=True) if flag]
 
     def extend(self, ids: Sequence[str], lease_s: float) -> None:
         if ids:
@@ -152,8 +171,8 @@ class RedisBus(Bus):
             return []
         return [Delivered(int(reply[i]), bytes(reply[i + 1])) for i in range(1, len(reply), 2)]
 
-    def commit(self, group: str, offset: int) -> None:
-        self._script("COMMIT", [group, int(offset), CONTROLLER_GROUP])
+    def commit(self, group: str, offset: int, *, ack: Sequence[str] = ()) -> None:
+        self._script("COMMIT", [group, int(offset), CONTROLLER_GROUP, *ack])
 
     def dead_letter(self, data: bytes, error: str) -> None:
         self._call(lambda: self._client.xadd(self._key("dead"), {"data": data, "error": error}))

@@ -9,7 +9,8 @@ adds that number as an entry id to the ``wake`` stream, which ``wait`` blocks on
 from __future__ import annotations
 
 KEY_NAMES = (
-    "ready",     # 1 zset: claimable dispatches; score -priority, member "%016d seq" .. id (age order)
+    "ready",     # 1 zset: claimable dispatches; score -priority, member "%016d" of the sequence number
+                 #   (plus FIRST_OFFSET unless enqueued first) .. id: one priority sorts by age
     "leases",    # 2 zset: claimed dispatches; member id, score lease deadline (server ms)
     "data",      # 3 hash: id -> message body (a dispatch exists while it is here)
     "member",    # 4 hash: id -> its member in ``ready``
@@ -22,7 +23,10 @@ KEY_NAMES = (
     "dead",      # 11 stream: dead letters (fields data, error)
     "events",    # 12 stream: events, entry ids "<offset>-0"; consumer groups hold committed offsets
     "offset",    # 13 string: last event offset given out
+    "done",      # 14 set: dispatches reported done (never claimable again), kept until acked
+    "worker",    # 15 hash: id -> the worker that claimed it last
 )
+
 
 _COMMON = """
 local function now_ms()
@@ -53,6 +57,12 @@ local function forget(id)
   redis.call('HDEL', KEYS[5], id)
   redis.call('HDEL', KEYS[6], id)
   redis.call('SREM', KEYS[7], id)
+  redis.call('SREM', KEYS[14], id)
+  redis.call('HDEL', KEYS[15], id)
+end
+local function claimable(id)  -- on the bus, not done, not under a live lease
+  return redis.call('HEXISTS', KEYS[3], id) == 1 and redis.call('SISMEMBER', KEYS[14], id) == 0
+    and not redis.call('ZSCORE', KEYS[2], id)
 end
 local function offset_of(entry_id)
   return tonumber(string.match(entry_id, '^(%d+)'))
@@ -82,11 +92,12 @@ end
 
 ENQUEUE = _COMMON + """
 local added = 0
-for i = 1, #ARGV, 3 do
+local shift = tonumber(ARGV[1])  -- FIRST_OFFSET, or 0 for work enqueued first
+for i = 2, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('HEXISTS', KEYS[3], id) == 0 then
     local seq = redis.call('INCR', KEYS[8])
-    local member = string.format('%016d', seq) .. id
+    local member = string.format('%016d', seq + shift) .. id
     redis.call('HSET', KEYS[3], id, ARGV[i + 2])
     redis.call('HSET', KEYS[4], id, member)
     redis.call('HSET', KEYS[5], id, ARGV[i + 1])
@@ -119,6 +130,7 @@ while taken < max_n do
       forget(id)
     else
       redis.call('ZADD', KEYS[2], now + lease_ms, id)
+      redis.call('HSET', KEYS[15], id, ARGV[1])
       table.insert(out, id)
       table.insert(out, data)
       table.insert(out, deliveries)
@@ -145,7 +157,7 @@ WITHDRAW = _COMMON + """
 release_expired()
 local removed = 0
 for _, id in ipairs(ARGV) do
-  if redis.call('HEXISTS', KEYS[3], id) == 1 and not redis.call('ZSCORE', KEYS[2], id) then
+  if claimable(id) then
     forget(id)
     removed = removed + 1
   end
@@ -160,7 +172,7 @@ local changed = 0
 for i = 2, #ARGV do
   local id = ARGV[i]
   local old = redis.call('HGET', KEYS[5], id)
-  if old and tonumber(old) ~= priority and not redis.call('ZSCORE', KEYS[2], id) then
+  if old and tonumber(old) ~= priority and claimable(id) then
     redis.call('HSET', KEYS[5], id, priority)
     redis.call('ZADD', KEYS[1], -priority, redis.call('HGET', KEYS[4], id))
     changed = changed + 1
@@ -202,6 +214,7 @@ return out
 
 COMMIT = _COMMON + """
 local group, offset, controller = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+for i = 4, #ARGV do forget(ARGV[i]) end
 local known = groups()
 ensure_group(known, controller)
 local committed = ensure_group(known, group)
@@ -216,6 +229,56 @@ for _, c in pairs(known) do
 end
 if low and low > 0 then redis.call('XTRIM', KEYS[12], 'MINID', (low + 1) .. '-0') end
 return 0
+"""
+
+REPORT = _COMMON + """
+local n_done = tonumber(ARGV[1])
+for i = 2, n_done + 1 do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[3], id) == 1 and redis.call('SADD', KEYS[14], id) == 1 then
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[1], redis.call('HGET', KEYS[4], id))
+  end
+end
+if #ARGV > n_done + 1 then
+  for i = n_done + 2, #ARGV do
+    local offset = redis.call('INCR', KEYS[13])
+    redis.call('XADD', KEYS[12], offset .. '-0', 'd', ARGV[i])
+  end
+  signal()
+end
+return 0
+"""
+
+RECLAIM = _COMMON + """
+local taken = {}
+local claims = redis.call('HGETALL', KEYS[15])
+for i = 1, #claims, 2 do
+  if claims[i + 1] == ARGV[1] and redis.call('SISMEMBER', KEYS[14], claims[i]) == 0 then
+    table.insert(taken, claims[i])
+  end
+end
+for _, id in ipairs(taken) do forget(id) end
+return taken
+"""
+
+PRESENT = """
+local out = {}
+for i, id in ipairs(ARGV) do out[i] = redis.call('HEXISTS', KEYS[3], id) end
+return out
+"""
+
+HOLDERS = """
+local seen, out = {}, {}
+local claims = redis.call('HGETALL', KEYS[15])
+for i = 1, #claims, 2 do
+  local worker = claims[i + 1]
+  if not seen[worker] and redis.call('SISMEMBER', KEYS[14], claims[i]) == 0 then
+    seen[worker] = true
+    table.insert(out, worker)
+  end
+end
+return out
 """
 
 GROUP = _COMMON + """
