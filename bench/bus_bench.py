@@ -1,4 +1,6 @@
-"""Throughput of the bus backends: ``PYTHONPATH=src python bench/bus_bench.py [N]``.
+"""Throughput of the bus backends: ``PYTHONPATH=src python bench/bus_bench.py [N] [--redis URL]``.
+
+``--redis URL`` adds the Redis bus (under a key prefix of its own, deleted after).
 
 Per backend: enqueue N dispatches in batches of 256, claim them in batches of 64 and ack each
 batch; publish N events in batches of 256, read them in batches of 64 and commit each batch.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +63,13 @@ def bench(bus: Bus, n: int) -> None:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    args = sys.argv[1:]
+    redis_url = None
+    if "--redis" in args:
+        at = args.index("--redis")
+        redis_url = args[at + 1]
+        del args[at : at + 2]
+    n = int(args[0]) if args else 100_000
     bench(MemoryBus(), n)
     with tempfile.TemporaryDirectory() as tmp:
         bus = SQLiteBus(Path(tmp) / "bus.db")
@@ -68,6 +77,15 @@ def main() -> None:
             bench(bus, n)
         finally:
             bus.close()
+    if redis_url:
+        from skyweave.bus.redis import RedisBus
+
+        redis_bus = RedisBus(redis_url, prefix=f"bench-{uuid.uuid4().hex[:8]}")
+        try:
+            bench(redis_bus, n)
+        finally:
+            redis_bus.purge()
+            redis_bus.close()
 
 
 if __name__ == "__main__":

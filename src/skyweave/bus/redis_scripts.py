@@ -116,11 +116,10 @@ local now = now_ms()
 local out = {redis.call('GET', KEYS[10]) or '0'}
 local taken = 0
 while taken < max_n do
-  local top = redis.call('ZRANGE', KEYS[1], 0, max_n - taken - 1)
+  local top = redis.call('ZPOPMIN', KEYS[1], max_n - taken)  -- member, score, member, score...
   if #top == 0 then break end
-  for _, member in ipairs(top) do
-    local id = string.sub(member, 17)
-    redis.call('ZREM', KEYS[1], member)
+  for k = 1, #top, 2 do
+    local id = string.sub(top[k], 17)
     local deliveries = redis.call('HINCRBY', KEYS[6], id, 1)
     local data = redis.call('HGET', KEYS[3], id)
     if max_deliveries > 0 and deliveries > max_deliveries then
