@@ -6,15 +6,20 @@ Needs the ``redis`` extra (``pip install 'skyweave[redis]'``).  URL query parame
 instead of a next worker; default 10, 0 for never) and ``retry_s`` (how long an operation keeps
 retrying an unreachable server before it raises ``BusError``; default 60).
 
-* **Dispatch queue**: a sorted set of claimable dispatches scored by ``-priority`` whose members
-  start with a zero-padded sequence number, so Redis orders them highest priority first, then
-  oldest; a second sorted set holds the claimed ones scored by lease deadline (the equivalent of a
-  stream consumer group's pending list with ``XAUTOCLAIM``: an expired lease makes the dispatch
-  claimable again, with its age).  Hashes hold body, priority, delivery count and last claimer; a
-  set holds the dispatches reported done (out of both sorted sets, kept until the controller acks
-  them, with its offset commit in the same script).  Every operation
-  is one Lua script (``redis_scripts``), so no two workers ever claim the same dispatch.  Why not a
-  stream per priority band: see ARCHITECTURE.md ("The Redis bus").
+* **Dispatch queue**: a sorted set of claimable dispatches scored by their *rank*
+  ``enqueued_at - priority * aging_s`` (the effective priority ``priority + waited / aging_s`` as a
+  key that does not change with time; see ``bus/base.py``), whose members start with a zero-padded
+  sequence number, so equal ranks go oldest first; a priority change rescores in place and keeps
+  the age.  A second sorted set holds the claimed ones scored by lease deadline (the equivalent of
+  a stream consumer group's pending list with ``XAUTOCLAIM``: an expired lease makes the dispatch
+  claimable again, in its old place).  Hashes hold body, priority, rank, enqueue time, delivery
+  count and last claimer; sets hold the dispatches reported done (out of both sorted sets, kept
+  until the controller acks them, with its offset commit in the same script) and the held ones (a
+  paused run's: out of the claimable set until released).  Every operation is one Lua script
+  (``redis_scripts``), so no two workers ever claim the same dispatch and ``hold`` is atomic with
+  claims.  Enqueue times are the enqueuer's clock (the controller's); leases the server's, so
+  workers on hosts with different clocks agree.  Why not a stream per priority band: see
+  ARCHITECTURE.md ("The Redis bus").
 * **Events**: a Redis stream with entry ids ``<offset>-0``; each consumer group of the stream holds
   its committed offset as its last-delivered id (``XGROUP SETID``, never backwards).  ``read`` is
   ``XRANGE`` after that id, so reading again without a commit returns the same events.  Events every
@@ -73,10 +78,15 @@ class RedisBus(Bus):
         prefix: str | None = None,
         max_deliveries: int | None = None,
         retry_s: float | None = None,
+        aging_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.url = url
+        self.aging_s = aging_s
+        self._clock = clock
+        """Enqueue times (the enqueuer's wall clock: the controller's); leases use the server's."""
         self.prefix = prefix or query.get("prefix") or DEFAULT_PREFIX
         self.max_deliveries = (max_deliveries if max_deliveries is not None
                                else _number(url, query, "max_deliveries", DEFAULT_MAX_DELIVERIES, int))
@@ -96,7 +106,8 @@ class RedisBus(Bus):
         self._scripts = {
             name: self._client.register_script(getattr(lua, name))
             for name in ("ENQUEUE", "CLAIM", "ACK", "EXTEND", "WITHDRAW", "REPRIORITIZE", "REVOKE",
-                         "PUBLISH", "READ", "COMMIT", "GROUP", "REPORT", "RECLAIM", "HOLDERS", "PRESENT")
+                         "PUBLISH", "READ", "COMMIT", "GROUP", "REPORT", "RECLAIM", "HOLDERS", "PRESENT",
+                         "HOLD", "RELEASE")
         }
         self._seen = threading.local()
         self._script("GROUP", [CONTROLLER_GROUP])
@@ -104,7 +115,7 @@ class RedisBus(Bus):
     # -- dispatch queue ---------------------------------------------------------------------------
     def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
         if messages:
-            self._script("ENQUEUE", [0 if first else FIRST_OFFSET,
+            self._script("ENQUEUE", [0 if first else FIRST_OFFSET, repr(self._clock()), repr(self.aging_s),
                                      *(x for message_id, priority, data in messages
                                        for x in (message_id, int(priority), data))])
 
@@ -144,7 +155,23 @@ class RedisBus(Bus):
         return int(self._script("WITHDRAW", list(ids))) if ids else 0
 
     def reprioritize(self, ids: Sequence[str], priority: int) -> int:
-        return int(self._script("REPRIORITIZE", [int(priority), *ids])) if ids else 0
+        if not ids:
+            return 0
+        return int(self._script("REPRIORITIZE", [int(priority), repr(self.aging_s), *ids]))
+
+    def hold(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._script("HOLD", list(ids))
+
+    def release(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._script("RELEASE", list(ids))
+
+    def held(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        marks = self._call(lambda: self._client.smismember(self._key("held"), list(ids)))
+        return [i for i, mark in zip(ids, marks, strict=True) if mark]
 
     def revoke(self, ids: Sequence[str]) -> None:
         if ids:

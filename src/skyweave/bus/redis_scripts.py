@@ -9,8 +9,9 @@ adds that number as an entry id to the ``wake`` stream, which ``wait`` blocks on
 from __future__ import annotations
 
 KEY_NAMES = (
-    "ready",     # 1 zset: claimable dispatches; score -priority, member "%016d" of the sequence number
-                 #   (plus FIRST_OFFSET unless enqueued first) .. id: one priority sorts by age
+    "ready",     # 1 zset: claimable dispatches; score the rank (enqueued_at - priority * aging_s: the
+                 #   effective priority as a fixed key), member "%016d" of the sequence number (plus
+                 #   FIRST_OFFSET unless enqueued first) .. id: equal ranks go oldest first
     "leases",    # 2 zset: claimed dispatches; member id, score lease deadline (server ms)
     "data",      # 3 hash: id -> message body (a dispatch exists while it is here)
     "member",    # 4 hash: id -> its member in ``ready``
@@ -25,6 +26,9 @@ KEY_NAMES = (
     "offset",    # 13 string: last event offset given out
     "done",      # 14 set: dispatches reported done (never claimable again), kept until acked
     "worker",    # 15 hash: id -> the worker that claimed it last
+    "rank",      # 16 hash: id -> its score in ``ready``
+    "enq",       # 17 hash: id -> when it was enqueued (the enqueuer's clock, seconds)
+    "held",      # 18 set: held dispatches (a paused run's): never in ``ready`` until released
 )
 
 
@@ -43,8 +47,8 @@ local function release_expired()
   for _, id in ipairs(expired) do
     redis.call('ZREM', KEYS[2], id)
     local member = redis.call('HGET', KEYS[4], id)
-    if member then
-      redis.call('ZADD', KEYS[1], -tonumber(redis.call('HGET', KEYS[5], id)), member)
+    if member and redis.call('SISMEMBER', KEYS[18], id) == 0 then
+      redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[16], id), member)
     end
   end
 end
@@ -59,6 +63,9 @@ local function forget(id)
   redis.call('SREM', KEYS[7], id)
   redis.call('SREM', KEYS[14], id)
   redis.call('HDEL', KEYS[15], id)
+  redis.call('HDEL', KEYS[16], id)
+  redis.call('HDEL', KEYS[17], id)
+  redis.call('SREM', KEYS[18], id)
 end
 local function claimable(id)  -- on the bus, not done, not under a live lease
   return redis.call('HEXISTS', KEYS[3], id) == 1 and redis.call('SISMEMBER', KEYS[14], id) == 0
@@ -92,16 +99,32 @@ end
 
 ENQUEUE = _COMMON + """
 local added = 0
-local shift = tonumber(ARGV[1])  -- FIRST_OFFSET, or 0 for work enqueued first
-for i = 2, #ARGV, 3 do
+local shift, now, aging_s = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local oldest = {}  -- enqueued first (lost work): as old as the oldest of its priority not done
+if shift == 0 then
+  local prios = redis.call('HGETALL', KEYS[5])
+  for k = 1, #prios, 2 do
+    if redis.call('SISMEMBER', KEYS[14], prios[k]) == 0 then
+      local at = tonumber(redis.call('HGET', KEYS[17], prios[k]))
+      local p = prios[k + 1]
+      if oldest[p] == nil or at < oldest[p] then oldest[p] = at end
+    end
+  end
+end
+for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('HEXISTS', KEYS[3], id) == 0 then
     local seq = redis.call('INCR', KEYS[8])
     local member = string.format('%016d', seq + shift) .. id
+    local priority = tonumber(ARGV[i + 1])
+    local at = math.min(oldest[ARGV[i + 1]] or now, now)
+    local rank = at - priority * aging_s
     redis.call('HSET', KEYS[3], id, ARGV[i + 2])
     redis.call('HSET', KEYS[4], id, member)
     redis.call('HSET', KEYS[5], id, ARGV[i + 1])
-    redis.call('ZADD', KEYS[1], -tonumber(ARGV[i + 1]), member)
+    redis.call('HSET', KEYS[16], id, rank)
+    redis.call('HSET', KEYS[17], id, at)
+    redis.call('ZADD', KEYS[1], rank, member)
     added = added + 1
   end
 end
@@ -166,14 +189,18 @@ return removed
 
 REPRIORITIZE = _COMMON + """
 release_expired()
-local priority = tonumber(ARGV[1])
+local priority, aging_s = tonumber(ARGV[1]), tonumber(ARGV[2])
 local changed = 0
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local id = ARGV[i]
   local old = redis.call('HGET', KEYS[5], id)
   if old and tonumber(old) ~= priority and claimable(id) then
+    local rank = tonumber(redis.call('HGET', KEYS[17], id)) - priority * aging_s
     redis.call('HSET', KEYS[5], id, priority)
-    redis.call('ZADD', KEYS[1], -priority, redis.call('HGET', KEYS[4], id))
+    redis.call('HSET', KEYS[16], id, rank)
+    if redis.call('SISMEMBER', KEYS[18], id) == 0 then
+      redis.call('ZADD', KEYS[1], rank, redis.call('HGET', KEYS[4], id))
+    end
     changed = changed + 1
   end
 end
@@ -259,6 +286,31 @@ for i = 1, #claims, 2 do
 end
 for _, id in ipairs(taken) do forget(id) end
 return taken
+"""
+
+HOLD = """
+for _, id in ipairs(ARGV) do
+  local member = redis.call('HGET', KEYS[4], id)
+  if member then
+    redis.call('SADD', KEYS[18], id)
+    redis.call('ZREM', KEYS[1], member)
+  end
+end
+return 0
+"""
+
+RELEASE = _COMMON + """
+local released = 0
+for _, id in ipairs(ARGV) do
+  if redis.call('SREM', KEYS[18], id) == 1 then
+    if redis.call('SISMEMBER', KEYS[14], id) == 0 and not redis.call('ZSCORE', KEYS[2], id) then
+      redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[16], id), redis.call('HGET', KEYS[4], id))
+    end
+    released = released + 1
+  end
+end
+if released > 0 then signal() end
+return released
 """
 
 PRESENT = """
