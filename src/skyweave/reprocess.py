@@ -96,12 +96,14 @@ def plan_run(store: Store, run: RunRecord) -> list[PlannedActivity]:
         if act.state != "succeeded":
             reasons.append(f"it {act.state} last time")
         for role, value in act.arguments.items():
+            sources: list[tuple[str, str]] = []
             for pid in walk_products(value):
                 source = made_by.get(pid)
                 if source in rerunning:
-                    reasons.append(f"input {role!r} ({pid}) comes from {source}, which re-runs")
+                    sources.append((pid, source))
                 elif source is None and (problem := _file_problem(store, pid)):
                     reasons.append(f"input {role!r}: {problem}")
+            reasons.extend(_from_rerunning(role, sources))
         if act.node in nodes and not any("comes from" in r for r in reasons):
             key = parse_key(act.key)
             changed = sorted({n for n in upstream(nodes[act.node])
@@ -112,6 +114,7 @@ def plan_run(store: Store, run: RunRecord) -> list[PlannedActivity]:
         for pid in walk_products(act.result):
             if problem := _file_problem(store, pid):
                 reasons.append(f"output {problem}")
+        reasons = list(dict.fromkeys(reasons))  # identical reasons once
         if reasons:
             rerunning.add(act.id)
             if act.node:
@@ -172,3 +175,17 @@ def resubmit(store: Store, run_id: str) -> RunRecord:
 
 def announce(record: RunRecord) -> bytes:
     return m.encode_message(new_id("evt"), m.RunSubmitted(run_id=record.id, at=time.time()))
+
+
+def _from_rerunning(role: str, sources: list[tuple[str, str]]) -> list[str]:
+    """One reason per input role, however many re-running activities feed it (a gather of a
+    fan-out listed one line per upstream activity)."""
+    if not sources:
+        return []
+    if len(sources) == 1:
+        pid, source = sources[0]
+        return [f"input {role!r} ({pid}) comes from {source}, which re-runs"]
+    makers = list(dict.fromkeys(source for _, source in sources))
+    shown = ", ".join(makers[:3]) + (", …" if len(makers) > 3 else "")
+    return [f"input {role!r} ({len(sources)} products) comes from {len(makers)} activities that "
+            f"re-run ({shown})"]

@@ -1,6 +1,9 @@
 """Run controls end to end: ``skyweave controller`` and ``skyweave worker`` as separate processes
 (as the docs deploy them), starts counted from a side-effect file the activities append to.
 
+* After ``skyweave pause`` returns, no activity of the run starts until ``skyweave resume`` — not
+  even those already on the bus (the dispatch window puts a small run there at once) or taken
+  ahead by a worker; the running ones finish.
 * A priority-0 activity submitted into a saturating stream of priority-3 work starts within a
   bound set by ``aging_s``: asserted from the order of starts, not from seconds.
 """
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from skyweave.client import Client
-from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, poll, service_logs, stop
+from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, flat, poll, service_logs, stop
 
 CONTROLS = WORKFLOWS / "controls.py"
 
@@ -33,6 +36,44 @@ def _starts(log: Path) -> list[str]:
 def _ended(cli: CLI, run_id: str) -> dict[str, object] | None:
     status = cli.status(run_id)
     return status if status["status"] in ("succeeded", "failed", "cancelled") else None
+
+
+@pytest.mark.slow
+def test_no_activity_of_a_paused_run_starts_after_pause_returns(cli: CLI) -> None:
+    log, gate = cli.cwd / "starts.log", cli.cwd / "gate"
+    procs = [_start(cli, "controller", log=cli.cwd / "controller.log"),
+             _start(cli, "worker", "--slots", "2", log=cli.cwd / "worker.log")]
+    try:
+        run_id = cli.json("submit", f"{CONTROLS}:started_log", "--param", "n=12", "--param", "tag=p",
+                          "--param", f"log={log}", "--param", f"gate={gate}")["run_id"]
+        poll(lambda: len(_starts(log)) >= 2, deadline=60, what="both slots to run an activity")
+        paused = cli("pause", run_id).ok()
+        before = _starts(log)
+        assert len(before) == 2, "a worker takes ahead only what it can start, unless it is short"
+        assert cli.status(run_id)["status"] == "paused"
+
+        gate.touch()  # the two running activities finish; ten of the run are on the bus, held
+        # A probe submitted now, of the same priority: the bus hands out the older work first, so
+        # once the probe has started, any claimable activity of the paused run would have started.
+        probe = cli.json("submit", f"{CONTROLS}:one_logged", "--param", "tag=probe",
+                         "--param", f"log={log}")["run_id"]
+        final = poll(lambda: _ended(cli, probe), deadline=60, what="the probe run to finish")
+        assert final["status"] == "succeeded", service_logs(cli)
+        poll(lambda: sum(a["state"] == "succeeded" and a["task"] == "logged"
+                         for a in cli.status(run_id)["activities_detail"]) >= 2,
+             deadline=60, what="the two running activities to finish")
+        assert [s for s in _starts(log) if s.startswith("p ")] == before, "started while paused"
+        assert cli.status(run_id)["status"] == "paused"
+        assert f"paused {run_id}" in flat(paused.out), paused.out
+
+        cli("resume", run_id).ok()
+        done = poll(lambda: _ended(cli, run_id), deadline=60, what="the resumed run to finish")
+        assert done["status"] == "succeeded", service_logs(cli)
+        started = [s for s in _starts(log) if s.startswith("p ")]
+        assert sorted(started) == sorted(f"p {i}" for i in range(12)), "each started once"
+    finally:
+        for proc in procs:
+            stop(proc)
 
 
 @pytest.mark.slow

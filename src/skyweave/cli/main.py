@@ -127,7 +127,7 @@ app.command()(logs)
 @app.command()
 @friendly
 def cancel(run_id: str, store: StoreOpt = None) -> None:
-    """Cancel a run: queued work is dropped."""
+    """Cancel a run: queued work is dropped and running activities are stopped (killed)."""
     with _client(store, engine=False) as client:
         client.cancel(run_id)
         output.console.print(f"cancel requested for {run_id}")
@@ -136,10 +136,17 @@ def cancel(run_id: str, store: StoreOpt = None) -> None:
 @app.command()
 @friendly
 def pause(run_id: str, store: StoreOpt = None) -> None:
-    """Pause a run: nothing new is dispatched; running activities finish."""
+    """Pause a run: once this returns, no activity of it starts until `skyweave resume RUN`;
+    running activities finish."""
     with _client(store, engine=False) as client:
-        client.pause(run_id)
-        output.console.print(f"pause requested for {run_id}")
+        state = client.pause(run_id)
+    if state == "paused":
+        output.console.print(f"paused {run_id}: no activity of it starts until `skyweave resume {run_id}`")
+    elif state == "requested":
+        output.console.print(f"pause requested for {run_id}; no controller is running: it applies when "
+                             "`skyweave controller` starts (workers may start what is already on the bus)")
+    else:
+        output.console.print(f"{run_id} had nothing left to pause: it is {state}")
 
 
 app.command()(resume)

@@ -195,12 +195,12 @@ class Backtracker:
         waited = (self.ctrl._now - park.at) if park else 0.0
         if park is not None:
             park.ended_at = self.ctrl._now
+        kind = need.product_type if need else "product"
+        why = (f"deadline passed after waiting {waited:.0f} s for a {kind} "
+               f"matching {need.match if need else {}}: {need.reason if need else ''}")
         rec.detours.append(Detour(kind="deadline", product_type=need.product_type if need else "",
-                                  param=need.param if need else "", at=self.ctrl._now))
-        self.fail(rec, f"deadline passed after waiting {waited:.0f} s for a "
-                       f"{need.product_type if need else 'product'} matching "
-                       f"{need.match if need else {}}: {need.reason if need else ''}",
-                  hint="register the product (`skyweave products add`) and retry the activity")
+                                  param=need.param if need else "", at=self.ctrl._now, reason=why))
+        self.fail(rec, why, hint="register the product (`skyweave products add`) and retry the activity")
 
     # -- outcome -----------------------------------------------------------------------------------
     def _bind(self, rec: ActivityRecord, need: m.InputNeed, product_id: str, how: str) -> None:
@@ -212,8 +212,11 @@ class Backtracker:
                 d.ended_at = ctrl._now
         rec.detours[-1].product_id = product_id
         if how in ("found", "woken"):
+            event = "was registered" if how == "woken" else "was found in the store"
+            reason = f"{product_id} {event}, matching {need.match}" + (
+                f"; it had been missing: {need.reason}" if need.reason else "")
             rec.detours.append(Detour(kind=how, product_type=need.product_type, param=need.param,
-                                      at=ctrl._now, product_id=product_id, ended_at=ctrl._now))
+                                      at=ctrl._now, product_id=product_id, ended_at=ctrl._now, reason=reason))
         self.needs.pop(rec.id, None)
         ctrl.requeue(rec)
 

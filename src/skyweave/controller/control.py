@@ -29,11 +29,13 @@ def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
     rec = run.record
     if ev.action == "pause" and rec.state == R.RUNNING:
         rec.state = run_transition(rec.state, R.PAUSED)
-        # work on the bus that no worker has taken yet is held too (answer: ``Held``)
+        # work on the bus that no worker has started yet is held too (``Decisions.hold``)
         ctrl._d.hold.extend(m.dispatch_id(a.id, a.attempt) for a in ctrl.activities.values()
                             if a.run_id == rec.id and a.state == A.DISPATCHED)
     elif ev.action == "resume" and rec.state == R.PAUSED:
         rec.state = run_transition(rec.state, R.RUNNING)
+        ctrl._d.release.extend(m.dispatch_id(a.id, a.attempt) for a in ctrl.activities.values()
+                               if a.run_id == rec.id and a.state == A.DISPATCHED)
         for aid in run.held:
             act = ctrl.activities.get(aid)
             if act is not None and act.state == A.QUEUED:

@@ -49,8 +49,13 @@ class Decisions:
     withdraw: list[str] = field(default_factory=list)
     """Dispatch message ids to take back from the bus (cancelled before a worker took them)."""
     hold: list[str] = field(default_factory=list)
-    """Dispatch message ids of a paused run to take back from the bus if no worker has claimed them;
-    answer with ``Held`` naming those taken back."""
+    """Dispatch message ids of a paused run: held on the bus (no worker may claim them; one a worker
+    took ahead is given back unstarted), and taken back if no worker has claimed them; answer with
+    ``Held`` naming those taken back.  Done *before* the changeset that records the pause is
+    committed: once the store says ``paused``, none of them starts."""
+    release: list[str] = field(default_factory=list)
+    """Dispatch message ids of a resumed run: those a worker gave back are taken back (answer:
+    ``Held``, they are dispatched again), the others' hold is lifted."""
     reclaim: list[str] = field(default_factory=list)
     """Workers judged dead (no heartbeat for ``worker_timeout_s``): take back from the bus what they
     hold and answer with ``WorkerLost``."""

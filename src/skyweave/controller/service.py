@@ -253,6 +253,8 @@ class ControllerService:
 
     # -- writing ---------------------------------------------------------------------------------------
     def _commit(self, d: Decisions) -> None:
+        if d.hold:  # before the store says "paused" (what `skyweave pause` waits for)
+            self._take_back(d.hold, hold=True)
         if d.changes:
             d.changes.outbox_published = self._published
             self._published = []
@@ -273,11 +275,8 @@ class ControllerService:
             by_priority.setdefault(priority, []).append(message_id)
         for priority, ids in by_priority.items():
             self.bus.reprioritize(ids, priority)
-        if d.hold:  # a paused run's dispatches: those no worker has claimed come back
-            self.bus.withdraw(d.hold)
-            still = set(self.bus.present(d.hold))
-            if taken := [i for i in d.hold if i not in still]:
-                self._pending.append(Held(dispatches=taken))
+        if d.release:
+            self.bus.release(self._take_back(d.release, hold=False))
         for worker in d.reclaim:
             taken = self.bus.reclaim(worker)
             log.warning("worker %s sent no heartbeat for %g s: it is taken for dead, and %d dispatches it "
@@ -302,6 +301,17 @@ class ControllerService:
             with self._finished:
                 self._finished_count += 1
                 self._finished.notify_all()
+
+    def _take_back(self, ids: list[str], *, hold: bool) -> list[str]:
+        """A paused (``hold``) or resumed run's dispatches: those no worker holds come back from the
+        bus (answered with ``Held``); returns the rest, which workers hold."""
+        if hold:
+            self.bus.hold(ids)  # first: no claim between this and the withdraw takes one
+        self.bus.withdraw(ids)
+        still = set(self.bus.present(ids))
+        if taken := [i for i in ids if i not in still]:
+            self._pending.append(Held(dispatches=taken))
+        return [i for i in ids if i in still]
 
     def _check_caches(self, checks: Sequence[CheckCache]) -> list[CacheChecked]:
         return check_caches(self.store, checks)

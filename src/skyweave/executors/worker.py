@@ -18,6 +18,12 @@ enqueued on the bus (``Bus.on_enqueue`` calling ``Executor.wake``: of the buses 
 tell, of the executors ``local`` can be woken), so the next step of a chain does not wait for
 another activity to report (with a long activity running, each step of a chain beside it waited up
 to the 50 ms collect timeout).  Otherwise it looks at the bus again every ``wait`` (50 ms).
+
+Work taken ahead waits in the worker, not the executor, unless its task is known to be short
+(< ``SHORT_S`` on this worker): such an activity goes to the executor only when a slot is free,
+and just before, the worker asks the bus whether it was *held* meanwhile (its run was paused); a
+held one is given back unstarted (``extend(ids, 0)``) and the controller takes it back on resume.
+So a paused run starts nothing new here but short work already handed to the executor.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from skyweave.model import messages as m
 from skyweave.model.ids import WORKER, new_id
 
 log = logging.getLogger(__name__)
+
+SHORT_S = 0.2
+"""A task whose activities took less than this on average here goes to the executor ahead."""
 
 
 def new_worker_id() -> str:
@@ -56,6 +65,12 @@ class WorkerService:
         self.heartbeat_s = heartbeat_s
         self._messages: dict[str, str] = {}
         """Activity id -> the dispatch message id it came in, to ack once it is over."""
+        self._task_s: dict[str, float] = {}
+        """Task name -> mean duration of its activities here."""
+        self._tasks: dict[str, str] = {}
+        """Activity id -> its task's name, while it is taken."""
+        self._ahead: list[m.DispatchActivity] = []
+        """Taken but not given to the executor yet (see the module docstring)."""
         self._last_beat = 0.0
         self._last_revoke_check = 0.0
         self.revoke_check_s = 1.0
@@ -83,6 +98,9 @@ class WorkerService:
             self._unhook()
             self._unhook = None
         self._flush_held()
+        if self._ahead:  # not started: back to the bus at once rather than when the leases run out
+            self.bus.extend([self._messages.pop(d.activity_id) for d in self._ahead], 0.0)
+            self._ahead.clear()
         self.executor.close()
 
     def _flush_held(self) -> None:
@@ -109,11 +127,11 @@ class WorkerService:
             self._beat(now)
         if self._messages and now - self._last_revoke_check >= self.revoke_check_s:
             self._stop_revoked(now)
-        free = self._target() - self.executor.active
+        free = self._target() - self.executor.active - len(self._ahead)
         # armed before the claim: a dispatch enqueued after it wakes the collect below at once
         self._armed = free > 0
         claimed = self.bus.claim(self.id, free, self.lease_s) if free > 0 else []
-        batch = self._accept(claimed, now)
+        batch = self._start_now(self._accept(claimed, now))
         if batch:
             self.executor.submit(batch)
         if self.executor.active == 0:
@@ -142,6 +160,10 @@ class WorkerService:
             mid = self._messages.pop(o.activity_id, None)
             self._started.pop(o.activity_id, None)
             self._avg_s = 0.9 * self._avg_s + 0.1 * o.usage.wall_s
+            task = self._tasks.pop(o.activity_id, None)
+            if task is not None:
+                mean = self._task_s.get(task)
+                self._task_s[task] = o.usage.wall_s if mean is None else 0.9 * mean + 0.1 * o.usage.wall_s
             if mid is not None:
                 done.append(mid)
         self._report([*held, *ended], done)  # durable before this worker forgets them
@@ -170,18 +192,55 @@ class WorkerService:
                            "so it may have run")], [item.id])
                 continue
             self._messages[body.activity_id] = item.id
+            self._tasks[body.activity_id] = body.task.name
             self._started[body.activity_id] = now
             batch.append(body)
         return batch
 
+    def _start_now(self, batch: list[m.DispatchActivity]) -> list[m.DispatchActivity]:
+        """What goes to the executor now: known-short work at once; the rest (kept in ``_ahead``)
+        when a slot is free, unless its dispatch was held meanwhile (then it goes back to the bus)."""
+        short = [d for d in batch if self._task_s.get(d.task.name, SHORT_S) < SHORT_S]
+        self._ahead.extend(d for d in batch if self._task_s.get(d.task.name, SHORT_S) >= SHORT_S)
+        room = self.executor.slots - self.executor.active - len(short)
+        if room <= 0 or not self._ahead:
+            return short
+        take, self._ahead = self._ahead[:room], self._ahead[room:]
+        held = set(self.bus.held([self._messages[d.activity_id] for d in take]))
+        if held:
+            log.info("giving back %d dispatches held while they waited here (a paused run)", len(held))
+            self.bus.extend(list(held), 0.0)
+            for d in take:
+                if self._messages[d.activity_id] in held:
+                    self._forget(d.activity_id)
+        return [*short, *(d for d in take if d.activity_id in self._messages)]
+
+    def _forget(self, activity_id: str) -> None:
+        self._messages.pop(activity_id, None)
+        self._tasks.pop(activity_id, None)
+        self._started.pop(activity_id, None)
+
     def _stop_revoked(self, now: float) -> None:
-        """Cancel what the controller revoked (a cancelled run's running activities)."""
+        """Cancel what the controller revoked (a cancelled run's running activities); revoked work
+        still waiting here is reported cancelled without starting."""
         self._last_revoke_check = now
         by_message = {mid: aid for aid, mid in self._messages.items()}
-        revoked = self.bus.revoked(list(by_message))
-        if revoked:
-            log.info("stopping %d revoked activities", len(revoked))
-            self.executor.cancel([by_message[mid] for mid in revoked])
+        revoked = set(self.bus.revoked(list(by_message)))
+        if not revoked:
+            return
+        log.info("stopping %d revoked activities", len(revoked))
+        waiting = [d for d in self._ahead if self._messages[d.activity_id] in revoked]
+        if waiting:
+            self._ahead = [d for d in self._ahead if self._messages[d.activity_id] not in revoked]
+            self._report([m.ActivityFailed(
+                activity_id=d.activity_id, attempt=d.attempt, worker=self.id, error_type="skyweave.Cancelled",
+                message=f"activity {d.activity_id} was cancelled before it started", retryable=False, at=now)
+                for d in waiting], [self._messages[d.activity_id] for d in waiting])
+            for d in waiting:
+                self._forget(d.activity_id)
+        running = [by_message[mid] for mid in revoked if by_message[mid] in self._messages]
+        if running:
+            self.executor.cancel(running)
 
     def _beat(self, now: float) -> None:
         self._last_beat = now

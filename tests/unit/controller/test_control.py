@@ -77,3 +77,11 @@ def test_cancel_closes_the_attempt_of_running_work_with_the_time() -> None:
     w.feed(m.ActivityFailed(activity_id=running.activity_id, attempt=1, message="stopped", retryable=False))
     assert w.attempts[(running.activity_id, 1)].state == "cancelled"
     assert w.activities[running.activity_id].state == "cancelled"
+
+
+def test_resume_releases_what_workers_were_holding_when_it_was_paused() -> None:
+    w, run = _squares_on_the_bus(3)
+    paused = w.feed(m.RunControlRequested(run_id=run, action="pause"))
+    w.queue = []  # every one had been claimed by a worker (taken ahead, not started)
+    resumed = w.feed(m.RunControlRequested(run_id=run, action="resume"))
+    assert sorted(resumed.release) == sorted(paused.hold), "given back or not, their hold is lifted"

@@ -159,6 +159,9 @@ def test_parked_activity_wakes_on_product_registration() -> None:
     assert w.activities[act.id].result == "woken"
     assert w.run_state(run) == "succeeded"
     assert [d.kind for d in w.activities[act.id].detours] == ["lookup", "park", "woken"]
+    woken = w.activities[act.id].detours[-1]
+    assert woken.product_id == "prd-aux"
+    assert woken.reason.startswith("prd-aux was registered, matching {'obs_id': 'o1'}"), woken.reason
 
 
 def test_parked_activity_fails_at_its_deadline() -> None:
@@ -171,6 +174,8 @@ def test_parked_activity_fails_at_its_deadline() -> None:
     w.fire_timers(w.now + 2)
     assert w.activities[act.id].state == "failed"
     assert "deadline passed" in w.activities[act.id].error["message"]
+    deadline = w.activities[act.id].detours[-1]
+    assert deadline.kind == "deadline" and deadline.reason == w.activities[act.id].error["message"]
     assert w.run_state(run) == "failed"
 
 

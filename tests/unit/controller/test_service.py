@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,8 @@ from skyweave.engine import Engine, make_env
 from skyweave.examples import mini_xray
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService
+from skyweave.model import messages as m
+from skyweave.model.ids import new_id
 from tests.e2e.chaos import count_starts, read_ledger
 
 
@@ -185,3 +188,33 @@ def test_work_finished_while_no_controller_runs_is_not_run_again(tmp_path: Path)
         assert len(counted) == n and {(a.state, a.attempt) for a in counted} == {("succeeded", 1)}
     runs = read_ledger(ledger)
     assert sorted(len(v) for v in runs.values()) == [1] * n, "an activity ran twice"
+
+
+def test_pause_holds_the_bus_before_the_store_says_paused(tmp_path: Path) -> None:
+    """What ``skyweave pause`` waits for (the run ``paused`` in the store) is written only once the
+    run's dispatches on the bus can no longer be claimed: withdrawn if no worker had them, held if
+    one had taken them ahead."""
+    store = str(tmp_path / "st")
+    with Client(store, engine=False, bus="memory://") as client:
+        service = ControllerService(client.store, client.bus)
+        service.start()
+        run = client.submit(mini_xray.backlog, {"n": 4, "seconds": 0.01})
+        while not [a for a in run.activities() if a.state == "dispatched"]:
+            service.step(wait=0.0)
+        ahead = client.bus.claim("w", 1, 60.0)  # a worker took one ahead, not started yet
+        assert len(ahead) == 1
+        seen: list[tuple[list[str], int]] = []
+        apply = client.store.apply
+
+        def watching(changes: Any) -> None:
+            if any(r.state == "paused" for r in changes.runs):
+                seen.append((client.bus.held([ahead[0].id]), len(client.bus.claim("other", 10, 60.0))))
+            apply(changes)
+
+        client.store.apply = watching  # type: ignore[method-assign]
+        request = m.RunControlRequested(run_id=run.id, action="pause", at=time.time())
+        client.bus.publish([m.encode_message(new_id("evt"), request)])
+        while run.status != "paused":
+            service.step(wait=0.0)
+        assert seen == [([ahead[0].id], 0)], "held and nothing claimable before the store said paused"
+        service.stop()
