@@ -76,6 +76,11 @@ class ExecutionEnv:
     preload modules and tasks: the directory skyweave was started in (see ``engine.make_env``), so
     a ``module:Class`` there loads in worker processes as it would with ``python -m``."""
     extra: dict[str, str] = field(default_factory=dict)
+    storage: str = ""
+    """URL of the product storage (``storage.open_storage``: a folder, ``file://``, or any scheme
+    the registry knows); empty means the local folder ``storage_root``.  With a storage that is
+    not the controller's disk, outputs are written through it and inputs stored there are copied
+    into the attempt's work directory (``.inputs/``) before the task runs."""
 
 
 @dataclass(frozen=True)

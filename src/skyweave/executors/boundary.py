@@ -52,7 +52,7 @@ from skyweave.aspects.builtin import (
 from skyweave.errors import SkyweaveError, TaskFailure
 from skyweave.executors.base import ExecutionEnv, Outcome
 from skyweave.executors.command import CommandRun, run_command
-from skyweave.executors.products import bind_arguments, store_products
+from skyweave.executors.products import INPUTS, bind_arguments, store_products
 from skyweave.executors.resolve import resolve_task, use_import_path
 from skyweave.model.context import ActivityContext, reset_context, set_context
 from skyweave.model.messages import (
@@ -119,7 +119,7 @@ class Boundary:
     def __init__(self, env: ExecutionEnv, *, exclusive_process: bool = True) -> None:
         self.env = env
         use_import_path(env.import_path)
-        self.storage = open_storage(env.storage_root)
+        self.storage = open_storage(env.storage or env.storage_root)
         aspects = builtin_aspects(env, exclusive_process=exclusive_process) if env.builtin_aspects else []
         aspects += [load_aspect(ref, env.aspect_settings) for ref in env.aspects]
         self.chain = AspectChain(aspects)
@@ -154,7 +154,8 @@ class Boundary:
         try:
             try:
                 function = resolve_task(task) if task.kind is TaskKind.PYTHON else None
-                arguments = bind_arguments(dispatch.arguments, dispatch.products)
+                arguments = bind_arguments(dispatch.arguments, dispatch.products,
+                                           stage_in=lambda: ctx.workdir / INPUTS)
                 ctx.extra["arguments"] = arguments
                 self.chain.before(ctx, entered)
                 wrapped = True

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
 
 import msgspec
 
@@ -29,9 +30,9 @@ from skyweave.model.ids import PRODUCT, new_id
 from skyweave.model.messages import DispatchActivity, NewProduct, ProductRef
 from skyweave.model.product import Product
 from skyweave.model.records import ProductRecord
-from skyweave.storage import inplace
-from skyweave.storage.base import Storage, StoredFile
-from skyweave.storage.local import LocalStorage, checksum_unchanged, file_uri
+from skyweave.storage import inplace, locate
+from skyweave.storage.base import ObjectMissingError, Storage, StoredFile
+from skyweave.storage.local import LocalStorage, checksum_unchanged, file_uri, remember_checksum
 
 MARKER = "$product"
 
@@ -49,13 +50,22 @@ def _prepare_hooks() -> list[Callable[[str, Product], None]]:
         return []
 
 
-def bind_arguments(arguments: dict[str, Any], products: dict[str, ProductRef]) -> dict[str, Any]:
-    """The arguments with every ``{"$product": id}`` marker replaced by a ``Product``."""
+INPUTS = ".inputs"
+"""Inputs kept in a storage that is not a local folder are copied to ``<work dir>/.inputs/<id>/``."""
+
+
+def bind_arguments(arguments: dict[str, Any], products: dict[str, ProductRef],
+                   stage_in: Callable[[], Path] | None = None) -> dict[str, Any]:
+    """The arguments with every ``{"$product": id}`` marker replaced by a ``Product``.
+
+    A product whose URI is not a local file is copied (checksummed on the way) under the folder
+    ``stage_in()`` returns, so the task reads a local file wherever the product is stored.
+    """
 
     def bind(value: Any) -> Any:
         if isinstance(value, dict):
             if len(value) == 1 and MARKER in value:
-                return _input_product(value[MARKER], products)
+                return _input_product(value[MARKER], products, stage_in)
             return {key: bind(item) for key, item in value.items()}
         if isinstance(value, list):
             return [bind(item) for item in value]
@@ -64,14 +74,32 @@ def bind_arguments(arguments: dict[str, Any], products: dict[str, ProductRef]) -
     return {name: bind(value) for name, value in arguments.items()}
 
 
-def _input_product(product_id: str, products: dict[str, ProductRef]) -> Product:
+def _staged(ref: ProductRef, stage_in: Callable[[], Path] | None) -> Path:
+    """A local copy of a product held in a storage that is not a local folder.  A missing object
+    leaves the path absent: input validation then reports it like a missing local file."""
+    storage, key = locate(ref.uri)
+    if stage_in is None:
+        raise Fatal(f"input {ref.id} is at {ref.uri} and there is no work directory to copy it to",
+                    hint="run activities through the boundary (executors/boundary.py)")
+    target = stage_in() / ref.id / PurePosixPath(key).name
+    try:
+        stored = storage.get(key, target)
+    except ObjectMissingError:
+        return target
+    remember_checksum(target, target.stat(), stored.checksum)  # validation need not read it again
+    return target
+
+
+def _input_product(product_id: str, products: dict[str, ProductRef],
+                   stage_in: Callable[[], Path] | None = None) -> Product:
     ref = products.get(product_id)
     if ref is None:
         raise Fatal(
             f"an argument refers to product {product_id!r} that the dispatch does not describe",
             hint="this is a controller bug: every product marker must come with its ProductRef",
         )
-    path = LocalStorage.local_path(ref.uri)
+    local = urlparse(ref.uri).scheme in ("", "file")
+    path = LocalStorage.local_path(ref.uri) if local else _staged(ref, stage_in)
     return from_product(Product(
         path,
         type=ref.type,
