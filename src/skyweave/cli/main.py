@@ -26,6 +26,7 @@ from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.cli.dryrun import show_plan
 from skyweave.cli.export import products_export
 from skyweave.cli.lineage import impact, lineage
+from skyweave.cli.listen import listen
 from skyweave.cli.prov import prov_app
 from skyweave.cli.reprocess import products_recompute, reprocess
 from skyweave.cli.runview import logs, print_summary, runs, status
@@ -299,6 +300,7 @@ app.add_typer(prov_app, name="prov")
 
 app.command()(controller)
 app.command()(worker)
+app.command()(listen)
 app.command()(lineage)
 app.command()(impact)
 app.command()(reprocess)
