@@ -43,7 +43,7 @@ RUN_PAGES = ["index.md", "tutorial.md", "dynamic.md", "operations.md", "commands
 """Pages whose files and commands are executed, in order."""
 FAILED_RUNS = {"tutorial.md": 1, "dynamic.md": 1, "operations.md": 1}
 """How many runs each page fails on purpose (to show errors, retries and deadlines)."""
-SERVICES = ("controller", "worker")
+SERVICES = ("controller", "worker", "listen")
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 

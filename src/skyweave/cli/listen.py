@@ -57,8 +57,8 @@ def listen(
         lst = load_listener(target)
         handler, name = listener_handler(lst), lst.name
     settings = load_settings(store=store, bus=bus)
-    loop = ListenLoop(open_bus(settings.bus_url(shared=True)), group or f"listener:{name}", patterns,
-                      handler, retries=retries)
+    bus_ = open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s)
+    loop = ListenLoop(bus_, group or f"listener:{name}", patterns, handler, retries=retries)
 
     def on_signal(_signum: int, _frame: object) -> None:
         loop.stop.set()
