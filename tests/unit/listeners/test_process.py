@@ -110,5 +110,5 @@ def test_a_command_gets_the_event_on_stdin_and_as_variables(tmp_path: Path) -> N
     assert got["env"] == event_env("product.created", event, 42) == {
         "SKYWEAVE_TOPIC": "product.created", "SKYWEAVE_OFFSET": "42", "SKYWEAVE_RUN_ID": "run-1",
         "SKYWEAVE_ACTIVITY_ID": "act-1", "SKYWEAVE_PRODUCT_ID": "prd-1"}
-    with pytest.raises(RuntimeError, match="exited 3 on product.created"):
+    with pytest.raises(RuntimeError, match=r"exited 3 on product\.created"):
         CommandHandler(f"{sys.executable} {script}", environ={"FAIL": "3"})("product.created", event, 42)
