@@ -156,7 +156,11 @@ class ListenLoop:
             if not items:
                 self.bus.wait(_IDLE_WAIT_S)
                 continue
-            self.step(items)
+            try:
+                self.step(items)
+            except Exception:  # e.g. the commit failed: what was not committed comes again
+                log.exception("cannot commit for group %s; reading again", self.group)
+                self.stop.wait(1.0)
 
     def step(self, items: Sequence[Delivered]) -> None:
         skipped = 0
