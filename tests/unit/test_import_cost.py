@@ -35,6 +35,13 @@ def test_authoring_imports_leave_the_engine_out(statement: str) -> None:
     assert not [m for m in HEAVY if m in loaded]
 
 
+def test_the_one_dispatch_entry_point_leaves_the_engine_out() -> None:
+    """``python -m skyweave.execute`` runs in every Slurm job, container and pod."""
+    loaded = _modules_after("import skyweave.execute")
+    assert "skyweave.executors.boundary" in loaded
+    assert not [m for m in HEAVY if m in loaded]
+
+
 def test_client_is_imported_on_first_use() -> None:
     loaded = _modules_after("import skyweave\nskyweave.Client")
     assert {"skyweave.client", "sqlalchemy"} <= loaded

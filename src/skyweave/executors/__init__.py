@@ -3,6 +3,8 @@ with ``register_executor``), so that the engine, the CLI and the settings never 
 
 * ``local`` — a pool of child processes on this host (the default);
 * ``threads`` — a thread pool inside this process (tests, tiny tasks; stops nothing);
+* ``subprocess`` — one ``python -m skyweave.execute`` process per activity (a fresh interpreter
+  each; what the Slurm, container and Kubernetes executors run elsewhere);
 * later ``dask://host:port``, ``slurm``, ``kubernetes``…: a URL's scheme is its key, and the
   factory gets the whole text (the scheduler's address, options).
 
@@ -60,5 +62,12 @@ def _threads(_setting: str, env: ExecutionEnv, slots: int) -> Executor:
     return ThreadExecutor(env, threads=slots)
 
 
+def _subprocess(_setting: str, env: ExecutionEnv, slots: int) -> Executor:
+    from skyweave.executors.per_process import SubprocessExecutor
+
+    return SubprocessExecutor(env, processes=slots)
+
+
 register_executor("local", _local)
 register_executor("threads", _threads)
+register_executor("subprocess", _subprocess)

@@ -38,12 +38,12 @@ from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 
 import msgspec
-import psutil
 
 from skyweave.aspects.builtin import activity_log_path, capture_scratch_path, salvage_capture
 from skyweave.errors import SkyweaveError
 from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST
+from skyweave.executors.limits import MEMORY_CHECK_S, over_memory, tree_rss
 from skyweave.executors.local_child import (
     Batch,
     Cancel,
@@ -70,8 +70,6 @@ STARTED_GRACE_S = 0.05
 """``collect`` returns early to report an activity that has been running this long."""
 MAX_STARTUP_DEATHS = 3
 """Children dying before they start anything, in a row, that make the executor give up."""
-MEMORY_CHECK_S = 0.2
-"""How often the memory of children running an activity with ``resources.memory_mb`` is looked at."""
 _WAKE = object()
 """The selector's data for the read end of the ``wake`` pipe."""
 PRELOAD_WAIT_S = 300.0
@@ -351,11 +349,9 @@ class LocalExecutor(Executor):
             limit = item.dispatch.task.resources.memory_mb if item is not None else None
             if item is None or limit is None or child.process.pid is None:
                 continue
-            used_mb = _tree_rss(child.process.pid) / 2**20
+            used_mb = tree_rss(child.process.pid) / 2**20
             if used_mb > limit:
-                message = (f"task {item.dispatch.task.name!r} used {used_mb:.0f} MB, over its memory "
-                           f"limit of {limit} MB (resources.memory_mb; the worker process's whole tree "
-                           "counts); stopped")
+                message = over_memory(item.dispatch.task.name, used_mb, limit)
                 failure = self._failure(item, child, "skyweave.MemoryLimit", message, retryable=False)
                 self._replace(child, failure)
 
@@ -483,16 +479,3 @@ def _close_fds(*fds: int) -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
 
-
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (0 for those already gone)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total

@@ -15,6 +15,7 @@ from skyweave.errors import SkyweaveError
 from skyweave.executors import EXECUTORS, executor_key, open_executor, register_executor
 from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcome
 from skyweave.executors.local import LocalExecutor
+from skyweave.executors.per_process import SubprocessExecutor
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService
 from skyweave.model.messages import DispatchActivity
@@ -50,6 +51,7 @@ def test_the_settings_name_the_executor_by_name(env: ExecutionEnv) -> None:
     local = make_executor(Settings(executor="local", workers=2), env)
     assert isinstance(local, LocalExecutor) and local.slots == 2
     local.close()
+    assert isinstance(make_executor(Settings(executor="subprocess", workers=2), env), SubprocessExecutor)
 
 
 def test_a_new_executor_joins_by_url_scheme_and_gets_its_whole_setting(

@@ -15,6 +15,7 @@ import pytest
 
 from skyweave.executors.base import ExecutionEnv, Executor
 from skyweave.executors.local import LocalExecutor
+from skyweave.executors.per_process import SubprocessExecutor
 from skyweave.executors.threads import ThreadExecutor
 
 ExecutorFactory = Callable[[ExecutionEnv], Executor]
@@ -24,6 +25,7 @@ SLOTS = 2
 EXECUTOR_FACTORIES = [
     pytest.param(lambda env: LocalExecutor(env, processes=SLOTS), id="local"),
     pytest.param(lambda env: ThreadExecutor(env, threads=SLOTS), id="threads"),
+    pytest.param(lambda env: SubprocessExecutor(env, processes=SLOTS), id="subprocess"),
 ]
 
 
