@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from skyweave.model.messages import (
     DispatchActivity,
 )
 from skyweave.storage.local import LocalStorage
-from tests.unit.executors.helpers import by_module, by_path, dispatch, run_until, wait_gone, wait_started
+from tests.unit.executors.helpers import (
+    DEADLINE_S,
+    by_module,
+    by_path,
+    dispatch,
+    run_until,
+    wait_gone,
+    wait_started,
+)
 
 
 @pytest.fixture
@@ -47,7 +56,9 @@ def _failed(outcome: Outcome) -> ActivityFailed:
 def _pid(pid_file: Path, executor: Executor) -> int:
     """The process the task runs in, once it has written it (collecting meanwhile; nothing may end)."""
     events: list[Outcome] = []
+    end = time.monotonic() + DEADLINE_S
     while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < end, "the task never wrote its pid"
         events.extend(executor.collect(0.05))
         assert not [e for e in events if not isinstance(e, ActivityStarted)], events
     return int(pid_file.read_text())
@@ -163,7 +174,7 @@ def test_a_timeout_is_reported_and_retryable(executor: Executor, release: Path) 
 def test_a_timeout_stops_the_running_work(executor: Executor, release: Path, tmp_path: Path) -> None:
     _needs(executor, "stops_running_work")
     pid_file = tmp_path / "pid"
-    d = dispatch(by_path("pid_then_wait"), {"pid_file": str(pid_file), "path": str(release)}, timeout_s=0.5)
+    d = dispatch(by_path("pid_then_wait"), {"pid_file": str(pid_file), "path": str(release)}, timeout_s=1.5)
     executor.submit([d])
     pid = _pid(pid_file, executor)
     assert pid != os.getpid()
