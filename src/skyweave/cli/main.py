@@ -23,6 +23,7 @@ from skyweave.cli.catalogue import (
     products_unpin,
 )
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
+from skyweave.cli.deadletters import dead_letters
 from skyweave.cli.dryrun import show_plan
 from skyweave.cli.export import products_export
 from skyweave.cli.lineage import impact, lineage
@@ -301,6 +302,7 @@ app.add_typer(prov_app, name="prov")
 app.command()(controller)
 app.command()(worker)
 app.command()(listen)
+app.command("dead-letters")(dead_letters)
 app.command()(lineage)
 app.command()(impact)
 app.command()(reprocess)
