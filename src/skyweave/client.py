@@ -16,6 +16,7 @@ import atexit
 import functools
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from skyweave.authoring.loader import load_task
 from skyweave.authoring.targets import load_workflow
 from skyweave.authoring.task import Task
+from skyweave.authoring.versions import routing_warnings
 from skyweave.authoring.workflow import Workflow
 from skyweave.bus import open_bus
 from skyweave.bus.base import Bus
@@ -30,7 +32,14 @@ from skyweave.config.settings import Settings, load_settings
 from skyweave.controller.decisions import graph_products
 from skyweave.controller.runstate import parse_key
 from skyweave.engine import Engine
-from skyweave.errors import ControlError, DefinitionError, NotFoundError, RunFailedError, SkyweaveError
+from skyweave.errors import (
+    ControlError,
+    DefinitionError,
+    NotFoundError,
+    RunFailedError,
+    SkyweaveError,
+    TaskVersionWarning,
+)
 from skyweave.executors.base import RUN_IMAGE_YOURSELF, unrunnable
 from skyweave.listeners import Listener
 from skyweave.model import messages as m
@@ -170,10 +179,16 @@ class Client:
                parent_run: str | None = None) -> RunHandle:
         wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
         graph, tasks = wf.build(params or {})
-        for t in self._new_tasks(tasks):
+        new = self._new_tasks(tasks)
+        before = self._current_specs()
+        for t in new:
             # new code is deployed by submitting it; a version already known keeps the routing
             # as it is, so a `skyweave tasks register` switch-over is not undone by the next run
             self.register_task(t)
+        for message in routing_warnings({n: t.spec for n, t in tasks.items()}, before,
+                                        self._current_specs() if new else before,
+                                        pinned=wf.pin if pin is None else pin):
+            warnings.warn(TaskVersionWarning(message), stacklevel=2)
         graph, in_place = inplace.resolve_graph(graph, lookup=self._existing_product)
         if in_place:  # File/Folder arguments: registered where they are, never copied
             self.store.apply(Changeset(products=in_place))
@@ -189,6 +204,10 @@ class Client:
         self.bus.publish([m.encode_message(new_id("evt"), m.RunSubmitted(run_id=record.id,
                                                                          at=time.time()))])
         return RunHandle(self, record.id)
+
+    def _current_specs(self) -> dict[str, TaskSpec]:
+        """The version new activations of each task name use."""
+        return {spec.name: spec for spec, current in self.store.list_tasks() if current}
 
     def _new_tasks(self, tasks: Mapping[str, Task]) -> list[Task]:
         """The tasks a submission registers; refuses a known version with different code and a

@@ -140,3 +140,12 @@ class Fatal(SkyweaveError):
     """Raise from a task to fail it without retries (bad input data that retrying cannot fix)."""
 
     retryable = False
+
+
+class SkyweaveWarning(UserWarning):
+    """Root of skyweave's warnings: it works, but perhaps not the way the user meant."""
+
+
+class TaskVersionWarning(SkyweaveWarning):
+    """A submitted task will not run at the version, or of the kind, its file defines, or it
+    displaces a task of another kind registered under the same name."""

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 from skyweave import Client
+from skyweave.errors import TaskVersionWarning
 
 FLOW = textwrap.dedent('''
     import time
@@ -98,6 +100,38 @@ def test_submitting_again_does_not_undo_a_registered_switch_over(tmp_path: Path)
     with Client(str(tmp_path / "st"), workers=1) as client:
         assert client.run(f"{flow}:flow", {"n": 1}, timeout=60).results() == ["v1:0"]
         client.register_task(f"{v2}:label")
-        again = client.run(f"{flow}:flow", {"n": 1}, timeout=60)  # its file still says version 1
+        with pytest.warns(TaskVersionWarning) as warned:           # its file still says version 1
+            again = client.run(f"{flow}:flow", {"n": 1}, timeout=60)
         assert again.results() == ["v2:0"]
         assert {a.task_version for a in again.activities() if a.task_name == "label"} == {"2"}
+        (message,) = [str(w.message) for w in warned]
+        assert f"task 'label': the submitted workflow defines version '1' (Python task {flow}:label)" in message
+        assert "but this run uses version '2' (Python task " in message and "label_v2.py:label)" in message
+        assert f"`skyweave tasks register {flow}:label`" in message
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                         # pinned: the file's version runs
+            assert client.submit(f"{flow}:flow", {"n": 1}, pin=True).wait(timeout=60).results() == ["v1:0"]
+
+
+YAML_TOTAL = """
+workflow: sums
+tasks:
+  label: {command: "echo {params.x}", version: "cmd-1"}
+steps:
+  one: {task: label, args: {x: 1}}
+output: $one
+"""
+
+
+def test_a_yaml_command_task_taking_a_python_tasks_name_is_named_with_it(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.py"
+    flow.write_text(FLOW)
+    (tmp_path / "sums.yaml").write_text(YAML_TOTAL)
+    with Client(str(tmp_path / "st"), workers=1) as client:
+        assert client.run(f"{flow}:flow", {"n": 1}, timeout=60).status == "succeeded"
+        with pytest.warns(TaskVersionWarning) as warned:
+            client.submit(str(tmp_path / "sums.yaml"))
+        (message,) = [str(w.message) for w in warned]
+        assert "task 'label': version 'cmd-1' of this submission (command task `echo {params.x}`)" in message
+        assert f"replaces version '1' (Python task {tmp_path / 'st'}" in message
+        assert "different names" in message

@@ -3,6 +3,7 @@ listeners).  ``targets.load_workflow`` adds declarative files on top of this mod
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -80,7 +81,9 @@ def load_object(target: str) -> object:
     obj = getattr(module, attr, None)
     if obj is None:
         names = [n for n, v in vars(module).items() if isinstance(v, Workflow | Task)]
-        raise WorkflowLoadError(f"{where} has no {attr!r}",
+        close = difflib.get_close_matches(attr, names, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        raise WorkflowLoadError(f"{where} has no {attr!r}{guess}",
                                 hint=f"workflows and tasks defined there: {', '.join(names) or 'none'}")
     return obj
 

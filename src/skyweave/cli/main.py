@@ -80,7 +80,12 @@ def run(
         return
     with _client(store, engine=True, workers=workers, executor=executor) as client:
         handle = client.submit(target, _params(param), priority=priority)
-        record = client.wait(handle.id, timeout=timeout, progress=not as_json and sys.stderr.isatty())
+        try:
+            record = client.wait(handle.id, timeout=timeout, progress=not as_json and sys.stderr.isatty())
+        except KeyboardInterrupt:
+            output.error(f"interrupted: run {handle.id} is kept in the store, unfinished",
+                         "run `skyweave resume` to finish it (`skyweave status` shows where it stopped)")
+            raise typer.Exit(130) from None
         summary = client.summary(handle.id)
         if as_json:
             output.print_json(summary)
@@ -96,7 +101,17 @@ def _print_failures(client: Client, run_id: str) -> None:
     for act in client.store.list_activities(run_id=run_id, states=["failed"], limit=5):
         err = act.error or {}
         output.error(f"activity {act.id} ({act.task_name}) failed: {err.get('message', '')}",
-                     err.get("hint") or f"see `skyweave logs {act.id}`; retry with `skyweave retry {act.id}`")
+                     err.get("hint") or f"see `skyweave logs {act.id}`; to run it again: "
+                                        f"`skyweave retry {act.id}`, then `skyweave resume`")
+
+
+def _unless_a_controller_runs(client: Client, request: str) -> None:
+    """Say how a control request gets applied when no controller is running on the store."""
+    holder = client.store.controller_lease_holder()
+    if holder is None or holder[1] < time.time():
+        output.err_console.print(f"note: no controller is running on this store: the {request} waits "
+                                 "for one; run `skyweave resume` to apply it now (or start "
+                                 "`skyweave controller`)", highlight=False)
 
 
 @app.command()
@@ -133,6 +148,7 @@ def cancel(run_id: str, store: StoreOpt = None) -> None:
     with _client(store, engine=False) as client:
         client.cancel(run_id)
         output.console.print(f"cancel requested for {run_id}")
+        _unless_a_controller_runs(client, "cancel")
 
 
 @app.command()
@@ -161,6 +177,7 @@ def retry(activity_id: str, store: StoreOpt = None) -> None:
     with _client(store, engine=False) as client:
         client.retry(activity_id)
         output.console.print(f"retry requested for {activity_id}")
+        _unless_a_controller_runs(client, "retry")
 
 
 @app.command()
@@ -177,6 +194,7 @@ def priority(
     with _client(store, engine=False) as client:
         client.set_priority(value, run_id=run, activity_id=activity)
         output.console.print("priority change requested")
+        _unless_a_controller_runs(client, "priority change")
 
 
 # -- tasks and products ----------------------------------------------------------------------------

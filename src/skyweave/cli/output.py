@@ -53,6 +53,10 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     console.print(t)
 
 
+def warning(message: str) -> None:
+    err_console.print(Text.assemble(("warning:", "bold yellow"), " ", message), highlight=False)
+
+
 def error(message: str, hint: str | None = None) -> None:
     err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
     if hint:

@@ -143,7 +143,7 @@ class UsageRecord(msgspec.Struct, kw_only=True):
 
 
 class EventRecord(msgspec.Struct, kw_only=True):
-    """A bus event as kept in the store's event log (for ``skyweave events`` and the dashboard)."""
+    """A bus event as kept in the store's event log (for the dashboard)."""
 
     id: str
     kind: str

@@ -139,7 +139,7 @@ class RecordQueries(Store):
             row = conn.execute(select(*PRODUCT.columns).where(products.c.id == product_id)).first()
         if row is None:
             raise NotFoundError(f"no product {product_id!r} in store {self.url}",
-                                hint="search products with `skyweave products`",
+                                hint="search products with `skyweave products list`",
                                 kind="product", id=product_id)
         return PRODUCT.from_row(row)
 

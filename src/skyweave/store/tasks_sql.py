@@ -198,7 +198,7 @@ class TaskRegistry(Store):
             return UnknownTaskError(
                 f"no task named {name!r} — registered: {', '.join(names) or '(none)'}",
                 hint=f"did you mean {close[0]!r}?" if close
-                else "register the task first (`skyweave registry`), or check --store",
+                else "register the task first (`skyweave tasks register FILE.py:TASK`), or check --store",
                 task=name, known=names, store=self.url)
         versions = list(conn.execute(select(tasks.c.version).where(tasks.c.name == name)
                                      .order_by(tasks.c.registered_at)).scalars())
