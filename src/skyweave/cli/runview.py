@@ -15,9 +15,10 @@ import typer
 from skyweave.cli import output
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.client import Client
-from skyweave.errors import NotFoundError
+from skyweave.errors import NotFoundError, SkyweaveError
 from skyweave.model.ids import RUN
 from skyweave.model.records import ActivityRecord
+from skyweave.storage import locate
 
 SHOWN = 200
 """Activities listed in a table or shown by ``logs RUN`` (``--json`` has them all)."""
@@ -113,6 +114,18 @@ def logs(
             output.console.print(f"no activity of run {run_id} has captured output")
 
 
+def _stored_log(uri: str) -> str:
+    """A log a worker wrote to the product storage (a worker without this host's disk)."""
+    if not uri:
+        return ""
+    try:
+        storage, key = locate(uri)
+        with storage.open(key) as reader:
+            return reader.read().decode(errors="replace")
+    except (OSError, SkyweaveError) as exc:
+        return f"(the log at {uri} cannot be read here: {getattr(exc, 'message', exc)})\n"
+
+
 def _show_activity(client: Client, act: ActivityRecord, *, heading: bool) -> bool:
     """Print what ``act`` left (command line, logs, error, detours); False if there is nothing.
     Each part is ``(rule, text)``: a ruled heading (or ``None``) and the text under it, as it is."""
@@ -125,8 +138,9 @@ def _show_activity(client: Client, act: ActivityRecord, *, heading: bool) -> boo
         # a lost attempt (its worker died), a cancelled one, or one reported after that, says why
         why = att.error if att.error and (att.state in ("lost", "cancelled") or
                                           att.error.get("type") == "skyweave.Superseded") else None
-        if path.is_file() or why:
-            text = path.read_text(errors="replace") if path.is_file() else ""
+        stored = act.log_uri if att.attempt == act.attempt and act.log_uri else ""
+        if path.is_file() or why or stored.partition("://")[0] not in ("", "file"):
+            text = path.read_text(errors="replace") if path.is_file() else _stored_log(stored)
             if why:
                 text += f"{why.get('type')}: {why.get('message')}\n"
             parts.append((f"attempt {att.attempt} ({att.state})", text))

@@ -64,7 +64,7 @@ from skyweave.model.messages import (
 )
 from skyweave.model.signals import MissingInput
 from skyweave.model.specs import TaskKind
-from skyweave.storage import open_storage
+from skyweave.storage import LocalStorage, open_storage
 from skyweave.storage.local import file_uri
 
 HOST = socket.gethostname()
@@ -182,6 +182,18 @@ class Boundary:
 
     # -----------------------------------------------------------------------------------------
 
+    def _log_to_storage(self, dispatch: DispatchActivity, log_uri: str) -> str:
+        """The captured log copied to ``logs/<activity_id>.<attempt>.log`` in a storage that is
+        not a local folder (readable where the worker's disk is not); its URI, or the local one
+        if the copy failed (said in the worker's log)."""
+        key = f"logs/{dispatch.activity_id}.{dispatch.attempt}.log"
+        try:
+            return self.storage.put_file(LocalStorage.local_path(log_uri), key).uri
+        except (OSError, SkyweaveError) as exc:
+            logging.getLogger(__name__).warning("log of %s kept on this host only: %s",
+                                                dispatch.activity_id, exc)
+            return log_uri
+
     def _report(
         self,
         dispatch: DispatchActivity,
@@ -193,6 +205,8 @@ class Boundary:
         clock: float,
     ) -> Outcome:
         outcome.usage.setdefault("wall_s", time.perf_counter() - clock)
+        if outcome.log_uri and not isinstance(self.storage, LocalStorage):
+            outcome.log_uri = self._log_to_storage(dispatch, outcome.log_uri)
         usage, problems = usage_from(outcome.usage)
         if problems and outcome.ok:
             outcome.ok, outcome.result = False, None

@@ -60,3 +60,13 @@ def test_a_missing_input_in_the_storage_is_reported_like_a_missing_file(env: Exe
                                products={"prd-gone": ref}), remote)
     assert not isinstance(outcome, ActivityFinished)
     assert "prd-gone" in str(outcome)
+
+
+def test_the_captured_log_is_copied_to_the_storage(env: ExecutionEnv) -> None:
+    remote, storage = remote_env(env)
+    d = dispatch(by_path("chatty"))
+    outcome = execute(d, remote)
+    assert isinstance(outcome, ActivityFinished), outcome
+    assert storage.key(outcome.log_uri) == f"logs/{d.activity_id}.{d.attempt}.log"
+    with storage.open(storage.key(outcome.log_uri)) as reader:
+        assert "hello from print" in reader.read().decode()
