@@ -54,6 +54,8 @@ class ThreadExecutor(Executor):
         """Entries whose thread has begun; written by pool threads, so read through copies."""
         self._finished: queue.SimpleQueue[tuple[_Entry, Outcome]] = queue.SimpleQueue()
         self._reports: list[Outcome] = []
+        self._unlimited: set[str] = set()
+        """Tasks already warned about: their ``memory_mb`` is not enforced here."""
 
     @property
     def slots(self) -> int:
@@ -77,6 +79,11 @@ class ThreadExecutor(Executor):
         for dispatch in batch:
             if dispatch.activity_id in self._entries:
                 continue
+            task = dispatch.task
+            if task.resources.memory_mb is not None and task.name not in self._unlimited:
+                self._unlimited.add(task.name)
+                log.warning("task %r declares memory_mb=%d, which the threads executor does not enforce "
+                            "(use the local executor to enforce it)", task.name, task.resources.memory_mb)
             entry = _Entry(dispatch)
             self._entries[dispatch.activity_id] = entry
             entry.future = self._pool.submit(self._run, entry)

@@ -6,6 +6,7 @@ the ``subprocess`` executor in the contract suite, which runs nothing but this e
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,8 +16,9 @@ import msgspec
 import pytest
 
 from skyweave import execute
+from skyweave.aspects.base import AspectSettings
 from skyweave.executors.base import ExecutionEnv
-from skyweave.executors.job import JOB_FORMAT, decode_job, decode_outcome, encode_job
+from skyweave.executors.job import JOB_FORMAT, JobEnv, decode_job, decode_outcome, encode_job
 from skyweave.model.messages import ActivityFailed, ActivityFinished, ActivityNeedsInput
 
 from .helpers import by_module, by_path, dispatch
@@ -30,6 +32,14 @@ def _run(args: list[str], *, stdin: bytes | None = None) -> subprocess.Completed
 def test_a_job_round_trips_through_its_file_format(env: ExecutionEnv) -> None:
     d = dispatch(by_module("add"), {"x": 1, "y": 2}, timeout_s=5.0, memory_mb=100)
     assert decode_job(encode_job(d, env)) == (d, env)
+    full = dataclasses.replace(  # every field away from its default
+        env, aspects=("a:B",), aspect_settings=AspectSettings(authority="org.example"), builtin_aspects=False,
+        validate_checksums=False, preload=("numpy",), import_path=("/here",), extra={"k": "v"},
+        storage="file:///elsewhere")
+    assert decode_job(encode_job(d, full)) == (d, full)
+    # a field added to ExecutionEnv must be added to the job format too (else a job drops it)
+    carried = set(JobEnv.__struct_fields__) - {"authority"} | {"aspect_settings"}
+    assert {f.name for f in dataclasses.fields(ExecutionEnv)} == carried
 
 
 def test_a_finished_activity_writes_its_outcome_atomically_and_exits_0(env: ExecutionEnv, tmp_path: Path) -> None:

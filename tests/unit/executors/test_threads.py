@@ -84,3 +84,14 @@ def test_a_start_is_never_reported_without_the_end_that_preceded_it(env: Executi
         release.touch()
         (tmp_path / "second").touch()
         executor.close()
+
+
+def test_a_memory_limit_it_cannot_enforce_is_said_once_per_task(threads: ThreadExecutor,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    batch = [dispatch(by_path("add"), {"x": i, "y": 0}, memory_mb=100) for i in range(3)]
+    with caplog.at_level("WARNING", logger="skyweave.executors.threads"):
+        threads.submit(batch)
+        run_until(threads, [d.activity_id for d in batch])
+    said = [r.getMessage() for r in caplog.records if "does not enforce" in r.getMessage()]
+    assert said == ["task 'add' declares memory_mb=100, which the threads executor does not enforce "
+                    "(use the local executor to enforce it)"]
