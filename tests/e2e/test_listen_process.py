@@ -11,13 +11,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, installed_skyweave, poll, stop
+from tests.services import service_url
 
 BASIC = WORKFLOWS / "basic.py"
 PATTERNS = "activity.succeeded,run.*,product.created"
@@ -55,9 +58,25 @@ def _listening(log: Path) -> bool:
     return log.is_file() and "listening to" in log.read_text()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
+def bus(request: pytest.FixtureRequest, cli: CLI) -> Iterator[str]:
+    """The controller's bus: the SQLite file of its store, or the test Redis under a prefix of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{cli.store / 'bus.db'}"
+        return
+    from skyweave.bus.redis import RedisBus
+
+    server, prefix = service_url("redis"), f"test-{uuid.uuid4().hex[:12]}"
+    yield f"{server}?prefix={prefix}"
+    cleanup = RedisBus(server, prefix=prefix, retry_s=5)
+    try:
+        cleanup.purge()
+    finally:
+        cleanup.close()
+
+
 @pytest.mark.slow
-def test_listener_process_resumes_its_group_after_kill_9_and_never_holds_the_controller(cli: CLI) -> None:
-    bus = f"sqlite:///{cli.store / 'bus.db'}"
+def test_listener_process_resumes_its_group_after_kill_9_and_never_holds_the_controller(cli: CLI, bus: str) -> None:
     homes = {name: cli.cwd / name for name in ("team-a", "team-b")}
     for home in homes.values():
         home.mkdir()
@@ -66,18 +85,23 @@ def test_listener_process_resumes_its_group_after_kill_9_and_never_holds_the_con
     hold = homes["team-a"] / "hold"
     hold.touch()
     with (cli.cwd / "controller.log").open("wb") as fh:
-        controller = subprocess.Popen(cli_argv("controller", "--workers", "2", "--store", str(cli.store)),
+        controller = subprocess.Popen(cli_argv("controller", "--workers", "2", "--store", str(cli.store),
+                                               "--bus", bus),
                                       cwd=cli.cwd, env=cli_env(), stdout=fh, stderr=subprocess.STDOUT,
                                       start_new_session=True)
     procs = [controller]
     try:
-        poll((cli.store / "bus.db").is_file, deadline=30, what="the controller's bus")
+        poll(lambda: "controller on store" in (cli.cwd / "controller.log").read_text(), deadline=60,
+             what="the controller to start")
         a_log, b_log = homes["team-a"] / "listen.log", homes["team-b"] / "listen.log"
         procs.append(_listen(homes["team-a"], bus, "team-a"))
         procs.append(_listen(homes["team-b"], bus, "team-b"))
         poll(lambda: _listening(a_log) and _listening(b_log), deadline=60, what="both listeners to join")
 
-        run_id = cli.json("submit", f"{BASIC}:simple", "--param", "n=3")["run_id"]
+        submitted = subprocess.run(cli_argv("submit", f"{BASIC}:simple", "--param", "n=3", "--json", "--store",
+                                            str(cli.store)), cwd=cli.cwd, env=cli_env() | {"SKYWEAVE_BUS": bus},
+                                   capture_output=True, text=True, timeout=120, check=True)
+        run_id = json.loads(submitted.stdout)["run_id"]
 
         def finished() -> dict[str, Any] | None:
             st = cli.status(run_id)

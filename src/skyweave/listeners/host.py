@@ -160,7 +160,7 @@ class ListenerHost:
 
     def start(self) -> None:
         for lst in self.listeners:
-            self.bus.read(self.group(lst), 0)  # make the group known before events flow
+            self.bus.read(self.group(lst), 1)  # the group is known from now on (a read never commits)
         self._feeds = [_Feed(self, lst) for lst in self.listeners]
         for feed in self._feeds:
             feed.start()

@@ -141,7 +141,7 @@ class ListenLoop:
 
     def join(self) -> None:
         """Make the group known to the bus: events from now on are kept until it has read them."""
-        self.bus.read(self.group, 0)
+        self.bus.read(self.group, 1)  # reads, never commits (0 is refused by the Redis bus)
 
     def run(self) -> None:
         """Until ``stop`` is set: an event in hand is finished (and committed) first."""
