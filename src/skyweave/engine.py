@@ -86,7 +86,9 @@ class Engine:
             self.controller = ControllerService(self.store, self.bus, aging_s=settings.aging_s,
                                                 window=settings.window, batch=settings.batch,
                                                 control_bus=control_bus,
-                                                worker_timeout_s=settings.worker_timeout_s)
+                                                worker_timeout_s=settings.worker_timeout_s,
+                                                lease_ttl_s=settings.controller_lease_s,
+                                                lease_renew_s=settings.controller_renew_s)
             self.controller.core.record_usages = settings.provenance
         if settings.listeners and controller:
             use_import_path(started_in())

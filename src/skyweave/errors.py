@@ -107,6 +107,11 @@ class ControlError(SkyweaveError):
     exit_code = 5
 
 
+class LeaseLostError(ControlError):
+    """A controller no longer holds the store's controller lease (another took over): it must stop
+    acting; nothing it decided after losing the lease was written."""
+
+
 class TaskFailure(SkyweaveError):
     """User code failed.  Keeps the original exception type, message and traceback as text.
 

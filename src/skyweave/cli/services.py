@@ -90,6 +90,10 @@ def controller(
     engine = Engine(settings, worker=workers > 0)
     stop = threading.Event()
     _serve(stop)
+    assert engine.controller is not None
+    if not engine.controller.stand_by(stop):  # another controller is active: wait to take over
+        engine.stop()
+        return
     engine.start()
     output.err_console.print(f"controller on store {settings.store_dir}, bus {settings.bus}")
     try:

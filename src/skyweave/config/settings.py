@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyweave.errors import SkyweaveError
@@ -68,6 +68,16 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Seconds without a heartbeat after which the controller takes a worker for "
                                "dead and dispatches what it held again, as new attempts. Keep it several "
                                "heartbeats long: a worker taken for dead while alive has its work run twice.")
+    controller_lease_s: float = Field(
+        6.0, gt=0, description="Seconds the controller's lease on the store lasts unless renewed. A "
+                               "standby controller takes over this long after the active one stops "
+                               "renewing (at once if the active one ran on its host and its process is "
+                               "gone); an active controller paused longer than this loses the lease and "
+                               "stops.")
+    controller_renew_s: float = Field(
+        1.0, gt=0, description="Seconds between the active controller's lease renewals, and between a "
+                               "standby's attempts to take the lease; keep it well under "
+                               "controller_lease_s.")
     batch: int = Field(512, description="Most events the controller handles in one transaction.")
     listeners: list[str] = Field(default_factory=list,
                                  description="Listener references (path.py:obj or module:obj).")
@@ -89,6 +99,14 @@ class Settings(BaseSettings):
     retention: list[RetentionRule] = Field(default_factory=list,
                                            description="Retention policies applied by `skyweave cleanup` "
                                                        "([[retention]] tables; first match wins).")
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> Settings:
+        if self.controller_renew_s * 2 > self.controller_lease_s:
+            raise ValueError(f"controller_renew_s ({self.controller_renew_s:g}) must be at most half of "
+                             f"controller_lease_s ({self.controller_lease_s:g}): raise the lease or renew "
+                             "more often")
+        return self
 
     @property
     def store_dir(self) -> Path:

@@ -49,7 +49,7 @@ from skyweave.model.ids import new_id
 from skyweave.model.records import RunRecord
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import RunState as R
-from skyweave.store.base import Store
+from skyweave.store.base import Store, check_fence
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ GROUP = "controller"
 
 class ControllerService:
     def __init__(self, store: Store, bus: Bus, *, aging_s: float = 60.0, window: int = 256,
-                 batch: int = 512, lease_ttl_s: float = 30.0, control_bus: Bus | None = None,
-                 worker_timeout_s: float = 5.0) -> None:
+                 batch: int = 512, lease_ttl_s: float = 6.0, lease_renew_s: float = 1.0,
+                 control_bus: Bus | None = None, worker_timeout_s: float = 5.0) -> None:
         self.store = store
         self.bus = bus
         self.control_bus = control_bus
@@ -70,6 +70,7 @@ class ControllerService:
         self.batch = batch
         self.owner = f"controller-{socket.gethostname()}-{os.getpid()}-{new_id('c')[-6:]}"
         self.lease_ttl_s = lease_ttl_s
+        self.lease_renew_s = lease_renew_s
         self._timers: list[tuple[float, str, str]] = []
         self._pending: list[Any] = []
         self._lease_renewed = 0.0
@@ -80,16 +81,45 @@ class ControllerService:
         self.started = False
 
     # -- start and recovery --------------------------------------------------------------------------
-    def start(self) -> None:
+    def try_lease(self) -> tuple[str, float] | None:
+        """Take the controller lease if it is free, expired, or left by a dead process of this
+        host; ``None`` when taken, else ``(holder, expires_at)`` of the live controller holding it."""
         now = time.time()
-        if not self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now):
-            holder = self.store.controller_lease_holder()
-            if holder is None or not _dead_local(holder[0]) or not self.store.acquire_controller_lease(
-                    self.owner, self.lease_ttl_s, holder[1]):
-                raise ControlError(
-                    f"another controller ({holder[0] if holder else '?'}) is running on this store",
-                    hint="hand it work with `skyweave submit`, or stop it first")
-        self._lease_renewed = now
+        if self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now):
+            self._lease_renewed = now
+            return None
+        holder = self.store.controller_lease_holder()
+        if holder is not None and _dead_local(holder[0]) and self.store.acquire_controller_lease(
+                self.owner, self.lease_ttl_s, holder[1]):
+            self._lease_renewed = now
+            return None
+        return holder or ("?", now)
+
+    def stand_by(self, stop: threading.Event) -> bool:
+        """Wait as a standby until this controller holds the lease (``True``) or ``stop`` is set.
+
+        Polls every ``lease_renew_s``: the active controller's death is noticed at once when it
+        ran on this host (its pid is gone), otherwise when its lease expires — within
+        ``lease_ttl_s + lease_renew_s`` of its last renewal."""
+        holder = self.try_lease()
+        if holder is not None:
+            log.info("standby: controller %s holds the lease on this store (until %s); %s waits to take "
+                     "over", holder[0], time.strftime("%H:%M:%S", time.localtime(holder[1])), self.owner)
+        waited = holder is not None
+        while holder is not None:
+            if stop.wait(self.lease_renew_s):
+                return False
+            holder = self.try_lease()
+        if waited:
+            log.info("%s took the lease: active controller from now on", self.owner)
+        return True
+
+    def start(self) -> None:
+        holder = self.try_lease()
+        if holder is not None:
+            raise ControlError(f"another controller ({holder[0]}) is running on this store",
+                               hint="hand it work with `skyweave submit`, or stop it first")
+        now = time.time()
         self._flush_outbox()
         for spec, current in self.store.list_tasks():
             self.core.register_task(spec, current=current)
@@ -131,8 +161,10 @@ class ControllerService:
     def step(self, wait: float = 0.05) -> int:
         """Handle what is there; returns the number of events handled."""
         now = time.time()
-        if now - self._lease_renewed > self.lease_ttl_s / 3:
-            self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now)
+        if now - self._lease_renewed >= self.lease_renew_s:
+            if not self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now):
+                holder = self.store.controller_lease_holder()
+                check_fence(self.owner, holder, now)  # raises: another controller took over
             self._lease_renewed = now
         delivered = self.bus.read(GROUP, self.batch)
         return self._handle(delivered, self._read_control(now), now, wait=wait)
@@ -257,6 +289,7 @@ class ControllerService:
             self._take_back(d.hold, hold=True)
         if d.changes:
             d.changes.outbox_published = self._published
+            d.changes.lease_owner = self.owner  # fenced: nothing written once another took over
             self._published = []
             self.store.apply(d.changes)
         for lookup in d.lookups:

@@ -176,6 +176,9 @@ class Changeset(msgspec.Struct, kw_only=True):
     outbox: list[OutboxRecord] = msgspec.field(default_factory=list)
     outbox_published: list[str] = msgspec.field(default_factory=list)
     """Outbox ids already on the bus, forgotten in this same transaction (saves one per batch)."""
+    lease_owner: str = ""
+    """Fencing: when set, the transaction commits only while this owner holds a live controller
+    lease (checked inside it); otherwise nothing is written and ``LeaseLostError`` is raised."""
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.activities or self.attempts or self.products or self.usages

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from skyweave.errors import LeaseLostError
 from skyweave.model.lineage import Direction, LineageGraph
 from skyweave.model.records import (
     ActivityRecord,
@@ -30,6 +31,17 @@ from skyweave.model.specs import TaskSpec
 
 DEFAULT_POOL_SIZE = 5
 """Connections a server-backed store keeps open unless told (``Settings.store_pool_size``)."""
+
+
+def check_fence(owner: str, holder: tuple[str, float] | None, now: float) -> None:
+    """Raise ``LeaseLostError`` unless ``owner`` holds the controller lease at ``now``; called by
+    stores inside the transaction of a fenced ``apply``, so a deposed controller commits nothing."""
+    if holder is None or holder[0] != owner or holder[1] <= now:
+        whom = "nobody" if holder is None else holder[0]
+        raise LeaseLostError(
+            f"controller {owner} lost the store's controller lease (held by {whom}): it stops acting",
+            hint="another controller took over (this one was paused or cut off longer than "
+                 "controller_lease_s); restart it to stand by")
 
 
 class UnreadableTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -223,7 +235,10 @@ class Store(ABC):
 
     @abstractmethod
     def controller_lease_holder(self) -> tuple[str, float] | None:
-        """``(owner, expires_at)`` of the current lease, if any."""
+        """``(owner, expires_at)`` of the current lease, if any.
+
+        ``apply`` of a ``Changeset`` with ``lease_owner`` set reads the lease inside its own
+        transaction and writes nothing unless that owner holds it unexpired (``check_fence``)."""
 
     @abstractmethod
     def close(self) -> None: ...

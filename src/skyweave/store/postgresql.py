@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,7 @@ from sqlalchemy.exc import ArgumentError
 
 from skyweave.errors import StoreError, StoreUnavailableError
 from skyweave.model.records import Changeset
-from skyweave.store.base import DEFAULT_POOL_SIZE, Store
+from skyweave.store.base import DEFAULT_POOL_SIZE, Store, check_fence
 from skyweave.store.catalogue_sql import CatalogueQueries
 from skyweave.store.lineage_sql import LineageQueries
 from skyweave.store.migrations import current_revision, upgrade
@@ -215,6 +216,11 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
         if not any(rows for _, rows in batches) and not changes.outbox_published:
             return
         with self._engine.begin() as conn:
+            if changes.lease_owner:  # fencing: FOR SHARE holds off a takeover until this commits
+                lease = controller_lease.c
+                row = conn.execute(select(lease.owner, lease.expires_at).where(lease.id == 1)
+                                   .with_for_update(read=True)).first()
+                check_fence(changes.lease_owner, None if row is None else (row[0], row[1]), time.time())
             for stmt, rows in batches:
                 if rows:
                     conn.execute(stmt, rows)

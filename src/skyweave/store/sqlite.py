@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,7 +58,7 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import URL
 
 from skyweave.model.records import ActivityRecord, Changeset
-from skyweave.store.base import Store
+from skyweave.store.base import Store, check_fence
 from skyweave.store.catalogue_sql import CatalogueQueries
 from skyweave.store.lineage_sql import LineageQueries
 from skyweave.store.migrations import SIDECARS, probe_sqlite_file, upgrade
@@ -221,13 +222,16 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
                 continue
             plan = self._plan(stmt, rows[0])
             if plan is None:  # a default or expression to evaluate: SQLAlchemy's way
-                self._apply_slowly(batches, changes.outbox_published)
+                self._apply_slowly(batches, changes.outbox_published, changes.lease_owner)
                 return
             sql, order = plan  # rows encoded as parameter tuples before the write lock is taken
             work.append((sql, [tuple(row[k] for k in order) for row in rows]))
         if changes.outbox_published:
             work.append((self._delete_outbox_sql, [(i,) for i in changes.outbox_published]))
         with self._raw(write=True) as db:
+            if changes.lease_owner:  # fencing, under the write lock: no takeover can slip in
+                row = db.execute("SELECT owner, expires_at FROM controller_lease WHERE id = 1").fetchone()
+                check_fence(changes.lease_owner, None if row is None else (row[0], row[1]), time.time())
             for sql, params in work:
                 db.executemany(sql, params)
         self._wrote()
@@ -253,8 +257,12 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
             pooled.close()
 
     def _apply_slowly(self, batches: list[tuple[Any, list[dict[str, Any]]]],
-                      published: Sequence[str]) -> None:
+                      published: Sequence[str], lease_owner: str) -> None:
         with self._writer.begin() as conn:
+            if lease_owner:
+                lease = controller_lease.c
+                row = conn.execute(select(lease.owner, lease.expires_at).where(lease.id == 1)).first()
+                check_fence(lease_owner, None if row is None else (row[0], row[1]), time.time())
             for stmt, rows in batches:
                 if rows:
                     conn.execute(stmt, rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from skyweave.errors import DefinitionError, NotFoundError, StoreError, UnknownTaskError
+from skyweave.errors import DefinitionError, LeaseLostError, NotFoundError, StoreError, UnknownTaskError
 from skyweave.model.records import (
     ActivityRecord,
     AttemptRecord,
@@ -360,6 +361,28 @@ def test_controller_lease_is_held_by_one_live_owner(store: Store) -> None:
     store.release_controller_lease("ctl-b")
     assert store.controller_lease_holder() is None
     assert store.acquire_controller_lease("ctl-a", ttl_s=10, now=121.0)
+
+
+def test_a_fenced_changeset_commits_only_under_its_owners_live_lease(store: Store) -> None:
+    """Fencing: a controller that lost the lease (paused past its expiry, another took over)
+    writes nothing, checked in the very transaction of its writes."""
+    now = time.time()
+    with pytest.raises(LeaseLostError, match="held by nobody"):
+        store.apply(Changeset(runs=[run()], lease_owner="ctl-a"))
+    assert store.acquire_controller_lease("ctl-a", ttl_s=3600, now=now)
+    store.apply(Changeset(runs=[run()], lease_owner="ctl-a"))
+    assert store.get_run("run-1").state == "running"
+    assert store.acquire_controller_lease("ctl-b", ttl_s=3600, now=now + 7200)  # a's expired: b took over
+    with pytest.raises(LeaseLostError, match=r"ctl-a lost .*\(held by ctl-b\)"):
+        store.apply(Changeset(runs=[run(state="paused")], lease_owner="ctl-a"))
+    assert store.get_run("run-1").state == "running"
+    store.apply(Changeset(runs=[run(state="paused")], lease_owner="ctl-b"))
+    assert store.get_run("run-1").state == "paused"
+    store.release_controller_lease("ctl-b")
+    assert store.acquire_controller_lease("ctl-a", ttl_s=10, now=now - 100)  # expired at once
+    with pytest.raises(LeaseLostError):
+        store.apply(Changeset(activities=[activity("act-late")], lease_owner="ctl-a"))
+    assert [a.id for a in store.list_activities(run_id="run-1")] == []
 
 
 # -- schema ------------------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""Controller failover: a second ``skyweave controller`` on the same store stands by and takes over
+when the active one dies, re-executing nothing that had finished (executions counted by the task
+itself in a ledger file, as in test_run_once.py); an active controller that lost its lease while
+paused stops without writing anything (fencing)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from skyweave.store import open_store
+from tests.e2e.chaos import Chaos, Kill
+from tests.e2e.helpers import CLI, poll
+from tests.e2e.test_run_once import _assert_once
+
+LEASE = {"SKYWEAVE_CONTROLLER_LEASE_S": "2", "SKYWEAVE_CONTROLLER_RENEW_S": "0.2"}
+
+
+def _holder_pid(cli: CLI) -> int | None:
+    store = open_store(str(cli.store))
+    try:
+        holder = store.controller_lease_holder()
+    finally:
+        store.close()
+    if holder is None or holder[1] < time.time():
+        return None
+    return int(holder[0].split("-")[-2])
+
+
+def _active_and_standby(chaos: Chaos) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    chaos.env.update(LEASE)
+    chaos.start_controller()
+    assert chaos.controller is not None
+    active = chaos.controller
+    poll(lambda: _holder_pid(chaos.cli) == active.pid, deadline=60, what="the first controller's lease")
+    standby = chaos._start("controller")
+    poll(lambda: "standby" in chaos.log_of[standby.pid].read_text(errors="replace"), deadline=60,
+         what="the second controller to stand by", interval=0.05)
+    return active, standby
+
+
+def test_a_standby_controller_takes_over_from_a_killed_one_and_reexecutes_nothing(cli: CLI) -> None:
+    n = 120
+    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0)
+    try:
+        active, standby = _active_and_standby(chaos)
+        text = chaos.log_of[standby.pid].read_text(errors="replace")
+        assert f"-{active.pid}-" in text and "waits to take over" in text, text
+        assert standby.poll() is None, "a second controller waits, it does not exit"
+        chaos.start_worker()
+        run_id = chaos.submit(n, 0.05)
+        chaos.wait_for_starts(n // 4)
+        chaos.kill_controller()
+        killed_at = time.monotonic()
+        chaos.controller = standby
+        poll(lambda: _holder_pid(cli) == standby.pid, deadline=30, what="the standby to take the lease",
+             interval=0.02)
+        took = time.monotonic() - killed_at
+        verdict = chaos.verdict(run_id, chaos.wait_for_end(run_id))
+    finally:
+        chaos.close()
+    summary = f"{verdict.summary()}; standby took over {took:.2f} s after the kill"
+    print(summary)
+    _assert_once(chaos, summary, n, verdict)
+    assert not verdict.repeated, "nothing finished ran again"
+    assert took < 2 + 5, "within the lease (2 s) and a few polls"
+
+
+def test_a_paused_controller_that_lost_its_lease_stops_and_writes_nothing(cli: CLI) -> None:
+    """SIGSTOP stands for a controller cut off or frozen longer than its lease: the standby takes
+    over when the lease expires (its pid is alive, so not at once), and the old one, woken up,
+    finds it has lost the lease and exits instead of acting beside the new one."""
+    n = 60
+    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0)
+    try:
+        active, standby = _active_and_standby(chaos)
+        chaos.start_worker()
+        run_id = chaos.submit(n, 0.05)
+        chaos.wait_for_starts(n // 4)
+        os.killpg(active.pid, signal.SIGSTOP)
+        chaos.kills.append(Kill("controller", time.time(), active.pid))
+        stopped_at = time.monotonic()
+        poll(lambda: _holder_pid(cli) == standby.pid, deadline=30, what="the standby to take the lease",
+             interval=0.02)
+        took = time.monotonic() - stopped_at
+        os.killpg(active.pid, signal.SIGCONT)
+        code = active.wait(30)
+        chaos.controller = standby
+        verdict = chaos.verdict(run_id, chaos.wait_for_end(run_id))
+    finally:
+        chaos.close()
+    summary = f"{verdict.summary()}; standby took over {took:.2f} s after the pause"
+    print(summary)
+    old_log = chaos.log_of[active.pid].read_text(errors="replace")
+    assert code != 0 and "lost the store's controller lease" in old_log, old_log[-3000:]
+    _assert_once(chaos, summary, n, verdict)
+    assert not verdict.repeated, "nothing finished ran again"
+    assert took >= 1.0, "a live controller's lease is waited out, not taken at once"
