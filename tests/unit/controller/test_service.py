@@ -3,6 +3,8 @@ its own announcements."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,14 +13,17 @@ from typing import Any
 import pytest
 
 from skyweave import Client
+from skyweave.bus import open_bus
 from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.controller.service import ControllerService
 from skyweave.engine import Engine, make_env
+from skyweave.errors import LeaseLostError
 from skyweave.examples import mini_xray
 from skyweave.executors.threads import ThreadExecutor
 from skyweave.executors.worker import WorkerService
 from skyweave.model import messages as m
 from skyweave.model.ids import new_id
+from skyweave.store import open_store
 from tests.e2e.chaos import count_starts, read_ledger
 
 
@@ -218,3 +223,33 @@ def test_pause_holds_the_bus_before_the_store_says_paused(tmp_path: Path) -> Non
             service.step(wait=0.0)
         assert seen == [([ahead[0].id], 0)], "held and nothing claimable before the store said paused"
         service.stop()
+
+
+def test_a_second_controller_stands_by_and_one_that_lost_the_lease_stops(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    store = open_store(str(tmp_path / "st"))
+    bus = open_bus(f"sqlite:///{tmp_path / 'bus.db'}")
+    try:
+        active = ControllerService(store, bus)
+        active.start()
+        standby = ControllerService(store, bus)
+        stop = threading.Event()
+        stop.set()  # one look at the lease, then asked to stop: it waited, it did not take over
+        with caplog.at_level(logging.INFO, logger="skyweave.controller.service"):
+            assert not standby.stand_by(stop)
+        assert f"standby: controller {active.owner} holds the lease" in caplog.text
+        assert store.controller_lease_holder()[0] == active.owner  # type: ignore[index]
+        # the active one freezes past its lease; the standby takes over on its next look
+        assert store.acquire_controller_lease(active.owner, 1.0, time.time() - 10)
+        assert standby.stand_by(threading.Event())
+        active.lease_renew_s = 0.0  # renew at its next step: it finds the lease gone and stops
+        with pytest.raises(LeaseLostError, match=f"held by {standby.owner}"):
+            active.step(wait=0.0)
+        standby.start()
+        standby.step(wait=0.0)
+        active.stop()  # releases nothing it does not hold
+        assert store.controller_lease_holder()[0] == standby.owner  # type: ignore[index]
+        standby.stop()
+    finally:
+        bus.close()
+        store.close()
