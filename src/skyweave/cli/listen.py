@@ -39,6 +39,7 @@ def listen(
         CommandHandler,
         Handler,
         ListenLoop,
+        check_group,
         listener_handler,
         split_patterns,
     )
@@ -57,8 +58,9 @@ def listen(
         lst = load_listener(target)
         handler, name = listener_handler(lst), lst.name
     settings = load_settings(store=store, bus=bus)
+    group = check_group(group or f"listener:{name}")  # before the bus is opened
     bus_ = open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s)
-    loop = ListenLoop(bus_, group or f"listener:{name}", patterns, handler, retries=retries)
+    loop = ListenLoop(bus_, group, patterns, handler, retries=retries)
 
     def on_signal(_signum: int, _frame: object) -> None:
         loop.stop.set()
