@@ -87,6 +87,14 @@ def test_run_and_inspect(cli: CLI) -> None:
 
 
 # -- 2. a task that raises ----------------------------------------------------------------------
+def test_run_with_an_executor_chosen_by_name_a_process_per_activity(cli: CLI) -> None:
+    """``--executor subprocess``: every activity in a ``python -m skyweave.execute`` process of its own."""
+    summary = cli("run", f"{BASIC}:simple", "--param", "n=2", "--executor", "subprocess", "--json").ok().json()
+    assert (summary["status"], summary["activities"], summary["products"]) == ("succeeded", 7, 2)
+    jobs = [p for p in Path(cli.store).rglob(".jobs") if p.is_dir()]
+    assert len(jobs) == 1 and not list(jobs[0].iterdir())  # its job files, each removed once read
+
+
 def test_failing_task(cli: CLI) -> None:
     res = cli("run", f"{BASIC}:failing", "--json")
     assert res.code != 0

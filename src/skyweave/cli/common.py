@@ -52,3 +52,6 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
         output.warning(str(message))
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
+
+EXECUTOR_HELP = ("local (processes), threads, subprocess (a process per activity), or another "
+                 "executor registered in skyweave.executors.")

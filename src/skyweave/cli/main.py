@@ -22,7 +22,7 @@ from skyweave.cli.catalogue import (
     products_show,
     products_unpin,
 )
-from skyweave.cli.common import JsonOpt, StoreOpt, friendly
+from skyweave.cli.common import EXECUTOR_HELP, JsonOpt, StoreOpt, friendly
 from skyweave.cli.deadletters import dead_letters
 from skyweave.cli.dryrun import show_plan
 from skyweave.cli.export import products_export
@@ -68,7 +68,7 @@ def run(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
     workers: Annotated[int | None, typer.Option(help="Parallel activities (default: CPU cores).")] = None,
-    executor: Annotated[str | None, typer.Option(help="local (processes) or threads.")] = None,
+    executor: Annotated[str | None, typer.Option(help=EXECUTOR_HELP)] = None,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Say what would be reused and what "
                                           "would run, and why; run nothing.")] = False,

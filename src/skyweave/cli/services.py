@@ -19,7 +19,7 @@ import typer
 from skyweave.bus import open_bus
 from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.cli import output
-from skyweave.cli.common import StoreOpt, friendly
+from skyweave.cli.common import EXECUTOR_HELP, StoreOpt, friendly
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
 from skyweave.engine import Engine, make_env, make_executor
@@ -108,7 +108,7 @@ def worker(
     store: StoreOpt = None,
     bus: Annotated[str | None, typer.Option(help="Bus URL (default <store>/bus.db).")] = None,
     slots: Annotated[int, typer.Option(help="Parallel activities (default: CPU cores).")] = 0,
-    executor: Annotated[str | None, typer.Option(help="local or threads.")] = None,
+    executor: Annotated[str | None, typer.Option(help=EXECUTOR_HELP)] = None,
 ) -> None:
     """Run a worker: claims dispatches from the bus and runs them."""
     _service_logging()
