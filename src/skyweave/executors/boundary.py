@@ -52,7 +52,7 @@ from skyweave.aspects.builtin import (
 from skyweave.errors import SkyweaveError, TaskFailure
 from skyweave.executors.base import ExecutionEnv, Outcome
 from skyweave.executors.command import CommandRun, run_command
-from skyweave.executors.products import INPUTS, bind_arguments, store_products
+from skyweave.executors.products import INPUTS, bind_arguments, provider_params, store_products
 from skyweave.executors.resolve import resolve_task, use_import_path
 from skyweave.model.context import ActivityContext, reset_context, set_context
 from skyweave.model.messages import (
@@ -236,12 +236,16 @@ class Boundary:
             return ActivityFinished(result=outcome.result, products=outcome.products, **common)
         error = outcome.error
         if isinstance(error, MissingInput):
+            try:
+                params = provider_params(error.provider_params, dispatch.task.name)
+            except TaskFailure as exc:
+                return ActivityFailed(**{**_describe_failure(exc, dispatch.task.name), **common})
             need = InputNeed(
                 param=error.param,
                 product_type=error.product_type,
                 match=error.match,
                 reason=error.reason,
-                provider_params=error.provider_params,
+                provider_params=params,
                 insufficient=error.insufficient,
             )
             return ActivityNeedsInput(need=need, **common)

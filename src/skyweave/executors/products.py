@@ -142,6 +142,29 @@ def _replace_products(value: Any, found: list[tuple[str, Product]], in_place: li
     return value
 
 
+def provider_params(params: dict[str, Any], task_name: str) -> dict[str, Any]:
+    """A ``MissingInput``'s ``provider_params`` with every stored ``Product`` among them (e.g. the
+    task's own ``File``/``Folder`` input) replaced by a ``{"$product": id}`` marker, so the provider
+    receives it back as a product and its checksum is part of the provider's cache key."""
+
+    def mark(value: Any) -> Any:
+        if isinstance(value, Product):
+            if value.id is None or value.uri is None:
+                raise TaskFailure(
+                    f"task {task_name!r} passed a new Product ({str(value.path)!r}) in provider_params",
+                    error_type="skyweave.DefinitionError", retryable=False,
+                    hint="provider_params may hold the task's input products (and File/Folder inputs), "
+                         "not products it made: pass their paths or values instead")
+            return {MARKER: value.id}
+        if isinstance(value, dict):
+            return {key: mark(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [mark(item) for item in value]
+        return value
+
+    return {name: mark(value) for name, value in params.items()}
+
+
 def _enc_hook(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)

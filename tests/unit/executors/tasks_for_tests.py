@@ -191,3 +191,14 @@ def pid_then_wait(pid_file: str, path: str) -> str:
     """Write this process's id to ``pid_file``, then run until ``path`` exists (at most 60 s)."""
     Path(pid_file).write_text(str(os.getpid()))
     return wait_for_file(path, limit_s=60.0)
+
+
+def needs_attitude_from(obs_id: str, archive: Product) -> None:
+    """Hands its input product to the provider (e.g. the archive the provider fetches from)."""
+    raise MissingInput("attitude", "ep.aux.attitude", match={"obs_id": obs_id},
+                       provider_params={"archive": archive, "also": [archive], "margin": 60.0})
+
+
+def needs_attitude_from_new(obs_id: str) -> None:
+    raise MissingInput("attitude", "ep.aux.attitude", match={"obs_id": obs_id},
+                       provider_params={"made": Product("made-here.fits")})

@@ -124,6 +124,25 @@ def test_missing_input_becomes_needs_input(env: ExecutionEnv) -> None:
     assert outcome.need.insufficient is False
 
 
+def test_input_products_in_provider_params_become_markers(env: ExecutionEnv, tmp_path: Path) -> None:
+    """A task may hand one of its inputs (e.g. a Folder archive) to the provider: it travels as a
+    product marker, so the provider gets it back as a product and is keyed on its checksum."""
+    source = tmp_path / "archive.txt"
+    source.write_text("aux")
+    products = {"prd-arch": product_ref(source, "prd-arch")}
+    outcome = execute(dispatch(by_path("needs_attitude_from"),
+                               {"obs_id": "obs-7", "archive": {"$product": "prd-arch"}}, products=products), env)
+    assert isinstance(outcome, ActivityNeedsInput)
+    assert outcome.need.provider_params == {"archive": {"$product": "prd-arch"},
+                                            "also": [{"$product": "prd-arch"}], "margin": 60.0}
+
+
+def test_a_new_product_in_provider_params_is_a_clear_error(env: ExecutionEnv) -> None:
+    outcome = failed(execute(dispatch(by_path("needs_attitude_from_new"), {"obs_id": "obs-7"}), env))
+    assert outcome.retryable is False
+    assert "new Product" in outcome.message and "provider_params" in outcome.message
+
+
 def test_insufficient_input_is_flagged(env: ExecutionEnv) -> None:
     outcome = execute(dispatch(by_path("attitude_gap")), env)
     assert isinstance(outcome, ActivityNeedsInput)
