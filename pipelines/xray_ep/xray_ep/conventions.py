@@ -195,6 +195,11 @@ def aux_filename(obs_id: str, kind: str) -> str:
     return f"{obs_id}_{kind}.fits"
 
 
+def aux_glob(obs_id: str) -> str:
+    """The glob matching every aux file of ``obs_id`` in an archive directory (``aux_filename``)."""
+    return f"{obs_id}_*.fits"
+
+
 # -- L0 telemetry format ---------------------------------------------------------------------------
 FILE_MAGIC: Final = b"EPL0"
 FORMAT_VERSION: Final = 1

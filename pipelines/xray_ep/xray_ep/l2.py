@@ -7,7 +7,8 @@
    not given it raises ``MissingInput`` (the controller runs ``fetch_attitude``/``fetch_orbit``,
    which cut the needed window out of the aux archive, or parks the activity until a matching
    product is registered); if one is given but does not cover [TSTART, TSTOP] it raises
-   ``InsufficientInput`` asking for a wider window.  Gaps *inside* the observation (attitude samples
+   ``InsufficientInput`` asking for a wider window (or, for a file fetched from an earlier state
+   of the archive ``Folder``, a fresh fetch).  Gaps *inside* the observation (attitude samples
    more than ``MAX_ATT_GAP_S`` apart, orbit samples more than ``MAX_ORB_GAP_S`` apart) are not an
    error: they become holes in the good-time intervals.
 2. **Sky coordinates.**  RAWX/RAWY plus the chip's place in the focal plane give DETX/DETY; the
@@ -37,7 +38,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
-from skyweave import Fatal, InsufficientInput, MissingInput, Product, context, task
+from skyweave import Fatal, Folder, InsufficientInput, MissingInput, Product, context, task
 from xray_ep import conventions as cv
 
 log = logging.getLogger(__name__)
@@ -261,15 +262,23 @@ def _common_header(h: fits.Header, keys: list[str]) -> dict[str, Any]:
 
 
 # -- the task --------------------------------------------------------------------------------------
-@task(version="1.1", providers={cv.AUX_ATTITUDE: "fetch_attitude", cv.AUX_ORBIT: "fetch_orbit"},
+def archive_folder(archive: str | Path, obs_id: str) -> Folder | None:
+    """The aux archive directory as the ``Folder`` of ``obs_id``'s aux files (``None`` for ``""``):
+    its fingerprint covers just those files, so editing one re-runs that observation's calibration
+    and fetches, and leaves the other observations' results reused."""
+    return Folder(archive, glob=cv.aux_glob(obs_id)) if str(archive) else None
+
+
+@task(version="1.2", providers={cv.AUX_ATTITUDE: "fetch_attitude", cv.AUX_ORBIT: "fetch_orbit"},
       park=900.0, max_detours=3)
-def calibrate(events: Product, archive: str = "", attitude: Product | None = None,
+def calibrate(events: Product, archive: Folder | None = None, attitude: Product | None = None,
               orbit: Product | None = None) -> Product:
     """Calibrate one per-CMOS L1 event list into an L2 event list (type ``ep.l2.events``).
 
-    ``archive`` is the aux archive directory handed to the providers when attitude or orbit data
-    must be fetched.  Without attitude/orbit: ``MissingInput``; with a file that does not cover the
-    observation: ``InsufficientInput`` (a wider window is asked for).
+    ``archive`` is the aux archive (``archive_folder``) handed to the providers when attitude or
+    orbit data must be fetched; its fingerprint is part of the cache key.  Without attitude/orbit:
+    ``MissingInput``; with a file that does not cover the observation, or one fetched from an
+    earlier state of the archive: ``InsufficientInput`` (a wider window, or a fresh fetch).
     """
     path = events.local_path
     ev, h1 = _read_table(path, cv.EVENTS_EXT, list(cv.L1_COLUMNS), "L1 event list")
@@ -291,6 +300,10 @@ def calibrate(events: Product, archive: str = "", attitude: Product | None = Non
             raise MissingInput(param, ptype, match={"obs_id": obs_id},
                                reason=f"no {param} file for observation {obs_id}",
                                provider_params=ask)
+        if _stale(product, archive):
+            raise InsufficientInput(param, ptype, match={"obs_id": obs_id},
+                                    reason=f"{param} file {product.name} was fetched from an earlier "
+                                           f"state of the archive {archive}", provider_params=ask)
         got = _read_aux(product, ext, columns, obs_id, f"{param} file")
         if not _covers(got, tstart, tstop):
             span = f"[{got.time[0]:.1f}, {got.time[-1]:.1f}]" if got.time.size else "nothing"
@@ -336,7 +349,7 @@ def calibrate(events: Product, archive: str = "", attitude: Product | None = Non
         "RA_PNT": nom_ra, "DEC_PNT": nom_dec, "EQUINOX": 2000.0, "RADESYS": "ICRS",
         "ATTFILE": att.name, "ORBFILE": orb.name, "NGTIDROP": (dropped, "events dropped outside GTIs"),
         **cv.psf_keywords(),
-        "CREATOR": "xray_ep.l2.calibrate v1.1",
+        "CREATOR": "xray_ep.l2.calibrate v1.2",
     }
     cols: dict[str, NDArray[Any]] = {"TIME": time, "X": x, "Y": y, "RA": ra, "DEC": dec, "PI": pi,
                                      "ENERGY": energy.astype(np.float32), "RAWX": rawx.astype(np.int16),
@@ -352,13 +365,27 @@ def calibrate(events: Product, archive: str = "", attitude: Product | None = Non
 
 
 # -- aux providers ---------------------------------------------------------------------------------
-def _fetch(kind: str, obs_id: str, *, tstart: float, tstop: float, archive: str, margin: float) -> Product:
+ARCHIVE_STATE = "archive_state"
+"""Attribute of a fetched aux product: the fingerprint of the archive ``Folder`` it was cut from."""
+
+
+def _stale(product: Product, archive: Folder | None) -> bool:
+    """Was ``product`` fetched from another state of ``archive`` than the current one?  (Aux files
+    registered by hand carry no archive state and are never stale.)"""
+    made_from = product.attributes.get(ARCHIVE_STATE)
+    return archive is not None and bool(archive.checksum) and made_from is not None \
+        and made_from != archive.checksum
+
+
+def _fetch(kind: str, obs_id: str, *, tstart: float, tstop: float, archive: Folder | None,
+           margin: float) -> Product:
     """Cut [tstart - margin, tstop + margin] out of the archived aux file of ``kind`` (att/orb)."""
     extname, columns, ptype = ((cv.ATTITUDE_EXT, cv.ATTITUDE_COLUMNS, cv.AUX_ATTITUDE) if kind == "att"
                                else (cv.ORBIT_EXT, cv.ORBIT_COLUMNS, cv.AUX_ORBIT))
-    if not archive:
+    if archive is None:
         raise Fatal(f"no aux archive directory given to fetch the {extname.lower()} of {obs_id}",
-                    hint="pass archive=DIR to calibrate (it is handed to the provider)")
+                    hint="pass archive=archive_folder(DIR, obs_id) to calibrate (it is handed to the "
+                         "provider)")
     source = Path(archive) / cv.aux_filename(obs_id, kind)
     if not source.is_file():
         raise Fatal(f"the archive {archive} has no {source.name} for observation {obs_id}",
@@ -379,23 +406,26 @@ def _fetch(kind: str, obs_id: str, *, tstart: float, tstop: float, archive: str,
     hdu.header[cv.KW_OBS_ID] = obs_id
     hdu.header[cv.KW_TSTART], hdu.header[cv.KW_TSTOP] = float(t[i0]), float(t[i1 - 1])
     hdu.header["ARCHFILE"] = source.name
-    hdu.header["CREATOR"] = f"xray_ep.l2.fetch_{'attitude' if kind == 'att' else 'orbit'} v1.0"
+    hdu.header["CREATOR"] = f"xray_ep.l2.fetch_{'attitude' if kind == 'att' else 'orbit'} v1.1"
     out = context().output(f"{obs_id}_{kind}_{int(lo)}_{int(hi)}.fits")
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out, overwrite=True)
     _logger().info("%s: %d samples [%.1f, %.1f] from %s", out.name, i1 - i0, t[i0], t[i1 - 1], source)
     return Product(out, type=ptype, obs_id=obs_id, attributes={
-        "tstart": float(t[i0]), "tstop": float(t[i1 - 1]), "archive_file": source.name})
+        "tstart": float(t[i0]), "tstop": float(t[i1 - 1]), "archive_file": source.name,
+        ARCHIVE_STATE: archive.checksum})
 
 
-@task(version="1.0")
-def fetch_attitude(obs_id: str, tstart: float, tstop: float, archive: str, margin: float = 60.0) -> Product:
+@task(version="1.1")
+def fetch_attitude(obs_id: str, tstart: float, tstop: float, archive: Folder | None,
+                   margin: float = 60.0) -> Product:
     """Provider of ``ep.aux.attitude``: the archived attitude of ``obs_id`` over [tstart - margin,
     tstop + margin] (plus one sample either side), as a product matching ``obs_id``."""
     return _fetch("att", obs_id, tstart=tstart, tstop=tstop, archive=archive, margin=margin)
 
 
-@task(version="1.0")
-def fetch_orbit(obs_id: str, tstart: float, tstop: float, archive: str, margin: float = 60.0) -> Product:
+@task(version="1.1")
+def fetch_orbit(obs_id: str, tstart: float, tstop: float, archive: Folder | None,
+                margin: float = 60.0) -> Product:
     """Provider of ``ep.aux.orbit``: the archived orbit of ``obs_id`` over [tstart - margin,
     tstop + margin] (plus one sample either side), as a product matching ``obs_id``."""
     return _fetch("orb", obs_id, tstart=tstart, tstop=tstop, archive=archive, margin=margin)

@@ -8,7 +8,9 @@
                        spectrum
 
 The raw telemetry is a registered product (``skyweave products add FILE --type ep.l0.telemetry
---obs-id OBS``); ``archive`` is where the attitude/orbit providers find the complete aux files.
+--obs-id OBS``); ``archive`` is where the attitude/orbit providers find the complete aux files,
+passed on as a ``skyweave.Folder`` of the observation's aux files (``l2.archive_folder``), so an
+edited aux file re-runs that observation's calibration instead of reusing stale results.
 
 ``event_list`` starts instead from an event list FITS file of any mission (Chandra, XMM-Newton,
 NICER, RXTE, our own L2 lists; see ``xray_ep.archive``):
@@ -36,7 +38,7 @@ def observation(l0: str, obs_id: str, archive: str = "", threshold_sigma: float 
     raw = Product("", id=l0)
     chips = l1.list_cmos(l0=raw)
     level1 = l1.decode_cmos.map(l0=raw, cmos=chips)
-    level2 = l2.calibrate.map(events=level1, archive=archive)
+    level2 = l2.calibrate.map(events=level1, archive=l2.archive_folder(archive, obs_id))
     events = l2.merge_events(events=level2)
     image = l3_image.make_image(events=events)
     expmap = l2.exposure_map(events=events, image=image)

@@ -21,10 +21,19 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from skyweave import ActivityContext, Client, Fatal, InsufficientInput, MissingInput, Product, workflow
+from skyweave import (
+    ActivityContext,
+    Client,
+    Fatal,
+    Folder,
+    InsufficientInput,
+    MissingInput,
+    Product,
+    workflow,
+)
 from xray_ep import conventions as cv
 from xray_ep.l1 import decode_cmos, list_cmos
-from xray_ep.l2 import calibrate, fetch_attitude, fetch_orbit, merge_events
+from xray_ep.l2 import ARCHIVE_STATE, archive_folder, calibrate, fetch_attitude, fetch_orbit, merge_events
 from xray_ep.simulate import simulate_observation
 
 POSITION_TOL_ARCMIN = 0.1
@@ -194,13 +203,13 @@ def l1_products(observation: dict[str, Any], tmp_path_factory: pytest.TempPathFa
 def test_calibrate_without_aux_asks_for_it(observation: dict[str, Any], l1_products: list[Product],
                                            activity: ActivityContext) -> None:
     with pytest.raises(MissingInput) as err:
-        calibrate(l1_products[0], archive="/arch")
+        calibrate(l1_products[0], archive=Folder("/arch"))
     need = err.value
     assert not isinstance(need, InsufficientInput)
     assert (need.param, need.product_type, need.match) == ("attitude", cv.AUX_ATTITUDE,
                                                           {"obs_id": observation["obs_id"]})
     assert need.provider_params == {"obs_id": observation["obs_id"], "tstart": observation["tstart"],
-                                    "tstop": observation["tstop"], "archive": "/arch"}
+                                    "tstop": observation["tstop"], "archive": Folder("/arch")}
     with pytest.raises(MissingInput) as err:
         calibrate(l1_products[0], attitude=aux(observation, "attitude"))
     assert (err.value.param, err.value.product_type) == ("orbit", cv.AUX_ORBIT)
@@ -290,7 +299,7 @@ def test_sky_pixels_follow_the_wcs_keywords(observation: dict[str, Any], l1_prod
 
 def test_the_providers_return_covering_files(observation: dict[str, Any], l1_products: list[Product],
                                              activity: ActivityContext, tmp_path: Path) -> None:
-    archive = str(Path(observation["archive_attitude"]).parent)
+    archive = Folder(Path(observation["archive_attitude"]).parent)
     obs_id, t0, t1 = observation["obs_id"], observation["tstart"], observation["tstop"]
     att = fetch_attitude(obs_id, t0, t1, archive)
     orb = fetch_orbit(obs_id, t0, t1, archive, margin=120.0)
@@ -325,7 +334,8 @@ def l0_to_l2(l0_id: str, archive: str, attitude_id: str = "", orbit_id: str = ""
     attitude = Product("attitude.fits", id=attitude_id) if attitude_id else None
     orbit = Product("orbit.fits", id=orbit_id) if orbit_id else None
     events = decode_cmos.map(l0=telemetry, cmos=list_cmos(l0=telemetry))
-    return merge_events(events=calibrate.map(events=events, archive=archive, attitude=attitude, orbit=orbit))
+    return merge_events(events=calibrate.map(events=events, archive=Folder(archive), attitude=attitude,
+                                             orbit=orbit))
 
 
 @pytest.mark.parametrize("mode", ["missing", "partial"])
@@ -356,6 +366,58 @@ def test_backtracking_through_the_providers(mode: str, tmp_path: Path) -> None:
         assert 0 < merged.attributes["n_events"] <= obs["n_events"]
         made = {p.type for p in run.products()}
         assert {cv.AUX_ATTITUDE, cv.AUX_ORBIT, cv.L1_EVENTS, cv.L2_EVENTS} <= made
+
+
+@workflow
+def calibrated(l0_id: str, obs_id: str, archive: str) -> Any:
+    telemetry = Product("telemetry.l0", id=l0_id)
+    events = decode_cmos.map(l0=telemetry, cmos=list_cmos(l0=telemetry))
+    return calibrate.map(events=events, archive=archive_folder(archive, obs_id))
+
+
+def _ran(run: Any) -> list[str]:
+    """What executed (not reused), as ``task obs_id``, sorted."""
+    return sorted(f"{a.task_name} {a.arguments.get('obs_id', '')}".strip() for a in run.activities()
+                  if a.state == "succeeded" and not (a.detours and a.detours[-1].kind == "reused"))
+
+
+def test_an_edited_archive_file_re_runs_its_calibration(tmp_path: Path) -> None:
+    """The aux archive is a Folder of each observation's aux files: untouched, everything is reused;
+    an edited attitude file re-runs that observation's calibrations with freshly fetched attitude
+    (not the one cut from the old file), and the other observation's are still reused."""
+    archive = tmp_path / "archive"
+    sims = {o: simulate_observation(tmp_path / o, o, seed, n_cmos=2, aux="missing", archive_dir=archive)
+            for o, seed in (("ep0300", 31), ("ep0301", 32))}
+    with Client(str(tmp_path / "store"), executor="threads", workers=2) as client:
+        params = {o: {"l0_id": client.add_product(s["l0"], type=cv.L0_TELEMETRY, obs_id=o).id,
+                      "obs_id": o, "archive": str(archive)} for o, s in sims.items()}
+
+        def run_all() -> dict[str, Any]:
+            runs = {o: client.run(calibrated, p, timeout=120) for o, p in params.items()}
+            for run in runs.values():
+                assert run.status == "succeeded", run.summary()
+            return runs
+
+        def ra_nom(run: Any) -> list[float]:
+            return [float(p.attributes["ra_nom"]) for p in run.results()]
+
+        first = run_all()
+        assert "fetch_attitude" in " ".join(_ran(first["ep0300"]))
+        again = run_all()
+        assert _ran(again["ep0300"]) == [] and _ran(again["ep0301"]) == [], "untouched: all reused"
+
+        att = Path(sims["ep0300"]["archive_attitude"])
+        with fits.open(att) as hdul:
+            hdul[cv.ATTITUDE_EXT].data["RA"] += 0.5  # a corrected attitude, same size
+            hdul.writeto(att, overwrite=True)
+        edited = run_all()
+        assert _ran(edited["ep0301"]) == [], "the other observation's aux files did not change"
+        ran = _ran(edited["ep0300"])
+        assert ran.count("calibrate") == 2 and "fetch_attitude ep0300" in ran, ran
+        assert ra_nom(edited["ep0300"]) == pytest.approx([r + 0.5 for r in ra_nom(first["ep0300"])], abs=1e-3)
+        states = [{p.attributes[ARCHIVE_STATE] for p in run.products() if p.type == cv.AUX_ATTITUDE}
+                  for run in (first["ep0300"], edited["ep0300"])]
+        assert len(states[1]) == 1 and states[0] != states[1], states
 
 
 def test_telemetry_header_layout_is_documented() -> None:
