@@ -10,6 +10,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from skyweave.store import open_store
 from tests.e2e.chaos import Chaos, Kill
 from tests.e2e.helpers import CLI, poll
@@ -41,6 +43,7 @@ def _active_and_standby(chaos: Chaos) -> tuple[subprocess.Popen[bytes], subproce
     return active, standby
 
 
+@pytest.mark.slow  # ~15 s: three services, 120 activities
 def test_a_standby_controller_takes_over_from_a_killed_one_and_reexecutes_nothing(cli: CLI) -> None:
     n = 120
     chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0)
@@ -68,6 +71,7 @@ def test_a_standby_controller_takes_over_from_a_killed_one_and_reexecutes_nothin
     assert took < 2 + 5, "within the lease (2 s) and a few polls"
 
 
+@pytest.mark.slow  # ~15 s
 def test_a_paused_controller_that_lost_its_lease_stops_and_writes_nothing(cli: CLI) -> None:
     """SIGSTOP stands for a controller cut off or frozen longer than its lease: the standby takes
     over when the lease expires (its pid is alive, so not at once), and the old one, woken up,
