@@ -11,7 +11,8 @@ Two scopes:
   by ``max_depth`` activity steps and ``max_nodes`` records, that ignores what it has already seen
   (so a cycle in a corrupted store ends the walk instead of looping).
 
-The exporters (``w3c``, ``provdm``) only read a ``Bundle``; they never touch the store.
+Both add each activity's attempt rows (one per execution, lost and cancelled ones included) and
+the task versions its activities ran.  The exporters (``w3c``, ``provdm``) only read a ``Bundle``; they never touch the store.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyweave.errors import SkyweaveError
-from skyweave.model.records import ActivityRecord, ProductRecord, RunRecord, UsageRecord
+from skyweave.model.records import ActivityRecord, AttemptRecord, ProductRecord, RunRecord, UsageRecord
 from skyweave.model.specs import TaskSpec
 from skyweave.provenance.ids import DEFAULT_AUTHORITY, check_authority
 from skyweave.store.base import Store
@@ -41,6 +42,8 @@ class Bundle:
     activities: dict[str, ActivityRecord] = field(default_factory=dict)
     products: dict[str, ProductRecord] = field(default_factory=dict)
     usages: list[UsageRecord] = field(default_factory=list)
+    attempts: dict[str, list[AttemptRecord]] = field(default_factory=dict)
+    """Activity id -> its attempt rows (one per execution, lost and cancelled ones included), in order."""
     tasks: dict[tuple[str, str], TaskSpec] = field(default_factory=dict)
     """``(name, version)`` -> spec, for every task version an activity ran (when still registered)."""
     truncated: bool = False
@@ -70,6 +73,7 @@ def collect_run(store: Store, run_id: str, *, authority: str = DEFAULT_AUTHORITY
             if usage.product_id not in bundle.products:  # made by another run, or added from outside
                 bundle.products[usage.product_id] = store.get_product(usage.product_id)
     _add_tasks(store, bundle)
+    _add_attempts(store, bundle)
     return bundle
 
 
@@ -90,6 +94,7 @@ def collect_product(
         if activity.run_id not in bundle.runs:
             bundle.runs[activity.run_id] = store.get_run(activity.run_id)
     _add_tasks(store, bundle)
+    _add_attempts(store, bundle)
     return bundle
 
 
@@ -140,6 +145,12 @@ def _from_lineage(store: Store, bundle: Bundle, root: ProductRecord, max_depth: 
             bundle.products[usage.product_id] = store.get_product(usage.product_id)
     bundle.truncated = truncated
     return True
+
+
+def _add_attempts(store: Store, bundle: Bundle) -> None:
+    for activity in bundle.activities.values():
+        rows = store.list_attempts(activity.id) or []
+        bundle.attempts[activity.id] = sorted(rows, key=lambda a: a.attempt)
 
 
 def _add_tasks(store: Store, bundle: Bundle) -> None:

@@ -38,6 +38,8 @@ ConfigFile                              an input product whose type has a ``conf
                                         typed ``voprov:ConfigFile`` and linked by a
                                         ``wasConfiguredBy`` with ``artefactType="ConfigFile"``
                                         (it stays a ``used`` input too)
+(no ProvDM class) attempt                one ``sw:Attempt`` sub-activity per execution, as in ``w3c.py``
+                                        (not typed ``voprov:Activity``: the activity is the step)
 Agent (with role)                       skyweave (``orchestrator``), the worker@host (``executor``),
                                         the container image (``environment``), via
                                         ``wasAssociatedWith(act, agent, plan, [prov:role])``
@@ -61,6 +63,7 @@ from skyweave.provenance.w3c import (
     Agents,
     Ids,
     activity_attributes,
+    add_attempts,
     add_flows,
     add_run,
     associate,
@@ -211,6 +214,7 @@ def _add_activity(doc: ProvDocument, ids: Ids, desc: Descriptions, agents: Agent
     pairs += [(VOPROV["name"], activity.task_name), (VOPROV["isDescribedBy"], plan)]
     act = doc.activity(ids.activity(activity.id), utc(activity.started_at), utc(activity.ended_at), pairs)
     associate(doc, ids, agents, bundle, activity=activity, act=act, plan=plan, spec=spec)
+    add_attempts(doc, ids, agents, bundle, activity=activity, act=act, plan=plan)
     for param, value in plain_parameters(activity.arguments).items():
         ident = ids.activity(f"{activity.id}.param.{_safe(param)}")
         doc.entity(ident, [(PROV["type"], VOPROV["Parameter"]), (VOPROV["name"], param),

@@ -14,6 +14,13 @@ activity                             ``activity(swact:<id>, start, end)``, ``pro
                                      task, version, code hash, state, exit code, host, worker,
                                      attempts, node/key, log, usage, aspects, detours, error, and
                                      each non-product parameter as ``swparam:<name>``
+attempt (one per execution: lost,    ``activity(swact:<activity id>.attempt.<n>, start, end)``,
+cancelled, failed ones included)     ``prov:type=sw:Attempt``; ``sw:attempt`` (n), ``sw:attemptOf``
+                                     (the activity), state, host, worker, pid, exit code, and for one
+                                     that did not succeed ``sw:reason``/``sw:errorType``/``sw:retryable``;
+                                     ``wasStartedBy(attempt, -, act)`` and ``wasAssociatedWith(attempt,
+                                     worker, plan=task, [prov:role="executor"])``.  The activity keeps
+                                     the facts of its last attempt; its used/generated stay on it
 run                                  ``activity(swrun:<id>)``, ``prov:type=sw:Run``; workflow, state,
                                      parameters; starts its activities: ``wasStartedBy(act, -, run)``
 parent activity (backtrack provider) ``wasStartedBy(provider, -, parent)`` instead of the run
@@ -46,7 +53,7 @@ from typing import Any
 from prov.identifier import Namespace, QualifiedName
 from prov.model import PROV, ProvActivity, ProvAgent, ProvDocument
 
-from skyweave.model.records import ActivityRecord, ProductRecord, RunRecord, utc
+from skyweave.model.records import ActivityRecord, AttemptRecord, ProductRecord, RunRecord, utc
 from skyweave.model.specs import TaskSpec
 from skyweave.provenance.collect import Bundle
 from skyweave.provenance.ids import namespace
@@ -204,6 +211,39 @@ def activity_attributes(activity: ActivityRecord, spec: TaskSpec | None) -> dict
     return attrs
 
 
+def attempt_attributes(activity: ActivityRecord, attempt: AttemptRecord, of: QualifiedName) -> dict[Any, Any]:
+    attrs: dict[Any, Any] = {PROV["type"]: SW["Attempt"], SW["attemptOf"]: of,
+                             PROV["label"]: f"{activity.task_name}@{activity.task_version}"
+                                            + (f"[{activity.key}]" if activity.key else "")
+                                            + f" attempt {attempt.attempt}"}
+    _add(attrs, SW["attempt"], attempt.attempt)
+    _add(attrs, SW["state"], attempt.state)
+    _add(attrs, SW["host"], attempt.host)
+    _add(attrs, SW["worker"], attempt.worker)
+    _add(attrs, SW["pid"], attempt.pid)
+    _add(attrs, SW["exitCode"], attempt.exit_code)
+    if attempt.error:
+        _add(attrs, SW["reason"], attempt.error.get("message"))
+        _add(attrs, SW["errorType"], attempt.error.get("type") or attempt.error.get("error_type"))
+        _add(attrs, SW["retryable"], attempt.error.get("retryable"))
+    return attrs
+
+
+def add_attempts(doc: ProvDocument, ids: Ids, agents: Agents, bundle: Bundle, *, activity: ActivityRecord,
+                 act: ProvActivity, plan: QualifiedName) -> None:
+    """One sub-activity per execution of ``activity``, started by it and associated with its worker."""
+    of = ids.activity(activity.id)
+    for attempt in bundle.attempts.get(activity.id, []):
+        n = str(attempt.attempt)
+        sub = doc.activity(ids.activity(f"{activity.id}.attempt.{n}"), utc(attempt.started_at),
+                           utc(attempt.ended_at), attempt_attributes(activity, attempt, of))
+        doc.start(sub, starter=act, time=utc(attempt.started_at), identifier=rel("start", activity.id, n))
+        worker = agents.worker(attempt.worker, attempt.host)
+        if worker is not None:
+            doc.association(sub, worker, plan, identifier=rel("assoc", activity.id, n, "worker"),
+                            other_attributes={PROV["role"]: ROLE_EXECUTOR})
+
+
 def task_attributes(name: str, version: str, spec: TaskSpec | None) -> dict[Any, Any]:
     attrs: dict[Any, Any] = {PROV["type"]: PROV["Plan"], PROV["label"]: f"{name}@{version}",
                              SW["task"]: name, SW["taskVersion"]: version}
@@ -279,8 +319,9 @@ def to_prov(bundle: Bundle) -> ProvDocument:
                        task_attributes(activity.task_name, activity.task_version, None))
         act = doc.activity(ids.activity(activity.id), utc(activity.started_at), utc(activity.ended_at),
                            activity_attributes(activity, spec))
-        associate(doc, ids, agents, bundle, activity=activity, act=act,
-                  plan=ids.task(activity.task_name, activity.task_version), spec=spec)
+        plan = ids.task(activity.task_name, activity.task_version)
+        associate(doc, ids, agents, bundle, activity=activity, act=act, plan=plan, spec=spec)
+        add_attempts(doc, ids, agents, bundle, activity=activity, act=act, plan=plan)
     add_flows(doc, ids, bundle)
     return doc
 

@@ -73,9 +73,12 @@ def test_w3c_export_holds_every_record_and_relation(xray: tuple[Client, str], fm
     assert ids.parse(record.identifier.uri).local == act.id
     assert _first(record, SW["task"]) == act.task_name and _first(record, SW["codeHash"]) == act.code_hash
     assert record.get_startTime().tzinfo is not None
-    # agents with roles: skyweave and the worker for every activity, the worker acting for skyweave
+    # agents with roles: skyweave and the worker for every activity and for each of its attempts
     roles = Counter(_first(a, PROV_ROLE) for a in doc.get_records(ProvAssociation))
-    assert roles["executor"] == len(activities) and roles["orchestrator"] == len(activities) + 1
+    attempts = [t for a in activities for t in store.list_attempts(a.id)]
+    assert len(attempts) > len(activities)  # the backtracked activity ran more than once
+    assert roles["executor"] == len(activities) + len(attempts) and roles["orchestrator"] == len(activities) + 1
+    assert len(_typed(doc, ProvActivity, SW["Attempt"])) == len(attempts)
     # the provider of the backtrack was started by the activity that needed its product
     provider = next(a for a in activities if a.task_name == "fetch_attitude")
     assert provider.parent_activity is not None
