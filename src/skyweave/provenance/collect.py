@@ -12,7 +12,8 @@ Two scopes:
   (so a cycle in a corrupted store ends the walk instead of looping).
 
 Both add each activity's attempt rows (one per execution, lost and cancelled ones included) and
-the task versions its activities ran.  The exporters (``w3c``, ``provdm``) only read a ``Bundle``; they never touch the store.
+the task versions its activities ran.  The exporters (``w3c``, ``provdm``) only read a
+``Bundle``; they never touch the store.
 """
 
 from __future__ import annotations
