@@ -313,6 +313,14 @@ def test_read_without_commit_reads_again(bus: Bus) -> None:
     assert bus.read("g", 10) == bus.read("g", 10)
 
 
+def test_read_of_nothing_joins_the_group_and_returns_nothing(bus: Bus) -> None:
+    # a listener joins with read(group, 0) before anything is published, and after
+    assert bus.read("joiner", 0) == []
+    bus.publish([b"e1"])
+    assert bus.read("joiner", 0) == []
+    assert [d.data for d in bus.read("joiner", 5)] == [b"e1"]
+
+
 def test_groups_commit_independently(bus: Bus) -> None:
     bus.publish([b"e1", b"e2", b"e3"])
     second = bus.read("a", 2)[-1].offset
