@@ -161,13 +161,16 @@ class ControllerService:
     def step(self, wait: float = 0.05) -> int:
         """Handle what is there; returns the number of events handled."""
         now = time.time()
-        if now - self._lease_renewed >= self.lease_renew_s:
-            if not self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now):
-                holder = self.store.controller_lease_holder()
-                check_fence(self.owner, holder, now)  # raises: another controller took over
-            self._lease_renewed = now
+        self._renew(now)
         delivered = self.bus.read(GROUP, self.batch)
         return self._handle(delivered, self._read_control(now), now, wait=wait)
+
+    def _renew(self, now: float) -> None:
+        """Renew the lease if due; ``LeaseLostError`` if another controller took it over."""
+        if now - self._lease_renewed >= self.lease_renew_s:
+            if not self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now):
+                check_fence(self.owner, self.store.controller_lease_holder(), now)  # raises
+            self._lease_renewed = now
 
     def _handle(self, delivered: Sequence[Any], from_control: Sequence[Any], now: float, *,
                 wait: float = 0.0) -> int:
@@ -288,6 +291,7 @@ class ControllerService:
         if d.hold:  # before the store says "paused" (what `skyweave pause` waits for)
             self._take_back(d.hold, hold=True)
         if d.changes:
+            self._renew(time.time())  # a long start (many runs restored) keeps its lease too
             d.changes.outbox_published = self._published
             d.changes.lease_owner = self.owner  # fenced: nothing written once another took over
             self._published = []
