@@ -40,6 +40,11 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from skyweave.errors import NotFoundError
+
+MAX_DELIVERIES_ERROR = ("dispatch {id} was delivered {n} times without being acknowledged (it may crash or "
+                        "hang every worker that takes it)")
+"""The reason a poisoned dispatch is put aside with (``{id}``, ``{n}``: ``max_deliveries``)."""
 FIRST_OFFSET = 1 << 48
 """Taken off the sequence number of a dispatch enqueued ``first``, so it sorts before the rest."""
 CONTROLLER_GROUP = "controller"
@@ -53,6 +58,21 @@ class Claimed(msgspec.Struct, frozen=True):
     """How many times this message has been claimed (1 on first delivery)."""
 
 
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A message the bus put aside: a malformed one, or a dispatch claimed more than the bus's
+    ``max_deliveries`` times without finishing (a *poisoned* dispatch, which ``redrive`` can put
+    back on the queue)."""
+
+    id: str
+    """The letter's id on this bus (what ``redrive`` takes); not the dispatch's id."""
+    data: bytes
+    error: str
+    dispatch: str | None = None
+    """The id of the poisoned dispatch; ``None`` for a malformed message (not re-drivable)."""
+    priority: int = 0
+    """The poisoned dispatch's priority, which it gets again when re-driven."""
+
+
 class Delivered(msgspec.Struct, frozen=True):
     offset: int
     data: bytes
@@ -60,6 +80,9 @@ class Delivered(msgspec.Struct, frozen=True):
 
 class Bus(ABC):
     url: str
+    max_deliveries: int = 0
+    """A dispatch claimed more often than this goes to the dead letters (``redrive`` puts it back);
+    0: never.  Memory and SQLite buses take it when opened (default 0), Redis from its URL."""
 
     # -- dispatch queue ---------------------------------------------------------------------------
     @abstractmethod
@@ -158,7 +181,16 @@ class Bus(ABC):
         """Keep a malformed message aside with the reason; it is never applied."""
 
     @abstractmethod
-    def dead_letters(self) -> list[tuple[bytes, str]]: ...
+    def dead_letters(self) -> list[DeadLetter]:
+        """Every dead letter, oldest first."""
+
+    @abstractmethod
+    def redrive(self, ids: Sequence[str]) -> int:
+        """Put the poisoned dispatches of these dead letters back on the queue, claimable again
+        with their deliveries counted from zero, their old priority and the age of a new dispatch,
+        and drop the letters; returns how many were enqueued (one whose dispatch id is on the bus
+        again already is not enqueued twice; its letter goes all the same).  An id that is not a
+        dead letter, or a letter that is not a dispatch, raises ``NotFoundError`` and changes nothing."""
 
     # -- waiting ----------------------------------------------------------------------------------
     @abstractmethod
@@ -174,3 +206,21 @@ class Bus(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def redrivable(letters: Sequence[DeadLetter], ids: Sequence[str]) -> list[DeadLetter]:
+    """The letters of ``ids`` (each once, in their order), or ``NotFoundError`` naming every id that
+    is not a dead letter or not a poisoned dispatch; for ``Bus.redrive``."""
+    by_id = {letter.id: letter for letter in letters}
+    unknown = [i for i in ids if i not in by_id]
+    malformed = [i for i in ids if i in by_id and by_id[i].dispatch is None]
+    if unknown or malformed:
+        problems = []
+        if unknown:
+            problems.append(f"no dead letter {', '.join(map(repr, unknown))} on this bus")
+        if malformed:
+            problems.append(f"dead letter {', '.join(map(repr, malformed))} is a malformed message, "
+                            "not a dispatch, so it cannot be re-driven")
+        raise NotFoundError("; ".join(problems) + "; nothing was re-driven",
+                            hint="`skyweave dead-letters` lists the dead letters with their ids")
+    return [by_id[i] for i in dict.fromkeys(ids)]

@@ -28,7 +28,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from skyweave.bus.base import CONTROLLER_GROUP, FIRST_OFFSET, Bus, Claimed, Delivered
+from skyweave.bus.base import (
+    CONTROLLER_GROUP,
+    FIRST_OFFSET,
+    MAX_DELIVERIES_ERROR,
+    Bus,
+    Claimed,
+    DeadLetter,
+    Delivered,
+    redrivable,
+)
 
 _TRIM_AT_LEAST = 1024
 """Trim the event list only when this many events (and half of it) can go: amortised O(1)."""
@@ -59,8 +68,11 @@ class MemoryBus(Bus):
     """The bus inside one process.  ``close`` releases nothing; the bus lives while referenced."""
 
     def __init__(self, url: str = "memory://", *, groups: Iterable[str] = (CONTROLLER_GROUP,),
-                 aging_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 aging_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_deliveries: int = 0) -> None:
         self.url = url
+        self.max_deliveries = max_deliveries
+        """A dispatch claimed more often than this goes to the dead letters; 0: never."""
         self.aging_s = aging_s
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
@@ -79,7 +91,8 @@ class MemoryBus(Bus):
         self._first_offset = 1
         """Offset of ``self._events[0]``."""
         self._committed: dict[str, int] = dict.fromkeys(groups, 0)
-        self._dead: list[tuple[bytes, str]] = []
+        self._dead: list[DeadLetter] = []
+        self._dead_seq = 0
         self._on_enqueue: list[Callable[[], None]] = []
 
     def on_enqueue(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -97,24 +110,28 @@ class MemoryBus(Bus):
     # -- dispatch queue ---------------------------------------------------------------------------
     def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
         with self._cond:
-            added = False
-            now = self._clock()
-            for message_id, priority, data in messages:
-                if message_id in self._messages:
-                    continue
-                self._seq += 1
-                seq = self._seq - FIRST_OFFSET if first else self._seq
-                # ``first``: as old as the oldest of its priority (then ahead of it by ``seq``)
-                at = min((d.enqueued_at for d in self._messages.values() if d.priority == priority
-                          and not d.done), default=now) if first else now
-                rank = at - priority * self.aging_s
-                self._messages[message_id] = _Dispatch(priority, seq, data, rank, at)
-                heapq.heappush(self._ready, (rank, seq, message_id))
-                added = True
-            if added:
-                self._changed()
-                for callback in self._on_enqueue:
-                    callback()
+            self._enqueue(messages, first=first)
+
+    def _enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool) -> int:
+        added = 0
+        now = self._clock()
+        for message_id, priority, data in messages:
+            if message_id in self._messages:
+                continue
+            self._seq += 1
+            seq = self._seq - FIRST_OFFSET if first else self._seq
+            # ``first``: as old as the oldest of its priority (then ahead of it by ``seq``)
+            at = min((d.enqueued_at for d in self._messages.values() if d.priority == priority
+                      and not d.done), default=now) if first else now
+            rank = at - priority * self.aging_s
+            self._messages[message_id] = _Dispatch(priority, seq, data, rank, at)
+            heapq.heappush(self._ready, (rank, seq, message_id))
+            added += 1
+        if added:
+            self._changed()
+            for callback in self._on_enqueue:
+                callback()
+        return added
 
     def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
         with self._cond:
@@ -129,9 +146,15 @@ class MemoryBus(Bus):
                     continue  # stale: acked, withdrawn, or already claimed
                 message_id = entry[2]
                 dispatch = self._messages[message_id]
+                dispatch.deliveries += 1
+                if 0 < self.max_deliveries < dispatch.deliveries:
+                    del self._messages[message_id]
+                    self._revoked.discard(message_id)
+                    self._add_dead(dispatch.data, MAX_DELIVERIES_ERROR.format(
+                        id=message_id, n=self.max_deliveries), message_id, dispatch.priority)
+                    continue
                 dispatch.lease_until = lease_until
                 dispatch.worker = worker
-                dispatch.deliveries += 1
                 self._claimed += 1
                 heapq.heappush(self._leases, (lease_until, message_id))
                 claimed.append(Claimed(message_id, dispatch.data, dispatch.deliveries))
@@ -322,11 +345,23 @@ class MemoryBus(Bus):
 
     def dead_letter(self, data: bytes, error: str) -> None:
         with self._cond:
-            self._dead.append((data, error))
+            self._add_dead(data, error, None, 0)
 
-    def dead_letters(self) -> list[tuple[bytes, str]]:
+    def _add_dead(self, data: bytes, error: str, dispatch: str | None, priority: int) -> None:
+        self._dead_seq += 1
+        self._dead.append(DeadLetter(str(self._dead_seq), data, error, dispatch, priority))
+
+    def dead_letters(self) -> list[DeadLetter]:
         with self._cond:
             return list(self._dead)
+
+    def redrive(self, ids: Sequence[str]) -> int:
+        with self._cond:
+            letters = redrivable(self._dead, ids)
+            gone = {letter.id for letter in letters}
+            self._dead = [letter for letter in self._dead if letter.id not in gone]
+            return self._enqueue([(letter.dispatch, letter.priority, letter.data) for letter in letters
+                                  if letter.dispatch is not None], first=False)
 
     # -- waiting ----------------------------------------------------------------------------------
     def wait(self, timeout: float) -> None:

@@ -26,7 +26,10 @@ retrying an unreachable server before it raises ``BusError``; default 60).
   group has committed are trimmed (``XTRIM MINID``).  A group missing (e.g. Redis came back without
   its data) is created again by the next ``read`` or ``commit``; ``CONTROLLER_GROUP`` always is, so
   a listener's commits never trim what the controller has not read.
-* **Dead letters**: a stream with fields ``data`` and ``error``.
+* **Dead letters**: a stream with fields ``data`` and ``error`` (a poisoned dispatch's also
+  ``dispatch`` and ``priority``); a letter's id is its entry id.  ``redrive`` enqueues the
+  dispatches, then deletes their entries: a crash between leaves a letter whose dispatch is on the
+  bus again, and re-driving it again only drops the letter (enqueue is idempotent).
 * **wait** blocks in ``XREAD`` on a small stream that every enqueue and publish appends to.
 * **Reconnect**: a lost or refused connection (or a server still loading its append-only file) is
   retried with exponential backoff, logged as a warning each time; after ``retry_s`` the operation
@@ -53,7 +56,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from skyweave.bus import redis_scripts as lua
-from skyweave.bus.base import CONTROLLER_GROUP, FIRST_OFFSET, Bus, Claimed, Delivered
+from skyweave.bus.base import (
+    CONTROLLER_GROUP,
+    FIRST_OFFSET,
+    Bus,
+    Claimed,
+    DeadLetter,
+    Delivered,
+    redrivable,
+)
 from skyweave.errors import BusError
 
 log = logging.getLogger(__name__)
@@ -204,9 +215,22 @@ class RedisBus(Bus):
     def dead_letter(self, data: bytes, error: str) -> None:
         self._call(lambda: self._client.xadd(self._key("dead"), {"data": data, "error": error}))
 
-    def dead_letters(self) -> list[tuple[bytes, str]]:
+    def dead_letters(self) -> list[DeadLetter]:
         entries = self._call(lambda: self._client.xrange(self._key("dead")))
-        return [(bytes(fields[b"data"]), _text(fields[b"error"])) for _, fields in entries]
+        return [DeadLetter(_text(entry), bytes(fields[b"data"]), _text(fields[b"error"]),
+                           _text(fields[b"dispatch"]) if b"dispatch" in fields else None,
+                           int(fields.get(b"priority") or 0))
+                for entry, fields in entries]
+
+    def redrive(self, ids: Sequence[str]) -> int:
+        letters = redrivable(self.dead_letters(), ids)
+        if not letters:
+            return 0
+        messages = [(x.dispatch, x.priority, x.data) for x in letters if x.dispatch is not None]
+        added = int(self._script("ENQUEUE", [FIRST_OFFSET, repr(self._clock()), repr(self.aging_s),
+                                             *(x for message in messages for x in message)]))
+        self._call(lambda: self._client.xdel(self._key("dead"), *(x.id for x in letters)))
+        return added
 
     # -- waiting ----------------------------------------------------------------------------------
     def wait(self, timeout: float) -> None:

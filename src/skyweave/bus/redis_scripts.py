@@ -21,7 +21,7 @@ KEY_NAMES = (
     "seq",       # 8 string: last dispatch sequence number
     "wake",      # 9 stream: one entry "<signal>-0" per change that may wake a waiter
     "signal",    # 10 string: last signal number
-    "dead",      # 11 stream: dead letters (fields data, error)
+    "dead",      # 11 stream: dead letters (fields data, error; a poisoned dispatch's also dispatch, priority)
     "events",    # 12 stream: events, entry ids "<offset>-0"; consumer groups hold committed offsets
     "offset",    # 13 string: last event offset given out
     "done",      # 14 set: dispatches reported done (never claimable again), kept until acked
@@ -148,7 +148,8 @@ while taken < max_n do
     if max_deliveries > 0 and deliveries > max_deliveries then
       redis.call('XADD', KEYS[11], '*', 'data', data, 'error',
         'dispatch ' .. id .. ' was delivered ' .. max_deliveries ..
-        ' times without being acknowledged (it may crash or hang every worker that takes it)')
+        ' times without being acknowledged (it may crash or hang every worker that takes it)',
+        'dispatch', id, 'priority', redis.call('HGET', KEYS[5], id))
       forget(id)
     else
       redis.call('ZADD', KEYS[2], now + lease_ms, id)

@@ -33,7 +33,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from skyweave.bus.base import CONTROLLER_GROUP, FIRST_OFFSET, Bus, Claimed, Delivered
+from skyweave.bus.base import (
+    CONTROLLER_GROUP,
+    FIRST_OFFSET,
+    MAX_DELIVERIES_ERROR,
+    Bus,
+    Claimed,
+    DeadLetter,
+    Delivered,
+    redrivable,
+)
 from skyweave.errors import BusError
 
 TRIM_EVERY = 64
@@ -58,7 +67,8 @@ CREATE TABLE IF NOT EXISTS dispatch (
 CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY, data BLOB NOT NULL, error TEXT NOT NULL, at REAL NOT NULL
+    id INTEGER PRIMARY KEY, data BLOB NOT NULL, error TEXT NOT NULL, at REAL NOT NULL,
+    dispatch TEXT, priority INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY);
@@ -70,8 +80,9 @@ _ANY_CLAIMABLE = f"SELECT 1 FROM dispatch WHERE {_CLAIMABLE} LIMIT 1"
 _CLAIM = f"""
 UPDATE dispatch SET lease_until = :until, worker = :worker, deliveries = deliveries + 1
 WHERE id IN (SELECT id FROM dispatch WHERE {_CLAIMABLE} ORDER BY rank, seq LIMIT :n)
-RETURNING id, data, deliveries, rank, seq
+RETURNING id, data, deliveries, rank, seq, priority
 """
+_DEAD = "INSERT INTO dead_letters (data, error, at, dispatch, priority) VALUES (?, ?, ?, ?, ?)"
 _NEXT_SEQ = "UPDATE counters SET value = value + ? WHERE name = 'dispatch_seq' RETURNING value"
 _LAST_OFFSET = "(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events')"
 _SIGNAL = f"SELECT (SELECT value FROM counters WHERE name = 'dispatch_seq'), {_LAST_OFFSET}"
@@ -91,9 +102,11 @@ class SQLiteBus(Bus):
 
     def __init__(
         self, path: str | Path, *, url: str | None = None, groups: Iterable[str] = (CONTROLLER_GROUP,),
-        aging_s: float = 60.0, clock: Callable[[], float] = time.time,
+        aging_s: float = 60.0, clock: Callable[[], float] = time.time, max_deliveries: int = 0,
     ) -> None:
         self.path = Path(path)
+        self.max_deliveries = max_deliveries
+        """A dispatch claimed more often than this goes to the dead letters; 0: never."""
         self.aging_s = aging_s
         self._clock = clock
         """Wall clock: leases and enqueue times are compared between processes."""
@@ -128,6 +141,10 @@ class SQLiteBus(Bus):
                     conn.execute("UPDATE dispatch SET rank = -priority * ?", (aging_s,))
                 if "held" not in columns:  # a bus file made before pause held work on the bus
                     conn.execute("ALTER TABLE dispatch ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+                dead_columns = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
+                if "dispatch" not in dead_columns:  # a bus file made before poisoned dispatches
+                    conn.execute("ALTER TABLE dead_letters ADD COLUMN dispatch TEXT")
+                    conn.execute("ALTER TABLE dead_letters ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
                 conn.execute(_INDEX)
                 conn.executemany(
                     "INSERT OR IGNORE INTO groups (name, committed) VALUES (?, 0)",
@@ -142,21 +159,29 @@ class SQLiteBus(Bus):
         if not messages:
             return
         with self._write() as conn:
-            (last_seq,) = conn.execute(_NEXT_SEQ, (len(messages),)).fetchall()[0]
-            first_seq = last_seq - len(messages) + 1 - (FIRST_OFFSET if first else 0)
-            now = self._clock()
-            oldest: dict[int, float] = {}
-            if first:  # as old as the oldest of its priority (then ahead of it by ``seq``)
-                oldest = dict(conn.execute(
-                    "SELECT priority, min(enqueued_at) FROM dispatch WHERE done = 0 GROUP BY priority"))
-            rows = []
-            for n, (i, priority, data) in enumerate(messages):
-                at = min(oldest.get(priority, now), now)
-                rows.append((i, priority, first_seq + n, data, at - priority * self.aging_s, at))
-            conn.executemany(
-                "INSERT OR IGNORE INTO dispatch (id, priority, seq, data, rank, enqueued_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)", rows)
-            self._changed()
+            self._insert(conn, messages, first=first)
+
+    def _insert(self, conn: sqlite3.Connection, messages: Sequence[tuple[str, int, bytes]], *,
+                first: bool) -> int:
+        """Enqueue in the caller's transaction; returns how many were new."""
+        if not messages:
+            return 0
+        (last_seq,) = conn.execute(_NEXT_SEQ, (len(messages),)).fetchall()[0]
+        first_seq = last_seq - len(messages) + 1 - (FIRST_OFFSET if first else 0)
+        now = self._clock()
+        oldest: dict[int, float] = {}
+        if first:  # as old as the oldest of its priority (then ahead of it by ``seq``)
+            oldest = dict(conn.execute(
+                "SELECT priority, min(enqueued_at) FROM dispatch WHERE done = 0 GROUP BY priority"))
+        rows = []
+        for n, (i, priority, data) in enumerate(messages):
+            at = min(oldest.get(priority, now), now)
+            rows.append((i, priority, first_seq + n, data, at - priority * self.aging_s, at))
+        added = conn.executemany(
+            "INSERT OR IGNORE INTO dispatch (id, priority, seq, data, rank, enqueued_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)", rows).rowcount
+        self._changed()
+        return added
 
     def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
         if max_n <= 0:
@@ -169,6 +194,13 @@ class SQLiteBus(Bus):
         with self._write() as conn:
             params = {"now": now, "until": now + lease_s, "worker": worker, "n": max_n}
             rows = conn.execute(_CLAIM, params).fetchall()
+            if self.max_deliveries > 0:
+                poisoned = [row for row in rows if row[2] > self.max_deliveries]
+                _delete(conn, [row[0] for row in poisoned])
+                conn.executemany(_DEAD, [
+                    (row[1], MAX_DELIVERIES_ERROR.format(id=row[0], n=self.max_deliveries),
+                     time.time(), row[0], row[5]) for row in poisoned])
+                rows = [row for row in rows if row[2] <= self.max_deliveries]
         rows.sort(key=lambda row: (row[3], row[4]))
         return [Claimed(row[0], row[1], row[2]) for row in rows]
 
@@ -313,14 +345,18 @@ class SQLiteBus(Bus):
 
     def dead_letter(self, data: bytes, error: str) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO dead_letters (data, error, at) VALUES (?, ?, ?)", (data, error, time.time())
-            )
+            conn.execute(_DEAD, (data, error, time.time(), None, 0))
 
-    def dead_letters(self) -> list[tuple[bytes, str]]:
+    def dead_letters(self) -> list[DeadLetter]:
         with self._read() as conn:
-            rows = conn.execute("SELECT data, error FROM dead_letters ORDER BY id").fetchall()
-        return [(bytes(data), str(error)) for data, error in rows]
+            return _letters(conn)
+
+    def redrive(self, ids: Sequence[str]) -> int:
+        with self._write() as conn:
+            letters = redrivable(_letters(conn), ids)
+            conn.executemany("DELETE FROM dead_letters WHERE id = ?", [(int(x.id),) for x in letters])
+            return self._insert(conn, [(x.dispatch, x.priority, x.data) for x in letters
+                                       if x.dispatch is not None], first=False)
 
     # -- waiting ----------------------------------------------------------------------------------
     def wait(self, timeout: float) -> None:
@@ -403,6 +439,12 @@ class SQLiteBus(Bus):
 
     def __repr__(self) -> str:
         return f"SQLiteBus({self.url!r})"
+
+
+def _letters(conn: sqlite3.Connection) -> list[DeadLetter]:
+    rows = conn.execute("SELECT id, data, error, dispatch, priority FROM dead_letters ORDER BY id")
+    return [DeadLetter(str(i), bytes(data), str(error), dispatch, int(priority))
+            for i, data, error, dispatch, priority in rows]
 
 
 def _delete(conn: sqlite3.Connection, ids: Sequence[str]) -> None:

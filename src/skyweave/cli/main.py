@@ -23,7 +23,7 @@ from skyweave.cli.catalogue import (
     products_unpin,
 )
 from skyweave.cli.common import EXECUTOR_HELP, JsonOpt, StoreOpt, friendly
-from skyweave.cli.deadletters import dead_letters
+from skyweave.cli.deadletters import dead_letters_app
 from skyweave.cli.dryrun import show_plan
 from skyweave.cli.export import products_export
 from skyweave.cli.lineage import impact, lineage
@@ -320,7 +320,7 @@ app.add_typer(prov_app, name="prov")
 app.command()(controller)
 app.command()(worker)
 app.command()(listen)
-app.command("dead-letters")(dead_letters)
+app.add_typer(dead_letters_app, name="dead-letters")
 app.command()(lineage)
 app.command()(impact)
 app.command()(reprocess)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from skyweave.bus import CONTROLLER_GROUP, Bus, BusError, Claimed, MemoryBus, SQLiteBus, open_bus
 from skyweave.bus import sqlite as sqlite_module
+from skyweave.errors import NotFoundError
 from skyweave.model.messages import RunSubmitted, decode_message, encode_message
 
 from .conftest import BUS_FACTORIES, BusFactory, OpenHandle
@@ -358,10 +359,62 @@ def test_dead_letters_are_kept(open_handle: OpenHandle) -> None:
     assert bus.dead_letters() == []
     bus.dead_letter(b"\x00garbage", "malformed bus message: bad JSON")
     bus.dead_letter(b"{}", "missing field")
-    assert other.dead_letters() == [
-        (b"\x00garbage", "malformed bus message: bad JSON"),
-        (b"{}", "missing field"),
+    assert [(x.data, x.error, x.dispatch) for x in other.dead_letters()] == [
+        (b"\x00garbage", "malformed bus message: bad JSON", None),
+        (b"{}", "missing field", None),
     ]
+    assert len({x.id for x in other.dead_letters()}) == 2
+
+
+def _poison(worker: Bus, message_id: str, priority: int = 5) -> None:
+    """Enqueue ``message_id`` and have it claimed until the bus puts it aside (max_deliveries 2)."""
+    worker.max_deliveries = 2
+    worker.enqueue([(message_id, priority, b"crashes every worker")])
+    for delivery in (1, 2):  # each 1 ms lease runs out: the next claim gets it again
+        [claimed] = eventually(lambda: worker.claim("w", 1, 0.001))
+        assert (claimed.id, claimed.deliveries) == (message_id, delivery)
+    eventually(lambda: worker.claim("w", 5, LONG) == [] and worker.dead_letters())
+
+
+def test_a_poisoned_dispatch_is_put_aside_and_redriven(open_handle: OpenHandle) -> None:
+    worker, controller = open_handle(), open_handle()
+    _poison(worker, "poison")
+    [letter] = controller.dead_letters()
+    assert (letter.dispatch, letter.priority, letter.data) == ("poison", 5, b"crashes every worker")
+    assert "poison was delivered 2 times without being acknowledged" in letter.error
+    assert controller.queued() == 0 and controller.present(["poison"]) == []
+
+    assert controller.redrive([letter.id]) == 1
+    assert worker.dead_letters() == []
+    controller.enqueue([("fine", 4, b"ok")])
+    # claimable again, with its priority and its deliveries counted from zero
+    assert [(c.id, c.deliveries, c.data) for c in worker.claim("w", 5, LONG)] == [
+        ("poison", 1, b"crashes every worker"), ("fine", 1, b"ok")]
+
+
+def test_redriving_what_is_not_a_poisoned_dispatch_changes_nothing(open_handle: OpenHandle) -> None:
+    worker, controller = open_handle(), open_handle()
+    _poison(worker, "poison")
+    controller.dead_letter(b"{not json", "malformed bus message: bad JSON")
+    poisoned, malformed = controller.dead_letters()
+    with pytest.raises(NotFoundError, match="no dead letter 'nope'") as unknown:
+        controller.redrive([poisoned.id, "nope"])
+    assert unknown.value.hint is not None and "skyweave dead-letters" in unknown.value.hint
+    with pytest.raises(NotFoundError, match="is a malformed message, not a dispatch"):
+        controller.redrive([malformed.id, poisoned.id])
+    assert controller.dead_letters() == [poisoned, malformed]
+    assert controller.queued() == 0
+    assert controller.redrive([]) == 0
+
+
+def test_redriving_a_dispatch_already_back_on_the_bus_only_drops_the_letter(open_handle: OpenHandle) -> None:
+    worker, controller = open_handle(), open_handle()
+    _poison(worker, "poison")
+    [letter] = controller.dead_letters()
+    controller.enqueue([("poison", 0, b"dispatched again")])
+    assert controller.redrive([letter.id, letter.id]) == 0
+    assert controller.dead_letters() == []
+    assert [(c.id, c.data) for c in worker.claim("w", 5, LONG)] == [("poison", b"dispatched again")]
 
 
 # -- waiting ----------------------------------------------------------------------------------------

@@ -82,9 +82,9 @@ def test_poison_dispatch_goes_to_the_dead_letters_after_max_deliveries(redis_bus
         [claimed] = eventually(lambda: redis_bus.claim("w", 1, 0.001))
         assert (claimed.id, claimed.deliveries) == ("poison", delivery)
     assert eventually(lambda: redis_bus.claim("w", 5, LONG) == [] and redis_bus.dead_letters())
-    [(data, error)] = redis_bus.dead_letters()
-    assert data == b"crashes every worker"
-    assert "poison was delivered 2 times without being acknowledged" in error
+    [letter] = redis_bus.dead_letters()
+    assert letter.data == b"crashes every worker"
+    assert "poison was delivered 2 times without being acknowledged" in letter.error
     assert redis_bus.queued() == 0
     redis_bus.enqueue([("poison", 5, b"a fresh dispatch of that id"), ("fine", 0, b"ok")])
     assert [(c.id, c.deliveries) for c in redis_bus.claim("w", 5, LONG)] == [("poison", 1), ("fine", 1)]

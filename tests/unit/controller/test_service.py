@@ -83,7 +83,7 @@ def test_malformed_bus_message_is_set_aside_and_the_run_goes_on(tmp_path: Path) 
         client.bus.publish([b"{not json", b'{"v": 1, "id": "x", "body": {"type": "activity.finished"}}'])
         run = client.run(mini_xray.observation, {"obs_id": "m1"}, timeout=60)
         assert run.status == "succeeded"
-        reasons = [reason for _, reason in client.bus.dead_letters()]
+        reasons = [letter.error for letter in client.bus.dead_letters()]
         assert len(reasons) == 2
         assert all("malformed bus message" in r for r in reasons)
         assert client.engine is not None
