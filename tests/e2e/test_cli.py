@@ -282,8 +282,8 @@ def test_submit_to_separate_controller_and_worker(cli: CLI) -> None:
 # -- 5. kill -9 in the middle, then resume --------------------------------------------------------
 @pytest.mark.slow
 def test_kill_9_then_resume(cli: CLI) -> None:
-    # the first `free` items finish at once, the rest wait for a gate file: the kill always lands
-    # while work is in flight, however slow or loaded the machine is
+    # the first `free` activities to start finish at once, the rest wait for a gate file: the kill
+    # always lands while work is in flight, however slow or loaded the machine is
     n, free = 12, 3
     gate = cli.cwd / "gate"
     log = cli.cwd / "run.log"

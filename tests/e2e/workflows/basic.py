@@ -74,13 +74,24 @@ def crashy(n: int = 12, seconds: float = 0.3, obs_id: str = "crash1") -> Any:
 
 @task(version="1")
 def gated(i: int, free: int, gate: str, obs_id: str) -> Product:
-    """Items below ``free`` finish at once; the others wait until the file ``gate`` exists.
+    """The first ``free`` activities to start (whichever they are) finish at once; the others wait
+    until the file ``gate`` exists.
 
-    A crash test kills the run while the gated items wait, whatever the machine's speed."""
+    A crash test kills the run while the gated ones wait, whatever the machine's speed and
+    whatever order the items are claimed in."""
     from pathlib import Path
 
-    while i >= free and not Path(gate).exists():
-        time.sleep(0.02)
+    gate_path = Path(gate)
+    if not gate_path.exists():
+        for k in range(free):
+            try:
+                Path(f"{gate}.ticket{k}").open("x").close()   # O_EXCL: one ticket per activity
+                break
+            except FileExistsError:
+                continue
+        else:
+            while not gate_path.exists():
+                time.sleep(0.02)
     path = context().output(f"gated{i}.txt")
     path.write_text(f"{i}\n")
     return Product(path, type="e2e.gated", obs_id=obs_id)
