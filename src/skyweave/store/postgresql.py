@@ -61,6 +61,7 @@ from skyweave.errors import StoreError, StoreUnavailableError
 from skyweave.model.records import Changeset
 from skyweave.store.base import DEFAULT_POOL_SIZE, Store, check_fence
 from skyweave.store.catalogue_sql import CatalogueQueries
+from skyweave.store.lease_sql import ControllerLease
 from skyweave.store.lineage_sql import LineageQueries
 from skyweave.store.migrations import current_revision, upgrade
 from skyweave.store.records_sql import RecordQueries
@@ -82,7 +83,6 @@ from skyweave.store.schema import (
     outbox,
     products,
     runs,
-    task_routes,
     usages,
 )
 from skyweave.store.tasks_sql import TaskRegistry
@@ -140,7 +140,8 @@ def _insert_new(table: Any, keys: Sequence[str]) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
-class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, Store):
+class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease,
+                      Store):
     """The store in a PostgreSQL database; see the module docstring."""
 
     def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
@@ -243,12 +244,6 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
                 conn.execute(update(products).where(products.c.id == any_(bindparam("ids", type_=_IDS)))
                              .values(state=state), {"ids": list(ids)})
 
-    @staticmethod
-    def _route(conn: Connection, name: str, version: str, now: float) -> None:
-        stmt = insert(task_routes).values(name=name, version=version, updated_at=now)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["name"], set_={"version": version, "updated_at": now}))
-
     # -- reads ----------------------------------------------------------------------------------
     def _attribute_equals(self, key: str, value: Any) -> ColumnElement[bool]:
         document = type_coerce(products.c.attributes, JSONB)
@@ -259,31 +254,6 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
         # contains more than the array asked for, but does not equal it)
         return document.op("@>", is_comparison=True)(literal(encode_json({key: value}), JSONB)) & (
             item == literal(encode_json(value), JSONB))
-
-    # -- controller lease -------------------------------------------------------------------------
-    def acquire_controller_lease(self, owner: str, ttl_s: float, now: float) -> bool:
-        lease = controller_lease.c
-        stmt = insert(controller_lease).values(id=1, owner=owner, expires_at=now + ttl_s)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"],
-            set_={"owner": owner, "expires_at": now + ttl_s},
-            where=(lease.owner == owner) | (lease.expires_at <= now),
-        )
-        with self._engine.begin() as conn:
-            conn.execute(stmt)
-            holder = conn.execute(select(lease.owner).where(lease.id == 1)).scalar_one()
-        return bool(holder == owner)
-
-    def release_controller_lease(self, owner: str) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(delete(controller_lease).where(controller_lease.c.owner == owner))
-
-    def controller_lease_holder(self) -> tuple[str, float] | None:
-        """``(owner, expires_at)`` as stored, expired or not (the caller knows what "now" is)."""
-        lease = controller_lease.c
-        with self._engine.connect() as conn:
-            row = conn.execute(select(lease.owner, lease.expires_at).where(lease.id == 1)).first()
-        return None if row is None else (str(row[0]), float(row[1]))
 
     def close(self) -> None:
         self._engine.dispose()

@@ -42,7 +42,9 @@ from sqlalchemy import (
     Text,
     false,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 
 from skyweave.model.records import (
     ActivityRecord,
@@ -315,3 +317,10 @@ PRODUCT = RecordCodec(ProductRecord, products, ["attributes"])
 USAGE = RecordCodec(UsageRecord, usages)
 EVENT = RecordCodec(EventRecord, events, ["body"])
 OUTBOX = RecordCodec(OutboxRecord, outbox)
+
+
+def dialect_insert(dialect: Dialect, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` into ``table`` with ``on_conflict_do_update`` / ``_nothing`` for ``dialect``."""
+    if dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -60,6 +60,7 @@ from sqlalchemy.engine import URL
 from skyweave.model.records import ActivityRecord, Changeset
 from skyweave.store.base import Store, check_fence
 from skyweave.store.catalogue_sql import CatalogueQueries
+from skyweave.store.lease_sql import ControllerLease
 from skyweave.store.lineage_sql import LineageQueries
 from skyweave.store.migrations import SIDECARS, probe_sqlite_file, upgrade
 from skyweave.store.records_sql import RecordQueries
@@ -78,7 +79,6 @@ from skyweave.store.schema import (
     outbox,
     products,
     runs,
-    task_routes,
     usages,
 )
 from skyweave.store.tasks_sql import TaskRegistry
@@ -150,7 +150,7 @@ def _create(path: Path, url: str) -> None:
             leftover.unlink(missing_ok=True)
 
 
-class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, Store):
+class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease, Store):
     """The store in one SQLite file; see the module docstring for how it is shared and kept fast.
     Reads come from ``RecordQueries``, the task registry from ``TaskRegistry``, lineage queries
     (recursive SQL) from ``LineageQueries``: SQL shared with other SQL backends."""
@@ -327,37 +327,6 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
             with self._writer.begin() as conn:
                 conn.execute(update(products).where(products.c.id == bindparam("b_id")).values(state=state),
                              [{"b_id": i} for i in ids])
-
-    @staticmethod
-    def _route(conn: Connection, name: str, version: str, now: float) -> None:
-        stmt = insert(task_routes).values(name=name, version=version, updated_at=now)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["name"], set_={"version": version, "updated_at": now}))
-
-    # -- controller lease -------------------------------------------------------------------------
-    def acquire_controller_lease(self, owner: str, ttl_s: float, now: float) -> bool:
-        lease = controller_lease.c
-        stmt = insert(controller_lease).values(id=1, owner=owner, expires_at=now + ttl_s)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"],
-            set_={"owner": owner, "expires_at": now + ttl_s},
-            where=(lease.owner == owner) | (lease.expires_at <= now),
-        )
-        with self._writer.begin() as conn:
-            conn.execute(stmt)
-            holder = conn.execute(select(lease.owner).where(lease.id == 1)).scalar_one()
-        return bool(holder == owner)
-
-    def release_controller_lease(self, owner: str) -> None:
-        with self._writer.begin() as conn:
-            conn.execute(delete(controller_lease).where(controller_lease.c.owner == owner))
-
-    def controller_lease_holder(self) -> tuple[str, float] | None:
-        """``(owner, expires_at)`` as stored, expired or not (the caller knows what "now" is)."""
-        lease = controller_lease.c
-        with self._engine.connect() as conn:
-            row = conn.execute(select(lease.owner, lease.expires_at).where(lease.id == 1)).first()
-        return None if row is None else (str(row[0]), float(row[1]))
 
     def close(self) -> None:
         self._closing.set()

@@ -6,8 +6,8 @@ under the same version is refused.  A spec is decoded back before it is written,
 readable; a row that still cannot be read (written by a skyweave that did not check, or edited by
 hand) is reported once per process and skipped by ``list_tasks``, listed by ``unreadable_tasks``,
 and can be taken out with ``remove_task`` (``skyweave tasks remove NAME@VERSION``) - it never
-stops commands that have nothing to do with it.  Shared by the SQL backends; the backend provides ``_engine``,
-``_writer`` (write transactions) and ``_route`` (its dialect's upsert of the route).
+stops commands that have nothing to do with it.  Shared by the SQL backends; the backend provides ``_engine``
+and ``_writer`` (write transactions).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from skyweave.errors import ControlError, DefinitionError, StoreError, UnknownTa
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.store.base import RemovedTask, Store, UnreadableTask
-from skyweave.store.schema import activities, encode_json, runs, task_routes, tasks
+from skyweave.store.schema import activities, dialect_insert, encode_json, runs, task_routes, tasks
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class TaskRegistry(Store):
     @staticmethod
     def _route(conn: Connection, name: str, version: str, now: float) -> None:
         """Route ``name`` to ``version`` (insert or update the route row)."""
-        raise NotImplementedError
+        stmt = dialect_insert(conn.dialect, task_routes).values(name=name, version=version, updated_at=now)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["name"], set_={"version": version, "updated_at": now}))
 
     def register_task(self, spec: TaskSpec, *, make_current: bool = True) -> None:
         """Add ``spec``; re-registering an identical spec is a no-op, a different one is refused.
