@@ -191,11 +191,7 @@ class LocalStorage(Storage):
             else:
                 checksum, stat = checksum_unchanged(target)
                 return StoredFile(file_uri(target), checksum, stat.st_size)
-        with open(source, "rb") as reader:
-            stored = self.put(key, reader)
-        if move:
-            source.unlink()
-        return stored
+        return super().put_file(source, key, move=move)  # the streamed copy
 
     def store_file(self, src: Path | str, run_id: str, activity_id: str, name: str = "") -> StoredFile:
         """Move ``src`` into storage as ``<run_id>/<activity_id>/<name>`` (default: its file name).
