@@ -53,7 +53,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -80,9 +80,11 @@ from skyweave.store.schema import (
     controller_lease,
     encode_json,
     events,
+    insert_new,
     outbox,
     products,
     runs,
+    upsert,
     usages,
 )
 from skyweave.store.tasks_sql import TaskRegistry
@@ -130,16 +132,6 @@ def _json_raw(value: bytes) -> bytes:
     return value
 
 
-def _upsert(table: Any, keys: Sequence[str]) -> Any:
-    stmt = insert(table)
-    updated = {c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys and c.name != "seq"}
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_=updated)
-
-
-def _insert_new(table: Any, keys: Sequence[str]) -> Any:
-    return insert(table).on_conflict_do_nothing(index_elements=list(keys))
-
-
 class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease,
                       Store):
     """The store in a PostgreSQL database; see the module docstring."""
@@ -160,11 +152,12 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
         except BaseException:
             self._engine.dispose()
             raise
-        self._upserts = (_upsert(runs, ["id"]), _upsert(activities, ["id"]),
-                         _upsert(attempts, ["activity_id", "attempt"]))
-        self._inserts = (_insert_new(products, ["id"]),
-                         _insert_new(usages, ["activity_id", "product_id", "role"]),
-                         _insert_new(events, ["id"]), _insert_new(outbox, ["id"]))
+        dialect = self._engine.dialect
+        self._upserts = (upsert(dialect, runs, ["id"]), upsert(dialect, activities, ["id"]),
+                         upsert(dialect, attempts, ["activity_id", "attempt"]))
+        self._inserts = (insert_new(dialect, products, ["id"]),
+                         insert_new(dialect, usages, ["activity_id", "product_id", "role"]),
+                         insert_new(dialect, events, ["id"]), insert_new(dialect, outbox, ["id"]))
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore({self.url!r})"

@@ -324,3 +324,15 @@ def dialect_insert(dialect: Dialect, table: Table) -> postgresql.Insert | sqlite
     if dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def upsert(dialect: Dialect, table: Table, keys: Sequence[str]) -> Any:
+    """Insert into ``table``, or update every column but ``keys`` and ``seq`` of the row with ``keys``."""
+    stmt = dialect_insert(dialect, table)
+    updated = {c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys and c.name != "seq"}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=updated)
+
+
+def insert_new(dialect: Dialect, table: Table, keys: Sequence[str]) -> Any:
+    """Insert into ``table`` unless a row with ``keys`` is there already (then leave it as it is)."""
+    return dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=list(keys))

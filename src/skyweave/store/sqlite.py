@@ -54,7 +54,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import URL
 
 from skyweave.model.records import ActivityRecord, Changeset
@@ -76,9 +75,11 @@ from skyweave.store.schema import (
     attempts,
     controller_lease,
     events,
+    insert_new,
     outbox,
     products,
     runs,
+    upsert,
     usages,
 )
 from skyweave.store.tasks_sql import TaskRegistry
@@ -108,16 +109,6 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _on_begin(connection: Connection) -> None:
     write = connection.get_execution_options().get("skyweave_write", False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def _upsert(table: Any, keys: Sequence[str]) -> Any:
-    stmt = insert(table)
-    updated = {c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys and c.name != "seq"}
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_=updated)
-
-
-def _insert_new(table: Any, keys: Sequence[str]) -> Any:
-    return insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 def _engine(path: Path) -> Engine:
@@ -177,14 +168,14 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._compiled: dict[tuple[int, tuple[str, ...]], tuple[str, tuple[str, ...]] | None] = {}
-        self._upsert_runs = _upsert(runs, ["id"])
-        self._upsert_activities = _upsert(activities, ["id"])
-        self._upsert_attempts = _upsert(attempts, ["activity_id", "attempt"])
-        self._insert_products = _insert_new(products, ["id"])
-        self._insert_usages = _insert_new(usages, ["activity_id", "product_id", "role"])
-        self._insert_events = _insert_new(events, ["id"])
-        self._insert_outbox = _insert_new(outbox, ["id"])
         dialect = self._writer.dialect
+        self._upsert_runs = upsert(dialect, runs, ["id"])
+        self._upsert_activities = upsert(dialect, activities, ["id"])
+        self._upsert_attempts = upsert(dialect, attempts, ["activity_id", "attempt"])
+        self._insert_products = insert_new(dialect, products, ["id"])
+        self._insert_usages = insert_new(dialect, usages, ["activity_id", "product_id", "role"])
+        self._insert_events = insert_new(dialect, events, ["id"])
+        self._insert_outbox = insert_new(dialect, outbox, ["id"])
         self._delete_outbox_sql = str(delete(outbox).where(outbox.c.id == bindparam("b_id"))
                                       .compile(dialect=dialect))
         columns = str(select(*ACTIVITY.columns).compile(dialect=dialect))
