@@ -10,17 +10,37 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from skyweave.controller.decisions import LookupProducts, ProductsFound, Timer, walk_products
+from skyweave.controller.decisions import Decisions, LookupProducts, ProductsFound, Timer, walk_products
+from skyweave.controller.runstate import RunState
 from skyweave.errors import DefinitionError
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, Detour, ProductRecord
+from skyweave.model.specs import TaskSpec
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import activity_transition
 
-if TYPE_CHECKING:
-    from skyweave.controller.core import Controller
+
+class Host(Protocol):
+    """What backtracking needs of the controller."""
+
+    now: float
+    out: Decisions
+    runs: dict[str, RunState]
+    activities: dict[str, ActivityRecord]
+    registry: dict[str, dict[str, TaskSpec]]
+    products: dict[str, m.ProductRef]
+
+    def current_attempt(self, activity_id: str, attempt: int) -> ActivityRecord | None: ...
+    def end_attempt(self, rec: ActivityRecord, ev: Any, state: str) -> None: ...
+    def spec_for(self, run: RunState, task_name: str) -> TaskSpec: ...
+    def new_provider_activity(self, blocked: ActivityRecord, spec: TaskSpec, args: dict[str, Any]
+                              ) -> ActivityRecord: ...
+    def requeue(self, rec: ActivityRecord, *, retry: bool = False) -> None: ...
+    def fail(self, rec: ActivityRecord, error: dict[str, Any]) -> None: ...
+    def touch(self, rec: ActivityRecord) -> None: ...
+    def announce(self, rec: ActivityRecord) -> None: ...
 
 
 def matches(product: ProductRecord | m.ProductRef, product_type: str, match: dict[str, Any]) -> bool:
@@ -35,7 +55,7 @@ def matches(product: ProductRecord | m.ProductRef, product_type: str, match: dic
 
 
 class Backtracker:
-    def __init__(self, ctrl: Controller) -> None:
+    def __init__(self, ctrl: Host) -> None:
         self.ctrl = ctrl
         self.needs: dict[str, m.InputNeed] = {}
         self.tried: dict[str, set[str]] = {}
@@ -49,7 +69,7 @@ class Backtracker:
     # -- the signal --------------------------------------------------------------------------------
     def on_needs_input(self, ev: m.ActivityNeedsInput) -> None:
         ctrl = self.ctrl
-        rec = ctrl._current(ev.activity_id, ev.attempt)
+        rec = ctrl.current_attempt(ev.activity_id, ev.attempt)
         if rec is None:
             return
         ctrl.end_attempt(rec, ev, "needs_input")
@@ -72,11 +92,11 @@ class Backtracker:
         rec.state = activity_transition(rec.state, A.BACKTRACKING)
         rec.max_attempts += 1  # a detour is not a failure: it does not use up a retry
         rec.detours.append(Detour(kind="lookup", product_type=need.product_type, param=need.param,
-                                  reason=need.reason, at=ctrl._now, match=dict(need.match),
+                                  reason=need.reason, at=ctrl.now, match=dict(need.match),
                                   provider_params=dict(need.provider_params)))
         ctrl.touch(rec)
         ctrl.announce(rec)
-        ctrl._d.lookups.append(LookupProducts(rec.id, rec.attempt, need, tuple(sorted(tried))))
+        ctrl.out.lookups.append(LookupProducts(rec.id, rec.attempt, need, tuple(sorted(tried))))
 
     def on_products_found(self, ev: ProductsFound) -> None:
         ctrl = self.ctrl
@@ -109,7 +129,7 @@ class Backtracker:
         if running is not None and running in self.providers:
             self.providers[running].append(rec.id)
             rec.detours.append(Detour(kind="provide", product_type=need.product_type, param=need.param,
-                                      reason=need.reason, at=ctrl._now, provider_activity=running,
+                                      reason=need.reason, at=ctrl.now, provider_activity=running,
                                       match=dict(need.match), provider_params=dict(need.provider_params)))
             ctrl.touch(rec)
             return
@@ -129,7 +149,7 @@ class Backtracker:
         self.providers[prov.id] = [rec.id]
         self.providing[want] = prov.id
         rec.detours.append(Detour(kind="provide", product_type=need.product_type, param=need.param,
-                                  reason=need.reason, at=ctrl._now, provider_activity=prov.id,
+                                  reason=need.reason, at=ctrl.now, provider_activity=prov.id,
                                   match=dict(need.match), provider_params=dict(need.provider_params)))
         ctrl.touch(rec)
 
@@ -167,11 +187,11 @@ class Backtracker:
     def _park(self, rec: ActivityRecord, need: m.InputNeed, seconds: float) -> None:
         ctrl = self.ctrl
         rec.state = activity_transition(rec.state, A.PARKED)
-        until = ctrl._now + seconds
+        until = ctrl.now + seconds
         rec.detours.append(Detour(kind="park", product_type=need.product_type, param=need.param,
-                                  reason=need.reason, at=ctrl._now, match=dict(need.match), until=until))
+                                  reason=need.reason, at=ctrl.now, match=dict(need.match), until=until))
         self.parked.setdefault(need.product_type, {})[rec.id] = dict(need.match)
-        ctrl._d.timers.append(Timer(at=until, kind="park", activity_id=rec.id))
+        ctrl.out.timers.append(Timer(at=until, kind="park", activity_id=rec.id))
         ctrl.touch(rec)
         ctrl.announce(rec)
 
@@ -192,14 +212,14 @@ class Backtracker:
         need = self.needs.get(rec.id)
         self.parked.get(need.product_type if need else "", {}).pop(rec.id, None)
         park = next((d for d in reversed(rec.detours) if d.kind == "park"), None)
-        waited = (self.ctrl._now - park.at) if park else 0.0
+        waited = (self.ctrl.now - park.at) if park else 0.0
         if park is not None:
-            park.ended_at = self.ctrl._now
+            park.ended_at = self.ctrl.now
         kind = need.product_type if need else "product"
         why = (f"deadline passed after waiting {waited:.0f} s for a {kind} "
                f"matching {need.match if need else {}}: {need.reason if need else ''}")
         rec.detours.append(Detour(kind="deadline", product_type=need.product_type if need else "",
-                                  param=need.param if need else "", at=self.ctrl._now, reason=why))
+                                  param=need.param if need else "", at=self.ctrl.now, reason=why))
         self.fail(rec, why, hint="register the product (`skyweave products add`) and retry the activity")
 
     # -- outcome -----------------------------------------------------------------------------------
@@ -209,14 +229,14 @@ class Backtracker:
         self.tried.setdefault(rec.id, set()).add(product_id)
         for d in rec.detours:
             if d.ended_at is None:
-                d.ended_at = ctrl._now
+                d.ended_at = ctrl.now
         rec.detours[-1].product_id = product_id
         if how in ("found", "woken"):
             event = "was registered" if how == "woken" else "was found in the store"
             reason = f"{product_id} {event}, matching {need.match}" + (
                 f"; it had been missing: {need.reason}" if need.reason else "")
             rec.detours.append(Detour(kind=how, product_type=need.product_type, param=need.param,
-                                      at=ctrl._now, product_id=product_id, ended_at=ctrl._now, reason=reason))
+                                      at=ctrl.now, product_id=product_id, ended_at=ctrl.now, reason=reason))
         self.needs.pop(rec.id, None)
         ctrl.requeue(rec)
 
@@ -225,7 +245,7 @@ class Backtracker:
         error: dict[str, Any] = {"type": "skyweave.MissingInput", "message": message, "retryable": False}
         if hint:
             error["hint"] = hint
-        self.ctrl._fail(rec, error)
+        self.ctrl.fail(rec, error)
 
     def forget(self, activity_id: str) -> None:
         need = self.needs.pop(activity_id, None)
@@ -249,8 +269,8 @@ class Backtracker:
         self.tried[rec.id] = {d.product_id for d in rec.detours if d.product_id}
         if rec.state == A.PARKED:
             self.parked.setdefault(need.product_type, {})[rec.id] = dict(need.match)
-            self.ctrl._d.timers.append(Timer(at=last.until or self.ctrl._now, kind="park",
+            self.ctrl.out.timers.append(Timer(at=last.until or self.ctrl.now, kind="park",
                                              activity_id=rec.id))
         elif last.kind == "lookup":
-            self.ctrl._d.lookups.append(LookupProducts(rec.id, rec.attempt, need,
+            self.ctrl.out.lookups.append(LookupProducts(rec.id, rec.attempt, need,
                                                        tuple(sorted(self.tried[rec.id]))))

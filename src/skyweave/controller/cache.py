@@ -10,19 +10,35 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from skyweave.controller import loops
 from skyweave.controller.decisions import CacheChecked
+from skyweave.controller.queue import ReadyQueue
+from skyweave.controller.runstate import Key, RunState
 from skyweave.model.messages import ProductRef
-from skyweave.model.records import Detour
+from skyweave.model.records import ActivityRecord, Detour
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import ActivityState as A
 
-if TYPE_CHECKING:
-    from skyweave.controller.core import Controller
+
+class Host(loops.Host, Protocol):
+    """What a cache answer needs of the controller."""
+
+    now: float
+    queue: ReadyQueue
+    runs: dict[str, RunState]
+    activities: dict[str, ActivityRecord]
+    where: dict[str, tuple[str, Key]]
+    products: dict[str, ProductRef]
+    checking: dict[str, int]
+
+    def write_usages(self, rec: ActivityRecord) -> None: ...
+    def succeed(self, rec: ActivityRecord, result: Any, *, finish_instance: bool = True,
+                check_done: bool = True) -> None: ...
+    def fail(self, rec: ActivityRecord, error: dict[str, Any]) -> None: ...
 
 _encoder = msgspec.json.Encoder(order="sorted")
 
@@ -65,7 +81,7 @@ def cache_key(spec: TaskSpec, arguments: Mapping[str, Any], products: Mapping[st
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def on_cache_checked(ctrl: Controller, ev: CacheChecked) -> None:
+def on_cache_checked(ctrl: Host, ev: CacheChecked) -> None:
     rec = ctrl.activities.get(ev.activity_id)
     if rec is None or ev.activity_id not in ctrl.checking:
         return
@@ -75,25 +91,25 @@ def on_cache_checked(ctrl: Controller, ev: CacheChecked) -> None:
     if ev.reuse_from is None:
         if ev.miss_reason:
             rec.detours.append(Detour(kind="cache-miss", product_type="", param="",
-                                      reason=ev.miss_reason, at=ctrl._now, ended_at=ctrl._now))
+                                      reason=ev.miss_reason, at=ctrl.now, ended_at=ctrl.now))
         ctrl.queue.push(rec.id, rec.priority, rec.queued_at)
         ctrl.touch(rec)
         return
     for ref in ev.products:
         ctrl.products[ref.id] = ref
-    rec.detours.append(Detour(kind="reused", product_type="", param="", at=ctrl._now,
-                              provider_activity=ev.reuse_from, ended_at=ctrl._now,
+    rec.detours.append(Detour(kind="reused", product_type="", param="", at=ctrl.now,
+                              provider_activity=ev.reuse_from, ended_at=ctrl.now,
                               reason=f"same cache key as {ev.reuse_from}; outputs verified intact"))
-    rec.started_at = rec.ended_at = ctrl._now
-    ctrl._record_usages(rec)
+    rec.started_at = rec.ended_at = ctrl.now
+    ctrl.write_usages(rec)
     run = ctrl.runs[rec.run_id]
     where = ctrl.where.get(rec.id)
     problem = run.fanout_problem(where[0], ev.result) if where else None
     if problem:
-        ctrl._fail(rec, {"type": "skyweave.DefinitionError", "message": problem, "retryable": False})
+        ctrl.fail(rec, {"type": "skyweave.DefinitionError", "message": problem, "retryable": False})
         return
     if where is not None and run.nodes[where[0]].get("loop"):
-        ctrl._succeed(rec, ev.result, finish_instance=False, check_done=False)
+        ctrl.succeed(rec, ev.result, finish_instance=False, check_done=False)
         loops.loop_step(ctrl, run, run.insts[where[0]][where[1]], rec, ev.result)
         return
-    ctrl._succeed(rec, ev.result)
+    ctrl.succeed(rec, ev.result)

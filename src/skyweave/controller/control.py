@@ -6,23 +6,36 @@ core: they change state and record decisions, nothing else.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from skyweave.controller.decisions import Held
+from skyweave.controller import recovery
+from skyweave.controller.decisions import Held, RetryLoaded
 from skyweave.controller.runstate import CANCELLED, RunState
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, AttemptRecord
+from skyweave.model.specs import TaskSpec
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import AttemptState, activity_transition, run_transition
 from skyweave.model.states import RunState as R
 
-if TYPE_CHECKING:
-    from skyweave.controller.core import Controller
+
+class Host(recovery.Host, Protocol):
+    """What run control needs of the controller."""
+
+    registry: dict[str, dict[str, TaskSpec]]
+
+    def current_attempt(self, activity_id: str, attempt: int) -> ActivityRecord | None: ...
+    def touch(self, rec: ActivityRecord) -> None: ...
+    def touch_run(self, run: RunState) -> None: ...
+    def emit(self, message: Any) -> None: ...
+    def announce(self, rec: ActivityRecord) -> None: ...
+    def check_run_done(self, run: RunState) -> None: ...
+    def requeue(self, rec: ActivityRecord, *, retry: bool = False) -> None: ...
 
 _NOT_STARTED = frozenset({A.QUEUED, A.RETRY_WAIT, A.BACKTRACKING, A.PARKED})
 
 
-def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
+def on_control(ctrl: Host, ev: m.RunControlRequested) -> None:
     run = ctrl.runs.get(ev.run_id)
     if run is None:
         return
@@ -30,11 +43,11 @@ def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
     if ev.action == "pause" and rec.state == R.RUNNING:
         rec.state = run_transition(rec.state, R.PAUSED)
         # work on the bus that no worker has started yet is held too (``Decisions.hold``)
-        ctrl._d.hold.extend(m.dispatch_id(a.id, a.attempt) for a in ctrl.activities.values()
+        ctrl.out.hold.extend(m.dispatch_id(a.id, a.attempt) for a in ctrl.activities.values()
                             if a.run_id == rec.id and a.state == A.DISPATCHED)
     elif ev.action == "resume" and rec.state == R.PAUSED:
         rec.state = run_transition(rec.state, R.RUNNING)
-        ctrl._d.release.extend(m.dispatch_id(a.id, a.attempt) for a in ctrl.activities.values()
+        ctrl.out.release.extend(m.dispatch_id(a.id, a.attempt) for a in ctrl.activities.values()
                                if a.run_id == rec.id and a.state == A.DISPATCHED)
         for aid in run.held:
             act = ctrl.activities.get(aid)
@@ -46,17 +59,17 @@ def on_control(ctrl: Controller, ev: m.RunControlRequested) -> None:
     else:
         return
     ctrl.touch_run(run)
-    ctrl.emit(m.RunStateChanged(run_id=rec.id, state=rec.state, at=ctrl._now))
-    ctrl._check_run_done(run)
+    ctrl.emit(m.RunStateChanged(run_id=rec.id, state=rec.state, at=ctrl.now))
+    ctrl.check_run_done(run)
 
 
-def on_held(ctrl: Controller, ev: Held) -> None:
+def on_held(ctrl: Host, ev: Held) -> None:
     """Dispatches of a paused run taken back from the bus: queued again, held until resume (or
     queued at once if the run was resumed meanwhile).  They never reached a worker, so the attempt
     they were sent as is taken back too."""
     for message_id in ev.dispatches:
         aid, _, attempt = message_id.rpartition(":")
-        rec = ctrl._current(aid, int(attempt) if attempt.isdigit() else -1)
+        rec = ctrl.current_attempt(aid, int(attempt) if attempt.isdigit() else -1)
         run = ctrl.runs.get(rec.run_id) if rec is not None else None
         if rec is None or run is None or rec.state != A.DISPATCHED:
             continue
@@ -70,25 +83,25 @@ def on_held(ctrl: Controller, ev: Held) -> None:
             ctrl.queue.push(aid, rec.priority, rec.queued_at, first=True)
 
 
-def cancel_run(ctrl: Controller, run: RunState) -> None:
+def cancel_run(ctrl: Host, run: RunState) -> None:
     run.record.state = run_transition(run.record.state, R.CANCELLED)
-    run.record.ended_at = ctrl._now
+    run.record.ended_at = ctrl.now
     for aid, rec in list(ctrl.activities.items()):
         if rec.run_id != run.record.id or rec.state in (A.FAILED, A.CANCELLED, A.SUCCEEDED):
             continue
         if rec.state in (A.DISPATCHED, A.RUNNING):
             ctrl.in_flight -= 1
-            ctrl._d.withdraw.append(m.dispatch_id(aid, rec.attempt))
+            ctrl.out.withdraw.append(m.dispatch_id(aid, rec.attempt))
         if rec.state == A.RUNNING:  # its attempt row is closed now, not left "running" forever
-            ctrl._d.changes.attempts.append(AttemptRecord(
+            ctrl.out.changes.attempts.append(AttemptRecord(
                 activity_id=aid, attempt=rec.attempt, state=AttemptState.CANCELLED, worker=rec.worker,
-                host=rec.host, started_at=rec.started_at, ended_at=ctrl._now,
+                host=rec.host, started_at=rec.started_at, ended_at=ctrl.now,
                 error={"type": "skyweave.Cancelled", "retryable": False,
                        "message": f"its run {run.record.id} was cancelled while it ran; its worker was "
                                   "asked to stop it"}))
         ctrl.queue.discard(aid)
         rec.state = activity_transition(rec.state, A.CANCELLED)
-        rec.ended_at = ctrl._now
+        rec.ended_at = ctrl.now
         run.active -= 1
         where = ctrl.where.get(aid)
         if where is not None:
@@ -96,10 +109,10 @@ def cancel_run(ctrl: Controller, run: RunState) -> None:
         ctrl.bt.forget(aid)
         ctrl.touch(rec)
         ctrl.announce(rec)
-    ctrl._d.finished_runs.append(run.record.id)
+    ctrl.out.finished_runs.append(run.record.id)
 
 
-def on_priority(ctrl: Controller, ev: m.PriorityChangeRequested) -> None:
+def on_priority(ctrl: Host, ev: m.PriorityChangeRequested) -> None:
     targets: list[ActivityRecord] = []
     if ev.activity_id:
         rec = ctrl.activities.get(ev.activity_id)
@@ -118,11 +131,19 @@ def on_priority(ctrl: Controller, ev: m.PriorityChangeRequested) -> None:
             ctrl.touch(rec)
         elif rec.state == A.DISPATCHED:  # on the bus: changed there unless a worker took it
             rec.priority = ev.priority
-            ctrl._d.reprioritize.append((m.dispatch_id(rec.id, rec.attempt), ev.priority))
+            ctrl.out.reprioritize.append((m.dispatch_id(rec.id, rec.attempt), ev.priority))
             ctrl.touch(rec)
 
 
-def retry(ctrl: Controller, rec: ActivityRecord) -> None:
+def on_retry(ctrl: Host, ev: RetryLoaded) -> None:
+    """A retry the shell loaded from the store: the run is rebuilt first if it had been forgotten."""
+    if ev.restore is not None and ev.activity.run_id not in ctrl.runs:
+        r = ev.restore
+        recovery.restore(ctrl, r.run, r.activities, r.products)
+    retry(ctrl, ctrl.activities.get(ev.activity.id, ev.activity))
+
+
+def retry(ctrl: Host, rec: ActivityRecord) -> None:
     """Run a failed or cancelled activity again (its run reopens)."""
     run = ctrl.runs.get(rec.run_id)
     if run is None or rec.state not in (A.FAILED, A.CANCELLED):
@@ -145,5 +166,5 @@ def retry(ctrl: Controller, rec: ActivityRecord) -> None:
         run.record.ended_at = None
         run.record.error = None
         ctrl.touch_run(run)
-        ctrl.emit(m.RunStateChanged(run_id=run.record.id, state=run.record.state, at=ctrl._now))
+        ctrl.emit(m.RunStateChanged(run_id=run.record.id, state=run.record.state, at=ctrl.now))
     ctrl.requeue(rec, retry=True)

@@ -123,6 +123,15 @@ class RunRestored(msgspec.Struct, frozen=True, kw_only=True, tag="internal.run_r
     products: list[ProductRecord]
 
 
+class RetryLoaded(msgspec.Struct, frozen=True, kw_only=True, tag="internal.retry_loaded"):
+    """A requested retry (``RetryRequested``) with what the store holds: the failed or cancelled
+    activity, and its run as ``RunRestored`` when the controller had already forgotten the run (it
+    had ended), so the core rebuilds it before the activity runs again."""
+
+    activity: ActivityRecord
+    restore: RunRestored | None = None
+
+
 class Recovered(msgspec.Struct, frozen=True, kw_only=True, tag="internal.recovered"):
     """After a restart, once every run is restored and every outcome reported meanwhile is handled:
     which in-flight dispatches the bus still holds (the rest are dispatched again as new attempts)

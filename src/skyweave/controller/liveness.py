@@ -22,16 +22,28 @@ execution happened) but not used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from skyweave.controller.decisions import Timer, WorkerLost
+from skyweave.controller.decisions import Decisions, Timer, WorkerLost
+from skyweave.controller.queue import ReadyQueue
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, AttemptRecord
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import AttemptState, activity_transition
 
-if TYPE_CHECKING:
-    from skyweave.controller.core import Controller
+
+class Host(Protocol):
+    """What liveness needs of the controller."""
+
+    now: float
+    out: Decisions
+    queue: ReadyQueue
+    activities: dict[str, ActivityRecord]
+    in_flight: int
+
+    def current_attempt(self, activity_id: str, attempt: int) -> ActivityRecord | None: ...
+    def fail(self, rec: ActivityRecord, error: dict[str, Any]) -> None: ...
+    def touch(self, rec: ActivityRecord) -> None: ...
 
 MAX_LOSSES = 5
 """An activity whose worker is lost more often than this while it runs fails."""
@@ -40,7 +52,7 @@ LIVENESS = "liveness"
 
 
 class Liveness:
-    def __init__(self, ctrl: Controller, worker_timeout_s: float) -> None:
+    def __init__(self, ctrl: Host, worker_timeout_s: float) -> None:
         self.ctrl = ctrl
         self.timeout_s = worker_timeout_s
         self.workers: dict[str, tuple[int, float]] = {}
@@ -57,8 +69,8 @@ class Liveness:
 
     # -- hearing from workers -----------------------------------------------------------------------
     def heard(self, ev: m.WorkerHeartbeat) -> None:
-        self.workers[ev.worker] = (ev.slots, self.ctrl._now)
-        self._arm(self.ctrl._now + self.timeout_s)
+        self.workers[ev.worker] = (ev.slots, self.ctrl.now)
+        self._arm(self.ctrl.now + self.timeout_s)
         if ev.at:
             self._sent[ev.worker] = ev.at
             self._frontier = max(self._frontier, ev.at)
@@ -70,7 +82,7 @@ class Liveness:
         """Workers known to hold dispatches (after a restart): heard from now, at the latest."""
         for worker in workers:
             if worker not in self.workers:
-                self.workers[worker] = (0, self.ctrl._now)
+                self.workers[worker] = (0, self.ctrl.now)
                 if self._frontier:
                     self._sent[worker] = self._frontier
         if self.workers:
@@ -78,13 +90,13 @@ class Liveness:
 
     def slots(self) -> int:
         """The slots of the workers heard from within the timeout."""
-        now = self.ctrl._now
+        now = self.ctrl.now
         return sum(slots for slots, seen in self.workers.values() if now - seen < self.timeout_s)
 
     def check(self) -> None:
         """The liveness timer fired: workers silent for the timeout are judged dead."""
         self._due = None
-        now = self.ctrl._now
+        now = self.ctrl.now
         for worker, (_, seen) in list(self.workers.items()):
             if now - seen >= self.timeout_s:
                 self._dead(worker, now - seen)
@@ -95,19 +107,19 @@ class Liveness:
         self.workers.pop(worker, None)
         self._sent.pop(worker, None)
         self._silent[worker] = silent
-        self.ctrl._d.reclaim.append(worker)
+        self.ctrl.out.reclaim.append(worker)
 
     def _arm(self, at: float) -> None:
         if self._due is None or at < self._due:
             self._due = at
-            self.ctrl._d.timers.append(Timer(at=at, kind=LIVENESS, activity_id=""))
+            self.ctrl.out.timers.append(Timer(at=at, kind=LIVENESS, activity_id=""))
 
     # -- work that was lost -------------------------------------------------------------------------
     def on_worker_lost(self, ev: WorkerLost) -> None:
         silent = self._silent.pop(ev.worker, self.timeout_s)
         for message_id in ev.dispatches:
             aid, _, attempt = message_id.rpartition(":")
-            rec = self.ctrl._current(aid, int(attempt) if attempt.isdigit() else -1)
+            rec = self.ctrl.current_attempt(aid, int(attempt) if attempt.isdigit() else -1)
             if rec is None:
                 continue
             what = "while it ran" if rec.state == A.RUNNING else "holding it before it reported a start"
@@ -115,7 +127,7 @@ class Liveness:
                                       f"{self.timeout_s:g} s) {what}")
 
     def on_returned(self, ev: m.ActivityReturned) -> None:
-        rec = self.ctrl._current(ev.activity_id, ev.attempt)
+        rec = self.ctrl.current_attempt(ev.activity_id, ev.attempt)
         if rec is not None:
             self.lose(rec, rec.worker or "", f"worker {ev.worker} handed it back: {ev.reason}")
 
@@ -130,13 +142,13 @@ class Liveness:
         message = (f"attempt {rec.attempt} lost: {reason}; "
                    + ("it may have run; it runs again as the next attempt" if again else
                       f"lost {len(losses)} times, so it is not dispatched again (does it kill its worker?)"))
-        ctrl._d.changes.attempts.append(AttemptRecord(
+        ctrl.out.changes.attempts.append(AttemptRecord(
             activity_id=rec.id, attempt=rec.attempt, state=AttemptState.LOST,
             worker=(rec.worker if started else None) or worker or None, host=rec.host if started else None,
-            started_at=rec.started_at if started else None, ended_at=ctrl._now,
+            started_at=rec.started_at if started else None, ended_at=ctrl.now,
             error={"type": "skyweave.WorkerLost", "message": message, "retryable": again}))
         if not again:
-            ctrl._fail(rec, {"type": "skyweave.WorkerLost", "message": message, "retryable": False})
+            ctrl.fail(rec, {"type": "skyweave.WorkerLost", "message": message, "retryable": False})
             return
         rec.max_attempts += 1  # a lost attempt is not the task's failure: its retries stay
         rec.state = activity_transition(rec.state, A.QUEUED)
@@ -155,9 +167,9 @@ class Liveness:
         note = f"reported after it had been judged lost{current}; this outcome was not used"
         if isinstance(ev, m.ActivityFailed):
             note += f" (it failed: {ev.error_type}: {ev.message})"
-        self.ctrl._d.changes.attempts.append(AttemptRecord(
+        self.ctrl.out.changes.attempts.append(AttemptRecord(
             activity_id=ev.activity_id, attempt=ev.attempt, state=state, worker=ev.worker or None,
             host=ev.host or None, pid=ev.pid or None, started_at=ev.started_at or None,
-            ended_at=ev.at or self.ctrl._now, exit_code=getattr(ev, "exit_code", None),
+            ended_at=ev.at or self.ctrl.now, exit_code=getattr(ev, "exit_code", None),
             error={"type": "skyweave.Superseded", "message": note, "retryable": False},
             usage={f: getattr(ev.usage, f) for f in ev.usage.__struct_fields__}))

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from skyweave.controller.expressions import evaluate
 from skyweave.controller.runstate import DONE, FAILED, Blocked, Instance, NotReady, RunState, Skip
 from skyweave.errors import DefinitionError
 from skyweave.model.records import ActivityRecord
 
-if TYPE_CHECKING:
-    from skyweave.controller.core import Controller
+
+class Host(Protocol):
+    """What a loop needs of the controller: how an instance's end spreads, how a run ends, and a
+    new activity for the next iteration."""
+
+    def propagate(self, run: RunState, inst: Instance) -> None: ...
+    def check_run_done(self, run: RunState) -> None: ...
+    def touch(self, rec: ActivityRecord) -> None: ...
+    def new_activity(self, run: RunState, inst: Instance, args: dict[str, Any], *,
+                     failed: str | None = None, parent: str | None = None) -> ActivityRecord: ...
 
 
 def loop_continues(run: RunState, inst: Instance, rec: ActivityRecord) -> bool:
@@ -24,7 +32,7 @@ def loop_continues(run: RunState, inst: Instance, rec: ActivityRecord) -> bool:
     return not done and rec.iteration + 1 < loop["max_iterations"]
 
 
-def loop_step(ctrl: Controller, run: RunState, inst: Instance, rec: ActivityRecord, result: Any) -> None:
+def loop_step(ctrl: Host, run: RunState, inst: Instance, rec: ActivityRecord, result: Any) -> None:
     loop = run.nodes[inst.node]["loop"]
     try:
         converged = bool(evaluate(loop["until"], lambda n, p: run.resolve_ref(n, p, inst.key), result))
@@ -33,8 +41,8 @@ def loop_step(ctrl: Controller, run: RunState, inst: Instance, rec: ActivityReco
         rec.error = {"type": "skyweave.DefinitionError", "message": f"loop until=: {exc.message}",
                      "retryable": False}
         run.failures += 1
-        ctrl._propagate(run, inst)
-        ctrl._check_run_done(run)
+        ctrl.propagate(run, inst)
+        ctrl.check_run_done(run)
         return
     if converged or rec.iteration + 1 >= loop["max_iterations"]:
         if not converged and loop.get("on_exhausted") == "fail":
@@ -49,10 +57,10 @@ def loop_step(ctrl: Controller, run: RunState, inst: Instance, rec: ActivityReco
                              f"accepted the last result: no convergence in {loop['max_iterations']} "
                              "iterations"}
         ctrl.touch(rec)
-        ctrl._propagate(run, inst)
-        ctrl._check_run_done(run)
+        ctrl.propagate(run, inst)
+        ctrl.check_run_done(run)
         return
     args = dict(rec.arguments)
     args[loop["state_arg"]] = result
     inst.iteration = rec.iteration + 1
-    ctrl._new_activity(run, inst, args, parent=rec.id)
+    ctrl.new_activity(run, inst, args, parent=rec.id)

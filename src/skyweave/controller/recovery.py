@@ -13,20 +13,39 @@ worker that died meanwhile is found by its silence.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from skyweave.controller import loops
-from skyweave.controller.decisions import Recovered, Timer
+from skyweave.controller.backtrack import Backtracker
+from skyweave.controller.decisions import Decisions, Recovered, Timer
+from skyweave.controller.liveness import Liveness
+from skyweave.controller.queue import ReadyQueue
 from skyweave.controller.runstate import CANCELLED, DONE, FAILED, SKIPPED, Instance, Key, RunState
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, ProductRecord, RunRecord
 from skyweave.model.states import ActivityState as A
 
-if TYPE_CHECKING:
-    from skyweave.controller.core import Controller
+
+class Host(Protocol):
+    """What recovery needs of the controller: the state it rebuilds, and the rules that create a
+    run's missing instances and settle lost attempts."""
+
+    now: float
+    out: Decisions
+    queue: ReadyQueue
+    runs: dict[str, RunState]
+    activities: dict[str, ActivityRecord]
+    where: dict[str, tuple[str, Key]]
+    products: dict[str, m.ProductRef]
+    in_flight: int
+    bt: Backtracker
+    live: Liveness
+
+    def try_create(self, run: RunState, node_id: str, key: Key) -> None: ...
+    def check_all_gathers(self, run: RunState) -> None: ...
 
 
-def restore(ctrl: Controller, record: RunRecord, activities: Sequence[ActivityRecord],
+def restore(ctrl: Host, record: RunRecord, activities: Sequence[ActivityRecord],
             products: Sequence[ProductRecord]) -> None:
     """Rebuild a run after a restart from what the store holds."""
     run = RunState.from_record(record)
@@ -67,21 +86,21 @@ def restore(ctrl: Controller, record: RunRecord, activities: Sequence[ActivityRe
         elif rec.state == A.QUEUED:
             ctrl.queue.push(rec.id, rec.priority, rec.queued_at)
         elif rec.state == A.RETRY_WAIT:
-            ctrl._d.timers.append(Timer(at=ctrl._now, kind="retry", activity_id=rec.id))
+            ctrl.out.timers.append(Timer(at=ctrl.now, kind="retry", activity_id=rec.id))
     # loops whose last iteration succeeded but did not conclude, instances never created
     for node_id in run.order:
         for key in run.candidate_keys(node_id):
-            ctrl._try_create(run, node_id, key)
+            ctrl.try_create(run, node_id, key)
     ctrl.check_all_gathers(run)
 
 
-def in_flight_dispatches(ctrl: Controller) -> list[str]:
+def in_flight_dispatches(ctrl: Host) -> list[str]:
     """The bus message ids of every dispatched or running activity's current attempt."""
     return [m.dispatch_id(rec.id, rec.attempt) for rec in ctrl.activities.values()
             if rec.state in (A.DISPATCHED, A.RUNNING)]
 
 
-def recovered(ctrl: Controller, ev: Recovered) -> None:
+def recovered(ctrl: Host, ev: Recovered) -> None:
     on_bus = set(ev.present)
     for rec in list(ctrl.activities.values()):
         if rec.state in (A.DISPATCHED, A.RUNNING) and m.dispatch_id(rec.id, rec.attempt) not in on_bus:

@@ -33,6 +33,7 @@ from skyweave.controller.decisions import (
     Held,
     ProductsFound,
     Recovered,
+    RetryLoaded,
     RunLoaded,
     RunRestored,
     TimerFired,
@@ -235,9 +236,7 @@ class ControllerService:
                 return []
             return [self._loaded(run)] if run.state == R.SUBMITTED else []
         if isinstance(body, m.RetryRequested):
-            self.core.advance(time.time())
-            self._retry(body.activity_id)
-            return []
+            return self._retry(body.activity_id)
         if isinstance(body, m.DispatchActivity | m.RunStateChanged | m.ActivityStateChanged
                       | m.ProductCreated):
             return []  # the controller's own announcements, for listeners
@@ -253,19 +252,21 @@ class ControllerService:
             refs.append(m.product_ref(p))
         return RunLoaded(run=run, products=refs)
 
-    def _retry(self, activity_id: str) -> None:
+    def _retry(self, activity_id: str) -> list[RetryLoaded]:
+        """A retry request with what the core needs from the store: the activity, and its run's
+        rows if the core no longer holds the run (it had ended)."""
         try:
             rec = self.store.get_activity(activity_id)
         except NotFoundError:
             log.warning("retry of unknown activity %s ignored", activity_id)
-            return
+            return []
+        restore = None
         if rec.run_id not in self.core.runs:
             run = self.store.get_run(rec.run_id)
             acts = self.store.list_activities(run_id=run.id)
             prods = self.store.find_products(run_id=run.id, state=None)
-            self.core.restore(run, acts, prods)
-        live = self.core.activities.get(activity_id, rec)
-        self.core.retry(live)
+            restore = RunRestored(run=run, activities=acts, products=prods)
+        return [RetryLoaded(activity=rec, restore=restore)]
 
     def _answer_cache_checks(self, d: Decisions, now: float) -> Decisions:
         """Answer the batch's cache checks before its transaction and fold the core's answers into

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from skyweave.controller.decisions import RetryLoaded, RunRestored
 from skyweave.model import messages as m
 from tests.unit.controller import flows
 from tests.unit.controller.harness import World
@@ -304,11 +305,33 @@ def test_retry_of_failed_activity_reopens_run() -> None:
         w.fire_timers(w.now + 100)
     assert w.run_state(run) == "failed"
     (act,) = w.acts("flaky")
-    w.core.retry(w.activities[act.id])
-    w.feed()
+    w.feed(RetryLoaded(activity=w.activities[act.id]))
     w.drain()
     assert w.activities[act.id].state == "succeeded"
     assert w.run_state(run) == "succeeded"
+
+
+def test_retry_of_a_forgotten_run_restores_it_through_handle() -> None:
+    flows.FLAKY.clear()
+    w = World()
+    run = w.submit(flows.retrying, {"key": "d", "fail_times": 3})
+    for _ in range(3):
+        w.drain()
+        w.fire_timers(w.now + 100)
+    assert w.run_state(run) == "failed"
+    w.core.forget_run(run)  # what the shell does once a run has ended
+    (act,) = w.acts("flaky")
+    restore = RunRestored(run=w.runs[run], activities=list(w.activities.values()), products=[])
+    w.feed(RetryLoaded(activity=w.activities[act.id], restore=restore))
+    w.drain()
+    assert w.activities[act.id].state == "succeeded"
+    assert w.run_state(run) == "succeeded"
+
+
+def test_an_event_of_unknown_kind_raises() -> None:
+    w = World()
+    with pytest.raises(TypeError, match="no rule for str events"):
+        w.feed("not an event")
 
 
 def test_new_task_version_is_used_by_later_activities() -> None:

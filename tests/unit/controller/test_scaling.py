@@ -21,6 +21,7 @@ import pytest
 import skyweave
 from skyweave import each, gather, task, workflow
 from skyweave.authoring.workflow import Workflow
+from skyweave.controller import unfold
 from skyweave.controller.core import Controller
 from skyweave.controller.decisions import CacheChecked, RunLoaded
 from skyweave.controller.runstate import Instance, RunState
@@ -179,12 +180,12 @@ def test_the_measure_sees_a_quadratic_path(monkeypatch: pytest.MonkeyPatch) -> N
     """The count is not blind: the gather check of before (every candidate key of every gather
     on every event, a scan of the gathered node's instances) fails the bound."""
 
-    def rescanning(self: Controller, run: RunState, inst: Instance) -> None:
+    def rescanning(ctrl: unfold.Host, run: RunState, inst: Instance) -> None:
         for node_id in run.gather_nodes:
             for key in run.candidate_keys(node_id):
-                self._try_create(run, node_id, key)
+                unfold.try_create(ctrl, run, node_id, key)
 
-    monkeypatch.setattr(Controller, "_check_gathers", rescanning)
+    monkeypatch.setattr(unfold, "_check_gathers", rescanning)
     wf, params, _ = SHAPES["nested, groups of 10"]
     small = run_counted(wf, params(SMALL))[2]
     large = run_counted(wf, params(LARGE))[2]
