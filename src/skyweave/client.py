@@ -48,6 +48,7 @@ from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, Run
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
+from skyweave.pausing import wait_until_paused
 from skyweave.plan import RunPlan, plan_run
 from skyweave.progress import RunProgress
 from skyweave.storage import inplace, open_storage, product_key
@@ -365,25 +366,16 @@ class Client:
         self._control(run_id, "cancel")
 
     def pause(self, run_id: str, *, timeout: float = 30.0) -> str:
-        """Pause a run and wait until the controller has applied it: from then on no activity of
-        the run starts until ``resume`` (running ones finish, and so does short work a worker had
-        already handed to its executor).  Returns the run's state then: ``paused``, or how it ended
-        if it had nothing left; ``requested`` if no controller is running (the pause applies when
-        one starts; workers may meanwhile start what is on the bus)."""
+        """Pause a run and wait until it holds: from then on no activity of the run starts until
+        ``resume`` (running ones finish; work a worker had begun just before starts first, and is
+        waited for: ``pausing``).  Returns the run's state then: ``paused``, or how it ended if it
+        had nothing left; ``requested`` if no controller is running (the pause applies when one
+        starts; workers may meanwhile start what is on the bus)."""
         self._control(run_id, "pause")
         holder = self.store.controller_lease_holder()
         if holder is None or holder[1] < time.time():
             return "requested"
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.store.get_run(run_id).state
-            if state not in (R.RUNNING, R.SUBMITTED):
-                return str(state)
-            if time.monotonic() > deadline:
-                raise ControlError(
-                    f"the controller has not applied the pause of {run_id} within {timeout:g} s",
-                    hint=f"the request stays queued; see the controller's log and `skyweave status {run_id}`")
-            time.sleep(0.02)  # the store is polled: the controller records the pause once it holds
+        return wait_until_paused(self.store, self.bus, run_id, timeout)
 
     def resume(self, run_id: str) -> None:
         self._control(run_id, "resume")

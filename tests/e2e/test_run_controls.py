@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from skyweave.client import Client
+from skyweave.config.settings import load_settings
 from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, flat, poll, service_logs, stop
 
 CONTROLS = WORKFLOWS / "controls.py"
@@ -28,49 +31,112 @@ def _start(cli: CLI, *args: str, log: Path, **env: str) -> subprocess.Popen[byte
                                 start_new_session=True)
 
 
+STEADY = {"SKYWEAVE_WORKER_TIMEOUT_S": "120", "SKYWEAVE_CONTROLLER_LEASE_S": "120"}
+"""A loaded machine must not make the controller take the worker for dead (its work would run
+again) nor lose its own lease: neither is what these tests are about."""
+
+
+def _claimed(cli: CLI) -> int:
+    """Dispatches a worker holds (claimed, not reported done), read from the bus file."""
+    path = load_settings(store=str(cli.store)).bus_url(shared=True).removeprefix("sqlite:///")
+    with sqlite3.connect(path, timeout=30) as conn:
+        (n,) = conn.execute("SELECT count(*) FROM dispatch WHERE worker IS NOT NULL AND done = 0").fetchone()
+    return int(n)
+
+
 def _starts(log: Path) -> list[str]:
     """``TAG I`` of every start so far, in order."""
     return log.read_text().splitlines() if log.is_file() else []
 
 
-def _ended(cli: CLI, run_id: str) -> dict[str, object] | None:
-    status = cli.status(run_id)
-    return status if status["status"] in ("succeeded", "failed", "cancelled") else None
+def _ended(client: Client, run_id: str) -> str | None:
+    state = str(client.store.get_run_head(run_id).state)
+    return state if state in ("succeeded", "failed", "cancelled") else None
+
+
+def _state(client: Client, run_id: str) -> str:
+    return str(client.store.get_run_head(run_id).state)
+
+
+@pytest.fixture
+def client(cli: CLI) -> Iterator[Client]:
+    """Submits and reads the store in this process (a ``skyweave`` command costs seconds of start-up
+    on a loaded machine); the controls under test go through the CLI."""
+    with Client(str(cli.store), engine=False) as c:
+        yield c
 
 
 @pytest.mark.slow
-def test_no_activity_of_a_paused_run_starts_after_pause_returns(cli: CLI) -> None:
+def test_no_activity_of_a_paused_run_starts_after_pause_returns(cli: CLI, client: Client) -> None:
+    """Twelve activities each waiting for a gate, two slots: two start, the rest wait on the bus or
+    taken ahead by the worker.  Paused, then the gate opened: the two running ones finish and none
+    of the others starts; a probe run submitted after the pause, of the same priority, starts only
+    after the worker has looked at (and given back) what it took of the paused run, so once the
+    probe has ended nothing of the paused run can still be about to start."""
     log, gate = cli.cwd / "starts.log", cli.cwd / "gate"
-    procs = [_start(cli, "controller", log=cli.cwd / "controller.log"),
-             _start(cli, "worker", "--slots", "2", log=cli.cwd / "worker.log")]
+    procs = [_start(cli, "controller", log=cli.cwd / "controller.log", **STEADY),
+             _start(cli, "worker", "--slots", "2", log=cli.cwd / "worker.log", **STEADY)]
     try:
-        run_id = cli.json("submit", f"{CONTROLS}:started_log", "--param", "n=12", "--param", "tag=p",
-                          "--param", f"log={log}", "--param", f"gate={gate}")["run_id"]
-        poll(lambda: len(_starts(log)) >= 2, deadline=60, what="both slots to run an activity")
+        run_id = client.submit(f"{CONTROLS}:started_log", {"n": 12, "tag": "p", "log": str(log),
+                                                           "gate": str(gate)}).id
+        poll(lambda: len(_starts(log)) >= 2, deadline=60, what="both slots to run an activity", interval=0.05)
         paused = cli("pause", run_id).ok()
+        assert f"paused {run_id}" in flat(paused.out), paused.out
         before = _starts(log)
         assert len(before) == 2, "a worker takes ahead only what it can start, unless it is short"
-        assert cli.status(run_id)["status"] == "paused"
+        assert _state(client, run_id) == "paused"
 
         gate.touch()  # the two running activities finish; ten of the run are on the bus, held
-        # A probe submitted now, of the same priority: the bus hands out the older work first, so
-        # once the probe has started, any claimable activity of the paused run would have started.
-        probe = cli.json("submit", f"{CONTROLS}:one_logged", "--param", "tag=probe",
-                         "--param", f"log={log}")["run_id"]
-        final = poll(lambda: _ended(cli, probe), deadline=60, what="the probe run to finish")
-        assert final["status"] == "succeeded", service_logs(cli)
-        poll(lambda: sum(a["state"] == "succeeded" and a["task"] == "logged"
-                         for a in cli.status(run_id)["activities_detail"]) >= 2,
-             deadline=60, what="the two running activities to finish")
+        probe = client.submit(f"{CONTROLS}:one_logged", {"tag": "probe", "log": str(log)}).id
+        assert poll(lambda: _ended(client, probe), deadline=60, what="the probe", interval=0.05) == "succeeded"
+        poll(lambda: len(client.store.list_activities(run_id=run_id, states=["succeeded"], task_name="logged"))
+             >= 2, deadline=60, what="the two running activities to finish", interval=0.05)
         assert [s for s in _starts(log) if s.startswith("p ")] == before, "started while paused"
-        assert cli.status(run_id)["status"] == "paused"
-        assert f"paused {run_id}" in flat(paused.out), paused.out
+        assert _state(client, run_id) == "paused"
 
         cli("resume", run_id).ok()
-        done = poll(lambda: _ended(cli, run_id), deadline=60, what="the resumed run to finish")
-        assert done["status"] == "succeeded", service_logs(cli)
+        done = poll(lambda: _ended(client, run_id), deadline=60, what="the resumed run", interval=0.05)
+        assert done == "succeeded", service_logs(cli)
         started = [s for s in _starts(log) if s.startswith("p ")]
         assert sorted(started) == sorted(f"p {i}" for i in range(12)), "each started once"
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+@pytest.mark.slow
+def test_short_work_a_worker_took_ahead_does_not_start_after_pause_returns(cli: CLI, client: Client) -> None:
+    """Six activities of a task the worker knows to be short, taken by it while both its slots run
+    longer work (``blocker``): once ``pause`` returns none of them starts, not when the slots free
+    up either (they were not handed to the executor, and are given back held); after ``resume``
+    each starts once.  On a worker that hands short work to its executor at once, all six started
+    as soon as the blockers ended."""
+    log, gate = cli.cwd / "starts.log", cli.cwd / "gate"
+    procs = [_start(cli, "controller", log=cli.cwd / "controller.log", **STEADY),
+             _start(cli, "worker", "--slots", "2", log=cli.cwd / "worker.log", **STEADY)]
+    try:
+        warm = client.submit(f"{CONTROLS}:listed_log", {"n": 3, "tag": "w", "log": str(log)}).id
+        assert poll(lambda: _ended(client, warm), deadline=60, what="the warm-up", interval=0.05) == "succeeded"
+        blockers = client.submit(f"{CONTROLS}:blocked", {"n": 2, "log": str(log), "gate": str(gate)}).id
+        poll(lambda: sum(s.startswith("b ") for s in _starts(log)) == 2, deadline=60,
+             what="both slots to run a blocker", interval=0.05)
+        run_id = client.submit(f"{CONTROLS}:listed_log", {"n": 6, "tag": "p", "log": str(log)}).id
+        poll(lambda: _claimed(cli) == 2 + 6, deadline=60, what="the worker to take the six activities",
+             interval=0.05)
+        paused = cli("pause", run_id).ok()
+        assert f"paused {run_id}" in flat(paused.out), paused.out
+
+        gate.touch()  # the slots free up; a probe submitted after the six is taken after them
+        probe = client.submit(f"{CONTROLS}:one_logged", {"tag": "probe", "log": str(log)}).id
+        assert poll(lambda: _ended(client, probe), deadline=60, what="the probe", interval=0.05) == "succeeded"
+        assert poll(lambda: _ended(client, blockers), deadline=60, what="the blockers") == "succeeded"
+        assert [s for s in _starts(log) if s.startswith("p ")] == [], "started while paused"
+        assert _state(client, run_id) == "paused"
+
+        cli("resume", run_id).ok()
+        done = poll(lambda: _ended(client, run_id), deadline=60, what="the resumed run", interval=0.05)
+        assert done == "succeeded", service_logs(cli)
+        assert sorted(s for s in _starts(log) if s.startswith("p ")) == [f"p {i}" for i in range(6)]
     finally:
         for proc in procs:
             stop(proc)
@@ -87,7 +153,7 @@ def test_low_priority_starts_within_the_aging_bound_under_a_saturating_stream(cl
     seconds, aging_s, backlog, stream = 0.3, 0.05, 8, 25
     bound = backlog + 2 * (int(3 * aging_s / seconds) + 1) + 4
     log = cli.cwd / "starts.log"
-    env = {"SKYWEAVE_AGING_S": str(aging_s)}
+    env = {"SKYWEAVE_AGING_S": str(aging_s), **STEADY}
     procs = [_start(cli, "controller", log=cli.cwd / "controller.log", **env),
              _start(cli, "worker", "--slots", "1", log=cli.cwd / "worker.log", **env)]
     client = Client(str(cli.store), engine=False, aging_s=aging_s)

@@ -18,10 +18,12 @@
   (``tests/unit/bus/test_aging.py``).  A dispatch enqueued ``first`` counts as enqueued with the
   oldest of its priority.
 * **Held** dispatches (a paused run's) are never claimed until released; ``hold`` is atomic with
-  claims, so once it returns no worker takes a held dispatch.  One a worker took already runs on;
-  a worker asks ``held`` before it starts work it took ahead, and gives a held one back
-  (``extend(ids, 0)``: it stays on the bus, held).  ``withdraw`` takes held ones too
-  (``tests/unit/bus/test_hold.py``).
+  claims and with ``begin``, so once it returns no worker takes or begins a held dispatch.  A
+  worker *begins* what it took just before it hands it to its executor: ``begin`` marks the
+  dispatches that are not held (those start) and leaves the held ones, which the worker gives back
+  (``extend(ids, 0)``: they stay on the bus, held).  A dispatch begun before the hold starts all
+  the same, so ``held`` names only the held ones not begun: whoever paused waits for the others to
+  be reported started.  ``withdraw`` takes held ones too (``tests/unit/bus/test_hold.py``).
 * **Events** go from workers and clients to the controller (consumer group ``controller``) and to
   listeners (one group each).  Delivery is at-least-once: a group reads after its committed offset
   and commits once it has durably handled what it read.  Events every *known* group has committed
@@ -147,7 +149,13 @@ class Bus(ABC):
 
     @abstractmethod
     def held(self, ids: Sequence[str]) -> list[str]:
-        """Which of these dispatches are held."""
+        """Which of these dispatches are held and were not begun before (those will not start)."""
+
+    @abstractmethod
+    def begin(self, ids: Sequence[str]) -> list[str]:
+        """A worker is about to start these dispatches it claimed: marks and returns those on the
+        bus, not done and not held (atomic with ``hold``); the rest must not start (held ones are
+        given back with ``extend(ids, 0)``).  The mark goes with the dispatch."""
 
     @abstractmethod
     def revoke(self, ids: Sequence[str]) -> None:

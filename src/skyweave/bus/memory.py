@@ -60,6 +60,8 @@ class _Dispatch:
     """Who claimed it last."""
     held: bool = False
     """Not claimable until released (a paused run)."""
+    begun: bool = False
+    """Its worker is starting it (``Bus.begin``): a hold no longer stops it."""
     done: bool = False
     """Reported done by its worker; waiting for the controller's ack."""
 
@@ -265,7 +267,17 @@ class MemoryBus(Bus):
 
     def held(self, ids: Sequence[str]) -> list[str]:
         with self._cond:
-            return [i for i in ids if (d := self._messages.get(i)) is not None and d.held]
+            return [i for i in ids if (d := self._messages.get(i)) is not None and d.held and not d.begun]
+
+    def begin(self, ids: Sequence[str]) -> list[str]:
+        with self._cond:
+            begun = []
+            for message_id in ids:
+                dispatch = self._messages.get(message_id)
+                if dispatch is not None and not dispatch.done and not dispatch.held:
+                    dispatch.begun = True
+                    begun.append(message_id)
+            return begun
 
     def revoke(self, ids: Sequence[str]) -> None:
         with self._cond:

@@ -118,7 +118,7 @@ class RedisBus(Bus):
             name: self._client.register_script(getattr(lua, name))
             for name in ("ENQUEUE", "CLAIM", "ACK", "EXTEND", "WITHDRAW", "REPRIORITIZE", "REVOKE",
                          "PUBLISH", "READ", "COMMIT", "GROUP", "REPORT", "RECLAIM", "HOLDERS", "PRESENT",
-                         "HOLD", "RELEASE")
+                         "HOLD", "RELEASE", "BEGIN", "HELD")
         }
         self._seen = threading.local()
         self._script("GROUP", [CONTROLLER_GROUP])
@@ -181,8 +181,14 @@ class RedisBus(Bus):
     def held(self, ids: Sequence[str]) -> list[str]:
         if not ids:
             return []
-        marks = self._call(lambda: self._client.smismember(self._key("held"), list(ids)))
+        marks = self._script("HELD", list(ids))
         return [i for i, mark in zip(ids, marks, strict=True) if mark]
+
+    def begin(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        begun = {_text(i) for i in self._script("BEGIN", list(ids))}
+        return [i for i in ids if i in begun]
 
     def revoke(self, ids: Sequence[str]) -> None:
         if ids:

@@ -29,6 +29,7 @@ KEY_NAMES = (
     "rank",      # 16 hash: id -> its score in ``ready``
     "enq",       # 17 hash: id -> when it was enqueued (the enqueuer's clock, seconds)
     "held",      # 18 set: held dispatches (a paused run's): never in ``ready`` until released
+    "begun",     # 19 set: dispatches a worker began (``Bus.begin``): a hold no longer stops them
 )
 
 
@@ -66,6 +67,7 @@ local function forget(id)
   redis.call('HDEL', KEYS[16], id)
   redis.call('HDEL', KEYS[17], id)
   redis.call('SREM', KEYS[18], id)
+  redis.call('SREM', KEYS[19], id)
 end
 local function claimable(id)  -- on the bus, not done, not under a live lease
   return redis.call('HEXISTS', KEYS[3], id) == 1 and redis.call('SISMEMBER', KEYS[14], id) == 0
@@ -313,6 +315,27 @@ for _, id in ipairs(ARGV) do
 end
 if released > 0 then signal() end
 return released
+"""
+
+BEGIN = """
+local out = {}
+for _, id in ipairs(ARGV) do
+  if redis.call('HEXISTS', KEYS[3], id) == 1 and redis.call('SISMEMBER', KEYS[14], id) == 0
+      and redis.call('SISMEMBER', KEYS[18], id) == 0 then
+    redis.call('SADD', KEYS[19], id)
+    table.insert(out, id)
+  end
+end
+return out
+"""
+
+HELD = """
+local out = {}
+for i, id in ipairs(ARGV) do
+  out[i] = redis.call('SISMEMBER', KEYS[18], id) == 1 and redis.call('SISMEMBER', KEYS[19], id) == 0
+    and 1 or 0
+end
+return out
 """
 
 PRESENT = """

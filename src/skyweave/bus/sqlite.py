@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS dispatch (
     done INTEGER NOT NULL DEFAULT 0,
     rank REAL NOT NULL DEFAULT 0,
     enqueued_at REAL NOT NULL DEFAULT 0,
-    held INTEGER NOT NULL DEFAULT 0
+    held INTEGER NOT NULL DEFAULT 0,
+    begun INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL);
@@ -141,6 +142,8 @@ class SQLiteBus(Bus):
                     conn.execute("UPDATE dispatch SET rank = -priority * ?", (aging_s,))
                 if "held" not in columns:  # a bus file made before pause held work on the bus
                     conn.execute("ALTER TABLE dispatch ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+                if "begun" not in columns:  # a bus file made before workers began what they took
+                    conn.execute("ALTER TABLE dispatch ADD COLUMN begun INTEGER NOT NULL DEFAULT 0")
                 dead_columns = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
                 if "dispatch" not in dead_columns:  # a bus file made before poisoned dispatches
                     conn.execute("ALTER TABLE dead_letters ADD COLUMN dispatch TEXT")
@@ -295,8 +298,21 @@ class SQLiteBus(Bus):
             return []
         with self._read() as conn:
             marks = {row[0] for row in conn.execute(
-                f"SELECT id FROM dispatch WHERE held = 1 AND id IN ({','.join('?' * len(ids))})", list(ids))}
+                "SELECT id FROM dispatch WHERE held = 1 AND begun = 0 "
+                f"AND id IN ({','.join('?' * len(ids))})", list(ids))}
         return [i for i in ids if i in marks]
+
+    def begin(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        begun: set[str] = set()
+        with self._write() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start:start + 500])
+                begun.update(row[0] for row in conn.execute(
+                    f"UPDATE dispatch SET begun = 1 WHERE held = 0 AND done = 0 "
+                    f"AND id IN ({','.join('?' * len(chunk))}) RETURNING id", chunk))
+        return [i for i in ids if i in begun]
 
     def revoke(self, ids: Sequence[str]) -> None:
         if ids:

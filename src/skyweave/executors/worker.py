@@ -19,11 +19,14 @@ tell, of the executors ``local`` can be woken), so the next step of a chain does
 another activity to report (with a long activity running, each step of a chain beside it waited up
 to the 50 ms collect timeout).  Otherwise it looks at the bus again every ``wait`` (50 ms).
 
-Work taken ahead waits in the worker, not the executor, unless its task is known to be short
-(< ``SHORT_S`` on this worker): such an activity goes to the executor only when a slot is free,
-and just before, the worker asks the bus whether it was *held* meanwhile (its run was paused); a
-held one is given back unstarted (``extend(ids, 0)``) and the controller takes it back on resume.
-So a paused run starts nothing new here but short work already handed to the executor.
+Work taken ahead waits in the worker until the executor can start it soon: an activity whose task
+is not known to be short (< ``SHORT_S`` on this worker) only when a slot is free; short ones
+while a slot free of such long work has room in its queue (``_target`` per slot), so short work
+still travels to the executor in batches but never waits there behind long work.  Just before it
+hands work over, the worker *begins* it on the bus (``Bus.begin``, atomic with ``hold``): what was
+held meanwhile (its run was paused) is given back unstarted (``extend(ids, 0)``) and the
+controller takes it back on resume; what was begun starts, and ``Client.pause`` waits until it is
+reported started.  So once a pause returns, nothing of the run starts here until resume.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class WorkerService:
         """Activity id -> its task's name, while it is taken."""
         self._ahead: list[m.DispatchActivity] = []
         """Taken but not given to the executor yet (see the module docstring)."""
+        self._long: set[str] = set()
+        """Activities given to the executor whose task was not known to be short then."""
         self._last_beat = 0.0
         self._last_revoke_check = 0.0
         self.revoke_check_s = 1.0
@@ -159,6 +164,7 @@ class WorkerService:
         for o in ended:
             mid = self._messages.pop(o.activity_id, None)
             self._started.pop(o.activity_id, None)
+            self._long.discard(o.activity_id)
             self._avg_s = 0.9 * self._avg_s + 0.1 * o.usage.wall_s
             task = self._tasks.pop(o.activity_id, None)
             if task is not None:
@@ -197,25 +203,49 @@ class WorkerService:
             batch.append(body)
         return batch
 
+    def _short(self, dispatch: m.DispatchActivity) -> bool:
+        return self._task_s.get(dispatch.task.name, SHORT_S) < SHORT_S
+
     def _start_now(self, batch: list[m.DispatchActivity]) -> list[m.DispatchActivity]:
-        """What goes to the executor now: known-short work at once; the rest (kept in ``_ahead``)
-        when a slot is free, unless its dispatch was held meanwhile (then it goes back to the bus)."""
-        short = [d for d in batch if self._task_s.get(d.task.name, SHORT_S) < SHORT_S]
-        self._ahead.extend(d for d in batch if self._task_s.get(d.task.name, SHORT_S) >= SHORT_S)
-        room = self.executor.slots - self.executor.active - len(short)
-        if room <= 0 or not self._ahead:
-            return short
-        take, self._ahead = self._ahead[:room], self._ahead[room:]
-        held = set(self.bus.held([self._messages[d.activity_id] for d in take]))
-        if held:
-            log.info("giving back %d dispatches held while they waited here (a paused run)", len(held))
-            self.bus.extend(list(held), 0.0)
-            for d in take:
-                if self._messages[d.activity_id] in held:
-                    self._forget(d.activity_id)
-        return [*short, *(d for d in take if d.activity_id in self._messages)]
+        """What goes to the executor now (see the module docstring), begun on the bus; the rest
+        waits in ``_ahead``, and what was held meanwhile goes back to the bus."""
+        self._ahead.extend(batch)
+        if not self._ahead:
+            return []
+        slots, active = self.executor.slots, self.executor.active
+        room = slots - active  # idle slots
+        long_n = len(self._long)
+        queued_short = active - long_n
+        depth = max(1, self._target() // slots)
+        take: list[m.DispatchActivity] = []
+        wait: list[m.DispatchActivity] = []
+        for d in self._ahead:
+            if self._short(d):
+                ok = (slots - long_n) * depth > queued_short
+                queued_short += ok
+            else:
+                ok = room > 0
+                long_n += ok
+            room -= ok
+            (take if ok else wait).append(d)
+        self._ahead = wait
+        if not take:
+            return []
+        ids = [self._messages[d.activity_id] for d in take]
+        begun = set(self.bus.begin(ids))
+        if refused := [i for i in ids if i not in begun]:
+            log.info("giving back %d dispatches held while they waited here (a paused run)", len(refused))
+            self.bus.extend(refused, 0.0)
+        start = [d for d in take if self._messages[d.activity_id] in begun]
+        for d in take:
+            if self._messages[d.activity_id] not in begun:
+                self._forget(d.activity_id)
+            elif not self._short(d):
+                self._long.add(d.activity_id)
+        return start
 
     def _forget(self, activity_id: str) -> None:
+        self._long.discard(activity_id)
         self._messages.pop(activity_id, None)
         self._tasks.pop(activity_id, None)
         self._started.pop(activity_id, None)

@@ -38,3 +38,24 @@ def started_log(n: int = 4, tag: str = "a", log: str = "starts.log", gate: str =
 @workflow
 def one_logged(tag: str = "a", log: str = "starts.log", seconds: float = 0.0) -> Any:
     return logged(i=0, tag=tag, log=log, gate="", seconds=seconds)
+
+
+@workflow
+def listed_log(n: int = 4, tag: str = "a", log: str = "starts.log") -> Any:
+    """``n`` activities of ``logged``, all there (and dispatched) as the run starts."""
+    return [logged(i=i, tag=tag, log=log, gate="", seconds=0.0) for i in range(n)]
+
+
+@task(version="1", cache=False)
+def blocker(i: int, log: str, gate: str) -> int:
+    """Like ``logged`` (``b I``), under another name: a worker does not know how long it takes."""
+    with Path(log).open("a") as fh:
+        fh.write(f"b {i}\n")
+    while not Path(gate).exists():
+        time.sleep(0.02)
+    return i
+
+
+@workflow
+def blocked(n: int = 2, log: str = "starts.log", gate: str = "gate") -> Any:
+    return [blocker(i=i, log=log, gate=gate) for i in range(n)]

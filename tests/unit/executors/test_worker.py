@@ -193,3 +193,40 @@ def test_a_dispatch_delivered_again_is_handed_back_unrun(env: ExecutionEnv, tmp_
         assert bus.claim("other", 5, 60) == [], "done: not handed out a third time"
     finally:
         worker.close()
+
+
+def _finished(bus: RecordingBus) -> int:
+    return sum(batch.count("ActivityFinished") for batch in bus.batches)
+
+
+def test_short_work_taken_ahead_waits_in_the_worker_behind_long_work_and_a_hold_sends_it_back(
+        env: ExecutionEnv, tmp_path: Path) -> None:
+    """A task known to be short is not handed to an executor whose slots all run long work: it
+    waits in the worker, unbegun, so when its run is paused (held on the bus) it goes back to the
+    bus unstarted once the slot frees, instead of starting then.  (Handed over at once, it would
+    have waited in the executor and started after the pause.)"""
+    clock = ManualClock()
+    bus, worker = _worker(env, clock)
+    release = tmp_path / "release"
+    try:
+        _enqueue(bus, dispatch(by_path("add"), {"x": 1, "y": 2}))
+        _step_until(worker, lambda: _finished(bus) == 1)   # now known to be short here
+        _enqueue(bus, dispatch(by_path("wait_for_file"), {"path": str(release)}))
+        _step_until(worker, lambda: bool(worker._held))     # the only slot runs it
+        short = dispatch(by_path("add"), {"x": 3, "y": 4})
+        _enqueue(bus, short)
+        _step_until(worker, lambda: short.activity_id in worker._messages)
+        worker.step(0.01)
+        assert [d.activity_id for d in worker._ahead] == [short.activity_id]
+        assert worker.executor.active == 1, "not handed to the busy executor"
+        bus.hold([short.activity_id])                       # its run is paused
+        release.touch()
+        _step_until(worker, lambda: short.activity_id not in worker._messages)
+        _step_until(worker, lambda: worker.executor.active == 0)
+        assert _finished(bus) == 2, "only the long one ended; the held one did not start"
+        assert bus.held([short.activity_id]) == [short.activity_id]
+        assert bus.claim("other", 10, 60.0) == [], "given back, still held"
+        assert bus.withdraw([short.activity_id]) == 1, "resume takes it back to dispatch it again"
+    finally:
+        release.touch()
+        worker.close()
