@@ -2,7 +2,8 @@
 # Real servers for the integration tests: installed from Debian's packages if missing, started on
 # 127.0.0.1 on free high ports with their data in a temporary directory, stopped again.
 #
-#   scripts/services.sh start [postgres] [redis] [nats]   start them (all three when none is named);
+#   scripts/services.sh start [postgres] [redis] [nats] [slurm]
+#                                                          start them (all when none is named);
 #                                                          one already running is left as it is
 #   scripts/services.sh stop  [NAME...]                   stop them (every running one when none named)
 #   scripts/services.sh env                               `export` lines of the running ones' URLs
@@ -18,6 +19,7 @@
 #   SKYWEAVE_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:PORT/postgres
 #   SKYWEAVE_TEST_REDIS_URL=redis://127.0.0.1:PORT/0
 #   SKYWEAVE_TEST_NATS_URL=nats://127.0.0.1:PORT
+#   SKYWEAVE_TEST_SLURM_URL=slurm://?conf=DIR/slurm.conf   (the executor setting for that cluster)
 # Quiet unless something fails (then the failing step's output is shown).  Needs root (or sudo)
 # only to install a missing package; `apt-get update` runs only when a package has no candidate.
 # Servers are throw-away: no fsync, nothing kept beyond the temporary directory; Redis keeps an
@@ -27,7 +29,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${SKYWEAVE_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$STATE/env"
-ALL=(postgres redis nats)
+ALL=(postgres redis nats slurm)
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -76,6 +78,8 @@ ensure_installed() {
                   [ -n "$(pg_bin)" ] || die "PostgreSQL installed but no /usr/lib/postgresql/*/bin/pg_ctl" ;;
         redis)    command -v redis-server >/dev/null || apt_install redis-server ;;
         nats)     command -v nats-server >/dev/null || apt_install nats-server ;;
+        slurm)    { command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged; } \
+                      >/dev/null || apt_install slurmctld slurmd slurm-client munge ;;
         *)        die "unknown service '$1' (known: ${ALL[*]})" ;;
     esac
 }
@@ -83,7 +87,7 @@ ensure_installed() {
 # -- state: the env file and one directory per running service ----------------------------------
 
 var_of() { case "$1" in postgres) echo SKYWEAVE_TEST_POSTGRES_URL ;; redis) echo SKYWEAVE_TEST_REDIS_URL ;;
-                        nats) echo SKYWEAVE_TEST_NATS_URL ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
+                        nats) echo SKYWEAVE_TEST_NATS_URL ;; slurm) echo SKYWEAVE_TEST_SLURM_URL ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
 
 dir_of() { [ -f "$STATE/$1.dir" ] && cat "$STATE/$1.dir"; return 0; }
 
@@ -94,6 +98,7 @@ pid_of() {  # the pid of a running service's server, or nothing
         postgres) [ -f "$dir/data/postmaster.pid" ] && pid="$(head -n 1 "$dir/data/postmaster.pid")" ;;
         redis)    [ -f "$dir/redis.pid" ] && pid="$(cat "$dir/redis.pid")" ;;
         nats)     [ -f "$dir/nats.pid" ] && pid="$(cat "$dir/nats.pid")" ;;
+        slurm)    [ -f "$dir/slurmctld.pid" ] && pid="$(cat "$dir/slurmctld.pid")" ;;
     esac
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
     return 0
@@ -158,6 +163,80 @@ start_nats() {
     echo "nats://127.0.0.1:$port"
 }
 
+# Slurm 22.05 as a one-node cluster (node sw1 at 127.0.0.1, partition debug) for the Slurm executor:
+# munged (shared by the host: started, and stopped after, only if it was not running), then
+# slurmctld and slurmd with their state, spool, logs and pid files in DIR.  No accounting (sacct
+# does not work), no cgroups (proctrack/linuxproc, task/none).  The node claims 64 CPUs whatever
+# the host has, so that many short jobs (mostly waiting, in the tests) can run at once.
+munge_ok() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
+
+start_slurm() {
+    local dir="$1" port="$2" mem
+    if ! munge_ok; then
+        mkdir -p /run/munge
+        if [ "$(id -u)" = 0 ]; then
+            chown munge:munge /run/munge && chmod 755 /run/munge
+            quietly su munge -s /bin/sh -c /usr/sbin/munged || return 1
+        else quietly /usr/sbin/munged || return 1; fi
+        touch "$dir/munged.ours"
+        wait_for munged munge_ok || return 1
+    fi
+    mem="$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)"
+    mkdir -p "$dir/state" "$dir/spool"
+    cat > "$dir/slurm.conf" <<CONF
+ClusterName=skyweave
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort=$port
+SlurmdPort=$(free_port)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/spool
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd.pid
+SlurmctldLogFile=$dir/slurmctld.log
+SlurmdLogFile=$dir/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+MaxArraySize=10001
+MaxJobCount=50000
+MinJobAge=300
+ReturnToService=2
+SlurmdParameters=config_overrides
+NodeName=sw1 NodeAddr=127.0.0.1 NodeHostname=$(hostname) CPUs=64 RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=sw1 Default=YES MaxTime=INFINITE State=UP
+CONF
+    quietly slurmctld -f "$dir/slurm.conf" || { cat "$dir/slurmctld.log" >&2 2>/dev/null; return 1; }
+    quietly slurmd -f "$dir/slurm.conf" -N sw1 || { cat "$dir/slurmd.log" >&2 2>/dev/null; return 1; }
+    wait_for "slurm node sw1 idle" bash -c "SLURM_CONF='$dir/slurm.conf' sinfo -h -n sw1 -o %t | grep -qx idle" \
+        || { cat "$dir/slurmctld.log" "$dir/slurmd.log" >&2 2>/dev/null; return 1; }
+    echo "slurm://?conf=$dir/slurm.conf"
+}
+
+stop_slurm() {  # cancel every job, stop slurmd and slurmctld, and munged if start_slurm started it
+    local dir="$1" pid name
+    SLURM_CONF="$dir/slurm.conf" scancel --partition=debug >/dev/null 2>&1 || true
+    for name in slurmd slurmctld; do
+        pid="$(cat "$dir/$name.pid" 2>/dev/null || true)"
+        if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
+            wait_for "$name to stop" bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
+        fi
+    done
+    if [ -f "$dir/munged.ours" ]; then
+        pid="$(cat /run/munge/munged.pid 2>/dev/null || true)"
+        [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+        rm -f "$dir/munged.ours"
+    fi
+    return 0
+}
+
 stop_by_pid() {  # stop_by_pid NAME [SIGNAL]: SIGTERM (or SIGNAL), then wait up to 10 s for the process to go
     local pid; pid="$(pid_of "$1")"
     [ -n "$pid" ] || return 0
@@ -168,6 +247,7 @@ stop_by_pid() {  # stop_by_pid NAME [SIGNAL]: SIGTERM (or SIGNAL), then wait up 
 restart_one() {  # restart_one NAME HARD: stop (HARD=1: as a crash) and start on the same port and data
     local name="$1" hard="$2" dir port
     dir="$(dir_of "$name")"
+    [ "$name" != slurm ] || die "restart is not supported for slurm (stop and start it)"
     [ -n "$(pid_of "$name")" ] || die "$name is not running (start it first)"
     port="$(sed -n "s#^$(var_of "$name")=.*:\([0-9][0-9]*\)\(/.*\)\{0,1\}\$#\1#p" "$ENV_FILE")"
     [ -n "$port" ] || die "no port recorded for $name in $ENV_FILE"
@@ -209,6 +289,7 @@ stop_one() {
         if [ -n "$(pid_of "$name")" ]; then
             case "$name" in
                 postgres) stop_postgres "$dir" || say "postgres did not stop cleanly" ;;
+                slurm)    stop_slurm "$dir" || say "slurm did not stop cleanly" ;;
                 *) stop_by_pid "$name" || say "$name did not stop" ;;
             esac
         fi
@@ -259,6 +340,6 @@ case "$cmd" in
         set -e
         exit "$status" ;;
     *)
-        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2 ;;
 esac

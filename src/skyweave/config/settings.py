@@ -55,7 +55,9 @@ class Settings(BaseSettings):
                                      "separate controller and worker processes.")
     executor: str = Field("local", description="Executor by name or URL (registry in "
                                                "skyweave.executors): local (process pool), threads, "
-                                               "subprocess (a process per activity).")
+                                               "subprocess (a process per activity), slurm "
+                                               "(slurm://?partition=…: a Slurm job per activity, "
+                                               "docs/slurm.md).")
     workers: int = Field(0, description="Parallel activities per worker; 0 means one per CPU core.")
     aging_s: float = Field(60.0, gt=0, description="Seconds of waiting that add 1 to a queued activity's "
                                                   "effective priority (in the controller and on the bus).")

@@ -5,8 +5,10 @@ with ``register_executor``), so that the engine, the CLI and the settings never 
 * ``threads`` — a thread pool inside this process (tests, tiny tasks; stops nothing);
 * ``subprocess`` — one ``python -m skyweave.execute`` process per activity (a fresh interpreter
   each; what the Slurm, container and Kubernetes executors run elsewhere);
-* later ``dask://host:port``, ``slurm``, ``kubernetes``…: a URL's scheme is its key, and the
-  factory gets the whole text (the scheduler's address, options).
+* ``slurm`` (``slurm://?partition=…&account=…``) — each activity a Slurm batch job, a fan-out a
+  job array (``executors/slurm.py``; options in ``executors/slurm_commands.py``);
+* later ``dask://host:port``, ``kubernetes``…: a URL's scheme is its key, and the factory gets the
+  whole text (the scheduler's address, options).
 
 A factory imports its executor when called, so importing this package (as every worker child
 process does, for the boundary) loads no executor it does not use.
@@ -68,6 +70,14 @@ def _subprocess(_setting: str, env: ExecutionEnv, slots: int) -> Executor:
     return SubprocessExecutor(env, processes=slots)
 
 
+def _slurm(setting: str, env: ExecutionEnv, slots: int) -> Executor:
+    from skyweave.executors.slurm import SlurmExecutor
+    from skyweave.executors.slurm_commands import parse_options
+
+    return SlurmExecutor(env, parse_options(setting), max_jobs=slots)
+
+
 register_executor("local", _local)
 register_executor("threads", _threads)
 register_executor("subprocess", _subprocess)
+register_executor("slurm", _slurm)

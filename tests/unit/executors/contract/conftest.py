@@ -16,16 +16,26 @@ import pytest
 from skyweave.executors.base import ExecutionEnv, Executor
 from skyweave.executors.local import LocalExecutor
 from skyweave.executors.per_process import SubprocessExecutor
+from skyweave.executors.slurm import SlurmExecutor
+from skyweave.executors.slurm_commands import parse_options
 from skyweave.executors.threads import ThreadExecutor
+from tests.services import service_url
 
 ExecutorFactory = Callable[[ExecutionEnv], Executor]
 SLOTS = 2
+
+
+def _slurm(env: ExecutionEnv) -> Executor:
+    """On the one-node cluster ``scripts/services.sh start slurm`` runs (skipped, or failed under
+    SKYWEAVE_REQUIRE_SERVICES, when it is not running)."""
+    return SlurmExecutor(env, parse_options(service_url("slurm") + "&poll_s=0.5"), max_jobs=SLOTS)
 
 
 EXECUTOR_FACTORIES = [
     pytest.param(lambda env: LocalExecutor(env, processes=SLOTS), id="local"),
     pytest.param(lambda env: ThreadExecutor(env, threads=SLOTS), id="threads"),
     pytest.param(lambda env: SubprocessExecutor(env, processes=SLOTS), id="subprocess"),
+    pytest.param(_slurm, id="slurm", marks=pytest.mark.integration),
 ]
 
 
