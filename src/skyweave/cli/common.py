@@ -53,5 +53,6 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
-EXECUTOR_HELP = ("local (processes), threads, subprocess (a process per activity), or another "
-                 "executor registered in skyweave.executors.")
+EXECUTOR_HELP = ("local (processes), threads, subprocess (a process per activity), "
+                 "slurm://?partition=… (a Slurm job per activity), or another executor registered in "
+                 "skyweave.executors.")

@@ -5,7 +5,8 @@ claims dispatches from the bus, hands them to an executor, and publishes what it
 Implementations, chosen by name or URL scheme through the registry in ``executors/__init__.py``:
 ``threads`` (in-process, for tests and tiny tasks), ``local`` (a pool of child processes, the
 default), ``subprocess`` (one ``python -m skyweave.execute`` process per activity: what a Slurm job,
-a container or a pod runs); later ``dask``, ``slurm``, ``kubernetes``.  Every one passes the
+a container or a pod runs), ``slurm`` (a Slurm batch job per activity); later ``dask``,
+``kubernetes``.  Every one passes the
 executor contract suite (``tests/unit/executors/contract/``); what an executor cannot do (stop a
 running activity, enforce ``resources.memory_mb``) it declares in its ``capabilities``.
 """
