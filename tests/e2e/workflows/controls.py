@@ -59,3 +59,20 @@ def blocker(i: int, log: str, gate: str) -> int:
 @workflow
 def blocked(n: int = 2, log: str = "starts.log", gate: str = "gate") -> Any:
     return [blocker(i=i, log=log, gate=gate) for i in range(n)]
+
+
+@task(version="1", cache=False)
+def paced(tag: str, log: str, seconds: float) -> str:
+    """Writes ``TAG 0`` to ``log`` as it starts, then works ``seconds``: long enough (>= 0.2 s) that a
+    worker hands it to its executor only into a free slot."""
+    with Path(log).open("a") as fh:
+        fh.write(f"{tag} 0\n")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return tag
+
+
+@workflow
+def one_paced(tag: str = "a", log: str = "starts.log", seconds: float = 0.3) -> Any:
+    return paced(tag=tag, log=log, seconds=seconds)
