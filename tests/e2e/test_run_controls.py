@@ -144,6 +144,34 @@ def test_short_work_a_worker_took_ahead_does_not_start_after_pause_returns(cli: 
             stop(proc)
 
 
+@pytest.mark.slow
+def test_cancel_stops_running_work_closes_its_attempt_and_logs_say_so(cli: CLI, client: Client) -> None:
+    """Issue 18 point 3: ``cancel --help`` says running work is stopped; a cancelled running
+    activity's attempt row is closed as cancelled with its end time; ``logs`` says it was cancelled."""
+    assert "running activities are stopped" in flat(cli("cancel", "--help").ok().out)
+    log, gate = cli.cwd / "starts.log", cli.cwd / "gate"
+    procs = [_start(cli, "controller", log=cli.cwd / "controller.log", **STEADY),
+             _start(cli, "worker", "--slots", "1", log=cli.cwd / "worker.log", **STEADY)]
+    try:
+        run_id = client.submit(f"{CONTROLS}:started_log", {"n": 2, "tag": "c", "log": str(log),
+                                                           "gate": str(gate)}).id
+        poll(lambda: _starts(log), deadline=60, what="an activity to start", interval=0.05)
+        cli("cancel", run_id).ok()
+        assert poll(lambda: _ended(client, run_id), deadline=60, what="the cancel", interval=0.05) == "cancelled"
+        [running] = [a for a in client.store.list_activities(run_id=run_id, task_name="logged")
+                     if client.store.list_attempts(a.id)]
+        [attempt] = client.store.list_attempts(running.id)
+        assert attempt.state == "cancelled" and attempt.ended_at is not None, attempt
+        assert attempt.ended_at >= attempt.started_at
+        shown = flat(cli("logs", running.id).ok().out)
+        assert "attempt 1 (cancelled)" in shown and "was cancelled" in shown, shown
+        assert len(_starts(log)) == 1, "the other one never started"
+    finally:
+        gate.touch()
+        for proc in procs:
+            stop(proc)
+
+
 def _enqueued_at(cli: CLI, dispatch: str) -> float | None:
     """When the controller put this dispatch on the bus (its clock), read from the bus file."""
     path = load_settings(store=str(cli.store)).bus_url(shared=True).removeprefix("sqlite:///")

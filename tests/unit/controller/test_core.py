@@ -177,6 +177,7 @@ def test_parked_activity_fails_at_its_deadline() -> None:
     assert "deadline passed" in w.activities[act.id].error["message"]
     deadline = w.activities[act.id].detours[-1]
     assert deadline.kind == "deadline" and deadline.reason == w.activities[act.id].error["message"]
+    assert deadline.product_type == "aux" and "aux matching {'obs_id': 'o1'}" in deadline.reason, deadline
     assert w.run_state(run) == "failed"
 
 
