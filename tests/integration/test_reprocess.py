@@ -61,3 +61,45 @@ def test_plan_notices_a_changed_input_file(tmp_path: Path) -> None:
         assert any("changed on disk" in r for r in reasons["decode_events"])
         assert [a.task for a in plan.rerun].count("calibrate") == 1
         assert any("comes from" in r for r in reasons["calibrate"])
+
+
+GATHER = textwrap.dedent('''
+    from typing import Any
+    from skyweave import Product, context, task, workflow
+
+    @task(version="{version}")
+    def parts(n: int) -> list[int]:
+        return list(range(n))
+
+    @task(version="{version}")
+    def make(i: int) -> Product:
+        path = context().output(f"part{{i}}.txt")
+        path.write_text(str(i))
+        return Product(path, type="demo.part")
+
+    @task(version="1.0")
+    def join(files: list[Product]) -> int:
+        return len(files)
+
+    @workflow
+    def gathered(n: int = 5) -> Any:
+        return join(files=make.map(i=parts(n=n)))
+''')
+
+
+def test_a_gather_of_re_running_products_gets_one_reason_not_one_per_product(tmp_path: Path) -> None:
+    """`reprocess --dry-run` of a gather over a fan-out of five products whose maker changed says
+    why once ("5 products ... from 5 activities"), not five identical lines (issue 18 point 3)."""
+    flow = tmp_path / "gathered.py"
+    flow.write_text(GATHER.format(version="1.0"))
+    with Client(str(tmp_path / "st"), executor="threads", workers=2) as client:
+        run = client.run(f"{flow}:gathered", {"n": 5}, timeout=60)
+        assert run.results() == 5
+        (tmp_path / "v2").mkdir()
+        (tmp_path / "v2" / "gathered.py").write_text(GATHER.format(version="2.0"))
+        client.register_task(f"{tmp_path / 'v2' / 'gathered.py'}:make")
+        plan = rp.plan(client.store, run_id=run.id)
+        [join] = [a for a in plan.rerun if a.task == "join"]
+        assert len(join.reasons) == 1, join.reasons
+        assert join.reasons[0].startswith("input 'files' (5 products) comes from 5 activities that re-run ("), (
+            join.reasons)
