@@ -36,7 +36,7 @@ retrying an unreachable server before it raises ``BusError``; default 60).
   raises ``BusError`` saying what to do.  Scripts are loaded again by redis-py after a restart.
 
 Redis should run with an append-only file (``appendfsync everysec`` loses at most a second of bus
-changes in a crash — dispatches are re-sent by the controller's recovery, events by the outbox;
+changes in a crash — a restarted controller re-sends in-flight dispatches the bus no longer holds;
 ``always`` loses nothing and costs a disk sync per write).  The object is safe to share between
 threads (redis-py's connection pool).  Open a new bus in each process.
 """

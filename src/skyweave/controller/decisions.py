@@ -78,7 +78,7 @@ def merged(first: Decisions, then: Decisions) -> Decisions:
     a, b = first.changes, then.changes
     changes = Changeset(runs=a.runs + b.runs, activities=a.activities + b.activities,
                         attempts=a.attempts + b.attempts, products=a.products + b.products,
-                        usages=a.usages + b.usages, events=a.events + b.events, outbox=a.outbox + b.outbox)
+                        usages=a.usages + b.usages)
     lists: dict[str, list[Any]] = {f.name: getattr(first, f.name) + getattr(then, f.name)
                                    for f in fields(Decisions) if f.name not in ("changes", "cache_checks")}
     return Decisions(changes=changes, cache_checks=then.cache_checks, **lists)

@@ -1,8 +1,9 @@
 """The controller's I/O shell: bus in, pure core, store transaction, bus out.
 
 Each step: read a batch of events, translate the ones that need the store (a submitted run, a
-retry), add due timers, let the core decide, write every change *and* the outgoing messages (the
-outbox) in one store transaction, then publish the outbox, and commit the bus offset together
+retry), add due timers, let the core decide, write every change in one store transaction — an
+activity about to be dispatched is written ``dispatched``, so the activity rows are the outbox —
+then publish what was decided, and commit the bus offset together
 with the acks of the dispatches whose outcomes the batch carried (until then the bus keeps them,
 done).  A crash at any point either loses nothing (events are re-read) or duplicates nothing (the
 core ignores reports about activities that already moved on; product ids are unique).
@@ -75,10 +76,8 @@ class ControllerService:
         self._timers: list[tuple[float, str, str]] = []
         self._pending: list[Any] = []
         self._lease_renewed = 0.0
-        self._published: list[str] = []
         self._finished = threading.Condition()
         self._finished_count = 0
-        """Outbox ids on the bus but still in the store; forgotten with the next transaction."""
         self.started = False
 
     # -- start and recovery --------------------------------------------------------------------------
@@ -121,7 +120,6 @@ class ControllerService:
             raise ControlError(f"another controller ({holder[0]}) is running on this store",
                                hint="hand it work with `skyweave submit`, or stop it first")
         now = time.time()
-        self._flush_outbox()
         for spec, current in self.store.list_tasks():
             self.core.register_task(spec, current=current)
         restored: list[Any] = []
@@ -153,9 +151,6 @@ class ControllerService:
         self.started = True
 
     def stop(self) -> None:
-        if self._published:
-            self.store.clear_outbox(self._published)
-            self._published = []
         self.store.release_controller_lease(self.owner)
 
     # -- one step --------------------------------------------------------------------------------------
@@ -203,9 +198,6 @@ class ControllerService:
             assert self.control_bus is not None
             self.control_bus.commit(GROUP, from_control[-1].offset)
         if not events and not delivered:
-            if self._published:
-                self.store.clear_outbox(self._published)
-                self._published = []
             if wait:
                 self.bus.wait(self._wait_time(wait, now))
             return 0
@@ -293,9 +285,7 @@ class ControllerService:
             self._take_back(d.hold, hold=True)
         if d.changes:
             self._renew(time.time())  # a long start (many runs restored) keeps its lease too
-            d.changes.outbox_published = self._published
             d.changes.lease_owner = self.owner  # fenced: nothing written once another took over
-            self._published = []
             self.store.apply(d.changes)
         for lookup in d.lookups:
             found = self.store.find_products(type=lookup.need.product_type, match=lookup.need.match,
@@ -329,8 +319,6 @@ class ControllerService:
             self.bus.enqueue([x for x in d.dispatches if x[0] not in first])
             if first:
                 self.bus.enqueue([x for x in d.dispatches if x[0] in first], first=True)
-        if d.changes.outbox:
-            self._publish(d.changes.outbox)
         if d.announcements:
             self.bus.publish(d.announcements)
         for run_id in d.finished_runs:
@@ -353,23 +341,6 @@ class ControllerService:
 
     def _check_caches(self, checks: Sequence[CheckCache]) -> list[CacheChecked]:
         return check_caches(self.store, checks)
-
-    def _publish(self, outbox: Sequence[Any]) -> None:
-        dispatches = [(o.id, o.priority, o.data) for o in outbox if o.channel == "dispatch"]
-        events = [o.data for o in outbox if o.channel == "event"]
-        if dispatches:
-            self.bus.enqueue(dispatches)
-        if events:
-            self.bus.publish(events)
-        self._published.extend(o.id for o in outbox)
-
-    def _flush_outbox(self) -> None:
-        pending = self.store.pending_outbox()
-        if pending:
-            log.info("publishing %d messages decided before the last stop", len(pending))
-            self._publish(pending)
-            self.store.clear_outbox(self._published)
-            self._published = []
 
     def wait_for_finish(self, seen: int, timeout: float) -> int:
         """Block until some run finished after ``seen`` (a value this returned before) or timeout."""

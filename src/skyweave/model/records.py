@@ -142,28 +142,6 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     role: str
 
 
-class EventRecord(msgspec.Struct, kw_only=True):
-    """A bus event as kept in the store's event log (for the dashboard)."""
-
-    id: str
-    kind: str
-    at: float
-    run_id: str | None = None
-    activity_id: str | None = None
-    body: dict[str, Any] = msgspec.field(default_factory=dict)
-    seq: int = 0
-
-
-class OutboxRecord(msgspec.Struct, kw_only=True):
-    """A bus message decided in a store transaction and not yet confirmed published."""
-
-    id: str
-    channel: str
-    """``dispatch`` or ``event``."""
-    priority: int
-    data: bytes
-
-
 class Changeset(msgspec.Struct, kw_only=True):
     """Everything one batch of controller decisions writes, applied in one transaction."""
 
@@ -172,14 +150,9 @@ class Changeset(msgspec.Struct, kw_only=True):
     attempts: list[AttemptRecord] = msgspec.field(default_factory=list)
     products: list[ProductRecord] = msgspec.field(default_factory=list)
     usages: list[UsageRecord] = msgspec.field(default_factory=list)
-    events: list[EventRecord] = msgspec.field(default_factory=list)
-    outbox: list[OutboxRecord] = msgspec.field(default_factory=list)
-    outbox_published: list[str] = msgspec.field(default_factory=list)
-    """Outbox ids already on the bus, forgotten in this same transaction (saves one per batch)."""
     lease_owner: str = ""
     """Fencing: when set, the transaction commits only while this owner holds a live controller
     lease (checked inside it); otherwise nothing is written and ``LeaseLostError`` is raised."""
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.activities or self.attempts or self.products or self.usages
-                    or self.events or self.outbox or self.outbox_published)
+        return bool(self.runs or self.activities or self.attempts or self.products or self.usages)

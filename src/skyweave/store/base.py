@@ -3,7 +3,7 @@
 Every implementation passes the contract suites of ``tests/unit/store/`` (``test_contract.py``,
 ``test_catalogue_contract.py``, ``test_lineage_contract.py``).  Writes from the controller come
 as one ``Changeset`` applied in one transaction (runs, activities and attempts are upserted whole,
-products and usages inserted idempotently by id, outbox rows added) — that is what makes a crash
+products and usages inserted idempotently by id) — that is what makes a crash
 at any point lose nothing and duplicate nothing.
 """
 
@@ -21,8 +21,6 @@ from skyweave.model.records import (
     ActivityRecord,
     AttemptRecord,
     Changeset,
-    EventRecord,
-    OutboxRecord,
     ProductRecord,
     RunRecord,
     UsageRecord,
@@ -74,10 +72,6 @@ class Store(ABC):
     @abstractmethod
     def apply(self, changes: Changeset) -> None:
         """Apply a whole changeset in one transaction (upserts by id; products never duplicated)."""
-
-    @abstractmethod
-    def clear_outbox(self, ids: Sequence[str]) -> None:
-        """Forget outbox rows once their messages are on the bus."""
 
     @abstractmethod
     def register_task(self, spec: TaskSpec, *, make_current: bool = True) -> None:
@@ -188,13 +182,6 @@ class Store(ABC):
         it.  An unreadable definition may go even if activities ran it: their rows, attempts and
         products stay, and no export could read it anyway (``RemovedTask.spec`` keeps its text).
         """
-
-    @abstractmethod
-    def pending_outbox(self, limit: int = 10_000) -> list[OutboxRecord]: ...
-
-    @abstractmethod
-    def list_events(self, *, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
-                    ) -> list[EventRecord]: ...
 
     # -- lineage ---------------------------------------------------------------------------------
     @abstractmethod

@@ -38,12 +38,10 @@ import psycopg
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
-    Connection,
     String,
     any_,
     bindparam,
     create_engine,
-    delete,
     event,
     func,
     inspect,
@@ -68,8 +66,6 @@ from skyweave.store.records_sql import RecordQueries
 from skyweave.store.schema import (
     ACTIVITY,
     ATTEMPT,
-    EVENT,
-    OUTBOX,
     PRODUCT,
     RUN,
     SCHEMA_REVISION,
@@ -79,9 +75,7 @@ from skyweave.store.schema import (
     attempts,
     controller_lease,
     encode_json,
-    events,
     insert_new,
-    outbox,
     products,
     runs,
     upsert,
@@ -156,8 +150,7 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
         self._upserts = (upsert(dialect, runs, ["id"]), upsert(dialect, activities, ["id"]),
                          upsert(dialect, attempts, ["activity_id", "attempt"]))
         self._inserts = (insert_new(dialect, products, ["id"]),
-                         insert_new(dialect, usages, ["activity_id", "product_id", "role"]),
-                         insert_new(dialect, events, ["id"]), insert_new(dialect, outbox, ["id"]))
+                         insert_new(dialect, usages, ["activity_id", "product_id", "role"]))
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore({self.url!r})"
@@ -196,7 +189,7 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
         # an upsert's last row for a key is what the table ends with: write only that one, at the
         # place of the first (the row's seq), as SQLiteStore does
         run_upsert, activity_upsert, attempt_upsert = self._upserts
-        product_insert, usage_insert, event_insert, outbox_insert = self._inserts
+        product_insert, usage_insert = self._inserts
         batches = [
             (run_upsert, [RUN.to_row(r) for r in {r.id: r for r in changes.runs}.values()]),
             (activity_upsert, [ACTIVITY.to_row(a) for a in {a.id: a for a in changes.activities}.values()]),
@@ -204,10 +197,8 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
              [ATTEMPT.to_row(a) for a in {(a.activity_id, a.attempt): a for a in changes.attempts}.values()]),
             (product_insert, [PRODUCT.to_row(p) for p in changes.products]),
             (usage_insert, [USAGE.to_row(u) for u in changes.usages]),
-            (event_insert, [EVENT.to_row(e) for e in changes.events]),
-            (outbox_insert, [OUTBOX.to_row(o) for o in changes.outbox]),
         ]
-        if not any(rows for _, rows in batches) and not changes.outbox_published:
+        if not any(rows for _, rows in batches):
             return
         with self._engine.begin() as conn:
             if changes.lease_owner:  # fencing: FOR SHARE holds off a takeover until this commits
@@ -218,18 +209,6 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
             for stmt, rows in batches:
                 if rows:
                     conn.execute(stmt, rows)
-            if changes.outbox_published:
-                self._delete_outbox(conn, changes.outbox_published)
-
-    @staticmethod
-    def _delete_outbox(conn: Connection, ids: Sequence[str]) -> None:
-        conn.execute(delete(outbox).where(outbox.c.id == any_(bindparam("ids", type_=_IDS))),
-                     {"ids": list(ids)})
-
-    def clear_outbox(self, ids: Sequence[str]) -> None:
-        if ids:
-            with self._engine.begin() as conn:
-                self._delete_outbox(conn, ids)
 
     def mark_products(self, ids: Sequence[str], state: str) -> None:
         if ids:

@@ -1,5 +1,5 @@
-"""Reading records back from a SQL store: runs, activities, attempts, products, usages, events
-and the outbox (``RecordQueries``).
+"""Reading records back from a SQL store: runs, activities, attempts, products and
+usages (``RecordQueries``).
 
 Plain SQLAlchemy Core over the tables of ``schema``, shared by every SQL backend; the backend
 provides ``_engine`` (reads take a plain connection) and ``url`` (named in errors).  Product
@@ -18,8 +18,6 @@ from skyweave.errors import NotFoundError
 from skyweave.model.records import (
     ActivityRecord,
     AttemptRecord,
-    EventRecord,
-    OutboxRecord,
     ProductRecord,
     RunRecord,
     UsageRecord,
@@ -29,8 +27,6 @@ from skyweave.store.catalogue_sql import catalogue_filters
 from skyweave.store.schema import (
     ACTIVITY,
     ATTEMPT,
-    EVENT,
-    OUTBOX,
     PRODUCT,
     RUN,
     RUN_HEAD,
@@ -38,8 +34,6 @@ from skyweave.store.schema import (
     activities,
     attempts,
     encode_json,
-    events,
-    outbox,
     products,
     runs,
     usages,
@@ -188,19 +182,6 @@ class RecordQueries(Store):
             query = query.where(usages.c.product_id == product_id)
         with self._engine.connect() as conn:
             return [USAGE.from_row(row) for row in conn.execute(query)]
-
-    def pending_outbox(self, limit: int = 10_000) -> list[OutboxRecord]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(select(*OUTBOX.columns).order_by(outbox.c.seq).limit(limit))
-            return [OUTBOX.from_row(row) for row in rows]
-
-    def list_events(self, *, run_id: str | None = None, after_seq: int = 0, limit: int = 1000
-                    ) -> list[EventRecord]:
-        query = select(*EVENT.columns).where(events.c.seq > after_seq).order_by(events.c.seq).limit(limit)
-        if run_id is not None:
-            query = query.where(events.c.run_id == run_id)
-        with self._engine.connect() as conn:
-            return [EVENT.from_row(row) for row in conn.execute(query)]
 
     def _attribute_equals(self, key: str, value: Any) -> ColumnElement[bool]:
         """Product attribute ``key`` equals ``value`` (``None``: missing or null), as SQL.  SQLite's

@@ -12,7 +12,7 @@ translation:
 * Timestamps are ``REAL`` seconds since the Unix epoch (UTC): the engine's hot path writes hundreds
   of thousands of them, and converting to aware datetimes happens at the edges (CLI, API, exports).
 * A few tables carry a ``seq`` integer the records do not have: it fixes insertion order
-  (activities "in creation order", the event log, the outbox) independently of clocks.
+  (activities "in creation order") independently of clocks.
 
 ``RecordCodec`` (at the end) turns records into row dicts and rows back into records; the
 backends use one per table.
@@ -35,7 +35,6 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
@@ -50,14 +49,12 @@ from skyweave.model.records import (
     ActivityRecord,
     AttemptRecord,
     Detour,
-    EventRecord,
-    OutboxRecord,
     ProductRecord,
     RunRecord,
     UsageRecord,
 )
 
-SCHEMA_REVISION = "0005"  # 0001 -> 0003 -> 0002 -> 0004 -> 0005 (see 0002_lineage_indexes.py)
+SCHEMA_REVISION = "0006"  # 0001 -> 0003 -> 0002 -> 0004 -> 0005 -> 0006 (see 0002_lineage_indexes.py)
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"
@@ -196,30 +193,6 @@ usages = Table(
     Index(None, "product_id", "activity_id"),  # covering: lineage walks (product -> its users)
 )
 
-events = Table(
-    "events",
-    metadata,
-    Column("seq", Seq, primary_key=True, autoincrement=True),
-    Column("id", String, nullable=False, unique=True),
-    Column("kind", String, nullable=False),
-    Column("at", Float, nullable=False),
-    Column("run_id", String),
-    Column("activity_id", String),
-    Column("body", Text, nullable=False),
-    Index(None, "run_id", "seq"),
-    sqlite_autoincrement=True,  # never reuse a seq: readers page with ``after_seq``
-)
-
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("seq", Seq, primary_key=True, autoincrement=True),
-    Column("id", String, nullable=False, unique=True),
-    Column("channel", String, nullable=False),
-    Column("priority", Integer, nullable=False),
-    Column("data", LargeBinary, nullable=False),
-)
-
 tasks = Table(
     "tasks",
     metadata,
@@ -315,8 +288,6 @@ ACTIVITY = RecordCodec(ActivityRecord, activities, {
 ATTEMPT = RecordCodec(AttemptRecord, attempts, ["error", "usage"])
 PRODUCT = RecordCodec(ProductRecord, products, ["attributes"])
 USAGE = RecordCodec(UsageRecord, usages)
-EVENT = RecordCodec(EventRecord, events, ["body"])
-OUTBOX = RecordCodec(OutboxRecord, outbox)
 
 
 def dialect_insert(dialect: Dialect, table: Table) -> postgresql.Insert | sqlite.Insert:

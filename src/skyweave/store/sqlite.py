@@ -11,7 +11,7 @@ one writer commits.  Choices made for speed and for sharing:
   its snapshot turns stale; reads with a plain ``BEGIN`` for a consistent snapshot;
 * a ``Changeset`` is encoded (msgspec JSON) before the transaction starts and written with one
   ``executemany`` per table: ``INSERT ... ON CONFLICT DO UPDATE`` for runs, activities and attempts,
-  ``ON CONFLICT DO NOTHING`` for products (first registration wins), usages, events and outbox;
+  ``ON CONFLICT DO NOTHING`` for products (first registration wins), and usages;
 * the controller's per-step calls (``apply``, ``find_reusable``) skip SQLAlchemy's per-call work:
   their SQL is compiled once and run on a pooled connection's sqlite3 handle (a one-activity
   ``apply`` went from ~90 to ~30 µs, a cache lookup from ~240 to ~25 µs; W2 in bench/ pays both
@@ -49,7 +49,6 @@ from sqlalchemy import (
     Engine,
     bindparam,
     create_engine,
-    delete,
     event,
     select,
     update,
@@ -66,17 +65,13 @@ from skyweave.store.records_sql import RecordQueries
 from skyweave.store.schema import (
     ACTIVITY,
     ATTEMPT,
-    EVENT,
-    OUTBOX,
     PRODUCT,
     RUN,
     USAGE,
     activities,
     attempts,
     controller_lease,
-    events,
     insert_new,
-    outbox,
     products,
     runs,
     upsert,
@@ -174,10 +169,6 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
         self._upsert_attempts = upsert(dialect, attempts, ["activity_id", "attempt"])
         self._insert_products = insert_new(dialect, products, ["id"])
         self._insert_usages = insert_new(dialect, usages, ["activity_id", "product_id", "role"])
-        self._insert_events = insert_new(dialect, events, ["id"])
-        self._insert_outbox = insert_new(dialect, outbox, ["id"])
-        self._delete_outbox_sql = str(delete(outbox).where(outbox.c.id == bindparam("b_id"))
-                                      .compile(dialect=dialect))
         columns = str(select(*ACTIVITY.columns).compile(dialect=dialect))
         state_col, key_col, seq_col = (str(c.compile(dialect=dialect)) for c in (
             activities.c.state, activities.c.cache_key, activities.c.seq))
@@ -202,10 +193,8 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
              [ATTEMPT.to_row(a) for a in {(a.activity_id, a.attempt): a for a in changes.attempts}.values()]),
             (self._insert_products, [PRODUCT.to_row(p) for p in changes.products]),
             (self._insert_usages, [USAGE.to_row(u) for u in changes.usages]),
-            (self._insert_events, [EVENT.to_row(e) for e in changes.events]),
-            (self._insert_outbox, [OUTBOX.to_row(o) for o in changes.outbox]),
         ]
-        if not any(rows for _, rows in batches) and not changes.outbox_published:
+        if not any(rows for _, rows in batches):
             return
         work: list[tuple[str, list[tuple[Any, ...]]]] = []
         for stmt, rows in batches:
@@ -213,12 +202,10 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
                 continue
             plan = self._plan(stmt, rows[0])
             if plan is None:  # a default or expression to evaluate: SQLAlchemy's way
-                self._apply_slowly(batches, changes.outbox_published, changes.lease_owner)
+                self._apply_slowly(batches, changes.lease_owner)
                 return
             sql, order = plan  # rows encoded as parameter tuples before the write lock is taken
             work.append((sql, [tuple(row[k] for k in order) for row in rows]))
-        if changes.outbox_published:
-            work.append((self._delete_outbox_sql, [(i,) for i in changes.outbox_published]))
         with self._raw(write=True) as db:
             if changes.lease_owner:  # fencing, under the write lock: no takeover can slip in
                 row = db.execute("SELECT owner, expires_at FROM controller_lease WHERE id = 1").fetchone()
@@ -247,8 +234,7 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
         finally:
             pooled.close()
 
-    def _apply_slowly(self, batches: list[tuple[Any, list[dict[str, Any]]]],
-                      published: Sequence[str], lease_owner: str) -> None:
+    def _apply_slowly(self, batches: list[tuple[Any, list[dict[str, Any]]]], lease_owner: str) -> None:
         with self._writer.begin() as conn:
             if lease_owner:
                 lease = controller_lease.c
@@ -257,9 +243,6 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
             for stmt, rows in batches:
                 if rows:
                     conn.execute(stmt, rows)
-            if published:
-                conn.execute(delete(outbox).where(outbox.c.id == bindparam("b_id")),
-                             [{"b_id": i} for i in published])
         self._wrote()
 
     def _plan(self, stmt: Any, row: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
@@ -306,12 +289,6 @@ class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries,
                     if rec.cache_key is not None:
                         found[rec.cache_key] = rec  # ordered by seq: the latest wins
         return found
-
-    def clear_outbox(self, ids: Sequence[str]) -> None:
-        if ids:
-            with self._writer.begin() as conn:
-                conn.execute(delete(outbox).where(outbox.c.id == bindparam("b_id")),
-                             [{"b_id": i} for i in ids])
 
     def mark_products(self, ids: Sequence[str], state: str) -> None:
         if ids:

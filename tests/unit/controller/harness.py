@@ -53,17 +53,6 @@ class World:
         for run in d.changes.runs:
             self.runs[run.id] = run
         self.store_products.extend(d.changes.products)
-        for o in d.changes.outbox:
-            body = m.decode_message(o.data).body
-            if o.channel == "dispatch":
-                assert isinstance(body, m.DispatchActivity)
-                run = self.runs.get(body.run_id)
-                assert run is None or run.state not in ("succeeded", "failed", "cancelled"), (
-                    f"dispatch for run {body.run_id} after it ended as {run.state}")
-                self.queue.append(body)
-                self.dispatch_log.append(body)
-            else:
-                self.events_out.append(body)
         self.events_out.extend(m.decode_message(a).body for a in d.announcements)
         for _, _, data in d.dispatches:
             body = m.decode_message(data).body

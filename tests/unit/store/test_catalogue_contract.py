@@ -125,6 +125,53 @@ def test_a_store_at_revision_0001_upgrades_and_keeps_its_data(store_url: str, op
         engine.dispose()
 
 
+def test_upgrading_drops_the_never_written_events_and_outbox_tables(
+        store_url: str, open_handle: OpenHandle) -> None:
+    """Revision 0006 drops the two tables nothing wrote (issue 12 point 3), keeping the rest."""
+    _at_revision(store_url, "0005", [("products", _OLD_PRODUCT)])
+    store = open_handle()
+    assert store.get_product("prd-old").name == "old"
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            assert not {"events", "outbox"} & set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_refuses_to_drop_rows_it_did_not_write(store_url: str, open_handle: OpenHandle) -> None:
+    """Rows in the outbox (something else wrote them) stop the upgrade, and stay."""
+    _at_revision(store_url, "0005", [("outbox", {"id": "msg-1", "channel": "event", "priority": 0,
+                                                  "data": b"x"})])
+    with pytest.raises(Exception, match="'outbox' table has rows") as info:
+        open_handle()
+    assert "delete them" in str(info.value)
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM outbox").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+_OLD_PRODUCT = {"id": "prd-old", "uri": "file:///data/old.fits", "type": "ep.l1.events", "name": "old",
+                "created_at": 5.0, "attributes": "{}", "state": "available"}
+
+
+def _at_revision(store_url: str, revision: str, rows: list[tuple[str, dict[str, object]]]) -> None:
+    """Make the store at ``store_url`` an Alembic ``revision`` one, holding ``rows``."""
+    if store_url.startswith("sqlite:///"):
+        sqlite_path(store_url).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(store_migrations.alembic_config(conn), revision)
+            for table, row in rows:
+                conn.execute(insert(Table(table, MetaData(), autoload_with=conn)), [row])
+    finally:
+        engine.dispose()
+
+
 def _products_at_0001(conn: Connection) -> Table:
     """The products table as revision 0001 made it (reflected: the schema module is newer)."""
     return Table("products", MetaData(), autoload_with=conn)

@@ -25,8 +25,6 @@ from skyweave.model.records import (
     AttemptRecord,
     Changeset,
     Detour,
-    EventRecord,
-    OutboxRecord,
     ProductRecord,
     RunRecord,
     UsageRecord,
@@ -77,22 +75,14 @@ def test_every_record_type_round_trips(store: Store) -> None:
                           version="1", checksum="sha256:00", size=2**40, created_at=14.0,
                           activity_id="act-1", run_id="run-1", attributes={"exposure_s": 1200.0})
     the_usage = UsageRecord(activity_id="act-1", product_id="prd-0", role="packets")
-    the_event = EventRecord(id="evt-1", kind="ActivityFinished", at=14.0, run_id="run-1",
-                            activity_id="act-1", body={"state": "succeeded"})
-    the_message = OutboxRecord(id="msg-1", channel="dispatch", priority=7, data=b"\x00\xffbytes")
     store.apply(Changeset(runs=[the_run], activities=[the_activity], attempts=[the_attempt],
-                          products=[the_product], usages=[the_usage], events=[the_event],
-                          outbox=[the_message]))
+                          products=[the_product], usages=[the_usage]))
 
     assert store.get_run("run-1") == the_run
     assert store.get_activity("act-1") == the_activity
     assert store.list_attempts("act-1") == [the_attempt]
     assert store.get_product("prd-1") == the_product
     assert store.list_usages(activity_id="act-1") == [the_usage]
-    [event] = store.list_events()
-    assert event.seq > 0
-    assert msgspec.structs.replace(event, seq=0) == the_event
-    assert store.pending_outbox() == [the_message]
 
 
 def test_null_json_fields_stay_null(store: Store) -> None:
@@ -129,15 +119,11 @@ def test_a_product_is_registered_once_and_the_first_registration_wins(store: Sto
     assert len(store.find_products(state=None)) == 1
 
 
-def test_usages_and_events_and_outbox_rows_are_idempotent(store: Store) -> None:
+def test_usage_rows_are_idempotent(store: Store) -> None:
     usage = UsageRecord(activity_id="act-1", product_id="prd-1", role="image")
-    event = EventRecord(id="evt-1", kind="RunSubmitted", at=1.0)
-    message = OutboxRecord(id="msg-1", channel="event", priority=0, data=b"x")
     for _ in range(2):
-        store.apply(Changeset(usages=[usage, usage], events=[event], outbox=[message]))
+        store.apply(Changeset(usages=[usage, usage]))
     assert store.list_usages(product_id="prd-1") == [usage]
-    assert len(store.list_events()) == 1
-    assert len(store.pending_outbox()) == 1
 
 
 def test_a_changeset_is_one_transaction(store: Store) -> None:
@@ -147,29 +133,6 @@ def test_a_changeset_is_one_transaction(store: Store) -> None:
         store.apply(Changeset(runs=[run()], activities=[activity(), broken]))
     assert store.list_runs() == []
     assert store.list_activities() == []
-
-
-def test_outbox_is_pending_in_order_until_cleared(store: Store) -> None:
-    messages = [OutboxRecord(id=f"msg-{i}", channel="dispatch", priority=i % 3, data=bytes([i]))
-                for i in range(5)]
-    store.apply(Changeset(outbox=messages[:3]))
-    store.apply(Changeset(outbox=messages[3:]))
-    assert store.pending_outbox() == messages
-    assert store.pending_outbox(limit=2) == messages[:2]
-    store.clear_outbox(["msg-0", "msg-3", "msg-unknown"])
-    store.clear_outbox([])
-    assert [m.id for m in store.pending_outbox()] == ["msg-1", "msg-2", "msg-4"]
-
-
-def test_a_changeset_clears_published_outbox_rows_in_its_transaction(store: Store) -> None:
-    messages = [OutboxRecord(id=f"msg-{i}", channel="dispatch", priority=0, data=bytes([i]))
-                for i in range(3)]
-    store.apply(Changeset(outbox=messages))
-    store.apply(Changeset(runs=[run()], outbox_published=["msg-0", "msg-2", "msg-unknown"]))
-    assert [m.id for m in store.pending_outbox()] == ["msg-1"]
-    store.apply(Changeset(outbox_published=["msg-1"]))  # nothing else to write: still cleared
-    assert store.pending_outbox() == []
-    assert store.get_run("run-1").state == "running"
 
 
 def test_find_reusable_returns_the_latest_succeeded_activity_per_cache_key(store: Store) -> None:
@@ -284,17 +247,6 @@ def test_usages_by_activity_and_by_product(store: Store) -> None:
     assert store.list_usages(activity_id="act-1") == [used[2], used[1]]
     assert store.list_usages(product_id="prd-1") == [used[1], used[0]]
     assert store.list_usages(activity_id="act-1", product_id="prd-2") == [used[2]]
-
-
-def test_events_page_by_sequence_number(store: Store) -> None:
-    store.apply(Changeset(events=[EventRecord(id=f"evt-{i}", kind="k", at=float(i),
-                                              run_id="run-1" if i % 2 else "run-2") for i in range(6)]))
-    every = store.list_events()
-    assert [e.id for e in every] == [f"evt-{i}" for i in range(6)]
-    assert [e.seq for e in every] == sorted(e.seq for e in every)
-    assert store.list_events(after_seq=every[3].seq) == every[4:]
-    assert [e.id for e in store.list_events(run_id="run-1")] == ["evt-1", "evt-3", "evt-5"]
-    assert [e.id for e in store.list_events(run_id="run-1", after_seq=every[1].seq, limit=1)] == ["evt-3"]
 
 
 # -- task registry --------------------------------------------------------------------------------
