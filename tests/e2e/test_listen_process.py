@@ -137,5 +137,5 @@ def test_listener_process_resumes_its_group_after_kill_9_and_never_holds_the_con
     offsets_a = [e["offset"] for e in heard_a]
     assert offsets_a[0] == offsets_a[1] == stuck[0]["offset"], \
         "the event in hand at the kill came again, first: the group resumed where it stopped"
-    assert offsets_a[1:] == sorted(want), "after that, each event once, in bus order"
+    assert offsets_a[1:] == [e["offset"] for e in heard_b], "after that, each event once, in bus order"
     assert "activity_id" in next(e for e in heard_a if e["topic"] == "activity.succeeded")["fields"]

@@ -26,9 +26,12 @@
   be reported started.  ``withdraw`` takes held ones too (``tests/unit/bus/test_hold.py``).
 * **Events** go from workers and clients to the controller (consumer group ``controller``) and to
   listeners (one group each).  Delivery is at-least-once: a group reads after its committed offset
-  and commits once it has durably handled what it read.  Events every *known* group has committed
-  may be dropped; ``CONTROLLER_GROUP`` is known from the moment a bus is opened (so listeners
-  cannot trim events the controller has not seen yet), other groups from their first ``read``.
+  and commits once it has durably handled what it read.  Offsets are opaque strings, given out by
+  the bus with each event (``Delivered.offset``) and only handed back to it (``commit``): a Redis
+  stream entry id, a row number; callers never compare or compute them.  Events every *known*
+  group has committed may be dropped; ``CONTROLLER_GROUP`` is known from the moment a bus is
+  opened (so listeners cannot trim events the controller has not seen yet), other groups from
+  their first ``read``.
 
 Implementations: ``memory://`` (in-process), ``sqlite:///path`` (several processes on one host),
 ``redis://host:port/db`` (several hosts).  All pass ``tests/unit/bus/test_contract.py``; a new
@@ -76,7 +79,8 @@ class DeadLetter(msgspec.Struct, frozen=True):
 
 
 class Delivered(msgspec.Struct, frozen=True):
-    offset: int
+    offset: str
+    """Where this event is in the log, in the bus's own form: hand it back to ``commit``."""
     data: bytes
 
 
@@ -180,9 +184,11 @@ class Bus(ABC):
         """Events after ``group``'s committed offset (at most ``max_n``); does not commit."""
 
     @abstractmethod
-    def commit(self, group: str, offset: int, *, ack: Sequence[str] = ()) -> None:
-        """Mark every event up to ``offset`` handled by ``group`` (never moves backwards) and, in
-        the same transaction, ack the dispatches ``ack`` (those whose outcomes these events were)."""
+    def commit(self, group: str, offset: str, *, ack: Sequence[str] = ()) -> None:
+        """Mark every event up to ``offset`` (a ``Delivered.offset`` of this bus) handled by
+        ``group`` (never moves backwards) and, in the same transaction, ack the dispatches ``ack``
+        (those whose outcomes these events were).  An offset this bus cannot have given out raises
+        ``NotFoundError`` and changes nothing."""
 
     @abstractmethod
     def dead_letter(self, data: bytes, error: str) -> None:
@@ -214,6 +220,14 @@ class Bus(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def sequence_offset(offset: str) -> int:
+    """The number inside an offset of a bus whose offsets are sequence numbers (memory, SQLite)."""
+    if not (isinstance(offset, str) and offset.isdigit()):
+        raise NotFoundError(f"{offset!r} is not an event offset of this bus",
+                            hint="commit the offset of an event this bus delivered (Delivered.offset)")
+    return int(offset)
 
 
 def redrivable(letters: Sequence[DeadLetter], ids: Sequence[str]) -> list[DeadLetter]:

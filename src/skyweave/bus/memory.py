@@ -37,6 +37,7 @@ from skyweave.bus.base import (
     DeadLetter,
     Delivered,
     redrivable,
+    sequence_offset,
 )
 
 _TRIM_AT_LEAST = 1024
@@ -338,12 +339,13 @@ class MemoryBus(Bus):
             start = max(committed + 1 - self._first_offset, 0)
             batch = self._events[start : start + max_n]
             first = self._first_offset + start
-            return [Delivered(first + i, data) for i, data in enumerate(batch)]
+            return [Delivered(str(first + i), data) for i, data in enumerate(batch)]
 
-    def commit(self, group: str, offset: int, *, ack: Sequence[str] = ()) -> None:
+    def commit(self, group: str, offset: str, *, ack: Sequence[str] = ()) -> None:
+        number = sequence_offset(offset)
         with self._cond:
             last = self._first_offset + len(self._events) - 1
-            self._committed[group] = max(self._committed.get(group, 0), min(offset, last))
+            self._committed[group] = max(self._committed.get(group, 0), min(number, last))
             self._trim()
             if ack:
                 self._ack(ack)

@@ -20,12 +20,13 @@ retrying an unreachable server before it raises ``BusError``; default 60).
   claims.  Enqueue times are the enqueuer's clock (the controller's); leases the server's, so
   workers on hosts with different clocks agree.  Why not a stream per priority band: see
   ARCHITECTURE.md ("The Redis bus").
-* **Events**: a Redis stream with entry ids ``<offset>-0``; each consumer group of the stream holds
-  its committed offset as its last-delivered id (``XGROUP SETID``, never backwards).  ``read`` is
-  ``XRANGE`` after that id, so reading again without a commit returns the same events.  Events every
-  group has committed are trimmed (``XTRIM MINID``).  A group missing (e.g. Redis came back without
-  its data) is created again by the next ``read`` or ``commit``; ``CONTROLLER_GROUP`` always is, so
-  a listener's commits never trim what the controller has not read.
+* **Events**: a Redis stream with entry ids ``<n>-0`` (an event's offset is its entry id); each
+  consumer group of the stream holds its committed offset as its last-delivered id (``XGROUP
+  SETID``, never backwards).  ``read`` is ``XRANGE`` after that id, so reading again without a
+  commit returns the same events.  Events every group has committed are trimmed (``XTRIM
+  MINID``).  A group missing (e.g. Redis came back without its data) is created again by the next
+  ``read`` or ``commit``; ``CONTROLLER_GROUP`` always is, so a listener's commits never trim what
+  the controller has not read.
 * **Dead letters**: a stream with fields ``data`` and ``error`` (a poisoned dispatch's also
   ``dispatch`` and ``priority``); a letter's id is its entry id.  ``redrive`` enqueues the
   dispatches, then deletes their entries: a crash between leaves a letter whose dispatch is on the
@@ -65,7 +66,7 @@ from skyweave.bus.base import (
     Delivered,
     redrivable,
 )
-from skyweave.errors import BusError
+from skyweave.errors import BusError, NotFoundError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -213,10 +214,14 @@ class RedisBus(Bus):
         self._remember_signal(reply[0])
         if max_n <= 0:
             return []
-        return [Delivered(int(reply[i]), bytes(reply[i + 1])) for i in range(1, len(reply), 2)]
+        return [Delivered(_text(reply[i]), bytes(reply[i + 1])) for i in range(1, len(reply), 2)]
 
-    def commit(self, group: str, offset: int, *, ack: Sequence[str] = ()) -> None:
-        self._script("COMMIT", [group, int(offset), CONTROLLER_GROUP, *ack])
+    def commit(self, group: str, offset: str, *, ack: Sequence[str] = ()) -> None:
+        number, dash, seq = offset.partition("-") if isinstance(offset, str) else ("", "", "")
+        if not (number.isdigit() and dash and seq == "0"):
+            raise NotFoundError(f"{offset!r} is not an event offset of this bus (a stream entry id)",
+                                hint="commit the offset of an event this bus delivered (Delivered.offset)")
+        self._script("COMMIT", [group, int(number), CONTROLLER_GROUP, *ack])
 
     def dead_letter(self, data: bytes, error: str) -> None:
         self._call(lambda: self._client.xadd(self._key("dead"), {"data": data, "error": error}))

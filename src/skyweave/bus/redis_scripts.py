@@ -236,7 +236,7 @@ local out = {redis.call('GET', KEYS[10]) or '0'}
 if max_n <= 0 then return out end  -- joining the group only (XRANGE ... COUNT 0 replies nil)
 local entries = redis.call('XRANGE', KEYS[12], '(' .. committed .. '-0', '+', 'COUNT', max_n)
 for _, entry in ipairs(entries) do
-  table.insert(out, offset_of(entry[1]))
+  table.insert(out, entry[1])
   table.insert(out, entry[2][2])
 end
 return out

@@ -42,6 +42,7 @@ from skyweave.bus.base import (
     DeadLetter,
     Delivered,
     redrivable,
+    sequence_offset,
 )
 from skyweave.errors import BusError
 
@@ -347,11 +348,12 @@ class SQLiteBus(Bus):
         with self._read() as conn:
             self._remember_signal(conn)
             rows = conn.execute(_READ, (group, max_n)).fetchall()
-        return [Delivered(offset, data) for offset, data in rows]
+        return [Delivered(str(offset), data) for offset, data in rows]
 
-    def commit(self, group: str, offset: int, *, ack: Sequence[str] = ()) -> None:
+    def commit(self, group: str, offset: str, *, ack: Sequence[str] = ()) -> None:
+        number = sequence_offset(offset)
         with self._write() as conn:
-            conn.execute(_COMMIT, (group, offset))
+            conn.execute(_COMMIT, (group, number))
             if ack:
                 _delete(conn, ack)
             self._known.add(group)

@@ -63,7 +63,7 @@ class _Feed(threading.Thread):
         self.lock = threading.Lock()
         """Guards ``abandoned``, ``position`` and ``current`` (read by ``ListenerHost.stop``)."""
         self.abandoned = False
-        self.position = 0
+        self.position: str | None = None
         """Offset of the last event handled (delivered, or skipped as not wanted)."""
         self.current: str | None = None
         """The topic being delivered right now."""
@@ -114,7 +114,7 @@ class _Feed(threading.Thread):
         return True
 
     def _commit(self) -> None:
-        if self.position:
+        if self.position is not None:
             try:
                 self.host.bus.commit(self.group, self.position)
             except Exception:  # the bus may be closed after an abandoned listener's last event
@@ -187,9 +187,10 @@ class ListenerHost:
             log.debug("cannot count what listener %s missed", feed.listener.name, exc_info=True)
             items = []
         skip = 1 if current is not None else 0  # the event in its hands is being delivered
+        offsets = [item.offset for item in items]  # opaque: found, never compared
+        if position in offsets:  # handled but not committed yet
+            items = items[offsets.index(position) + 1:]
         for item in items:
-            if item.offset <= position:
-                continue
             event = announcement(item)
             if event is None or not feed.listener.wants(event[0]):
                 continue

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 _BATCH = 64
 _IDLE_WAIT_S = 0.2
 
-Handler = Callable[[str, Any, int], None]
+Handler = Callable[[str, Any, str], None]
 """``(topic, event, offset)``; raises when the event was not handled."""
 
 
@@ -62,14 +62,14 @@ def check_group(group: str) -> str:
     return group
 
 
-def event_json(topic: str, event: Any, offset: int) -> dict[str, Any]:
+def event_json(topic: str, event: Any, offset: str) -> dict[str, Any]:
     """What a command reads on stdin: ``{"topic", "offset", "event": {fields...}}``."""
     fields = msgspec.to_builtins(event)
     assert isinstance(fields, dict)
     return {"topic": topic, "offset": offset, "event": fields}
 
 
-def event_env(topic: str, event: Any, offset: int) -> dict[str, str]:
+def event_env(topic: str, event: Any, offset: str) -> dict[str, str]:
     """``SKYWEAVE_TOPIC``, ``SKYWEAVE_OFFSET`` and, when the event has them, ``SKYWEAVE_RUN_ID``,
     ``SKYWEAVE_ACTIVITY_ID``, ``SKYWEAVE_TASK``, ``SKYWEAVE_STATE``, ``SKYWEAVE_PRODUCT_ID``."""
     env = {"SKYWEAVE_TOPIC": topic, "SKYWEAVE_OFFSET": str(offset)}
@@ -97,7 +97,7 @@ class CommandHandler:
         if not self.argv:
             raise DefinitionError("--exec was given an empty command", hint="e.g. --exec './notify.sh'")
 
-    def __call__(self, topic: str, event: Any, offset: int) -> None:
+    def __call__(self, topic: str, event: Any, offset: str) -> None:
         data = json.dumps(event_json(topic, event, offset)).encode()
         try:
             env = {**self.environ, **event_env(topic, event, offset)}
@@ -113,7 +113,7 @@ class CommandHandler:
 def listener_handler(lst: Listener) -> Handler:
     ctx = ListenerContext(log=logging.getLogger(f"skyweave.listener.{lst.name}"))
 
-    def handle(topic: str, event: Any, _offset: int) -> None:
+    def handle(topic: str, event: Any, _offset: str) -> None:
         if lst.wants(topic):
             lst.on_event(topic, event, ctx)
 
@@ -163,7 +163,7 @@ class ListenLoop:
                 self.stop.wait(1.0)
 
     def step(self, items: Sequence[Delivered]) -> None:
-        skipped = 0
+        skipped: str | None = None
         for item in items:
             if self.stop.is_set():
                 break
@@ -174,11 +174,11 @@ class ListenLoop:
             if not self._handle(event[0], event[1], item.offset):
                 break  # stopped while it failed: not committed, it comes again
             self.bus.commit(self.group, item.offset)
-            skipped = 0
-        if skipped:
+            skipped = None
+        if skipped is not None:
             self.bus.commit(self.group, skipped)
 
-    def _handle(self, topic: str, event: Any, offset: int) -> bool:
+    def _handle(self, topic: str, event: Any, offset: str) -> bool:
         """Handle one event; False if stopped before it was handled or given up on."""
         pause = self.backoff_s
         for attempt in range(self.retries + 1):

@@ -175,7 +175,7 @@ def test_report_publishes_and_keeps_the_dispatch_done_until_acked(open_handle: O
     assert controller.reprioritize(["a:1"], 9) == 0
     worker.extend(["a:1"], SHORT)
     assert controller.queued() == 2
-    controller.commit(CONTROLLER_GROUP, 1, ack=["a:1"])
+    controller.commit(CONTROLLER_GROUP, controller.read(CONTROLLER_GROUP, 1)[0].offset, ack=["a:1"])
     assert controller.present(["a:1"]) == []
     assert controller.read(CONTROLLER_GROUP, 10) == []
     assert controller.queued() == 1
@@ -224,7 +224,7 @@ def test_commit_acks_in_the_same_step(bus: Bus) -> None:
     bus.enqueue([("a", 0, b""), ("b", 0, b"")])
     bus.claim("w", 2, LONG)
     bus.report([b"x", b"y"], ["a", "b"])
-    bus.commit(CONTROLLER_GROUP, 1, ack=["a"])
+    bus.commit(CONTROLLER_GROUP, bus.read(CONTROLLER_GROUP, 1)[0].offset, ack=["a"])
     assert bus.present(["a", "b"]) == ["b"]
     assert [d.data for d in bus.read(CONTROLLER_GROUP, 10)] == [b"y"]
 
@@ -305,7 +305,7 @@ def test_publish_then_read_in_order(bus: Bus) -> None:
     got = bus.read(CONTROLLER_GROUP, 10)
     assert [d.data for d in got] == [b"e1", b"e2", b"e3"]
     offsets = [d.offset for d in got]
-    assert offsets == sorted(set(offsets))
+    assert all(isinstance(o, str) for o in offsets) and len(set(offsets)) == len(offsets)
     assert [d.data for d in bus.read(CONTROLLER_GROUP, 2)] == [b"e1", b"e2"]
 
 
@@ -320,6 +320,22 @@ def test_read_of_nothing_joins_the_group_and_returns_nothing(bus: Bus) -> None:
     bus.publish([b"e1"])
     assert bus.read("joiner", 0) == []
     assert [d.data for d in bus.read("joiner", 5)] == [b"e1"]
+
+
+def test_offsets_are_opaque_and_only_the_bus_own_are_taken(bus: Bus) -> None:
+    """A group commits what ``read`` gave it, as given (a Redis stream entry id is a string);
+    anything else is refused with a clear error and moves nothing."""
+    bus.publish([b"e1", b"e2", b"e3"])
+    got = bus.read("g", 10)
+    assert all(isinstance(d.offset, str) for d in got)
+    for bogus in ("", "not-an-offset", "1.5", "-1"):
+        with pytest.raises(NotFoundError, match="is not an event offset of this bus"):
+            bus.commit("g", bogus)
+    assert bus.read("g", 10) == got
+    bus.commit("g", got[1].offset)
+    assert [d.data for d in bus.read("g", 10)] == [b"e3"]
+    bus.commit("g", got[0].offset)  # never backwards
+    assert [d.data for d in bus.read("g", 10)] == [b"e3"]
 
 
 def test_groups_commit_independently(bus: Bus) -> None:
@@ -519,7 +535,7 @@ def test_sqlite_trims_events_all_groups_committed(tmp_path: Path) -> None:
             bus.commit(CONTROLLER_GROUP, bus.read(CONTROLLER_GROUP, 100)[-1].offset)
         bus.publish([b"last"])
         [last] = bus.read(CONTROLLER_GROUP, 100)
-        assert last.offset == sqlite_module.TRIM_EVERY * 10 + 1  # offsets never reused
+        assert last.offset == str(sqlite_module.TRIM_EVERY * 10 + 1)  # offsets never reused
     finally:
         bus.close()
     with sqlite3.connect(tmp_path / "bus.db") as conn:
@@ -534,7 +550,7 @@ def test_memory_trims_events_all_groups_committed() -> None:
         bus.commit(CONTROLLER_GROUP, bus.read(CONTROLLER_GROUP, 1000)[-1].offset)
     assert len(bus._events) < 2048  # internal: memory stays bounded
     bus.publish([b"last"])
-    assert [d.offset for d in bus.read(CONTROLLER_GROUP, 10)] == [10_001]
+    assert [d.offset for d in bus.read(CONTROLLER_GROUP, 10)] == ["10001"]
 
 
 def test_closed_sqlite_bus_raises_bus_error(tmp_path: Path) -> None:

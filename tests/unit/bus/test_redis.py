@@ -100,5 +100,5 @@ def test_groups_are_created_again_when_redis_lost_its_data(redis_bus: RedisBus) 
     assert [d.data for d in redis_bus.read("listener", 10)] == [b"e3"]
     groups = {g["name"].decode() for g in redis_bus._client.xinfo_groups(redis_bus._key("events"))}
     assert groups == {CONTROLLER_GROUP, "listener"}
-    redis_bus.commit("listener", 99)
+    redis_bus.commit("listener", "99-0")
     assert [d.data for d in redis_bus.read(CONTROLLER_GROUP, 10)] == [b"e3"], "listeners trim nothing unread"

@@ -169,7 +169,7 @@ def test_an_outcome_is_reported_with_its_dispatch_kept_done_until_the_controller
         events = [m.decode_message(e.data).body for e in bus.read(CONTROLLER_GROUP, 50)]
         assert [type(b).__name__ for b in events if not isinstance(b, m.WorkerHeartbeat)].count(
             "ActivityFinished") == 1
-        bus.commit(CONTROLLER_GROUP, 10**9, ack=[d.activity_id])
+        bus.commit(CONTROLLER_GROUP, str(10**9), ack=[d.activity_id])
         assert bus.queued() == 0
     finally:
         worker.close()

@@ -25,10 +25,10 @@ def test_hears_matching_announcements_in_order_and_commits_after_each() -> None:
     bus = MemoryBus()
     lp = loop(bus, None)
     lp.join()
-    seen: list[tuple[str, str, int]] = []
+    seen: list[tuple[str, str, str]] = []
     uncommitted: list[bool] = []
 
-    def handler(topic: str, event: Any, offset: int) -> None:
+    def handler(topic: str, event: Any, offset: str) -> None:
         # the event in hand is not committed yet (a kill now would deliver it again), the one
         # before it is
         unread = [item.offset for item in bus.read("team", 1000)]
@@ -51,7 +51,7 @@ def test_a_failing_handler_is_retried_then_skipped_and_the_loop_goes_on() -> Non
     lp.join()
     calls: list[str] = []
 
-    def handler(topic: str, event: Any, offset: int) -> None:
+    def handler(topic: str, event: Any, offset: str) -> None:
         calls.append(event.activity_id)
         if event.activity_id == "act-00":
             raise RuntimeError("down")
@@ -69,7 +69,7 @@ def test_stopped_while_an_event_fails_it_is_not_committed() -> None:
     lp = loop(bus, None, retries=5)
     lp.join()
 
-    def handler(topic: str, event: Any, offset: int) -> None:
+    def handler(topic: str, event: Any, offset: str) -> None:
         lp.stop.set()  # SIGTERM arrives while the handler is failing
         raise RuntimeError("killed")
 
@@ -102,13 +102,13 @@ def test_a_command_gets_the_event_on_stdin_and_as_variables(tmp_path: Path) -> N
                       "sys.exit(int(os.environ.get('FAIL', '0')))\n")
     event = m.ProductCreated(product=m.NewProduct(id="prd-1", uri="file:///x", type="fits"), run_id="run-1",
                              activity_id="act-1", at=1.5)
-    CommandHandler(f"{sys.executable} {script}", environ={})("product.created", event, 42)
+    CommandHandler(f"{sys.executable} {script}", environ={})("product.created", event, "42")
     got = json.loads(out.read_text())
-    assert got["topic"] == "product.created" and got["offset"] == 42
-    assert got["event"] == event_json("product.created", event, 42)["event"]
+    assert got["topic"] == "product.created" and got["offset"] == "42"
+    assert got["event"] == event_json("product.created", event, "42")["event"]
     assert got["event"]["product"]["id"] == "prd-1"
-    assert got["env"] == event_env("product.created", event, 42) == {
+    assert got["env"] == event_env("product.created", event, "42") == {
         "SKYWEAVE_TOPIC": "product.created", "SKYWEAVE_OFFSET": "42", "SKYWEAVE_RUN_ID": "run-1",
         "SKYWEAVE_ACTIVITY_ID": "act-1", "SKYWEAVE_PRODUCT_ID": "prd-1"}
     with pytest.raises(RuntimeError, match=r"exited 3 on product\.created"):
-        CommandHandler(f"{sys.executable} {script}", environ={"FAIL": "3"})("product.created", event, 42)
+        CommandHandler(f"{sys.executable} {script}", environ={"FAIL": "3"})("product.created", event, "42")
