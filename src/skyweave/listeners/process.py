@@ -186,17 +186,17 @@ class ListenLoop:
                 self.handler(topic, event, offset)
             except Exception as exc:
                 if self.stop.is_set():
-                    log.warning("stopped while handling %s (offset %d) failed: %s; it comes again "
+                    log.warning("stopped while handling %s (offset %s) failed: %s; it comes again "
                                 "when the group %s is read next", topic, offset, exc, self.group)
                     return False
                 if attempt < self.retries:
-                    log.warning("handling %s (offset %d) failed: %s; trying again in %.3g s",
+                    log.warning("handling %s (offset %s) failed: %s; trying again in %.3g s",
                                 topic, offset, exc, pause)
                     self.stop.wait(pause)
                     pause *= 2
                     continue
                 self.failed += 1
-                log.error("handling %s (offset %d) failed %d time(s); skipped: %s",
+                log.error("handling %s (offset %s) failed %d time(s); skipped: %s",
                           topic, offset, attempt + 1, exc)
                 return True
             self.handled += 1
