@@ -30,13 +30,10 @@ from skyweave.bus import open_bus
 from skyweave.bus.base import Bus
 from skyweave.config.settings import Settings, load_settings
 from skyweave.controller.decisions import graph_products
-from skyweave.controller.runstate import parse_key
 from skyweave.engine import Engine
 from skyweave.errors import (
-    ControlError,
     DefinitionError,
     NotFoundError,
-    RunFailedError,
     SkyweaveError,
     TaskVersionWarning,
 )
@@ -48,9 +45,11 @@ from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, Run
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
-from skyweave.pausing import wait_until_paused
 from skyweave.plan import RunPlan, plan_run
 from skyweave.progress import RunProgress
+from skyweave.results import results as run_results
+from skyweave.results import summary as run_summary
+from skyweave.runcontrol import RunControl
 from skyweave.storage import inplace, open_storage, product_key
 from skyweave.storage.local import checksum_file, file_uri
 from skyweave.store import open_store
@@ -99,6 +98,8 @@ class Client:
         self.settings = settings or load_settings(store=store, bus=bus, **overrides)
         self.store: Store = open_store(self.settings.store, pool_size=self.settings.store_pool_size)
         self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine), aging_s=self.settings.aging_s)
+        self.control = RunControl(self.store, self.bus)
+        """Requests that change runs while they go on (cancel, pause, resume, retry, priority)."""
         self.engine: Engine | None = None
         self.control_bus: Bus | None = None
         if engine:
@@ -292,117 +293,33 @@ class Client:
         return self.summary(run_id)
 
     def summary(self, run_id: str) -> dict[str, Any]:
-        rec = self.store.get_run_head(run_id)
-        counts = self.store.count_activities(run_id)
-        products = self.store.find_products(run_id=run_id, state=None)
-        failures = [{"activity_id": a.id, "task": a.task_name, "key": a.key,
-                     "error": (a.error or {}).get("message"), "exit_code": a.exit_code}
-                    for a in self.store.list_activities(run_id=run_id, states=["failed"], limit=20)]
-        return {
-            "run_id": rec.id, "workflow": rec.workflow, "status": rec.state, "priority": rec.priority,
-            "params": rec.params, "activities": sum(counts.values()), "by_state": counts,
-            "products": len(products), "created_at": rec.created_at, "started_at": rec.started_at,
-            "ended_at": rec.ended_at, "error": rec.error, "failures": failures,
-            "store": str(self.settings.store_dir),
-        }
+        return run_summary(self.store, run_id, location=str(self.settings.store_dir))
 
     def results(self, run_id: str) -> Any:
         """The workflow's return value, with products as ``ProductRecord``s.
 
         Raises ``RunFailedError`` (naming the first failed activity) unless the run succeeded.
         """
-        rec = self.store.get_run(run_id)
-        if rec.state != R.SUCCEEDED:
-            failed = self.store.list_activities(run_id=run_id, states=["failed"], limit=1)
-            why = ""
-            if failed:
-                err = failed[0].error or {}
-                why = f": activity {failed[0].id} ({failed[0].task_name}) failed: {err.get('message', '')}"
-            raise RunFailedError(f"run {run_id} is {rec.state}, it has no results{why}",
-                                 hint=f"see `skyweave status {run_id}` and `skyweave logs ACTIVITY`",
-                                 run_id=run_id, state=rec.state)
-        outputs = rec.graph.get("outputs")
-        if outputs is None:
-            return None
-        values: dict[tuple[str, tuple[int, ...]], Any] = {}
-        for act in self.store.list_activities(run_id=run_id, states=["succeeded"]):
-            if act.node:
-                k = (act.node, parse_key(act.key))
-                prev = values.get(k)
-                if prev is None or act.iteration >= prev[0]:
-                    values[k] = (act.iteration, act.result)
-        return self._materialise(self._resolve_output(outputs, rec, values))
+        return run_results(self.store, run_id)
 
-    def _resolve_output(self, out: Any, rec: RunRecord,
-                        values: dict[tuple[str, tuple[int, ...]], Any]) -> Any:
-        if "lit" in out:
-            return out["lit"]
-        if "list" in out:
-            return [self._resolve_output(o, rec, values) for o in out["list"]]
-        if "dict" in out:
-            return {k: self._resolve_output(o, rec, values) for k, o in out["dict"].items()}
-        node = out["ref"]
-        depth = rec.graph["nodes"][node]["depth"]
-        found = sorted((k, v[1]) for (n, k), v in values.items() if n == node)
-        picked = [_select(v, out.get("path", [])) for _, v in found]
-        if depth == 0:
-            return picked[0] if picked else None
-        return picked
-
-    def _materialise(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            if set(value) == {"$product"}:
-                return self.store.get_product(value["$product"])
-            return {k: self._materialise(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._materialise(v) for v in value]
-        return value
-
-    # -- control -----------------------------------------------------------------------------------
-    def _send(self, message: Any) -> None:
-        self.bus.publish([m.encode_message(new_id("evt"), message)])
-
+    # -- control (runcontrol.py) -------------------------------------------------------------------
     def cancel(self, run_id: str) -> None:
-        self._control(run_id, "cancel")
+        self.control.cancel(run_id)
 
     def pause(self, run_id: str, *, timeout: float = 30.0) -> str:
-        """Pause a run and wait until it holds: from then on no activity of the run starts until
-        ``resume`` (running ones finish; work a worker had begun just before starts first, and is
-        waited for: ``pausing``).  Returns the run's state then: ``paused``, or how it ended if it
-        had nothing left; ``requested`` if no controller is running (the pause applies when one
-        starts; workers may meanwhile start what is on the bus)."""
-        self._control(run_id, "pause")
-        holder = self.store.controller_lease_holder()
-        if holder is None or holder[1] < time.time():
-            return "requested"
-        return wait_until_paused(self.store, self.bus, run_id, timeout)
+        """Pause a run and wait until it holds (``RunControl.pause``): ``paused``, how it ended if
+        it had nothing left, or ``requested`` with no controller running."""
+        return self.control.pause(run_id, timeout=timeout)
 
     def resume(self, run_id: str) -> None:
-        self._control(run_id, "resume")
-
-    def _control(self, run_id: str, action: str) -> None:
-        rec = self.store.get_run_head(run_id)
-        if rec.state in RUN_TERMINAL:
-            done = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}[action]
-            raise ControlError(f"run {run_id} is already {rec.state}; it cannot be {done}",
-                               hint="retry one of its failed activities with `skyweave retry ID`")
-        self._send(m.RunControlRequested(run_id=run_id, action=action, at=time.time()))
+        self.control.resume(run_id)
 
     def retry(self, activity_id: str) -> None:
-        act = self.store.get_activity(activity_id)
-        if act.state not in ("failed", "cancelled"):
-            raise ControlError(f"activity {activity_id} is {act.state}; only failed or cancelled "
-                               "activities can be retried")
-        self._send(m.RetryRequested(activity_id=activity_id, at=time.time()))
+        self.control.retry(activity_id)
 
     def set_priority(self, priority: int, *, run_id: str | None = None,
                      activity_id: str | None = None) -> None:
-        if run_id:
-            self.store.get_run_head(run_id)
-        if activity_id:
-            self.store.get_activity(activity_id)
-        self._send(m.PriorityChangeRequested(priority=priority, run_id=run_id, activity_id=activity_id,
-                                             at=time.time()))
+        self.control.set_priority(priority, run_id=run_id, activity_id=activity_id)
 
     # -- products ----------------------------------------------------------------------------------
     def add_product(self, path: str | Path, *, type: str = "file", obs_id: str | None = None,
@@ -425,7 +342,7 @@ class Client:
                                version=version, checksum=checksum, size=size, created_at=time.time(),
                                attributes=dict(attributes or {}))
         self.store.apply(Changeset(products=[record]))
-        self._send(m.ProductRegistered(product=new, at=time.time()))
+        self.control.send(m.ProductRegistered(product=new, at=time.time()))
         return record
 
 
@@ -434,12 +351,6 @@ def _runnable(spec: TaskSpec) -> None:
     refused = unrunnable(spec)
     if refused:
         raise DefinitionError(refused, hint=RUN_IMAGE_YOURSELF, task=spec.name, image=spec.image)
-
-
-def _select(value: Any, path: list[Any]) -> Any:
-    for step in path:
-        value = value[step]
-    return value
 
 
 def _stop_at_exit(engine: Engine) -> None:
