@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -42,16 +40,16 @@ from skyweave.controller.decisions import (
     graph_products,
     merged,
 )
+from skyweave.controller.lease import Lease, owner_name
 from skyweave.controller.liveness import LIVENESS
 from skyweave.controller.recovery import in_flight_dispatches
 from skyweave.controller.reuse import check_caches
 from skyweave.errors import ControlError, MessageError, NotFoundError
 from skyweave.model import messages as m
-from skyweave.model.ids import new_id
 from skyweave.model.records import RunRecord
 from skyweave.model.states import ActivityState as A
 from skyweave.model.states import RunState as R
-from skyweave.store.base import Store, check_fence
+from skyweave.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +68,30 @@ class ControllerService:
         self._control_checked = 0.0
         self.core = Controller(aging_s=aging_s, default_window=window, worker_timeout_s=worker_timeout_s)
         self.batch = batch
-        self.owner = f"controller-{socket.gethostname()}-{os.getpid()}-{new_id('c')[-6:]}"
-        self.lease_ttl_s = lease_ttl_s
-        self.lease_renew_s = lease_renew_s
+        self.lease = Lease(store, owner_name(), lease_ttl_s, lease_renew_s)
         self._timers: list[tuple[float, str, str]] = []
         self._pending: list[Any] = []
-        self._lease_renewed = 0.0
         self._finished = threading.Condition()
         self._finished_count = 0
         self.started = False
 
     # -- start and recovery --------------------------------------------------------------------------
     def try_lease(self) -> tuple[str, float] | None:
-        """Take the controller lease if it is free, expired, or left by a dead process of this
-        host; ``None`` when taken, else ``(holder, expires_at)`` of the live controller holding it."""
-        now = time.time()
-        if self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now):
-            self._lease_renewed = now
-            return None
-        holder = self.store.controller_lease_holder()
-        if holder is not None and _dead_local(holder[0]) and self.store.acquire_controller_lease(
-                self.owner, self.lease_ttl_s, holder[1]):
-            self._lease_renewed = now
-            return None
-        return holder or ("?", now)
+        """Take the controller lease (``Lease.take``): ``None`` when taken, else ``(holder,
+        expires_at)`` of the live controller holding it."""
+        return self.lease.take()
+
+    @property
+    def owner(self) -> str:
+        return self.lease.owner
+
+    @property
+    def lease_renew_s(self) -> float:
+        return self.lease.renew_s
+
+    @lease_renew_s.setter
+    def lease_renew_s(self, seconds: float) -> None:
+        self.lease.renew_s = seconds
 
     def stand_by(self, stop: threading.Event) -> bool:
         """Wait as a standby until this controller holds the lease (``True``) or ``stop`` is set.
@@ -151,22 +149,15 @@ class ControllerService:
         self.started = True
 
     def stop(self) -> None:
-        self.store.release_controller_lease(self.owner)
+        self.lease.release()
 
     # -- one step --------------------------------------------------------------------------------------
     def step(self, wait: float = 0.05) -> int:
         """Handle what is there; returns the number of events handled."""
         now = time.time()
-        self._renew(now)
+        self.lease.renew(now)
         delivered = self.bus.read(GROUP, self.batch)
         return self._handle(delivered, self._read_control(now), now, wait=wait)
-
-    def _renew(self, now: float) -> None:
-        """Renew the lease if due; ``LeaseLostError`` if another controller took it over."""
-        if now - self._lease_renewed >= self.lease_renew_s:
-            if not self.store.acquire_controller_lease(self.owner, self.lease_ttl_s, now):
-                check_fence(self.owner, self.store.controller_lease_holder(), now)  # raises
-            self._lease_renewed = now
 
     def _handle(self, delivered: Sequence[Any], from_control: Sequence[Any], now: float, *,
                 wait: float = 0.0) -> int:
@@ -284,7 +275,7 @@ class ControllerService:
         if d.hold:  # before the store says "paused" (what `skyweave pause` waits for)
             self._take_back(d.hold, hold=True)
         if d.changes:
-            self._renew(time.time())  # a long start (many runs restored) keeps its lease too
+            self.lease.renew(time.time())  # a long start (many runs restored) keeps its lease too
             d.changes.lease_owner = self.owner  # fenced: nothing written once another took over
             self.store.apply(d.changes)
         for lookup in d.lookups:
@@ -357,22 +348,3 @@ class ControllerService:
     def busy(self) -> bool:
         return bool(self.core.runs) or bool(self._pending)
 
-
-def _dead_local(owner: str) -> bool:
-    """A lease held by a process of this host that no longer exists (killed with -9)."""
-    parts = owner.split("-")
-    if len(parts) < 4 or parts[0] != "controller":
-        return False
-    host, pid_text = "-".join(parts[1:-2]), parts[-2]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
