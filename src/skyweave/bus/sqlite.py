@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from skyweave.bus import sqlite_sql as sql
 from skyweave.bus.base import (
     CONTROLLER_GROUP,
     FIRST_OFFSET,
@@ -50,54 +51,6 @@ TRIM_EVERY = 64
 """Trim fully committed events after this many ``commit`` calls on one bus object."""
 _FIRST_PAUSE = 0.0005
 _LAST_PAUSE = 0.02
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS dispatch (
-    id TEXT PRIMARY KEY,
-    priority INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    lease_until REAL,
-    worker TEXT,
-    deliveries INTEGER NOT NULL DEFAULT 0,
-    done INTEGER NOT NULL DEFAULT 0,
-    rank REAL NOT NULL DEFAULT 0,
-    enqueued_at REAL NOT NULL DEFAULT 0,
-    held INTEGER NOT NULL DEFAULT 0,
-    begun INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY, data BLOB NOT NULL, error TEXT NOT NULL, at REAL NOT NULL,
-    dispatch TEXT, priority INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY);
-INSERT OR IGNORE INTO counters (name, value) VALUES ('dispatch_seq', 0);
-"""
-_INDEX = "CREATE INDEX IF NOT EXISTS dispatch_rank ON dispatch (rank, seq, lease_until)"
-_CLAIMABLE = "done = 0 AND held = 0 AND (lease_until IS NULL OR lease_until < :now)"
-_ANY_CLAIMABLE = f"SELECT 1 FROM dispatch WHERE {_CLAIMABLE} LIMIT 1"
-_CLAIM = f"""
-UPDATE dispatch SET lease_until = :until, worker = :worker, deliveries = deliveries + 1
-WHERE id IN (SELECT id FROM dispatch WHERE {_CLAIMABLE} ORDER BY rank, seq LIMIT :n)
-RETURNING id, data, deliveries, rank, seq, priority
-"""
-_DEAD = "INSERT INTO dead_letters (data, error, at, dispatch, priority) VALUES (?, ?, ?, ?, ?)"
-_NEXT_SEQ = "UPDATE counters SET value = value + ? WHERE name = 'dispatch_seq' RETURNING value"
-_LAST_OFFSET = "(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events')"
-_SIGNAL = f"SELECT (SELECT value FROM counters WHERE name = 'dispatch_seq'), {_LAST_OFFSET}"
-_READ = """
-SELECT offset, data FROM events
-WHERE offset > (SELECT committed FROM groups WHERE name = ?) ORDER BY offset LIMIT ?
-"""
-_COMMIT = f"""
-INSERT INTO groups (name, committed) VALUES (?, min(?, {_LAST_OFFSET}))
-ON CONFLICT (name) DO UPDATE SET committed = max(committed, excluded.committed)
-"""
-_TRIM = "DELETE FROM events WHERE offset <= (SELECT min(committed) FROM groups)"
-
 
 class SQLiteBus(Bus):
     """The bus in one SQLite file, safe for many processes and for threads sharing the object."""
@@ -131,7 +84,7 @@ class SQLiteBus(Bus):
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             with self._write() as conn:
-                for statement in _SCHEMA.split(";"):
+                for statement in sql.SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(dispatch)")}
@@ -149,7 +102,7 @@ class SQLiteBus(Bus):
                 if "dispatch" not in dead_columns:  # a bus file made before poisoned dispatches
                     conn.execute("ALTER TABLE dead_letters ADD COLUMN dispatch TEXT")
                     conn.execute("ALTER TABLE dead_letters ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
-                conn.execute(_INDEX)
+                conn.execute(sql.INDEX)
                 conn.executemany(
                     "INSERT OR IGNORE INTO groups (name, committed) VALUES (?, 0)",
                     [(group,) for group in self._known],
@@ -170,7 +123,7 @@ class SQLiteBus(Bus):
         """Enqueue in the caller's transaction; returns how many were new."""
         if not messages:
             return 0
-        (last_seq,) = conn.execute(_NEXT_SEQ, (len(messages),)).fetchall()[0]
+        (last_seq,) = conn.execute(sql.NEXT_SEQ, (len(messages),)).fetchall()[0]
         first_seq = last_seq - len(messages) + 1 - (FIRST_OFFSET if first else 0)
         now = self._clock()
         oldest: dict[int, float] = {}
@@ -193,15 +146,15 @@ class SQLiteBus(Bus):
         now = self._clock()
         with self._read() as conn:
             self._remember_signal(conn)
-            if conn.execute(_ANY_CLAIMABLE, {"now": now}).fetchone() is None:
+            if conn.execute(sql.ANY_CLAIMABLE, {"now": now}).fetchone() is None:
                 return []  # no write lock taken when there is nothing to claim
         with self._write() as conn:
             params = {"now": now, "until": now + lease_s, "worker": worker, "n": max_n}
-            rows = conn.execute(_CLAIM, params).fetchall()
+            rows = conn.execute(sql.CLAIM, params).fetchall()
             if self.max_deliveries > 0:
                 poisoned = [row for row in rows if row[2] > self.max_deliveries]
                 _delete(conn, [row[0] for row in poisoned])
-                conn.executemany(_DEAD, [
+                conn.executemany(sql.DEAD, [
                     (row[1], MAX_DELIVERIES_ERROR.format(id=row[0], n=self.max_deliveries),
                      time.time(), row[0], row[5]) for row in poisoned])
                 rows = [row for row in rows if row[2] <= self.max_deliveries]
@@ -291,7 +244,7 @@ class SQLiteBus(Bus):
             cursor = conn.executemany("UPDATE dispatch SET held = 0 WHERE id = ? AND held = 1",
                                       [(i,) for i in ids])
             if cursor.rowcount:
-                conn.execute(_NEXT_SEQ, (1,)).fetchall()  # the signal waiting workers watch
+                conn.execute(sql.NEXT_SEQ, (1,)).fetchall()  # the signal waiting workers watch
                 self._changed()
 
     def held(self, ids: Sequence[str]) -> list[str]:
@@ -347,23 +300,23 @@ class SQLiteBus(Bus):
                 self._known.add(group)
         with self._read() as conn:
             self._remember_signal(conn)
-            rows = conn.execute(_READ, (group, max_n)).fetchall()
+            rows = conn.execute(sql.READ, (group, max_n)).fetchall()
         return [Delivered(str(offset), data) for offset, data in rows]
 
     def commit(self, group: str, offset: str, *, ack: Sequence[str] = ()) -> None:
         number = sequence_offset(offset)
         with self._write() as conn:
-            conn.execute(_COMMIT, (group, number))
+            conn.execute(sql.COMMIT, (group, number))
             if ack:
                 _delete(conn, ack)
             self._known.add(group)
             self._commits += 1
             if self._commits % TRIM_EVERY == 0:
-                conn.execute(_TRIM)
+                conn.execute(sql.TRIM)
 
     def dead_letter(self, data: bytes, error: str) -> None:
         with self._write() as conn:
-            conn.execute(_DEAD, (data, error, time.time(), None, 0))
+            conn.execute(sql.DEAD, (data, error, time.time(), None, 0))
 
     def dead_letters(self) -> list[DeadLetter]:
         with self._read() as conn:
@@ -443,7 +396,7 @@ class SQLiteBus(Bus):
 
     def _signal(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """The last dispatch sequence number and the last event offset ever given out."""
-        seq, offset = conn.execute(_SIGNAL).fetchone()
+        seq, offset = conn.execute(sql.SIGNAL).fetchone()
         return int(seq), int(offset)
 
     @staticmethod
