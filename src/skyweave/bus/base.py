@@ -61,6 +61,9 @@ class Claimed(msgspec.Struct, frozen=True):
     data: bytes
     deliveries: int
     """How many times this message has been claimed (1 on first delivery)."""
+    rank: float = 0.0
+    """Its place in the claim order (``enqueued_at - priority * aging_s``, lowest first), so a
+    worker can keep work it claimed at different times in the bus's order."""
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

@@ -160,7 +160,7 @@ class MemoryBus(Bus):
                 dispatch.worker = worker
                 self._claimed += 1
                 heapq.heappush(self._leases, (lease_until, message_id))
-                claimed.append(Claimed(message_id, dispatch.data, dispatch.deliveries))
+                claimed.append(Claimed(message_id, dispatch.data, dispatch.deliveries, dispatch.rank))
             return claimed
 
     def ack(self, ids: Sequence[str]) -> None:

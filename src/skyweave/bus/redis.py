@@ -136,8 +136,8 @@ class RedisBus(Bus):
             return []
         reply = self._script("CLAIM", [worker, max_n, max(1, round(lease_s * 1000)), self.max_deliveries])
         self._remember_signal(reply[0])
-        return [Claimed(_text(reply[i]), bytes(reply[i + 1]), int(reply[i + 2]))
-                for i in range(1, len(reply), 3)]
+        return [Claimed(_text(reply[i]), bytes(reply[i + 1]), int(reply[i + 2]), float(reply[i + 3]))
+                for i in range(1, len(reply), 4)]
 
     def ack(self, ids: Sequence[str]) -> None:
         if ids:

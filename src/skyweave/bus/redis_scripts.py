@@ -159,6 +159,7 @@ while taken < max_n do
       table.insert(out, id)
       table.insert(out, data)
       table.insert(out, deliveries)
+      table.insert(out, top[k + 1])
       taken = taken + 1
     end
   end

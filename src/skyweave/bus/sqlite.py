@@ -159,7 +159,7 @@ class SQLiteBus(Bus):
                      time.time(), row[0], row[5]) for row in poisoned])
                 rows = [row for row in rows if row[2] <= self.max_deliveries]
         rows.sort(key=lambda row: (row[3], row[4]))
-        return [Claimed(row[0], row[1], row[2]) for row in rows]
+        return [Claimed(row[0], row[1], row[2], row[3]) for row in rows]
 
     def ack(self, ids: Sequence[str]) -> None:
         if ids:

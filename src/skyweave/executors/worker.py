@@ -26,7 +26,9 @@ still travels to the executor in batches but never waits there behind long work.
 hands work over, the worker *begins* it on the bus (``Bus.begin``, atomic with ``hold``): what was
 held meanwhile (its run was paused) is given back unstarted (``extend(ids, 0)``) and the
 controller takes it back on resume; what was begun starts, and ``Client.pause`` waits until it is
-reported started.  So once a pause returns, nothing of the run starts here until resume.
+reported started.  So once a pause returns, nothing of the run starts here until resume.  Work
+taken ahead waits in the bus's order (``Claimed.rank``), so urgent work claimed later starts
+before low-priority work claimed earlier.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class WorkerService:
         self._tasks: dict[str, str] = {}
         """Activity id -> its task's name, while it is taken."""
         self._ahead: list[m.DispatchActivity] = []
-        """Taken but not given to the executor yet (see the module docstring)."""
+        """Taken but not given to the executor yet (see the module docstring), in the bus's order."""
+        self._rank: dict[str, float] = {}
+        """Activity id -> its ``Claimed.rank``, while it waits in ``_ahead``."""
         self._long: set[str] = set()
         """Activities given to the executor whose task was not known to be short then."""
         self._last_beat = 0.0
@@ -198,6 +202,7 @@ class WorkerService:
                            "so it may have run")], [item.id])
                 continue
             self._messages[body.activity_id] = item.id
+            self._rank[body.activity_id] = item.rank
             self._tasks[body.activity_id] = body.task.name
             self._started[body.activity_id] = now
             batch.append(body)
@@ -209,7 +214,9 @@ class WorkerService:
     def _start_now(self, batch: list[m.DispatchActivity]) -> list[m.DispatchActivity]:
         """What goes to the executor now (see the module docstring), begun on the bus; the rest
         waits in ``_ahead``, and what was held meanwhile goes back to the bus."""
-        self._ahead.extend(batch)
+        if batch:  # one claimed now goes before those taken earlier that the bus would hand out after it
+            self._ahead.extend(batch)
+            self._ahead.sort(key=lambda d: self._rank[d.activity_id])
         if not self._ahead:
             return []
         slots, active = self.executor.slots, self.executor.active
@@ -231,6 +238,8 @@ class WorkerService:
         self._ahead = wait
         if not take:
             return []
+        for d in take:
+            self._rank.pop(d.activity_id, None)
         ids = [self._messages[d.activity_id] for d in take]
         begun = set(self.bus.begin(ids))
         if refused := [i for i in ids if i not in begun]:
@@ -245,6 +254,7 @@ class WorkerService:
         return start
 
     def _forget(self, activity_id: str) -> None:
+        self._rank.pop(activity_id, None)
         self._long.discard(activity_id)
         self._messages.pop(activity_id, None)
         self._tasks.pop(activity_id, None)

@@ -101,3 +101,19 @@ def test_lost_work_enqueued_first_counts_as_old_as_the_oldest_of_its_priority(
     finally:
         controller.close()
         worker.close()
+
+
+def test_claimed_rank_orders_claims_made_at_different_times(bus_factory: BusFactory, tmp_path: Path) -> None:
+    """``Claimed.rank`` lets a worker keep what it claimed at different times in the bus's order."""
+    now = [0.0]
+    controller, worker = _open(bus_factory, tmp_path, 1.0, now)
+    try:
+        claimed = []
+        for name, priority, later in (("low", 0, 0.0), ("urgent", 3, 1.0), ("late", 3, 4.0)):
+            now[0] += later
+            controller.enqueue([(name, priority, b"")])
+            claimed += worker.claim("w", 1, LONG)
+        assert [c.id for c in sorted(claimed, key=lambda c: c.rank)] == ["urgent", "low", "late"]
+    finally:
+        controller.close()
+        worker.close()

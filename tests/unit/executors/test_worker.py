@@ -230,3 +230,29 @@ def test_short_work_taken_ahead_waits_in_the_worker_behind_long_work_and_a_hold_
     finally:
         release.touch()
         worker.close()
+
+
+def test_urgent_work_claimed_later_goes_before_work_taken_ahead_earlier(env: ExecutionEnv, tmp_path: Path) -> None:
+    """What a worker took ahead waits in the bus's order, not in the order it was claimed: an urgent
+    dispatch claimed after a low-priority one (both waiting for the only slot) starts first."""
+    clock = ManualClock()
+    bus, worker = _worker(env, clock)
+    release = tmp_path / "release"
+    try:
+        bus.enqueue([("blocker", 0, m.encode_message("blocker", dispatch(by_path("wait_for_file"),
+                                                                          {"path": str(release)})))])
+        _step_until(worker, lambda: bool(worker._held))      # the only slot runs it
+        low, urgent = dispatch(by_path("add"), {"x": 1, "y": 0}), dispatch(by_path("add"), {"x": 2, "y": 0})
+        bus.enqueue([(low.activity_id, 0, m.encode_message(low.activity_id, low))])
+        _step_until(worker, lambda: low.activity_id in worker._messages)
+        bus.enqueue([(urgent.activity_id, 9, m.encode_message(urgent.activity_id, urgent))])
+        _step_until(worker, lambda: urgent.activity_id in worker._messages)
+        assert [d.activity_id for d in worker._ahead] == [urgent.activity_id, low.activity_id]
+        release.touch()
+        _step_until(worker, lambda: _finished(bus) == 3)
+        ended = [body.activity_id for e in bus.read(CONTROLLER_GROUP, 50)
+                 if isinstance(body := m.decode_message(e.data).body, m.ActivityFinished)]
+        assert ended[1:] == [urgent.activity_id, low.activity_id]
+    finally:
+        release.touch()
+        worker.close()
