@@ -31,6 +31,7 @@ from skyweave.cli.listen import listen
 from skyweave.cli.prov import prov_app
 from skyweave.cli.reprocess import products_recompute, reprocess
 from skyweave.cli.runview import logs, print_summary, runs, status
+from skyweave.cli.server import server, tokens_app
 from skyweave.cli.services import controller, resume, worker
 from skyweave.client import Client
 from skyweave.demo import run_demo
@@ -318,6 +319,8 @@ products_app.command("export")(products_export)
 app.add_typer(prov_app, name="prov")
 
 app.command()(controller)
+app.command()(server)
+app.add_typer(tokens_app, name="tokens")
 app.command()(worker)
 app.command()(listen)
 app.add_typer(dead_letters_app, name="dead-letters")

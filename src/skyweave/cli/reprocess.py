@@ -50,7 +50,7 @@ def reprocess(
             summary["reused"] = sum(1 for a in acts if a.detours and a.detours[-1].kind == "reused")
             summary["ran"] = len(acts) - summary["reused"]
     if as_json:
-        output.print_json({"plan": _plan_json(plan), "runs": summaries})
+        output.print_json({"plan": plan_json(plan), "runs": summaries})
         return
     _show(plan, False, False)
     for s in summaries:
@@ -58,7 +58,7 @@ def reprocess(
                              f"{s['reused']} reused")
 
 
-def _plan_json(plan: rp.Plan) -> dict[str, object]:
+def plan_json(plan: rp.Plan) -> dict[str, object]:
     return {"runs": plan.runs, "rerun": len(plan.rerun), "reuse": len(plan.activities) - len(plan.rerun),
             "activities": [{"activity_id": a.activity_id, "run_id": a.run_id, "task": a.task,
                             "version": a.version, "key": a.key, "action": a.action, "reasons": a.reasons}
@@ -67,7 +67,7 @@ def _plan_json(plan: rp.Plan) -> dict[str, object]:
 
 def _show(plan: rp.Plan, as_json: bool, dry_run: bool) -> None:
     if as_json:
-        output.print_json(_plan_json(plan))
+        output.print_json(plan_json(plan))
         return
     rows = [(a.run_id, a.activity_id, f"{a.task}@{a.version}", a.key, a.action, "; ".join(a.reasons))
             for a in plan.activities if a.action == "rerun"]

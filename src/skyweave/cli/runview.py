@@ -15,10 +15,10 @@ import typer
 from skyweave.cli import output
 from skyweave.cli.common import JsonOpt, StoreOpt, friendly
 from skyweave.client import Client
-from skyweave.errors import NotFoundError, SkyweaveError
+from skyweave.errors import NotFoundError
+from skyweave.logs import log_parts
 from skyweave.model.ids import RUN
 from skyweave.model.records import ActivityRecord
-from skyweave.storage import locate
 
 SHOWN = 200
 """Activities listed in a table or shown by ``logs RUN`` (``--json`` has them all)."""
@@ -114,42 +114,9 @@ def logs(
             output.console.print(f"no activity of run {run_id} has captured output")
 
 
-def _stored_log(uri: str) -> str:
-    """A log a worker wrote to the product storage (a worker without this host's disk)."""
-    if not uri:
-        return ""
-    try:
-        storage, key = locate(uri)
-        with storage.open(key) as reader:
-            return reader.read().decode(errors="replace")
-    except (OSError, SkyweaveError) as exc:
-        return f"(the log at {uri} cannot be read here: {getattr(exc, 'message', exc)})\n"
-
-
 def _show_activity(client: Client, act: ActivityRecord, *, heading: bool) -> bool:
-    """Print what ``act`` left (command line, logs, error, detours); False if there is nothing.
-    Each part is ``(rule, text)``: a ruled heading (or ``None``) and the text under it, as it is."""
-    parts: list[tuple[str | None, str]] = []
-    if act.command is not None:
-        code = "" if act.exit_code is None else f" (exit code {act.exit_code})"
-        parts.append((None, f"command: {act.command}{code}\n"))
-    for att in client.store.list_attempts(act.id) or []:
-        path = client.settings.store_dir / "logs" / f"{act.id}.{att.attempt}.log"
-        # a lost attempt (its worker died), a cancelled one, or one reported after that, says why
-        why = att.error if att.error and (att.state in ("lost", "cancelled") or
-                                          att.error.get("type") == "skyweave.Superseded") else None
-        stored = act.log_uri if att.attempt == act.attempt and act.log_uri else ""
-        if path.is_file() or why or stored.partition("://")[0] not in ("", "file"):
-            text = path.read_text(errors="replace") if path.is_file() else _stored_log(stored)
-            if why:
-                text += f"{why.get('type')}: {why.get('message')}\n"
-            parts.append((f"attempt {att.attempt} ({att.state})", text))
-    if act.error:
-        traceback = act.error.get("traceback")
-        parts.append(("error", f"{act.error.get('type')}: {act.error.get('message')}\n"
-                               + (f"{traceback}\n" if traceback else "")))
-    parts.extend((None, f"detour {d.kind}: {d.product_type} for {d.param!r} {d.reason}\n")
-                 for d in act.detours)
+    """Print what ``act`` left (``logs.log_parts``); False if there is nothing."""
+    parts = log_parts(client.store, client.settings.store_dir, act)
     if not parts:
         return False
     if heading:

@@ -71,7 +71,7 @@ def _serve(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _service_logging() -> None:
+def service_logging() -> None:
     """INFO logs of a long-lived service on stderr; the store's schema migrations say nothing."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -84,7 +84,7 @@ def controller(
     workers: Annotated[int, typer.Option(help="Also run an in-process worker with this many slots.")] = 0,
 ) -> None:
     """Run the controller (decides only) until stopped; workers connect over the bus."""
-    _service_logging()
+    service_logging()
     settings = load_settings(store=store, bus=bus, workers=workers or None)
     settings = settings.model_copy(update={"bus": settings.bus_url(shared=True)})
     engine = Engine(settings, worker=workers > 0)
@@ -111,7 +111,7 @@ def worker(
     executor: Annotated[str | None, typer.Option(help=EXECUTOR_HELP)] = None,
 ) -> None:
     """Run a worker: claims dispatches from the bus and runs them."""
-    _service_logging()
+    service_logging()
     settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor)
     worker_id = new_worker_id()
     service = WorkerService(open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s),

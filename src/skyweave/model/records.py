@@ -142,6 +142,18 @@ class UsageRecord(msgspec.Struct, kw_only=True):
     role: str
 
 
+class TokenRecord(msgspec.Struct, kw_only=True):
+    """An API token of the server (``skyweave tokens``): only the sha256 of its secret is kept."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    """``read`` (look), ``write`` (submit, control, upload; implies read)."""
+    secret_hash: str
+    created_at: float
+    revoked_at: float | None = None
+
+
 class Changeset(msgspec.Struct, kw_only=True):
     """Everything one batch of controller decisions writes, applied in one transaction."""
 

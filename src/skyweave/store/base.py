@@ -23,6 +23,7 @@ from skyweave.model.records import (
     Changeset,
     ProductRecord,
     RunRecord,
+    TokenRecord,
     UsageRecord,
 )
 from skyweave.model.specs import TaskSpec
@@ -211,6 +212,24 @@ class Store(ABC):
         ``UnknownTaskError`` when no activity of that task (version) exists and it is not
         registered either; a registered version that never ran gives an empty graph.
         """
+
+    # -- API tokens (the server's; ``skyweave tokens``) ---------------------------------------------
+    @abstractmethod
+    def add_token(self, token: TokenRecord) -> None:
+        """Keep a new token (its secret's hash; ids and hashes are unique)."""
+
+    @abstractmethod
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+
+    @abstractmethod
+    def token_by_hash(self, secret_hash: str) -> TokenRecord | None:
+        """The token whose secret hashes to this, revoked or not; ``None`` if there is none."""
+
+    @abstractmethod
+    def revoke_token(self, token_id: str, now: float) -> TokenRecord:
+        """Mark a token revoked at ``now`` (a revoked one keeps its first revocation time);
+        ``NotFoundError`` for an unknown id."""
 
     # -- controller lease -------------------------------------------------------------------------
     @abstractmethod

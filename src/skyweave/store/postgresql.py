@@ -82,6 +82,7 @@ from skyweave.store.schema import (
     usages,
 )
 from skyweave.store.tasks_sql import TaskRegistry
+from skyweave.store.tokens_sql import TokenRegistry
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _json_raw(value: bytes) -> bytes:
 
 
 class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease,
-                      Store):
+                      TokenRegistry, Store):
     """The store in a PostgreSQL database; see the module docstring."""
 
     def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:

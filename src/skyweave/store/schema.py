@@ -51,10 +51,11 @@ from skyweave.model.records import (
     Detour,
     ProductRecord,
     RunRecord,
+    TokenRecord,
     UsageRecord,
 )
 
-SCHEMA_REVISION = "0006"  # 0001 -> 0003 -> 0002 -> 0004 -> 0005 -> 0006 (see 0002_lineage_indexes.py)
+SCHEMA_REVISION = "0007"  # 0001 -> 0003 -> 0002 -> 0004 -> 0005 -> 0006 -> 0007 (see 0002_lineage_indexes.py)
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"
@@ -219,6 +220,18 @@ controller_lease = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("secret_hash", String, nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+"""The server's API tokens (``skyweave tokens``): the sha256 of each secret, never the secret."""
+
 meta = Table(
     "meta",
     metadata,
@@ -288,6 +301,7 @@ ACTIVITY = RecordCodec(ActivityRecord, activities, {
 ATTEMPT = RecordCodec(AttemptRecord, attempts, ["error", "usage"])
 PRODUCT = RecordCodec(ProductRecord, products, ["attributes"])
 USAGE = RecordCodec(UsageRecord, usages)
+TOKEN = RecordCodec(TokenRecord, api_tokens, ["scopes"])
 
 
 def dialect_insert(dialect: Dialect, table: Table) -> postgresql.Insert | sqlite.Insert:

@@ -78,6 +78,7 @@ from skyweave.store.schema import (
     usages,
 )
 from skyweave.store.tasks_sql import TaskRegistry
+from skyweave.store.tokens_sql import TokenRegistry
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ def _create(path: Path, url: str) -> None:
             leftover.unlink(missing_ok=True)
 
 
-class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease, Store):
+class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease,
+                  TokenRegistry, Store):
     """The store in one SQLite file; see the module docstring for how it is shared and kept fast.
     Reads come from ``RecordQueries``, the task registry from ``TaskRegistry``, lineage queries
     (recursive SQL) from ``LineageQueries``: SQL shared with other SQL backends."""

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
+from skyweave import logs
 from skyweave.cli import output, runview
 from skyweave.model.records import ActivityRecord, AttemptRecord
 from skyweave.storage import open_storage
@@ -35,4 +36,4 @@ def test_a_log_in_the_storage_is_shown(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_an_unreadable_stored_log_says_why() -> None:
-    assert "cannot be read here" in runview._stored_log("gopher://host/logs/x.log")
+    assert "cannot be read here" in logs.stored_log("gopher://host/logs/x.log")
