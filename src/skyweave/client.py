@@ -41,6 +41,7 @@ from skyweave.executors.base import RUN_IMAGE_YOURSELF, unrunnable
 from skyweave.listeners import Listener
 from skyweave.model import messages as m
 from skyweave.model.ids import PRODUCT, RUN, new_id
+from skyweave.model.lineage import LineageGraph
 from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, RunRecord
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
@@ -92,6 +93,15 @@ class RunHandle:
 
 
 class Client:
+    def __new__(cls, store: str | None = None, *args: Any, **kwargs: Any) -> Client:
+        """``Client("http://host:port", token=...)`` is a client of a ``skyweave server``
+        (``remote.client.RemoteClient``: the same methods over HTTP); anything else is embedded."""
+        if isinstance(store, str) and store.startswith(("http://", "https://")):
+            from skyweave.remote.client import RemoteClient  # httpx, tqdm: the remote extra
+
+            return RemoteClient(store, *args, **kwargs)  # type: ignore[return-value]
+        return super().__new__(cls)
+
     def __init__(self, store: str | None = None, *, settings: Settings | None = None,
                  engine: bool = True, bus: str | None = None, listeners: list[Listener] | None = None,
                  **overrides: Any) -> None:
@@ -259,6 +269,24 @@ class Client:
     def get(self, run_id: str) -> RunHandle:
         self.store.get_run_head(run_id)
         return RunHandle(self, run_id)
+
+    def attach(self, run_id: str, *, progress: bool = False) -> RunHandle:
+        """Pick up a run submitted earlier; with ``progress``, follow it until it ends."""
+        handle = self.get(run_id)
+        return handle.wait(progress=True) if progress else handle
+
+    def products(self, **filters: Any) -> list[ProductRecord]:
+        """Products, newest first: ``type``, ``run``, ``version``, ``name``, ``limit``... (the
+        filters of ``Store.find_products``; ``run`` for ``run_id``), any state."""
+        if "run" in filters:
+            filters["run_id"] = filters.pop("run")
+        return self.store.find_products(**{"state": None, **filters})
+
+    def lineage(self, product_id: str, *, direction: str = "up", depth: int | None = None) -> LineageGraph:
+        return self.store.lineage(product_id, direction=direction, depth=depth)  # type: ignore[arg-type]
+
+    def impact(self, task: str, version: str | None = None) -> LineageGraph:
+        return self.store.impact(task, version)
 
     def wait(self, run_id: str, *, timeout: float | None = None, progress: bool = False) -> RunRecord:
         """Block until the run ends; its record *without the graph* (``Store.get_run_head``): the

@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from skyweave.authoring.loader import split_target
 from skyweave.errors import ParameterError
+from skyweave.model.records import ProductRecord
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.server.events import run_progress
 from skyweave.server.models import PriorityRequest, SubmitRequest
@@ -89,13 +91,20 @@ async def submit_file(
     data = await file.read()
     folder = state.uploads_dir / hashlib.sha256(data).hexdigest()[:24]
     target = folder / name
+    new = not folder.exists()
     if not target.exists():
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f".{name}.part"
         partial.write_bytes(data)
         partial.replace(target)
-    handle = await run_in_threadpool(state.client.submit, f"{target}:{workflow}" if workflow else str(target),
-                                     values, priority=priority)
+    try:
+        handle = await run_in_threadpool(state.client.submit,
+                                         f"{target}:{workflow}" if workflow else str(target), values,
+                                         priority=priority)
+    except BaseException:
+        if new:  # a file that defines no runnable workflow is not kept
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return {"run_id": handle.id, "status": "submitted"}
 
 
@@ -126,21 +135,38 @@ def run_activities(state: State, run_id: str, status: str | None = None,
 @router.get("/runs/{run_id}/results", dependencies=[Read])
 def run_results(state: State, run_id: str) -> Any:
     """The workflow's return value; products as their records (409 unless the run succeeded)."""
-    return jsonable(state.client.results(run_id))
+    return _with_products(state.client.results(run_id))
 
 
-@router.post("/runs/{run_id}/{action}", dependencies=[Write])
-def control(state: State, run_id: str, action: str) -> dict[str, Any]:
-    """``cancel``, ``pause`` (returns once the controller has applied it) or ``resume`` a run."""
-    if action == "cancel":
-        state.client.cancel(run_id)
-        return {"run_id": run_id, "requested": "cancel"}
-    if action == "pause":
-        return {"run_id": run_id, "requested": "pause", "status": state.client.pause(run_id)}
-    if action == "resume":
-        state.client.resume(run_id)
-        return {"run_id": run_id, "requested": "resume"}
-    raise HTTPException(404, f"no run action {action[:40]!r}: use cancel, pause or resume")
+def _with_products(value: Any) -> Any:
+    """Results as JSON, each product as ``{"$product": its record}``."""
+    if isinstance(value, ProductRecord):
+        return {"$product": jsonable(value)}
+    if isinstance(value, dict):
+        return {k: _with_products(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_with_products(v) for v in value]
+    return jsonable(value)
+
+
+@router.post("/runs/{run_id}/cancel", dependencies=[Write])
+def cancel(state: State, run_id: str) -> dict[str, Any]:
+    """Cancel a run: queued work is dropped, running activities are stopped."""
+    state.client.cancel(run_id)
+    return {"run_id": run_id, "requested": "cancel"}
+
+
+@router.post("/runs/{run_id}/pause", dependencies=[Write])
+def pause(state: State, run_id: str) -> dict[str, Any]:
+    """Pause a run; returns once the controller has applied it (``status``: paused, how the run
+    ended, or ``requested`` when no controller runs)."""
+    return {"run_id": run_id, "requested": "pause", "status": state.client.pause(run_id)}
+
+
+@router.post("/runs/{run_id}/resume", dependencies=[Write])
+def resume(state: State, run_id: str) -> dict[str, Any]:
+    state.client.resume(run_id)
+    return {"run_id": run_id, "requested": "resume"}
 
 
 @router.put("/runs/{run_id}/priority", dependencies=[Write])

@@ -1,0 +1,52 @@
+"""The API does what the CLI does, through the same Client and store code."""
+
+from __future__ import annotations
+
+from tests.unit.server.conftest import Served
+
+
+def test_runs_status_activities_results(served: Served) -> None:
+    h = served.http
+    runs = h.get("/api/v1/runs", headers=served.read).json()
+    assert [r["run_id"] for r in runs] == [served.run_id]
+    status = h.get(f"/api/v1/runs/{served.run_id}", headers=served.read).json()
+    assert status["status"] == "succeeded" and status["activities"] == status["by_state"]["succeeded"]
+    acts = h.get(f"/api/v1/runs/{served.run_id}/activities", headers=served.read).json()
+    assert len(acts) == status["activities"]
+    results = h.get(f"/api/v1/runs/{served.run_id}/results", headers=served.read).json()
+    assert served.client.results(served.run_id) is not None
+    assert '"$product"' in str(results).replace("'", '"')
+
+
+def test_products_download_and_lineage(served: Served) -> None:
+    h = served.http
+    listed = h.get("/api/v1/products", params={"run": served.run_id}, headers=served.read).json()
+    assert served.product_id in [p["id"] for p in listed]
+    shown = h.get(f"/api/v1/products/{served.product_id}", headers=served.read).json()
+    record = served.client.store.get_product(served.product_id)
+    assert shown["product"]["checksum"] == record.checksum
+    body = h.get(f"/api/v1/products/{served.product_id}/content", headers=served.read)
+    assert body.status_code == 200 and body.content == record.local_path.read_bytes()
+    graph = h.get(f"/api/v1/products/{served.product_id}/lineage", headers=served.read).json()
+    assert graph["roots"] == [served.product_id] and graph["activities"]
+    prov = h.get("/api/v1/provenance", params={"run": served.run_id, "format": "provn"},
+                 headers=served.read)
+    assert prov.status_code == 200 and prov.text.startswith("document")
+    plan = h.get("/api/v1/reprocess", params={"run": served.run_id}, headers=served.read).json()
+    assert plan["rerun"] == 0 and plan["runs"] == [served.run_id]
+
+
+def test_upload_a_product(served: Served) -> None:
+    reply = served.http.post("/api/v1/products", headers=served.write,
+                             files={"file": ("cal.txt", b"calibrator\n")},
+                             data={"type": "radio.cal", "attributes": '{"band": "L"}'})
+    assert reply.status_code == 201, reply.text
+    record = served.client.store.get_product(reply.json()["id"])
+    assert record.name == "cal.txt" and record.attributes == {"band": "L"}
+    assert record.local_path.read_bytes() == b"calibrator\n"
+    assert record.local_path.is_relative_to(served.client.settings.store_dir)
+
+
+def test_a_read_token_cannot_write(served: Served) -> None:
+    reply = served.http.post(f"/api/v1/runs/{served.run_id}/cancel", headers=served.read)
+    assert reply.status_code == 403 and "write scope" in reply.json()["error"]
