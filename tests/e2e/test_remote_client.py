@@ -1,0 +1,119 @@
+"""The notebook client against a real server: ``skyweave server --controller`` on 127.0.0.1 and a
+``skyweave worker`` in processes of their own; ``skyweave.Client(URL, token=...)`` submits an
+uploaded workflow file, follows it with a progress bar fed by the event stream, and gets the
+merged product back (opened, downloaded, its lineage); a run goes on when its client goes away,
+and ``attach`` picks it up."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+
+import skyweave
+from skyweave.errors import NotFoundError
+from skyweave.remote.client import RemoteClient
+from skyweave.remote.http import AuthError
+from skyweave.remote.product import RemoteProduct
+
+from .helpers import CLI, WORKFLOWS, poll, stop
+
+FLOW = str(WORKFLOWS / "remote.py")
+
+
+@dataclass
+class Server:
+    url: str
+    write: str
+    read: str
+    cli: CLI
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _up(url: str, token: str) -> bool:
+    try:
+        return httpx2.get(f"{url}/api/v1/health", headers={"Authorization": f"Bearer {token}"},
+                          timeout=2).status_code == 200
+    except httpx2.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("remote")
+    cli = CLI(root, root / "store")
+    write = cli.json("tokens", "create", "--name", "notebook", "--scope", "write")["token"]
+    read = cli.json("tokens", "create", "--name", "viewer", "--scope", "read")["token"]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(cli.popen("server", "--port", str(port), "--controller", log=root / "server.log"))
+        procs.append(cli.popen("worker", "--slots", "2", log=root / "worker.log"))
+        poll(lambda: _up(url, write), deadline=60, what="the server to answer")
+        yield Server(url, write, read, cli)
+    finally:
+        for p in procs:
+            stop(p)
+
+
+def test_a_notebook_runs_a_workflow_remotely_and_gets_its_product(server: Server, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with skyweave.Client(server.url, token=server.write) as client:
+        assert isinstance(client, RemoteClient)
+        run = client.run(f"{FLOW}:imaging", {"n": 3}, progress=True)
+        assert run.status == "succeeded"
+        bar = capsys.readouterr().err
+        assert "5/5" in bar and "succeeded=5" in bar  # bands, 3 images, merge: fed by the stream
+        results = run.results()
+        merged = results["merged"]
+        assert isinstance(merged, RemoteProduct) and results["bands"] == 3
+        expected = "".join(f"image of band {b}\n" for b in range(3))
+        with merged.open("r") as fh:
+            assert fh.read() == expected
+        saved = merged.download(tmp_path)
+        assert saved.read_text() == expected
+        assert merged.checksum == "sha256:" + hashlib.sha256(expected.encode()).hexdigest()
+        graph = client.lineage(merged.id)
+        assert sorted(a.task_name for a in graph.activities) == ["image", "image", "image", "merge"]
+        assert {p.type for p in client.products(run=run.id)} == {"test.image", "test.merged"}
+        assert "wasGeneratedBy" in client.provenance(run=run.id, format="provn")
+
+
+def test_a_run_goes_on_without_its_client_and_attach_picks_it_up(server: Server) -> None:
+    first = skyweave.Client(server.url, token=server.write)
+    run_id = first.submit(f"{FLOW}:imaging", {"n": 4, "seconds": 0.3}).id
+    with first.http.stream("GET", f"/api/v1/runs/{run_id}/events") as stream:  # a notebook watching...
+        assert next(stream.iter_lines()).startswith("event: progress")
+    first.close()  # ...and going away mid-run
+    with skyweave.Client(server.url, token=server.write) as again:
+        handle = again.attach(run_id)
+        summary = again.wait(handle.id, timeout=120)
+        assert summary["status"] == "succeeded" and summary["activities"] == 6
+        assert all(a.attempt == 1 for a in handle.activities())  # nothing ran twice
+
+
+def test_products_uploaded_and_errors_said(server: Server, tmp_path: Path) -> None:
+    data = tmp_path / "vis.dat"
+    data.write_bytes(b"visibilities\n")
+    with skyweave.Client(server.url, token=server.write) as client:
+        product = client.add_product(data, type="radio.vis", obs_id="nenu1")
+        assert product.name == "vis.dat" and product.open().read() == b"visibilities\n"
+        assert [p.id for p in client.products(type="radio.vis")] == [product.id]
+        with pytest.raises(NotFoundError):
+            client.summary("run-nope")
+    with skyweave.Client(server.url, token=server.read) as viewer:
+        with pytest.raises(AuthError, match="write scope"):
+            viewer.submit(f"{FLOW}:imaging")
+        assert viewer.runs()  # reading is allowed
