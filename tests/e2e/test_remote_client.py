@@ -109,7 +109,8 @@ def test_products_uploaded_and_errors_said(server: Server, tmp_path: Path) -> No
     data.write_bytes(b"visibilities\n")
     with skyweave.Client(server.url, token=server.write) as client:
         product = client.add_product(data, type="radio.vis", obs_id="nenu1")
-        assert product.name == "vis.dat" and product.open().read() == b"visibilities\n"
+        with product.open() as fh:
+            assert product.name == "vis.dat" and fh.read() == b"visibilities\n"
         assert [p.id for p in client.products(type="radio.vis")] == [product.id]
         with pytest.raises(NotFoundError):
             client.summary("run-nope")
