@@ -17,7 +17,7 @@ import functools
 import shutil
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +189,23 @@ class Client:
     def submit(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
                priority: int = 0, pin: bool | None = None, labels: Mapping[str, str] | None = None,
                parent_run: str | None = None) -> RunHandle:
+        record = self.prepare_run(workflow, params, priority=priority, pin=pin, labels=labels,
+                                  parent_run=parent_run)
+        self.store.apply(Changeset(runs=[record]))
+        self.announce([record.id])
+        return RunHandle(self, record.id)
+
+    def announce(self, run_ids: Sequence[str]) -> None:
+        """Tell the controller that these runs are in the store (it also finds them when it starts)."""
+        now = time.time()
+        self.bus.publish([m.encode_message(new_id("evt"), m.RunSubmitted(run_id=r, at=now)) for r in run_ids])
+
+    def prepare_run(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
+                    priority: int = 0, pin: bool | None = None, labels: Mapping[str, str] | None = None,
+                    parent_run: str | None = None) -> RunRecord:
+        """The record of a new run, checked and ready to store: its tasks registered, its in-place
+        files recorded, every product it names found.  ``submit`` stores and announces it; a trigger
+        stores it in the same transaction as its ledger row."""
         wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
         graph, tasks = wf.build(params or {})
         new = self._new_tasks(tasks)
@@ -207,15 +224,11 @@ class Client:
         for pid in graph_products(graph):
             self.store.get_product(pid)  # NotFoundError names the id and how to list products
         pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
-        record = RunRecord(
+        return RunRecord(
             id=new_id(RUN), workflow=wf.name, state=R.SUBMITTED,
             workflow_ref=workflow if isinstance(workflow, str) else f"{wf.fn.__module__}:{wf.name}",
             params=graph["params"], priority=priority, graph=graph, pins=pins, parent_run=parent_run,
             created_at=time.time(), labels=dict(labels or {}))
-        self.store.apply(Changeset(runs=[record]))
-        self.bus.publish([m.encode_message(new_id("evt"), m.RunSubmitted(run_id=record.id,
-                                                                         at=time.time()))])
-        return RunHandle(self, record.id)
 
     def _current_specs(self) -> dict[str, TaskSpec]:
         """The version new activations of each task name use."""

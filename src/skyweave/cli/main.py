@@ -33,6 +33,7 @@ from skyweave.cli.reprocess import products_recompute, reprocess
 from skyweave.cli.runview import logs, print_summary, runs, status
 from skyweave.cli.server import server, tokens_app
 from skyweave.cli.services import controller, resume, worker
+from skyweave.cli.triggers import triggers_app
 from skyweave.client import Client
 from skyweave.demo import run_demo
 from skyweave.errors import ParameterError
@@ -324,6 +325,7 @@ app.add_typer(tokens_app, name="tokens")
 app.command()(worker)
 app.command()(listen)
 app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(triggers_app, name="triggers")
 app.command()(lineage)
 app.command()(impact)
 app.command()(reprocess)

@@ -221,8 +221,8 @@ class ControllerService:
         if isinstance(body, m.RetryRequested):
             return self._retry(body.activity_id)
         if isinstance(body, m.DispatchActivity | m.RunStateChanged | m.ActivityStateChanged
-                      | m.ProductCreated):
-            return []  # the controller's own announcements, for listeners
+                      | m.ProductCreated | m.TriggerMessage):
+            return []  # the controller's own announcements, for listeners; messages for triggers
         return [body]
 
     def _loaded(self, run: RunRecord) -> RunLoaded:

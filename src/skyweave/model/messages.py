@@ -231,6 +231,15 @@ class TaskVersionRegistered(msgspec.Struct, frozen=True, kw_only=True, tag="task
     at: float = 0.0
 
 
+class TriggerMessage(msgspec.Struct, frozen=True, kw_only=True, tag="trigger.message"):
+    """A message for the triggers listening on ``topic`` (``skyweave triggers post``): a JSON
+    object, or a VOEvent packet as XML text.  The envelope id is the event's key."""
+
+    topic: str
+    payload: str
+    at: float = 0.0
+
+
 class RunStateChanged(msgspec.Struct, frozen=True, kw_only=True, tag="run.state"):
     """Published by the controller for listeners and watchers (never consumed by it)."""
 
@@ -263,6 +272,7 @@ Event = (
     | PriorityChangeRequested
     | RetryRequested
     | TaskVersionRegistered
+    | TriggerMessage
     | RunStateChanged
     | ActivityStateChanged
 )

@@ -27,6 +27,7 @@ from skyweave.model.records import (
     UsageRecord,
 )
 from skyweave.model.specs import TaskSpec
+from skyweave.model.triggers import Firing, FiringState, TriggerRecord, TriggerSpec, TriggerState
 
 DEFAULT_POOL_SIZE = 5
 """Connections a server-backed store keeps open unless told (``Settings.store_pool_size``)."""
@@ -230,6 +231,49 @@ class Store(ABC):
     def revoke_token(self, token_id: str, now: float) -> TokenRecord:
         """Mark a token revoked at ``now`` (a revoked one keeps its first revocation time);
         ``NotFoundError`` for an unknown id."""
+
+    # -- triggers (store/triggers_sql.py) --------------------------------------------------------
+    @abstractmethod
+    def save_trigger(self, spec: TriggerSpec, *, replace: bool = False) -> TriggerRecord:
+        """Add a trigger (``ControlError`` if the name exists, unless ``replace``: the definition
+        changes, its state, cursor and ledger stay)."""
+
+    @abstractmethod
+    def get_trigger(self, name: str) -> TriggerRecord: ...
+
+    @abstractmethod
+    def list_triggers(self) -> list[TriggerRecord]: ...
+
+    @abstractmethod
+    def set_trigger_state(self, name: str, state: TriggerState) -> TriggerRecord: ...
+
+    @abstractmethod
+    def remove_trigger(self, name: str, *, forget: bool = False) -> int: ...
+
+    @abstractmethod
+    def record_firings(self, trigger: str, firings: Sequence[Firing], new_runs: Sequence[RunRecord] = (),
+                       *, cursor: str | None = None, refire: bool = False) -> list[str]:
+        """Ledger rows, the runs they start and the cursor in one transaction; a key already in the
+        ledger starts nothing (see ``triggers_sql.TriggerLedger.record_firings``)."""
+
+    @abstractmethod
+    def count_skipped(self, trigger: str, n: int) -> None: ...
+
+    @abstractmethod
+    def known_keys(self, trigger: str, keys: Sequence[str]) -> set[str]: ...
+
+    @abstractmethod
+    def trigger_history(self, trigger: str, *, states: Sequence[FiringState] | None = None,
+                        limit: int | None = 100, oldest_first: bool = False) -> list[Firing]: ...
+
+    @abstractmethod
+    def trigger_counts(self, trigger: str) -> dict[str, int]: ...
+
+    @abstractmethod
+    def trigger_runs(self, trigger: str, *, unfinished: bool = True) -> dict[str, str]: ...
+
+    @abstractmethod
+    def unannounced_runs(self, trigger: str) -> list[str]: ...
 
     # -- controller lease -------------------------------------------------------------------------
     @abstractmethod

@@ -83,6 +83,7 @@ from skyweave.store.schema import (
 )
 from skyweave.store.tasks_sql import TaskRegistry
 from skyweave.store.tokens_sql import TokenRegistry
+from skyweave.store.triggers_sql import TriggerLedger
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def _json_raw(value: bytes) -> bytes:
 
 
 class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease,
-                      TokenRegistry, Store):
+                      TokenRegistry, TriggerLedger, Store):
     """The store in a PostgreSQL database; see the module docstring."""
 
     def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:

@@ -232,6 +232,37 @@ api_tokens = Table(
 )
 """The server's API tokens (``skyweave tokens``): the sha256 of each secret, never the secret."""
 
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("state", String, nullable=False),
+    Column("cursor", Text),
+    Column("skipped", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+trigger_firings = Table(
+    "trigger_firings",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("trigger", String, nullable=False),
+    Column("key", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    Column("fields", Text, nullable=False),
+    Column("run_id", String),
+    Column("reason", Text, nullable=False),
+    Index(None, "trigger", "key", unique=True),  # one ledger row per event: one run per event
+    Index(None, "trigger", "state", "seq"),
+    Index(None, "run_id"),
+    sqlite_autoincrement=True,
+)
+"""The ledger of triggers (``model/triggers.py``): one row per (trigger, event key)."""
+
 meta = Table(
     "meta",
     metadata,
