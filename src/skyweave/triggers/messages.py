@@ -98,7 +98,8 @@ def parse_voevent(payload: str | bytes, *, at: float = 0.0) -> TriggerEvent:
     except Exception:  # no position in the packet
         fields.update(ra=None, dec=None, error=None)
     for name, attrs in _params(packet).items():
-        fields.setdefault(name, _value(attrs))
+        if isinstance(name, str) and name:  # an unnamed Param cannot fill a parameter
+            fields.setdefault(name, _value(attrs))
     return TriggerEvent(key=ivorn, fields=fields, at=at)
 
 
