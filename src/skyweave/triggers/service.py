@@ -40,7 +40,8 @@ from skyweave.model.triggers import (
     TriggerSpec,
     TriggerState,
 )
-from skyweave.triggers.sources import Source, open_source
+from skyweave.triggers.messages import MessageSource
+from skyweave.triggers.sources import FileSource, ObjectSource, ScheduleSource, Source
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,17 @@ def fill_params(params: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[st
                 hint="write fields as {name}; double a brace to keep it: {{",
             ) from None
     return out
+
+
+def open_source(spec: TriggerSpec, wake: threading.Event | None = None, **extra: Any) -> Source:
+    """The source of a trigger (``extra``: the bus, for messages and VOEvents)."""
+    if spec.kind is TriggerKind.FILES:
+        return FileSource(spec, wake)
+    if spec.kind is TriggerKind.OBJECTS:
+        return ObjectSource(spec, wake)
+    if spec.kind is TriggerKind.SCHEDULE:
+        return ScheduleSource(spec, wake)
+    return MessageSource(spec, extra["bus"], wake)
 
 
 class TriggerService:

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from skyweave.model.triggers import FiringState, TriggerEvent, TriggerKind, TriggerRecord, TriggerSpec
+from skyweave.model.triggers import FiringState, TriggerEvent, TriggerRecord, TriggerSpec
 
 log = logging.getLogger(__name__)
 
@@ -269,16 +269,3 @@ class ScheduleSource(Source):
                 )
             )
         return out
-
-
-def open_source(spec: TriggerSpec, wake: threading.Event | None = None, **extra: Any) -> Source:
-    """The source of a trigger (``extra``: the bus, for messages and VOEvents)."""
-    if spec.kind is TriggerKind.FILES:
-        return FileSource(spec, wake)
-    if spec.kind is TriggerKind.OBJECTS:
-        return ObjectSource(spec, wake)
-    if spec.kind is TriggerKind.SCHEDULE:
-        return ScheduleSource(spec, wake)
-    from skyweave.triggers.messages import MessageSource
-
-    return MessageSource(spec, extra["bus"], wake)
