@@ -3,7 +3,7 @@
 Conventions in the Markdown pages (see docs/index.md, "About the examples"):
 
 * every fenced ``python`` block must compile;
-* a ``python`` block whose first line is ``# file: NAME.py`` is written to NAME.py in the page's
+* a ``python`` (or ``yaml``) block whose first line is ``# file: NAME`` is written to NAME in the page's
   working directory when the reader reaches it (a later block with the same name replaces it);
 * in a ``console`` block, each line starting with ``$ `` is a command; other lines are sample output
   and are ignored.  Commands run in order, in one fresh temporary directory per page, with
@@ -39,7 +39,7 @@ import pytest
 from .helpers import cli_env, installed_skyweave
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-RUN_PAGES = ["index.md", "tutorial.md", "dynamic.md", "operations.md", "commands.md"]
+RUN_PAGES = ["index.md", "tutorial.md", "dynamic.md", "operations.md", "commands.md", "triggers.md"]
 """Pages whose files and commands are executed, in order."""
 FAILED_RUNS = {"tutorial.md": 1, "dynamic.md": 1, "operations.md": 1}
 """How many runs each page fails on purpose (to show errors, retries and deadlines)."""
@@ -234,7 +234,7 @@ def test_page_runs(name: str, tmp_path: Path) -> None:
             if block.skip:
                 continue
             first = block.text.split("\n", 1)[0]
-            if block.lang == "python" and first.startswith("# file: "):
+            if block.lang in ("python", "yaml") and first.startswith("# file: "):
                 target = tmp_path / first.removeprefix("# file: ").strip()
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(block.text)

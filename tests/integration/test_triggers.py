@@ -15,7 +15,7 @@ from voeventparse.fixtures import datapaths
 
 from skyweave import Client
 from skyweave.model.triggers import FiringState, TriggerState
-from skyweave.triggers import on_files, on_schedule, on_voevents
+from skyweave.triggers import on_files, on_objects, on_schedule, on_voevents
 from skyweave.triggers.messages import post_message
 from skyweave.triggers.service import TriggerService
 
@@ -194,3 +194,21 @@ def test_a_schedule_fires_its_ticks_in_its_time_zone(client: Client, catchup: st
     assert cursor is not None and cursor == max(f.key for f in client.store.trigger_history("nightly"))
     TriggerService(client, clock=lambda: later + 60).step()  # restarted: no tick twice
     assert len(trigger_runs(client, "nightly")) == runs
+
+
+def test_objects_arriving_under_a_prefix_start_one_run_each(client: Client) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    client.store.save_trigger(on_objects("landing", url="memory://ep-l0/incoming", pattern=r"^ep(?P<obs_id>\d+)",
+                                         workflow=f"{FLOW}:nightly", params={"at": "{url}"}))
+    fs.pipe("memory://ep-l0/incoming/ep0007.fits", b"one")
+    fs.pipe("memory://ep-l0/incoming/readme.txt", b"not an observation")
+    fs.pipe("memory://ep-l0/elsewhere/ep0008.fits", b"outside the prefix")
+    service = TriggerService(client)
+    service.step()
+    service.step()
+    (run,) = trigger_runs(client, "landing")
+    assert run.params["at"] == fs.unstrip_protocol("/ep-l0/incoming/ep0007.fits")  # memory:///ep-l0/...
+    (row,) = client.store.trigger_history("landing")
+    assert row.fields["obs_id"] == "0007" and row.fields["bucket"] == "ep-l0"

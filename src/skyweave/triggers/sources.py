@@ -174,7 +174,6 @@ class ObjectSource(Source):
 
         self.url = str(spec.source["url"])
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **spec.source.get("storage_options", {}))
-        self.protocol = self.url.split("://", 1)[0]
         pattern = spec.source.get("pattern")
         self.pattern = re.compile(pattern) if pattern else None
         self.seen: set[str] = set()
@@ -199,9 +198,9 @@ class ObjectSource(Source):
             if groups is None:
                 self.seen.add(key)
                 continue
-            bucket, _, obj = path.partition("/")
+            bucket, _, obj = path.lstrip("/").partition("/")
             fields = {
-                "url": f"{self.protocol}://{path}",
+                "url": self.fs.unstrip_protocol(path),
                 "bucket": bucket,
                 "key": obj,
                 "name": name,
