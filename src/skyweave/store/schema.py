@@ -55,7 +55,7 @@ from skyweave.model.records import (
     UsageRecord,
 )
 
-SCHEMA_REVISION = "0007"  # 0001 -> 0003 -> 0002 -> 0004 -> 0005 -> 0006 -> 0007 (see 0002_lineage_indexes.py)
+SCHEMA_REVISION = "0008"  # 0001 -> 0003 -> 0002 -> 0004 -> ... -> 0008 (see 0002_lineage_indexes.py)
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"
