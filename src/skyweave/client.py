@@ -202,14 +202,16 @@ class Client:
 
     def prepare_run(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
                     priority: int = 0, pin: bool | None = None, labels: Mapping[str, str] | None = None,
-                    parent_run: str | None = None) -> RunRecord:
+                    parent_run: str | None = None, workflow_ref: str | None = None) -> RunRecord:
         """The record of a new run, checked and ready to store: its tasks registered, its in-place
         files recorded, every product it names found.  ``submit`` stores and announces it; a trigger
-        stores it in the same transaction as its ledger row."""
+        stores it in the same transaction as its ledger row (passing the workflow it loaded once,
+        and ``workflow_ref``, the reference it was loaded from)."""
         wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
         graph, tasks = wf.build(params or {})
-        new = self._new_tasks(tasks)
-        before = self._current_specs()
+        listing = self.store.list_tasks()  # read once: a trigger prepares thousands of runs
+        new = self._new_tasks(tasks, listing)
+        before = {spec.name: spec for spec, current in listing if current}
         for t in new:
             # new code is deployed by submitting it; a version already known keeps the routing
             # as it is, so a `skyweave tasks register` switch-over is not undone by the next run
@@ -224,9 +226,10 @@ class Client:
         for pid in graph_products(graph):
             self.store.get_product(pid)  # NotFoundError names the id and how to list products
         pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
+        if workflow_ref is None:
+            workflow_ref = workflow if isinstance(workflow, str) else f"{wf.fn.__module__}:{wf.name}"
         return RunRecord(
-            id=new_id(RUN), workflow=wf.name, state=R.SUBMITTED,
-            workflow_ref=workflow if isinstance(workflow, str) else f"{wf.fn.__module__}:{wf.name}",
+            id=new_id(RUN), workflow=wf.name, state=R.SUBMITTED, workflow_ref=workflow_ref,
             params=graph["params"], priority=priority, graph=graph, pins=pins, parent_run=parent_run,
             created_at=time.time(), labels=dict(labels or {}))
 
@@ -234,12 +237,13 @@ class Client:
         """The version new activations of each task name use."""
         return {spec.name: spec for spec, current in self.store.list_tasks() if current}
 
-    def _new_tasks(self, tasks: Mapping[str, Task]) -> list[Task]:
+    def _new_tasks(self, tasks: Mapping[str, Task],
+                   listing: Sequence[tuple[TaskSpec, bool]] | None = None) -> list[Task]:
         """The tasks a submission registers; refuses a known version with different code and a
         provider nobody registered."""
         for t in tasks.values():
             _runnable(t.spec)
-        known = {(s.name, s.version): s for s, _ in self.store.list_tasks()}
+        known = {(s.name, s.version): s for s, _ in (self.store.list_tasks() if listing is None else listing)}
         new = []
         for t in tasks.values():
             previous = known.get((t.spec.name, t.spec.version))

@@ -25,8 +25,12 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from skyweave.authoring.loader import split_target
+from skyweave.authoring.targets import load_workflow
+from skyweave.authoring.workflow import Workflow
 from skyweave.client import Client
 from skyweave.errors import NotFoundError, SkyweaveError
 from skyweave.model.records import RunRecord
@@ -107,6 +111,7 @@ class TriggerService:
         self.fired = 0
         self.wake = threading.Event()
         self._stop = threading.Event()
+        self._workflows: dict[str, tuple[int, Workflow]] = {}
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, *, once: bool = False) -> None:
@@ -257,8 +262,9 @@ class TriggerService:
         try:
             params = fill_params(spec.params, fields)
             run = self.client.prepare_run(
-                spec.workflow,
+                self._workflow(spec.workflow),
                 params,
+                workflow_ref=spec.workflow,
                 priority=spec.priority,
                 labels={**spec.labels, "trigger": spec.name, "trigger.key": key},
             )
@@ -266,6 +272,21 @@ class TriggerService:
             why = exc.message + (f" ({exc.hint})" if exc.hint else "")
             return Firing(**base, state=FiringState.REJECTED, reason=why), None
         return Firing(**base, state=FiringState.FIRED, run_id=run.id, reason=reason), run
+
+    def _workflow(self, ref: str) -> Workflow:
+        """The workflow ``ref`` names, imported once (again only when its file changed): importing a
+        file per event would cost more than the rest of a firing."""
+        path = Path(split_target(ref)[0])
+        stamp = (
+            path.stat().st_mtime_ns
+            if path.suffix in (".py", ".yaml", ".yml", ".json") and path.is_file()
+            else 0
+        )
+        cached = self._workflows.get(ref)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, load_workflow(ref))
+            self._workflows[ref] = cached
+        return cached[1]
 
     def _release_held(self, spec: TriggerSpec, free: int | None, now: float) -> int | None:
         held = self.store.trigger_history(spec.name, states=[FiringState.HELD], limit=None, oldest_first=True)
