@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -27,6 +27,7 @@ from skyweave.server.state import Read, ServerState, State, Write
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 KEEPALIVE_S = 15.0
 WORKFLOW_SUFFIXES = (".py", ".yaml", ".yml", ".json")
+WORKFLOW_MAX_BYTES = 4 << 20
 
 
 def jsonable(value: Any) -> Any:
@@ -88,7 +89,9 @@ async def submit_file(
         raise ParameterError(f"params is not JSON: {exc}", hint='send a JSON object: {"n": 3}') from None
     if not isinstance(values, dict):
         raise ParameterError("params must be a JSON object", hint='send {"n": 3}')
-    data = await file.read()
+    data = await file.read(WORKFLOW_MAX_BYTES + 1)
+    if len(data) > WORKFLOW_MAX_BYTES:
+        raise HTTPException(413, f"a workflow file may be at most {WORKFLOW_MAX_BYTES} bytes")
     folder = state.uploads_dir / hashlib.sha256(data).hexdigest()[:24]
     target = folder / name
     new = not folder.exists()
