@@ -32,6 +32,7 @@ class Server:
     url: str
     write: str
     read: str
+    read_id: str
     cli: CLI
 
 
@@ -54,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("remote")
     cli = CLI(root, root / "store")
     write = cli.json("tokens", "create", "--name", "notebook", "--scope", "write")["token"]
-    read = cli.json("tokens", "create", "--name", "viewer", "--scope", "read")["token"]
+    viewer = cli.json("tokens", "create", "--name", "viewer", "--scope", "read")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
@@ -62,7 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         procs.append(cli.popen("server", "--port", str(port), "--controller", log=root / "server.log"))
         procs.append(cli.popen("worker", "--slots", "2", log=root / "worker.log"))
         poll(lambda: _up(url, write), deadline=60, what="the server to answer")
-        yield Server(url, write, read, cli)
+        yield Server(url, write, viewer["token"], viewer["id"], cli)
     finally:
         for p in procs:
             stop(p)
@@ -118,3 +119,9 @@ def test_products_uploaded_and_errors_said(server: Server, tmp_path: Path) -> No
         with pytest.raises(AuthError, match="write scope"):
             viewer.submit(f"{FLOW}:imaging")
         assert viewer.runs()  # reading is allowed
+        server.cli("tokens", "revoke", server.read_id).ok()
+        with pytest.raises(AuthError, match="unknown or revoked"):
+            viewer.runs()
+    listed = {t["name"]: t for t in server.cli.json("tokens", "list")}
+    assert listed["viewer"]["revoked_at"] is not None and listed["notebook"]["revoked_at"] is None
+    assert not any("sw_" in str(v) for t in listed.values() for v in t.values())  # never the secret

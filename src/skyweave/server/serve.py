@@ -4,6 +4,7 @@ controller and a worker in this process), serves with uvicorn until stopped, the
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import uvicorn
@@ -21,12 +22,14 @@ log = logging.getLogger(__name__)
 
 def serve(settings: Settings, *, host: str, port: int, controller: bool = False, workers: int = 0,
           workflows_dir: Path | None = None, modules: tuple[str, ...] = (), limits: Limits | None = None,
-          group: str = "server") -> None:
+          group: str | None = None) -> None:
+    """``group``: the bus consumer group of the event hub; default ``server:<host>:<port>``, so
+    servers sharing a bus each hear every event (one group per server, kept across restarts)."""
     settings = settings.model_copy(update={"bus": settings.bus_url(shared=True)})
     client = Client(settings=settings, engine=False)
     engine: Engine | None = None
     hub_bus = open_bus(settings.bus, aging_s=settings.aging_s)
-    hub = EventHub(hub_bus, client.store, group=group)
+    hub = EventHub(hub_bus, client.store, group=group or f"server:{socket.gethostname()}:{port}")
     try:
         if controller:
             engine = Engine(settings, store=client.store, worker=workers > 0).start()
