@@ -21,10 +21,13 @@ from skyweave.errors import NotFoundError
 from skyweave.remote.client import RemoteClient
 from skyweave.remote.http import AuthError
 from skyweave.remote.product import RemoteProduct
+from skyweave.server.tokens import create_token
+from skyweave.store import open_store
 
 from .helpers import CLI, WORKFLOWS, poll, stop
 
 FLOW = str(WORKFLOWS / "remote.py")
+pytestmark = pytest.mark.slow  # two service processes and three CLI calls: ~10 s on a quiet machine
 
 
 @dataclass
@@ -55,7 +58,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("remote")
     cli = CLI(root, root / "store")
     write = cli.json("tokens", "create", "--name", "notebook", "--scope", "write")["token"]
-    viewer = cli.json("tokens", "create", "--name", "viewer", "--scope", "read")
+    store = open_store(str(root / "store"))
+    read, record = create_token(store, "viewer", ["read"])  # the CLI made the other one
+    store.close()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
@@ -63,7 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         procs.append(cli.popen("server", "--port", str(port), "--controller", log=root / "server.log"))
         procs.append(cli.popen("worker", "--slots", "2", log=root / "worker.log"))
         poll(lambda: _up(url, write), deadline=60, what="the server to answer")
-        yield Server(url, write, viewer["token"], viewer["id"], cli)
+        yield Server(url, write, read, record.id, cli)
     finally:
         for p in procs:
             stop(p)

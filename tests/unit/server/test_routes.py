@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
+import pytest
+
+from skyweave.client import Client
+from skyweave.errors import ParameterError
+from skyweave.remote.client import RemoteClient
 from tests.unit.server.conftest import Served
 
 
@@ -50,3 +56,33 @@ def test_upload_a_product(served: Served) -> None:
 def test_a_read_token_cannot_write(served: Served) -> None:
     reply = served.http.post(f"/api/v1/runs/{served.run_id}/cancel", headers=served.read)
     assert reply.status_code == 403 and "write scope" in reply.json()["error"]
+
+
+def test_the_embedded_client_answers_like_the_api(served: Served) -> None:
+    c = served.client
+    assert c.attach(served.run_id).id == served.run_id
+    assert {p.id for p in c.products(run=served.run_id)} == {
+        p["id"] for p in served.http.get("/api/v1/products", params={"run": served.run_id},
+                                         headers=served.read).json()}
+    graph = served.http.get(f"/api/v1/products/{served.product_id}/lineage", headers=served.read).json()
+    assert msgspec.to_builtins(c.lineage(served.product_id)) == graph
+    impact = served.http.get("/api/v1/impact", params={"task": "merge"}, headers=served.read).json()
+    assert msgspec.to_builtins(c.impact("merge")) == impact
+
+
+SHARED = ("submit", "run", "wait", "results", "status", "summary", "get", "attach", "cancel", "pause",
+          "resume", "retry", "set_priority", "products", "add_product", "lineage", "impact", "close")
+
+
+def test_a_url_gives_the_remote_client_with_the_same_methods() -> None:
+    remote = Client("http://127.0.0.1:9", token="sw_tok-x_y")  # no request is made here
+    try:
+        assert isinstance(remote, RemoteClient) and not isinstance(remote, Client)
+        assert remote.url == "http://127.0.0.1:9"
+    finally:
+        remote.close()
+    missing = [n for n in SHARED if not callable(getattr(Client, n, None))
+               or not callable(getattr(RemoteClient, n, None))]
+    assert not missing
+    with pytest.raises(ParameterError, match="needs a token"):
+        Client("https://example.org")
