@@ -1,26 +1,26 @@
 """A product of a remote server: its record, and its bytes opened or downloaded.
 
-``open()`` reads an object-store product (``s3://``, ``gs://``...) directly through fsspec when
-this machine has fsspec and the credentials for it; any product is read through the server
-otherwise (streamed, checksum verified).  ``download(path)`` saves it, checksum verified.
+``open()`` reads it through fsspec: from the server (``remote/fs.py``, range requests), or with
+``direct=True`` from the object store its URI names.  ``download(path)`` saves it, streamed and
+checksum verified.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import fsspec
+
 from skyweave.errors import SkyweaveError
 from skyweave.model.records import ProductRecord
+from skyweave.remote.fs import SkyweaveFileSystem
 from skyweave.remote.http import raise_for
 
 if TYPE_CHECKING:
     from skyweave.remote.client import RemoteClient
-
-DIRECT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs")
 
 
 class ChecksumError(SkyweaveError):
@@ -44,26 +44,19 @@ class RemoteProduct:
     def __hash__(self) -> int:
         return hash(self.record.id)
 
-    def open(self, mode: str = "rb", *, direct: bool | None = None) -> IO[Any]:
-        """The product's bytes (``rb``) or text (``r``) as a file object.  ``direct``: through fsspec
-        from the object store (default: when the URI is an object store's and fsspec is installed);
-        otherwise through the server."""
+    def open(self, mode: str = "rb", *, direct: bool = False) -> IO[Any]:
+        """The product's bytes (``rb``) or text (``r``) as a file object, read through fsspec: from
+        the server in blocks (``remote/fs.py``: a reader that seeks fetches only what it reads), or
+        ``direct`` from the object store its URI names (``s3://``...; this machine then needs the
+        store's fsspec implementation and credentials)."""
         if mode not in ("rb", "r"):
             raise ValueError(f"products are read-only; open them with 'rb' or 'r', not {mode!r}")
-        scheme = self.record.uri.partition("://")[0]
-        if direct is None:
-            direct = scheme in DIRECT_SCHEMES and _has_fsspec()
         if direct:
-            import fsspec  # optional: object stores read without the server in between
-
             opened: IO[Any] = fsspec.open(self.record.uri, mode).open()
             return opened
-        spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115 (handed to the caller)
-        self._fetch_into(spool)
-        spool.seek(0)
-        if mode == "r":
-            return io.TextIOWrapper(spool, encoding="utf-8")
-        return spool
+        binary: IO[bytes] = SkyweaveFileSystem(http=self.client.http, skip_instance_cache=True).open(
+            self.record.id, "rb", size=self.record.size)
+        return io.TextIOWrapper(binary, encoding="utf-8") if mode == "r" else binary
 
     def download(self, path: str | Path) -> Path:
         """Save the product at ``path`` (a directory: under the product's name); checksum verified."""
@@ -93,11 +86,3 @@ class RemoteProduct:
             raise ChecksumError(f"product {self.record.id} arrived with other bytes than recorded "
                                 f"({expected})", hint="download it again; if it persists, the stored "
                                                       "file changed: tell the server's operator")
-
-
-def _has_fsspec() -> bool:
-    try:
-        import fsspec  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -73,23 +73,55 @@ def _readable(state: ServerState, product: ProductRecord) -> tuple[Any, str]:
 @router.get("/products/{product_id}/content", tags=["products"], dependencies=[Read],
             response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}}, "description": "The bytes."}})
-def download_product(state: State, product_id: str) -> StreamingResponse:
-    """The product's bytes, streamed from its storage (checksum in the ``Digest`` header)."""
+def download_product(state: State, product_id: str,
+                     range: Annotated[str | None, Header(description="bytes=START-END (one range)")] = None,
+                     ) -> StreamingResponse:
+    """The product's bytes, streamed from its storage (its checksum in ``X-Checksum``); with a
+    ``Range`` header, that slice only (206), for readers that seek."""
     product = state.client.store.get_product(product_id)
     storage, key = _readable(state, product)
+    start, length = _range(range, product.size)
     reader = storage.open(key)
+    if start:
+        reader.seek(start)
 
     def chunks() -> Iterator[bytes]:
+        left = length
         with reader:
-            while block := reader.read(CHUNK):
+            while left is None or left > 0:
+                block = reader.read(CHUNK if left is None else min(CHUNK, left))
+                if not block:
+                    return
+                if left is not None:
+                    left -= len(block)
                 yield block
 
-    headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{_quote(product.name or product.id)}"}
+    headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{_quote(product.name or product.id)}",
+               "Accept-Ranges": "bytes"}
     if product.checksum:
         headers["X-Checksum"] = product.checksum
-    if product.size is not None:
-        headers["Content-Length"] = str(product.size)
-    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+    if length is not None:
+        headers["Content-Length"] = str(length)
+        if range is not None:
+            headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{product.size}"
+    return StreamingResponse(chunks(), status_code=206 if range is not None else 200,
+                             media_type="application/octet-stream", headers=headers)
+
+
+def _range(header: str | None, size: int | None) -> tuple[int, int | None]:
+    """``(start, length)`` of a ``Range: bytes=A-B`` header (the whole product without one)."""
+    if header is None:
+        return 0, size
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.partition("-")
+    if unit.strip() != "bytes" or not dash or not first.strip().isdigit() or "," in spec or size is None:
+        raise HTTPException(416, "give one range as 'bytes=START-END' (or 'bytes=START-')")
+    start = int(first)
+    end = int(last) if last.strip().isdigit() else size - 1
+    if start >= size or end < start:
+        raise HTTPException(416, f"the range {spec!r} is outside the product's {size} bytes",
+                            headers={"Content-Range": f"bytes */{size}"})
+    return start, min(end, size - 1) - start + 1
 
 
 def _quote(name: str) -> str:

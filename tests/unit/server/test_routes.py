@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fsspec
 import msgspec
 import pytest
 
 from skyweave.client import Client
 from skyweave.errors import ParameterError
 from skyweave.remote.client import RemoteClient
+from skyweave.remote.fs import SkyweaveFileSystem
 from tests.unit.server.conftest import Served
 
 
@@ -86,3 +88,23 @@ def test_a_url_gives_the_remote_client_with_the_same_methods() -> None:
     assert not missing
     with pytest.raises(ParameterError, match="needs a token"):
         Client("https://example.org")
+
+
+def test_products_are_read_in_ranges_through_fsspec(served: Served) -> None:
+    data = served.client.store.get_product(served.product_id).local_path.read_bytes()
+    url = f"/api/v1/products/{served.product_id}/content"
+    part = served.http.get(url, headers={**served.read, "Range": "bytes=3-9"})
+    assert part.status_code == 206 and part.content == data[3:10]
+    assert part.headers["content-range"] == f"bytes 3-9/{len(data)}"
+    assert served.http.get(url, headers={**served.read, "Range": "bytes=5-"}).content == data[5:]
+    for bad in ("bytes=9-3", f"bytes={len(data)}-", "lines=1-2", "bytes=0-1,4-5", "bytes=-5"):
+        assert served.http.get(url, headers={**served.read, "Range": bad}).status_code == 416, bad
+    served.http.headers.update(served.read)
+    fs = SkyweaveFileSystem(http=served.http, skip_instance_cache=True)
+    assert fs.info(served.product_id)["size"] == len(data)
+    with fs.open(served.product_id, "rb", block_size=4) as fh:
+        assert fh.read(2) == data[:2]
+        fh.seek(len(data) - 3)
+        assert fh.read() == data[-3:]
+    with fsspec.open(f"skyweave://{served.product_id}", http=served.http, skip_instance_cache=True) as fh:
+        assert fh.read() == data
