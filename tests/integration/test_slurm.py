@@ -5,6 +5,9 @@ suite runs on the same cluster: tests/unit/executors/contract.)"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from skyweave.executors.slurm import SlurmExecutor
 from skyweave.executors.slurm_commands import SlurmCommands, parse_options
 from skyweave.model.messages import ActivityFailed, ActivityFinished
 from tests.services import service_url
-from tests.unit.executors.helpers import by_path, dispatch, run_until
+from tests.unit.executors.helpers import by_path, dispatch, run_until, wait_started
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +74,37 @@ def test_a_job_killed_at_its_slurm_time_limit_is_reported_with_the_reason(
     assert (outcome.error_type, outcome.retryable, outcome.attempt) == ("skyweave.SlurmTimeLimit", True, 2)
     assert "reached its Slurm time limit of 1:00 (state TIMEOUT" in outcome.message, outcome.message
     assert outcome.host == "sw1"
+
+
+def test_a_job_lost_with_its_node_is_reported_node_failure_not_requeued(
+        env: ExecutionEnv, release: Path) -> None:
+    """The node is set DOWN while the job runs: Slurm ends it NODE_FAIL (reason NodeDown) and, as
+    the executor submits with --no-requeue, does not run it again behind skyweave's back."""
+    executor = slurm_executor(env, "&poll_s=0.2")
+    scontrol = {**os.environ, "SLURM_CONF": executor.options.conf}
+    try:
+        d = dispatch(by_path("wait_for_file"), {"path": str(release), "limit_s": 120.0})
+        executor.submit([d])
+        wait_started(executor, d.activity_id, [])
+        subprocess.run(["scontrol", "update", "NodeName=sw1", "State=DOWN", "Reason=skyweave-test"],
+                       env=scontrol, check=True, capture_output=True)
+        outcome = run_until(executor, [d.activity_id])[d.activity_id]
+    finally:
+        executor.close()
+        subprocess.run(["scontrol", "update", "NodeName=sw1", "State=RESUME"], env=scontrol,
+                       check=False, capture_output=True)  # refused if it has returned already
+        _wait_idle(scontrol)
+    assert isinstance(outcome, ActivityFailed), outcome
+    assert (outcome.error_type, outcome.retryable) == ("skyweave.SlurmNodeFailure", True)
+    assert "was lost with its node (state NODE_FAIL, reason NodeDown)" in outcome.message
+
+
+def _wait_idle(env: dict[str, str]) -> None:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        state = subprocess.run(["sinfo", "-h", "-n", "sw1", "-o", "%t"], env=env, capture_output=True,
+                               text=True, check=False).stdout.strip()
+        if state in ("idle", "mix", "alloc"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"node sw1 did not come back ({state})")

@@ -4,7 +4,8 @@ Each job runs ``python -m skyweave.execute`` on the activity's job file (``execu
 writes its outcome file beside it, as the ``subprocess`` executor's processes do; so the job
 directory, the storage and the work root must be on a filesystem the Slurm nodes see at the same
 paths (``job_dir``; see docs/slurm.md).  The activities of one task handed over together (a
-fan-out) are one job array (``sbatch --array``), one ``sbatch`` call for all of them.
+fan-out) are one job array (``sbatch --array``), one ``sbatch`` call for up to ``LAUNCH_AT_ONCE``
+of them.  Jobs are submitted ``--no-requeue``: Slurm's failures come back to the retry policy.
 
 Resources map to ``sbatch`` options: ``cpus`` to ``--cpus-per-task`` (rounded up), ``memory_mb``
 to ``--mem``, ``gpus`` to ``--gres=gpu:N``, the task's timeout (rounded up to minutes, plus one) or
@@ -45,7 +46,7 @@ import msgspec
 from skyweave.aspects.builtin import activity_log_path
 from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST
-from skyweave.executors.job import decode_outcome, encode_job, write_atomically
+from skyweave.executors.job import decode_outcome, encode_job
 from skyweave.executors.slurm_commands import (
     JobState,
     Slurm,
@@ -62,6 +63,11 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 """How often the job directory is looked at while ``collect`` waits."""
+LAUNCH_AT_ONCE = 256
+"""Most activities submitted by one ``submit`` or ``collect`` call (the rest by the next ones): the
+worker calls them from the loop that sends its heartbeats, which must not stall for seconds while
+a thousand job files are written (measured: 1,000 at once kept a loaded worker silent past its
+5 s timeout, and the controller took it for dead)."""
 
 KILLED = {  # Slurm state -> (error type, what happened, retryable)
     "TIMEOUT": ("skyweave.SlurmTimeLimit", "reached its Slurm time limit", True),
@@ -149,7 +155,7 @@ class SlurmExecutor(Executor):
 
     def _launch(self) -> None:
         ready: list[DispatchActivity] = []
-        while self._waiting and len(self._jobs) + len(ready) < self._size:
+        while self._waiting and len(self._jobs) + len(ready) < self._size and len(ready) < LAUNCH_AT_ONCE:
             dispatch = self._queued.pop(heapq.heappop(self._waiting)[2], None)
             if dispatch is not None:  # else cancelled while waiting
                 ready.append(dispatch)
@@ -166,7 +172,7 @@ class SlurmExecutor(Executor):
         script = self.dir / f"{batch}.sh"
         jobs = [_Job(d, self.dir / f"{batch}.{i}", script) for i, d in enumerate(group)]
         for job in jobs:
-            write_atomically(job.path(".job.json"), encode_job(job.dispatch, self.env))
+            _write(job.path(".job.json"), encode_job(job.dispatch, self.env))
         stem = f"{self.dir}/{batch}." + "${SLURM_ARRAY_TASK_ID:-0}"
         script.write_text(
             "#!/bin/sh\n"
@@ -194,7 +200,9 @@ class SlurmExecutor(Executor):
         """``sbatch`` options for ``count`` activities of ``dispatch``'s task (an array if > 1)."""
         task, o = dispatch.task, self.options
         out = f"{self.dir}/{batch}.%a.out" if count > 1 else f"{self.dir}/{batch}.0.out"
-        args = [f"--job-name={self.job_name}", f"--output={out}", f"--chdir={self.dir}",
+        # --no-requeue: a job lost with its node comes back as NODE_FAIL for the task's retry policy
+        # to decide (as a new attempt), instead of Slurm running it again under the same attempt
+        args = [f"--job-name={self.job_name}", f"--output={out}", f"--chdir={self.dir}", "--no-requeue",
                 f"--cpus-per-task={max(1, math.ceil(task.resources.cpus))}"]
         if count > 1:
             args.append(f"--array=0-{count - 1}")
@@ -371,6 +379,14 @@ class SlurmExecutor(Executor):
                               error_type=error_type, message=message, retryable=retryable,
                               host=job.node or HOST, started_at=job.started_at, at=time.time(),
                               log_uri=file_uri(log_path) if log_path.exists() else "")
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Whole or not at all (a temporary file renamed into place), without ``fsync``: a job file
+    matters only while this worker lives, and an fsync each made a fan-out's submission slow."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _tail(path: Path, limit: int = 2000) -> str:

@@ -105,7 +105,7 @@ def test_one_task_handed_over_together_is_one_job_array_with_its_resources(
     assert len(fake.submitted) == 2  # one sbatch for the fan-out, one for the other task
     (script, args), (_, single) = fake.submitted
     assert "--array=0-3" in args
-    for wanted in ("--cpus-per-task=2", "--mem=300M", "--gres=gpu:1", "--time=3", "--partition=gpu",
+    for wanted in ("--no-requeue", "--cpus-per-task=2", "--mem=300M", "--gres=gpu:1", "--time=3", "--partition=gpu",
                    "--account=astro", f"--job-name={executor.job_name}"):
         assert wanted in args
     assert not [a for a in single if a.startswith(("--array", "--mem", "--gres", "--time"))]
@@ -258,3 +258,18 @@ def test_squeue_lines_are_read_per_job_and_array_element() -> None:
         "101_1": JobState("PENDING", "Resources", "", "1:00"),
         "102": JobState("TIMEOUT", "TimeLimit", "sw1", "1:00"),
     }
+
+
+def test_a_big_fan_out_is_submitted_a_slice_per_call_so_the_worker_keeps_beating(
+        env: ExecutionEnv, fake: FakeSlurm, clock: Clock) -> None:
+    """The worker submits and collects from the loop that sends its heartbeats: 600 activities
+    handed over at once go out 256 per call (arrays of 256, 256, 88), not all in one stall."""
+    executor = SlurmExecutor(env, SlurmOptions(), max_jobs=1000, slurm=fake, clock=clock)
+    executor.start()
+    executor.submit([dispatch(by_path("add"), {"x": i, "y": 0}) for i in range(600)])
+    assert [a for _, args in fake.submitted for a in args if a.startswith("--array")] == ["--array=0-255"]
+    executor.collect(0.0)
+    executor.collect(0.0)
+    arrays = [a for _, args in fake.submitted for a in args if a.startswith("--array")]
+    assert arrays == ["--array=0-255", "--array=0-255", "--array=0-87"]
+    assert executor.active == 600
