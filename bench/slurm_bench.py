@@ -22,12 +22,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from workloads.skyweave_wl import w1_fanout
 
 from skyweave import Client
 from skyweave.executors.base import ExecutionEnv
@@ -35,7 +36,6 @@ from skyweave.executors.slurm import SlurmExecutor
 from skyweave.executors.slurm_commands import JobState, SlurmCommands, parse_options
 from skyweave.model.messages import DispatchActivity
 from skyweave.model.specs import TaskSpec
-from workloads.skyweave_wl import w1_fanout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +58,8 @@ def raw_array(setting: str, n: int, tmp: Path) -> float:
     out = tmp / "raw"
     out.mkdir()
     script = tmp / "raw.sh"
-    script.write_text("#!/bin/sh\n"
-                      f'exec "{sys.executable}" -c "import sys; open(sys.argv[1], \'w\').write(str(int(sys.argv[2])))" '
+    work = "import sys; open(sys.argv[1], 'w').write(str(int(sys.argv[2])))"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "{work}" '
                       f'"{out}/$SLURM_ARRAY_TASK_ID" "$SLURM_ARRAY_TASK_ID"\n')
     started = time.perf_counter()
     slurm.sbatch(str(script), ["--job-name=raw-bench", f"--array=0-{n - 1}", "--output=/dev/null"], {})
@@ -73,8 +73,33 @@ def raw_array(setting: str, n: int, tmp: Path) -> float:
     return wall
 
 
+class Longest:
+    """The longest call of each SlurmExecutor method the worker loop makes (it sends the heartbeats
+    between them, so a call that lasts seconds would make the worker look dead)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        for name in ("submit", "collect"):
+            original = getattr(SlurmExecutor, name)
+
+            def timed(executor: SlurmExecutor, *args: Any, _name: str = name, _f: Any = original) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return _f(executor, *args)
+                finally:
+                    wait = args[0] if _name == "collect" else 0.0  # collect's own timeout is not a stall
+                    spent = time.perf_counter() - t0 - wait
+                    self.seconds[_name] = max(self.seconds.get(_name, 0.0), spent)
+
+            setattr(SlurmExecutor, name, timed)
+
+
 def skyweave_array(setting: str, n: int, tmp: Path) -> tuple[float, dict[str, Any]]:
-    client = Client(str(tmp / "store"), workers=n, executor=f"{setting}&max_jobs={n}&poll_s=1")
+    longest = Longest()
+    # 64 Python jobs at once on 2 cores starve the worker's thread of CPU for seconds: a long
+    # liveness timeout keeps the controller from taking it for dead (which would redo the work)
+    client = Client(str(tmp / "store"), workers=n, executor=f"{setting}&max_jobs={n}&poll_s=1",
+                    worker_timeout_s=300, lease_s=600)
     try:
         started = time.perf_counter()
         handle = client.run(w1_fanout, {"n": n}, timeout=3600)
@@ -82,10 +107,13 @@ def skyweave_array(setting: str, n: int, tmp: Path) -> tuple[float, dict[str, An
         summary = handle.summary()
         assert summary["status"] == "succeeded", summary
         assert handle.results() == n * (n - 1) // 2
-        assert client.engine is not None and client.engine.worker is not None
+        assert client.engine is not None
+        assert client.engine.worker is not None
         executor = client.engine.worker.executor
-        assert isinstance(executor, SlurmExecutor) and isinstance(executor.slurm, SlurmCommands)
-        return wall, {"activities": summary["activities"], "calls": dict(executor.slurm.calls)}
+        assert isinstance(executor, SlurmExecutor)
+        assert isinstance(executor.slurm, SlurmCommands)
+        return wall, {"activities": summary["activities"], "calls": dict(executor.slurm.calls),
+                      "longest_call_s": {k: round(v, 3) for k, v in longest.seconds.items()}}
     finally:
         client.close()
 
@@ -121,8 +149,8 @@ def polling_load(setting: str, jobs: int, window_s: float, tmp: Path) -> dict[st
     executor = SlurmExecutor(env, options, max_jobs=jobs, slurm=commands)
     executor.start()
     spec = TaskSpec(name="wait", version="1", ref=f"{tasks}:wait")
-    executor.submit([DispatchActivity(activity_id=f"act-wait{i:05d}", attempt=1, run_id="run-bench", task=spec,
-                                      arguments={"path": str(release)}) for i in range(jobs)])
+    executor.submit([DispatchActivity(activity_id=f"act-wait{i:05d}", attempt=1, run_id="run-bench",
+                                      task=spec, arguments={"path": str(release)}) for i in range(jobs)])
     try:
         started = time.perf_counter()
         began = commands.calls["squeue"]
@@ -144,7 +172,8 @@ def polling_load(setting: str, jobs: int, window_s: float, tmp: Path) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="activities in the throughput comparison")
     parser.add_argument("--jobs", default="10,1000", help="job counts of the polling-load measurement")
     parser.add_argument("--window", type=float, default=60.0, help="seconds each polling measurement lasts")
@@ -169,7 +198,8 @@ def main() -> None:
             results["polling"] = []
             for jobs in (int(j) for j in args.jobs.split(",")):
                 row = polling_load(setting, jobs, args.window, tmp)
-                print(f"polling at {jobs} jobs ({row['running']} running): {row['squeue_per_min']} squeue/min, "
+                print(f"polling at {jobs} jobs ({row['running']} running): "
+                      f"{row['squeue_per_min']} squeue/min, "
                       f"{row['squeue_ms_median']} ms each (median), {row['jobs_listed_max']} jobs listed",
                       flush=True)
                 results["polling"].append(row)
