@@ -41,8 +41,9 @@ def test_a_bad_slurm_option_is_a_clear_error(cli: CLI) -> None:
     assert "unknown Slurm option 'partiton'" in res.err and "partition" in res.err
 
 
+@pytest.mark.slow
 def test_a_job_lost_with_its_node_is_retried_by_the_tasks_policy(cli: CLI, tmp_path: Path) -> None:
-    """``skyweave run`` on Slurm; the node goes DOWN under the first attempt: that attempt ends
+    """(~25 s: two jobs and the CLI's start-up.) ``skyweave run`` on Slurm; the node goes DOWN under the first attempt: that attempt ends
     ``skyweave.SlurmNodeFailure`` with Slurm's reason, and the task's retry runs it again."""
     executor = service_url("slurm") + "&poll_s=0.5"
     scontrol = {**os.environ, "SLURM_CONF": parse_qs(executor.partition("?")[2])["conf"][0]}
