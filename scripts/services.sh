@@ -20,6 +20,8 @@
 #   SKYWEAVE_TEST_REDIS_URL=redis://127.0.0.1:PORT/0
 #   SKYWEAVE_TEST_NATS_URL=nats://127.0.0.1:PORT
 #   SKYWEAVE_TEST_SLURM_URL=slurm://?conf=DIR/slurm.conf   (the executor setting for that cluster)
+#   SKYWEAVE_TEST_DOCKER_HOST=unix:///tmp/skyweave-docker.XXXXXX/docker.sock  (dockerd, as root, with
+#     its images and containers in that directory; Podman gets /etc/containers/containers.conf)
 # Quiet unless something fails (then the failing step's output is shown).  Needs root (or sudo)
 # only to install a missing package; `apt-get update` runs only when a package has no candidate.
 # Servers are throw-away: no fsync, nothing kept beyond the temporary directory; Redis keeps an
@@ -29,7 +31,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${SKYWEAVE_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$STATE/env"
-ALL=(postgres redis nats slurm)
+ALL=(postgres redis nats slurm docker)
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -80,6 +82,9 @@ ensure_installed() {
         nats)     command -v nats-server >/dev/null || apt_install nats-server ;;
         slurm)    { command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged; } \
                       >/dev/null || apt_install slurmctld slurmd slurm-client munge ;;
+        docker)   [ "$(id -u)" = 0 ] || die "dockerd runs as root here: run as root"
+                  [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || apt_install docker.io
+                  command -v debootstrap >/dev/null || apt_install debootstrap ;;
         *)        die "unknown service '$1' (known: ${ALL[*]})" ;;
     esac
 }
@@ -87,7 +92,8 @@ ensure_installed() {
 # -- state: the env file and one directory per running service ----------------------------------
 
 var_of() { case "$1" in postgres) echo SKYWEAVE_TEST_POSTGRES_URL ;; redis) echo SKYWEAVE_TEST_REDIS_URL ;;
-                        nats) echo SKYWEAVE_TEST_NATS_URL ;; slurm) echo SKYWEAVE_TEST_SLURM_URL ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
+                        nats) echo SKYWEAVE_TEST_NATS_URL ;; slurm) echo SKYWEAVE_TEST_SLURM_URL ;;
+                        docker) echo SKYWEAVE_TEST_DOCKER_HOST ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
 
 dir_of() { [ -f "$STATE/$1.dir" ] && cat "$STATE/$1.dir"; return 0; }
 
@@ -99,6 +105,7 @@ pid_of() {  # the pid of a running service's server, or nothing
         redis)    [ -f "$dir/redis.pid" ] && pid="$(cat "$dir/redis.pid")" ;;
         nats)     [ -f "$dir/nats.pid" ] && pid="$(cat "$dir/nats.pid")" ;;
         slurm)    [ -f "$dir/slurmctld.pid" ] && pid="$(cat "$dir/slurmctld.pid")" ;;
+        docker)   [ -f "$dir/dockerd.pid" ] && pid="$(cat "$dir/dockerd.pid")" ;;
     esac
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
     return 0
@@ -237,6 +244,31 @@ stop_slurm() {  # cancel every job, stop slurmd and slurmctld, and munged if sta
     return 0
 }
 
+start_docker() {  # dockerd on a socket in DIR (no TCP port: PORT is unused), images and containers in DIR
+    local dir="$1"
+    podman_config
+    /usr/sbin/dockerd --host "unix://$dir/docker.sock" --data-root "$dir/root" --exec-root "$dir/exec" \
+        --pidfile "$dir/dockerd.pid" --iptables=false --ip-masq=false </dev/null >"$dir/log" 2>&1 &
+    wait_for dockerd /usr/bin/docker -H "unix://$dir/docker.sock" version || { cat "$dir/log" >&2; return 1; }
+    echo "unix://$dir/docker.sock"
+}
+
+podman_config() {  # what Podman needs on these machines (crun fails on their cgroups), if not set already
+    [ -f /etc/containers/containers.conf ] && return 0
+    mkdir -p /etc/containers
+    printf '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n[engine]\nruntime = "runc"\n' \
+        > /etc/containers/containers.conf
+}
+
+stop_docker() {  # remove what the tests left running, then stop the daemon (its data goes with DIR)
+    local dir="$1" left
+    left="$(/usr/bin/docker -H "unix://$dir/docker.sock" ps -aq 2>/dev/null || true)"
+    [ -z "$left" ] || /usr/bin/docker -H "unix://$dir/docker.sock" rm -f $left >/dev/null 2>&1 || true
+    stop_by_pid docker
+    # the daemon's mounts under DIR (overlay layers, netns) must go before DIR can be removed
+    grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+
 stop_by_pid() {  # stop_by_pid NAME [SIGNAL]: SIGTERM (or SIGNAL), then wait up to 10 s for the process to go
     local pid; pid="$(pid_of "$1")"
     [ -n "$pid" ] || return 0
@@ -255,7 +287,7 @@ restart_one() {  # restart_one NAME HARD: stop (HARD=1: as a crash) and start on
         postgres) if [ "$hard" = 1 ]; then stop_postgres "$dir" immediate; else stop_postgres "$dir"; fi ;;
         *) if [ "$hard" = 1 ]; then stop_by_pid "$name" KILL; else stop_by_pid "$name"; fi ;;
     esac || die "$name did not stop"
-    rm -f "$dir/redis.pid" "$dir/nats.pid"
+    rm -f "$dir/redis.pid" "$dir/nats.pid" "$dir/dockerd.pid"
     "start_$name" "$dir" "$port" >/dev/null || die "$name did not start again on port $port"
 }
 
@@ -290,6 +322,7 @@ stop_one() {
             case "$name" in
                 postgres) stop_postgres "$dir" || say "postgres did not stop cleanly" ;;
                 slurm)    stop_slurm "$dir" || say "slurm did not stop cleanly" ;;
+                docker) stop_docker "$dir" || say "dockerd did not stop cleanly" ;;
                 *) stop_by_pid "$name" || say "$name did not stop" ;;
             esac
         fi

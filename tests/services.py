@@ -17,7 +17,8 @@ import pytest
 ENV_FILE = Path(__file__).resolve().parents[1] / ".services" / "env"
 
 VARIABLES = {"postgres": "SKYWEAVE_TEST_POSTGRES_URL", "redis": "SKYWEAVE_TEST_REDIS_URL",
-             "nats": "SKYWEAVE_TEST_NATS_URL", "slurm": "SKYWEAVE_TEST_SLURM_URL"}
+             "nats": "SKYWEAVE_TEST_NATS_URL", "slurm": "SKYWEAVE_TEST_SLURM_URL",
+             "docker": "SKYWEAVE_TEST_DOCKER_HOST"}
 
 
 def _from_file(variable: str) -> str | None:
@@ -39,8 +40,8 @@ def services_required() -> bool:
 
 
 def service_url(name: str) -> str:
-    """The URL of the running ``name`` server (postgres, redis, nats; for slurm the executor setting
-    ``slurm://?conf=…`` of the cluster), or skip/fail the test."""
+    """The URL of the running ``name`` server (postgres, redis, nats, docker: its socket; for slurm
+    the executor setting ``slurm://?conf=…`` of the cluster), or skip/fail the test."""
     variable = VARIABLES[name]
     url = os.environ.get(variable) or _from_file(variable)
     if url:
@@ -51,3 +52,36 @@ def service_url(name: str) -> str:
         pytest.fail(f"{message}; this run requires its services (SKYWEAVE_REQUIRE_SERVICES or CI set)",
                     pytrace=False)
     pytest.skip(message)
+
+
+DOCKER_BIN = "/usr/bin/docker"
+"""Debian's docker.io client (the one scripts/services.sh installs beside its daemon)."""
+_built: set[str] = set()
+
+
+def docker_image(image: str) -> str:
+    """The docker daemon's address once ``image`` is there (``scripts/images.sh`` builds it if it is
+    missing: once a run, the daemon keeps it), or skip/fail as ``service_url`` does."""
+    import subprocess
+
+    host = service_url("docker")
+    if image not in _built:
+        have = subprocess.run([DOCKER_BIN, "-H", host, "image", "inspect", image], capture_output=True,
+                              check=False)
+        if have.returncode != 0:
+            root = Path(__file__).resolve().parents[1]
+            built = subprocess.run([str(root / "scripts" / "images.sh"), image],
+                                   env={**os.environ, "DOCKER_HOST": host}, capture_output=True,
+                                   text=True, check=False)
+            assert built.returncode == 0, f"scripts/images.sh {image} failed:\n{built.stderr[-3000:]}"
+        _built.add(image)
+    return host
+
+
+def docker_setting(image: str = "skyweave:local", **options: str) -> str:
+    """A ``docker://`` executor setting for the test daemon, ``image`` as its default image."""
+    from urllib.parse import urlencode
+
+    host = docker_image(image)
+    return "docker://?" + urlencode({"host": host, "binary": DOCKER_BIN, "image": image,
+                                     "network": "none", **options})

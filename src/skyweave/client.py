@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from skyweave.authoring.loader import load_task
 from skyweave.authoring.targets import load_workflow
 from skyweave.authoring.task import Task
@@ -37,13 +39,14 @@ from skyweave.errors import (
     SkyweaveError,
     TaskVersionWarning,
 )
-from skyweave.executors.base import RUN_IMAGE_YOURSELF, unrunnable
+from skyweave.executors import executor_key
+from skyweave.executors.containers import ENGINES, ContainerError, ContainerRuntime, pin_image
 from skyweave.listeners import Listener
 from skyweave.model import messages as m
 from skyweave.model.ids import PRODUCT, RUN, new_id
 from skyweave.model.lineage import LineageGraph
 from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, RunRecord
-from skyweave.model.specs import TaskSpec
+from skyweave.model.specs import TaskKind, TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
 from skyweave.plan import RunPlan, plan_run
@@ -171,12 +174,17 @@ class Client:
                            "ref": f"{target}:{qualname}"})
 
     def register_task(self, task: Task | str, *, version: str | None = None,
-                      make_current: bool = True) -> TaskSpec:
-        """Register a task version; running controllers route new activations to it."""
-        obj = load_task(task) if isinstance(task, str) else task
+                      make_current: bool = True, image: str | None = None) -> TaskSpec:
+        """Register a task version; running controllers route new activations to it.
+
+        ``image``: the new version runs in this container image (pinned to its digest now);
+        ``task`` may then be the name of a registered task, whose current version is the rest of
+        the new one (``skyweave tasks register NAME --image IMAGE --version V``)."""
+        if image is not None:
+            task = self._with_image(task, image, version)
+        obj = self._pinned(load_task(task) if isinstance(task, str) else task)
         obj.check_cacheable()
         spec = obj.spec
-        _runnable(spec)
         if version is not None:
             spec = TaskSpec(**{**{f: getattr(spec, f) for f in spec.__struct_fields__}, "version": version})
         spec = self._snapshot(spec)
@@ -233,16 +241,49 @@ class Client:
             params=graph["params"], priority=priority, graph=graph, pins=pins, parent_run=parent_run,
             created_at=time.time(), labels=dict(labels or {}))
 
+    def _with_image(self, task: Task | str, image: str, version: str | None) -> Task:
+        if version is None:
+            raise DefinitionError("a task registered with a new image needs a version",
+                                  hint="add --version V (version=...): the label its products carry")
+        if isinstance(task, str) and ":" not in task:
+            current = self._current_specs().get(task)
+            if current is None:
+                raise NotFoundError(f"no task named {task!r} is registered",
+                                    hint="`skyweave tasks list` shows them; or give PATH.py:TASK")
+            base, fn = current, None
+        else:
+            obj = load_task(task) if isinstance(task, str) else task
+            base, fn = obj.spec, obj.fn
+        kind = TaskKind.IMAGE if base.kind is TaskKind.COMMAND else base.kind
+        return Task(msgspec.structs.replace(base, image=image, image_digest="", kind=kind, version=version),
+                    fn)
+
+    def _pinned(self, task: Task) -> Task:
+        """``task`` with its image's digest pinned (``containers.pin_image``), through the container
+        engine of the settings; a task without image as it is."""
+        if not task.spec.image or task.spec.image_digest:
+            return task
+        setting = (self.settings.executor if executor_key(self.settings.executor) in ENGINES
+                   else self.settings.container)
+        try:
+            spec = pin_image(task.spec, ContainerRuntime.parse(setting))
+        except ContainerError as exc:
+            raise DefinitionError(f"task {task.spec.name!r}: {exc.message}", hint=exc.hint,
+                                  task=task.spec.name, image=task.spec.image) from exc
+        pinned = Task(spec, task.fn, task._providers)
+        pinned.unhashable = task.unhashable
+        return pinned
+
     def _current_specs(self) -> dict[str, TaskSpec]:
         """The version new activations of each task name use."""
         return {spec.name: spec for spec, current in self.store.list_tasks() if current}
 
-    def _new_tasks(self, tasks: Mapping[str, Task],
+    def _new_tasks(self, tasks: dict[str, Task],
                    listing: Sequence[tuple[TaskSpec, bool]] | None = None) -> list[Task]:
-        """The tasks a submission registers; refuses a known version with different code and a
-        provider nobody registered."""
-        for t in tasks.values():
-            _runnable(t.spec)
+        """The tasks a submission registers (image tasks pinned to their digest, in place in
+        ``tasks``); refuses a known version with different code and a provider nobody registered."""
+        for name, t in list(tasks.items()):
+            tasks[name] = self._pinned(t)
         known = {(s.name, s.version): s for s, _ in (self.store.list_tasks() if listing is None else listing)}
         new = []
         for t in tasks.values():
@@ -391,11 +432,6 @@ class Client:
         return record
 
 
-def _runnable(spec: TaskSpec) -> None:
-    """``DefinitionError`` for a task no executor here can run as declared (a container image)."""
-    refused = unrunnable(spec)
-    if refused:
-        raise DefinitionError(refused, hint=RUN_IMAGE_YOURSELF, task=spec.name, image=spec.image)
 
 
 def _stop_at_exit(engine: Engine) -> None:

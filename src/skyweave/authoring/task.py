@@ -189,6 +189,7 @@ def task(
     max_detours: int = 3,
     cache: bool = True,
     cache_params: Sequence[str] | None = None,
+    image: str | None = None,
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
 
@@ -208,8 +209,12 @@ def task(
     max_detours: int = 3,
     cache: bool = True,
     cache_params: Sequence[str] | None = None,
+    image: str | None = None,
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Declare a Python function as a task.
+
+    ``image``: a container image (with skyweave and the function's module installed) it runs in,
+    under a container executor (docs/containers.md); its digest is pinned at registration.
 
     ``version`` defaults to a short code hash, so an edit to the function (or a helper or constant
     it uses) is a new version.  ``providers`` maps a product type to the task that makes it, for
@@ -237,6 +242,7 @@ def task(
             version=version or chash.split(":")[1][:12],
             kind=TaskKind.PYTHON,
             ref=_function_ref(func),
+            image=image,
             parameters=parameters,
             defaults={k: v for k, v in defaults.items() if _jsonable(v)},
             retry=_retry_policy(name or func.__name__, retries, backoff),
@@ -284,8 +290,9 @@ def command(
 
     ``template`` uses ``{params.NAME}``, ``{inputs.NAME}``, ``{outputs.NAME}`` and ``{workdir}``;
     each substitution is shell-quoted.  ``outputs`` maps an output name to a file name (itself a
-    template) or an ``OutputSpec`` with a product type.  A task with an ``image`` is refused at
-    submission until a container executor exists (never run on the host in its place).
+    template) or an ``OutputSpec`` with a product type.  A task with an ``image`` runs its command in
+    that image under a container executor (docs/containers.md; never on the host in its place);
+    the image's digest is pinned when the version is registered.
     """
     params = {k: _parameter_type(name, k, v) for k, v in _mapping(name, "parameters", parameters).items()}
     outs = {k: _output(name, k, v) for k, v in _mapping(name, "outputs", outputs).items()}

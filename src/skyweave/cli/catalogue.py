@@ -203,7 +203,13 @@ def _activity_json(store: Store, act: ActivityRecord) -> dict[str, Any]:
         except NotFoundError:
             state = "missing"
         inputs.append({"role": usage.role, "product_id": usage.product_id, "state": state})
-    return {"id": act.id, "task": f"{act.task_name}@{act.task_version}", "task_name": act.task_name,
+    try:
+        spec = store.get_task(act.task_name, act.task_version)
+        image, digest = spec.image, spec.image_digest or None
+    except NotFoundError:
+        image = digest = None
+    return {"id": act.id, "image": image, "image_digest": digest,
+            "task": f"{act.task_name}@{act.task_version}", "task_name": act.task_name,
             "task_version": act.task_version, "code_hash": act.code_hash, "state": act.state,
             "run_id": act.run_id, "node": act.node, "key": act.key, "started_at": act.started_at,
             "ended_at": act.ended_at, "parameters": act.arguments, "inputs": inputs}

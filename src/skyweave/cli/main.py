@@ -208,7 +208,8 @@ def tasks_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         rows = client.store.list_tasks()
         if as_json:
             output.print_json([{"name": s.name, "version": s.version, "kind": s.kind, "current": cur,
-                                "code_hash": s.code_hash, "ref": s.ref} for s, cur in rows])
+                                "code_hash": s.code_hash, "ref": s.ref, "image": s.image,
+                                "image_digest": s.image_digest} for s, cur in rows])
             return
         output.table("tasks", ["name", "version", "", "kind", "code hash", "ref"],
                      [(s.name, s.version, "*" if cur else "", s.kind, s.code_hash[:19], s.ref)
@@ -218,15 +219,20 @@ def tasks_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 @tasks_app.command("register")
 @friendly
 def tasks_register(
-    target: Annotated[str, typer.Argument(help="PATH.py:TASK")],
+    target: Annotated[str, typer.Argument(help="PATH.py:TASK, or with --image the NAME of a registered "
+                                                 "task")],
     version: Annotated[str | None, typer.Option(help="Version label (default: from the code).")] = None,
     current: Annotated[bool, typer.Option(help="Route new activations to this version.")] = True,
+    image: Annotated[str | None, typer.Option(help="Run the new version in this container image "
+                                                     "(pinned to its digest now; needs --version).")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Register a task version, even while runs are in progress."""
     with _client(store, engine=False) as client:
-        spec = client.register_task(target, version=version, make_current=current)
-        output.console.print(f"registered {spec.name}@{spec.version}{' (current)' if current else ''}")
+        spec = client.register_task(target, version=version, make_current=current, image=image)
+        pinned = f" in {spec.image} ({spec.image_digest})" if spec.image_digest else ""
+        output.console.print(f"registered {spec.name}@{spec.version}{pinned}"
+                             f"{' (current)' if current else ''}")
 
 
 @products_app.command("list")

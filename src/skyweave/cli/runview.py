@@ -41,11 +41,18 @@ def print_summary(summary: dict[str, Any]) -> None:
         summary["by_state"], summary["products"], summary["store"]))
 
 
-def activity_json(a: ActivityRecord) -> dict[str, Any]:
+def activity_json(a: ActivityRecord, digests: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """An activity as JSON; ``digests``: the image digest of each (task, version) that has one."""
     return {"id": a.id, "task": a.task_name, "version": a.task_version, "node": a.node, "key": a.key,
             "state": a.state, "priority": a.priority, "attempt": a.attempt, "detours": len(a.detours),
             "started_at": a.started_at, "ended_at": a.ended_at,
-            "error": (a.error or {}).get("message"), "exit_code": a.exit_code, "command": a.command}
+            "error": (a.error or {}).get("message"), "exit_code": a.exit_code, "command": a.command,
+            "image_digest": (digests or {}).get((a.task_name, a.task_version))}
+
+
+def image_digests(client: Client) -> dict[tuple[str, str], str]:
+    """The pinned image digest of every registered task version that runs in a container."""
+    return {(s.name, s.version): s.image_digest for s, _ in client.store.list_tasks() if s.image_digest}
 
 
 @friendly
@@ -60,7 +67,8 @@ def status(
         summary = client.summary(run_id)
         acts = client.store.list_activities(run_id=run_id)
         if as_json:
-            summary["activities_detail"] = [activity_json(a) for a in acts]
+            digests = image_digests(client)
+            summary["activities_detail"] = [activity_json(a, digests) for a in acts]
             output.print_json(summary)
             return
         print_summary(summary)

@@ -57,7 +57,13 @@ class Settings(BaseSettings):
                                                "skyweave.executors): local (process pool), threads, "
                                                "subprocess (a process per activity), slurm "
                                                "(slurm://?partition=…: a Slurm job per activity, "
-                                               "docs/slurm.md).")
+                                               "docs/slurm.md), docker or podman (a container per "
+                                               "activity; docs/containers.md).")
+    container: str = Field("docker", description="Container engine that resolves the images of image "
+                                                 "tasks to digests at registration: docker or podman, "
+                                                 "with options as docker://?host=unix:///run/docker.sock "
+                                                 "(docs/containers.md); the executor setting when that is "
+                                                 "a container one.")
     workers: int = Field(0, description="Parallel activities per worker; 0 means one per CPU core.")
     aging_s: float = Field(60.0, gt=0, description="Seconds of waiting that add 1 to a queued activity's "
                                                   "effective priority (in the controller and on the bus).")

@@ -1,8 +1,8 @@
 """Smart recomputation: the cache key of an activity.
 
-key = sha256 of (task name, version, code hash, image, the parameters that matter, and the
-*content* hash of every input product).  Two activities with the same key would compute the same
-thing, so the second reuses the first one's outputs — after the shell has checked that those
+key = sha256 of (task name, version, code hash, image (its digest when pinned), the parameters that
+matter, and the *content* hash of every input product).  Two activities with the same key would
+compute the same thing, so the second reuses the first one's outputs — after the shell has checked that those
 outputs are still intact (checksums), never silently.  Pure: no I/O.
 """
 
@@ -71,7 +71,8 @@ def cache_key(spec: TaskSpec, arguments: Mapping[str, Any], products: Mapping[st
         k: v for k, v in arguments.items() if k in spec.cache_params}
     try:
         body = {
-            "task": spec.name, "version": spec.version, "code": spec.code_hash, "image": spec.image,
+            "task": spec.name, "version": spec.version, "code": spec.code_hash,
+            "image": spec.image_digest or spec.image,
             "kind": str(spec.kind), "ref": spec.ref if spec.kind != "python" else "",
             "arguments": _content(dict(chosen), products),
         }

@@ -81,3 +81,13 @@ register_executor("local", _local)
 register_executor("threads", _threads)
 register_executor("subprocess", _subprocess)
 register_executor("slurm", _slurm)
+
+
+def _container(setting: str, env: ExecutionEnv, slots: int) -> Executor:
+    from skyweave.executors.container import ContainerExecutor
+
+    return ContainerExecutor(setting, env, processes=slots)
+
+
+register_executor("docker", _container)
+register_executor("podman", _container)

@@ -31,23 +31,20 @@ from skyweave.model.specs import TaskKind, TaskSpec
 
 Outcome = ActivityStarted | ActivityFinished | ActivityFailed | ActivityNeedsInput
 
-RUN_IMAGE_YOURSELF = ("remove image= (image: in YAML) to run the command on the host, or run the "
-                      "image yourself (e.g. `docker run IMAGE COMMAND`); container executors are not "
-                      "part of this version")
+RUN_IMAGE_YOURSELF = ("run the workers with a container executor (--executor docker or podman, "
+                      "docs/containers.md), or remove image= (image: in YAML) to run on the host")
 
 
-def unrunnable(spec: TaskSpec) -> str | None:
-    """Why no executor of this skyweave can run ``spec`` as it is declared (``None``: one can).
+def unrunnable(spec: TaskSpec, env: ExecutionEnv) -> str | None:
+    """Why this worker cannot run ``spec`` as it is declared (``None``: it can).
 
     A task that names a container image must run in that image: running its command on the host
-    instead would ignore a declared field and give results from the wrong software, so it is
-    refused (at submission and registration by the client, and by the command runner should a
-    store already hold one) until a container executor exists.
+    instead would ignore a declared field and give results from the wrong software, so a worker
+    whose executor is not a container one refuses it.
     """
-    if spec.kind is TaskKind.IMAGE or spec.image:
-        return (f"task {spec.name!r} declares the container image {spec.image!r}, but container tasks "
-                "cannot run yet (no container executor); skyweave will not run its command on the "
-                "host instead")
+    if (spec.kind is TaskKind.IMAGE or spec.image) and not env.container:
+        return (f"task {spec.name!r} declares the container image {spec.image!r}, but this worker's "
+                "executor runs no containers; skyweave will not run it on the host instead")
     return None
 
 
@@ -82,6 +79,9 @@ class ExecutionEnv:
     the registry knows); empty means the local folder ``storage_root``.  With a storage that is
     not the controller's disk, outputs are written through it and inputs stored there are copied
     into the attempt's work directory (``.inputs/``) before the task runs."""
+    container: str = ""
+    """The container engine setting (``docker``, ``podman://?host=…``: ``executors/containers.py``)
+    of a container executor; empty: tasks that name an image cannot run here."""
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from skyweave.aspects.builtin import (
     activity_log_path,
 )
 from skyweave.errors import SkyweaveError, TaskFailure
-from skyweave.executors.base import ExecutionEnv, Outcome
+from skyweave.executors.base import RUN_IMAGE_YOURSELF, ExecutionEnv, Outcome, unrunnable
 from skyweave.executors.command import CommandRun, run_command
 from skyweave.executors.products import INPUTS, bind_arguments, provider_params, store_products
 from skyweave.executors.resolve import resolve_task, use_import_path
@@ -153,6 +153,10 @@ class Boundary:
         token = set_context(ctx)
         try:
             try:
+                refused = unrunnable(task, self.env)
+                if refused:
+                    raise TaskFailure(refused, error_type="skyweave.ContainerUnsupported",
+                                      retryable=False, hint=RUN_IMAGE_YOURSELF)
                 function = resolve_task(task) if task.kind is TaskKind.PYTHON else None
                 arguments = bind_arguments(dispatch.arguments, dispatch.products,
                                            stage_in=lambda: ctx.workdir / INPUTS)
@@ -165,7 +169,7 @@ class Boundary:
                         value = asyncio.run(value)
                 else:
                     assert command_log is not None
-                    value = run_command(ctx, arguments, command_log, ran)
+                    value = run_command(ctx, arguments, command_log, ran, env=self.env)
                 result, products = store_products(self.storage, dispatch, ctx.workdir_path, value)
                 outcome = AspectOutcome(ok=True, result=result, products=products)
             except (Exception, SystemExit) as exc:

@@ -31,13 +31,14 @@ from typing import Any
 import msgspec
 
 from skyweave.errors import Fatal, TaskFailure
-from skyweave.executors.base import RUN_IMAGE_YOURSELF, unrunnable
+from skyweave.executors.base import RUN_IMAGE_YOURSELF, ExecutionEnv, unrunnable
 from skyweave.model.context import ActivityContext
 from skyweave.model.messages import InputNeed
 from skyweave.model.product import Product
 from skyweave.model.signals import InsufficientInput, MissingInput
 
 NEEDS_FILE = "skyweave-needs.json"
+_NO_CONTAINERS = ExecutionEnv(worker="", storage_root=Path(), work_root=Path(), log_root=Path())
 STDERR_TAIL_LINES = 20
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(?:(params|inputs|outputs)\.([A-Za-z_]\w*)|(workdir))\}")
@@ -133,29 +134,29 @@ def _describe_exit(code: int) -> str:
 
 
 def run_command(ctx: ActivityContext, arguments: dict[str, Any], log_path: Path,
-                ran: CommandRun | None = None) -> dict[str, Product]:
+                ran: CommandRun | None = None, *, env: ExecutionEnv | None = None) -> dict[str, Product]:
     """Run the command; its stdout and stderr go to ``log_path``; ``ran`` gets the command line
-    and the exit status as soon as they are known.
+    and the exit status as soon as they are known.  A task with an image runs its command in a
+    container of that image (``env.container`` names the engine; ``executors/containers.py``),
+    its work directory and input products mounted at their own paths.
 
     Returns the declared outputs as products.  Raises ``MissingInput`` when the command wrote a
     needs file, ``TaskFailure`` on a non-zero exit (with the tail of stderr) or a missing output.
     """
     task = ctx.task
     ran = ran if ran is not None else CommandRun()
-    refused = unrunnable(task)
+    refused = unrunnable(task, env) if env is not None else unrunnable(task, _NO_CONTAINERS)
     if refused:
         raise TaskFailure(refused, error_type="skyweave.ContainerUnsupported", retryable=False,
                           hint=RUN_IMAGE_YOURSELF)
     argv = command_line(ctx, arguments)
     ran.line = shlex.join(argv)
     outputs = {name: output_path(ctx, arguments, name) for name in task.outputs}
-    environment = dict(
-        os.environ,
-        SKYWEAVE_ACTIVITY_ID=ctx.activity_id,
-        SKYWEAVE_RUN_ID=ctx.run_id,
-        SKYWEAVE_ATTEMPT=str(ctx.attempt),
-        SKYWEAVE_WORKDIR=str(ctx.workdir),
-    )
+    own = {"SKYWEAVE_ACTIVITY_ID": ctx.activity_id, "SKYWEAVE_RUN_ID": ctx.run_id,
+           "SKYWEAVE_ATTEMPT": str(ctx.attempt), "SKYWEAVE_WORKDIR": str(ctx.workdir)}
+    environment = dict(os.environ, **own)
+    if task.image and env is not None and env.container:
+        argv = in_container(env.container, ctx, arguments, argv, own)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[bytes] = deque(maxlen=STDERR_TAIL_LINES)
     with open(log_path, "ab", buffering=0) as log:
@@ -205,6 +206,29 @@ def run_command(ctx: ActivityContext, arguments: dict[str, Any], log_path: Path,
             )
         products[name] = Product(path, type=task.outputs[name].type, name=name)
     return products
+
+
+def in_container(setting: str, ctx: ActivityContext, arguments: dict[str, Any], argv: list[str],
+                 environment: dict[str, str]) -> list[str]:
+    """``argv`` run in the task's image (by digest) with the work directory and the input products
+    mounted at their own paths."""
+    from skyweave.executors.containers import ContainerError, ContainerRuntime, container_name
+
+    task = ctx.task
+    assert task.image is not None
+    runtime = ContainerRuntime.parse(setting)
+    try:
+        image = task.image_digest or runtime.digest(task.image)
+    except ContainerError as exc:
+        raise TaskFailure(exc.message, error_type="skyweave.ImageMissing", retryable=False,
+                          hint=exc.hint) from exc
+    inputs = [item.path for value in arguments.values()
+              for item in (value if isinstance(value, list | tuple) else [value])
+              if isinstance(item, Product)]
+    mounts = [(str(ctx.workdir), False), *((str(Path(p).resolve()), True) for p in inputs)]
+    return runtime.run_argv(container_name(ctx.activity_id, ctx.attempt), image, argv, mounts=mounts,
+                            resources=task.resources, workdir=str(ctx.workdir), env=environment,
+                            remove=True)
 
 
 def read_needs(path: Path, task_name: str) -> InputNeed | None:

@@ -50,6 +50,8 @@ class JobEnv(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     extra: dict[str, str] = msgspec.field(default_factory=dict)
     storage: str = ""
     """URL of the product storage (``ExecutionEnv.storage``); empty: the folder ``storage_root``."""
+    container: str = ""
+    """The container engine setting (``ExecutionEnv.container``)."""
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -69,7 +71,7 @@ def encode_job(dispatch: DispatchActivity, env: ExecutionEnv) -> bytes:
         log_root=str(env.log_root), aspects=list(env.aspects), authority=env.aspect_settings.authority,
         builtin_aspects=env.builtin_aspects, validate_checksums=env.validate_checksums,
         preload=list(env.preload), import_path=list(env.import_path), extra=dict(env.extra),
-        storage=env.storage)
+        storage=env.storage, container=env.container)
     return _encoder.encode(Job(format=JOB_FORMAT, env=job_env, dispatch=dispatch))
 
 
@@ -87,7 +89,7 @@ def decode_job(data: bytes, *, source: str = "the job") -> tuple[DispatchActivit
         log_root=Path(e.log_root), aspects=tuple(e.aspects),
         aspect_settings=AspectSettings(authority=e.authority), builtin_aspects=e.builtin_aspects,
         validate_checksums=e.validate_checksums, preload=tuple(e.preload),
-        import_path=tuple(e.import_path), extra=dict(e.extra), storage=e.storage)
+        import_path=tuple(e.import_path), extra=dict(e.extra), storage=e.storage, container=e.container)
     return job.dispatch, env
 
 

@@ -111,13 +111,36 @@ class SubprocessExecutor(Executor):
             suffixes = (".job.json", ".outcome.json", ".stderr", ".started")
             job, outcome, stderr, started = (stem.with_name(stem.name + suffix) for suffix in suffixes)
             write_atomically(job, encode_job(dispatch, self.env))
+            argv = self._command(dispatch, job, outcome, started)
             with open(stderr, "wb") as err:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "skyweave.execute", str(job), "--outcome", str(outcome),
-                     "--started", str(started)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                     start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
             self._running[activity_id] = _Running(dispatch, job, outcome, stderr, started, process)
+
+    def _command(self, dispatch: DispatchActivity, job: Path, outcome: Path, started: Path) -> list[str]:
+        """The command line that runs one job (a container executor wraps it in ``docker run``)."""
+        del dispatch
+        return [sys.executable, "-m", "skyweave.execute", str(job), "--outcome", str(outcome),
+                "--started", str(started)]
+
+    def _memory_mb(self, r: _Running) -> float:
+        """What the activity's processes use now, in MB."""
+        return tree_rss(r.process.pid) / 2**20
+
+    def _no_outcome(self, r: _Running, code: int, stderr: str) -> ActivityFailed | None:
+        """A launcher's own reading of a process that ended without an outcome (``None``: the
+        generic one)."""
+        del r, code, stderr
+        return None
+
+    def _halt(self, r: _Running) -> None:
+        """Stop what runs the activity beyond the process group (a container), before the group is killed."""
+        del r
+
+    def _gone(self, r: _Running) -> None:
+        """The activity's process has ended and been reported (a container can be removed)."""
+        del r
 
     def collect(self, timeout: float) -> list[Outcome]:
         out, self._reports = self._reports, []
@@ -159,7 +182,7 @@ class SubprocessExecutor(Executor):
                 message = f"task {task.name!r} exceeded its timeout of {limit:g} s; stopped"
                 out.append(self._stop(r, "skyweave.TaskTimeout", message, retryable=True))
             elif measure and task.resources.memory_mb is not None:
-                used_mb = tree_rss(r.process.pid) / 2**20
+                used_mb = self._memory_mb(r)
                 if used_mb > task.resources.memory_mb:
                     out.append(self._stop(r, "skyweave.MemoryLimit",
                                           over_memory(task.name, used_mb, task.resources.memory_mb),
@@ -167,6 +190,12 @@ class SubprocessExecutor(Executor):
 
     def _ended(self, r: _Running) -> Outcome:
         """The outcome the process wrote, or why it wrote none."""
+        try:
+            return self._read_ending(r)
+        finally:
+            self._gone(r)
+
+    def _read_ending(self, r: _Running) -> Outcome:
         self._forget(r)
         try:
             data = r.outcome.read_bytes()
@@ -182,6 +211,9 @@ class SubprocessExecutor(Executor):
             except msgspec.DecodeError as exc:
                 return self._failure(r, "skyweave.WorkerError", f"its outcome file is unreadable: {exc}",
                                      retryable=True)
+        own = self._no_outcome(r, code, stderr)
+        if own is not None:
+            return own
         if code == EXIT_BAD_JOB:
             return self._failure(r, "skyweave.BadJob", f"the job could not be read: {stderr}",
                                  retryable=False)
@@ -191,10 +223,12 @@ class SubprocessExecutor(Executor):
                              f"{r.dispatch.task.name!r}" + (f": {stderr}" if stderr else ""), retryable=True)
 
     def _stop(self, r: _Running, error_type: str, message: str, *, retryable: bool) -> ActivityFailed:
+        self._halt(r)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(r.process.pid, signal.SIGKILL)  # its own group: the commands it started too
         r.process.wait()
         self._forget(r)
+        self._gone(r)
         for path in r.files:
             path.unlink(missing_ok=True)
         return self._failure(r, error_type, message, retryable=retryable)

@@ -77,6 +77,9 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     ref: str = ""
     """Python: ``module:qualname`` or ``/abs/path.py:qualname``; command/image: argument template."""
     image: str | None = None
+    image_digest: str = ""
+    """The content digest (``sha256:…``) ``image`` had when this version was registered: what
+    its activities run (never the tag, which can move), in the cache key and in provenance."""
     parameters: dict[str, str] = msgspec.field(default_factory=dict)
     """Parameter name -> type name (``int``, ``float``, ``str``, ``bool``, ``Product``, ``list``, ``any``)."""
     defaults: dict[str, Any] = msgspec.field(default_factory=dict)

@@ -117,7 +117,8 @@ class Descriptions:
             pairs += [(VOPROV["type"], str(spec.kind))]
             pairs += [(k, v) for k, v in ((VOPROV["description"], spec.description),
                                           (SW["codeHash"], spec.code_hash), (SW["ref"], spec.ref),
-                                          (SW["image"], spec.image)) if v]
+                                          (SW["image"], spec.image),
+                                          (SW["imageDigest"], spec.image_digest)) if v]
         ident = self._entity(self.ids.task(name, version), pairs)
         if spec is not None:
             for param, type_name in spec.parameters.items():

@@ -33,7 +33,8 @@ worker / host                        ``agent(swagent:<worker>@<host>)`` Software
                                      and ``actedOnBehalfOf(worker, swagent:skyweave)``
 skyweave itself                      ``agent(swagent:skyweave)`` SoftwareAgent, associated with every
                                      activity and run as ``prov:role="orchestrator"``
-container image                      ``agent(swagent:image-<digest>)``, ``prov:role="environment"``
+container image                      ``agent(swagent:image-<digest>)`` with ``sw:image`` (the tag) and
+                                     ``sw:imageDigest`` (what ran), ``prov:role="environment"``
 reused product                       simply ``used`` of the original entity (its generation stays
                                      with the activity, possibly of another run, that made it)
 ===================================  =================================================================
@@ -184,6 +185,7 @@ def activity_attributes(activity: ActivityRecord, spec: TaskSpec | None) -> dict
     _add(attrs, SW["taskVersion"], activity.task_version)
     _add(attrs, SW["codeHash"], activity.code_hash or (spec.code_hash if spec else None))
     _add(attrs, SW["image"], spec.image if spec else None)
+    _add(attrs, SW["imageDigest"], spec.image_digest if spec else None)
     _add(attrs, SW["state"], activity.state)
     _add(attrs, SW["exitCode"], activity.exit_code)
     _add(attrs, SW["commandLine"], activity.command)
@@ -252,6 +254,7 @@ def task_attributes(name: str, version: str, spec: TaskSpec | None) -> dict[Any,
         _add(attrs, SW["kind"], str(spec.kind))
         _add(attrs, SW["ref"], spec.ref)
         _add(attrs, SW["image"], spec.image)
+        _add(attrs, SW["imageDigest"], spec.image_digest)
         _add(attrs, SW["description"], spec.description)
     return attrs
 
@@ -290,14 +293,18 @@ class Agents:
             self.doc.delegation(agent, self.skyweave, identifier=rel("delegation", local))
         return agent
 
-    def image(self, image: str | None) -> ProvAgent | None:
+    def image(self, image: str | None, digest: str = "") -> ProvAgent | None:
+        """The image as an agent, identified by its content digest when known (the tag can move)."""
         if not image:
             return None
-        local = "image-" + hashlib.sha256(image.encode()).hexdigest()[:16]
+        local = "image-" + (digest.partition(":")[2][:16] if digest
+                            else hashlib.sha256(image.encode()).hexdigest()[:16])
         agent = self._made.get(local)
         if agent is None:
-            agent = self._made[local] = self.doc.agent(self.ids.agent(local), {
-                PROV["type"]: PROV["SoftwareAgent"], PROV["label"]: image, SW["image"]: image})
+            attrs: dict[Any, Any] = {PROV["type"]: PROV["SoftwareAgent"], PROV["label"]: image,
+                                     SW["image"]: image}
+            _add(attrs, SW["imageDigest"], digest or None)
+            agent = self._made[local] = self.doc.agent(self.ids.agent(local), attrs)
         return agent
 
 
@@ -335,7 +342,7 @@ def associate(doc: ProvDocument, ids: Ids, agents: Agents, bundle: Bundle, *, ac
     if worker is not None:
         doc.association(act, worker, plan, identifier=rel("assoc", activity.id, "worker"),
                         other_attributes={PROV["role"]: ROLE_EXECUTOR})
-    image = agents.image(spec.image if spec else None)
+    image = agents.image(spec.image if spec else None, spec.image_digest if spec else "")
     if image is not None:
         doc.association(act, image, plan, identifier=rel("assoc", activity.id, "image"),
                         other_attributes={PROV["role"]: ROLE_ENVIRONMENT})

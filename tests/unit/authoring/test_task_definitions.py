@@ -58,10 +58,15 @@ def test_decorated_tasks_are_checked_too() -> None:
     assert "its name must be a non-empty string" in refused(lambda: command(" ", "echo")).message
 
 
-def test_a_declared_image_is_not_silently_dropped_by_python_tasks() -> None:
-    """``@task`` has no ``image=``: Python refuses it at once rather than running on the host."""
-    with pytest.raises(TypeError, match="image"):
-        task(image="skyweave/x:1")  # type: ignore[call-overload]
+def _boxed(x: int) -> int:
+    return x
+
+
+def test_a_python_task_keeps_its_declared_image() -> None:
+    """``@task(image=…)``: the function runs in that image (a container executor's job), so the
+    image is part of the spec, not dropped; the digest is pinned later, at registration."""
+    boxed = task(image="skyweave-xray-ep", version="1")(_boxed)
+    assert (boxed.spec.kind, boxed.spec.image, boxed.spec.image_digest) == ("python", "skyweave-xray-ep", "")
 
 
 def test_good_declarations_pass_unchanged() -> None:

@@ -9,6 +9,7 @@ declares in ``Executor.capabilities``; the tests of those things then skip, sayi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -31,11 +32,24 @@ def _slurm(env: ExecutionEnv) -> Executor:
     return SlurmExecutor(env, parse_options(service_url("slurm") + "&poll_s=0.5"), max_jobs=SLOTS)
 
 
+def _docker(env: ExecutionEnv) -> Executor:
+    """Containers of the skyweave image, sharing the host's process ids (the suite checks that a
+    stopped task's process is gone) and the test's folder (its tasks wait for files there)."""
+    from skyweave.executors.container import ContainerExecutor
+    from tests.services import docker_setting
+    from tests.unit.executors.helpers import TASKS_IMPORT_ROOT
+
+    setting = docker_setting(pid="host", mount=str(env.storage_root.parent))
+    return ContainerExecutor(setting, dataclasses.replace(env, import_path=(str(TASKS_IMPORT_ROOT),)),
+                             processes=SLOTS)
+
+
 EXECUTOR_FACTORIES = [
     pytest.param(lambda env: LocalExecutor(env, processes=SLOTS), id="local"),
     pytest.param(lambda env: ThreadExecutor(env, threads=SLOTS), id="threads"),
     pytest.param(lambda env: SubprocessExecutor(env, processes=SLOTS), id="subprocess"),
     pytest.param(_slurm, id="slurm", marks=pytest.mark.integration),
+    pytest.param(_docker, id="docker", marks=pytest.mark.integration),
 ]
 
 

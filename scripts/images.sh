@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Build the container images the tests run, locally, with no container registry:
+#
+#   scripts/images.sh [IMAGE...]     build what is missing or out of date (all when none is named):
+#     skyweave-base:py3.11    Debian bookworm with Python 3.11: `debootstrap --variant=minbase` into a
+#                             root file system, tarred once into the cache, then `docker import`
+#     skyweave:local          docker/skyweave.Dockerfile (skyweave in /opt/skyweave)
+#     skyweave-xray-ep, skyweave-radio-nenufar, skyweave-nenufar-bursts   pipelines/*/Dockerfile
+#
+# The daemon is $DOCKER_HOST, else the one `scripts/services.sh start docker` started.  Python packages
+# come from a wheelhouse in the cache filled by `pip download` on this host (its own index settings;
+# bookworm's Python is the host's 3.11), served to the builds on 127.0.0.1 (builds use the host
+# network) and installed with --no-index: no build reaches the network itself.
+# Cache: $SKYWEAVE_IMAGE_CACHE (default .services/cache): the root file system tar and the wheels, kept
+# across daemon restarts; the daemon's own layer cache makes a rebuild with unchanged sources instant.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STATE="${SKYWEAVE_SERVICES_DIR:-$ROOT/.services}"
+CACHE="${SKYWEAVE_IMAGE_CACHE:-$STATE/cache}"
+DOCKER_BIN="${SKYWEAVE_DOCKER_BIN:-/usr/bin/docker}"
+PIPELINES=(xray_ep radio_nenufar nenufar_bursts)
+
+say() { printf 'images: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+if [ -z "${DOCKER_HOST:-}" ]; then
+    DOCKER_HOST="$(sed -n 's/^SKYWEAVE_TEST_DOCKER_HOST=//p' "$STATE/env" 2>/dev/null || true)"
+    [ -n "$DOCKER_HOST" ] || die "no daemon: start one with scripts/services.sh start docker (or set DOCKER_HOST)"
+fi
+export DOCKER_HOST
+dk() { "$DOCKER_BIN" "$@"; }
+have() { dk image inspect "$1" >/dev/null 2>&1; }
+tag_of() { local p="$1"; echo "skyweave-${p//_/-}"; }
+
+base() {
+    have skyweave-base:py3.11 && return 0
+    local tar="$CACHE/bookworm-python3.tar"
+    if [ ! -s "$tar" ]; then
+        command -v debootstrap >/dev/null || die "debootstrap is missing (apt-get install debootstrap)"
+        local fs; fs="$(mktemp -d "${TMPDIR:-/tmp}/skyweave-rootfs.XXXXXX")"
+        say "debootstrap bookworm (minbase + python3) into $fs"
+        local t0=$SECONDS
+        debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+            bookworm "$fs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$fs.log" 2>&1 \
+            || { tail -20 "$fs.log" >&2; die "debootstrap failed"; }
+        rm -rf "$fs"/var/cache/apt/archives/*.deb "$fs"/var/lib/apt/lists/*
+        mkdir -p "$CACHE"
+        tar -C "$fs" --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' -cf "$tar.new" .
+        mv "$tar.new" "$tar"
+        rm -rf "$fs" "$fs.log"
+        say "root file system made in $((SECONDS - t0)) s ($tar)"
+    fi
+    dk import "$tar" skyweave-base:py3.11 >/dev/null
+}
+
+wheels() {  # the wheels every image installs, downloaded once with this host's pip settings
+    local dir="$CACHE/wheels" stamp want
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" "$ROOT"/pipelines/*/pyproject.toml | sha256sum | cut -c1-16)"
+    stamp="$dir/.stamp"
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+    mkdir -p "$dir"
+    say "pip download into $dir"
+    python3 -m pip download -q -d "$dir" -c "$ROOT/constraints.txt" setuptools wheel pip \
+        "$ROOT" "${PIPELINES[@]/#/$ROOT/pipelines/}" >/dev/null || die "pip download failed"
+    echo "$want" > "$stamp"
+}
+
+serve_wheels() {  # an index of the wheelhouse on 127.0.0.1 for the builds; sets WHEELS_URL
+    local port; port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    python3 -m http.server --bind 127.0.0.1 --directory "$CACHE/wheels" "$port" >/dev/null 2>&1 &
+    SERVER=$!
+    trap 'kill $SERVER 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+    WHEELS_URL="http://127.0.0.1:$port/"
+}
+
+build() {  # build TAG DOCKERFILE
+    local t0=$SECONDS
+    DOCKER_BUILDKIT=0 dk build -q --network host -f "$ROOT/$2" -t "$1" \
+        --build-arg PIP_OPTS="--no-index --find-links $WHEELS_URL" "$ROOT" >/dev/null \
+        || die "building $1 from $2 failed"
+    say "$1 built in $((SECONDS - t0)) s"
+}
+
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(skyweave:local "${PIPELINES[@]/#/pipeline:}")
+t_all=$SECONDS
+base
+wheels
+serve_wheels
+build skyweave:local docker/skyweave.Dockerfile
+for n in "${names[@]}"; do
+    case "$n" in
+        skyweave:local|base) ;;
+        pipeline:*|skyweave-*) p="${n#pipeline:}"; p="${p#skyweave-}"; p="${p//-/_}"
+                               [ -f "$ROOT/pipelines/$p/Dockerfile" ] || die "no pipeline $p"
+                               build "$(tag_of "$p")" "pipelines/$p/Dockerfile" ;;
+        *) die "unknown image $n" ;;
+    esac
+done
+say "images ready in $((SECONDS - t_all)) s"
