@@ -16,6 +16,7 @@ import pytest
 
 from skyweave import Client, Product, workflow
 from skyweave.authoring.task import Task
+from skyweave.storage.local import LocalStorage
 from tests.services import DOCKER_BIN, docker_image, docker_setting
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,7 +48,7 @@ def run_in_container(tmp_path: Path, image: str, wf: Any, params: dict[str, Any]
 
 
 def _checked(product: Any) -> Path:
-    path = Path(product.uri.removeprefix("file://"))
+    path = LocalStorage.local_path(product.uri)
     assert product.checksum == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     return path
 
