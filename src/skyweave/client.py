@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from skyweave import images
 from skyweave.authoring.loader import load_task
 from skyweave.authoring.targets import load_workflow
 from skyweave.authoring.task import Task
@@ -39,14 +38,12 @@ from skyweave.errors import (
     SkyweaveError,
     TaskVersionWarning,
 )
-from skyweave.executors import executor_key
-from skyweave.executors.containers import ENGINES, ContainerError, ContainerRuntime, pin_image
 from skyweave.listeners import Listener
 from skyweave.model import messages as m
 from skyweave.model.ids import PRODUCT, RUN, new_id
 from skyweave.model.lineage import LineageGraph
 from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, RunRecord
-from skyweave.model.specs import TaskKind, TaskSpec
+from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
 from skyweave.plan import RunPlan, plan_run
@@ -242,37 +239,11 @@ class Client:
             created_at=time.time(), labels=dict(labels or {}))
 
     def _with_image(self, task: Task | str, image: str, version: str | None) -> Task:
-        if version is None:
-            raise DefinitionError("a task registered with a new image needs a version",
-                                  hint="add --version V (version=...): the label its products carry")
-        if isinstance(task, str) and ":" not in task:
-            current = self._current_specs().get(task)
-            if current is None:
-                raise NotFoundError(f"no task named {task!r} is registered",
-                                    hint="`skyweave tasks list` shows them; or give PATH.py:TASK")
-            base, fn = current, None
-        else:
-            obj = load_task(task) if isinstance(task, str) else task
-            base, fn = obj.spec, obj.fn
-        kind = TaskKind.IMAGE if base.kind is TaskKind.COMMAND else base.kind
-        return Task(msgspec.structs.replace(base, image=image, image_digest="", kind=kind, version=version),
-                    fn)
+        current = self._current_specs().get(task) if isinstance(task, str) and ":" not in task else None
+        return images.with_image(task, image, version, current)
 
     def _pinned(self, task: Task) -> Task:
-        """``task`` with its image's digest pinned (``containers.pin_image``), through the container
-        engine of the settings; a task without image as it is."""
-        if not task.spec.image or task.spec.image_digest:
-            return task
-        setting = (self.settings.executor if executor_key(self.settings.executor) in ENGINES
-                   else self.settings.container)
-        try:
-            spec = pin_image(task.spec, ContainerRuntime.parse(setting))
-        except ContainerError as exc:
-            raise DefinitionError(f"task {task.spec.name!r}: {exc.message}", hint=exc.hint,
-                                  task=task.spec.name, image=task.spec.image) from exc
-        pinned = Task(spec, task.fn, task._providers)
-        pinned.unhashable = task.unhashable
-        return pinned
+        return images.pinned(task, self.settings)
 
     def _current_specs(self) -> dict[str, TaskSpec]:
         """The version new activations of each task name use."""
