@@ -26,9 +26,7 @@ def pinned(task: Task, settings: Settings) -> Task:
     except ContainerError as exc:
         raise DefinitionError(f"task {task.spec.name!r}: {exc.message}", hint=exc.hint,
                               task=task.spec.name, image=task.spec.image) from exc
-    made = Task(spec, task.fn, task._providers)
-    made.unhashable = task.unhashable
-    return made
+    return task.with_spec(spec)
 
 
 def with_image(task: Task | str, image: str, version: str | None, current: TaskSpec | None) -> Task:

@@ -77,6 +77,12 @@ class Task:
             self.__qualname__ = fn.__qualname__
             self.__module__ = fn.__module__
 
+    def with_spec(self, spec: TaskSpec) -> Task:
+        """The same task (function, providers) declared as ``spec`` (e.g. its image pinned)."""
+        made = Task(spec, self.fn, self._providers)
+        made.unhashable = self.unhashable
+        return made
+
     @property
     def name(self) -> str:
         return self.spec.name
