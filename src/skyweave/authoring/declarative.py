@@ -117,7 +117,8 @@ def _command_task(doc: Document, key: Key, name: str, spec: dict[str, Any]) -> T
             raise doc.error(key, f"command task {name!r} uses {{{section}.{pname}}} but declares no "
                                  f"such {what[:-1]}", hint=f"add {pname} to its {what}: "
                                                           f"(declared: {', '.join(known) or 'none'})")
-    res = doc.mapping(spec.get("resources"), (*key, "resources"), "resources", ("cpus", "memory_mb", "gpus"))
+    res = doc.mapping(spec.get("resources"), (*key, "resources"), "resources",
+                      ("cpus", "memory_mb", "gpus", "partition"))
     rkey = (*key, "resources")
     providers = doc.mapping(spec.get("providers"), (*key, "providers"), "providers")
     for ptype, provider in providers.items():
@@ -137,7 +138,8 @@ def _command_task(doc: Document, key: Key, name: str, spec: dict[str, Any]) -> T
         priority=doc.typed(spec, "priority", key, int, "a whole number", default=0),
         resources=Resources(cpus=float(doc.typed(res, "cpus", rkey, NUMBER, "a number", default=1.0)),
                             memory_mb=doc.typed(res, "memory_mb", rkey, int, "a whole number"),
-                            gpus=doc.typed(res, "gpus", rkey, int, "a whole number", default=0)),
+                            gpus=doc.typed(res, "gpus", rkey, int, "a whole number", default=0),
+                            partition=doc.typed(res, "partition", rkey, str, "a string", default="")),
         providers=providers,
         park=float(doc.typed(spec, "park", key, NUMBER, "a number of seconds", default=0.0)),
         max_detours=doc.typed(spec, "max_detours", key, int, "a whole number", default=3),

@@ -9,7 +9,8 @@ of them.  Jobs are submitted ``--no-requeue``: Slurm's failures come back to the
 
 Resources map to ``sbatch`` options: ``cpus`` to ``--cpus-per-task`` (rounded up), ``memory_mb``
 to ``--mem``, ``gpus`` to ``--gres=gpu:N``, the task's timeout (rounded up to minutes, plus one) or
-the ``time_limit`` option to ``--time``; ``partition`` and ``account`` come from the options.
+the ``time_limit`` option to ``--time``, ``partition`` (else the option's) to ``--partition``;
+``account`` comes from the options.
 
 State: the outcome and start-mark files are looked at every ``collect`` (one directory listing);
 Slurm is asked with ONE ``squeue`` per ``poll_s`` for every job of this executor (they share a job
@@ -212,8 +213,8 @@ class SlurmExecutor(Executor):
             args.append(f"--gres=gpu:{task.resources.gpus}")
         if minutes := time_limit_minutes(task.timeout_s, o.time_limit):
             args.append(f"--time={minutes}")
-        if o.partition:
-            args.append(f"--partition={o.partition}")
+        if partition := task.resources.partition or o.partition:
+            args.append(f"--partition={partition}")
         if o.account:
             args.append(f"--account={o.account}")
         return args

@@ -44,6 +44,9 @@ class Resources(msgspec.Struct, frozen=True, kw_only=True):
     cpus: float = 1.0
     memory_mb: int | None = None
     gpus: int = 0
+    partition: str = ""
+    """Where on a batch system it must run (the ``slurm`` executor's ``--partition``, e.g. a GPU
+    partition for imaging), over the executor's own setting; other executors ignore it."""
 
 
 class BacktrackPolicy(msgspec.Struct, frozen=True, kw_only=True):

@@ -263,3 +263,15 @@ def test_file_and_folder_types_name_data_in_place(tmp_path: Path) -> None:
     assert args["raw"]["in_place"]["kind"] == "folder" and args["raw"]["in_place"]["path"] == str(raw)
     assert args["single"]["in_place"]["kind"] == "file", "a path given to a File parameter becomes one"
     assert graph["params"]["raw_dir"] == str(raw)
+
+
+def test_resources_name_a_slurm_partition(tmp_path: Path) -> None:
+    text = ("workflow: w\ntasks: {t: {command: \"image {params.x}\", "
+            "resources: {cpus: 8, memory_mb: 16000, gpus: 1, partition: gpu}}}\n"
+            "steps: {a: {task: t, args: {x: 1}}}\n")
+    _, tasks = load_workflow(str(write(tmp_path, text))).build({})
+    resources = tasks["t"].spec.resources
+    assert (resources.cpus, resources.memory_mb, resources.gpus, resources.partition) == (8.0, 16000, 1, "gpu")
+    bad = text.replace("partition: gpu", "partition: 3")
+    with pytest.raises(DefinitionError, match="partition must be a string"):
+        load_workflow(str(write(tmp_path, bad))).build({})

@@ -97,7 +97,7 @@ def test_one_task_handed_over_together_is_one_job_array_with_its_resources(
         env: ExecutionEnv, fake: FakeSlurm, clock: Clock) -> None:
     executor = make(env, fake, clock, partition="gpu", account="astro")
     spec = TaskSpec(name="image", version="1", ref=by_path("add"), timeout_s=90.0,
-                    resources=Resources(cpus=1.5, memory_mb=300, gpus=1))
+                    resources=Resources(cpus=1.5, memory_mb=300, gpus=1, partition="imaging"))
     fan_out = [DispatchActivity(activity_id=f"act-img{i}", attempt=1, run_id="run-1", task=spec,
                                 arguments={"x": i, "y": 1}) for i in range(4)]
     other = dispatch(by_path("add"), {"x": 1, "y": 2})
@@ -105,10 +105,12 @@ def test_one_task_handed_over_together_is_one_job_array_with_its_resources(
     assert len(fake.submitted) == 2  # one sbatch for the fan-out, one for the other task
     (script, args), (_, single) = fake.submitted
     assert "--array=0-3" in args
-    for wanted in ("--no-requeue", "--cpus-per-task=2", "--mem=300M", "--gres=gpu:1", "--time=3", "--partition=gpu",
+    for wanted in ("--no-requeue", "--cpus-per-task=2", "--mem=300M", "--gres=gpu:1", "--time=3", "--partition=imaging",
                    "--account=astro", f"--job-name={executor.job_name}"):
         assert wanted in args
     assert not [a for a in single if a.startswith(("--array", "--mem", "--gres", "--time"))]
+    assert "--partition=gpu" in single  # the option's partition for a task that names none
+    assert "--partition=gpu" not in args  # the task's own wins
     assert "skyweave.execute" in Path(script).read_text() and "SLURM_ARRAY_TASK_ID" in Path(script).read_text()
     assert set(job_files(executor)) == {d.activity_id for d in (*fan_out, other)}
     executor.close()
