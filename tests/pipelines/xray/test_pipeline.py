@@ -18,6 +18,7 @@ Tolerances (measured values when they were set, on the two observations below, i
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,12 @@ from astropy.io import fits
 from astropy.time import Time
 
 from skyweave import Client
+from skyweave.model import messages as m
 from xray_ep import conventions as cv
 from xray_ep.simulate import simulate_observation
 from xray_ep.workflow import event_list, observation
+
+from . import urgent_flows
 
 POSITION_TOL_ARCSEC = 30.0
 COMPLETE_ABOVE_COUNTS = 100
@@ -68,7 +72,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     archive = base / "archive"
     quiet = simulate_observation(base / "q", "ep0004", 4, aux="missing", archive_dir=archive)
     flare = simulate_observation(base / "t", "ep0001", 1, transient=True, archive_dir=archive)
-    out: dict[str, Any] = {"archive": archive, "sims": {"ep0004": quiet, "ep0001": flare}}
+    out: dict[str, Any] = {"archive": archive, "sims": {"ep0004": quiet, "ep0001": flare}, "store": base / "st"}
     with Client(str(base / "st"), workers=2) as client:
         assert client.settings.executor == "local"
         l0 = {}
@@ -167,20 +171,46 @@ def test_a_quiet_observation_raises_no_alert(runs: dict[str, Any]) -> None:
     assert len(run["results"]["tests"]) == len(run["results"]["sources"]) > 0
 
 
-@pytest.mark.skip(reason="timing-dependent: it needs the quiet observation's work still queued when the "
-                  "flare's alert is queued; since today's faster backtracking the quiet run ends ~8 s before "
-                  "the alert (measured), so nothing can be overtaken. Urgent work overtaking queued work is "
-                  "asserted deterministically in tests/unit/bus (priority, aging) and "
-                  "tests/pipelines/bursts/test_engine.py; a gated backlog version of this test is to do")
-def test_the_alert_ran_urgently_and_overtook_queued_work(runs: dict[str, Any]) -> None:
-    acts = runs["ep0001"]["activities"] + runs["ep0004"]["activities"]
-    (alert,) = [a for a in acts if a.task_name == "make_voevent" and a.state == "succeeded"]
-    assert alert.priority == ALERT_PRIORITY
-    normal = [a for a in acts if a.priority < ALERT_PRIORITY and a.started_at is not None]
-    overtaken = [a for a in normal if a.queued_at < alert.queued_at and a.started_at > alert.started_at]
-    assert overtaken, "no normal activity queued before the alert started after it"
-    # it waited for a free worker only, not behind the queue
-    assert alert.started_at - alert.queued_at < min(a.started_at - a.queued_at for a in overtaken)
+def test_the_alert_ran_urgently_and_overtook_queued_work(runs: dict[str, Any], tmp_path: Path) -> None:
+    """The flare's alert made again while normal work is queued: two activities hold both worker
+    slots (each until its own gate opens), a backlog of four waits behind them, then the alert is
+    queued.  When one slot frees, the alert takes it: every backlog activity, queued before the
+    alert, starts after it (the other slot stays held until the alert has run)."""
+    results = runs["ep0001"]["results"]
+    [flagged] = [i for i, t in enumerate(results["tests"]) if t["is_transient"]]
+    gate = str(tmp_path / "gate")
+    with Client(str(runs["store"]), workers=2) as client:
+        holding = client.submit(urgent_flows.holders, {"gate": gate})
+        wait_for(lambda: all(Path(f"{gate}.holding{k}").exists() for k in range(urgent_flows.HOLDERS)),
+                 "both slots held")
+        queued = client.submit(urgent_flows.backlog, {"n": 4})
+        wait_for(lambda: len([a for a in queued.activities() if a.state == "dispatched"]) == 4, "the backlog")
+        run = client.submit(urgent_flows.alert_again, {
+            "source": results["sources"][flagged], "test": results["tests"][flagged],
+            "lc": results["light_curves"][flagged].id, "obs_id": "ep0001"})
+        [alert] = wait_for(lambda: [a for a in run.activities() if a.state == "dispatched"], "the alert queued")
+        wait_for(lambda: client.bus.present([m.dispatch_id(alert.id, alert.attempt)]), "the alert on the bus")
+        Path(f"{gate}.0").touch()  # one slot frees: the alert or a backlog activity takes it
+        assert run.wait(timeout=120).status == "succeeded", run.summary()
+        Path(f"{gate}.1").touch()
+        for handle in (holding, queued):
+            assert handle.wait(timeout=120).status == "succeeded", handle.summary()
+        [alert] = run.activities()
+        backlog = queued.activities()
+    assert alert.priority == ALERT_PRIORITY and alert.task_name == "make_voevent"
+    assert all(a.queued_at < alert.queued_at for a in backlog)
+    assert all(alert.started_at < a.started_at for a in backlog), "queued work went first"
+    # it waited for a free slot only, not behind the queue
+    assert alert.started_at - alert.queued_at < min(a.started_at - a.queued_at for a in backlog)
+
+
+def wait_for(probe: Any, what: str, timeout: float = 120.0) -> Any:
+    """Call ``probe`` until it returns something truthy (the store is read, across processes)."""
+    end = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return found
 
 
 def test_every_product_has_obs_id_detector_and_version(runs: dict[str, Any]) -> None:
