@@ -57,16 +57,18 @@ def show_product(state: State, product_id: str) -> dict[str, Any]:
 
 def _readable(state: ServerState, product: ProductRecord) -> tuple[Any, str]:
     """The storage and key of a product this server may hand out: one in a storage it writes
-    (its product folder, or a non-local storage), never a file named in place elsewhere."""
+    (its ``products/`` folder, or a non-local storage), never a file named in place elsewhere
+    (not even elsewhere in the store's directory: its database, logs, bus)."""
     if product.state != "available":
         raise HTTPException(410, f"product {product.id} was deleted (its provenance stays); make it "
                                  f"again with `skyweave products recompute {product.id}`")
     if product.uri.startswith("file://"):
-        root = state.client.settings.store_dir.resolve()
+        root = (state.client.settings.store_dir / "products").resolve()
         path = product.local_path.resolve()
         if not path.is_relative_to(root):
             raise PathRefused(f"product {product.id} is a file named in place outside the server's "
-                              "storage; the server does not hand it out", hint="read it where it is")
+                              "product storage; the server does not hand it out",
+                              hint="read it where it is")
     return locate(product.uri)
 
 

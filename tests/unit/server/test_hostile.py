@@ -40,7 +40,7 @@ def snapshot(served: Served) -> dict[str, Any]:
             "files": files}
 
 
-def cases(s: Served, revoked: str, outside_product: str, act: str) -> list[tuple[str, str, dict[str, Any], set[int]]]:
+def cases(s: Served, revoked: str, outside_product: str, act: str, store_file: str) -> list[tuple[str, str, dict[str, Any], set[int]]]:
     w, r = s.write, s.read
     run = s.run_id
     prod = s.product_id
@@ -108,6 +108,8 @@ def cases(s: Served, revoked: str, outside_product: str, act: str) -> list[tuple
         ("GET", f"{R}/products/..%2F..%2Fetc%2Fpasswd/content", {"headers": r}, {404}),
         ("GET", f"{R}/products/%00/content", {"headers": r}, {404}),
         ("GET", f"{R}/products/{outside_product}/content", {"headers": r}, {403}),
+        ("GET", f"{R}/products/{store_file}/content", {"headers": r}, {403}),
+        ("GET", f"{R}/products/{store_file}/content", {"headers": {**r, "Range": "bytes=0-99"}}, {403}),
         ("GET", f"{R}/activities/..%2F..%2Fetc/logs", {"headers": r}, {404}),
         # -- malformed JSON bodies
         ("POST", f"{R}/runs", {"headers": {**w, "Content-Type": "application/json"}, "content": b"{nope"}, {422}),
@@ -155,9 +157,9 @@ def cases(s: Served, revoked: str, outside_product: str, act: str) -> list[tuple
 
 
 @pytest.fixture
-def hostile_world(served: Served) -> tuple[str, str, str]:
-    """A revoked token, a product named in place outside the storage, an activity id; a workflow
-    folder with a symlink out of it."""
+def hostile_world(served: Served) -> tuple[str, str, str, str]:
+    """A revoked token, products named in place outside the product storage (a file elsewhere,
+    the store's database), an activity id; a workflow folder with a symlink out of it."""
     outside = served.root / "outside"
     outside.mkdir(exist_ok=True)
     (outside / "secret.txt").write_text("secret\n")
@@ -169,12 +171,14 @@ def hostile_world(served: Served) -> tuple[str, str, str]:
     revoked, record = create_token(served.client.store, "gone", ["write"])
     served.client.store.revoke_token(record.id, time.time())
     product = served.client.add_product(outside / "secret.txt", copy=False)
+    database = next(served.client.settings.store_dir.glob("*.db"))  # the store's own: token hashes
+    in_store = served.client.add_product(database, copy=False)
     act = served.client.store.list_activities(run_id=served.run_id, limit=1)[0].id
-    return revoked, product.id, act
+    return revoked, product.id, act, in_store.id
 
 
 def test_hostile_requests_are_refused_and_change_nothing(served: Served,
-                                                         hostile_world: tuple[str, str, str]) -> None:
+                                                         hostile_world: tuple[str, str, str, str]) -> None:
     requests = cases(served, *hostile_world)
     assert len(requests) >= 50
     before = snapshot(served)
