@@ -76,9 +76,10 @@ def test_a_job_killed_at_its_slurm_time_limit_is_reported_with_the_reason(
     assert outcome.host == "sw1"
 
 
+@pytest.mark.slow
 def test_a_job_lost_with_its_node_is_reported_node_failure_not_requeued(
         env: ExecutionEnv, release: Path) -> None:
-    """The node is set DOWN while the job runs: Slurm ends it NODE_FAIL (reason NodeDown) and, as
+    """(~10-25 s with the node's return.) The node is set DOWN while the job runs: Slurm ends it NODE_FAIL (reason NodeDown) and, as
     the executor submits with --no-requeue, does not run it again behind skyweave's back."""
     executor = slurm_executor(env, "&poll_s=0.2")
     scontrol = {**os.environ, "SLURM_CONF": executor.options.conf}
