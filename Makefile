@@ -53,6 +53,7 @@ unit: $(STAMP) $(NICER)
 # the whole suite with its servers: a missing one fails the run (SKYWEAVE_REQUIRE_SERVICES=1);
 # PYTEST_ARGS narrows it (make test PYTEST_ARGS=tests/unit/store)
 test: lint typecheck $(NICER)
+	scripts/browser.sh >/dev/null  # Debian's Chromium for the dashboard's browser tests
 	scripts/services.sh run $(TEST_SERVICES) -- $(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -26,6 +26,7 @@ from skyweave.errors import (
 from skyweave.server import routes_products, routes_runs
 from skyweave.server.safety import BodyLimit, PathRefused
 from skyweave.server.state import Read, ServerState
+from skyweave.web import mount as mount_dashboard
 
 log = logging.getLogger(__name__)
 API_VERSION = "1"
@@ -52,6 +53,7 @@ def create_app(state: ServerState) -> FastAPI:
         return {"api": API_VERSION, "store": state.client.store.url,
                 "controller": None if holder is None else holder[0]}
 
+    mount_dashboard(app)
     _errors(app)
     app.add_middleware(BodyLimit, limit=state.limits.body_bytes, upload_limit=state.limits.upload_bytes,
                        is_upload=lambda method, path: (method, path) in UPLOAD_ROUTES)

@@ -51,8 +51,23 @@ def server_state(request: Request) -> ServerState:
 _bearer = HTTPBearer(auto_error=False, description="A token from `skyweave tokens create`.")
 
 
+COOKIE = "skyweave_token"
+"""The dashboard's cookie: the token a person gave on its login page (HttpOnly, SameSite=Strict)."""
+UI_HEADER = "X-Skyweave-UI"
+"""A write authenticated by the cookie must carry this header: a form on another site cannot add
+it, so a cookie alone never changes anything (cross-site request forgery)."""
+
+
 def _token(request: Request,
            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> TokenRecord:
+    cookie = request.cookies.get(COOKIE)
+    if credentials is None and cookie:
+        record = authenticate(server_state(request).client.store, cookie)
+        if record is None:
+            raise HTTPException(401, "the dashboard's token is unknown or revoked; log in again with a "
+                                     "new one (`skyweave tokens create` on the server)")
+        request.state.by_cookie = True
+        return record
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "this server needs a token: send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -68,10 +83,13 @@ def reader(token: Annotated[TokenRecord, Depends(_token)]) -> TokenRecord:
     return token
 
 
-def writer(token: Annotated[TokenRecord, Depends(_token)]) -> TokenRecord:
+def writer(request: Request, token: Annotated[TokenRecord, Depends(_token)]) -> TokenRecord:
     if "write" not in token.scopes:
         raise HTTPException(403, f"token {token.id} ({token.name}) may only read; this needs the "
                                  "write scope (`skyweave tokens create --scope write`)")
+    if getattr(request.state, "by_cookie", False) and request.headers.get(UI_HEADER) != "1":
+        raise HTTPException(403, f"a change made with the dashboard's cookie needs the {UI_HEADER} header "
+                                 "(sent by the dashboard's own buttons)")
     return token
 
 

@@ -67,6 +67,19 @@ class RemovedTask(msgspec.Struct, frozen=True, kw_only=True):
     current: str | None
 
 
+class ActivityGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """The activities of one workflow node of a run in one state (``Store.activity_groups``): how
+    many, and when the first started and the last ended - a run page of 100,000 activities reads
+    these few rows instead of every activity."""
+
+    node: str
+    task_name: str
+    state: str
+    count: int
+    first_started: float | None = None
+    last_ended: float | None = None
+
+
 class Store(ABC):
     url: str
 
@@ -125,6 +138,10 @@ class Store(ABC):
     @abstractmethod
     def count_activities(self, run_id: str) -> dict[str, int]:
         """State -> number of activities of the run."""
+
+    @abstractmethod
+    def activity_groups(self, run_id: str) -> list[ActivityGroup]:
+        """The run's activities counted per (node, state), with the node's task and time span."""
 
     @abstractmethod
     def list_attempts(self, activity_id: str) -> list[AttemptRecord]: ...

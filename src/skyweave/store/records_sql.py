@@ -22,7 +22,7 @@ from skyweave.model.records import (
     RunRecord,
     UsageRecord,
 )
-from skyweave.store.base import Store
+from skyweave.store.base import ActivityGroup, Store
 from skyweave.store.catalogue_sql import catalogue_filters
 from skyweave.store.schema import (
     ACTIVITY,
@@ -121,6 +121,17 @@ class RecordQueries(Store):
                  .group_by(activities.c.state))
         with self._engine.connect() as conn:
             return dict(conn.execute(query).all())
+
+    def activity_groups(self, run_id: str) -> list[ActivityGroup]:
+        a = activities.c
+        query = (select(a.node, func.min(a.task_name), a.state, func.count(), func.min(a.started_at),
+                        func.max(a.ended_at))
+                 .where(a.run_id == run_id).group_by(a.node, a.state).order_by(a.node, a.state))
+        with self._engine.connect() as conn:
+            return [ActivityGroup(node=str(n), task_name=str(t), state=str(s), count=int(c),
+                                  first_started=None if f is None else float(f),
+                                  last_ended=None if e is None else float(e))
+                    for n, t, s, c, f, e in conn.execute(query).all()]
 
     def list_attempts(self, activity_id: str) -> list[AttemptRecord]:
         query = (select(*ATTEMPT.columns).where(attempts.c.activity_id == activity_id)
