@@ -116,7 +116,7 @@ def test_a_live_run_grows_in_the_graph_and_its_product_shows_its_lineage(server:
     assert page.locator(f"a[href='/ui/runs/{run_id}']").count() == 1
     shot(page, "runs")
     page.goto(f"{server.url}/ui/runs/{run_id}")
-    page.wait_for_function("document.getElementById('graph').dataset.drawn >= '3'")
+    page.wait_for_function("Number(document.getElementById('graph').dataset.drawn || 0) >= 3")
     # the fan-out appears while the test watches: split, then six calibrations held at the gate
     page.wait_for_function("Number(document.getElementById('graph').dataset.total || 0) >= 7")
     assert page.locator("#run-state").inner_text() == "running"

@@ -47,7 +47,6 @@ def _when(ts: float | None) -> str:
 
 
 templates.env.filters["when"] = _when
-templates.env.filters["tojson_safe"] = lambda v: json.dumps(v).replace("</", "<\\/")
 
 
 def _viewer(request: Request) -> TokenRecord:

@@ -20,11 +20,12 @@
       "border-width": 1, "border-color": "#ffb300" } },
     { selector: "node[?root]", style: { "border-width": 3, "border-color": "#d84315" } },
     { selector: "edge", style: { "width": 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle",
-      "line-color": "#90a4ae", "target-arrow-color": "#90a4ae", "label": "data(label)", "font-size": "10px" } },
+      "line-color": "#90a4ae", "target-arrow-color": "#90a4ae", "font-size": "10px" } },
+    { selector: "edge[label]", style: { "label": "data(label)" } },
     { selector: ":selected", style: { "border-width": 3, "border-color": "#000" } }
   ];
   const draw = (container, elements, onTap) => {
-    const cy = cytoscape({ container: container, elements: elements, style: style, wheelSensitivity: 0.3,
+    const cy = cytoscape({ container: container, elements: elements, style: style,
                            layout: { name: "dagre", rankDir: "LR", nodeSep: 20, rankSep: 50 } });
     if (onTap) cy.on("tap", "node", (e) => onTap(e.target));
     container.dataset.drawn = String(cy.nodes().length);
