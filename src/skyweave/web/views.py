@@ -11,7 +11,6 @@ refuses writes without the write scope).  Every script and style is shipped in t
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
