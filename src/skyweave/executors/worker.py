@@ -201,12 +201,27 @@ class WorkerService:
                     reason=f"delivered {item.deliveries} times: an earlier holder's lease ran out, "
                            "so it may have run")], [item.id])
                 continue
+            if any(d.activity_id == body.activity_id for d in self._ahead):
+                self._supersede(body, now)
             self._messages[body.activity_id] = item.id
             self._rank[body.activity_id] = item.rank
             self._tasks[body.activity_id] = body.task.name
             self._started[body.activity_id] = now
             batch.append(body)
         return batch
+
+    def _supersede(self, newer: m.DispatchActivity, now: float) -> None:
+        """A newer dispatch of an activity still waiting here unstarted (the controller took this
+        worker for dead and dispatched it again): the older one leaves ``_ahead`` and is handed back
+        as returned, so the activity waits here once and starts at most once."""
+        older = [d for d in self._ahead if d.activity_id == newer.activity_id]
+        self._ahead = [d for d in self._ahead if d.activity_id != newer.activity_id]
+        mid = self._messages.get(newer.activity_id)
+        log.warning("%s attempt %d waiting here was superseded by attempt %d: handed back unrun",
+                    newer.activity_id, older[0].attempt, newer.attempt)
+        self._report([m.ActivityReturned(
+            activity_id=newer.activity_id, attempt=older[0].attempt, worker=self.id, at=now,
+            reason=f"superseded by attempt {newer.attempt} before it started")], [mid] if mid else [])
 
     def _short(self, dispatch: m.DispatchActivity) -> bool:
         return self._task_s.get(dispatch.task.name, SHORT_S) < SHORT_S

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import msgspec
+
 from skyweave.bus.base import CONTROLLER_GROUP
 from skyweave.bus.memory import MemoryBus
 from skyweave.executors.base import ExecutionEnv, Outcome
@@ -253,6 +255,37 @@ def test_urgent_work_claimed_later_goes_before_work_taken_ahead_earlier(env: Exe
         ended = [body.activity_id for e in bus.read(CONTROLLER_GROUP, 50)
                  if isinstance(body := m.decode_message(e.data).body, m.ActivityFinished)]
         assert ended[1:] == [urgent.activity_id, low.activity_id]
+    finally:
+        release.touch()
+        worker.close()
+
+
+def test_a_newer_dispatch_of_an_activity_waiting_here_supersedes_the_older(env: ExecutionEnv, tmp_path: Path) -> None:
+    """The controller took this worker for dead and dispatched an activity again while its first
+    dispatch still waited here unstarted: the activity waits once, starts once (the newer attempt),
+    and the older dispatch is handed back as returned.  (It waited twice, and the worker died with a
+    KeyError when the slot freed.)"""
+    clock = ManualClock()
+    bus, worker = _worker(env, clock)
+    release = tmp_path / "release"
+    try:
+        bus.enqueue([("blocker", 0, m.encode_message("blocker", dispatch(by_path("wait_for_file"),
+                                                                          {"path": str(release)})))])
+        _step_until(worker, lambda: bool(worker._held))      # the only slot runs it
+        first = dispatch(by_path("add"), {"x": 1, "y": 0})
+        again = msgspec.structs.replace(first, attempt=2)
+        bus.enqueue([(m.dispatch_id(first.activity_id, 1), 0, m.encode_message("d1", first))])
+        _step_until(worker, lambda: first.activity_id in worker._messages)
+        bus.enqueue([(m.dispatch_id(first.activity_id, 2), 0, m.encode_message("d2", again))])
+        _step_until(worker, lambda: worker._messages.get(first.activity_id) == m.dispatch_id(first.activity_id, 2))
+        assert [(d.activity_id, d.attempt) for d in worker._ahead] == [(first.activity_id, 2)]
+        release.touch()
+        _step_until(worker, lambda: _finished(bus) == 2)
+        bodies = [m.decode_message(e.data).body for e in bus.read(CONTROLLER_GROUP, 50)]
+        finished = [(b.activity_id, b.attempt) for b in bodies if isinstance(b, m.ActivityFinished)]
+        returned = [(b.activity_id, b.attempt) for b in bodies if isinstance(b, m.ActivityReturned)]
+        assert (first.activity_id, 2) in finished and (first.activity_id, 1) not in finished
+        assert returned == [(first.activity_id, 1)]
     finally:
         release.touch()
         worker.close()
