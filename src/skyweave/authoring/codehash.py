@@ -30,6 +30,7 @@ import types
 from typing import Any, NamedTuple
 
 from skyweave.authoring.canonical import NotCanonical, canonical, qualified
+from skyweave.authoring.interactive import class_source, function_source
 
 _LIB_PATHS = tuple(
     p for p in {sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("purelib"),
@@ -217,8 +218,12 @@ def _normalised_source(obj: Any) -> str:
     try:
         source = inspect.getsource(obj)
     except (OSError, TypeError):
+        # a notebook cell's class, python -c: the source the session kept
+        kept = function_source(obj) if isinstance(obj, types.FunctionType) else class_source(obj)
         code = getattr(obj, "__code__", None)
-        return _code_text(code) if code is not None else qualified(obj)
+        if kept is None:
+            return _code_text(code) if code is not None else qualified(obj)
+        source = kept
     try:
         tree = ast.parse(textwrap.dedent(source))
     except SyntaxError:  # e.g. a lambda in the middle of an expression: its lines as they are

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from skyweave.authoring.interactive import REQUIRES, missing_package
 from skyweave.authoring.task import Task
 from skyweave.authoring.workflow import Workflow
 from skyweave.errors import SkyweaveError, WorkflowLoadError
@@ -45,6 +46,10 @@ def load_module(path: Path) -> ModuleType:
         where = next((f"{f.filename}:{f.lineno}" for f in reversed(frames)
                       if f.filename == str(path)), str(path))
         fix = "fix the error in the workflow file (run `python FILE` to see the full traceback)"
+        if isinstance(exc, ModuleNotFoundError):
+            what, how = missing_package(exc, getattr(module, REQUIRES, None))
+            raise WorkflowLoadError(f"importing {path.name} failed at {where}: it needs {what}, which "
+                                    f"is not installed here ({sys.executable})", hint=how) from exc
         if isinstance(exc, SkyweaveError):  # ours (a malformed task declaration): its own hint says how
             raise WorkflowLoadError(f"importing {path.name} failed at {where}: {exc.message}",
                                     hint=exc.hint or fix) from exc

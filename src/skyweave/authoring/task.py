@@ -19,6 +19,7 @@ from typing import Any
 from skyweave.authoring.building import current_builder, require_builder
 from skyweave.authoring.codehash import Unhashable, hash_code
 from skyweave.authoring.external import File, Folder
+from skyweave.authoring.interactive import MAIN_REF, defined_interactively
 from skyweave.authoring.refs import Expr, Ref
 from skyweave.errors import DefinitionError
 from skyweave.model.product import Product
@@ -170,9 +171,9 @@ def _function_ref(fn: Callable[..., Any]) -> str:
     path = getattr(module, "__file__", None)
     name = getattr(module, "__name__", "__main__")
     if name == "__main__" or name.startswith("skyweave_user_"):
-        if not path:
-            raise DefinitionError(f"cannot locate the file that defines task {fn.__name__!r}")
-        return f"{Path(path).resolve()}:{qualname}"
+        if defined_interactively(fn):  # a notebook cell, python -c: assembled when registered
+            return f"{MAIN_REF}:{qualname}"
+        return f"{Path(str(path)).resolve()}:{qualname}"
     return f"{name}:{qualname}"
 
 

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.util
 import re
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
+from skyweave.authoring.interactive import MAIN_REF, REQUIRES, missing_package
 from skyweave.errors import DefinitionError
 from skyweave.model.specs import TaskSpec
 
@@ -72,6 +74,11 @@ def resolve_ref(ref: str) -> Callable[..., Any]:
             f"task reference {ref!r} is not of the form 'module:function' or '/path/file.py:function'",
             hint="write e.g. 'mypkg.tasks:calibrate' or '/abs/path/tasks.py:calibrate'",
         )
+    if target == MAIN_REF:
+        raise DefinitionError(
+            f"task reference {ref!r} names code defined in a notebook or prompt, which a worker "
+            "cannot import", hint="register the task through skyweave.Client (it sends the code "
+                                  "as a module assembled from the notebook's source)")
     from_file = target.endswith(".py") or "/" in target
     module = load_file(Path(target)) if from_file else _import(target, ref)
     obj: Any = module
@@ -127,6 +134,12 @@ def load_file(path: Path) -> ModuleType:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
+        except ModuleNotFoundError as exc:
+            del sys.modules[name]
+            what, how = missing_package(exc, getattr(module, REQUIRES, None))
+            raise DefinitionError(f"task file {path} needs {what}, which is not installed on this "
+                                  f"worker ({socket.gethostname()}, Python {sys.executable})",
+                                  hint=how) from exc
         except BaseException as exc:
             del sys.modules[name]
             raise DefinitionError(

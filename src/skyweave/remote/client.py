@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import httpx2 as httpx
 import msgspec
 
+from skyweave.authoring.interactive import assemble, defined_interactively
 from skyweave.authoring.workflow import Workflow
 from skyweave.errors import ParameterError, SkyweaveError
 from skyweave.model.lineage import LineageGraph
@@ -30,6 +33,8 @@ from skyweave.remote.http import RemoteError, raise_for
 from skyweave.remote.product import RemoteProduct
 
 RECONNECT_S = 1.0
+CELL_FOLDER = "skyweave-cell-"
+"""Where the module assembled from a notebook-defined workflow waits for its upload."""
 READ_TIMEOUT_S = 60.0
 """The server sends a keep-alive every 15 s: a stream silent this long is taken for cut."""
 
@@ -126,10 +131,15 @@ class RemoteClient:
             reply = self._call("POST", "/runs", json=body)
         else:
             path, name = upload
-            with path.open("rb") as handle:
-                reply = self._call("POST", "/runs/upload", files={"file": (path.name, handle)},
-                                   data={"workflow": name or "", "params": json.dumps(dict(params or {})),
-                                         "priority": str(priority)})
+            try:
+                with path.open("rb") as handle:
+                    reply = self._call("POST", "/runs/upload", files={"file": (path.name, handle)},
+                                       data={"workflow": name or "",
+                                             "params": json.dumps(dict(params or {})),
+                                             "priority": str(priority)})
+            finally:
+                if path.parent.name.startswith(CELL_FOLDER):
+                    shutil.rmtree(path.parent, ignore_errors=True)
         return RemoteRunHandle(self, reply["run_id"])
 
     def run(self, workflow: Workflow | str | Path, params: Mapping[str, Any] | None = None, *,
@@ -260,6 +270,11 @@ def _clean(**values: Any) -> dict[str, Any]:
 def _local_file(workflow: Workflow | str | Path) -> tuple[Path, str | None] | None:
     """``(file, workflow name)`` when ``workflow`` is a file on this machine (to upload)."""
     if isinstance(workflow, Workflow):
+        if defined_interactively(workflow.fn):  # a notebook cell: its code assembled into a module
+            folder = Path(tempfile.mkdtemp(prefix=CELL_FOLDER))
+            assembled = folder / f"{workflow.fn.__name__}.py"
+            assembled.write_text(assemble(workflow))
+            return assembled, workflow.fn.__name__
         source = inspect.getsourcefile(workflow.fn)
         if source is None or not Path(source).is_file():
             raise ParameterError(f"workflow {workflow.name!r} has no source file to send",

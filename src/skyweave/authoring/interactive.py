@@ -1,0 +1,389 @@
+"""Tasks and workflows defined where no source file holds them: a notebook cell, the IPython
+prompt, ``python -c``, or ``exec`` of code whose source is in ``linecache``.
+
+Workers import a Python task from a file (``executors/resolve.py``) and the server loads an
+uploaded workflow from a file, so such code is *assembled* into one: ``assemble(obj)`` writes the
+text of a module defining ``obj`` and everything it reaches in the session's namespace:
+
+* functions, classes, tasks and workflows defined in the session: their source as ``linecache``
+  holds it (IPython keeps every cell there, as ``<ipython-input-N-…>`` or
+  ``/tmp/ipykernel_…/….py``; the code of ``python -c`` is read from ``sys.orig_argv``);
+* modules (``import numpy as np``) and what installed modules export
+  (``from scipy.ndimage import gaussian_filter``);
+* constants: their ``repr`` when it reads back as the same value (numbers, strings, and lists,
+  tuples, dicts and sets of them), else the cell's one ``NAME = ...`` statement.
+
+What is reached is found by Python's own scope analysis (``symtable``): the names a definition
+uses when it runs (decorators, defaults, annotations, base classes, class bodies) and those its
+functions read as globals.  Each definition comes after what its definition uses.  A name that
+cannot be written (no source kept, a value no statement or module gives) is refused, naming it.
+
+The module starts with ``__skyweave_requires__``: for each module it imports, the distribution and
+version the session had, so a worker lacking one says which (``missing_package``).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import functools
+import heapq
+import importlib.metadata
+import linecache
+import re
+import symtable
+import sys
+import textwrap
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skyweave.errors import DefinitionError
+
+MAIN_REF = "__main__"
+"""The module part of the reference of a task defined interactively (``__main__:NAME``), until
+its assembled module is snapshotted (``Client.register_task``)."""
+REQUIRES = "__skyweave_requires__"
+_COMMAND = "<string>"
+_LITERAL_MAX = 100_000
+_CELL = re.compile(r"^<(ipython-input|python-input)-(\d+)|/ipykernel_\d+/")
+
+
+def defined_interactively(fn: Any) -> bool:
+    """Whether no source file holds ``fn`` (its module has no file, or not this code's)."""
+    fn = getattr(fn, "fn", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    path = getattr(module, "__file__", None)
+    if not path or not Path(path).is_file():
+        return True
+    return Path(code.co_filename).resolve() != Path(path).resolve()
+
+
+def source_lines(filename: str) -> list[str]:
+    """The lines of the code compiled under ``filename``: ``linecache`` (IPython cells, files),
+    else the code of ``python -c`` for ``<string>``."""
+    lines = linecache.getlines(filename)
+    if lines or filename != _COMMAND:
+        return lines
+    argv: list[str] = list(getattr(sys, "orig_argv", []))
+    if "-c" in argv[:-1]:
+        return (argv[argv.index("-c") + 1] + "\n").splitlines(keepends=True)
+    return []
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> ast.Module | None:
+    try:
+        return ast.parse(text)
+    except SyntaxError:  # an IPython cell with magics: not ours to read
+        return None
+
+
+def function_source(fn: types.FunctionType) -> str | None:
+    """The source of a function's definition (decorators included), dedented; None when Python
+    kept none or what it kept does not define this function at that line."""
+    code = fn.__code__
+    lines = source_lines(code.co_filename)
+    tree = _parse("".join(lines)) if lines else None
+    if tree is None:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == fn.__name__:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            if first == code.co_firstlineno and node.end_lineno is not None:
+                return textwrap.dedent("".join(lines[first - 1:node.end_lineno]))
+    return None
+
+
+def assemble(*roots: Any) -> str:
+    """The text of a module that defines ``roots`` (tasks, workflows, functions defined
+    interactively, sharing one namespace) and everything they reach."""
+    functions = [getattr(r, "fn", r) for r in roots]
+    namespace: dict[str, Any] = functions[0].__globals__
+    assembly = _Assembly(namespace)
+    for fn in functions:
+        if fn.__globals__ is not namespace:
+            raise DefinitionError(f"{fn.__qualname__} is not defined in the same session as "
+                                  f"{functions[0].__qualname__}", hint="assemble them one at a time")
+        if getattr(namespace.get(fn.__name__), "fn", namespace.get(fn.__name__)) is not fn:
+            raise DefinitionError(
+                f"{fn.__name__!r} in this session is no longer the one being sent (it was defined "
+                "again, or the name now holds something else)",
+                hint=f"run the cell that defines {fn.__name__!r} again, then submit")
+        assembly.need(fn.__name__, f"{fn.__name__!r}")
+    return assembly.text(", ".join(f.__name__ for f in functions))
+
+
+def missing_package(exc: ModuleNotFoundError, requires: Any) -> tuple[str, str]:
+    """``(what is missing, how to install it)`` for an import that failed in assembled code,
+    with the distribution and version the session had (``__skyweave_requires__``)."""
+    top = (exc.name or str(exc)).split(".")[0]
+    found = requires.get(top) if isinstance(requires, dict) else None
+    if found:
+        dist, version = found
+        return (f"the package {dist!r} (module {top!r}; the session that sent the task has {version})",
+                f"install it where the workers run: pip install '{dist}=={version}'")
+    return (f"the module {top!r}",
+            f"install the package that provides {top!r} where the workers run, or define what the "
+            "task uses from it in the notebook")
+
+
+@dataclass
+class _Piece:
+    name: str
+    text: str
+    needs: set[str]
+    order: tuple[int, int]
+
+
+@dataclass
+class _Assembly:
+    namespace: dict[str, Any]
+    imports: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """name -> (import statement, module imported)"""
+    constants: dict[str, str] = field(default_factory=dict)
+    pieces: dict[str, _Piece] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+
+    def need(self, first: str, user: str) -> None:
+        todo = [(first, user)]
+        while todo:
+            name, used_by = todo.pop()
+            if name in self.done:
+                continue
+            self.done.add(name)
+            if name not in self.namespace:
+                continue  # a builtin, or a name the code reads only if it exists: as in the session
+            for more in self._write(name, self.namespace[name], used_by):
+                todo.append((more, f"{name!r}"))
+
+    # -- one name ----------------------------------------------------------------------------------
+    def _write(self, name: str, value: Any, used_by: str) -> set[str]:
+        """Write the definition of ``name``; the names it uses in turn."""
+        if isinstance(value, types.ModuleType):
+            module = value.__name__
+            as_ = "" if module == name else f" as {name}"
+            self.imports[name] = (f"import {module}{as_}", module)
+            return set()
+        own = getattr(value, "fn", value)
+        if isinstance(own, types.FunctionType) and own.__globals__ is self.namespace \
+                and own.__name__ == name:
+            text = function_source(own)
+            if text is None:
+                raise _no_source(name, used_by)
+            if own is not value and not text.lstrip().startswith("@"):
+                raise DefinitionError(f"{name!r} is a task or workflow made without a decorator",
+                                      hint="decorate the function with @task / @workflow in its cell")
+            return self._piece(name, text, own.__code__.co_filename, own.__code__.co_firstlineno)
+        if isinstance(value, type) and value.__module__ == self.namespace.get("__name__") \
+                and value.__name__ == name:
+            found = _class_source(value)
+            if found is None:
+                raise _no_source(name, used_by)
+            return self._piece(name, *found)
+        imported = _importable(name, value)
+        if imported is not None:
+            self.imports[name] = imported
+            return set()
+        literal = _literal(value)
+        if literal is not None:
+            self.constants[name] = f"{name} = {literal}"
+            return set()
+        statement = _assignment(name)
+        if statement is None:
+            raise DefinitionError(
+                f"{used_by} uses {name!r} (a {type(value).__qualname__}), which skyweave cannot send to "
+                "the workers: it is not a plain constant, no module exports it, and no one "
+                f"'{name} = ...' statement of the session makes it",
+                hint=f"pass {name!r} as a parameter, make it inside the task, or assign it once in "
+                     "a cell of its own")
+        return self._piece(name, *statement)
+
+    def _piece(self, name: str, text: str, filename: str, line: int) -> set[str]:
+        at_definition, later = _names(text)
+        at_definition.discard(name)
+        self.pieces[name] = _Piece(name, text, at_definition, (_file_order(filename), line))
+        return (at_definition | later) - {name}
+
+    # -- the module --------------------------------------------------------------------------------
+    def text(self, what: str) -> str:
+        requires = _requires(module for _, module in self.imports.values())
+        head = [f"# Assembled by skyweave from code defined interactively (a notebook cell, a prompt or "
+                f"python -c):\n# {what} and what it uses, as the session held them.",
+                f"{REQUIRES} = {requires!r}", ""]
+        head += sorted(statement for statement, _ in self.imports.values())
+        body = [*sorted(self.constants.values()), *(p.text.rstrip() for p in self._ordered())]
+        return "\n".join(head) + "\n\n" + "\n\n\n".join(body) + "\n"
+
+    def _ordered(self) -> list[_Piece]:
+        """Pieces in an order where each follows what its definition uses (then session order)."""
+        waiting = {n: p.needs & set(self.pieces) for n, p in self.pieces.items()}
+        ready = [(p.order, n) for n, p in self.pieces.items() if not waiting[n]]
+        heapq.heapify(ready)
+        out: list[_Piece] = []
+        while ready or waiting:
+            # (nothing ready: a cycle, which a session that ran cannot hold; keep session order)
+            name = heapq.heappop(ready)[1] if ready else min(waiting, key=lambda n: self.pieces[n].order)
+            if name not in waiting:
+                continue
+            del waiting[name]
+            out.append(self.pieces[name])
+            for other, needs in waiting.items():
+                needs.discard(name)
+                if not needs:
+                    heapq.heappush(ready, (self.pieces[other].order, other))
+        return out
+
+
+def _no_source(name: str, used_by: str) -> DefinitionError:
+    return DefinitionError(
+        f"{used_by} needs {name!r}, whose source Python did not keep (code read from standard input "
+        "or run with exec of a string): workers need the source to run it",
+        hint="define it in a notebook cell, an IPython prompt, python -c or a .py file")
+
+
+def _names(text: str) -> tuple[set[str], set[str]]:
+    """``(names used when the statement runs, names its functions read as globals later)``."""
+    at_definition: set[str] = set()
+    later: set[str] = set()
+    todo = [(symtable.symtable(text, "<assembled>", "exec"), False)]
+    while todo:
+        table, deferred = todo.pop()
+        for symbol in table.get_symbols():
+            if symbol.is_referenced() and (symbol.is_global() or table.get_type() == "module"):
+                (later if deferred else at_definition).add(symbol.get_name())
+        inner = deferred or table.get_type() == "function"
+        todo.extend((child, inner) for child in table.get_children())
+    return at_definition - set(dir(builtins)), later - set(dir(builtins))
+
+
+def _cells() -> list[str]:
+    names = [*linecache.cache, *getattr(linecache, "_ipython_cache", {})]
+    return list(dict.fromkeys(n for n in names if _CELL.search(n)))
+
+
+def _file_order(filename: str) -> int:
+    match = _CELL.search(filename)
+    if match and match.group(2):
+        return int(match.group(2))
+    cells = _cells()
+    return cells.index(filename) if filename in cells else -1
+
+
+def class_source(cls: Any) -> str | None:
+    """The source of a class defined interactively (``inspect.getsource`` finds none before
+    Python 3.13: it looks in the module's file)."""
+    found = _class_source(cls) if isinstance(cls, type) else None
+    return found[0] if found else None
+
+
+def _class_source(cls: type) -> tuple[str, str, int] | None:
+    methods = [m.__code__ for m in vars(cls).values() if isinstance(m, types.FunctionType)]
+    files = list(dict.fromkeys(c.co_filename for c in methods)) or _cells()
+    found: dict[str, tuple[str, str, int]] = {}
+    for filename in files:
+        lines = source_lines(filename)
+        tree = _parse("".join(lines)) if lines else None
+        for node in ast.walk(tree) if tree is not None else ():
+            if not (isinstance(node, ast.ClassDef) and node.name == cls.__name__ and node.end_lineno):
+                continue
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            if all(first <= c.co_firstlineno <= node.end_lineno for c in methods):
+                text = textwrap.dedent("".join(lines[first - 1:node.end_lineno]))
+                found[text] = (text, filename, first)
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _importable(name: str, value: Any) -> tuple[str, str] | None:
+    """``(from M import X as name, M)`` when an imported module exports ``value``."""
+    module_name = getattr(value, "__module__", None)
+    if not isinstance(module_name, str) or module_name in ("__main__", "builtins"):
+        return None
+    module = sys.modules.get(module_name)
+    if module is None:
+        return None
+    for attr in (getattr(value, "__qualname__", None), getattr(value, "__name__", None), name):
+        if isinstance(attr, str) and attr.isidentifier() and getattr(module, attr, None) is value:
+            return (f"from {module_name} import {attr}{'' if attr == name else f' as {name}'}",
+                    module_name)
+    return None
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+        return True
+    if isinstance(value, list | tuple | set):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _literal(value: Any) -> str | None:
+    if type(value) not in (type(None), bool, int, float, complex, str, bytes, list, tuple, set, dict) \
+            or not _plain(value):
+        return None
+    text = repr(value)
+    if len(text) > _LITERAL_MAX:
+        return None
+    try:
+        back = ast.literal_eval(text)
+    except (ValueError, SyntaxError, RecursionError):
+        return None
+    return text if back == value and type(back) is type(value) else None
+
+
+def _assignment(name: str) -> tuple[str, str, int] | None:
+    """The one top-level ``name = ...`` statement of the session's cells (None: none, or several
+    different ones: which ran last is not known)."""
+    found: dict[str, tuple[str, str, int]] = {}
+    for filename in [*_cells(), _COMMAND]:
+        lines = source_lines(filename)
+        tree = _parse("".join(lines)) if lines else None
+        for node in tree.body if tree is not None else ():
+            if _changes(node, name):
+                return None  # NAME.append(...), NAME[k] = ...: the statement alone is not the value
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets) and node.end_lineno:
+                text = "".join(lines[node.lineno - 1:node.end_lineno])
+                found[text] = (text, filename, node.lineno)
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _changes(node: ast.stmt, name: str) -> bool:
+    """Whether a top-level statement changes ``name`` in place (a call of one of its methods, an
+    item or attribute set, ``+=``)."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return False
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) \
+                and isinstance(sub.func.value, ast.Name) and sub.func.value.id == name:
+            return True
+        if isinstance(sub, ast.Subscript | ast.Attribute) and isinstance(sub.ctx, ast.Store | ast.Del) \
+                and isinstance(sub.value, ast.Name) and sub.value.id == name:
+            return True
+        if isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name) and sub.target.id == name:
+            return True
+    return False
+
+
+def _requires(modules: Any) -> dict[str, tuple[str, str]]:
+    """Top-level module -> (distribution, version) for the non-standard modules imported."""
+    tops = sorted({m.split(".")[0] for m in modules} - set(sys.stdlib_module_names))
+    if not tops:
+        return {}
+    owners = importlib.metadata.packages_distributions()
+    out = {}
+    for top in tops:
+        for dist in owners.get(top, []):
+            try:
+                out[top] = (dist, importlib.metadata.version(dist))
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            break
+    return out
