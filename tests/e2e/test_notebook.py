@@ -1,0 +1,131 @@
+"""The notebook users start from, executed in a real Jupyter kernel (nbclient, the ipykernel of this
+environment): ``examples/remote_radio.ipynb`` against ``skyweave server --controller`` on 127.0.0.1
+with a ``skyweave worker`` in a process of its own.  It uploads a real uvfits file (pyuvdata's), turns
+it into visibilities with a task defined in one of its cells, runs the radio pipeline's imaging
+workflow remotely and displays the merged FITS image with matplotlib.  A second notebook runs
+cell-defined tasks with the embedded Client."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import numpy as np
+import pytest
+
+from skyweave.store import open_store
+
+from .helpers import CLI, poll, stop
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pyuvdata = pytest.importorskip("pyuvdata")
+fits = pytest.importorskip("astropy.io.fits")
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "remote_radio.ipynb"
+VIS = Path(pyuvdata.__file__).parent / "data" / "fewant_randsrc_airybeam_Nsrc100_10MHz.uvfits"
+pytestmark = pytest.mark.slow  # a server, a worker and a kernel: ~40 s on a quiet 2-core machine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _up(url: str, token: str) -> bool:
+    try:
+        return httpx2.get(f"{url}/api/v1/health", headers={"Authorization": f"Bearer {token}"},
+                          timeout=2).status_code == 200
+    except httpx2.TransportError:
+        return False
+
+
+def execute(notebook: Any, cwd: Path) -> Any:
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}}).execute()
+    return notebook
+
+
+def outputs(cell: Any) -> list[Any]:
+    return list(cell.get("outputs", []))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    root = tmp_path / "server"
+    root.mkdir()
+    cli = CLI(root, root / "store")
+    token = cli.json("tokens", "create", "--name", "notebook", "--scope", "write")["token"]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(cli.popen("server", "--port", str(port), "--controller", "--module", "radio_nenufar",
+                               log=root / "server.log"))
+        procs.append(cli.popen("worker", "--slots", "2", log=root / "worker.log"))
+        poll(lambda: _up(url, token), deadline=60, what="the server to answer")
+        yield url, token, root / "store"
+    finally:
+        for p in procs:
+            stop(p)
+
+
+def test_the_example_notebook_images_a_real_observation_remotely(server: tuple[str, str, Path], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from radio_nenufar.ingest import to_vis
+
+    url, token, store_dir = server
+    work = tmp_path / "notebook"
+    work.mkdir()
+    monkeypatch.setenv("SKYWEAVE_URL", url)
+    monkeypatch.setenv("SKYWEAVE_TOKEN", token)
+    monkeypatch.setenv("SKYWEAVE_VIS_FILE", str(VIS))
+    notebook = execute(nbformat.read(NOTEBOOK, as_version=4), work)
+
+    # the merged image came back as a FITS file and was displayed
+    (fits_file,) = (work / "results").glob("*.fits")
+    with fits.open(fits_file) as hdul:
+        image, header = hdul[0].data, hdul[0].header
+    summary = to_vis(VIS, tmp_path / "vis.npz", "fewant")
+    assert np.all(np.isfinite(image)) and image.shape == (32, 32)   # as tests/pipelines/radio check
+    assert (header["CRVAL1"], header["CRVAL2"]) == pytest.approx((summary["ra_deg"], summary["dec_deg"]))
+    shown = [o for c in notebook.cells for o in outputs(c) if "image/png" in o.get("data", {})]
+    assert len(shown) == 1 and len(shown[0]["data"]["image/png"]) > 1000
+
+    # the task defined in a cell ran on the worker from a snapshot of the cell's source
+    printed = "".join(o.get("text", "") for c in notebook.cells for o in outputs(c))
+    version = printed.split("task version ")[1].split()[0]
+    store = open_store(str(store_dir))
+    try:
+        (spec,) = [s for s, _ in store.list_tasks() if s.name == "ingest"]
+        ingest_acts = [a for a in store.list_activities() if a.task_name == "ingest"]
+    finally:
+        store.close()
+    assert spec.version == version and ingest_acts[0].state == "succeeded"
+    snapshot = Path(spec.ref.rpartition(":")[0]).read_text()
+    assert "def ingest(raw: Product, obs_id: str) -> Product:" in snapshot
+    assert "from radio_nenufar.ingest import to_vis" in snapshot and "client" not in snapshot
+
+
+def test_cell_tasks_run_with_the_embedded_client_in_a_kernel(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    cells = [
+        "import numpy as np\nimport skyweave\nfrom skyweave import task, workflow\nGAIN = np.array([1.0, 2.0])",
+        "class Scaler:\n    def __init__(self, k):\n        self.k = k\n    def __call__(self, v):\n        return v * self.k",
+        "@task\ndef scale(x: float) -> float:\n    return float(Scaler(GAIN.sum())(x))\n\n"
+        "@workflow\ndef flow(n: int = 2):\n    return [scale(x=i) for i in range(n)]",
+        f"with skyweave.Client({str(store)!r}, workers=1) as c:\n"
+        "    print(c.run(flow, {'n': 3}, timeout=120).results(), scale.spec.ref)",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    execute(notebook, tmp_path)
+    assert outputs(notebook.cells[-1])[0]["text"].strip() == "[0.0, 3.0, 6.0] __main__:scale"
+    (snapshot,) = (store / "code").glob("*/scale.py")
+    assert "class Scaler:" in snapshot.read_text() and "GAIN = np.array([1.0, 2.0])" in snapshot.read_text()
+    shutil.rmtree(store)
