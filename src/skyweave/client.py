@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from skyweave import images
-from skyweave.authoring.interactive import MAIN_REF, assemble
+from skyweave.authoring.interactive import on_file
 from skyweave.authoring.loader import load_task
 from skyweave.authoring.targets import load_workflow
 from skyweave.authoring.task import Task
@@ -186,16 +185,8 @@ class Client:
         spec = obj.spec
         if version is not None:
             spec = TaskSpec(**{**{f: getattr(spec, f) for f in spec.__struct_fields__}, "version": version})
-        if spec.kind == "python" and spec.ref.startswith(f"{MAIN_REF}:") and obj.fn is not None:
-            # defined in a notebook cell or python -c: its module assembled from the session's
-            # source, then snapshotted as a file would be
-            with tempfile.TemporaryDirectory(prefix="skyweave-cell-") as folder:
-                assembled = Path(folder) / f"{obj.fn.__name__}.py"
-                assembled.write_text(assemble(obj))
-                spec = self._snapshot(TaskSpec(**{**{f: getattr(spec, f) for f in spec.__struct_fields__},
-                                                  "ref": f"{assembled}:{obj.fn.__qualname__}"}))
-        else:
-            spec = self._snapshot(spec)
+        with on_file(spec, obj.fn) as where:  # a notebook cell's task: its assembled module
+            spec = self._snapshot(where)
         self.store.register_task(spec, make_current=make_current)
         self.bus.publish([m.encode_message(new_id("evt"), m.TaskVersionRegistered(task=spec,
                                                                                    at=time.time()))])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import functools
 import heapq
 import importlib.metadata
@@ -33,13 +34,16 @@ import linecache
 import re
 import symtable
 import sys
+import tempfile
 import textwrap
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from skyweave.errors import DefinitionError
+from skyweave.model.specs import TaskSpec
 
 MAIN_REF = "__main__"
 """The module part of the reference of a task defined interactively (``__main__:NAME``), until
@@ -116,6 +120,21 @@ def assemble(*roots: Any) -> str:
                 hint=f"run the cell that defines {fn.__name__!r} again, then submit")
         assembly.need(fn.__name__, f"{fn.__name__!r}")
     return assembly.text(", ".join(f.__name__ for f in functions))
+
+
+@contextlib.contextmanager
+def on_file(spec: TaskSpec, fn: Any) -> Iterator[TaskSpec]:
+    """``spec`` as it is, or, for a Python task defined interactively (``__main__:NAME``), with its
+    reference naming a temporary file of its assembled module while the context lasts (for
+    ``Client.register_task`` to snapshot like any task file)."""
+    if spec.kind != "python" or not spec.ref.startswith(f"{MAIN_REF}:") or fn is None:
+        yield spec
+        return
+    with tempfile.TemporaryDirectory(prefix="skyweave-cell-") as folder:
+        path = Path(folder) / f"{fn.__name__}.py"
+        path.write_text(assemble(fn))
+        fields = {f: getattr(spec, f) for f in spec.__struct_fields__}
+        yield TaskSpec(**{**fields, "ref": f"{path}:{fn.__qualname__}"})
 
 
 def missing_package(exc: ModuleNotFoundError, requires: Any) -> tuple[str, str]:
