@@ -32,7 +32,8 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from skyweave import Client, command, task, workflow
+from skyweave import Client, command, workflow
+from skyweave.authoring.loader import load_task
 from skyweave.authoring.task import Task
 
 DOCKER = "/usr/bin/docker"
@@ -66,19 +67,18 @@ ECHO = command("bench_echo", "sh -c 'echo {params.i} > {outputs.out}'", paramete
                outputs={"out": "out.txt"}, image="IMAGE", cache=False)
 
 
-@task(version="1", cache=False)
-def py_write(i: int) -> int:
-    return i
+PY_WRITE = load_task(f"{Path(__file__).resolve().parent / 'workloads' / 'container_task.py'}:py_write")
+"""By path: the executor mounts its folder, and the container imports only that light module."""
 
 
 @workflow
 def many(n: int) -> Any:
-    return ECHO.map(i=list(range(n)))
+    return [ECHO(i=i) for i in range(n)]
 
 
 @workflow
 def many_py(n: int) -> Any:
-    return py_write.map(i=list(range(n)))
+    return [PY_WRITE(i=i) for i in range(n)]
 
 
 def through_skyweave(host: str, image: str, n: int, folder: Path, python: bool) -> float:

@@ -149,7 +149,8 @@ class ContainerExecutor(SubprocessExecutor):
 
     def _gone(self, r: _Running) -> None:
         self._cidfile(r.job).unlink(missing_ok=True)
-        self._removals.put(container_name(r.dispatch.activity_id, r.dispatch.attempt))
+        if r.dispatch.task.kind is TaskKind.PYTHON:  # a command's container removes itself (--rm)
+            self._removals.put(container_name(r.dispatch.activity_id, r.dispatch.attempt))
 
     def _remove_loop(self) -> None:
         """Removes ended containers in batches, off the path that reports outcomes."""
