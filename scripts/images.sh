@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the container images the tests run, locally, with no container registry:
 #
-#   scripts/images.sh [IMAGE...]     build what is missing or out of date (all when none is named):
+#   scripts/images.sh [IMAGE...]     build these (all when none is named), each with what it builds FROM:
 #     skyweave-base:py3.11    Debian bookworm with Python 3.11: `debootstrap --variant=minbase` into a
 #                             root file system, tarred once into the cache, then `docker import`
 #     skyweave:local          docker/skyweave.Dockerfile (skyweave in /opt/skyweave)
@@ -86,16 +86,23 @@ build() {  # build TAG DOCKERFILE
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(skyweave:local "${PIPELINES[@]/#/pipeline:}")
 t_all=$SECONDS
 base
-wheels
-serve_wheels
-build skyweave:local docker/skyweave.Dockerfile
+pipelines=()
 for n in "${names[@]}"; do
     case "$n" in
-        skyweave:local|base) ;;
-        pipeline:*|skyweave-*) p="${n#pipeline:}"; p="${p#skyweave-}"; p="${p//-/_}"
-                               [ -f "$ROOT/pipelines/$p/Dockerfile" ] || die "no pipeline $p"
-                               build "$(tag_of "$p")" "pipelines/$p/Dockerfile" ;;
-        *) die "unknown image $n" ;;
+        skyweave-base:py3.11|base) ;;
+        skyweave:local) pipelines+=("") ;;
+        pipeline:*|skyweave-*) p="${n#pipeline:}"; p="${p#skyweave-}"; p="${p%:latest}"; p="${p//-/_}"
+                               [ -f "$ROOT/pipelines/$p/Dockerfile" ] || die "no pipeline $p (pipelines/*/Dockerfile)"
+                               pipelines+=("$p") ;;
+        *) die "unknown image $n (known: skyweave-base:py3.11, skyweave:local, skyweave-<pipeline>)" ;;
     esac
 done
+if [ ${#pipelines[@]} -gt 0 ]; then  # skyweave:local and what builds FROM it
+    wheels
+    serve_wheels
+    build skyweave:local docker/skyweave.Dockerfile
+    for p in "${pipelines[@]}"; do
+        [ -z "$p" ] || build "$(tag_of "$p")" "pipelines/$p/Dockerfile"
+    done
+fi
 say "images ready in $((SECONDS - t_all)) s"
