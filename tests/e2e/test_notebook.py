@@ -7,9 +7,12 @@ cell-defined tasks with the embedded Client."""
 
 from __future__ import annotations
 
+import linecache
 import shutil
 import socket
 import subprocess
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,8 @@ import httpx2
 import numpy as np
 import pytest
 
+import skyweave
+from skyweave.errors import SkyweaveError
 from skyweave.store import open_store
 
 from .helpers import CLI, poll, stop
@@ -56,10 +61,9 @@ def outputs(cell: Any) -> list[Any]:
     return list(cell.get("outputs", []))
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    root = tmp_path / "server"
-    root.mkdir()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    root = tmp_path_factory.mktemp("server")
     cli = CLI(root, root / "store")
     token = cli.json("tokens", "create", "--name", "notebook", "--scope", "write")["token"]
     port = _free_port()
@@ -111,6 +115,26 @@ def test_the_example_notebook_images_a_real_observation_remotely(server: tuple[s
     snapshot = Path(spec.ref.rpartition(":")[0]).read_text()
     assert "def ingest(raw: Product, obs_id: str) -> Product:" in snapshot
     assert "from radio_nenufar.ingest import to_vis" in snapshot and "client" not in snapshot
+
+
+def test_a_cell_workflow_needing_a_package_the_server_lacks_is_refused_naming_it(
+        server: tuple[str, str, Path]) -> None:
+    url, token, _ = server
+    fake = types.ModuleType("skyweave_only_in_this_session")
+    sys.modules[fake.__name__] = fake
+    cell = ("import skyweave_only_in_this_session as only\nfrom skyweave import task, workflow\n"
+            "@task\ndef use(x: int) -> int:\n    return x * only.factor()\n"
+            "@workflow\ndef flow():\n    return use(x=2)\n")
+    name = "<ipython-input-1-e2e-missing>"
+    linecache.cache[name] = (len(cell), None, cell.splitlines(keepends=True), name)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    try:
+        exec(compile(cell, name, "exec"), namespace)
+        with skyweave.Client(url, token=token) as client, \
+                pytest.raises(SkyweaveError, match="needs the module 'skyweave_only_in_this_session'"):
+            client.submit(namespace["flow"])
+    finally:
+        del sys.modules[fake.__name__], linecache.cache[name]
 
 
 def test_cell_tasks_run_with_the_embedded_client_in_a_kernel(tmp_path: Path) -> None:
