@@ -2,7 +2,7 @@
 # Real servers for the integration tests: installed from Debian's packages if missing, started on
 # 127.0.0.1 on free high ports with their data in a temporary directory, stopped again.
 #
-#   scripts/services.sh start [postgres] [redis] [nats] [slurm]
+#   scripts/services.sh start [postgres] [redis] [nats] [slurm] [docker] [dask]
 #                                                          start them (all when none is named);
 #                                                          one already running is left as it is
 #   scripts/services.sh stop  [NAME...]                   stop them (every running one when none named)
@@ -22,6 +22,7 @@
 #   SKYWEAVE_TEST_SLURM_URL=slurm://?conf=DIR/slurm.conf   (the executor setting for that cluster)
 #   SKYWEAVE_TEST_DOCKER_HOST=unix:///tmp/skyweave-docker.XXXXXX/docker.sock  (dockerd, as root, with
 #     its images and containers in that directory; Podman gets /etc/containers/containers.conf)
+#   SKYWEAVE_TEST_DASK_URL=tcp://127.0.0.1:PORT   (a dask scheduler and two one-thread workers)
 # Quiet unless something fails (then the failing step's output is shown).  Needs root (or sudo)
 # only to install a missing package; `apt-get update` runs only when a package has no candidate.
 # Servers are throw-away: no fsync, nothing kept beyond the temporary directory; Redis keeps an
@@ -31,7 +32,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${SKYWEAVE_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$STATE/env"
-ALL=(postgres redis nats slurm docker)
+ALL=(postgres redis nats slurm docker dask)
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -85,6 +86,7 @@ ensure_installed() {
         docker)   [ "$(id -u)" = 0 ] || die "dockerd runs as root here: run as root"
                   [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || apt_install docker.io
                   command -v debootstrap >/dev/null || apt_install debootstrap ;;
+        dask)     dask_bin >/dev/null || die "no dask command: install the dask extra (pip install -e '.[dask]'; make does)" ;;
         *)        die "unknown service '$1' (known: ${ALL[*]})" ;;
     esac
 }
@@ -93,7 +95,8 @@ ensure_installed() {
 
 var_of() { case "$1" in postgres) echo SKYWEAVE_TEST_POSTGRES_URL ;; redis) echo SKYWEAVE_TEST_REDIS_URL ;;
                         nats) echo SKYWEAVE_TEST_NATS_URL ;; slurm) echo SKYWEAVE_TEST_SLURM_URL ;;
-                        docker) echo SKYWEAVE_TEST_DOCKER_HOST ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
+                        docker) echo SKYWEAVE_TEST_DOCKER_HOST ;;
+                        dask) echo SKYWEAVE_TEST_DASK_URL ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
 
 dir_of() { [ -f "$STATE/$1.dir" ] && cat "$STATE/$1.dir"; return 0; }
 
@@ -106,6 +109,7 @@ pid_of() {  # the pid of a running service's server, or nothing
         nats)     [ -f "$dir/nats.pid" ] && pid="$(cat "$dir/nats.pid")" ;;
         slurm)    [ -f "$dir/slurmctld.pid" ] && pid="$(cat "$dir/slurmctld.pid")" ;;
         docker)   [ -f "$dir/dockerd.pid" ] && pid="$(cat "$dir/dockerd.pid")" ;;
+        dask)     [ -f "$dir/scheduler.pid" ] && pid="$(cat "$dir/scheduler.pid")" ;;
     esac
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
     return 0
@@ -269,6 +273,31 @@ stop_docker() {  # remove what the tests left running, then stop the daemon (its
     grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
+dask_bin() {  # the dask command of the repository's virtual environment, else the one on PATH
+    if [ -x "$ROOT/.venv/bin/dask" ]; then echo "$ROOT/.venv/bin/dask"; else command -v dask; fi
+}
+
+start_dask() {  # a scheduler and two one-thread worker processes (nanny'd), each with resource CPU=1
+    local dir="$1" port="$2" bin; bin="$(dask_bin)"
+    (cd "$dir" && exec "$bin" scheduler --host 127.0.0.1 --port "$port" --no-dashboard \
+        --pid-file "$dir/scheduler.pid" </dev/null >"$dir/scheduler.log" 2>&1) &
+    wait_for "dask scheduler" port_open "$port" || { cat "$dir/scheduler.log" >&2; return 1; }
+    (cd "$dir" && exec "$bin" worker "tcp://127.0.0.1:$port" --host 127.0.0.1 --nworkers 2 --nthreads 1 \
+        --resources "CPU=1" --no-dashboard --local-directory "$dir/workers" --pid-file "$dir/worker.pid" \
+        </dev/null >"$dir/worker.log" 2>&1) &
+    wait_for "dask workers" bash -c "[ \"\$(grep -c 'Starting established connection' '$dir/worker.log')\" -ge 2 ]" || { cat "$dir/worker.log" >&2; return 1; }
+    echo "tcp://127.0.0.1:$port"
+}
+
+stop_dask() {  # the workers first (so they do not wait for a scheduler that is gone), then the scheduler
+    local dir="$1" pid
+    if [ -f "$dir/worker.pid" ]; then
+        pid="$(cat "$dir/worker.pid")"
+        kill "$pid" 2>/dev/null && wait_for "dask workers to stop" bash -c "! kill -0 $pid 2>/dev/null"
+    fi
+    stop_by_pid dask
+}
+
 stop_by_pid() {  # stop_by_pid NAME [SIGNAL]: SIGTERM (or SIGNAL), then wait up to 10 s for the process to go
     local pid; pid="$(pid_of "$1")"
     [ -n "$pid" ] || return 0
@@ -323,6 +352,7 @@ stop_one() {
                 postgres) stop_postgres "$dir" || say "postgres did not stop cleanly" ;;
                 slurm)    stop_slurm "$dir" || say "slurm did not stop cleanly" ;;
                 docker) stop_docker "$dir" || say "dockerd did not stop cleanly" ;;
+                dask) stop_dask "$dir" || say "dask did not stop" ;;
                 *) stop_by_pid "$name" || say "$name did not stop" ;;
             esac
         fi
@@ -373,6 +403,6 @@ case "$cmd" in
         set -e
         exit "$status" ;;
     *)
-        sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2 ;;
 esac

@@ -18,7 +18,8 @@ ENV_FILE = Path(__file__).resolve().parents[1] / ".services" / "env"
 
 VARIABLES = {"postgres": "SKYWEAVE_TEST_POSTGRES_URL", "redis": "SKYWEAVE_TEST_REDIS_URL",
              "nats": "SKYWEAVE_TEST_NATS_URL", "slurm": "SKYWEAVE_TEST_SLURM_URL",
-             "docker": "SKYWEAVE_TEST_DOCKER_HOST"}
+             "docker": "SKYWEAVE_TEST_DOCKER_HOST",
+             "dask": "SKYWEAVE_TEST_DASK_URL"}
 
 
 def _from_file(variable: str) -> str | None:

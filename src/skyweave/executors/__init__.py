@@ -7,8 +7,10 @@ with ``register_executor``), so that the engine, the CLI and the settings never 
   each; what the Slurm, container and Kubernetes executors run elsewhere);
 * ``slurm`` (``slurm://?partition=…&account=…``) — each activity a Slurm batch job, a fan-out a
   job array (``executors/slurm.py``; options in ``executors/slurm_commands.py``);
-* later ``dask://host:port``, ``kubernetes``…: a URL's scheme is its key, and the factory gets the
-  whole text (the scheduler's address, options).
+* ``dask://HOST:PORT`` — each activity a task on a Dask cluster (``dask`` alone: a LocalCluster;
+  ``executors/on_dask.py``);
+* ``kubernetes`` — a Kubernetes Job per activity (``executors/kubernetes.py``);
+* a URL's scheme is the key, and the factory gets the whole text (the scheduler's address, options).
 
 A factory imports its executor when called, so importing this package (as every worker child
 process does, for the boundary) loads no executor it does not use.
@@ -77,6 +79,16 @@ def _slurm(setting: str, env: ExecutionEnv, slots: int) -> Executor:
     return SlurmExecutor(env, parse_options(setting), max_jobs=slots)
 
 
+def _dask(setting: str, env: ExecutionEnv, slots: int) -> Executor:
+    """``dask://HOST:PORT`` (a running scheduler), or ``dask`` / ``dask://local`` (a LocalCluster)."""
+    from skyweave.executors.on_dask import DaskExecutor, local_cluster_executor
+
+    address = setting.partition("://")[2].strip().rstrip("/")
+    if address in ("", "local"):
+        return local_cluster_executor(env, slots=slots)
+    return DaskExecutor(env, address=f"tcp://{address}", slots=slots)
+
+
 register_executor("local", _local)
 register_executor("threads", _threads)
 register_executor("subprocess", _subprocess)
@@ -91,3 +103,4 @@ def _container(setting: str, env: ExecutionEnv, slots: int) -> Executor:
 
 register_executor("docker", _container)
 register_executor("podman", _container)
+register_executor("dask", _dask)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +22,7 @@ from skyweave.executors.slurm import SlurmExecutor
 from skyweave.executors.slurm_commands import parse_options
 from skyweave.executors.threads import ThreadExecutor
 from tests.services import service_url
+from tests.unit.executors.helpers import TASKS_IMPORT_ROOT
 
 ExecutorFactory = Callable[[ExecutionEnv], Executor]
 SLOTS = 2
@@ -44,12 +46,33 @@ def _docker(env: ExecutionEnv) -> Executor:
                              processes=SLOTS)
 
 
+def _dask_local_cluster(env: ExecutionEnv) -> Executor:
+    """A LocalCluster in this process (one worker of two threads), closed with the executor."""
+    from distributed import LocalCluster
+
+    from skyweave.executors.on_dask import DaskExecutor
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=SLOTS, processes=False, dashboard_address=":0")
+    return DaskExecutor(env, cluster=cluster, slots=SLOTS, owns_cluster=True)
+
+
+def _dask_scheduler(env: ExecutionEnv) -> Executor:
+    """The `dask scheduler` + two `dask worker` processes of scripts/services.sh (``dask``); they do
+    not share this process's sys.path, so the job names the tests' import root."""
+    from skyweave.executors.on_dask import DaskExecutor
+
+    env = replace(env, import_path=(str(TASKS_IMPORT_ROOT), *env.import_path))
+    return DaskExecutor(env, address=service_url("dask"), slots=SLOTS)
+
+
 EXECUTOR_FACTORIES = [
     pytest.param(lambda env: LocalExecutor(env, processes=SLOTS), id="local"),
     pytest.param(lambda env: ThreadExecutor(env, threads=SLOTS), id="threads"),
     pytest.param(lambda env: SubprocessExecutor(env, processes=SLOTS), id="subprocess"),
     pytest.param(_slurm, id="slurm", marks=pytest.mark.integration),
     pytest.param(_docker, id="docker", marks=pytest.mark.integration),
+    pytest.param(_dask_local_cluster, id="dask-localcluster"),
+    pytest.param(_dask_scheduler, id="dask-scheduler", marks=pytest.mark.integration),
 ]
 
 

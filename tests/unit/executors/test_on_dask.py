@@ -1,0 +1,132 @@
+"""What the Dask executor does beyond the contract suite (which it passes on a LocalCluster and on
+real ``dask scheduler`` + ``dask worker`` processes): priorities reach Dask, resources map to Dask
+worker resources (or fail clearly when no worker can hold them), a killed worker's activity is
+reported lost once, never run a second time under the same attempt, and its process dies with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+pytest.importorskip("distributed")
+
+from distributed import LocalCluster
+
+from skyweave.executors.base import ExecutionEnv, Outcome
+from skyweave.executors.on_dask import DaskExecutor, demanded
+from skyweave.model.messages import ActivityFailed, ActivityFinished, ActivityStarted, DispatchActivity
+from skyweave.model.specs import Resources
+from tests.unit.executors.helpers import dispatch, run_until, wait_gone, wait_started
+
+TASKS = Path(__file__).with_name("dask_tasks.py")
+
+
+def task(name: str) -> str:
+    return f"{TASKS}:{name}"
+
+
+def with_resources(d: DispatchActivity, **resources: float) -> DispatchActivity:
+    return msgspec.structs.replace(d, task=msgspec.structs.replace(d.task, resources=Resources(**resources)))
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "release"
+    yield path
+    path.touch()
+
+
+def executor_on(env: ExecutionEnv, **cluster: object) -> DaskExecutor:
+    made = DaskExecutor(env, cluster=LocalCluster(dashboard_address=":0", **cluster),  # type: ignore[arg-type]
+                        slots=2, owns_cluster=True)
+    made.start()
+    return made
+
+
+def test_demanded_maps_task_resources_to_dask_resource_names() -> None:
+    assert demanded(Resources(cpus=2, gpus=1, memory_mb=512), {"cpus": "CPU", "gpus": "GPU", "memory_mb": "MEMORY"}) \
+        == {"CPU": 2.0, "GPU": 1.0, "MEMORY": 512 * 2**20}
+    assert demanded(Resources(gpus=0), {"gpus": "GPU"}) == {}
+
+
+def test_priority_decides_which_waiting_activity_runs_first(env: ExecutionEnv, tmp_path: Path,
+                                                            release: Path) -> None:
+    """One worker thread, busy: of the activities waiting on the scheduler, the urgent one submitted
+    last runs first."""
+    ledger = tmp_path / "ledger"
+    executor = executor_on(env, n_workers=1, threads_per_worker=1, processes=False)
+    try:
+        blocker = dispatch(task("note_then_wait"), {"ledger": str(ledger), "name": "blocker", "path": str(release)})
+        executor.submit([blocker])
+        wait_started(executor, blocker.activity_id, [])
+        waiting = [dispatch(task("note"), {"ledger": str(ledger), "name": f"low{i}"}, priority=0) for i in range(3)]
+        urgent = dispatch(task("note"), {"ledger": str(ledger), "name": "urgent"}, priority=10)
+        executor.submit([*waiting, urgent])
+        release.touch()
+        run_until(executor, [d.activity_id for d in (blocker, *waiting, urgent)])
+        order = [line.split()[0] for line in ledger.read_text().splitlines()]
+        # Dask hands a busy worker one task ahead (worker-saturation 1.1 of one thread, rounded up):
+        # that one may run before; every activity still waiting on the scheduler runs after it
+        assert order[0] == "blocker" and order.index("urgent") <= 2, order
+        assert sum(order.index("urgent") < order.index(f"low{i}") for i in range(3)) >= 2, order
+    finally:
+        executor.close()
+
+
+@pytest.mark.parametrize(("declared", "gpus", "expected"), [
+    ({"CPU": 2, "GPU": 1}, 1, "finished"),
+    ({"CPU": 2, "GPU": 1}, 2, "more than any Dask worker has"),
+    ({"CPU": 2}, 1, "no Dask worker declares a GPU resource"),
+])
+def test_resources_map_to_dask_worker_resources(env: ExecutionEnv, tmp_path: Path, declared: dict[str, float],
+                                                gpus: int, expected: str) -> None:
+    executor = executor_on(env, n_workers=1, threads_per_worker=2, processes=False, resources=declared)
+    try:
+        d = with_resources(dispatch(task("note"), {"ledger": str(tmp_path / "l"), "name": "gpu"}), gpus=gpus,
+                           memory_mb=100)  # MEMORY is declared by no worker: Dask's own slots apply
+        executor.submit([d])
+        outcome = run_until(executor, [d.activity_id])[d.activity_id]
+        if expected == "finished":
+            assert isinstance(outcome, ActivityFinished), outcome
+        else:
+            assert isinstance(outcome, ActivityFailed), outcome
+            assert outcome.error_type == "skyweave.ResourcesUnavailable" and not outcome.retryable
+            assert expected in outcome.message and "--resources" in outcome.message
+    finally:
+        executor.close()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_its_activity_once_and_its_process_dies(env: ExecutionEnv, tmp_path: Path,
+                                                                      release: Path) -> None:
+    """kill -9 of the Dask worker running an activity: the activity's process dies with it, Dask's
+    rescheduled copy does not run it again under the same attempt, and the executor reports one
+    retryable ``skyweave.WorkerDied`` (the controller then runs the next attempt)."""
+    ledger = tmp_path / "ledger"
+    executor = executor_on(env, n_workers=2, threads_per_worker=1, processes=True)
+    try:
+        d = dispatch(task("note_then_wait"), {"ledger": str(ledger), "name": "victim", "path": str(release)})
+        events: list[Outcome] = []
+        executor.submit([d])
+        wait_started(executor, d.activity_id, events)
+        activity_pid = int(ledger.read_text().split()[1])
+        key = f"skyweave-{d.activity_id}-{d.attempt}"
+        holder = next(address for address, keys in executor.client.processing().items() if key in keys)
+        worker_pid = executor.client.run(os.getpid, workers=[holder])[holder]
+        os.kill(worker_pid, signal.SIGKILL)
+        outcome = run_until(executor, [d.activity_id], events=events)[d.activity_id]
+        assert isinstance(outcome, ActivityFailed), outcome
+        assert outcome.error_type == "skyweave.WorkerDied" and outcome.retryable
+        wait_gone(activity_pid)
+        assert len(ledger.read_text().splitlines()) == 1  # ran once: the rescheduled copy did not run it
+        assert sum(isinstance(e, ActivityStarted) for e in events) == 1
+        after = dispatch(task("note"), {"ledger": str(ledger), "name": "after"})
+        executor.submit([after])
+        assert isinstance(run_until(executor, [after.activity_id])[after.activity_id], ActivityFinished)
+    finally:
+        executor.close()
