@@ -20,6 +20,7 @@ LAYER = {
     "controller": 3, "executors": 3,
     "engine": 4, "execute": 4, "client": 4, "images": 4, "results": 4, "runcontrol": 4, "reprocess": 4, "plan": 4, "pausing": 4, "progress": 4, "logs": 4, "remote": 4, "demo": 5, "examples": 5, "testing": 5, "standalone": 5,
     "triggers": 5,
+    "argo": 5, "stage": 5, "schemas": 0,
     "cli": 6, "web": 6, "server": 6,
 }
 

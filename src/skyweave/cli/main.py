@@ -13,6 +13,7 @@ import typer
 
 from skyweave.cli import output
 from skyweave.cli.admin import init, tasks_remove
+from skyweave.cli.argo import export_app
 from skyweave.cli.catalogue import (
     cleanup,
     list_filters,
@@ -324,6 +325,7 @@ products_app.command("show")(friendly(products_show))
 products_app.command("export")(products_export)
 
 app.add_typer(prov_app, name="prov")
+app.add_typer(export_app, name="export")
 
 app.command()(controller)
 app.command()(server)
