@@ -9,7 +9,8 @@ with ``register_executor``), so that the engine, the CLI and the settings never 
   job array (``executors/slurm.py``; options in ``executors/slurm_commands.py``);
 * ``dask://HOST:PORT`` — each activity a task on a Dask cluster (``dask`` alone: a LocalCluster;
   ``executors/on_dask.py``);
-* ``kubernetes`` — a Kubernetes Job per activity (``executors/kubernetes.py``);
+* ``kubernetes://?namespace=NS&image=IMAGE`` — a Kubernetes Job per activity
+  (``executors/kubernetes.py``);
 * a URL's scheme is the key, and the factory gets the whole text (the scheduler's address, options).
 
 A factory imports its executor when called, so importing this package (as every worker child
@@ -89,6 +90,13 @@ def _dask(setting: str, env: ExecutionEnv, slots: int) -> Executor:
     return DaskExecutor(env, address=f"tcp://{address}", slots=slots)
 
 
+def _kubernetes(setting: str, env: ExecutionEnv, slots: int) -> Executor:
+    """``kubernetes://?namespace=NS&image=IMAGE`` (the cluster of the kubeconfig, or in-cluster)."""
+    from skyweave.executors.kubernetes import KubernetesExecutor, parse_options
+
+    return KubernetesExecutor(env, parse_options(setting), slots=slots)
+
+
 register_executor("local", _local)
 register_executor("threads", _threads)
 register_executor("subprocess", _subprocess)
@@ -104,3 +112,4 @@ def _container(setting: str, env: ExecutionEnv, slots: int) -> Executor:
 register_executor("docker", _container)
 register_executor("podman", _container)
 register_executor("dask", _dask)
+register_executor("kubernetes", _kubernetes)

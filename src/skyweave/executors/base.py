@@ -95,6 +95,9 @@ class Capabilities:
     it the activity is only *reported* failed and runs on (``threads``)."""
     enforces_memory: bool
     """``resources.memory_mb`` is enforced: an activity over it is stopped, ``skyweave.MemoryLimit``."""
+    reports_memory_used: bool = True
+    """A ``MemoryLimit`` failure says how much the activity used (`` used N MB``); Kubernetes kills
+    an over-limit container (``OOMKilled``) without saying how much it had."""
 
 
 class Executor(ABC):

@@ -65,6 +65,15 @@ def _dask_scheduler(env: ExecutionEnv) -> Executor:
     return DaskExecutor(env, address=service_url("dask"), slots=SLOTS)
 
 
+def _kubernetes_fake_api(env: ExecutionEnv) -> Executor:
+    """Against a fake Kubernetes API server that validates each Job against the official schemas
+    and runs its command as a local process (no cluster can run here: tests/unit/executors/k8s_fake.py)."""
+    from tests.unit.executors.k8s_fake import executor_on_fake
+
+    made: Executor = executor_on_fake(env, slots=SLOTS)
+    return made
+
+
 EXECUTOR_FACTORIES = [
     pytest.param(lambda env: LocalExecutor(env, processes=SLOTS), id="local"),
     pytest.param(lambda env: ThreadExecutor(env, threads=SLOTS), id="threads"),
@@ -72,6 +81,7 @@ EXECUTOR_FACTORIES = [
     pytest.param(_slurm, id="slurm", marks=pytest.mark.integration),
     pytest.param(_docker, id="docker", marks=pytest.mark.integration),
     pytest.param(_dask_local_cluster, id="dask-localcluster"),
+    pytest.param(_kubernetes_fake_api, id="kubernetes-fake-api"),
     pytest.param(_dask_scheduler, id="dask-scheduler", marks=pytest.mark.integration),
 ]
 
