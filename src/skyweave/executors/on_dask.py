@@ -11,7 +11,8 @@ The controller keeps deciding; Dask only places and runs.  Each dispatch becomes
   declare (``dask worker --resources "GPU=1 MEMORY=16e9"``).  A task that needs GPUs when no
   worker has any, or more of a resource than any worker has, would wait forever: it fails at once,
   not retryable, saying which workers to start.  With no worker yet (an adaptive or jobqueue
-  cluster still scaling up) every demand is passed on and the task waits for a worker that fits.
+  cluster still scaling up) only a GPU demand is passed on (the task waits for a GPU worker); CPU
+  and memory demands, which workers rarely declare, are not (they would stall the task).
 
 On the worker the activity runs as ``python -m skyweave.execute`` in a process of its own (job
 file in the worker's scratch space), which is what lets a timeout, a memory limit and a cancel
@@ -160,8 +161,11 @@ class DaskExecutor(Executor):
         if not wanted:
             return {}
         declared = self._declared()
-        if declared is None:  # no worker yet: pass everything on, a fitting worker may join
-            return wanted
+        if declared is None:
+            # no worker yet (jobqueue, adaptive): a GPU task waits for a GPU worker; cpus and
+            # memory, which workers rarely declare, are not asked (they would stall the task)
+            gpu = self._names.get("gpus")
+            return {gpu: wanted[gpu]} if gpu in wanted else {}
         asked: dict[str, float] = {}
         for name, amount in wanted.items():
             most = declared.get(name)

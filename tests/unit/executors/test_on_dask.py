@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +132,35 @@ def test_a_killed_worker_loses_its_activity_once_and_its_process_dies(env: Execu
         assert isinstance(run_until(executor, [after.activity_id])[after.activity_id], ActivityFinished)
     finally:
         executor.close()
+
+
+@pytest.mark.slow
+def test_a_dask_jobqueue_cluster_runs_activities_through_the_executor(env: ExecutionEnv, tmp_path: Path) -> None:
+    """dask-jobqueue for HPC users: a ``SLURMCluster`` object (no batch system needed to build it)
+    is the executor's cluster; with no worker yet a GPU task is passed on, not refused; the batch
+    script jobqueue would hand to ``sbatch`` is then run by hand (as Slurm would run it), its worker
+    joins with ``GPU=1`` and runs the activity."""
+    jobqueue = pytest.importorskip("dask_jobqueue")
+    cluster = jobqueue.SLURMCluster(
+        cores=1, processes=1, memory="1GB", walltime="00:10:00", python=sys.executable,
+        worker_extra_args=["--resources", "GPU=1"], local_directory=str(tmp_path / "jq"),
+        scheduler_options={"dashboard_address": ":0", "host": "127.0.0.1"})
+    script = cluster.job_script()
+    assert "#SBATCH" in script and "--resources GPU=1" in script
+    executor = DaskExecutor(env, cluster=cluster, slots=2, owns_cluster=True)
+    executor.start()
+    batch_job = None
+    try:
+        d = with_resources(dispatch(task("note"), {"ledger": str(tmp_path / "l"), "name": "gpu"}), gpus=1)
+        executor.submit([d])
+        assert executor.active == 1 and not [o for o in executor.collect(0.2) if o.activity_id == d.activity_id]
+        with open(tmp_path / "job.log", "wb") as log:
+            batch_job = subprocess.Popen(["bash", "-c", script], start_new_session=True,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        outcome = run_until(executor, [d.activity_id])[d.activity_id]
+        assert isinstance(outcome, ActivityFinished), outcome
+    finally:
+        executor.close()
+        if batch_job is not None:
+            os.killpg(batch_job.pid, signal.SIGKILL)
+            batch_job.wait()
