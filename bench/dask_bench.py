@@ -28,13 +28,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from distributed import Client as DaskClient  # noqa: E402
-from distributed import LocalCluster  # noqa: E402
+from distributed import Client as DaskClient
+from distributed import LocalCluster
+from workloads import common
+from workloads.peers import _dask_graph
+from workloads.skyweave_wl import WORKFLOWS, warmup
 
-from skyweave import Client  # noqa: E402
-from workloads import common  # noqa: E402
-from workloads.peers import _dask_graph  # noqa: E402
-from workloads.skyweave_wl import WORKFLOWS, warmup  # noqa: E402
+from skyweave import Client
 
 
 def plain_dask(dask_client: DaskClient, workload: str, n: int) -> tuple[float, Any]:
@@ -82,7 +82,8 @@ def main() -> None:
             if workload == "W1":
                 assert dask_result == sw_result == common.expected("W1", args.n), (dask_result, sw_result)
             row = {"workload": workload, "n": args.n if workload == "W1" else common.W3_TASKS,
-                   "activities": activities, "dask_s": round(dask_wall, 3), "skyweave_dask_s": round(sw_wall, 3),
+                   "activities": activities, "dask_s": round(dask_wall, 3),
+                   "skyweave_dask_s": round(sw_wall, 3),
                    "ratio": round(sw_wall / dask_wall, 1),
                    "skyweave_ms_per_activity": round(1000 * sw_wall / activities, 1)}
             rows.append(row)

@@ -3,7 +3,7 @@
 The controller keeps deciding; Dask only places and runs.  Each dispatch becomes one Dask task
 (``executors/on_dask_worker.py: run_activity``) with
 
-* the key ``skyweave-<activity>-<attempt>`` (``pure=False``, no Dask retries: retrying is the
+* the key ``skyweave-<activity>-<attempt>-<executor>`` (``pure=False``, no Dask retries: retrying is the
   controller's, so that every attempt is recorded);
 * Dask's ``priority=`` set to the activity's priority (both: higher runs first);
 * Dask worker *resources* from the task's resources (``RESOURCE_NAMES``: ``cpus`` -> ``CPU``,
@@ -85,7 +85,9 @@ class DaskExecutor(Executor):
         self._entries: dict[str, _Entry] = {}
         self._arrived: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._reports: list[Outcome] = []
-        self._topic = f"skyweave-started-{uuid.uuid4().hex}"
+        self._token = uuid.uuid4().hex[:12]
+        """In every key: two executors (or test runs) on one cluster never share a task or a mark."""
+        self._topic = f"skyweave-started-{self._token}"
         self._workers: tuple[float, dict[str, float]] | None = None
         self._owns_cluster = owns_cluster
         """Close ``cluster`` with the executor (one it made itself)."""
@@ -127,7 +129,7 @@ class DaskExecutor(Executor):
         for d in batch:
             if d.activity_id in self._entries:
                 continue
-            key = f"skyweave-{d.activity_id}-{d.attempt}"
+            key = f"skyweave-{d.activity_id}-{d.attempt}-{self._token}"
             entry = _Entry(d, key)
             resources = self._resources(d)
             if isinstance(resources, str):
@@ -273,6 +275,7 @@ class DaskExecutor(Executor):
             for entry in self._entries.values():
                 if entry.future is not None:
                     entry.future.cancel()
+                Event(begun_mark(entry.key), client=self._client).clear()
             self._entries.clear()
         self._client.unsubscribe_topic(self._topic)
         self._client.close()
