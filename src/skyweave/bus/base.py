@@ -24,6 +24,11 @@
   (``extend(ids, 0)``: they stay on the bus, held).  A dispatch begun before the hold starts all
   the same, so ``held`` names only the held ones not begun: whoever paused waits for the others to
   be reported started.  ``withdraw`` takes held ones too (``tests/unit/bus/test_hold.py``).
+* **Sites**: a dispatch enqueued with ``site=NAME`` is claimed only by workers that claim with
+  ``site=NAME`` (the workers of that site: they run where its input data is, or where its task is
+  pinned); ``site=""`` (the default) is the queue of workers with no site.  Each site's dispatches
+  keep the claim order among themselves; every other operation (ack, report, hold, withdraw…) is
+  the same for all sites.  A re-driven dead letter goes back to the ``""`` queue.
 * **Events** go from workers and clients to the controller (consumer group ``controller``) and to
   listeners (one group each).  Delivery is at-least-once: a group reads after its committed offset
   and commits once it has durably handled what it read.  Offsets are opaque strings, given out by
@@ -95,14 +100,17 @@ class Bus(ABC):
 
     # -- dispatch queue ---------------------------------------------------------------------------
     @abstractmethod
-    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False,
+                site: str = "") -> None:
         """Add ``(id, priority, data)`` dispatches; an id already present is ignored.  ``first``:
         ahead of every dispatch of the same priority not enqueued ``first`` (work that was out
-        once and lost with its worker); among themselves these keep their order too."""
+        once and lost with its worker); among themselves these keep their order too.  ``site``:
+        only workers claiming for that site take them."""
 
     @abstractmethod
-    def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
-        """Up to ``max_n`` claimable dispatches, highest effective priority first, then oldest."""
+    def claim(self, worker: str, max_n: int, lease_s: float, *, site: str = "") -> list[Claimed]:
+        """Up to ``max_n`` claimable dispatches of ``site``, highest effective priority first, then
+        oldest."""
 
     @abstractmethod
     def ack(self, ids: Sequence[str]) -> None:

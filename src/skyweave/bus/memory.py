@@ -65,6 +65,8 @@ class _Dispatch:
     """Its worker is starting it (``Bus.begin``): a hold no longer stops it."""
     done: bool = False
     """Reported done by its worker; waiting for the controller's ack."""
+    site: str = ""
+    """Only a worker of this site claims it (``""``: a worker with no site)."""
 
 
 class MemoryBus(Bus):
@@ -86,7 +88,8 @@ class MemoryBus(Bus):
         self._seq = 0
         self._messages: dict[str, _Dispatch] = {}
         self._revoked: set[str] = set()
-        self._ready: list[tuple[float, int, str]] = []
+        self._ready: dict[str, list[tuple[float, int, str]]] = {}
+        """One claimable heap per site (``Bus.claim(site=)``)."""
         self._leases: list[tuple[float, str]] = []
         self._claimed = 0
         # event log
@@ -111,11 +114,12 @@ class MemoryBus(Bus):
         return remove
 
     # -- dispatch queue ---------------------------------------------------------------------------
-    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False,
+                site: str = "") -> None:
         with self._cond:
-            self._enqueue(messages, first=first)
+            self._enqueue(messages, first=first, site=site)
 
-    def _enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool) -> int:
+    def _enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool, site: str = "") -> int:
         added = 0
         now = self._clock()
         for message_id, priority, data in messages:
@@ -127,8 +131,9 @@ class MemoryBus(Bus):
             at = min((d.enqueued_at for d in self._messages.values() if d.priority == priority
                       and not d.done), default=now) if first else now
             rank = at - priority * self.aging_s
-            self._messages[message_id] = _Dispatch(priority, seq, data, rank, at)
-            heapq.heappush(self._ready, (rank, seq, message_id))
+            dispatch = _Dispatch(priority, seq, data, rank, at, site=site)
+            self._messages[message_id] = dispatch
+            self._push_ready(message_id, dispatch)
             added += 1
         if added:
             self._changed()
@@ -136,15 +141,16 @@ class MemoryBus(Bus):
                 callback()
         return added
 
-    def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
+    def claim(self, worker: str, max_n: int, lease_s: float, *, site: str = "") -> list[Claimed]:
         with self._cond:
             self._remember_generation()
             now = self._clock()
             self._release_expired(now)
             lease_until = now + lease_s
             claimed: list[Claimed] = []
-            while self._ready and len(claimed) < max_n:
-                entry = heapq.heappop(self._ready)
+            ready = self._ready.get(site, [])
+            while ready and len(claimed) < max_n:
+                entry = heapq.heappop(ready)
                 if not self._is_ready(entry):
                     continue  # stale: acked, withdrawn, or already claimed
                 message_id = entry[2]
@@ -236,7 +242,7 @@ class MemoryBus(Bus):
                 dispatch.priority = priority
                 dispatch.rank = dispatch.enqueued_at - priority * self.aging_s
                 if not dispatch.held:
-                    heapq.heappush(self._ready, (dispatch.rank, dispatch.seq, message_id))
+                    self._push_ready(message_id, dispatch)
                 changed += 1
             if changed:
                 self._changed()
@@ -259,7 +265,7 @@ class MemoryBus(Bus):
                     continue
                 dispatch.held = False
                 if dispatch.lease_until is None:
-                    heapq.heappush(self._ready, (dispatch.rank, dispatch.seq, message_id))
+                    self._push_ready(message_id, dispatch)
                     released = True
             if released:
                 self._changed()
@@ -303,17 +309,25 @@ class MemoryBus(Bus):
             dispatch.lease_until = None
             self._claimed -= 1
             if not dispatch.held:  # a held one goes back to the heap when released
-                heapq.heappush(self._ready, (dispatch.rank, dispatch.seq, message_id))
+                self._push_ready(message_id, dispatch)
 
     def _compact(self) -> None:
         """Drop stale heap entries once they outnumber live ones (amortised O(1) per call)."""
         claimable = len(self._messages) - self._claimed
-        if len(self._ready) > 2 * claimable + _COMPACT_SLACK:
-            self._ready = [entry for entry in self._ready if self._is_ready(entry)]
-            heapq.heapify(self._ready)
+        if sum(map(len, self._ready.values())) > 2 * claimable + _COMPACT_SLACK:
+            for site, ready in list(self._ready.items()):
+                kept = [entry for entry in ready if self._is_ready(entry)]
+                heapq.heapify(kept)
+                if kept:
+                    self._ready[site] = kept
+                else:
+                    del self._ready[site]
         if len(self._leases) > 2 * self._claimed + _COMPACT_SLACK:
             self._leases = [entry for entry in self._leases if self._is_lease(entry)]
             heapq.heapify(self._leases)
+
+    def _push_ready(self, message_id: str, dispatch: _Dispatch) -> None:
+        heapq.heappush(self._ready.setdefault(dispatch.site, []), (dispatch.rank, dispatch.seq, message_id))
 
     def _is_ready(self, entry: tuple[float, int, str]) -> bool:
         dispatch = self._messages.get(entry[2])

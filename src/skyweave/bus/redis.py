@@ -125,16 +125,18 @@ class RedisBus(Bus):
         self._script("GROUP", [CONTROLLER_GROUP])
 
     # -- dispatch queue ---------------------------------------------------------------------------
-    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False,
+                site: str = "") -> None:
         if messages:
             self._script("ENQUEUE", [0 if first else FIRST_OFFSET, repr(self._clock()), repr(self.aging_s),
-                                     *(x for message_id, priority, data in messages
+                                     site, *(x for message_id, priority, data in messages
                                        for x in (message_id, int(priority), data))])
 
-    def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
+    def claim(self, worker: str, max_n: int, lease_s: float, *, site: str = "") -> list[Claimed]:
         if max_n <= 0:
             return []
-        reply = self._script("CLAIM", [worker, max_n, max(1, round(lease_s * 1000)), self.max_deliveries])
+        reply = self._script("CLAIM", [worker, max_n, max(1, round(lease_s * 1000)), self.max_deliveries,
+                                       site])
         self._remember_signal(reply[0])
         return [Claimed(_text(reply[i]), bytes(reply[i + 1]), int(reply[i + 2]), float(reply[i + 3]))
                 for i in range(1, len(reply), 4)]
@@ -238,7 +240,7 @@ class RedisBus(Bus):
         if not letters:
             return 0
         messages = [(x.dispatch, x.priority, x.data) for x in letters if x.dispatch is not None]
-        added = int(self._script("ENQUEUE", [FIRST_OFFSET, repr(self._clock()), repr(self.aging_s),
+        added = int(self._script("ENQUEUE", [FIRST_OFFSET, repr(self._clock()), repr(self.aging_s), "",
                                              *(x for message in messages for x in message)]))
         self._call(lambda: self._client.xdel(self._key("dead"), *(x.id for x in letters)))
         return added
@@ -262,7 +264,8 @@ class RedisBus(Bus):
 
     def purge(self) -> int:
         """Delete every key of this bus (its prefix) — for tests and for retiring a deployment."""
-        return int(self._call(lambda: self._client.delete(*self._keys)))
+        site_queues = self._call(lambda: self._client.keys(f"{self._key('ready')}:*"))  # one per site
+        return int(self._call(lambda: self._client.delete(*self._keys, *site_queues)))
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _key(self, name: str) -> str:

@@ -30,10 +30,20 @@ KEY_NAMES = (
     "enq",       # 17 hash: id -> when it was enqueued (the enqueuer's clock, seconds)
     "held",      # 18 set: held dispatches (a paused run's): never in ``ready`` until released
     "begun",     # 19 set: dispatches a worker began (``Bus.begin``): a hold no longer stops them
+    "site",      # 20 hash: id -> its site, when not "" (its ``ready`` is then "<ready>:<site>", a
+                 #   zset of the same form under the same hash tag: one claim order per site)
 )
 
+_READY_OF = """
+local function ready_of(id)
+  local site = redis.call('HGET', KEYS[20], id)
+  if site then return KEYS[1] .. ':' .. site end
+  return KEYS[1]
+end
+"""
 
-_COMMON = """
+
+_COMMON = _READY_OF + """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -49,13 +59,13 @@ local function release_expired()
     redis.call('ZREM', KEYS[2], id)
     local member = redis.call('HGET', KEYS[4], id)
     if member and redis.call('SISMEMBER', KEYS[18], id) == 0 then
-      redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[16], id), member)
+      redis.call('ZADD', ready_of(id), redis.call('HGET', KEYS[16], id), member)
     end
   end
 end
 local function forget(id)
   local member = redis.call('HGET', KEYS[4], id)
-  if member then redis.call('ZREM', KEYS[1], member) end
+  if member then redis.call('ZREM', ready_of(id), member) end
   redis.call('ZREM', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
   redis.call('HDEL', KEYS[4], id)
@@ -68,6 +78,7 @@ local function forget(id)
   redis.call('HDEL', KEYS[17], id)
   redis.call('SREM', KEYS[18], id)
   redis.call('SREM', KEYS[19], id)
+  redis.call('HDEL', KEYS[20], id)
 end
 local function claimable(id)  -- on the bus, not done, not under a live lease
   return redis.call('HEXISTS', KEYS[3], id) == 1 and redis.call('SISMEMBER', KEYS[14], id) == 0
@@ -113,7 +124,8 @@ if shift == 0 then
     end
   end
 end
-for i = 4, #ARGV, 3 do
+local site = ARGV[4]
+for i = 5, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('HEXISTS', KEYS[3], id) == 0 then
     local seq = redis.call('INCR', KEYS[8])
@@ -126,7 +138,8 @@ for i = 4, #ARGV, 3 do
     redis.call('HSET', KEYS[5], id, ARGV[i + 1])
     redis.call('HSET', KEYS[16], id, rank)
     redis.call('HSET', KEYS[17], id, at)
-    redis.call('ZADD', KEYS[1], rank, member)
+    if site ~= '' then redis.call('HSET', KEYS[20], id, site) end
+    redis.call('ZADD', ready_of(id), rank, member)
     added = added + 1
   end
 end
@@ -139,9 +152,11 @@ local max_n, lease_ms, max_deliveries = tonumber(ARGV[2]), tonumber(ARGV[3]), to
 release_expired()
 local now = now_ms()
 local out = {redis.call('GET', KEYS[10]) or '0'}
+local ready = KEYS[1]
+if ARGV[5] ~= '' then ready = KEYS[1] .. ':' .. ARGV[5] end
 local taken = 0
 while taken < max_n do
-  local top = redis.call('ZPOPMIN', KEYS[1], max_n - taken)  -- member, score, member, score...
+  local top = redis.call('ZPOPMIN', ready, max_n - taken)  -- member, score, member, score...
   if #top == 0 then break end
   for k = 1, #top, 2 do
     local id = string.sub(top[k], 17)
@@ -203,7 +218,7 @@ for i = 3, #ARGV do
     redis.call('HSET', KEYS[5], id, priority)
     redis.call('HSET', KEYS[16], id, rank)
     if redis.call('SISMEMBER', KEYS[18], id) == 0 then
-      redis.call('ZADD', KEYS[1], rank, redis.call('HGET', KEYS[4], id))
+      redis.call('ZADD', ready_of(id), rank, redis.call('HGET', KEYS[4], id))
     end
     changed = changed + 1
   end
@@ -268,7 +283,7 @@ for i = 2, n_done + 1 do
   local id = ARGV[i]
   if redis.call('HEXISTS', KEYS[3], id) == 1 and redis.call('SADD', KEYS[14], id) == 1 then
     redis.call('ZREM', KEYS[2], id)
-    redis.call('ZREM', KEYS[1], redis.call('HGET', KEYS[4], id))
+    redis.call('ZREM', ready_of(id), redis.call('HGET', KEYS[4], id))
   end
 end
 if #ARGV > n_done + 1 then
@@ -293,12 +308,12 @@ for _, id in ipairs(taken) do forget(id) end
 return taken
 """
 
-HOLD = """
+HOLD = _READY_OF + """
 for _, id in ipairs(ARGV) do
   local member = redis.call('HGET', KEYS[4], id)
   if member then
     redis.call('SADD', KEYS[18], id)
-    redis.call('ZREM', KEYS[1], member)
+    redis.call('ZREM', ready_of(id), member)
   end
 end
 return 0
@@ -309,7 +324,7 @@ local released = 0
 for _, id in ipairs(ARGV) do
   if redis.call('SREM', KEYS[18], id) == 1 then
     if redis.call('SISMEMBER', KEYS[14], id) == 0 and not redis.call('ZSCORE', KEYS[2], id) then
-      redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[16], id), redis.call('HGET', KEYS[4], id))
+      redis.call('ZADD', ready_of(id), redis.call('HGET', KEYS[16], id), redis.call('HGET', KEYS[4], id))
     end
     released = released + 1
   end

@@ -98,6 +98,8 @@ class SQLiteBus(Bus):
                     conn.execute("ALTER TABLE dispatch ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
                 if "begun" not in columns:  # a bus file made before workers began what they took
                     conn.execute("ALTER TABLE dispatch ADD COLUMN begun INTEGER NOT NULL DEFAULT 0")
+                if "site" not in columns:  # a bus file made before dispatches were routed to sites
+                    conn.execute(sql.ADD_SITE)
                 dead_columns = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
                 if "dispatch" not in dead_columns:  # a bus file made before poisoned dispatches
                     conn.execute("ALTER TABLE dead_letters ADD COLUMN dispatch TEXT")
@@ -112,14 +114,15 @@ class SQLiteBus(Bus):
             raise
 
     # -- dispatch queue ---------------------------------------------------------------------------
-    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False) -> None:
+    def enqueue(self, messages: Sequence[tuple[str, int, bytes]], *, first: bool = False,
+                site: str = "") -> None:
         if not messages:
             return
         with self._write() as conn:
-            self._insert(conn, messages, first=first)
+            self._insert(conn, messages, first=first, site=site)
 
     def _insert(self, conn: sqlite3.Connection, messages: Sequence[tuple[str, int, bytes]], *,
-                first: bool) -> int:
+                first: bool, site: str = "") -> int:
         """Enqueue in the caller's transaction; returns how many were new."""
         if not messages:
             return 0
@@ -133,23 +136,23 @@ class SQLiteBus(Bus):
         rows = []
         for n, (i, priority, data) in enumerate(messages):
             at = min(oldest.get(priority, now), now)
-            rows.append((i, priority, first_seq + n, data, at - priority * self.aging_s, at))
+            rows.append((i, priority, first_seq + n, data, at - priority * self.aging_s, at, site))
         added = conn.executemany(
-            "INSERT OR IGNORE INTO dispatch (id, priority, seq, data, rank, enqueued_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)", rows).rowcount
+            "INSERT OR IGNORE INTO dispatch (id, priority, seq, data, rank, enqueued_at, site)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows).rowcount
         self._changed()
         return added
 
-    def claim(self, worker: str, max_n: int, lease_s: float) -> list[Claimed]:
+    def claim(self, worker: str, max_n: int, lease_s: float, *, site: str = "") -> list[Claimed]:
         if max_n <= 0:
             return []
         now = self._clock()
         with self._read() as conn:
             self._remember_signal(conn)
-            if conn.execute(sql.ANY_CLAIMABLE, {"now": now}).fetchone() is None:
+            if conn.execute(sql.ANY_CLAIMABLE, {"now": now, "site": site}).fetchone() is None:
                 return []  # no write lock taken when there is nothing to claim
         with self._write() as conn:
-            params = {"now": now, "until": now + lease_s, "worker": worker, "n": max_n}
+            params = {"now": now, "until": now + lease_s, "worker": worker, "n": max_n, "site": site}
             rows = conn.execute(sql.CLAIM, params).fetchall()
             if self.max_deliveries > 0:
                 poisoned = [row for row in rows if row[2] > self.max_deliveries]

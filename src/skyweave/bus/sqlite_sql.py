@@ -2,7 +2,8 @@
 place like the Redis bus's Lua scripts.
 
 * ``dispatch``: one row per dispatch, claimed lowest ``rank`` first (``rank, seq``: ties in enqueue
-  order); ``done`` once reported, until acked; ``held`` while its run is paused.
+  order); ``done`` once reported, until acked; ``held`` while its run is paused;
+  ``site``: only workers of that site claim it (``''``: workers with no site).
 * ``events``: the event log; ``offset`` from ``AUTOINCREMENT``, so an offset is never reused.
 * ``groups``: each consumer group's committed offset; ``counters``: the dispatch sequence.
 * ``dead_letters``, ``revoked``: put-aside messages and cancel marks.
@@ -21,7 +22,8 @@ CREATE TABLE IF NOT EXISTS dispatch (
     rank REAL NOT NULL DEFAULT 0,
     enqueued_at REAL NOT NULL DEFAULT 0,
     held INTEGER NOT NULL DEFAULT 0,
-    begun INTEGER NOT NULL DEFAULT 0
+    begun INTEGER NOT NULL DEFAULT 0,
+    site TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL);
@@ -33,8 +35,10 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('dispatch_seq', 0);
 """
+ADD_SITE = "ALTER TABLE dispatch ADD COLUMN site TEXT NOT NULL DEFAULT ''"
+"""A bus file made before sites gets the column (``PRAGMA table_info`` tells)."""
 INDEX = "CREATE INDEX IF NOT EXISTS dispatch_rank ON dispatch (rank, seq, lease_until)"
-CLAIMABLE = "done = 0 AND held = 0 AND (lease_until IS NULL OR lease_until < :now)"
+CLAIMABLE = "done = 0 AND held = 0 AND site = :site AND (lease_until IS NULL OR lease_until < :now)"
 ANY_CLAIMABLE = f"SELECT 1 FROM dispatch WHERE {CLAIMABLE} LIMIT 1"
 CLAIM = f"""
 UPDATE dispatch SET lease_until = :until, worker = :worker, deliveries = deliveries + 1
