@@ -17,6 +17,7 @@ from skyweave.aspects.base import AspectSettings
 from skyweave.bus import open_bus
 from skyweave.bus.base import Bus
 from skyweave.config.settings import Settings
+from skyweave.controller.placement import Sites
 from skyweave.controller.service import ControllerService
 from skyweave.executors import open_executor
 from skyweave.executors.base import ExecutionEnv, Executor
@@ -90,6 +91,7 @@ class Engine:
                                                 lease_ttl_s=settings.controller_lease_s,
                                                 lease_renew_s=settings.controller_renew_s)
             self.controller.core.record_usages = settings.provenance
+            self.controller.core.sites = Sites(home=settings.site, roots=dict(settings.sites))
         if settings.listeners and controller:
             use_import_path(started_in())
         chosen = list(listeners or []) + [load_listener(ref) for ref in settings.listeners]
@@ -100,7 +102,8 @@ class Engine:
             worker_id = new_worker_id()
             env = make_env(settings, worker_id)
             self.worker = WorkerService(self.bus, make_executor(settings, env), worker_id=worker_id,
-                                        lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s)
+                                        lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s,
+                                        site=settings.site)
 
     def start(self) -> Engine:
         # the controller first: if another one holds the store, nothing else has been started

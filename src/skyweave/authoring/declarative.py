@@ -40,7 +40,7 @@ from skyweave.model.specs import OutputSpec, Resources
 
 TOP_KEYS = ("workflow", "description", "pin", "params", "tasks", "steps", "output")
 COMMAND_KEYS = ("command", "version", "parameters", "outputs", "image", "retries", "backoff", "timeout",
-                "priority", "resources", "providers", "park", "max_detours", "cache", "description")
+                "priority", "resources", "providers", "park", "max_detours", "cache", "description", "site")
 STEP_KEYS = ("task", "map", "args", "when", "priority", "loop")
 LOOP_KEYS = ("until", "max_iterations", "state_arg", "initial", "on_exhausted")
 TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list": list,
@@ -143,6 +143,7 @@ def _command_task(doc: Document, key: Key, name: str, spec: dict[str, Any]) -> T
         providers=providers,
         park=float(doc.typed(spec, "park", key, NUMBER, "a number of seconds", default=0.0)),
         max_detours=doc.typed(spec, "max_detours", key, int, "a whole number", default=3),
+        site=doc.typed(spec, "site", key, str, "a site name", default=""),
         cache=doc.typed(spec, "cache", key, bool, "true or false", default=True),
         description=doc.typed(spec, "description", key, str, "a string", default=""),
     )

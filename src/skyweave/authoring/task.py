@@ -197,6 +197,7 @@ def task(
     cache: bool = True,
     cache_params: Sequence[str] | None = None,
     image: str | None = None,
+    site: str = "",
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
 
@@ -217,11 +218,13 @@ def task(
     cache: bool = True,
     cache_params: Sequence[str] | None = None,
     image: str | None = None,
+    site: str = "",
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Declare a Python function as a task.
 
     ``image``: a container image (with skyweave and the function's module installed) it runs in,
     under a container executor (docs/containers.md); its digest is pinned at registration.
+    ``site``: the site its activities run at, whatever their inputs (docs/operations.md).
 
     ``version`` defaults to a short code hash, so an edit to the function (or a helper or constant
     it uses) is a new version.  ``providers`` maps a product type to the task that makes it, for
@@ -263,6 +266,7 @@ def task(
             cache=cache,
             cache_params=_cache_params(func.__name__, parameters, cache_params),
             description=(inspect.getdoc(func) or "").split("\n\n")[0],
+            site=site,
         )
         made = Task(spec, func, providers)
         if version is None and cache:
@@ -292,6 +296,7 @@ def command(
     max_detours: int = 3,
     cache: bool = True,
     description: str = "",
+    site: str = "",
 ) -> Task:
     """Declare a command-line (or container image) task.
 
@@ -309,7 +314,7 @@ def command(
         timeout_s=timeout, priority=priority, resources=resources or Resources(),
         backtrack=BacktrackPolicy(providers=dict(providers or {}), park_s=park, max_detours=max_detours),
         code_hash="sha256:" + hashlib.sha256(f"{template}|{image}|{sorted(outs)}".encode()).hexdigest(),
-        cache=cache, description=description,
+        cache=cache, description=description, site=site,
     )
     return Task(spec)
 

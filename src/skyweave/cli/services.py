@@ -109,18 +109,24 @@ def worker(
     bus: Annotated[str | None, typer.Option(help="Bus URL (default <store>/bus.db).")] = None,
     slots: Annotated[int, typer.Option(help="Parallel activities (default: CPU cores).")] = 0,
     executor: Annotated[str | None, typer.Option(help=EXECUTOR_HELP)] = None,
+    site: Annotated[str | None, typer.Option(help="Claim only the work placed at this site "
+                                             "(docs/operations.md, \"Several sites\").")] = None,
+    storage: Annotated[str | None, typer.Option(help="Directory this worker writes products to "
+                                                "(its site's storage root).")] = None,
 ) -> None:
     """Run a worker: claims dispatches from the bus and runs them."""
     service_logging()
-    settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor)
+    settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor, site=site,
+                             storage=storage)
     worker_id = new_worker_id()
     service = WorkerService(open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s),
                             make_executor(settings, make_env(settings, worker_id)), worker_id=worker_id,
-                            lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s)
+                            lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s, site=settings.site)
     stop = threading.Event()
     _serve(stop)
     service.start()
-    output.err_console.print(f"worker {service.id} with {service.executor.slots} slots")
+    output.err_console.print(f"worker {service.id} with {service.executor.slots} slots"
+                             + (f" at site {settings.site}" if settings.site else ""))
     try:
         while not stop.is_set():
             service.step(0.2)

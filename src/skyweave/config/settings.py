@@ -65,6 +65,16 @@ class Settings(BaseSettings):
                                                  "(docs/containers.md); the executor setting when that is "
                                                  "a container one.")
     workers: int = Field(0, description="Parallel activities per worker; 0 means one per CPU core.")
+    site: str = Field("", pattern=r"^[A-Za-z0-9_.-]*$",
+                      description="This process's site (docs/operations.md, \"Several sites\"): a worker "
+                                  "claims only the work placed at its site; the controller places work "
+                                  "with no located input here. Empty: no site.")
+    sites: dict[str, str] = Field(default_factory=dict,
+                                  description="Site name -> the storage root (directory or URL) holding "
+                                              "its products, for the controller's placement: an activity "
+                                              "runs at the site holding most of its input bytes unless its "
+                                              "task pins a site. Env: JSON, e.g. "
+                                              "SKYWEAVE_SITES='{\"east\": \"/data/east\"}'.")
     aging_s: float = Field(60.0, gt=0, description="Seconds of waiting that add 1 to a queued activity's "
                                                   "effective priority (in the controller and on the bus).")
     window: int = Field(256, description="Minimum number of activities dispatched but not finished.")

@@ -33,6 +33,7 @@ from skyweave.controller.decisions import (
     TimerFired,
     WorkerLost,
 )
+from skyweave.controller.placement import Sites
 from skyweave.controller.queue import ReadyQueue
 from skyweave.controller.runstate import DONE, FAILED, Instance, Key, RunState
 from skyweave.errors import DefinitionError
@@ -64,6 +65,8 @@ class Controller:
         self.where: dict[str, tuple[str, Key]] = {}
         """Activity id -> (node, key) of its instance; providers are not in the map."""
         self.registry: dict[str, dict[str, TaskSpec]] = {}
+        self.sites = Sites()
+        """Where activities run when there are several sites (``placement.py``); none by default."""
         self.current_version: dict[str, str] = {}
         """Task name -> the version new activations run (unless a run pins another)."""
         self.products: dict[str, ProductRef] = {}

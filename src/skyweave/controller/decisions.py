@@ -67,6 +67,9 @@ class Decisions:
     dispatch_first: list[str] = field(default_factory=list)
     """Message ids among ``dispatches`` to enqueue ahead of their priority (``Bus.enqueue(first=)``):
     the next attempts of work lost with a worker, which had its turn already."""
+    dispatch_sites: list[tuple[str, str]] = field(default_factory=list)
+    """``(message id, site)`` for dispatches of ``dispatches`` placed at a site (``placement.py``):
+    enqueued with ``Bus.enqueue(site=)``; the others go to the workers with no site."""
     announcements: list[bytes] = field(default_factory=list)
     """Events for listeners and watchers, published after the transaction (not kept in the outbox:
     a crash in the milliseconds between commit and publish can lose one, never a dispatch)."""

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from skyweave.controller.decisions import Decisions, walk_products
 from skyweave.controller.liveness import Liveness
+from skyweave.controller.placement import Sites, place
 from skyweave.controller.queue import ReadyQueue
 from skyweave.controller.runstate import RunState
 from skyweave.model import messages as m
@@ -38,6 +39,7 @@ class Host(Protocol):
     in_flight: int
     default_window: int
     live: Liveness
+    sites: Sites
 
     def fail(self, rec: ActivityRecord, error: dict[str, Any]) -> None: ...
     def touch(self, rec: ActivityRecord) -> None: ...
@@ -98,5 +100,7 @@ def _send(ctrl: Host, rec: ActivityRecord, spec: TaskSpec) -> None:
                              obs_id=obs_id if isinstance(obs_id, str) else None)
     mid = m.dispatch_id(rec.id, rec.attempt)
     ctrl.out.dispatches.append((mid, rec.priority, m.encode_message(mid, msg)))
+    if site := place(spec.site, refs.values(), ctrl.sites):
+        ctrl.out.dispatch_sites.append((mid, site))
     if rec.attempt - 1 in ctrl.live.lost.get(rec.id, ()):
         ctrl.out.dispatch_first.append(mid)  # its last attempt was lost with a worker: its turn now

@@ -307,9 +307,13 @@ class ControllerService:
             self.bus.revoke(d.withdraw)    # taken: the worker stops it
         if d.dispatches:
             first = set(d.dispatch_first)
-            self.bus.enqueue([x for x in d.dispatches if x[0] not in first])
-            if first:
-                self.bus.enqueue([x for x in d.dispatches if x[0] in first], first=True)
+            site_of = dict(d.dispatch_sites)
+            for site in sorted(set(site_of.values()) | {""}):  # a site's dispatches: only its workers
+                here = [x for x in d.dispatches if site_of.get(x[0], "") == site]
+                if normal := [x for x in here if x[0] not in first]:
+                    self.bus.enqueue(normal, site=site)
+                if ahead := [x for x in here if x[0] in first]:
+                    self.bus.enqueue(ahead, first=True, site=site)
         if d.announcements:
             self.bus.publish(d.announcements)
         for run_id in d.finished_runs:

@@ -60,8 +60,10 @@ def new_worker_id() -> str:
 class WorkerService:
     def __init__(self, bus: Bus, executor: Executor, *, worker_id: str | None = None,
                  lease_s: float = 60.0, heartbeat_s: float = 1.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, site: str = "") -> None:
         self.bus = bus
+        self.site = site
+        """The site it claims work for (``Bus.claim(site=)``; ``""``: work placed at no site)."""
         self._clock = clock
         """Seconds since the epoch: heartbeats, revoke checks and the started-report grace."""
         self.executor = executor
@@ -139,7 +141,7 @@ class WorkerService:
         free = self._target() - self.executor.active - len(self._ahead)
         # armed before the claim: a dispatch enqueued after it wakes the collect below at once
         self._armed = free > 0
-        claimed = self.bus.claim(self.id, free, self.lease_s) if free > 0 else []
+        claimed = self.bus.claim(self.id, free, self.lease_s, site=self.site) if free > 0 else []
         batch = self._start_now(self._accept(claimed, now))
         if batch:
             self.executor.submit(batch)

@@ -99,6 +99,9 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     cache_params: tuple[str, ...] | None = None
     """The parameters that matter for reuse (``None``: all of them)."""
     description: str = ""
+    site: str = ""
+    """The site its activities run at, whatever their inputs (``""``: where most input bytes are;
+    docs/operations.md, "Several sites")."""
 
     @property
     def key(self) -> str:

@@ -1,0 +1,68 @@
+"""Two sites on one machine (docs/operations.md, "Several sites"): a controller and two workers as
+separate processes, each worker with its own site label, storage root and executor (east: the local
+process pool, west: threads).  Placement is checked from which worker ran each activity: pinned
+tasks at their site, the unpinned ``combine`` where most of its input bytes are."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from skyweave.client import Client
+from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, poll, stop
+
+SITES = WORKFLOWS / "sites.py"
+STEADY = {"SKYWEAVE_WORKER_TIMEOUT_S": "120", "SKYWEAVE_CONTROLLER_LEASE_S": "120"}
+
+
+def _start(cli: CLI, *args: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as fh:
+        return subprocess.Popen(cli_argv(*args, "--store", str(cli.store)), cwd=cli.cwd,
+                                env={**cli_env(), **STEADY, **env}, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _worker_id(log: Path) -> str | None:
+    found = re.search(r"worker (\S+) with \d+ slots at site", log.read_text()) if log.is_file() else None
+    return found[1] if found else None
+
+
+def _tails(logs: dict[str, Path]) -> str:
+    return "\n".join(f"--- {name}\n{path.read_text(errors='replace')[-3000:]}"
+                     for name, path in logs.items() if path.is_file())
+
+
+def test_activities_run_at_the_site_of_their_data_or_their_pin(cli: CLI) -> None:
+    east, west = cli.cwd / "east", cli.cwd / "west"
+    bus = f"sqlite:///{cli.cwd / 'bus.db'}"
+    roots = json.dumps({"east": str(east), "west": str(west)})
+    logs = {name: cli.cwd / f"{name}.log" for name in ("controller", "east", "west")}
+    procs = [
+        _start(cli, "controller", "--bus", bus, log=logs["controller"], SKYWEAVE_SITES=roots,
+               SKYWEAVE_SITE="east"),
+        _start(cli, "worker", "--bus", bus, "--site", "east", "--storage", str(east), "--executor", "local",
+               "--slots", "1", log=logs["east"]),
+        _start(cli, "worker", "--bus", bus, "--site", "west", "--storage", str(west), "--executor", "threads",
+               "--slots", "1", log=logs["west"]),
+    ]
+    try:
+        workers = {site: poll(lambda s=site: _worker_id(logs[s]), deadline=60, what=f"the {site} worker")
+                   for site in ("east", "west")}
+        with Client(str(cli.store), engine=False, bus=bus) as client:
+            run_id = client.submit(f"{SITES}:two_sites", {"obs_id": "o1", "size": 5000}).id
+            record = client.wait(run_id, timeout=90)
+            assert record.state == "succeeded", _tails(logs)
+            ran_by = {}
+            for activity in client.store.list_activities(run_id=run_id):
+                [attempt] = client.store.list_attempts(activity.id)
+                ran_by[activity.task_name] = attempt.worker
+        assert ran_by == {"observe": workers["east"], "calibration": workers["west"],
+                          "combine": workers["east"], "archive": workers["west"]}, (ran_by, workers)
+        assert list(east.rglob("o1_raw.dat")) and list(west.rglob("o1_cal.dat")), \
+            "each site's products are written to its own storage root"
+        assert not list(west.rglob("o1_raw.dat")) and not list(east.rglob("o1_cal.dat"))
+    finally:
+        for proc in procs:
+            stop(proc)
