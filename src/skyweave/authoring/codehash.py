@@ -30,7 +30,7 @@ import types
 from typing import Any, NamedTuple
 
 from skyweave.authoring.canonical import NotCanonical, canonical, qualified
-from skyweave.authoring.interactive import class_source, function_source
+from skyweave.authoring.cellsource import class_source, function_source
 
 _LIB_PATHS = tuple(
     p for p in {sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("purelib"),

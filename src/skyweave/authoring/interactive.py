@@ -27,21 +27,18 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
-import functools
 import heapq
 import importlib.metadata
-import linecache
-import re
 import symtable
 import sys
 import tempfile
-import textwrap
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skyweave.authoring.cellsource import assignment, class_definition, file_order, function_source
 from skyweave.errors import DefinitionError
 from skyweave.model.specs import TaskSpec
 
@@ -49,9 +46,7 @@ MAIN_REF = "__main__"
 """The module part of the reference of a task defined interactively (``__main__:NAME``), until
 its assembled module is snapshotted (``Client.register_task``)."""
 REQUIRES = "__skyweave_requires__"
-_COMMAND = "<string>"
 _LITERAL_MAX = 100_000
-_CELL = re.compile(r"^<(ipython-input|python-input)-(\d+)|/ipykernel_\d+/")
 
 
 def defined_interactively(fn: Any) -> bool:
@@ -65,42 +60,6 @@ def defined_interactively(fn: Any) -> bool:
     if not path or not Path(path).is_file():
         return True
     return Path(code.co_filename).resolve() != Path(path).resolve()
-
-
-def source_lines(filename: str) -> list[str]:
-    """The lines of the code compiled under ``filename``: ``linecache`` (IPython cells, files),
-    else the code of ``python -c`` for ``<string>``."""
-    lines = linecache.getlines(filename)
-    if lines or filename != _COMMAND:
-        return lines
-    argv: list[str] = list(getattr(sys, "orig_argv", []))
-    if "-c" in argv[:-1]:
-        return (argv[argv.index("-c") + 1] + "\n").splitlines(keepends=True)
-    return []
-
-
-@functools.lru_cache(maxsize=256)
-def _parse(text: str) -> ast.Module | None:
-    try:
-        return ast.parse(text)
-    except SyntaxError:  # an IPython cell with magics: not ours to read
-        return None
-
-
-def function_source(fn: types.FunctionType) -> str | None:
-    """The source of a function's definition (decorators included), dedented; None when Python
-    kept none or what it kept does not define this function at that line."""
-    code = fn.__code__
-    lines = source_lines(code.co_filename)
-    tree = _parse("".join(lines)) if lines else None
-    if tree is None:
-        return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == fn.__name__:
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            if first == code.co_firstlineno and node.end_lineno is not None:
-                return textwrap.dedent("".join(lines[first - 1:node.end_lineno]))
-    return None
 
 
 def assemble(*roots: Any) -> str:
@@ -200,7 +159,7 @@ class _Assembly:
             return self._piece(name, text, own.__code__.co_filename, own.__code__.co_firstlineno)
         if isinstance(value, type) and value.__module__ == self.namespace.get("__name__") \
                 and value.__name__ == name:
-            found = _class_source(value)
+            found = class_definition(value)
             if found is None:
                 raise _no_source(name, used_by)
             return self._piece(name, *found)
@@ -212,7 +171,7 @@ class _Assembly:
         if literal is not None:
             self.constants[name] = f"{name} = {literal}"
             return set()
-        statement = _assignment(name)
+        statement = assignment(name)
         if statement is None:
             raise DefinitionError(
                 f"{used_by} uses {name!r} (a {type(value).__qualname__}), which skyweave cannot send to "
@@ -225,7 +184,7 @@ class _Assembly:
     def _piece(self, name: str, text: str, filename: str, line: int) -> set[str]:
         at_definition, later = _names(text)
         at_definition.discard(name)
-        self.pieces[name] = _Piece(name, text, at_definition, (_file_order(filename), line))
+        self.pieces[name] = _Piece(name, text, at_definition, (file_order(filename), line))
         return (at_definition | later) - {name}
 
     # -- the module --------------------------------------------------------------------------------
@@ -280,43 +239,6 @@ def _names(text: str) -> tuple[set[str], set[str]]:
     return at_definition - set(dir(builtins)), later - set(dir(builtins))
 
 
-def _cells() -> list[str]:
-    names = [*linecache.cache, *getattr(linecache, "_ipython_cache", {})]
-    return list(dict.fromkeys(n for n in names if _CELL.search(n)))
-
-
-def _file_order(filename: str) -> int:
-    match = _CELL.search(filename)
-    if match and match.group(2):
-        return int(match.group(2))
-    cells = _cells()
-    return cells.index(filename) if filename in cells else -1
-
-
-def class_source(cls: Any) -> str | None:
-    """The source of a class defined interactively (``inspect.getsource`` finds none before
-    Python 3.13: it looks in the module's file)."""
-    found = _class_source(cls) if isinstance(cls, type) else None
-    return found[0] if found else None
-
-
-def _class_source(cls: type) -> tuple[str, str, int] | None:
-    methods = [m.__code__ for m in vars(cls).values() if isinstance(m, types.FunctionType)]
-    files = list(dict.fromkeys(c.co_filename for c in methods)) or _cells()
-    found: dict[str, tuple[str, str, int]] = {}
-    for filename in files:
-        lines = source_lines(filename)
-        tree = _parse("".join(lines)) if lines else None
-        for node in ast.walk(tree) if tree is not None else ():
-            if not (isinstance(node, ast.ClassDef) and node.name == cls.__name__ and node.end_lineno):
-                continue
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            if all(first <= c.co_firstlineno <= node.end_lineno for c in methods):
-                text = textwrap.dedent("".join(lines[first - 1:node.end_lineno]))
-                found[text] = (text, filename, first)
-    return next(iter(found.values())) if len(found) == 1 else None
-
-
 def _importable(name: str, value: Any) -> tuple[str, str] | None:
     """``(from M import X as name, M)`` when an imported module exports ``value``."""
     module_name = getattr(value, "__module__", None)
@@ -354,41 +276,6 @@ def _literal(value: Any) -> str | None:
     except (ValueError, SyntaxError, RecursionError):
         return None
     return text if back == value and type(back) is type(value) else None
-
-
-def _assignment(name: str) -> tuple[str, str, int] | None:
-    """The one top-level ``name = ...`` statement of the session's cells (None: none, or several
-    different ones: which ran last is not known)."""
-    found: dict[str, tuple[str, str, int]] = {}
-    for filename in [*_cells(), _COMMAND]:
-        lines = source_lines(filename)
-        tree = _parse("".join(lines)) if lines else None
-        for node in tree.body if tree is not None else ():
-            if _changes(node, name):
-                return None  # NAME.append(...), NAME[k] = ...: the statement alone is not the value
-            targets = node.targets if isinstance(node, ast.Assign) else \
-                [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else []
-            if any(isinstance(t, ast.Name) and t.id == name for t in targets) and node.end_lineno:
-                text = "".join(lines[node.lineno - 1:node.end_lineno])
-                found[text] = (text, filename, node.lineno)
-    return next(iter(found.values())) if len(found) == 1 else None
-
-
-def _changes(node: ast.stmt, name: str) -> bool:
-    """Whether a top-level statement changes ``name`` in place (a call of one of its methods, an
-    item or attribute set, ``+=``)."""
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return False
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) \
-                and isinstance(sub.func.value, ast.Name) and sub.func.value.id == name:
-            return True
-        if isinstance(sub, ast.Subscript | ast.Attribute) and isinstance(sub.ctx, ast.Store | ast.Del) \
-                and isinstance(sub.value, ast.Name) and sub.value.id == name:
-            return True
-        if isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name) and sub.target.id == name:
-            return True
-    return False
 
 
 def _requires(modules: Any) -> dict[str, tuple[str, str]]:
