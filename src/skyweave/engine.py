@@ -103,7 +103,8 @@ class Engine:
             env = make_env(settings, worker_id)
             self.worker = WorkerService(self.bus, make_executor(settings, env), worker_id=worker_id,
                                         lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s,
-                                        site=settings.site)
+                                        site=settings.site, sites=settings.sites,
+                                        transfer_root=env.storage_root)
 
     def start(self) -> Engine:
         # the controller first: if another one holds the store, nothing else has been started

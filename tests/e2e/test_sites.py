@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from skyweave.client import Client
+from skyweave.provenance.export import export
 from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, poll, stop
 
 SITES = WORKFLOWS / "sites.py"
@@ -34,6 +35,11 @@ def _tails(logs: dict[str, Path]) -> str:
                      for name, path in logs.items() if path.is_file())
 
 
+def _number(value: object) -> object:
+    """A PROV-JSON literal's value (typed literals are ``{"$": value, "type": …}``)."""
+    return value["$"] if isinstance(value, dict) else value
+
+
 def test_activities_run_at_the_site_of_their_data_or_their_pin(cli: CLI) -> None:
     east, west = cli.cwd / "east", cli.cwd / "west"
     bus = f"sqlite:///{cli.cwd / 'bus.db'}"
@@ -43,9 +49,9 @@ def test_activities_run_at_the_site_of_their_data_or_their_pin(cli: CLI) -> None
         _start(cli, "controller", "--bus", bus, log=logs["controller"], SKYWEAVE_SITES=roots,
                SKYWEAVE_SITE="east"),
         _start(cli, "worker", "--bus", bus, "--site", "east", "--storage", str(east), "--executor", "local",
-               "--slots", "1", log=logs["east"]),
+               "--slots", "1", log=logs["east"], SKYWEAVE_SITES=roots),
         _start(cli, "worker", "--bus", bus, "--site", "west", "--storage", str(west), "--executor", "threads",
-               "--slots", "1", log=logs["west"]),
+               "--slots", "1", log=logs["west"], SKYWEAVE_SITES=roots),
     ]
     try:
         workers = {site: poll(lambda s=site: _worker_id(logs[s]), deadline=60, what=f"the {site} worker")
@@ -62,7 +68,29 @@ def test_activities_run_at_the_site_of_their_data_or_their_pin(cli: CLI) -> None
                           "combine": workers["east"], "archive": workers["west"]}, (ran_by, workers)
         assert list(east.rglob("o1_raw.dat")) and list(west.rglob("o1_cal.dat")), \
             "each site's products are written to its own storage root"
-        assert not list(west.rglob("o1_raw.dat")) and not list(east.rglob("o1_cal.dat"))
+        # each input away from where its activity ran was brought there first, and recorded: the
+        # raw data (east) for archive (pinned to west), the calibration (west) for combine (east)
+        [moved_raw] = list(west.rglob("transfers/*/*/o1_raw.dat"))
+        [moved_cal] = list(east.rglob("transfers/*/*/o1_cal.dat"))
+        assert (moved_raw.stat().st_size, moved_cal.stat().st_size) == (5000, 100)
+        with Client(str(cli.store), engine=False, bus=bus) as client:
+            usage = {}
+            for activity in client.store.list_activities(run_id=run_id):
+                [attempt] = client.store.list_attempts(activity.id)
+                usage[activity.task_name] = attempt.usage or {}
+            document = json.loads(export(client.store, fmt="provjson", run_id=run_id))
+        assert {name: u.get("transfer_bytes") for name, u in usage.items()} == {
+            "observe": None, "calibration": None, "combine": 100, "archive": 5000}
+        transfers = sorted(
+            ((a["sw:fromSite"], a["sw:toSite"], int(str(_number(a["sw:bytes"])))) for a in document["activity"].values()
+             if _number(a.get("prov:type")) == "sw:Transfer"), key=str)
+        assert transfers == [("east", "west", 5000), ("west", "east", 100)], document["activity"]
+        for a in document["activity"].values():
+            if _number(a.get("prov:type")) == "sw:Transfer":
+                assert "prov:startTime" in a and "prov:endTime" in a and float(str(_number(a["sw:seconds"]))) >= 0
+        moves = {k for k, a in document["activity"].items() if _number(a.get("prov:type")) == "sw:Transfer"}
+        used = [u for u in document["used"].values() if u["prov:activity"] in moves]
+        assert len(used) == 2, "each transfer used the product it moved"
     finally:
         for proc in procs:
             stop(proc)

@@ -119,9 +119,11 @@ def worker(
     settings = load_settings(store=store, bus=bus, workers=slots or None, executor=executor, site=site,
                              storage=storage)
     worker_id = new_worker_id()
+    env = make_env(settings, worker_id)
     service = WorkerService(open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s),
-                            make_executor(settings, make_env(settings, worker_id)), worker_id=worker_id,
-                            lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s, site=settings.site)
+                            make_executor(settings, env), worker_id=worker_id,
+                            lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s, site=settings.site,
+                            sites=settings.sites, transfer_root=env.storage_root)
     stop = threading.Event()
     _serve(stop)
     service.start()

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from skyweave.model.messages import ProductRef
+from skyweave.model.sites import site_of
 
 
 class Sites(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,23 +25,6 @@ class Sites(msgspec.Struct, frozen=True, kw_only=True):
     """Where work with no located input runs (``""``: the workers with no site)."""
     roots: dict[str, str] = msgspec.field(default_factory=dict)
     """Site name -> the storage root (directory or URL) holding its products."""
-
-
-def site_of(uri: str, roots: Mapping[str, str]) -> str:
-    """The site whose storage root holds ``uri`` (the longest root that is a prefix of it), or ``""``."""
-    best, best_len = "", -1
-    for site, root in roots.items():
-        for prefix in _forms(root):
-            if (uri == prefix or uri.startswith(prefix.rstrip("/") + "/")) and len(prefix) > best_len:
-                best, best_len = site, len(prefix)
-    return best
-
-
-def _forms(root: str) -> tuple[str, ...]:
-    """A directory root as a path and as a ``file://`` URL (products are recorded either way)."""
-    if "://" in root:
-        return (root, root.removeprefix("file://")) if root.startswith("file://") else (root,)
-    return (root, "file://" + root)
 
 
 def input_bytes(inputs: Iterable[ProductRef], roots: Mapping[str, str]) -> dict[str, int]:

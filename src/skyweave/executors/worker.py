@@ -37,11 +37,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from skyweave.bus.base import Bus, Claimed
 from skyweave.errors import MessageError
 from skyweave.executors.base import Executor
+from skyweave.executors.transfers import bring_inputs, with_moves
 from skyweave.model import messages as m
 from skyweave.model.ids import WORKER, new_id
 
@@ -60,10 +63,17 @@ def new_worker_id() -> str:
 class WorkerService:
     def __init__(self, bus: Bus, executor: Executor, *, worker_id: str | None = None,
                  lease_s: float = 60.0, heartbeat_s: float = 1.0,
-                 clock: Callable[[], float] = time.time, site: str = "") -> None:
+                 clock: Callable[[], float] = time.time, site: str = "",
+                 sites: Mapping[str, str] | None = None, transfer_root: Path | None = None) -> None:
         self.bus = bus
         self.site = site
         """The site it claims work for (``Bus.claim(site=)``; ``""``: work placed at no site)."""
+        self.sites = dict(sites or {})
+        """Site -> storage root: inputs under another site's root are copied to ``transfer_root``
+        before their activity starts (``transfers.py``)."""
+        self.transfer_root = transfer_root
+        self._moves: dict[str, list[dict[str, Any]]] = {}
+        """Activity id -> the inputs brought to this site for it, until its outcome is reported."""
         self._clock = clock
         """Seconds since the epoch: heartbeats, revoke checks and the started-report grace."""
         self.executor = executor
@@ -166,6 +176,8 @@ class WorkerService:
                 self._flush_held()
             return 0
         held, self._held = [o for _, o in self._held], []
+        ended = [with_moves(o, moves) if isinstance(o, m.ActivityFinished | m.ActivityFailed)
+                 and (moves := self._moves.pop(o.activity_id, None)) else o for o in ended]
         done: list[str] = []
         for o in ended:
             mid = self._messages.pop(o.activity_id, None)
@@ -209,6 +221,10 @@ class WorkerService:
             self._rank[body.activity_id] = item.rank
             self._tasks[body.activity_id] = body.task.name
             self._started[body.activity_id] = now
+            if self.site and self.sites and self.transfer_root is not None:
+                body, moves = bring_inputs(body, site=self.site, roots=self.sites, into=self.transfer_root)
+                if moves:
+                    self._moves[body.activity_id] = moves
             batch.append(body)
         return batch
 

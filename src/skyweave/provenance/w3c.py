@@ -28,6 +28,7 @@ task version                         ``entity(swtask:<name>@<version>)``, ``prov
 usage (role = parameter name)        ``used(act, prd, started, [prov:role=<param>])``
 generation                           ``wasGeneratedBy(prd, act, created)``
 data flow between activities         ``wasInformedBy(consumer, producer)`` (once per pair)
+input brought from another site      a ``sw:Transfer`` activity per move: ``provenance/transfers.py``
 worker / host                        ``agent(swagent:<worker>@<host>)`` SoftwareAgent,
                                      ``wasAssociatedWith(act, worker, plan=task, [prov:role="executor"])``
                                      and ``actedOnBehalfOf(worker, swagent:skyweave)``
@@ -58,6 +59,7 @@ from skyweave.model.records import ActivityRecord, AttemptRecord, ProductRecord,
 from skyweave.model.specs import TaskSpec
 from skyweave.provenance.collect import Bundle
 from skyweave.provenance.ids import namespace
+from skyweave.provenance.transfers import add_transfers
 
 SW = Namespace("sw", "https://skyweave.org/ns/prov#")
 SWPARAM = Namespace("swparam", "https://skyweave.org/ns/param#")
@@ -244,6 +246,8 @@ def add_attempts(doc: ProvDocument, ids: Ids, agents: Agents, bundle: Bundle, *,
         if worker is not None:
             doc.association(sub, worker, plan, identifier=rel("assoc", activity.id, n, "worker"),
                             other_attributes={PROV["role"]: ROLE_EXECUTOR})
+        add_transfers(doc, attempt, sub, name=f"{activity.id}.attempt.{n}", worker=worker,
+                      activity=ids.activity, product=ids.product, rel=rel)
 
 
 def task_attributes(name: str, version: str, spec: TaskSpec | None) -> dict[Any, Any]:
