@@ -107,7 +107,8 @@ class Client:
                  engine: bool = True, bus: str | None = None, listeners: list[Listener] | None = None,
                  **overrides: Any) -> None:
         self.settings = settings or load_settings(store=store, bus=bus, **overrides)
-        self.store: Store = open_store(self.settings.store, pool_size=self.settings.store_pool_size)
+        self.store: Store = open_store(self.settings.store, pool_size=self.settings.store_pool_size,
+                                       retry_s=self.settings.store_retry_s)
         self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine), aging_s=self.settings.aging_s)
         self.control = RunControl(self.store, self.bus)
         """Requests that change runs while they go on (cancel, pause, resume, retry, priority)."""

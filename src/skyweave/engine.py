@@ -76,7 +76,8 @@ class Engine:
                  controller: bool = True, worker: bool = True,
                  listeners: list[Listener] | None = None, submit: Submit | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.store, pool_size=settings.store_pool_size)
+        self.store = store or open_store(settings.store, pool_size=settings.store_pool_size,
+                                         retry_s=settings.store_retry_s)
         self.bus = bus or open_bus(settings.bus_url(shared=not controller or not worker),
                                    aging_s=settings.aging_s)
         self._stop = threading.Event()

@@ -58,7 +58,8 @@ def tasks_remove(
                              hint="e.g. `skyweave tasks remove calibrate@1.2`; `skyweave tasks list` "
                                   "shows the registered versions")
     settings = load_settings(store=store)
-    opened = open_store(settings.store, pool_size=settings.store_pool_size)
+    opened = open_store(settings.store, pool_size=settings.store_pool_size,
+                        retry_s=settings.store_retry_s)
     try:
         removed = opened.remove_task(name, version)
     finally:

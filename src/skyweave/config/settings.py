@@ -48,6 +48,10 @@ class Settings(BaseSettings):
                                                 "PostgreSQL needs skyweave[postgres]).")
     store_pool_size: int = Field(5, ge=1, description="Connections each process keeps open to a server "
                                                     "store (PostgreSQL), and as many again at peaks.")
+    store_retry_s: float = Field(60.0, ge=0, description="Seconds a store operation waits for an unreachable "
+                                                       "server (PostgreSQL down or restarting), retrying "
+                                                       "with backoff and saying so in the log, before it "
+                                                       "fails.")
     storage: str = Field("", description="Directory for products, logs, code snapshots and work "
                                          "directories (and the default bus file); empty: the store's "
                                          "directory. Required with a PostgreSQL store.")

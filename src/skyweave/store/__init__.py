@@ -27,6 +27,7 @@ from pathlib import Path
 from skyweave.errors import NotAStoreError, StoreError
 from skyweave.store.base import DEFAULT_POOL_SIZE, Store
 from skyweave.store.migrations import SIDECARS
+from skyweave.store.retry import DEFAULT_RETRY_S
 from skyweave.store.sqlite import SQLiteStore
 
 __all__ = ["BACKENDS", "DEFAULT_FILENAME", "DEFAULT_POOL_SIZE", "InitResult", "SQLiteStore", "Store",
@@ -37,11 +38,12 @@ DEFAULT_FILENAME = "skyweave.db"
 
 _FILE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 
-StoreOpener = Callable[[str, int], Store]
-"""Opens the store at a URL, given the connection pool size (ignored by embedded backends)."""
+StoreOpener = Callable[[str, int, float], Store]
+"""Opens the store at a URL, given the connection pool size and how long an operation waits for an
+unreachable server (both ignored by embedded backends)."""
 
 
-def _open_sqlite(url: str, _pool_size: int) -> Store:
+def _open_sqlite(url: str, _pool_size: int, _retry_s: float) -> Store:
     return SQLiteStore(sqlite_path(url))
 
 
@@ -50,7 +52,7 @@ def _shown(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url, count=1)
 
 
-def _open_postgresql(url: str, pool_size: int) -> Store:
+def _open_postgresql(url: str, pool_size: int, retry_s: float) -> Store:
     if importlib.util.find_spec("psycopg") is None:  # an optional dependency: the [postgres] extra
         raise StoreError(
             f"cannot open {_shown(url)!r}: the PostgreSQL store needs psycopg 3, which is not installed",
@@ -59,7 +61,7 @@ def _open_postgresql(url: str, pool_size: int) -> Store:
             store=_shown(url))
     from skyweave.store.postgresql import PostgreSQLStore
 
-    return PostgreSQLStore(url, pool_size=pool_size)
+    return PostgreSQLStore(url, pool_size=pool_size, retry_s=retry_s)
 
 
 BACKENDS: dict[str, StoreOpener] = {}
@@ -76,15 +78,17 @@ register_backend("postgresql", _open_postgresql)
 register_backend("postgres", _open_postgresql)
 
 
-def open_store(url_or_path: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
+def open_store(url_or_path: str, *, pool_size: int = DEFAULT_POOL_SIZE,
+               retry_s: float = DEFAULT_RETRY_S) -> Store:
     """Open (creating if needed) the store at ``url_or_path``; ``StoreError`` says how to fix a bad one.
 
     Nothing is written to a path until it is known to be a skyweave store or a new one: a file that
     is not a SQLite database, someone else's database, or an empty file, is refused untouched.
-    ``pool_size``: connections a server-backed store keeps open (``Settings.store_pool_size``).
+    ``pool_size``: connections a server-backed store keeps open (``Settings.store_pool_size``);
+    ``retry_s``: how long its operations wait for an unreachable server (``Settings.store_retry_s``).
     """
     if "://" not in url_or_path:
-        return _open_sqlite(url_or_path, pool_size)
+        return _open_sqlite(url_or_path, pool_size, retry_s)
     scheme = url_or_path.split("://", 1)[0].split("+", 1)[0].lower()
     opener = BACKENDS.get(scheme)
     if opener is None:
@@ -93,7 +97,7 @@ def open_store(url_or_path: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store
             hint="use a directory, sqlite:///path/skyweave.db or postgresql://user@host/database; "
                  "known schemes: " + ", ".join(sorted(BACKENDS)),
             store=_shown(url_or_path))
-    return opener(url_or_path, pool_size)
+    return opener(url_or_path, pool_size, retry_s)
 
 
 def sqlite_path(url_or_path: str) -> Path:

@@ -19,8 +19,9 @@ and the lineage CTEs are the SQL shared with SQLite (``records_sql``, ``tasks_sq
 * the controller lease is a row updated with ``ON CONFLICT ... WHERE`` (row-locked: two
   controllers racing for an expired lease cannot both win);
 * a server that is down, restarting or refusing connections, or a connection lost mid-statement,
-  raises ``StoreUnavailableError`` (retryable: nothing half-committed); once the server is back
-  the pool reconnects on the next call.
+  raises ``StoreUnavailableError`` (retryable: nothing half-committed); every operation (and the
+  opening) tries again with backoff for ``retry_s`` seconds (``store_retry_s``, ``store/retry.py``),
+  saying so in the log, before it raises; the pool reconnects once the server is back.
 
 A database (or schema) that holds tables but no ``skyweave_version`` is someone else's: refused
 untouched, as for SQLite files.
@@ -63,6 +64,7 @@ from skyweave.store.lease_sql import ControllerLease
 from skyweave.store.lineage_sql import LineageQueries
 from skyweave.store.migrations import current_revision, upgrade
 from skyweave.store.records_sql import RecordQueries
+from skyweave.store.retry import DEFAULT_RETRY_S, retried, retry_unavailable
 from skyweave.store.schema import (
     ACTIVITY,
     ATTEMPT,
@@ -128,13 +130,17 @@ def _json_raw(value: bytes) -> bytes:
     return value
 
 
+@retry_unavailable
 class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease,
                       TokenRegistry, TriggerLedger, Store):
     """The store in a PostgreSQL database; see the module docstring."""
 
-    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE,
+                 retry_s: float = DEFAULT_RETRY_S) -> None:
         target = engine_url(url)
         self.url = make_url(url).render_as_string(hide_password=True)
+        self.retry_s = retry_s
+        """Seconds an operation waits for an unreachable server before it raises (``store.retry``)."""
         # a host that does not answer is an error after CONNECT_TIMEOUT_S, not a hang (unless the
         # URL says otherwise)
         timeout = {} if "connect_timeout" in target.query else {"connect_timeout": CONNECT_TIMEOUT_S}
@@ -168,6 +174,7 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
                      "what was being written did not commit and can be tried again",
                 store=self.url) from context.sqlalchemy_exception
 
+    @retried
     def _migrate(self) -> None:
         """Bring the schema to ``SCHEMA_REVISION`` (one query when it is there already)."""
         with self._engine.connect() as conn:

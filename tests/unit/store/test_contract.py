@@ -247,6 +247,10 @@ def test_usages_by_activity_and_by_product(store: Store) -> None:
     assert store.list_usages(activity_id="act-1") == [used[2], used[1]]
     assert store.list_usages(product_id="prd-1") == [used[1], used[0]]
     assert store.list_usages(activity_id="act-1", product_id="prd-2") == [used[2]]
+    store.apply(Changeset(activities=[activity("act-1", "run-1"), activity("act-2", "run-2")]))
+    assert store.list_usages(run_id="run-1") == [used[2], used[1]]
+    assert store.list_usages(run_id="run-2", product_id="prd-1") == [used[0]]
+    assert store.list_usages(run_id="run-3") == []
 
 
 # -- task registry --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ reported as a retryable error and its return as a reconnect."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Iterator
@@ -121,7 +122,8 @@ def test_a_lost_server_is_a_retryable_error_and_its_return_a_reconnect(postgres_
     try:
         with server.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        store = open_store(make_url(postgres_database).set(database=name).render_as_string(hide_password=False))
+        store = open_store(make_url(postgres_database).set(database=name).render_as_string(hide_password=False),
+                           retry_s=0)
         try:
             store.apply(Changeset(runs=[RunRecord(id="run-1", workflow="w", state="running")]))
             with server.connect() as conn:
@@ -143,3 +145,48 @@ def test_a_lost_server_is_a_retryable_error_and_its_return_a_reconnect(postgres_
         with server.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         server.dispose()
+
+
+class _AllowOnRetry(logging.Handler):
+    """Lets connections in again at the first retry the store logs (the server "comes back")."""
+
+    def __init__(self, server: Engine, name: str) -> None:
+        super().__init__()
+        self.server, self.name, self.retries = server, name, []  # type: list[str]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.retries.append(record.getMessage())
+        if len(self.retries) == 1:
+            with self.server.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+def test_an_operation_waits_for_the_server_to_come_back_and_says_so(postgres_database: str) -> None:
+    """With ``retry_s``, a write made while the server refuses connections is retried (logged) until
+    it is back, and then done once: the caller sees no error (a controller rides out a restart)."""
+    name = f"back_{secrets.token_hex(4)}"
+    server = create_engine(postgres_database, isolation_level="AUTOCOMMIT")
+    logger = logging.getLogger("skyweave.store.retry")
+    handler = _AllowOnRetry(server, name)
+    try:
+        with server.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        store = open_store(make_url(postgres_database).set(database=name).render_as_string(hide_password=False),
+                           retry_s=60)
+        try:
+            with server.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            logger.addHandler(handler)
+            store.apply(Changeset(runs=[RunRecord(id="run-1", workflow="w", state="running")]))
+            assert [r.id for r in store.list_runs()] == ["run-1"]
+        finally:
+            logger.removeHandler(handler)
+            store.close()
+    finally:
+        with server.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        server.dispose()
+    assert len(handler.retries) >= 1
+    assert "cannot reach the PostgreSQL store" in handler.retries[0] and "in apply" in handler.retries[0]
+    assert "retrying in" in handler.retries[0]
