@@ -229,6 +229,13 @@ class Bus(ABC):
         again every ``wait`` instead).  The worker uses it to wake its executor."""
         return None
 
+    @property
+    def outages(self) -> int:
+        """How many times this handle lost its server and got it back (``0`` for a bus without a
+        server).  While the server was gone no worker could send a heartbeat, so the controller
+        does not count that time against them (``controller/liveness.py``)."""
+        return 0
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -96,6 +96,8 @@ class RedisBus(Bus):
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.url = url
+        self._outages = 0
+        self._outage_lock = threading.Lock()
         self.aging_s = aging_s
         self._clock = clock
         """Enqueue times (the enqueuer's wall clock: the controller's); leases use the server's."""
@@ -279,10 +281,12 @@ class RedisBus(Bus):
         """Run ``operation``, retrying a lost connection with backoff for up to ``retry_s``."""
         give_up = time.monotonic() + self.retry_s
         pause = _FIRST_BACKOFF
+        failed = False
         while True:
             try:
-                return operation()
+                result = operation()
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                failed = True
                 left = give_up - time.monotonic()
                 if left <= 0:
                     raise BusError(
@@ -298,6 +302,16 @@ class RedisBus(Bus):
             except RedisError as exc:
                 raise BusError(f"the Redis bus at {self._where()} refused an operation: {exc}",
                                hint="check the server's log; a Redis 6.2 or newer is needed") from exc
+            else:
+                if failed:
+                    with self._outage_lock:
+                        self._outages += 1
+                    log.warning("Redis bus at %s reachable again", self._where())
+                return result
+
+    @property
+    def outages(self) -> int:
+        return self._outages
 
     def _where(self) -> str:
         parts = urlsplit(self.url)

@@ -22,6 +22,7 @@ from typing import Any
 
 from skyweave.controller import backtrack, cache, control, dispatch, liveness, outcomes, recovery, unfold
 from skyweave.controller.decisions import (
+    BusRestored,
     CacheChecked,
     Decisions,
     Held,
@@ -105,6 +106,7 @@ class Controller:
             RunRestored: lambda ev: recovery.restore(self, ev.run, ev.activities, ev.products),
             RetryLoaded: lambda ev: control.on_retry(self, ev),
             Recovered: lambda ev: recovery.recovered(self, ev),
+            BusRestored: lambda _ev: self.live.excuse(),
         }
         """One rule per kind of event; the shell turns what needs the store (a submitted run, a
         retry) into events that carry what it read (``RunLoaded``, ``RetryLoaded``)."""

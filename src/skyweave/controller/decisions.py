@@ -144,6 +144,11 @@ class Recovered(msgspec.Struct, frozen=True, kw_only=True, tag="internal.recover
     holders: list[str]
 
 
+class BusRestored(msgspec.Struct, frozen=True, kw_only=True, tag="internal.bus_restored"):
+    """The bus's server was unreachable and is back: no worker could send a heartbeat meanwhile,
+    so the silence of every worker counts from now (workers retry too, with their own backoff)."""
+
+
 class Held(msgspec.Struct, frozen=True, kw_only=True, tag="internal.held"):
     """The answer to ``Decisions.hold``: the dispatches of a paused run taken back from the bus."""
 

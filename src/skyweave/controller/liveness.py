@@ -71,8 +71,8 @@ class Liveness:
     def heard(self, ev: m.WorkerHeartbeat) -> None:
         self.workers[ev.worker] = (ev.slots, self.ctrl.now)
         self._arm(self.ctrl.now + self.timeout_s)
-        if ev.at:
-            self._sent[ev.worker] = ev.at
+        if ev.at:  # never back (an excuse for a bus outage may have moved it past this beat)
+            self._sent[ev.worker] = max(ev.at, self._sent.get(ev.worker, ev.at))
             self._frontier = max(self._frontier, ev.at)
             for worker, sent in list(self._sent.items()):
                 if self._frontier - sent >= self.timeout_s:
@@ -87,6 +87,19 @@ class Liveness:
                     self._sent[worker] = self._frontier
         if self.workers:
             self._arm(min(seen for _, seen in self.workers.values()) + self.timeout_s)
+
+    def excuse(self) -> None:
+        """The bus was unreachable until now: nobody could be heard, so every known worker counts
+        as heard from now, by the clock (its time) and by order (its last heartbeat sent now) —
+        otherwise the first heartbeats read after the outage would condemn the workers that had
+        not reconnected yet, and their work would run twice."""
+        now = self.ctrl.now
+        for worker, (slots, _) in list(self.workers.items()):
+            self.workers[worker] = (slots, now)
+        for worker, sent in list(self._sent.items()):
+            self._sent[worker] = max(sent, now)
+        if self.workers:
+            self._arm(now + self.timeout_s)
 
     def slots(self) -> int:
         """The slots of the workers heard from within the timeout."""

@@ -26,6 +26,7 @@ from typing import Any
 from skyweave.bus.base import Bus
 from skyweave.controller.core import Controller
 from skyweave.controller.decisions import (
+    BusRestored,
     CacheChecked,
     CheckCache,
     Decisions,
@@ -71,6 +72,7 @@ class ControllerService:
         self.lease = Lease(store, owner_name(), lease_ttl_s, lease_renew_s)
         self._timers: list[tuple[float, str, str]] = []
         self._pending: list[Any] = []
+        self._outages = bus.outages
         self._finished = threading.Condition()
         self._finished_count = 0
         self.started = False
@@ -127,10 +129,11 @@ class ControllerService:
                 continue
             acts = self.store.list_activities(run_id=run.id)
             prods = self.store.find_products(run_id=run.id, state=None)
-            used = {u.product_id for a in acts for u in self.store.list_usages(activity_id=a.id)}
+            used = {u.product_id for u in self.store.list_usages(run_id=run.id)}
             named = set(graph_products(run.graph))
             extra = [self.store.get_product(p) for p in (used | named) - {p.id for p in prods}]
             restored.append(RunRestored(run=run, activities=acts, products=[*prods, *extra]))
+            self.lease.renew(time.time())  # a standby taking over many runs keeps the lease it took
         self._commit(self.core.handle(restored, now))
         # every outcome reported while no controller ran, before anything in flight is settled
         drained = 0
@@ -157,6 +160,12 @@ class ControllerService:
         now = time.time()
         self.lease.renew(now)
         delivered = self.bus.read(GROUP, self.batch)
+        if self.bus.outages != self._outages:  # the bus's server was gone (this read may have waited)
+            self._outages = self.bus.outages
+            self._pending.append(BusRestored())
+            now = time.time()
+            log.warning("the bus is back after an outage: each worker has %g s from now to be heard from",
+                        self.core.live.timeout_s)
         return self._handle(delivered, self._read_control(now), now, wait=wait)
 
     def _handle(self, delivered: Sequence[Any], from_control: Sequence[Any], now: float, *,

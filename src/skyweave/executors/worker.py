@@ -319,6 +319,8 @@ class WorkerService:
         self._last_beat = now
         if self._messages:
             self.bus.extend(list(self._messages.values()), self.lease_s)
+        # sent now, not when this beat began: renewing the leases may have waited out a bus outage,
+        # and a heartbeat dated before it would make this worker look silent for its length
         beat = m.WorkerHeartbeat(worker=self.id, slots=self.executor.slots, running=self.executor.active,
-                                 host=socket.gethostname(), at=now)
+                                 host=socket.gethostname(), at=self._clock())
         self.bus.publish([m.encode_message(new_id("evt"), beat)])

@@ -176,8 +176,10 @@ class Store(ABC):
         from.  ``NotFoundError`` and nothing changed when an id is unknown."""
 
     @abstractmethod
-    def list_usages(self, *, activity_id: str | None = None, product_id: str | None = None
-                    ) -> list[UsageRecord]: ...
+    def list_usages(self, *, activity_id: str | None = None, product_id: str | None = None,
+                    run_id: str | None = None) -> list[UsageRecord]:
+        """Usages matching all given fields; ``run_id``: of the activities of that run (one query
+        where a restarting controller used to ask once per activity)."""
 
     @abstractmethod
     def get_task(self, name: str, version: str | None = None) -> TaskSpec:

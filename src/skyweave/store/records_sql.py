@@ -184,9 +184,12 @@ class RecordQueries(Store):
         with self._engine.connect() as conn:
             return [PRODUCT.from_row(row) for row in conn.execute(query.limit(limit))]
 
-    def list_usages(self, *, activity_id: str | None = None, product_id: str | None = None
-                    ) -> list[UsageRecord]:
+    def list_usages(self, *, activity_id: str | None = None, product_id: str | None = None,
+                    run_id: str | None = None) -> list[UsageRecord]:
         query = select(*USAGE.columns).order_by(usages.c.activity_id, usages.c.role, usages.c.product_id)
+        if run_id is not None:
+            query = query.where(usages.c.activity_id.in_(
+                select(activities.c.id).where(activities.c.run_id == run_id).scalar_subquery()))
         if activity_id is not None:
             query = query.where(usages.c.activity_id == activity_id)
         if product_id is not None:

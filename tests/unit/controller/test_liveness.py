@@ -4,7 +4,7 @@ the reason recorded; a slow worker that keeps sending heartbeats keeps its work.
 
 from __future__ import annotations
 
-from skyweave.controller.decisions import Recovered, RunRestored, WorkerLost
+from skyweave.controller.decisions import BusRestored, Recovered, RunRestored, WorkerLost
 from skyweave.controller.liveness import MAX_LOSSES
 from skyweave.model import messages as m
 from tests.unit.controller import flows
@@ -154,3 +154,25 @@ def test_a_controller_behind_on_the_bus_judges_by_the_order_heartbeats_were_sent
     w.feed(m.WorkerHeartbeat(worker="w2", slots=2, at=sent + 8.6))  # w1's last: +3.5, w3's: +4
     assert w.reclaimed == ["w1"]
     assert w.core.live.workers.keys() == {"w2", "w3"}
+
+
+def test_silence_while_the_bus_was_unreachable_does_not_count_against_the_workers() -> None:
+    """Redis restarted: for the outage nobody could send a heartbeat.  Once the bus is back
+    (``BusRestored``), each worker has a whole timeout to be heard from again — by the clock and
+    by order: the first heartbeats read after the outage do not condemn the workers still
+    reconnecting.  One that stays silent a whole timeout after the outage is dead as before."""
+    w = World(worker_timeout_s=TIMEOUT)
+    sent = w.now
+    w.feed(m.WorkerHeartbeat(worker="w1", slots=2, at=sent), m.WorkerHeartbeat(worker="w2", slots=2, at=sent))
+    w.now = sent + 3 * TIMEOUT  # the outage: nothing read, nothing sent
+    w.feed(BusRestored())
+    w.feed(m.WorkerHeartbeat(worker="w2", slots=2, at=w.now + 0.5))  # w2 reconnected first
+    w.feed(m.WorkerHeartbeat(worker="w1", slots=2, at=sent + 0.1))   # w1's beat from before, read late
+    w.fire_timers(w.now + TIMEOUT - 0.1)
+    assert w.reclaimed == [], "nobody judged dead for the outage"
+    w.feed(m.WorkerHeartbeat(worker="w1", slots=2, at=w.now), m.WorkerHeartbeat(worker="w2", slots=2, at=w.now))
+    assert w.reclaimed == []
+    w.fire_timers(w.now + TIMEOUT - 0.5)
+    w.feed(m.WorkerHeartbeat(worker="w2", slots=2, at=w.now))
+    w.fire_timers(w.now + 1.0)
+    assert w.reclaimed == ["w1"], "silent a whole timeout after the outage: dead"

@@ -289,3 +289,40 @@ def test_a_newer_dispatch_of_an_activity_waiting_here_supersedes_the_older(env: 
     finally:
         release.touch()
         worker.close()
+
+
+class SlowExtendBus(MemoryBus):
+    """Renewing leases waits out an outage of the bus's server: the worker's clock moves on meanwhile."""
+
+    def __init__(self, clock: ManualClock, outage_s: float) -> None:
+        super().__init__()
+        self.clock, self.outage_s = clock, outage_s
+
+    def extend(self, ids: Sequence[str], lease_s: float) -> None:
+        self.clock.now += self.outage_s
+        super().extend(ids, lease_s)
+
+
+def test_a_heartbeat_is_dated_when_it_is_sent_not_before_the_outage_it_waited_out(
+        env: ExecutionEnv, tmp_path: Path) -> None:
+    """A heartbeat dated before the lease renewal that waited 10 s for the bus would tell the
+    controller this worker had been silent for 10 s: it would be judged dead and its work run twice."""
+    clock = ManualClock()
+    bus = SlowExtendBus(clock, outage_s=10.0)
+    worker = WorkerService(bus, ThreadExecutor(env, threads=1), heartbeat_s=1.0, clock=clock)
+    release = tmp_path / "release"
+    try:
+        worker.start()
+        _enqueue(bus, dispatch(by_path("wait_for_file"), {"path": str(release)}))
+        _step_until(worker, lambda: bool(worker._messages))  # holding a dispatch: a beat renews its lease
+        bus.commit(CONTROLLER_GROUP, bus.read(CONTROLLER_GROUP, 1000)[-1].offset)  # the start-up beat
+        clock.now += 1.0
+        began = clock.now
+        worker.step(0.01)
+        beats = [b for d in bus.read(CONTROLLER_GROUP, 1000)
+                 if isinstance(b := m.decode_message(d.data).body, m.WorkerHeartbeat)]
+        assert [b.at for b in beats] == [began + 10.0]
+    finally:
+        release.touch()
+        _step_until(worker, lambda: not worker._messages)
+        worker.close()
