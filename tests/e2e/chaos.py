@@ -9,6 +9,7 @@ the run to end and returns a ``Verdict`` with the counts the tests assert and re
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import signal
@@ -24,6 +25,8 @@ from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, poll, stop
 
 ONCE = WORKFLOWS / "once.py"
 REPORT_SLACK_S = 0.25
+COUNTED = ("counted", "counted_product")
+"""The tasks of ``once.py`` that write the ledger."""
 
 
 @dataclass
@@ -109,10 +112,16 @@ class Chaos:
     """A controller and workers as ``skyweave`` processes on one store, and the means to kill them."""
 
     def __init__(self, cli: CLI, *, heartbeat_s: float = 0.3, worker_timeout_s: float = 1.5,
-                 lease_s: float = 60.0, slots: int = 2) -> None:
+                 lease_s: float = 60.0, slots: int = 2, store: str | None = None,
+                 env: dict[str, str] | None = None, workflow: str = "many") -> None:
+        """``store`` (default ``cli.store``) and ``env`` (e.g. ``SKYWEAVE_BUS``, ``SKYWEAVE_STORAGE``)
+        are given to every process, the submission included; ``workflow`` is one of ``once.py``."""
         self.cli = cli
+        self.store = store or str(cli.store)
+        self.workflow = workflow
         self.env = {**cli_env(), "SKYWEAVE_HEARTBEAT_S": str(heartbeat_s),
-                    "SKYWEAVE_WORKER_TIMEOUT_S": str(worker_timeout_s), "SKYWEAVE_LEASE_S": str(lease_s)}
+                    "SKYWEAVE_WORKER_TIMEOUT_S": str(worker_timeout_s), "SKYWEAVE_LEASE_S": str(lease_s),
+                    **(env or {})}
         self.slots = slots
         self.ledger = cli.cwd / "ledger.txt"
         self.controller: subprocess.Popen[bytes] | None = None
@@ -126,7 +135,7 @@ class Chaos:
         self._logs += 1
         log = self.cli.cwd / f"{self._logs:02d}-{args[0]}.log"
         with log.open("wb") as fh:
-            proc = subprocess.Popen(cli_argv(*args, "--store", str(self.cli.store)), cwd=self.cli.cwd,
+            proc = subprocess.Popen(cli_argv(*args, "--store", self.store), cwd=self.cli.cwd,
                                     env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         self.log_of[proc.pid] = log
         return proc
@@ -143,6 +152,17 @@ class Chaos:
         proc = self._start("worker", "--slots", str(slots or self.slots))
         self.workers.append(proc)
         return proc
+
+    def lease_holder_pid(self) -> int | None:
+        """The pid of the controller holding the store's lease (``None`` if none holds it now)."""
+        store = open_store(self.store)
+        try:
+            holder = store.controller_lease_holder()
+        finally:
+            store.close()
+        if holder is None or holder[1] < time.time():
+            return None
+        return int(holder[0].split("-")[-2])
 
     def kill_controller(self) -> None:
         assert self.controller is not None
@@ -181,8 +201,12 @@ class Chaos:
 
     # -- a run ------------------------------------------------------------------------------------
     def submit(self, n: int, seconds: float) -> str:
-        run_id: str = self.cli.json("submit", f"{ONCE}:many", "--param", f"n={n}", "--param",
-                                    f"seconds={seconds}", "--param", f"ledger={self.ledger}")["run_id"]
+        argv = cli_argv("submit", f"{ONCE}:{self.workflow}", "--param", f"n={n}", "--param",
+                        f"seconds={seconds}", "--param", f"ledger={self.ledger}", "--json", "--store", self.store)
+        proc = subprocess.run(argv, cwd=self.cli.cwd, env=self.env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert proc.returncode == 0, f"{argv} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        run_id: str = json.loads(proc.stdout)["run_id"]
         return run_id
 
     def wait_for_starts(self, count: int, deadline: float = 120.0) -> None:
@@ -190,7 +214,7 @@ class Chaos:
              what=f"{count} executions to start")
 
     def wait_for_end(self, run_id: str, deadline: float = 180.0) -> str:
-        store = open_store(str(self.cli.store))
+        store = open_store(self.store)
         try:
             def ended() -> str | None:
                 state = store.get_run(run_id).state
@@ -237,9 +261,9 @@ class Chaos:
                                        f"(ended={before.ended is not None}) ran again as attempt {after.attempt}")
                 else:
                     moved.append(after.started - kill.at)
-        store = open_store(str(self.cli.store))
+        store = open_store(self.store)
         try:
-            acts = [a for a in store.list_activities(run_id=run_id, limit=1_000_000) if a.task_name == "counted"]
+            acts = [a for a in store.list_activities(run_id=run_id, limit=1_000_000) if a.task_name in COUNTED]
             states: dict[str, int] = defaultdict(int)
             for a in acts:
                 states[a.state] += 1

@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from skyweave.store import open_store
 from tests.e2e.chaos import Chaos, Kill
 from tests.e2e.helpers import CLI, poll
 from tests.e2e.test_run_once import _assert_once
@@ -20,23 +19,12 @@ from tests.e2e.test_run_once import _assert_once
 LEASE = {"SKYWEAVE_CONTROLLER_LEASE_S": "2", "SKYWEAVE_CONTROLLER_RENEW_S": "0.2"}
 
 
-def _holder_pid(cli: CLI) -> int | None:
-    store = open_store(str(cli.store))
-    try:
-        holder = store.controller_lease_holder()
-    finally:
-        store.close()
-    if holder is None or holder[1] < time.time():
-        return None
-    return int(holder[0].split("-")[-2])
-
-
 def _active_and_standby(chaos: Chaos) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
     chaos.env.update(LEASE)
     chaos.start_controller()
     assert chaos.controller is not None
     active = chaos.controller
-    poll(lambda: _holder_pid(chaos.cli) == active.pid, deadline=60, what="the first controller's lease")
+    poll(lambda: chaos.lease_holder_pid() == active.pid, deadline=60, what="the first controller's lease")
     standby = chaos._start("controller")
     poll(lambda: "standby" in chaos.log_of[standby.pid].read_text(errors="replace"), deadline=60,
          what="the second controller to stand by", interval=0.05)
@@ -58,7 +46,7 @@ def test_a_standby_controller_takes_over_from_a_killed_one_and_reexecutes_nothin
         chaos.kill_controller()
         killed_at = time.monotonic()
         chaos.controller = standby
-        poll(lambda: _holder_pid(cli) == standby.pid, deadline=30, what="the standby to take the lease",
+        poll(lambda: chaos.lease_holder_pid() == standby.pid, deadline=30, what="the standby to take the lease",
              interval=0.02)
         took = time.monotonic() - killed_at
         verdict = chaos.verdict(run_id, chaos.wait_for_end(run_id))
@@ -86,7 +74,7 @@ def test_a_paused_controller_that_lost_its_lease_stops_and_writes_nothing(cli: C
         os.killpg(active.pid, signal.SIGSTOP)
         chaos.kills.append(Kill("controller", time.time(), active.pid))
         stopped_at = time.monotonic()
-        poll(lambda: _holder_pid(cli) == standby.pid, deadline=30, what="the standby to take the lease",
+        poll(lambda: chaos.lease_holder_pid() == standby.pid, deadline=30, what="the standby to take the lease",
              interval=0.02)
         took = time.monotonic() - stopped_at
         os.killpg(active.pid, signal.SIGCONT)

@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from skyweave import context, task, workflow
+from skyweave import Product, context, task, workflow
 
 
 def _note(ledger: str, what: str) -> None:
@@ -38,3 +38,19 @@ def counted(i: int, seconds: float, ledger: str) -> int:
 @workflow
 def many(n: int = 10, seconds: float = 0.01, ledger: str = "ledger.txt") -> Any:
     return counted.map(i=items(n=n), seconds=seconds, ledger=ledger)
+
+
+@task(version="1")
+def counted_product(i: int, seconds: float, ledger: str) -> Product:
+    """As ``counted``, and makes a small file product whose content names its item."""
+    _note(ledger, "start")
+    time.sleep(seconds)
+    path = context().output(f"item{i}.txt")
+    path.write_text(f"item {i}\n")
+    _note(ledger, "end")
+    return Product(path, type="e2e.counted", obs_id=f"obs{i % 100}")
+
+
+@workflow
+def many_products(n: int = 10, seconds: float = 0.0, ledger: str = "ledger.txt") -> Any:
+    return counted_product.map(i=items(n=n), seconds=seconds, ledger=ledger)
