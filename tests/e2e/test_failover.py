@@ -1,22 +1,37 @@
 """Controller failover: a second ``skyweave controller`` on the same store stands by and takes over
 when the active one dies, re-executing nothing that had finished (executions counted by the task
 itself in a ledger file, as in test_run_once.py); an active controller that lost its lease while
-paused stops without writing anything (fencing)."""
+paused stops without writing anything (fencing).  Both on the embedded store and bus (SQLite) and on
+PostgreSQL + Redis (the servers of ``scripts/services.sh``)."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
 from tests.e2e.chaos import Chaos, Kill
 from tests.e2e.helpers import CLI, poll
 from tests.e2e.test_run_once import _assert_once
+from tests.services import service_url
 
 LEASE = {"SKYWEAVE_CONTROLLER_LEASE_S": "2", "SKYWEAVE_CONTROLLER_RENEW_S": "0.2"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql+redis", marks=pytest.mark.integration)])
+def deployment(request: pytest.FixtureRequest, cli: CLI) -> dict[str, Any]:
+    """``Chaos`` arguments: the default store and bus, or a PostgreSQL store (a schema of its own),
+    a Redis bus (a key prefix of its own) and a storage directory, as on several hosts."""
+    if request.param == "sqlite":
+        return {}
+    store = request.getfixturevalue("postgres_store_url")
+    bus = f"{service_url('redis')}?prefix=failover-{secrets.token_hex(4)}"
+    return {"store": store, "env": {"SKYWEAVE_BUS": bus, "SKYWEAVE_STORAGE": str(cli.cwd / "files")}}
 
 
 def _active_and_standby(chaos: Chaos) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
@@ -32,9 +47,10 @@ def _active_and_standby(chaos: Chaos) -> tuple[subprocess.Popen[bytes], subproce
 
 
 @pytest.mark.slow  # ~15 s: three services, 120 activities
-def test_a_standby_controller_takes_over_from_a_killed_one_and_reexecutes_nothing(cli: CLI) -> None:
+def test_a_standby_controller_takes_over_from_a_killed_one_and_reexecutes_nothing(
+        cli: CLI, deployment: dict[str, Any]) -> None:
     n = 120
-    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0)
+    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0, **deployment)
     try:
         active, standby = _active_and_standby(chaos)
         text = chaos.log_of[standby.pid].read_text(errors="replace")
@@ -60,12 +76,13 @@ def test_a_standby_controller_takes_over_from_a_killed_one_and_reexecutes_nothin
 
 
 @pytest.mark.slow  # ~15 s
-def test_a_paused_controller_that_lost_its_lease_stops_and_writes_nothing(cli: CLI) -> None:
+def test_a_paused_controller_that_lost_its_lease_stops_and_writes_nothing(
+        cli: CLI, deployment: dict[str, Any]) -> None:
     """SIGSTOP stands for a controller cut off or frozen longer than its lease: the standby takes
     over when the lease expires (its pid is alive, so not at once), and the old one, woken up,
     finds it has lost the lease and exits instead of acting beside the new one."""
     n = 60
-    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0)
+    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0, **deployment)
     try:
         active, standby = _active_and_standby(chaos)
         chaos.start_worker()
