@@ -17,7 +17,8 @@ and the lineage CTEs are the SQL shared with SQLite (``records_sql``, ``tasks_sq
 * migrations run inside one transaction holding an advisory lock, so processes opening a new
   store at the same time create it once (DDL is transactional in PostgreSQL);
 * the controller lease is a row updated with ``ON CONFLICT ... WHERE`` (row-locked: two
-  controllers racing for an expired lease cannot both win);
+  controllers racing for an expired lease cannot both win); a fenced ``apply`` holds it ``FOR
+  SHARE`` and may idle at most ``FENCED_IDLE_MS`` (a frozen controller cannot block a takeover);
 * a server that is down, restarting or refusing connections, or a connection lost mid-statement,
   raises ``StoreUnavailableError`` (retryable: nothing half-committed); every operation (and the
   opening) tries again with backoff for ``retry_s`` seconds (``store_retry_s``, ``store/retry.py``),
@@ -91,6 +92,13 @@ log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 0x736B7977  # "skyw"
 """Advisory lock key held while a process migrates the store (others wait, then find it done)."""
+
+FENCED_IDLE_MS = 3000
+"""A fenced transaction (a controller's ``apply``) that sits idle this long is ended by the server:
+a controller frozen mid-transaction (paused, swapped out) would otherwise hold its share lock on
+the lease row, and so keep a standby from taking an expired lease, for as long as it stays frozen.
+Ended, the transaction did not commit; the frozen controller, woken, retries and finds the lease
+gone (``LeaseLostError``)."""
 
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for the server to accept a connection."""
@@ -211,6 +219,7 @@ class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQuer
             return
         with self._engine.begin() as conn:
             if changes.lease_owner:  # fencing: FOR SHARE holds off a takeover until this commits
+                conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {FENCED_IDLE_MS}")
                 lease = controller_lease.c
                 row = conn.execute(select(lease.owner, lease.expires_at).where(lease.id == 1)
                                    .with_for_update(read=True)).first()
