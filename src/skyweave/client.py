@@ -109,7 +109,8 @@ class Client:
         self.settings = settings or load_settings(store=store, bus=bus, **overrides)
         self.store: Store = open_store(self.settings.store, pool_size=self.settings.store_pool_size,
                                        retry_s=self.settings.store_retry_s)
-        self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine), aging_s=self.settings.aging_s)
+        self.bus: Bus = open_bus(self.settings.bus_url(shared=not engine), aging_s=self.settings.aging_s,
+                                 max_deliveries=self.settings.max_deliveries)
         self.control = RunControl(self.store, self.bus)
         """Requests that change runs while they go on (cancel, pause, resume, retry, priority)."""
         self.engine: Engine | None = None
@@ -118,7 +119,8 @@ class Client:
             shared = self.settings.bus_url(shared=True)
             if shared != self.bus.url and not shared.startswith("memory"):
                 # other processes (`skyweave products add`, `cancel`...) reach this engine here
-                self.control_bus = open_bus(shared, aging_s=self.settings.aging_s)
+                self.control_bus = open_bus(shared, aging_s=self.settings.aging_s,
+                                            max_deliveries=self.settings.max_deliveries)
             try:
                 self.engine = Engine(self.settings, store=self.store, bus=self.bus,
                                      control_bus=self.control_bus, listeners=listeners,

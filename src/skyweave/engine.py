@@ -79,7 +79,7 @@ class Engine:
         self.store = store or open_store(settings.store, pool_size=settings.store_pool_size,
                                          retry_s=settings.store_retry_s)
         self.bus = bus or open_bus(settings.bus_url(shared=not controller or not worker),
-                                   aging_s=settings.aging_s)
+                                   aging_s=settings.aging_s, max_deliveries=settings.max_deliveries)
         self._stop = threading.Event()
         self._threads: list[_Loop] = []
         self.controller: ControllerService | None = None

@@ -29,7 +29,8 @@ dead_letters_app = typer.Typer(
 
 def _open(store: str | None, bus: str | None) -> Bus:
     settings = load_settings(store=store, bus=bus)
-    return open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s)
+    return open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s,
+                    max_deliveries=settings.max_deliveries)
 
 
 @dead_letters_app.callback()

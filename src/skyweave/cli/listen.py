@@ -59,7 +59,8 @@ def listen(
         handler, name = listener_handler(lst), lst.name
     settings = load_settings(store=store, bus=bus)
     group = check_group(group or f"listener:{name}")  # before the bus is opened
-    bus_ = open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s)
+    bus_ = open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s,
+                    max_deliveries=settings.max_deliveries)
     loop = ListenLoop(bus_, group, patterns, handler, retries=retries)
 
     def on_signal(_signum: int, _frame: object) -> None:

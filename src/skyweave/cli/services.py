@@ -120,7 +120,8 @@ def worker(
                              storage=storage)
     worker_id = new_worker_id()
     env = make_env(settings, worker_id)
-    service = WorkerService(open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s),
+    service = WorkerService(open_bus(settings.bus_url(shared=True), aging_s=settings.aging_s,
+                                     max_deliveries=settings.max_deliveries),
                             make_executor(settings, env), worker_id=worker_id,
                             lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s, site=settings.site,
                             sites=settings.sites, transfer_root=env.storage_root)

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
                                          "directory. Required with a PostgreSQL store.")
     bus: str = Field("", description="Bus URL; empty: in-process for `run`, <store>/bus.db for "
                                      "separate controller and worker processes.")
+    max_deliveries: int | None = Field(
+        None, ge=0, description="A dispatch claimed this many times without finishing goes to the dead "
+                                "letters (`skyweave dead-letters`) instead of to a next worker; 0: never. "
+                                "Unset: a Redis bus URL's ?max_deliveries= or 10 on Redis, never on the "
+                                "SQLite and in-process buses. Give every process the same value.")
     executor: str = Field("local", description="Executor by name or URL (registry in "
                                                "skyweave.executors): local (process pool), threads, "
                                                "subprocess (a process per activity), slurm "

@@ -600,6 +600,29 @@ def test_open_bus_relative_sqlite_url(tmp_path: Path, monkeypatch: pytest.Monkey
         bus.close()
 
 
+def test_open_bus_takes_max_deliveries_for_every_backend(tmp_path: Path) -> None:
+    """The ``max_deliveries`` setting reaches the SQLite and in-process buses as Redis's URL
+    parameter reaches Redis; unset, each keeps its default (never)."""
+    sqlite = open_bus(f"sqlite:///{tmp_path}/bus.db", max_deliveries=2)
+    try:
+        assert sqlite.max_deliveries == 2
+        sqlite.enqueue([("act-1:1", 0, b"kills its worker")])
+        for _ in range(2):  # two workers take it and die: their leases have run out
+            assert sqlite.claim("doomed", 1, -1.0)
+        assert sqlite.claim("next", 1, 60.0) == []
+        [letter] = sqlite.dead_letters()
+        assert letter.dispatch == "act-1:1" and "2 times" in letter.error
+    finally:
+        sqlite.close()
+    assert open_bus("memory://", max_deliveries=3).max_deliveries == 3
+    assert open_bus("memory://").max_deliveries == 0
+    default = open_bus(f"sqlite:///{tmp_path}/other.db")
+    try:
+        assert default.max_deliveries == 0
+    finally:
+        default.close()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
