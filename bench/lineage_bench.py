@@ -35,7 +35,8 @@ PostgreSQL 15 (2026-12-06, same machine, load average ~10, server of ``scripts/s
 fsync off; 999,974 products, 1,026 MB, COPY in 105 s, schema 0004): upstream lineage of 200 final
 products median 13.7 ms, p95 23.6 ms, max 72 ms (about 2 ms of each is planning the CTE, the rest
 mostly round trips on a loaded machine); downstream of l1 events median 13.0 ms; downstream of one
-shared CALDB file 9.4 s (nested-loop index lookups for 50,000 walk rows).
+shared CALDB file 9.4 s (index nested loops for ~50,000 walk rows: the right plan, hash joins
+are 3x slower; the per-probe cost is PostgreSQL's executor; see bench/README.md).
 """
 
 from __future__ import annotations
