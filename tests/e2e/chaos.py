@@ -164,6 +164,15 @@ class Chaos:
             return None
         return int(holder[0].split("-")[-2])
 
+    def lease_expiry(self) -> float | None:
+        """When the store's controller lease expires unless renewed (``None``: nobody holds it)."""
+        store = open_store(self.store)
+        try:
+            holder = store.controller_lease_holder()
+        finally:
+            store.close()
+        return None if holder is None else holder[1]
+
     def kill_controller(self) -> None:
         assert self.controller is not None
         self.kills.append(Kill("controller", time.time(), self.controller.pid))

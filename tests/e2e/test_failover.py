@@ -90,10 +90,12 @@ def test_a_paused_controller_that_lost_its_lease_stops_and_writes_nothing(
         chaos.wait_for_starts(n // 4)
         os.killpg(active.pid, signal.SIGSTOP)
         chaos.kills.append(Kill("controller", time.time(), active.pid))
-        stopped_at = time.monotonic()
+        stopped_at = time.time()
+        expires = chaos.lease_expiry()  # renewed no more: the last renewal's expiry
         poll(lambda: chaos.lease_holder_pid() == standby.pid, deadline=30, what="the standby to take the lease",
              interval=0.02)
-        took = time.monotonic() - stopped_at
+        taken_at = time.time()
+        took = taken_at - stopped_at
         os.killpg(active.pid, signal.SIGCONT)
         code = active.wait(30)
         chaos.controller = standby
@@ -106,4 +108,6 @@ def test_a_paused_controller_that_lost_its_lease_stops_and_writes_nothing(
     assert code != 0 and "lost the store's controller lease" in old_log, old_log[-3000:]
     _assert_once(chaos, summary, n, verdict)
     assert not verdict.repeated, "nothing finished ran again"
-    assert took >= 1.0, "a live controller's lease is waited out, not taken at once"
+    # waited out, not taken at once as a dead local controller's is (on a loaded machine the paused
+    # controller may have renewed late, so its lease may expire soon after the pause)
+    assert expires is not None and taken_at >= expires - 0.05, "a live controller's lease is waited out"
