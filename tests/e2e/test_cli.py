@@ -351,7 +351,7 @@ def test_parked_activities_woken_by_products_add_or_failed_at_deadline(cli: CLI)
         long_id = cli.json("submit", f"{PARKING}:wait_long", "--param", "obs_id=obs7")["run_id"]
         short_id = cli.json("submit", f"{PARKING}:wait_short")["run_id"]
         poll(lambda: _activity(cli, long_id)["state"] == "parked", deadline=30,
-             what="the park=30 activity to park")
+             what="the park=600 activity to park")
         assert cli.status(long_id)["status"] == "running"
 
         # park=1 and nobody provides the product: the activity fails at its deadline
@@ -362,7 +362,7 @@ def test_parked_activities_woken_by_products_add_or_failed_at_deadline(cli: CLI)
         logs = flat(cli("logs", act["id"]).ok().out)
         assert "deadline" in logs and "e2e.aux.attitude" in logs
 
-        # a product for another observation must not wake the park=30 one; the right one does
+        # a product for another observation must not wake the park=600 one; the right one does
         other = cli.cwd / "other.txt"
         other.write_text("wrong obs\n")
         cli.json("products", "add", str(other), "--type", "e2e.aux.attitude", "--obs-id", "obs8")

@@ -9,7 +9,7 @@ from skyweave import MissingInput, Product, task, workflow
 AUX = "e2e.aux.attitude"
 
 
-@task(version="1", park=30.0)
+@task(version="1", park=600.0)  # woken by `products add` long before: never a race with a loaded machine
 def calibrate_long(obs_id: str, attitude: Product | None = None) -> str:
     if attitude is None:
         raise MissingInput("attitude", AUX, match={"obs_id": obs_id}, reason=f"no attitude for {obs_id}")
