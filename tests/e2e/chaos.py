@@ -209,9 +209,11 @@ class Chaos:
                          for p in sorted(self.cli.cwd.glob("*-*.log")))
 
     # -- a run ------------------------------------------------------------------------------------
-    def submit(self, n: int, seconds: float) -> str:
+    def submit(self, n: int, seconds: float, *, gate: str = "", gated: int = 0) -> str:
+        extra = ["--param", f"gate={gate}", "--param", f"gated={gated}"] if gated else []
         argv = cli_argv("submit", f"{ONCE}:{self.workflow}", "--param", f"n={n}", "--param",
-                        f"seconds={seconds}", "--param", f"ledger={self.ledger}", "--json", "--store", self.store)
+                        f"seconds={seconds}", "--param", f"ledger={self.ledger}", *extra, "--json",
+                        "--store", self.store)
         proc = subprocess.run(argv, cwd=self.cli.cwd, env=self.env, capture_output=True, text=True,
                               timeout=300, check=False)
         assert proc.returncode == 0, f"{argv} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"

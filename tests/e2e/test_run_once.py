@@ -42,13 +42,17 @@ def test_kill_9_of_the_controller_reexecutes_nothing_and_of_a_worker_only_its_wo
         chaos.start_controller()
         chaos.start_worker()
         chaos.start_worker()
-        run_id = chaos.submit(n, 0.05)
+        gate = cli.cwd / "gate"
+        # the last 4 items wait for the gate: some work is surely running when a busy worker is
+        # looked for, however fast the rest went (on a loaded machine all 120 once ended first)
+        run_id = chaos.submit(n, 0.05, gate=str(gate), gated=4)
         chaos.wait_for_starts(n // 4)
         chaos.kill_controller()
         time.sleep(1.0)  # the outage: the workers finish what they hold meanwhile
         chaos.start_controller()
         chaos.wait_for_starts(n // 2)
         killed = chaos.kill_busy_worker()
+        gate.write_text("open")
         chaos.start_worker()
         verdict = chaos.verdict(run_id, chaos.wait_for_end(run_id))
     finally:

@@ -27,17 +27,23 @@ def items(n: int) -> list[int]:
 
 
 @task(version="1")
-def counted(i: int, seconds: float, ledger: str) -> int:
-    """Writes ``start`` before and ``end`` after its work (``seconds`` of sleep)."""
+def counted(i: int, seconds: float, ledger: str, gate: str = "", gate_from: int = -1) -> int:
+    """Writes ``start`` before and ``end`` after its work (``seconds`` of sleep); items from
+    ``gate_from`` on also wait for the file ``gate`` (the test opens it), so some work is surely
+    running when the test looks for a busy worker."""
     _note(ledger, "start")
     time.sleep(seconds)
+    deadline = time.monotonic() + 300
+    while gate and 0 <= gate_from <= i and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
     _note(ledger, "end")
     return i
 
 
 @workflow
-def many(n: int = 10, seconds: float = 0.01, ledger: str = "ledger.txt") -> Any:
-    return counted.map(i=items(n=n), seconds=seconds, ledger=ledger)
+def many(n: int = 10, seconds: float = 0.01, ledger: str = "ledger.txt", gate: str = "", gated: int = 0) -> Any:
+    return counted.map(i=items(n=n), seconds=seconds, ledger=ledger, gate=gate,
+                       gate_from=n - gated if gated else -1)
 
 
 @task(version="1")
