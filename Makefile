@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Servers the integration tests need (scripts/services.sh installs and starts them, stops them after).
-TEST_SERVICES ?= postgres redis slurm docker dask
+TEST_SERVICES ?= postgres redis slurm docker dask moto
 
 # Real NICER event lists for the X-ray tests: only PINT's source distribution on PyPI ships them
 # (tests/pipelines/xray/realdata.py); pip downloads it, three small files are kept.
@@ -61,4 +61,4 @@ bench: $(STAMP)
 
 clean:
 	scripts/services.sh stop
-	rm -rf $(VENV) .venv-bench .skyweave .services .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .venv-voprov .venv-voprov.lock .skyweave .services .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,7 @@
 # Real servers for the integration tests: installed from Debian's packages if missing, started on
 # 127.0.0.1 on free high ports with their data in a temporary directory, stopped again.
 #
-#   scripts/services.sh start [postgres] [redis] [nats] [slurm] [docker] [dask]
+#   scripts/services.sh start [postgres] [redis] [nats] [slurm] [docker] [dask] [moto]
 #                                                          start them (all when none is named);
 #                                                          one already running is left as it is
 #   scripts/services.sh stop  [NAME...]                   stop them (every running one when none named)
@@ -23,6 +23,7 @@
 #   SKYWEAVE_TEST_DOCKER_HOST=unix:///tmp/skyweave-docker.XXXXXX/docker.sock  (dockerd, as root, with
 #     its images and containers in that directory; Podman gets /etc/containers/containers.conf)
 #   SKYWEAVE_TEST_DASK_URL=tcp://127.0.0.1:PORT   (a dask scheduler and two one-thread workers)
+#   SKYWEAVE_TEST_S3_URL=http://127.0.0.1:PORT   (moto's S3 server, from the dev extra in .venv)
 # Quiet unless something fails (then the failing step's output is shown).  Needs root (or sudo)
 # only to install a missing package; `apt-get update` runs only when a package has no candidate.
 # Servers are throw-away: no fsync, nothing kept beyond the temporary directory; Redis keeps an
@@ -32,7 +33,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${SKYWEAVE_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$STATE/env"
-ALL=(postgres redis nats slurm docker dask)
+ALL=(postgres redis nats slurm docker dask moto)
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -87,6 +88,7 @@ ensure_installed() {
                   [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || apt_install docker.io
                   command -v debootstrap >/dev/null || apt_install debootstrap ;;
         dask)     dask_bin >/dev/null || die "no dask command: install the dask extra (pip install -e '.[dask]'; make does)" ;;
+        moto)     [ -x "$(moto_bin)" ] || die "moto_server not found: \`make\` installs it in .venv (dev extra: moto[server])" ;;
         *)        die "unknown service '$1' (known: ${ALL[*]})" ;;
     esac
 }
@@ -96,7 +98,8 @@ ensure_installed() {
 var_of() { case "$1" in postgres) echo SKYWEAVE_TEST_POSTGRES_URL ;; redis) echo SKYWEAVE_TEST_REDIS_URL ;;
                         nats) echo SKYWEAVE_TEST_NATS_URL ;; slurm) echo SKYWEAVE_TEST_SLURM_URL ;;
                         docker) echo SKYWEAVE_TEST_DOCKER_HOST ;;
-                        dask) echo SKYWEAVE_TEST_DASK_URL ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
+                        dask) echo SKYWEAVE_TEST_DASK_URL ;;
+                        moto) echo SKYWEAVE_TEST_S3_URL ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
 
 dir_of() { [ -f "$STATE/$1.dir" ] && cat "$STATE/$1.dir"; return 0; }
 
@@ -110,6 +113,7 @@ pid_of() {  # the pid of a running service's server, or nothing
         slurm)    [ -f "$dir/slurmctld.pid" ] && pid="$(cat "$dir/slurmctld.pid")" ;;
         docker)   [ -f "$dir/dockerd.pid" ] && pid="$(cat "$dir/dockerd.pid")" ;;
         dask)     [ -f "$dir/scheduler.pid" ] && pid="$(cat "$dir/scheduler.pid")" ;;
+        moto)     [ -f "$dir/moto.pid" ] && pid="$(cat "$dir/moto.pid")" ;;
     esac
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
     return 0
@@ -300,6 +304,16 @@ stop_dask() {  # the workers first (so they do not wait for a scheduler that is 
     stop_by_pid dask
 }
 
+moto_bin() { echo "${SKYWEAVE_MOTO_SERVER:-$ROOT/.venv/bin/moto_server}"; }
+
+start_moto() {  # moto's S3 server: buckets in memory, gone when it stops
+    local dir="$1" port="$2"
+    "$(moto_bin)" -H 127.0.0.1 -p "$port" </dev/null >"$dir/log" 2>&1 &
+    echo $! > "$dir/moto.pid"
+    wait_for moto port_open "$port" || { cat "$dir/log" >&2; return 1; }
+    echo "http://127.0.0.1:$port"
+}
+
 stop_by_pid() {  # stop_by_pid NAME [SIGNAL]: SIGTERM (or SIGNAL), then wait up to 10 s for the process to go
     local pid; pid="$(pid_of "$1")"
     [ -n "$pid" ] || return 0
@@ -318,7 +332,7 @@ restart_one() {  # restart_one NAME HARD: stop (HARD=1: as a crash) and start on
         postgres) if [ "$hard" = 1 ]; then stop_postgres "$dir" immediate; else stop_postgres "$dir"; fi ;;
         *) if [ "$hard" = 1 ]; then stop_by_pid "$name" KILL; else stop_by_pid "$name"; fi ;;
     esac || die "$name did not stop"
-    rm -f "$dir/redis.pid" "$dir/nats.pid" "$dir/dockerd.pid"
+    rm -f "$dir/redis.pid" "$dir/nats.pid" "$dir/dockerd.pid" "$dir/moto.pid"
     "start_$name" "$dir" "$port" >/dev/null || die "$name did not start again on port $port"
 }
 

@@ -19,7 +19,7 @@ ENV_FILE = Path(__file__).resolve().parents[1] / ".services" / "env"
 VARIABLES = {"postgres": "SKYWEAVE_TEST_POSTGRES_URL", "redis": "SKYWEAVE_TEST_REDIS_URL",
              "nats": "SKYWEAVE_TEST_NATS_URL", "slurm": "SKYWEAVE_TEST_SLURM_URL",
              "docker": "SKYWEAVE_TEST_DOCKER_HOST",
-             "dask": "SKYWEAVE_TEST_DASK_URL"}
+             "dask": "SKYWEAVE_TEST_DASK_URL", "moto": "SKYWEAVE_TEST_S3_URL"}
 
 
 def _from_file(variable: str) -> str | None:
@@ -41,8 +41,8 @@ def services_required() -> bool:
 
 
 def service_url(name: str) -> str:
-    """The URL of the running ``name`` server (postgres, redis, nats, docker: its socket; for slurm
-    the executor setting ``slurm://?conf=…`` of the cluster), or skip/fail the test."""
+    """The URL of the running ``name`` server (postgres, redis, nats, moto, docker: its socket; for
+    slurm the executor setting ``slurm://?conf=…`` of the cluster), or skip/fail the test."""
     variable = VARIABLES[name]
     url = os.environ.get(variable) or _from_file(variable)
     if url:

@@ -161,18 +161,27 @@ class Client:
 
     # -- tasks -----------------------------------------------------------------------------------
     def _snapshot(self, spec: TaskSpec) -> TaskSpec:
-        """Copy a task defined in a file into the store, so each version keeps its own code."""
+        """Copy a task defined in a file into the storage (``code/<hash>/<file>``), so each version
+        keeps its own code; with a remote storage the reference is the copy's URI, which workers
+        fetch (``executors/resolve.py``)."""
         if spec.kind != "python" or not spec.ref.startswith("/"):
             return spec
         path_text, _, qualname = spec.ref.rpartition(":")
         path = Path(path_text)
-        code_dir = self.settings.store_dir / "code" / spec.code_hash.split(":")[-1][:16]
-        target = code_dir / path.name
-        if not target.exists():
-            code_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-        return TaskSpec(**{**{f: getattr(spec, f) for f in spec.__struct_fields__},
-                           "ref": f"{target}:{qualname}"})
+        key = f"{spec.code_hash.split(':')[-1][:16]}/{path.name}"
+        if self.settings.remote_storage:
+            code = open_storage(self.settings.storage_location).within("code")
+            if not code.exists(key):
+                code.put_file(path, key)
+            ref = code.uri(key)
+        else:
+            target = self.settings.store_dir / "code" / key
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+            ref = str(target)
+        fields = {f: getattr(spec, f) for f in spec.__struct_fields__}
+        return TaskSpec(**{**fields, "ref": f"{ref}:{qualname}"})
 
     def register_task(self, task: Task | str, *, version: str | None = None,
                       make_current: bool = True, image: str | None = None) -> TaskSpec:
@@ -393,7 +402,7 @@ class Client:
             raise NotFoundError(f"no file {str(src)!r} to add", hint="give the path of an existing file")
         pid = new_id(PRODUCT)
         if copy:  # streamed into the product storage, checksummed on the way
-            storage = open_storage(self.settings.store_dir / "products")
+            storage = open_storage(self.settings.storage_location).within("products")
             uri, checksum, size = storage.put_file(src, product_key("external", pid, src.name))
         else:
             uri, checksum, size = file_uri(src.resolve()), checksum_file(src), src.stat().st_size

@@ -39,12 +39,15 @@ def started_in() -> tuple[str, ...]:
 
 
 def make_env(settings: Settings, worker: str) -> ExecutionEnv:
+    """Where a worker on this host puts things: work directories and logs being captured in the
+    local ``store_dir``; products (and copies of the logs) in the ``storage`` when it is remote."""
     root = settings.store_dir
     return ExecutionEnv(worker=worker, storage_root=root / "products", work_root=root / "work",
                         log_root=root / "logs", aspects=tuple(settings.aspects),
                         aspect_settings=AspectSettings(authority=settings.authority),
                         builtin_aspects=settings.provenance, preload=tuple(settings.preload),
-                        import_path=started_in())
+                        import_path=started_in(),
+                        storage=settings.storage_location if settings.remote_storage else "")
 
 
 def make_executor(settings: Settings, env: ExecutionEnv) -> Executor:

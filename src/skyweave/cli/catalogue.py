@@ -22,6 +22,7 @@ from skyweave.cli.common import JsonOpt, StoreOpt
 from skyweave.config.settings import Settings, load_settings
 from skyweave.errors import NotFoundError, ParameterError
 from skyweave.model.records import ActivityRecord, ProductRecord
+from skyweave.storage import open_storage
 from skyweave.storage.cleanup import CleanupPlan, CleanupResult, apply_cleanup, plan_cleanup
 from skyweave.store import Store, open_store
 
@@ -100,7 +101,8 @@ def cleanup(
             output.err_console.print(
                 "no retention rules: nothing to clean up. Add one to skyweave.toml, e.g.\n"
                 '  [[retention]]\n  type = "ep.l1.*"\n  older_than_days = 30', highlight=False)
-        plan = plan_cleanup(opened, rules, time.time(), settings.store_dir / "products")
+        products = open_storage(settings.storage_location).within("products")
+        plan = plan_cleanup(opened, rules, time.time(), products)
         result = None if dry_run else apply_cleanup(opened, plan)
     if as_json:
         output.print_json({"dry_run": dry_run, "plan": plan.to_json(),

@@ -52,9 +52,10 @@ class Settings(BaseSettings):
                                                        "server (PostgreSQL down or restarting), retrying "
                                                        "with backoff and saying so in the log, before it "
                                                        "fails.")
-    storage: str = Field("", description="Directory for products, logs, code snapshots and work "
-                                         "directories (and the default bus file); empty: the store's "
-                                         "directory. Required with a PostgreSQL store.")
+    storage: str = Field("", description="Where products, logs and code snapshots live: a directory, or "
+                                         "a URL (file:///…; s3://bucket/prefix with skyweave[s3], "
+                                         "credentials from AWS_* variables or ~/.aws, never in the URL). "
+                                         "Empty: the store's directory. Required with a PostgreSQL store.")
     bus: str = Field("", description="Bus URL; empty: in-process for `run`, <store>/bus.db for "
                                      "separate controller and worker processes.")
     max_deliveries: int | None = Field(
@@ -136,24 +137,43 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def store_dir(self) -> Path:
-        """The directory that holds products, logs, code snapshots and work directories: ``storage``
-        if set, else the store's own directory (for a database file, ``<stem>.files/`` beside it).
+    def remote_storage(self) -> bool:
+        """``storage`` is a URL of something other than a local folder (``s3://…``, ``memory://…``)."""
+        return "://" in self.storage and not self.storage.lower().startswith("file://")
 
-        A store on a server (``postgresql://``) has no directory: without ``storage`` this raises a
-        ``SkyweaveError`` saying so (files never land silently in the working directory).
+    @property
+    def storage_location(self) -> str:
+        """What ``storage.open_storage`` opens for products (``products/``), logs (``logs/``) and code
+        snapshots (``code/``): the ``storage`` URL when it is remote, else the folder ``store_dir``."""
+        return self.storage if self.remote_storage else str(self.store_dir)
+
+    @property
+    def store_dir(self) -> Path:
+        """This host's folder for work directories, logs being captured and the default bus file;
+        with a local ``storage`` (the default) also where products, logs and code snapshots live.
+
+        It is ``storage`` when that is a folder (or ``file://`` URL), else the store's own directory
+        (for a database file, ``<stem>.files/`` beside it).  A store on a server (``postgresql://``)
+        has no directory: with a remote ``storage`` this host's scratch is ``./.skyweave``; without
+        ``storage`` this raises a ``SkyweaveError`` saying so (products never land silently in the
+        working directory).
         """
-        if self.storage:
-            return Path(self.storage).expanduser().resolve()
+        if self.storage and not self.remote_storage:
+            local = self.storage
+            if local.lower().startswith("file://"):
+                local = local[len("file://"):]
+            return Path(local).expanduser().resolve()
         if self.store.startswith("sqlite:///"):
             db = Path(self.store.removeprefix("sqlite:///"))
             return (db.resolve().parent / f"{db.stem}.files") if db.stem else Path(".skyweave").resolve()
         if "://" in self.store:
+            if self.remote_storage:
+                return Path(".skyweave").resolve()
             scheme = self.store.partition("://")[0]
             raise SkyweaveError(
                 f"a {scheme}:// store keeps no files: say where products, logs and code snapshots go",
-                hint="set storage to a directory every host of the deployment can reach, e.g. "
-                     "SKYWEAVE_STORAGE=/data/skyweave or storage = \"/data/skyweave\" in skyweave.toml")
+                hint="set storage to a directory or bucket every host of the deployment can reach, e.g. "
+                     "SKYWEAVE_STORAGE=/data/skyweave or storage = \"s3://bucket/skyweave\" in skyweave.toml")
         path = Path(self.store).expanduser()
         if path.is_file() or (not path.exists() and path.suffix.lower() in (".db", ".sqlite", ".sqlite3")):
             # a database file: its products, logs and bus live beside it, in <stem>.files/

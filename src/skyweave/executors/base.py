@@ -75,10 +75,12 @@ class ExecutionEnv:
     a ``module:Class`` there loads in worker processes as it would with ``python -m``."""
     extra: dict[str, str] = field(default_factory=dict)
     storage: str = ""
-    """URL of the product storage (``storage.open_storage``: a folder, ``file://``, or any scheme
-    the registry knows); empty means the local folder ``storage_root``.  With a storage that is
-    not the controller's disk, outputs are written through it and inputs stored there are copied
-    into the attempt's work directory (``.inputs/``) before the task runs."""
+    """URL of the deployment's storage (``storage.open_storage``: ``s3://bucket/prefix``, or any
+    scheme the registry knows; ``Settings.storage_location``), holding ``products/`` and ``logs/``;
+    empty means products go to the local folder ``storage_root``.  With a storage that is not the
+    controller's disk, outputs are written to its ``products/``, captured logs copied to its
+    ``logs/``, and inputs stored there copied into the attempt's work directory (``.inputs/``)
+    before the task runs."""
     container: str = ""
     """The container engine setting (``docker``, ``podman://?host=…``: ``executors/containers.py``)
     of a container executor; empty: tasks that name an image cannot run here."""

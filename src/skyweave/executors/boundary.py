@@ -119,7 +119,9 @@ class Boundary:
     def __init__(self, env: ExecutionEnv, *, exclusive_process: bool = True) -> None:
         self.env = env
         use_import_path(env.import_path)
-        self.storage = open_storage(env.storage or env.storage_root)
+        self.storage = open_storage(env.storage).within("products") if env.storage else \
+            open_storage(env.storage_root)
+        self.logs = open_storage(env.storage).within("logs") if env.storage else None
         aspects = builtin_aspects(env, exclusive_process=exclusive_process) if env.builtin_aspects else []
         aspects += [load_aspect(ref, env.aspect_settings) for ref in env.aspects]
         self.chain = AspectChain(aspects)
@@ -190,9 +192,10 @@ class Boundary:
         """The captured log copied to ``logs/<activity_id>.<attempt>.log`` in a storage that is
         not a local folder (readable where the worker's disk is not); its URI, or the local one
         if the copy failed (said in the worker's log)."""
-        key = f"logs/{dispatch.activity_id}.{dispatch.attempt}.log"
+        key = f"{dispatch.activity_id}.{dispatch.attempt}.log"
         try:
-            return self.storage.put_file(LocalStorage.local_path(log_uri), key).uri
+            assert self.logs is not None
+            return self.logs.put_file(LocalStorage.local_path(log_uri), key).uri
         except (OSError, SkyweaveError) as exc:
             logging.getLogger(__name__).warning("log of %s kept on this host only: %s",
                                                 dispatch.activity_id, exc)
@@ -209,7 +212,7 @@ class Boundary:
         clock: float,
     ) -> Outcome:
         outcome.usage.setdefault("wall_s", time.perf_counter() - clock)
-        if outcome.log_uri and not isinstance(self.storage, LocalStorage):
+        if outcome.log_uri and self.logs is not None and not isinstance(self.logs, LocalStorage):
             outcome.log_uri = self._log_to_storage(dispatch, outcome.log_uri)
         usage, problems = usage_from(outcome.usage)
         if problems and outcome.ok:

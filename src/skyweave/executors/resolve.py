@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import re
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,8 +24,9 @@ from types import ModuleType
 from typing import Any, cast
 
 from skyweave.authoring.interactive import MAIN_REF, REQUIRES, missing_package
-from skyweave.errors import DefinitionError
+from skyweave.errors import DefinitionError, SkyweaveError
 from skyweave.model.specs import TaskSpec
+from skyweave.storage import locate
 
 _by_task: dict[tuple[str, str, str], Callable[..., Any]] = {}
 _by_file: dict[tuple[str, int, int], ModuleType] = {}
@@ -80,7 +83,8 @@ def resolve_ref(ref: str) -> Callable[..., Any]:
             "cannot import", hint="register the task through skyweave.Client (it sends the code "
                                   "as a module assembled from the notebook's source)")
     from_file = target.endswith(".py") or "/" in target
-    module = load_file(Path(target)) if from_file else _import(target, ref)
+    module = load_file(fetch_code(target) if "://" in target else Path(target)) if from_file \
+        else _import(target, ref)
     obj: Any = module
     for part in qualname.split("."):
         try:
@@ -95,6 +99,23 @@ def resolve_ref(ref: str) -> Callable[..., Any]:
     if not callable(function):
         raise DefinitionError(f"task reference {ref!r} names a {type(function).__name__}, not a function")
     return cast("Callable[..., Any]", function)
+
+
+def fetch_code(uri: str) -> Path:
+    """A local copy of a task file snapshotted in a storage (``Client`` puts each task version's
+    file under ``code/<code hash>/`` of a remote storage), fetched once per host and URI."""
+    folder = Path(tempfile.gettempdir()) / f"skyweave-code-{os.getuid()}"
+    local = folder / hashlib.sha256(uri.encode()).hexdigest()[:24] / uri.rpartition("/")[2]
+    if not local.is_file():
+        try:
+            storage, key = locate(uri)
+            storage.get(key, local)
+        except (OSError, SkyweaveError) as exc:
+            raise DefinitionError(
+                f"task file {uri} cannot be fetched: {getattr(exc, 'message', None) or exc}",
+                hint="check that this worker can read the storage (same storage URL and credentials "
+                     "as the client that registered the task)") from exc
+    return local
 
 
 def _import(name: str, ref: str) -> ModuleType:

@@ -7,7 +7,11 @@ or a path, through the ``BACKENDS`` registry keyed by URL scheme, as ``open_stor
 * a plain path, or ``file:///abs/path`` — a local folder (``LocalStorage``);
 * ``memory://name/`` — a process-wide storage in memory (``MemoryStorage``, for tests: a storage
   that is not the local disk);
-* another scheme — whatever a backend registered with ``register_backend`` (S3 next).
+* ``s3://bucket/prefix`` — S3-compatible object storage (``S3Storage``, needs ``skyweave[s3]``);
+* another scheme — whatever a backend registered with ``register_backend``.
+
+A deployment's storage holds ``products/``, ``logs/`` and ``code/`` (``Storage.within`` gives
+each part as a storage of its own).
 
 ``locate(uri)`` gives the storage that can read a product's URI and the product's key in it, so
 code that checks or deletes products (the cache integrity check, reprocess, cleanup) works for
@@ -33,6 +37,7 @@ from skyweave.storage.base import (
 )
 from skyweave.storage.local import LocalStorage, checksum_file, file_uri
 from skyweave.storage.memory import MemoryStorage, open_memory
+from skyweave.storage.s3 import open_s3
 
 __all__ = ["BACKENDS", "BLOCK_SIZE", "LocalStorage", "MemoryStorage", "ObjectMissingError", "ObjectStat",
            "Storage", "StoredFile", "UnsafeKeyError", "check_key", "checksum_file", "describe", "file_uri",
@@ -56,6 +61,7 @@ def _open_file(url: str) -> Storage:
 
 register_backend("file", _open_file)
 register_backend("memory", open_memory)
+register_backend("s3", open_s3)  # s3fs is imported when an s3:// storage is opened
 
 
 def _opener(url: str) -> StorageOpener:

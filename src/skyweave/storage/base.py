@@ -169,6 +169,11 @@ class Storage(ABC):
             return False
         return True
 
+    def within(self, folder: str) -> Storage:
+        """The part of this storage under ``folder`` as a storage of its own (keys relative to
+        it, the same URIs): ``products/``, ``logs/`` and ``code/`` of a deployment's storage."""
+        return Within(self, check_key(folder.strip("/")))
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; ``ObjectMissingError`` if there is none."""
@@ -176,3 +181,48 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
         """The keys of the objects under ``prefix`` (a folder-like key, or ``""`` for all), sorted."""
+
+
+class Within(Storage):
+    """``Storage.within`` for any implementation: every key prefixed with ``folder/``."""
+
+    def __init__(self, outer: Storage, folder: str) -> None:
+        self.outer = outer
+        self.folder = folder
+        self.scheme = outer.scheme
+
+    def _k(self, key: str) -> str:
+        return f"{self.folder}/{check_key(key)}"
+
+    def uri(self, key: str) -> str:
+        return self.outer.uri(self._k(key))
+
+    def key(self, uri: str) -> str:
+        outer = self.outer.key(uri)
+        if not outer.startswith(self.folder + "/"):
+            raise UnsafeKeyError(f"{uri!r} is not inside {self.outer.uri(self.folder)}/",
+                                 hint="give a URI of an object under that folder")
+        return outer[len(self.folder) + 1:]
+
+    def put(self, key: str, source: BinaryIO) -> StoredFile:
+        return self.outer.put(self._k(key), source)
+
+    def get(self, key: str, dest: Path | str) -> StoredFile:
+        return self.outer.get(self._k(key), dest)
+
+    def open(self, key: str) -> BinaryIO:
+        return self.outer.open(self._k(key))
+
+    def stat(self, key: str) -> ObjectStat:
+        return self.outer.stat(self._k(key))
+
+    def checksum(self, key: str) -> str:
+        return self.outer.checksum(self._k(key))
+
+    def delete(self, key: str) -> None:
+        self.outer.delete(self._k(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        inner = f"{self.folder}/{prefix.strip('/')}" if prefix.strip("/") else self.folder
+        for key in self.outer.list(inner):
+            yield key[len(self.folder) + 1:]

@@ -148,6 +148,9 @@ class LocalStorage(Storage):
         self.path(key)
         return key
 
+    def within(self, folder: str) -> Storage:
+        return LocalStorage(self.path(folder.strip("/")))
+
     def _existing(self, key: str) -> Path:
         path = self.path(key)
         if path.is_dir():

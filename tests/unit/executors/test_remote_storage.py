@@ -17,8 +17,9 @@ from .helpers import by_path, dispatch, sha256
 
 
 def remote_env(env: ExecutionEnv) -> tuple[ExecutionEnv, Storage]:
+    """An env whose storage is in memory, and the storage's ``products/`` part."""
     url = f"memory://{uuid.uuid4().hex}/"
-    return dataclasses.replace(env, storage=url), open_storage(url)
+    return dataclasses.replace(env, storage=url), open_storage(url).within("products")
 
 
 def test_outputs_are_written_through_the_storage(env: ExecutionEnv, tmp_path: Path) -> None:
@@ -63,10 +64,11 @@ def test_a_missing_input_in_the_storage_is_reported_like_a_missing_file(env: Exe
 
 
 def test_the_captured_log_is_copied_to_the_storage(env: ExecutionEnv) -> None:
-    remote, storage = remote_env(env)
+    remote, _products = remote_env(env)
     d = dispatch(by_path("chatty"))
     outcome = execute(d, remote)
     assert isinstance(outcome, ActivityFinished), outcome
-    assert storage.key(outcome.log_uri) == f"logs/{d.activity_id}.{d.attempt}.log"
-    with storage.open(storage.key(outcome.log_uri)) as reader:
+    logs = open_storage(remote.storage).within("logs")
+    assert logs.key(outcome.log_uri) == f"{d.activity_id}.{d.attempt}.log"
+    with logs.open(logs.key(outcome.log_uri)) as reader:
         assert "hello from print" in reader.read().decode()
