@@ -1,4 +1,5 @@
-"""``skyweave prov export (RUN_ID | --product ID) --format provjson|provn|provxml|provdm [--out FILE]``."""
+"""``skyweave prov export (RUN_ID | --product ID) --format provjson|provn|provxml|provdm|voprov``
+``[--out FILE]``."""
 
 from __future__ import annotations
 

@@ -163,3 +163,10 @@ def _add_tasks(store: Store, bundle: Bundle) -> None:
             bundle.tasks[key] = store.get_task(*key)
         except SkyweaveError:
             continue  # a task version no longer registered: its activities still export
+
+
+def add_attempts_and_tasks(store: Store, bundle: Bundle) -> None:
+    """Add the attempt rows and task versions of the bundle's activities (for other walks, such
+    as ProvSAP's)."""
+    _add_tasks(store, bundle)
+    _add_attempts(store, bundle)

@@ -6,13 +6,15 @@ from skyweave.errors import SkyweaveError
 from skyweave.provenance import provdm, w3c
 from skyweave.provenance.collect import Bundle, collect_product, collect_run
 from skyweave.provenance.ids import DEFAULT_AUTHORITY
+from skyweave.provenance.voprov_json import to_voprov_json
 from skyweave.store.base import Store
 
 FORMATS: dict[str, str] = {
     "provjson": "W3C PROV-JSON",
     "provn": "W3C PROV-N",
     "provxml": "W3C PROV-XML",
-    "provdm": "IVOA ProvDM flavour, as PROV-JSON",
+    "provdm": "IVOA ProvDM vocabulary in plain W3C PROV-JSON (prov reads it)",
+    "voprov": "IVOA ProvDM as voprov reads it: PROV-JSON with ProvDM record types",
 }
 
 
@@ -34,6 +36,8 @@ def render(bundle: Bundle, fmt: str) -> str:
     check_format(fmt)
     if fmt == "provdm":
         return provdm.serialize(provdm.to_provdm(bundle), "json")
+    if fmt == "voprov":
+        return to_voprov_json(provdm.to_provdm(bundle))
     return w3c.serialize(w3c.to_prov(bundle), {"provjson": "json", "provn": "provn", "provxml": "xml"}[fmt])
 
 
