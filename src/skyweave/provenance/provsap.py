@@ -1,5 +1,5 @@
 """ProvSAP: the IVOA Provenance Simple Access Protocol (working draft), as one function that an
-HTTP server mounts at ``GET /provsap`` (``skyweave server`` does).
+HTTP server mounts at ``GET /provsap``.
 
 ``provsap(store, params)`` takes the request's query parameters as ``(name, value)`` pairs and
 returns the response body and media type.  Parameter names are case-insensitive, as in every IVOA

@@ -4,13 +4,16 @@ Needs ``skyweave[s3]``.  Objects are ``s3://<bucket>/<prefix><key>``; the URI is
 address as s3fs, the AWS CLI and ``fsspec.open`` write it (not percent-encoded), so a product's
 URI opens as it is in a notebook.
 
-* **Streaming, multipart.** ``put`` sends what it reads in parts of ``part_size`` bytes (a
-  multipart upload once the object is larger than one part), hashing each block on the way: the
-  checksum is the content's sha256, never obtained by reading the object back, and at most about
-  one part is held in memory.  A failed ``put`` aborts its multipart upload; S3 makes an object
-  visible only whole, so a reader sees the old object or the new one, never a part.
-* **Reads** stream in ``BLOCK_SIZE`` blocks (``get``, ``open``, ``checksum``); the integrity check
-  of a cached product reads the object (S3's ETag is not a content hash for multipart objects).
+* **Streaming, multipart.** ``put`` sends what it reads in parts of ``part_size`` bytes (one
+  ``PutObject`` below that, else a multipart upload), hashing each part as it is read: the
+  checksum is the content's sha256, never obtained by reading the object back, and one part is
+  held in memory at a time (the storage contract's memory test holds it to that).  A failed
+  ``put`` aborts its multipart upload; S3 makes an object visible only whole, so a reader sees
+  the old object or the new one, never a part.
+* **Reads**: ``get`` and ``checksum`` stream one GET in ``BLOCK_SIZE`` blocks, hashing on the
+  way (the event loop receives while the caller hashes and writes); ``open`` reads in ranged
+  requests of ``BLOCK_SIZE``.  The integrity check of a cached product reads the object (S3's
+  ETag is not a content hash for multipart objects).
 * **Credentials** come from where boto looks for them (``AWS_ACCESS_KEY_ID``/
   ``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and the shared
   ``~/.aws/credentials``/``config`` files, instance roles), and the endpoint of a non-AWS server
@@ -21,10 +24,13 @@ URI opens as it is in a notebook.
 
 from __future__ import annotations
 
-import io
+import asyncio
+import concurrent.futures
 import logging
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -38,12 +44,11 @@ from skyweave.storage.base import (
     StoredFile,
     UnsafeKeyError,
     check_key,
-    copy_hashing,
 )
 
 log = logging.getLogger(__name__)
 
-PART_SIZE = 8 << 20
+PART_SIZE = 32 << 20
 """Bytes per part of a multipart upload (S3 wants at least 5 MiB for every part but the last)."""
 
 
@@ -83,17 +88,18 @@ class S3Storage(Storage):
     # -- writing ---------------------------------------------------------------------------------
     def put(self, key: str, source: BinaryIO) -> StoredFile:
         """One ``PutObject`` for an object smaller than a part, else a multipart upload that sends
-        each part as soon as it is read (aborted if anything fails, so nothing becomes visible)."""
+        each part as soon as it is read (one part in memory at a time); aborted if anything
+        fails, so nothing becomes visible."""
         where = {"Bucket": self.bucket, "Key": self.prefix + check_key(key)}
         hashing = Hashing()
         part = self._read_part(source, hashing)
-        if part.getbuffer().nbytes < self.part_size:
+        if len(part) < self.part_size:
             self.fs.call_s3("put_object", Body=part, **where)
             return StoredFile(self.uri(key), hashing.checksum, hashing.size)
         upload = self.fs.call_s3("create_multipart_upload", **where)["UploadId"]
         try:
             parts: list[dict[str, Any]] = []
-            while part.getbuffer().nbytes:
+            while part:
                 sent = self.fs.call_s3("upload_part", Body=part, PartNumber=len(parts) + 1, UploadId=upload,
                                        **where)
                 parts.append({"PartNumber": len(parts) + 1, "ETag": sent["ETag"]})
@@ -109,17 +115,22 @@ class S3Storage(Storage):
             raise
         return StoredFile(self.uri(key), hashing.checksum, hashing.size)
 
-    def _read_part(self, source: BinaryIO, hashing: Hashing) -> io.BytesIO:
-        """Up to ``part_size`` bytes of ``source`` (fewer only at its end), hashed on the way, as
-        a stream to send (aiohttp sends a stream without copying it whole)."""
-        part = io.BytesIO()
-        while part.tell() < self.part_size:
-            block = source.read(min(BLOCK_SIZE, self.part_size - part.tell()))
-            if not block:
-                break
-            hashing.update(block)
-            part.write(block)
-        part.seek(0)
+    def _read_part(self, source: BinaryIO, hashing: Hashing) -> bytes:
+        """Up to ``part_size`` bytes of ``source`` (fewer only at its end), hashed.  One read when
+        the source gives whole reads (a file does), so the part is never copied; sent as
+        ``bytes``, as s3fs does: a stream body is read by aiohttp in 64 KiB steps through a
+        thread pool, which halved the upload rate (aiohttp's ResourceWarning about large bytes
+        bodies is expected; the tests ignore it)."""
+        part = source.read(self.part_size)
+        if 0 < len(part) < self.part_size:  # a short read: gather the rest of the part
+            rest = [part]
+            size = len(part)
+            while size < self.part_size and (block := source.read(self.part_size - size)):
+                rest.append(block)
+                size += len(block)
+            part = b"".join(rest)
+            del rest
+        hashing.update(part)
         return part
 
     def delete(self, key: str) -> None:
@@ -138,14 +149,66 @@ class S3Storage(Storage):
         except FileNotFoundError:
             raise self._missing(key) from None
 
+    def _stream(self, key: str, sink: Callable[[bytes], object]) -> Hashing:
+        """The object's bytes handed to ``sink`` block by block as one GET streams them, hashed.
+
+        The event loop's thread receives while this thread hashes and writes (a queue of a few
+        blocks between them), so hashing does not hold up the network."""
+        check_key(key)
+        blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        stop = threading.Event()
+
+        async def receive() -> None:
+            try:
+                try:
+                    response = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.prefix + key)
+                except FileNotFoundError:
+                    raise self._missing(key) from None
+                body = response["Body"]
+                try:
+                    while not stop.is_set() and (block := await body.read(BLOCK_SIZE)):
+                        while not stop.is_set():
+                            try:
+                                blocks.put_nowait(block)
+                                break
+                            except queue.Full:
+                                await asyncio.sleep(0.001)
+                finally:
+                    body.close()
+            finally:
+                while not stop.is_set():  # the end mark (the reader takes blocks until it sees it)
+                    try:
+                        blocks.put_nowait(None)
+                        break
+                    except queue.Full:
+                        await asyncio.sleep(0.001)
+
+        hashing = Hashing()
+        receiving = asyncio.run_coroutine_threadsafe(receive(), self.fs.loop)
+        try:
+            while (block := blocks.get()) is not None:
+                hashing.update(block)
+                sink(block)
+        finally:
+            stop.set()
+            while True:  # let the receiver finish (it may wait for room in the queue)
+                try:
+                    blocks.get_nowait()
+                except queue.Empty:
+                    if receiving.done():
+                        break
+                    concurrent.futures.wait([receiving], timeout=0.01)
+            receiving.result()  # the receiver's error (a missing object...), if any
+        return hashing
+
     def get(self, key: str, dest: Path | str) -> StoredFile:
+        """One streamed GET into a temporary file beside ``dest``, hashed on the way."""
         target = Path(dest)
-        reader = self.open(key)  # a missing object fails before anything is written locally
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
         try:
-            with reader, open(partial, "wb") as writer:
-                hashing = copy_hashing(reader, writer)
+            with open(partial, "wb") as writer:
+                hashing = self._stream(key, writer.write)
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
@@ -162,11 +225,7 @@ class S3Storage(Storage):
         return ObjectStat(int(info["size"]), modified.timestamp() if modified is not None else 0.0)
 
     def checksum(self, key: str) -> str:
-        hashing = Hashing()
-        with self.open(key) as reader:
-            while block := reader.read(BLOCK_SIZE):
-                hashing.update(block)
-        return hashing.checksum
+        return self._stream(key, lambda _block: None).checksum
 
     def list(self, prefix: str = "") -> Iterator[str]:
         folder = check_key(prefix.strip("/")) + "/" if prefix.strip("/") else ""
