@@ -92,7 +92,8 @@ def test_a_worker_without_the_controllers_disk_reads_and_writes_the_bucket(
                 client.wait(run.id, timeout=90)
             except Exception:
                 raise AssertionError("\n".join(p.read_text(errors="replace")[-3000:] for p in logs)) from None
-            assert run.status == "succeeded", run.summary()
+            assert run.status == "succeeded", (run.summary()["failures"],
+                                               [p.read_text(errors="replace")[-3000:] for p in logs])
             (joined,) = [p for p in run.products() if p.type == "e2e.joined"]
             assert all(p.uri.startswith(f"{url}/products/") for p in run.products())
             where, key = locate(joined.uri)

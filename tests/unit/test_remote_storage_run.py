@@ -5,6 +5,7 @@ integrity check reads the remote products (a remote product is reused, a changed
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from skyweave import Client
 from skyweave.config.settings import Settings
 from skyweave.errors import SkyweaveError
 from skyweave.examples import mini_xray
-from skyweave.executors.resolve import resolve_ref
-from skyweave.storage import locate
+from skyweave.executors.resolve import fetch_code, resolve_ref
+from skyweave.storage import Storage, locate, open_storage
 
 PARAMS = {"obs_id": "remote1", "seed": 5}
 
@@ -72,3 +73,38 @@ def test_a_task_file_is_snapshotted_into_the_remote_storage(tmp_path: Path) -> N
         with where.open(key) as reader:
             assert b"return 2 * x" in reader.read()
         assert resolve_ref(spec.ref)(x=4) == 8, "a worker fetches the snapshot from the storage"
+
+
+def test_processes_of_one_host_fetch_a_task_file_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers of one host resolving the same snapshot at once each download under a name of
+    their own, then rename it into place (they once shared one temporary name, and all but one
+    failed with 'task file … cannot be fetched')."""
+    url = f"memory://{uuid.uuid4().hex}/"
+    storage = open_storage(url).within("code")
+    ref = storage.put(f"{uuid.uuid4().hex}/tasks.py", io.BytesIO(b"def f():\n    return 7\n")).uri
+    barrier = threading.Barrier(4)
+    written: list[Path] = []
+    backend = type(locate(ref)[0])  # what fetch_code will use
+    real_get = backend.get
+
+    def racing_get(self: Storage, key: str, dest: Path | str) -> object:
+        written.append(Path(dest))
+        barrier.wait(timeout=30)  # every fetch is under way before any finishes
+        return real_get(self, key, dest)
+
+    monkeypatch.setattr(backend, "get", racing_get)
+    results: list[object] = []
+
+    def fetch() -> None:
+        try:
+            results.append(fetch_code(ref).read_text())
+        except Exception as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["def f():\n    return 7\n"] * 4
+    assert len(set(written)) == 4, "each fetch writes under its own name"

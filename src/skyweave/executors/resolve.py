@@ -107,10 +107,14 @@ def fetch_code(uri: str) -> Path:
     folder = Path(tempfile.gettempdir()) / f"skyweave-code-{os.getuid()}"
     local = folder / hashlib.sha256(uri.encode()).hexdigest()[:24] / uri.rpartition("/")[2]
     if not local.is_file():
+        # under a name of this process and thread: workers of one host fetch the same file at once
+        fetching = local.with_name(f".{local.name}.{os.getpid()}.{threading.get_ident()}")
         try:
             storage, key = locate(uri)
-            storage.get(key, local)
+            storage.get(key, fetching)
+            os.replace(fetching, local)
         except (OSError, SkyweaveError) as exc:
+            fetching.unlink(missing_ok=True)
             raise DefinitionError(
                 f"task file {uri} cannot be fetched: {getattr(exc, 'message', None) or exc}",
                 hint="check that this worker can read the storage (same storage URL and credentials "
