@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from skyweave.errors import NotFoundError, SkyweaveError
+from skyweave.errors import NotFoundError, ParameterError
 from skyweave.model.records import ActivityRecord, ProductRecord
 from skyweave.provenance import provdm, w3c
 from skyweave.provenance.collect import MAX_NODES, Bundle, add_attempts_and_tasks
@@ -57,10 +57,8 @@ IGNORED = ("MEMBERS", "STEPS", "AGENT")
 KNOWN = ("ID", "DEPTH", "DIRECTION", "MODEL", "RESPONSEFORMAT", *IGNORED)
 
 
-class ProvSapError(SkyweaveError):
+class ProvSapError(ParameterError):
     """A ProvSAP request that cannot be answered as asked (HTTP 400)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +21,7 @@ from skyweave.errors import ParameterError
 from skyweave.logs import log_parts
 from skyweave.model.records import ProductRecord
 from skyweave.provenance.export import FORMATS, export
+from skyweave.provenance.provsap import provsap
 from skyweave.server.models import PriorityRequest, ReprocessRequest
 from skyweave.server.routes_runs import jsonable
 from skyweave.server.safety import PathRefused, safe_name
@@ -225,6 +226,16 @@ def provenance(state: State, run: str | None = None, product: str | None = None,
     media = {"provxml": "application/xml"}.get(format, "application/json" if "json" in format
                                                 else "text/plain")
     return PlainTextResponse(text, media_type=media)
+
+
+@router.get("/provsap", tags=["provenance"], dependencies=[Read], response_class=PlainTextResponse)
+def provsap_query(state: State, request: Request) -> PlainTextResponse:
+    """IVOA ProvSAP: ID (repeatable), DEPTH (n or ALL), DIRECTION (BACK, FORTH or FORWARD), MODEL
+    (IVOA or W3C), RESPONSEFORMAT (PROV-JSON, PROV-N, PROV-XML or PROV-SVG); parameter names in any
+    case (docs/remote.md)."""
+    answer = provsap(state.client.store, request.query_params.multi_items(),
+                     authority=state.client.settings.authority)
+    return PlainTextResponse(answer.body, media_type=answer.media_type)
 
 
 def _plan(state: ServerState, body: ReprocessRequest) -> rp.Plan:
