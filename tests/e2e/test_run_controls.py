@@ -182,35 +182,46 @@ def _enqueued_at(cli: CLI, dispatch: str) -> float | None:
 
 @pytest.mark.slow
 def test_low_priority_starts_within_the_aging_bound_under_a_saturating_stream(cli: CLI, client: Client) -> None:
-    """One slot; a backlog of priority-3 activities, then a priority-0 one, then a stream of
-    priority-3 ones, two per start seen (more than the worker takes, so the queue never empties).
-    The bus claims the priority-0 activity before every priority-3 one enqueued more than
-    ``3 * aging_s`` after it: the stream is submitted only once the bus's clock has passed that
-    point (read from the bus: when the priority-0 dispatch was enqueued), so from the order of
-    starts alone, every start before the priority-0 one is of the backlog, and stream work is still
-    waiting when it starts.  Without aging on the bus, the whole stream started first.
+    """One slot, held by a gated activity while a backlog of priority-3 activities, then a
+    priority-0 one, then the start of a stream of priority-3 ones are put on the bus; the stream's
+    first dispatches are enqueued once the bus's clock has passed the priority-0 one's enqueue time
+    + ``3 * aging_s`` (read from the bus).  Then the gate opens and the stream goes on, two
+    activities per start seen (more than the worker takes, so the queue never empties).  From the
+    order of starts alone: only the gated one and the backlog start before the priority-0 one, and
+    stream work is still waiting when it starts.  Without aging on the bus, the whole stream
+    started first.  (Nothing depends on how fast the machine is: the slot is held until the stream
+    is on the bus; before, on a quiet machine the backlog ended before the stream began.)
 
     The priority-0 and stream activities take 0.3 s (``paced``): the worker hands such work to
     its executor one at a time, in the bus's order.  (Short work goes over a batch per slot, and
     inside that batch an executor runs the higher priority first.)"""
     seconds, aging_s, backlog, stream = 0.3, 0.2, 6, 30
-    log = cli.cwd / "starts.log"
+    log, gate = cli.cwd / "starts.log", cli.cwd / "gate"
     env = {"SKYWEAVE_AGING_S": str(aging_s), **STEADY}
     procs = [_start(cli, "controller", log=cli.cwd / "controller.log", **env),
              _start(cli, "worker", "--slots", "1", log=cli.cwd / "worker.log", **env)]
     try:
-        def high(tag: str) -> None:
-            client.submit(f"{CONTROLS}:one_paced", {"tag": tag, "log": str(log), "seconds": seconds}, priority=3)
+        def high(tag: str) -> str:
+            return client.submit(f"{CONTROLS}:one_paced", {"tag": tag, "log": str(log), "seconds": seconds},
+                                 priority=3).id
 
+        def on_bus(run_id: str) -> float:
+            [act] = poll(lambda: client.store.list_activities(run_id=run_id), deadline=60, what="the activity",
+                         interval=0.02)
+            return poll(lambda: _enqueued_at(cli, m.dispatch_id(act.id, 1)), deadline=60,
+                        what="its dispatch on the bus", interval=0.02)
+
+        client.submit(f"{CONTROLS}:blocked", {"n": 1, "log": str(log), "gate": str(gate)}, priority=9)
+        poll(lambda: "b 0" in _starts(log), deadline=60, what="the gated activity to hold the slot", interval=0.02)
         client.submit(f"{CONTROLS}:listed_log", {"n": backlog, "tag": "h", "log": str(log)}, priority=3)
         low = client.submit(f"{CONTROLS}:one_paced", {"tag": "low", "log": str(log), "seconds": seconds})
-        [act] = poll(lambda: client.store.list_activities(run_id=low.id), deadline=60, what="the activity",
-                     interval=0.02)
-        at = poll(lambda: _enqueued_at(cli, m.dispatch_id(act.id, 1)), deadline=60,
-                  what="the priority-0 dispatch on the bus", interval=0.02)
+        at = on_bus(low.id)
         poll(lambda: time.time() > at + 3 * aging_s, deadline=60, what="its aging window", interval=0.02)
-        seen = 0
-        for k in range(stream):
+        for run_id in (high("s0a"), high("s0b")):
+            assert on_bus(run_id) > at + 3 * aging_s
+        gate.write_text("open")
+        seen = len(_starts(log))
+        for k in range(1, stream):
             if any(s.startswith("low ") for s in _starts(log)):
                 break
             high(f"s{k}a")
@@ -220,8 +231,9 @@ def test_low_priority_starts_within_the_aging_bound_under_a_saturating_stream(cl
         low.wait(timeout=120)
         order = _starts(log)
         ahead, behind = order[: order.index("low 0")], order[order.index("low 0") + 1:]
-        assert ahead and all(s.startswith("h ") for s in ahead), (
-            f"started before the priority-0 activity: {ahead} (only the backlog may)\n{service_logs(cli)}")
+        assert ahead[0] == "b 0" and all(s.startswith("h ") for s in ahead[1:]), (
+            f"started before the priority-0 activity: {ahead} (only the gated one and the backlog may)\n"
+            f"{service_logs(cli)}")
         assert any(s.startswith("s") for s in behind), "the stream was still waiting when it started"
     finally:
         for proc in procs:
