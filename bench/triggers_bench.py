@@ -2,7 +2,9 @@
 none doubled; events/s sustained and event -> run-submitted latency (p50/p99).
 
 Kinds (``--kinds``): ``files`` (files landing in one folder in bursts of ``--burst``, renamed into
-place), ``messages`` (JSON messages posted on the store's SQLite bus).  One trigger process (the
+place), ``messages`` (JSON messages posted on the store's SQLite bus), ``objects`` (objects put in
+an S3 bucket; needs an S3 endpoint in ``AWS_ENDPOINT_URL``, e.g. moto's from
+``scripts/services.sh start moto``, and any AWS_* credentials it accepts).  One trigger process (the
 real ``TriggerService``) runs in a thread on an embedded store; the events arrive from another
 thread as fast as they can be made.  The floor measured in the same run: the same workflow
 submitted by a plain ``Client.submit`` loop (no ledger, no source) - the ratio says what exactly-once
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from skyweave import Client, task, workflow
 from skyweave.model.ids import new_id
-from skyweave.triggers import on_files, on_messages
+from skyweave.triggers import on_files, on_messages, on_objects
 from skyweave.triggers.messages import group_of, post_message
 from skyweave.triggers.service import TriggerService
 
@@ -60,6 +62,14 @@ def run_kind(kind: str, n: int, burst: int, root: Path) -> dict[str, object]:
     with Client(str(store), engine=False) as client:
         if kind == "files":
             spec = on_files("bench", folder=inbox, settle_s=0, workflow=FLOW, params={"name": "{name}"})
+        elif kind == "objects":
+            from skyweave.storage.s3 import filesystem
+
+            fs = filesystem()
+            bucket = f"sw-trig-bench-{new_id('b')[-12:]}"
+            fs.mkdir(bucket)
+            spec = on_objects("bench", url=f"s3://{bucket}/incoming/", workflow=FLOW,
+                              params={"name": "{name}"})
         else:
             spec = on_messages("bench", topic="bench", workflow=FLOW, params={"name": "{name}"})
         client.store.save_trigger(spec)
@@ -76,6 +86,10 @@ def run_kind(kind: str, n: int, burst: int, root: Path) -> dict[str, object]:
                     part = inbox / f".{name}"
                     part.write_bytes(b"x")
                     part.rename(inbox / name)
+                    landed[name] = time.time()
+            elif kind == "objects":
+                for name in names:
+                    fs.pipe(f"{bucket}/incoming/{name}", b"x")
                     landed[name] = time.time()
             else:
                 for name in names:
