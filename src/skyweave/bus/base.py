@@ -37,6 +37,10 @@
   group has committed may be dropped; ``CONTROLLER_GROUP`` is known from the moment a bus is
   opened (so listeners cannot trim events the controller has not seen yet), other groups from
   their first ``read``.
+* **Pruning** (``prune``): a group that has not read or committed for a given time is dropped (never
+  ``CONTROLLER_GROUP``), and with it the events kept only for it; dead letters older than a given
+  age go.  A dropped group that comes back is created again and reads from the oldest event still
+  on the bus.  Events a live group has not committed are never pruned.
 
 Implementations: ``memory://`` (in-process), ``sqlite:///path`` (several processes on one host),
 ``redis://host:port/db`` (several hosts).  All pass ``tests/unit/bus/test_contract.py``; a new
@@ -90,6 +94,16 @@ class Delivered(msgspec.Struct, frozen=True):
     offset: str
     """Where this event is in the log, in the bus's own form: hand it back to ``commit``."""
     data: bytes
+
+
+class Pruned(msgspec.Struct, frozen=True):
+    """What ``Bus.prune`` removed (or, with ``dry_run``, would remove)."""
+
+    groups: list[str] = msgspec.field(default_factory=list)
+    """Consumer groups dropped: idle longer than the limit."""
+    events: int = 0
+    """Events gone: committed by every group that is left."""
+    dead_letters: int = 0
 
 
 class Bus(ABC):
@@ -216,6 +230,15 @@ class Bus(ABC):
         and drop the letters; returns how many were enqueued (one whose dispatch id is on the bus
         again already is not enqueued twice; its letter goes all the same).  An id that is not a
         dead letter, or a letter that is not a dispatch, raises ``NotFoundError`` and changes nothing."""
+
+    @abstractmethod
+    def prune(self, now: float, *, group_idle_s: float | None, dead_letter_age_s: float | None,
+              dry_run: bool = False) -> Pruned:
+        """Drop the consumer groups (never ``CONTROLLER_GROUP``) that have neither read nor committed
+        since ``now - group_idle_s``, then the events every remaining group has committed, and the
+        dead letters put aside before ``now - dead_letter_age_s`` (``now``: epoch seconds; ``None``:
+        that kind is kept).  ``dry_run``: change nothing, say what would go.  A group seen before
+        this bus recorded when groups were seen counts as seen at its first prune."""
 
     # -- waiting ----------------------------------------------------------------------------------
     @abstractmethod

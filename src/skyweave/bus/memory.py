@@ -36,6 +36,7 @@ from skyweave.bus.base import (
     Claimed,
     DeadLetter,
     Delivered,
+    Pruned,
     redrivable,
     sequence_offset,
 )
@@ -97,7 +98,10 @@ class MemoryBus(Bus):
         self._first_offset = 1
         """Offset of ``self._events[0]``."""
         self._committed: dict[str, int] = dict.fromkeys(groups, 0)
+        self._group_seen: dict[str, float] = dict.fromkeys(groups, time.time())
+        """Group -> when it last read or committed (wall clock, for ``prune``)."""
         self._dead: list[DeadLetter] = []
+        self._dead_at: dict[str, float] = {}
         self._dead_seq = 0
         self._on_enqueue: list[Callable[[], None]] = []
 
@@ -350,6 +354,7 @@ class MemoryBus(Bus):
         with self._cond:
             self._remember_generation()
             committed = self._committed.setdefault(group, 0)
+            self._group_seen[group] = time.time()
             start = max(committed + 1 - self._first_offset, 0)
             batch = self._events[start : start + max_n]
             first = self._first_offset + start
@@ -360,16 +365,40 @@ class MemoryBus(Bus):
         with self._cond:
             last = self._first_offset + len(self._events) - 1
             self._committed[group] = max(self._committed.get(group, 0), min(number, last))
+            self._group_seen[group] = time.time()
             self._trim()
             if ack:
                 self._ack(ack)
 
-    def _trim(self) -> None:
-        """Drop the events every known group has committed, in large amortised chunks."""
+    def _trim(self, *, force: bool = False) -> int:
+        """Drop the events every known group has committed, in large amortised chunks (``force``:
+        however few); returns how many went."""
         n = min(self._committed.values(), default=0) + 1 - self._first_offset
-        if n >= _TRIM_AT_LEAST and 2 * n >= len(self._events):
-            del self._events[:n]
-            self._first_offset += n
+        if n <= 0 or (not force and (n < _TRIM_AT_LEAST or 2 * n < len(self._events))):
+            return 0
+        del self._events[:n]
+        self._first_offset += n
+        return n
+
+    def prune(self, now: float, *, group_idle_s: float | None, dead_letter_age_s: float | None,
+              dry_run: bool = False) -> Pruned:
+        with self._cond:
+            idle = [] if group_idle_s is None else sorted(
+                g for g, seen in self._group_seen.items()
+                if g != CONTROLLER_GROUP and g in self._committed and seen < now - group_idle_s)
+            left = [c for g, c in self._committed.items() if g not in idle]
+            events = max(0, min(left, default=0) + 1 - self._first_offset)
+            old = [] if dead_letter_age_s is None else [
+                x.id for x in self._dead if self._dead_at.get(x.id, now) < now - dead_letter_age_s]
+            if not dry_run:
+                for group in idle:
+                    del self._committed[group], self._group_seen[group]
+                events = self._trim(force=True)
+                gone = set(old)
+                self._dead = [x for x in self._dead if x.id not in gone]
+                for letter in gone:
+                    self._dead_at.pop(letter, None)
+            return Pruned(groups=idle, events=events, dead_letters=len(old))
 
     def dead_letter(self, data: bytes, error: str) -> None:
         with self._cond:
@@ -378,6 +407,7 @@ class MemoryBus(Bus):
     def _add_dead(self, data: bytes, error: str, dispatch: str | None, priority: int) -> None:
         self._dead_seq += 1
         self._dead.append(DeadLetter(str(self._dead_seq), data, error, dispatch, priority))
+        self._dead_at[str(self._dead_seq)] = time.time()
 
     def dead_letters(self) -> list[DeadLetter]:
         with self._cond:
@@ -388,6 +418,8 @@ class MemoryBus(Bus):
             letters = redrivable(self._dead, ids)
             gone = {letter.id for letter in letters}
             self._dead = [letter for letter in self._dead if letter.id not in gone]
+            for letter_id in gone:
+                self._dead_at.pop(letter_id, None)
             return self._enqueue([(letter.dispatch, letter.priority, letter.data) for letter in letters
                                   if letter.dispatch is not None], first=False)
 

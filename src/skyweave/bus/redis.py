@@ -24,7 +24,9 @@ retrying an unreachable server before it raises ``BusError``; default 60).
   consumer group of the stream holds its committed offset as its last-delivered id (``XGROUP
   SETID``, never backwards).  ``read`` is ``XRANGE`` after that id, so reading again without a
   commit returns the same events.  Events every group has committed are trimmed (``XTRIM
-  MINID``).  A group missing (e.g. Redis came back without its data) is created again by the next
+  MINID``).  Each group's last read or commit is noted (server time, hash ``seen``) so ``prune`` can
+  ``XGROUP DESTROY`` the groups idle longer than the limit and trim what only they held.  A group
+  missing (e.g. Redis came back without its data) is created again by the next
   ``read`` or ``commit``; ``CONTROLLER_GROUP`` always is, so a listener's commits never trim what
   the controller has not read.
 * **Dead letters**: a stream with fields ``data`` and ``error`` (a poisoned dispatch's also
@@ -64,6 +66,7 @@ from skyweave.bus.base import (
     Claimed,
     DeadLetter,
     Delivered,
+    Pruned,
     redrivable,
 )
 from skyweave.errors import BusError, NotFoundError
@@ -121,7 +124,7 @@ class RedisBus(Bus):
             name: self._client.register_script(getattr(lua, name))
             for name in ("ENQUEUE", "CLAIM", "ACK", "EXTEND", "WITHDRAW", "REPRIORITIZE", "REVOKE",
                          "PUBLISH", "READ", "COMMIT", "GROUP", "REPORT", "RECLAIM", "HOLDERS", "PRESENT",
-                         "HOLD", "RELEASE", "BEGIN", "HELD")
+                         "HOLD", "RELEASE", "BEGIN", "HELD", "PRUNE")
         }
         self._seen = threading.local()
         self._script("GROUP", [CONTROLLER_GROUP])
@@ -236,6 +239,16 @@ class RedisBus(Bus):
                            _text(fields[b"dispatch"]) if b"dispatch" in fields else None,
                            int(fields.get(b"priority") or 0))
                 for entry, fields in entries]
+
+    def prune(self, now: float, *, group_idle_s: float | None, dead_letter_age_s: float | None,
+              dry_run: bool = False) -> Pruned:
+        now_ms = round(now * 1000)
+        reply = self._script("PRUNE", [
+            now_ms, -1 if group_idle_s is None else round(group_idle_s * 1000),
+            -1 if dead_letter_age_s is None else max(0, now_ms - round(dead_letter_age_s * 1000)),
+            1 if dry_run else 0, CONTROLLER_GROUP])
+        return Pruned(groups=sorted(_text(g) for g in reply[2:]), events=int(reply[0]),
+                      dead_letters=int(reply[1]))
 
     def redrive(self, ids: Sequence[str]) -> int:
         letters = redrivable(self.dead_letters(), ids)

@@ -32,6 +32,7 @@ KEY_NAMES = (
     "begun",     # 19 set: dispatches a worker began (``Bus.begin``): a hold no longer stops them
     "site",      # 20 hash: id -> its site, when not "" (its ``ready`` is then "<ready>:<site>", a
                  #   zset of the same form under the same hash tag: one claim order per site)
+    "seen",      # 21 hash: consumer group -> when it last read or committed (server ms), for PRUNE
 )
 
 _READY_OF = """
@@ -107,6 +108,9 @@ local function ensure_group(known, group)
     known[group] = 0
   end
   return known[group]
+end
+local function seen(group)
+  redis.call('HSET', KEYS[21], group, now_ms())
 end
 """
 
@@ -248,6 +252,7 @@ local group, max_n, controller = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local known = groups()
 ensure_group(known, controller)
 local committed = ensure_group(known, group)
+seen(group)
 local out = {redis.call('GET', KEYS[10]) or '0'}
 if max_n <= 0 then return out end  -- joining the group only (XRANGE ... COUNT 0 replies nil)
 local entries = redis.call('XRANGE', KEYS[12], '(' .. committed .. '-0', '+', 'COUNT', max_n)
@@ -264,6 +269,7 @@ for i = 4, #ARGV do forget(ARGV[i]) end
 local known = groups()
 ensure_group(known, controller)
 local committed = ensure_group(known, group)
+seen(group)
 local target = math.min(offset, tonumber(redis.call('GET', KEYS[13]) or '0'))
 if target > committed then
   redis.call('XGROUP', 'SETID', KEYS[12], group, target .. '-0')
@@ -376,4 +382,46 @@ return out
 GROUP = _COMMON + """
 ensure_group(groups(), ARGV[1])
 return 0
+"""
+
+PRUNE = _COMMON + """
+-- ARGV: now (ms, the caller's clock), group idle limit (ms, -1: none), dead letters before (ms,
+-- -1: none), dry run (1/0), the controller's group.  Returns {events, dead letters, dropped...}.
+local now, idle, dead_before = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local dry, controller = ARGV[4] == '1', ARGV[5]
+local known = groups()
+ensure_group(known, controller)
+local dropped, low = {}, nil
+for name, committed in pairs(known) do
+  local at = tonumber(redis.call('HGET', KEYS[21], name))
+  if at == nil then  -- seen before groups were timed: counts as seen now
+    at = now
+    if not dry then redis.call('HSET', KEYS[21], name, now) end
+  end
+  if idle >= 0 and name ~= controller and at < now - idle then
+    table.insert(dropped, name)
+  elseif low == nil or committed < low then
+    low = committed
+  end
+end
+local events = 0
+local first = redis.call('XRANGE', KEYS[12], '-', '+', 'COUNT', 1)[1]
+if first and low and low > 0 then
+  events = math.max(0, math.min(low - offset_of(first[1]) + 1, redis.call('XLEN', KEYS[12])))
+end
+local letters = 0
+if dead_before >= 0 then
+  letters = #redis.call('XRANGE', KEYS[11], '-', '(' .. dead_before .. '-0')
+end
+if not dry then
+  for _, name in ipairs(dropped) do
+    redis.call('XGROUP', 'DESTROY', KEYS[12], name)
+    redis.call('HDEL', KEYS[21], name)
+  end
+  if events > 0 then redis.call('XTRIM', KEYS[12], 'MINID', (low + 1) .. '-0') end
+  if letters > 0 then redis.call('XTRIM', KEYS[11], 'MINID', dead_before .. '-0') end
+end
+local out = {events, letters}
+for _, name in ipairs(dropped) do table.insert(out, name) end
+return out
 """

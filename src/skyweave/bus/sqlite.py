@@ -15,6 +15,8 @@ used directly: this is the hot path.  WAL journal, ``synchronous=NORMAL``, 30 s 
   Lease times are wall clock (``time.time()``), comparable between processes and across restarts.
 * ``events`` offsets come from ``AUTOINCREMENT``, so they never repeat even after trimming.  Every
   ``TRIM_EVERY`` commits, events that every known group (row in ``groups``) has committed go.
+  ``read`` notes when a group was seen at most every ``SEEN_EVERY_S`` per handle (a write), so
+  ``prune`` can drop the groups of listeners gone for good.
 * ``wait`` polls ``PRAGMA data_version`` (which changes when *another* connection commits) with
   short sleeps backing off from 0.5 ms to 20 ms; only when it changes does it read the two counters
   that enqueue and publish advance, so acks and commits elsewhere do not wake it.  Changes made
@@ -26,6 +28,8 @@ bus in each process (never carry one across ``fork``).
 
 from __future__ import annotations
 
+import json
+import math
 import sqlite3
 import threading
 import time
@@ -42,6 +46,7 @@ from skyweave.bus.base import (
     Claimed,
     DeadLetter,
     Delivered,
+    Pruned,
     redrivable,
     sequence_offset,
 )
@@ -49,6 +54,8 @@ from skyweave.errors import BusError
 
 TRIM_EVERY = 64
 """Trim fully committed events after this many ``commit`` calls on one bus object."""
+SEEN_EVERY_S = 60.0
+"""A handle's ``read`` writes when it saw a group at most this often (``commit`` always does)."""
 _FIRST_PAUSE = 0.0005
 _LAST_PAUSE = 0.02
 
@@ -72,6 +79,8 @@ class SQLiteBus(Bus):
         """Bumped when this object enqueues or publishes, to wake its own waiting threads."""
         self._commits = 0
         self._known: set[str] = set(groups)
+        self._noted: dict[str, float] = {}
+        """Group -> when this handle last wrote that it saw it (``SEEN_EVERY_S``)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
@@ -87,27 +96,11 @@ class SQLiteBus(Bus):
                 for statement in sql.SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(dispatch)")}
-                if "done" not in columns:  # a bus file made before outcomes were kept until acked
-                    conn.execute("ALTER TABLE dispatch ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
-                if "rank" not in columns:  # a bus file made before the bus aged its dispatches
-                    conn.execute("ALTER TABLE dispatch ADD COLUMN rank REAL NOT NULL DEFAULT 0")
-                    conn.execute("ALTER TABLE dispatch ADD COLUMN enqueued_at REAL NOT NULL DEFAULT 0")
-                    conn.execute("UPDATE dispatch SET rank = -priority * ?", (aging_s,))
-                if "held" not in columns:  # a bus file made before pause held work on the bus
-                    conn.execute("ALTER TABLE dispatch ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
-                if "begun" not in columns:  # a bus file made before workers began what they took
-                    conn.execute("ALTER TABLE dispatch ADD COLUMN begun INTEGER NOT NULL DEFAULT 0")
-                if "site" not in columns:  # a bus file made before dispatches were routed to sites
-                    conn.execute(sql.ADD_SITE)
-                dead_columns = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
-                if "dispatch" not in dead_columns:  # a bus file made before poisoned dispatches
-                    conn.execute("ALTER TABLE dead_letters ADD COLUMN dispatch TEXT")
-                    conn.execute("ALTER TABLE dead_letters ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+                _upgrade(conn, aging_s)
                 conn.execute(sql.INDEX)
                 conn.executemany(
-                    "INSERT OR IGNORE INTO groups (name, committed) VALUES (?, 0)",
-                    [(group,) for group in self._known],
+                    "INSERT OR IGNORE INTO groups (name, committed, seen_at) VALUES (?, 0, ?)",
+                    [(group, time.time()) for group in self._known],
                 )
         except BaseException:
             self._conn.close()
@@ -297,10 +290,12 @@ class SQLiteBus(Bus):
                 self._changed()
 
     def read(self, group: str, max_n: int) -> list[Delivered]:
-        if group not in self._known:
+        now = time.time()
+        if group not in self._known or now - self._noted.get(group, -SEEN_EVERY_S) >= SEEN_EVERY_S:
             with self._write() as conn:
-                conn.execute("INSERT OR IGNORE INTO groups (name, committed) VALUES (?, 0)", (group,))
+                conn.execute(sql.SEEN, (group, now))
                 self._known.add(group)
+                self._noted[group] = now
         with self._read() as conn:
             self._remember_signal(conn)
             rows = conn.execute(sql.READ, (group, max_n)).fetchall()
@@ -309,7 +304,9 @@ class SQLiteBus(Bus):
     def commit(self, group: str, offset: str, *, ack: Sequence[str] = ()) -> None:
         number = sequence_offset(offset)
         with self._write() as conn:
-            conn.execute(sql.COMMIT, (group, number))
+            now = time.time()
+            conn.execute(sql.COMMIT, (group, number, now))
+            self._noted[group] = now
             if ack:
                 _delete(conn, ack)
             self._known.add(group)
@@ -324,6 +321,25 @@ class SQLiteBus(Bus):
     def dead_letters(self) -> list[DeadLetter]:
         with self._read() as conn:
             return _letters(conn)
+
+    def prune(self, now: float, *, group_idle_s: float | None, dead_letter_age_s: float | None,
+              dry_run: bool = False) -> Pruned:
+        with self._write() as conn:
+            conn.execute("UPDATE groups SET seen_at = ? WHERE seen_at IS NULL", (now,))
+            idle = [] if group_idle_s is None else [
+                row[0] for row in conn.execute(sql.IDLE_GROUPS, (CONTROLLER_GROUP, now - group_idle_s))]
+            letters_before = -math.inf if dead_letter_age_s is None else now - dead_letter_age_s
+            if dry_run:
+                (events,) = conn.execute(sql.TRIMMABLE, (json.dumps(idle),)).fetchone()
+                (letters,) = conn.execute(sql.OLD_LETTERS, (letters_before,)).fetchone()
+                return Pruned(groups=idle, events=int(events), dead_letters=int(letters))
+            conn.executemany("DELETE FROM groups WHERE name = ?", [(g,) for g in idle])
+            events = conn.execute(sql.TRIM).rowcount
+            letters = conn.execute("DELETE FROM dead_letters WHERE at < ?", (letters_before,)).rowcount
+        self._known.difference_update(idle)
+        for group in idle:
+            self._noted.pop(group, None)
+        return Pruned(groups=idle, events=events, dead_letters=letters)
 
     def redrive(self, ids: Sequence[str]) -> int:
         with self._write() as conn:
@@ -413,6 +429,29 @@ class SQLiteBus(Bus):
 
     def __repr__(self) -> str:
         return f"SQLiteBus({self.url!r})"
+
+
+def _upgrade(conn: sqlite3.Connection, aging_s: float) -> None:
+    """Add the columns a bus file made by an older skyweave lacks."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(dispatch)")}
+    if "done" not in columns:  # a bus file made before outcomes were kept until acked
+        conn.execute("ALTER TABLE dispatch ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
+    if "rank" not in columns:  # a bus file made before the bus aged its dispatches
+        conn.execute("ALTER TABLE dispatch ADD COLUMN rank REAL NOT NULL DEFAULT 0")
+        conn.execute("ALTER TABLE dispatch ADD COLUMN enqueued_at REAL NOT NULL DEFAULT 0")
+        conn.execute("UPDATE dispatch SET rank = -priority * ?", (aging_s,))
+    if "held" not in columns:  # a bus file made before pause held work on the bus
+        conn.execute("ALTER TABLE dispatch ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+    if "begun" not in columns:  # a bus file made before workers began what they took
+        conn.execute("ALTER TABLE dispatch ADD COLUMN begun INTEGER NOT NULL DEFAULT 0")
+    if "site" not in columns:  # a bus file made before dispatches were routed to sites
+        conn.execute(sql.ADD_SITE)
+    dead_columns = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
+    if "seen_at" not in {row[1] for row in conn.execute("PRAGMA table_info(groups)")}:
+        conn.execute(sql.ADD_SEEN_AT)  # a bus file made before groups were pruned
+    if "dispatch" not in dead_columns:  # a bus file made before poisoned dispatches
+        conn.execute("ALTER TABLE dead_letters ADD COLUMN dispatch TEXT")
+        conn.execute("ALTER TABLE dead_letters ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
 
 
 def _letters(conn: sqlite3.Connection) -> list[DeadLetter]:

@@ -5,7 +5,9 @@ place like the Redis bus's Lua scripts.
   order); ``done`` once reported, until acked; ``held`` while its run is paused;
   ``site``: only workers of that site claim it (``''``: workers with no site).
 * ``events``: the event log; ``offset`` from ``AUTOINCREMENT``, so an offset is never reused.
-* ``groups``: each consumer group's committed offset; ``counters``: the dispatch sequence.
+* ``groups``: each consumer group's committed offset and when it last read or committed
+  (``seen_at``, wall clock; NULL in a file made before pruning: taken as seen at the first prune);
+  ``counters``: the dispatch sequence.
 * ``dead_letters``, ``revoked``: put-aside messages and cancel marks.
 """
 
@@ -26,7 +28,7 @@ CREATE TABLE IF NOT EXISTS dispatch (
     site TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS events (offset INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL, seen_at REAL);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, data BLOB NOT NULL, error TEXT NOT NULL, at REAL NOT NULL,
     dispatch TEXT, priority INTEGER NOT NULL DEFAULT 0
@@ -50,11 +52,24 @@ NEXT_SEQ = "UPDATE counters SET value = value + ? WHERE name = 'dispatch_seq' RE
 LAST_OFFSET = "(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events')"
 SIGNAL = f"SELECT (SELECT value FROM counters WHERE name = 'dispatch_seq'), {LAST_OFFSET}"
 READ = """
+-- a group without a row (dropped by ``prune`` while this handle knew it) reads from the oldest event
 SELECT offset, data FROM events
-WHERE offset > (SELECT committed FROM groups WHERE name = ?) ORDER BY offset LIMIT ?
+WHERE offset > COALESCE((SELECT committed FROM groups WHERE name = ?), 0) ORDER BY offset LIMIT ?
 """
 COMMIT = f"""
-INSERT INTO groups (name, committed) VALUES (?, min(?, {LAST_OFFSET}))
-ON CONFLICT (name) DO UPDATE SET committed = max(committed, excluded.committed)
+INSERT INTO groups (name, committed, seen_at) VALUES (?, min(?, {LAST_OFFSET}), ?)
+ON CONFLICT (name) DO UPDATE SET committed = max(committed, excluded.committed), seen_at = excluded.seen_at
 """
+SEEN = """
+INSERT INTO groups (name, committed, seen_at) VALUES (?, 0, ?)
+ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at
+"""
+"""A group read: created if missing (new, or dropped by ``prune`` and back), its time noted."""
+ADD_SEEN_AT = "ALTER TABLE groups ADD COLUMN seen_at REAL"
 TRIM = "DELETE FROM events WHERE offset <= (SELECT min(committed) FROM groups)"
+IDLE_GROUPS = "SELECT name FROM groups WHERE name != ? AND seen_at < ? ORDER BY name"
+TRIMMABLE = """
+SELECT count(*) FROM events WHERE offset <= (
+    SELECT min(committed) FROM groups WHERE name NOT IN (SELECT value FROM json_each(?)))
+"""
+OLD_LETTERS = "SELECT count(*) FROM dead_letters WHERE at < ?"

@@ -49,6 +49,13 @@ class FiringState(StrEnum):
     """Not run: the event did not concern this trigger (a test packet, another stream)."""
 
 
+PRUNABLE_KINDS = frozenset({TriggerKind.SCHEDULE, TriggerKind.MESSAGES, TriggerKind.VOEVENTS})
+"""Kinds whose ledger rows retention may delete once old: a schedule resumes from its cursor and a
+message is read once by its trigger's consumer group, so an old key never comes back.  A files or
+objects trigger rescans its folder or bucket: its ledger is the memory of what it has seen there,
+and deleting a row would start a run again for a file still in place."""
+
+
 class TriggerSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     kind: TriggerKind

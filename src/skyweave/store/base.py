@@ -292,6 +292,13 @@ class Store(ABC):
     def trigger_runs(self, trigger: str, *, unfinished: bool = True) -> dict[str, str]: ...
 
     @abstractmethod
+    def prune_trigger_firings(self, before: float, *, batch: int = 10_000,
+                              dry_run: bool = False) -> dict[str, int]:
+        """Delete the ledger rows recorded before ``before`` (epoch seconds) of the triggers whose
+        sources never replay an old event (``PRUNABLE_KINDS``), except ``held`` ones, ``batch`` rows
+        per transaction; returns trigger -> rows deleted (with ``dry_run``: that would be)."""
+
+    @abstractmethod
     def unannounced_runs(self, trigger: str) -> list[str]: ...
 
     # -- controller lease -------------------------------------------------------------------------

@@ -55,7 +55,7 @@ from skyweave.model.records import (
     UsageRecord,
 )
 
-SCHEMA_REVISION = "0008"  # 0001 -> 0003 -> 0002 -> 0004 -> ... -> 0008 (see 0002_lineage_indexes.py)
+SCHEMA_REVISION = "0009"  # 0001 -> 0003 -> 0002 -> 0004 -> ... -> 0009 (see 0002_lineage_indexes.py)
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"
@@ -259,6 +259,7 @@ trigger_firings = Table(
     Index(None, "trigger", "key", unique=True),  # one ledger row per event: one run per event
     Index(None, "trigger", "state", "seq"),
     Index(None, "run_id"),
+    Index(None, "trigger", "recorded_at"),  # retention deletes old rows by this range (0009)
     sqlite_autoincrement=True,
 )
 """The ledger of triggers (``model/triggers.py``): one row per (trigger, event key)."""

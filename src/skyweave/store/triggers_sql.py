@@ -21,7 +21,14 @@ from sqlalchemy import Connection, Engine, delete, func, select, update
 from skyweave.errors import ControlError, NotFoundError
 from skyweave.model.records import RunRecord
 from skyweave.model.states import RUN_TERMINAL, RunState
-from skyweave.model.triggers import Firing, FiringState, TriggerRecord, TriggerSpec, TriggerState
+from skyweave.model.triggers import (
+    PRUNABLE_KINDS,
+    Firing,
+    FiringState,
+    TriggerRecord,
+    TriggerSpec,
+    TriggerState,
+)
 from skyweave.store.base import Store
 from skyweave.store.schema import RUN, encode_json, insert_new, runs, trigger_firings, triggers
 
@@ -268,3 +275,30 @@ class TriggerLedger(Store):
     def unannounced_runs(self, trigger: str) -> list[str]:
         """Runs the trigger started that no controller has taken yet (``submitted``)."""
         return [r for r, s in self.trigger_runs(trigger).items() if s == RunState.SUBMITTED.value]
+
+    # -- retention ----------------------------------------------------------------------------------
+    def prune_trigger_firings(self, before: float, *, batch: int = 10_000,
+                              dry_run: bool = False) -> dict[str, int]:
+        """Batched deletes by the (trigger, recorded_at) index, one short transaction per batch (a
+        long one would hold back PostgreSQL's vacuum horizon and slow every queue query)."""
+        pruned: dict[str, int] = {}
+        for record in self.list_triggers():
+            if record.spec.kind not in PRUNABLE_KINDS:
+                continue
+            old = ((_F.trigger == record.spec.name) & (_F.recorded_at < before)
+                   & (_F.state != FiringState.HELD.value))
+            if dry_run:
+                with self._engine.connect() as conn:
+                    n = int(conn.execute(select(func.count()).where(old)).scalar_one())
+            else:
+                n = 0
+                while True:
+                    chosen = select(_F.seq).where(old).limit(batch).scalar_subquery()
+                    with self._writer.begin() as conn:
+                        done = int(conn.execute(delete(trigger_firings).where(_F.seq.in_(chosen))).rowcount)
+                    n += done
+                    if done < batch:
+                        break
+            if n:
+                pruned[record.spec.name] = n
+        return pruned
