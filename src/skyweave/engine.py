@@ -18,13 +18,16 @@ from skyweave.bus import open_bus
 from skyweave.bus.base import Bus
 from skyweave.config.settings import Settings
 from skyweave.controller.placement import Sites
+from skyweave.controller.prune import PeriodicPrune
 from skyweave.controller.service import ControllerService
+from skyweave.errors import SkyweaveError
 from skyweave.executors import open_executor
 from skyweave.executors.base import ExecutionEnv, Executor
 from skyweave.executors.resolve import use_import_path
 from skyweave.executors.worker import WorkerService, new_worker_id
 from skyweave.listeners import Listener, ListenerHost, load_listener
 from skyweave.listeners.base import Submit
+from skyweave.storage import Storage, open_storage
 from skyweave.store import open_store
 from skyweave.store.base import Store
 
@@ -48,6 +51,15 @@ def make_env(settings: Settings, worker: str) -> ExecutionEnv:
                         builtin_aspects=settings.provenance, preload=tuple(settings.preload),
                         import_path=started_in(),
                         storage=settings.storage_location if settings.remote_storage else "")
+
+
+def _logs_storage(settings: Settings) -> Storage | None:
+    """The storage's ``logs/`` for the periodic prune; ``None`` (logs not pruned) when there is none."""
+    try:
+        return open_storage(settings.storage_location).within("logs")
+    except SkyweaveError as exc:
+        log.warning("activity logs are not pruned: %s", exc.message)
+        return None
 
 
 def make_executor(settings: Settings, env: ExecutionEnv) -> Executor:
@@ -96,6 +108,13 @@ class Engine:
                                                 lease_renew_s=settings.controller_renew_s)
             self.controller.core.record_usages = settings.provenance
             self.controller.core.sites = Sites(home=settings.site, roots=dict(settings.sites))
+        self.pruner: PeriodicPrune | None = None
+        if controller and settings.prune.every_s > 0:
+            buses = [self.bus]
+            if control_bus is not None and control_bus is not self.bus:
+                buses.append(control_bus)
+            self.pruner = PeriodicPrune(self.store, buses, lambda: _logs_storage(settings), settings.prune,
+                                        self._stop)
         if settings.listeners and controller:
             use_import_path(started_in())
         chosen = list(listeners or []) + [load_listener(ref) for ref in settings.listeners]
@@ -127,6 +146,8 @@ class Engine:
             t.start()
         if self.listeners is not None:
             self.listeners.start()
+        if self.pruner is not None:  # last: it prunes only beside a controller that started
+            self.pruner.start()
         return self
 
     def check(self) -> None:
@@ -139,6 +160,8 @@ class Engine:
         for t in self._threads:
             if t.ident is not None:  # started
                 t.join(timeout=10)
+        if self.pruner is not None and self.pruner.ident is not None:
+            self.pruner.join(timeout=10)  # a prune under way ends its batch (short transactions)
         if self.listeners is not None:
             self.listeners.stop()  # after the controller: listeners hear its last announcements
         if self.worker is not None:

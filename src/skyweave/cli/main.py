@@ -30,6 +30,7 @@ from skyweave.cli.export import products_export
 from skyweave.cli.lineage import impact, lineage
 from skyweave.cli.listen import listen
 from skyweave.cli.prov import prov_app
+from skyweave.cli.prune import prune_command
 from skyweave.cli.reprocess import products_recompute, reprocess
 from skyweave.cli.runview import logs, print_summary, runs, status
 from skyweave.cli.server import server, tokens_app
@@ -319,6 +320,7 @@ def demo(
 app.command()(init)
 tasks_app.command("remove")(tasks_remove)
 app.command("cleanup")(friendly(cleanup))
+app.command("prune")(friendly(prune_command))
 products_app.command("pin")(friendly(products_pin))
 products_app.command("unpin")(friendly(products_unpin))
 products_app.command("show")(friendly(products_show))

@@ -46,28 +46,27 @@ class PruneSettings(BaseModel):
     ``SKYWEAVE_PRUNE='{"dead_letters_days": 7}'``): applied by ``skyweave prune`` and, every
     ``every_s``, by the active controller (docs/operations.md, "Retention").  Provenance (runs,
     activities, attempts, products, usages) is never pruned; product files go by the ``[[retention]]``
-    rules of ``skyweave cleanup``.  ``None`` (or leaving the key out of a table that sets it to
-    ``false``) keeps that kind for ever."""
+    rules of ``skyweave cleanup``.  A limit of ``0`` (or ``null`` in JSON) keeps that kind for ever."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     listener_idle_days: float | None = Field(
-        7.0, gt=0, description="A bus consumer group (a listener's, a server's, a messages trigger's) "
+        7.0, ge=0, description="A bus consumer group (a listener's, a server's, a messages trigger's) "
                                "that has not read for this long is dropped, and the events kept only "
                                "for it go; if it comes back it reads from the oldest event still on the "
-                               "bus. The controller's group is never dropped. None: never.")
+                               "bus. The controller's group is never dropped. 0: never.")
     dead_letters_days: float | None = Field(
-        30.0, gt=0, description="Dead letters older than this are deleted (re-drive or inspect them "
-                                "before: `skyweave dead-letters`). None: never.")
+        30.0, ge=0, description="Dead letters older than this are deleted (re-drive or inspect them "
+                                "before: `skyweave dead-letters`). 0: never.")
     trigger_ledger_days: float | None = Field(
-        90.0, gt=0, description="Ledger rows of schedule, messages and voevents triggers recorded longer "
+        90.0, ge=0, description="Ledger rows of schedule, messages and voevents triggers recorded longer "
                                 "ago than this are deleted (their sources never replay an old event); "
                                 "held rows and the ledgers of files and objects triggers (the memory of "
-                                "what is still in the folder or bucket) are kept. None: never.")
+                                "what is still in the folder or bucket) are kept. 0: never.")
     logs_days: float | None = Field(
-        90.0, gt=0, description="Activity log files in the storage (logs/) older than this are deleted "
+        90.0, ge=0, description="Activity log files in the storage (logs/) older than this are deleted "
                                 "once their activity has finished and none of its products is still "
-                                "available. None: never.")
+                                "available. 0: never.")
     every_s: float = Field(3600.0, ge=0, description="Seconds between the active controller's prunes "
                                                     "(the first one this long after it starts); 0: only "
                                                     "`skyweave prune` prunes.")

@@ -22,7 +22,7 @@ from tests.unit.controller import flows
 from tests.unit.controller.harness import World
 
 CORE = Path(__file__).parents[3] / "src" / "skyweave" / "controller"
-SHELL = {"service.py", "reuse.py", "lease.py"}
+SHELL = {"service.py", "reuse.py", "lease.py", "prune.py"}
 """The I/O shell of the controller package: the rest is the pure core."""
 
 
