@@ -47,7 +47,8 @@ def fill(store: Store, engine: Any, rows: int, keep: int, offset: int = 0) -> fl
             for first, count, at in ((offset, rows, old), (offset + rows, keep, new)):
                 conn.execute(text(
                     "INSERT INTO trigger_firings (trigger, key, state, at, recorded_at, fields, reason) "
-                    "SELECT 'nightly', 'tick-' || g, 'fired', CAST(:at AS float8), CAST(:at AS float8), '{}', '' "
+                    "SELECT 'nightly', 'tick-' || g, 'fired', CAST(:at AS float8), CAST(:at AS float8), "
+                    "'{}', '' "
                     "FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g"),
                     {"at": at, "first": first, "last": first + count - 1})
             conn.execute(text("ANALYZE trigger_firings"))
@@ -65,7 +66,8 @@ def count(engine: Any) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--postgres", help="an existing database URL (a schema is made and dropped)")
     where.add_argument("--sqlite", action="store_true", help="a SQLite store in a temporary directory")
