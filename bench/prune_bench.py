@@ -54,6 +54,8 @@ def fill(store: Store, engine: Any, rows: int, keep: int, offset: int = 0) -> fl
             conn.execute(text("ANALYZE trigger_firings"))
         else:
             for first, count, at in ((offset, rows, old), (offset + rows, keep, new)):
+                if not count:
+                    continue
                 conn.execute(trigger_firings.insert(), [
                     {"trigger": "nightly", "key": f"tick-{g}", "state": "fired", "at": at, "recorded_at": at,
                      "fields": "{}", "reason": ""} for g in range(first, first + count)])

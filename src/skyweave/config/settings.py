@@ -70,8 +70,9 @@ class PruneSettings(BaseModel):
     every_s: float = Field(3600.0, ge=0, description="Seconds between the active controller's prunes "
                                                     "(the first one this long after it starts); 0: only "
                                                     "`skyweave prune` prunes.")
-    batch: int = Field(10_000, ge=1, description="Rows deleted per store transaction (short "
-                                                 "transactions keep a PostgreSQL queue fast).")
+    batch: int = Field(10_000, ge=1, description="Ledger rows (consecutive row numbers) deleted per "
+                                                 "store transaction: short transactions keep "
+                                                 "PostgreSQL's queue and SQLite's writer fast.")
 
 
 class Settings(BaseSettings):

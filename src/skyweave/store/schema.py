@@ -259,7 +259,7 @@ trigger_firings = Table(
     Index(None, "trigger", "key", unique=True),  # one ledger row per event: one run per event
     Index(None, "trigger", "state", "seq"),
     Index(None, "run_id"),
-    Index(None, "trigger", "recorded_at"),  # retention deletes old rows by this range (0009)
+    Index(None, "trigger", "recorded_at", "seq"),  # retention deletes old rows by this range (0009)
     sqlite_autoincrement=True,
 )
 """The ledger of triggers (``model/triggers.py``): one row per (trigger, event key)."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, update
 
 from skyweave.errors import ControlError, NotFoundError
 from skyweave.model.records import RunRecord
@@ -279,8 +279,9 @@ class TriggerLedger(Store):
     # -- retention ----------------------------------------------------------------------------------
     def prune_trigger_firings(self, before: float, *, batch: int = 10_000,
                               dry_run: bool = False) -> dict[str, int]:
-        """Batched deletes by the (trigger, recorded_at) index, one short transaction per batch (a
-        long one would hold back PostgreSQL's vacuum horizon and slow every queue query)."""
+        """Batched deletes, one short transaction per batch (a long one would hold back
+        PostgreSQL's vacuum horizon and slow every queue query); the old rows are found by the
+        (trigger, recorded_at, seq) index (``_delete_in_batches`` says how they are deleted)."""
         pruned: dict[str, int] = {}
         for record in self.list_triggers():
             if record.spec.kind not in PRUNABLE_KINDS:
@@ -291,14 +292,25 @@ class TriggerLedger(Store):
                 with self._engine.connect() as conn:
                     n = int(conn.execute(select(func.count()).where(old)).scalar_one())
             else:
-                n = 0
-                while True:
-                    chosen = select(_F.seq).where(old).limit(batch).scalar_subquery()
-                    with self._writer.begin() as conn:
-                        done = int(conn.execute(delete(trigger_firings).where(_F.seq.in_(chosen))).rowcount)
-                    n += done
-                    if done < batch:
-                        break
+                n = self._delete_in_batches(old, batch)
             if n:
                 pruned[record.spec.name] = n
         return pruned
+
+    def _delete_in_batches(self, old: ColumnElement[bool], batch: int) -> int:
+        """Windows of ``batch`` consecutive ``seq`` numbers from the first old row to the last, each
+        deleted in one transaction by a primary-key range (rows are numbered as they are recorded,
+        so the old ones are mostly one run of numbers; the heap is read in order).  Faster than
+        reading keys and deleting them by key (an index probe per row: 25x slower than one DELETE
+        at 100,000 rows) or ``seq IN (SELECT … LIMIT n)``, which PostgreSQL answered with a hash
+        join over the whole ledger per batch (bench/prune_bench.py)."""
+        with self._engine.connect() as conn:
+            first, last = conn.execute(select(func.min(_F.seq), func.max(_F.seq)).where(old)).one()
+        if first is None:
+            return 0
+        n = 0
+        for start in range(int(first), int(last) + 1, batch):
+            window = old & _F.seq.between(start, start + batch - 1)
+            with self._writer.begin() as conn:
+                n += int(conn.execute(delete(trigger_firings).where(window)).rowcount)
+        return n
