@@ -325,7 +325,8 @@ class SQLiteBus(Bus):
     def prune(self, now: float, *, group_idle_s: float | None, dead_letter_age_s: float | None,
               dry_run: bool = False) -> Pruned:
         with self._write() as conn:
-            conn.execute("UPDATE groups SET seen_at = ? WHERE seen_at IS NULL", (now,))
+            if not dry_run:  # a group of a file made before pruning: seen now (NULL is never idle)
+                conn.execute("UPDATE groups SET seen_at = ? WHERE seen_at IS NULL", (now,))
             idle = [] if group_idle_s is None else [
                 row[0] for row in conn.execute(sql.IDLE_GROUPS, (CONTROLLER_GROUP, now - group_idle_s))]
             letters_before = -math.inf if dead_letter_age_s is None else now - dead_letter_age_s

@@ -8,9 +8,11 @@ waited for: ``prune`` is given a ``now`` days ahead, as a controller would see i
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from pathlib import Path
 
-from skyweave.bus import CONTROLLER_GROUP, Bus
+from skyweave.bus import CONTROLLER_GROUP, Bus, SQLiteBus
 from skyweave.bus.base import Pruned
 from tests.unit.bus.conftest import OpenHandle
 
@@ -85,3 +87,18 @@ def test_old_dead_letters_go_and_new_ones_stay(open_handle: OpenHandle) -> None:
     assert len(bus.dead_letters()) == 1
     assert other.prune(now + 31 * DAY, group_idle_s=None, dead_letter_age_s=30 * DAY) == Pruned(dead_letters=1)
     assert bus.dead_letters() == []
+
+
+def test_groups_of_a_bus_file_made_before_pruning_count_as_seen_at_the_first_prune(tmp_path: Path) -> None:
+    path = tmp_path / "bus.db"
+    with sqlite3.connect(path) as conn:  # the groups table as it was before groups were timed
+        conn.execute("CREATE TABLE groups (name TEXT PRIMARY KEY, committed INTEGER NOT NULL)")
+        conn.execute("INSERT INTO groups VALUES ('old-listener', 0)")
+    bus = SQLiteBus(path)
+    try:
+        now = time.time()
+        assert bus.prune(now + 30 * DAY, group_idle_s=DAY, dead_letter_age_s=None, dry_run=True).groups == []
+        assert bus.prune(now, group_idle_s=DAY, dead_letter_age_s=None).groups == []  # seen now
+        assert bus.prune(now + 2 * DAY, group_idle_s=DAY, dead_letter_age_s=None).groups == ["old-listener"]
+    finally:
+        bus.close()
