@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from skyweave import images
+from skyweave import workflows as registry
 from skyweave.authoring.interactive import on_file
 from skyweave.authoring.loader import load_task
-from skyweave.authoring.targets import load_workflow
 from skyweave.authoring.task import Task
 from skyweave.authoring.versions import routing_warnings
 from skyweave.authoring.workflow import Workflow
@@ -43,7 +43,7 @@ from skyweave.listeners import Listener
 from skyweave.model import messages as m
 from skyweave.model.ids import PRODUCT, RUN, new_id
 from skyweave.model.lineage import LineageGraph
-from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, RunRecord
+from skyweave.model.records import ActivityRecord, Changeset, ProductRecord, RunRecord, WorkflowRecord
 from skyweave.model.specs import TaskSpec
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.model.states import RunState as R
@@ -56,6 +56,11 @@ from skyweave.storage import inplace, open_storage, product_key
 from skyweave.storage.local import checksum_file, file_uri
 from skyweave.store import open_store
 from skyweave.store.base import Store
+from skyweave.workflows import Registered
+
+WorkflowTarget = Workflow | Registered | str
+"""What ``submit`` takes: a ``@workflow``, ``PATH.py:NAME``, ``module:NAME``, ``FILE.yaml``, or a
+registered workflow (``NAME``, ``NAME@VERSION``, ``Registered(NAME, VERSION)``)."""
 
 
 class RunHandle:
@@ -205,11 +210,13 @@ class Client:
         return spec
 
     # -- runs --------------------------------------------------------------------------------------
-    def submit(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
+    def submit(self, workflow: WorkflowTarget, params: Mapping[str, Any] | None = None, *,
                priority: int = 0, pin: bool | None = None, labels: Mapping[str, str] | None = None,
-               parent_run: str | None = None) -> RunHandle:
+               parent_run: str | None = None, version: str | None = None) -> RunHandle:
+        """Submit a run and return at once.  ``version``: of the registered workflow ``workflow``
+        names (default: the version registered last)."""
         record = self.prepare_run(workflow, params, priority=priority, pin=pin, labels=labels,
-                                  parent_run=parent_run)
+                                  parent_run=parent_run, version=version)
         self.store.apply(Changeset(runs=[record]))
         self.announce([record.id])
         return RunHandle(self, record.id)
@@ -219,14 +226,17 @@ class Client:
         now = time.time()
         self.bus.publish([m.encode_message(new_id("evt"), m.RunSubmitted(run_id=r, at=now)) for r in run_ids])
 
-    def prepare_run(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
+    def prepare_run(self, workflow: WorkflowTarget, params: Mapping[str, Any] | None = None, *,
                     priority: int = 0, pin: bool | None = None, labels: Mapping[str, str] | None = None,
-                    parent_run: str | None = None, workflow_ref: str | None = None) -> RunRecord:
+                    parent_run: str | None = None, workflow_ref: str | None = None,
+                    version: str | None = None) -> RunRecord:
         """The record of a new run, checked and ready to store: its tasks registered, its in-place
         files recorded, every product it names found.  ``submit`` stores and announces it; a trigger
         stores it in the same transaction as its ledger row (passing the workflow it loaded once,
         and ``workflow_ref``, the reference it was loaded from)."""
-        wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
+        wf, ref, workflow_hash = self._workflow(workflow, version)
+        if pin is None and workflow_hash:  # a registered version runs the task versions it defines
+            pin = True
         graph, tasks = wf.build(params or {})
         listing = self.store.list_tasks()  # read once: a trigger prepares thousands of runs
         new = self._new_tasks(tasks, listing)
@@ -245,12 +255,31 @@ class Client:
         for pid in graph_products(graph):
             self.store.get_product(pid)  # NotFoundError names the id and how to list products
         pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
-        if workflow_ref is None:
-            workflow_ref = workflow if isinstance(workflow, str) else f"{wf.fn.__module__}:{wf.name}"
         return RunRecord(
-            id=new_id(RUN), workflow=wf.name, state=R.SUBMITTED, workflow_ref=workflow_ref,
+            id=new_id(RUN), workflow=wf.name, state=R.SUBMITTED, workflow_ref=workflow_ref or ref,
             params=graph["params"], priority=priority, graph=graph, pins=pins, parent_run=parent_run,
-            created_at=time.time(), labels=dict(labels or {}))
+            created_at=time.time(), labels=dict(labels or {}), workflow_hash=workflow_hash)
+
+    # -- the workflow registry (workflows.py) ------------------------------------------------------
+    @property
+    def _snapshots(self) -> Path:
+        return self.settings.store_dir / "workflows"
+
+    def register_workflow(self, workflow: Workflow | str, *, version: str | None = None,
+                          name: str | None = None) -> WorkflowRecord:
+        """Register a workflow version (``PATH.py:NAME``, ``FILE.yaml``, ``module:NAME`` or a
+        ``@workflow``) with its code snapshot; submit it later as ``NAME@VERSION``.  The same code
+        again is a no-op; other code under a registered version is refused."""
+        record, _new = registry.register(self.store, workflow, self._snapshots, version=version, name=name)
+        return record
+
+    def workflows(self, name: str | None = None) -> list[WorkflowRecord]:
+        """Registered workflow versions (of ``name``), by name then registration order."""
+        return self.store.list_workflows(name)
+
+    def _workflow(self, workflow: WorkflowTarget, version: str | None) -> tuple[Workflow, str, str]:
+        """``(workflow, reference, code hash)``: the hash only for a registered workflow."""
+        return registry.resolve(self.store, self._snapshots, workflow, version)
 
     def _with_image(self, task: Task | str, image: str, version: str | None) -> Task:
         current = self._current_specs().get(task) if isinstance(task, str) and ":" not in task else None
@@ -288,11 +317,13 @@ class Client:
                                 hint="register it with `skyweave tasks register FILE.py:TASK`")
         return new
 
-    def plan(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
-             priority: int = 0, pin: bool | None = None) -> RunPlan:
+    def plan(self, workflow: WorkflowTarget, params: Mapping[str, Any] | None = None, *,
+             priority: int = 0, pin: bool | None = None, version: str | None = None) -> RunPlan:
         """What submitting this would reuse, what it would run and why, before anything runs
         (``skyweave run --dry-run``).  Nothing is registered, written or dispatched."""
-        wf = load_workflow(workflow) if isinstance(workflow, str) else workflow
+        wf, _ref, workflow_hash = self._workflow(workflow, version)
+        if pin is None and workflow_hash:
+            pin = True
         graph, tasks = wf.build(params or {})
         self._new_tasks(tasks)  # the same refusals as submit
         pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
@@ -304,9 +335,10 @@ class Client:
         except NotFoundError:
             return None
 
-    def run(self, workflow: Workflow | str, params: Mapping[str, Any] | None = None, *,
-            priority: int = 0, progress: bool = False, timeout: float | None = None) -> RunHandle:
-        handle = self.submit(workflow, params, priority=priority)
+    def run(self, workflow: WorkflowTarget, params: Mapping[str, Any] | None = None, *,
+            priority: int = 0, progress: bool = False, timeout: float | None = None,
+            version: str | None = None) -> RunHandle:
+        handle = self.submit(workflow, params, priority=priority, version=version)
         return handle.wait(timeout=timeout, progress=progress)
 
     def get(self, run_id: str) -> RunHandle:

@@ -46,6 +46,10 @@ class WorkflowLoadError(DefinitionError):
     """A workflow file could not be imported or does not define the named workflow."""
 
 
+class VersionConflictError(DefinitionError):
+    """A registered version would change: the same name and version with different code."""
+
+
 class ParameterError(DefinitionError):
     """A run parameter is missing, unknown or of the wrong type."""
 

@@ -130,3 +130,20 @@ def test_products_uploaded_and_errors_said(server: Server, tmp_path: Path) -> No
     listed = {t["name"]: t for t in server.cli.json("tokens", "list")}
     assert listed["viewer"]["revoked_at"] is not None and listed["notebook"]["revoked_at"] is None
     assert not any("sw_" in str(v) for t in listed.values() for v in t.values())  # never the secret
+
+
+def test_a_registered_workflow_is_submitted_by_name_and_version(server: Server) -> None:
+    with skyweave.Client(server.url, token=server.write) as client:
+        record = client.register_workflow(f"{FLOW}:imaging", version="1", name="remote_imaging")
+        assert (record.name, record.version, record.kind) == ("remote_imaging", "1", "python")
+        assert [(w.name, w.version) for w in client.workflows("remote_imaging")] == [("remote_imaging", "1")]
+        run = client.run("remote_imaging", {"n": 2}, version="1", timeout=120)
+        assert run.status == "succeeded" and run.results()["bands"] == 2
+        with pytest.raises(NotFoundError, match="remote_imaging@2"):
+            client.submit("remote_imaging", version="2")
+    store = open_store(str(server.cli.store))
+    try:
+        ran = store.get_run_head(run.id)
+    finally:
+        store.close()
+    assert (ran.workflow_ref, ran.workflow_hash) == ("remote_imaging@1", record.code_hash)

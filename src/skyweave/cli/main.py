@@ -36,6 +36,7 @@ from skyweave.cli.runview import logs, print_summary, runs, status
 from skyweave.cli.server import server, tokens_app
 from skyweave.cli.services import controller, resume, worker
 from skyweave.cli.triggers import triggers_app
+from skyweave.cli.workflows import workflows_app
 from skyweave.client import Client
 from skyweave.demo import run_demo
 from skyweave.errors import ParameterError
@@ -46,6 +47,12 @@ tasks_app = typer.Typer(no_args_is_help=True, help="The task registry.")
 products_app = typer.Typer(no_args_is_help=True, help="The product catalogue.")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(products_app, name="products")
+
+
+TARGET_HELP = ("PATH.py:WORKFLOW, FILE.yaml, module:WORKFLOW, or a registered workflow: NAME[@VERSION] "
+               "(`skyweave workflows list`)")
+VersionOpt = Annotated[str | None, typer.Option("--version", help="Version of the registered workflow "
+                                                "TARGET names (default: the latest).")]
 
 
 def _params(values: list[str] | None) -> dict[str, Any]:
@@ -66,9 +73,10 @@ def _client(store: str | None, *, engine: bool, **overrides: Any) -> Client:
 @app.command()
 @friendly
 def run(
-    target: Annotated[str, typer.Argument(help="PATH.py:WORKFLOW")],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (repeatable).")] = None,
     priority: Annotated[int, typer.Option(help="Run priority (higher runs first).")] = 0,
+    version: VersionOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
     workers: Annotated[int | None, typer.Option(help="Parallel activities (default: CPU cores).")] = None,
@@ -80,10 +88,10 @@ def run(
     """Run a workflow to the end on the embedded engine, with a live progress bar."""
     if dry_run:
         with _client(store, engine=False) as client:
-            show_plan(client.plan(target, _params(param), priority=priority), as_json)
+            show_plan(client.plan(target, _params(param), priority=priority, version=version), as_json)
         return
     with _client(store, engine=True, workers=workers, executor=executor) as client:
-        handle = client.submit(target, _params(param), priority=priority)
+        handle = client.submit(target, _params(param), priority=priority, version=version)
         try:
             record = client.wait(handle.id, timeout=timeout, progress=not as_json and sys.stderr.isatty())
         except KeyboardInterrupt:
@@ -121,15 +129,16 @@ def _unless_a_controller_runs(client: Client, request: str) -> None:
 @app.command()
 @friendly
 def submit(
-    target: Annotated[str, typer.Argument(help="PATH.py:WORKFLOW")],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (repeatable).")] = None,
     priority: Annotated[int, typer.Option(help="Run priority.")] = 0,
+    version: VersionOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a run to a running `skyweave controller` and return at once with its id."""
     with _client(store, engine=False) as client:
-        handle = client.submit(target, _params(param), priority=priority)
+        handle = client.submit(target, _params(param), priority=priority, version=version)
         holder = client.store.controller_lease_holder()
         if as_json:
             output.print_json({"run_id": handle.id, "status": "submitted"})
@@ -336,6 +345,7 @@ app.command()(worker)
 app.command()(listen)
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(triggers_app, name="triggers")
+app.add_typer(workflows_app, name="workflows")
 app.command()(lineage)
 app.command()(impact)
 app.command()(reprocess)

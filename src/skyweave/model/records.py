@@ -38,6 +38,9 @@ class RunRecord(msgspec.Struct, kw_only=True):
     ended_at: float | None = None
     error: str | None = None
     labels: dict[str, str] = msgspec.field(default_factory=dict)
+    workflow_hash: str = ""
+    """``sha256:<hex>`` of the registered workflow version's code snapshot when the run was
+    submitted by name (``workflow_ref`` is then ``NAME@VERSION``); empty otherwise."""
 
 
 class Detour(msgspec.Struct, kw_only=True):
@@ -152,6 +155,27 @@ class TokenRecord(msgspec.Struct, kw_only=True):
     secret_hash: str
     created_at: float
     revoked_at: float | None = None
+
+
+class WorkflowRecord(msgspec.Struct, kw_only=True):
+    """A registered workflow version (``skyweave workflows register``): submitted by name and
+    version, it runs from ``source``, the code snapshot taken when it was registered."""
+
+    name: str
+    version: str
+    kind: str
+    """``python`` (a ``@workflow`` in a ``.py`` file) or ``declarative`` (``.yaml``/``.yml``/``.json``)."""
+    filename: str
+    """The snapshot's file name (``pipeline.py``, ``flow.yaml``)."""
+    entry: str
+    """The ``@workflow`` attribute in the file (a declarative file's ``workflow:`` name)."""
+    source: str
+    """The code snapshot: the file's text when it was registered."""
+    code_hash: str
+    """``sha256:<hex>`` of ``source`` (UTF-8): what a run of this version ran."""
+    origin: str
+    """Where it was registered from (a path, ``module:NAME``, an upload), for people."""
+    registered_at: float
 
 
 class Changeset(msgspec.Struct, kw_only=True):

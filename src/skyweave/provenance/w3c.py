@@ -267,6 +267,7 @@ def add_run(doc: ProvDocument, ids: Ids, run: RunRecord) -> ProvActivity:
     attrs: dict[Any, Any] = {PROV["type"]: SW["Run"], PROV["label"]: run.workflow}
     _add(attrs, SW["workflow"], run.workflow)
     _add(attrs, SW["workflowRef"], run.workflow_ref)
+    _add(attrs, SW["workflowCodeHash"], run.workflow_hash)  # a registered workflow's snapshot
     _add(attrs, SW["state"], run.state)
     _add(attrs, SW["priority"], run.priority)
     _add(attrs, SW["error"], run.error)

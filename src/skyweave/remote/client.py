@@ -26,7 +26,7 @@ from skyweave.authoring.interactive import assemble, defined_interactively
 from skyweave.authoring.workflow import Workflow
 from skyweave.errors import ParameterError, SkyweaveError
 from skyweave.model.lineage import LineageGraph
-from skyweave.model.records import ActivityRecord, ProductRecord
+from skyweave.model.records import ActivityRecord, ProductRecord, WorkflowRecord
 from skyweave.model.states import RUN_TERMINAL
 from skyweave.remote.events import ProgressBar, run_events
 from skyweave.remote.http import RemoteError, raise_for
@@ -120,14 +120,16 @@ class RemoteClient:
 
     # -- runs --------------------------------------------------------------------------------------
     def submit(self, workflow: Workflow | str | Path, params: Mapping[str, Any] | None = None, *,
-               priority: int = 0, labels: Mapping[str, str] | None = None) -> RemoteRunHandle:
-        """Submit a run and return at once.  ``workflow``: ``module:NAME`` or ``PATH:NAME`` the
-        server knows, or a local ``FILE.py:NAME`` / ``FILE.yaml`` / ``@workflow`` object, whose
-        file is uploaded."""
-        upload = _local_file(workflow)
+               priority: int = 0, labels: Mapping[str, str] | None = None,
+               version: str | None = None) -> RemoteRunHandle:
+        """Submit a run and return at once.  ``workflow``: a registered workflow's name
+        (``NAME``, ``NAME@VERSION``, or ``NAME`` with ``version``; default the latest), a
+        ``module:NAME`` or ``PATH:NAME`` the server knows, or a local ``FILE.py:NAME`` /
+        ``FILE.yaml`` / ``@workflow`` object, whose file is uploaded."""
+        upload = None if version is not None else _local_file(workflow)
         if upload is None:
             body = {"workflow": str(workflow), "params": dict(params or {}), "priority": priority,
-                    "labels": dict(labels or {})}
+                    "labels": dict(labels or {}), **({"version": version} if version is not None else {})}
             reply = self._call("POST", "/runs", json=body)
         else:
             path, name = upload
@@ -143,8 +145,35 @@ class RemoteClient:
         return RemoteRunHandle(self, reply["run_id"])
 
     def run(self, workflow: Workflow | str | Path, params: Mapping[str, Any] | None = None, *,
-            priority: int = 0, progress: bool = False, timeout: float | None = None) -> RemoteRunHandle:
-        return self.submit(workflow, params, priority=priority).wait(timeout=timeout, progress=progress)
+            priority: int = 0, progress: bool = False, timeout: float | None = None,
+            version: str | None = None) -> RemoteRunHandle:
+        return self.submit(workflow, params, priority=priority, version=version).wait(timeout=timeout,
+                                                                                      progress=progress)
+
+    # -- the workflow registry ---------------------------------------------------------------------
+    def register_workflow(self, workflow: Workflow | str | Path, *, version: str | None = None,
+                          name: str | None = None) -> WorkflowRecord:
+        """Register a workflow version on the server: a local ``FILE.py:NAME`` / ``FILE.yaml`` /
+        ``@workflow`` (its file uploaded), or a ``module:NAME`` the server may load.  Submit it
+        then as ``submit(NAME, version=...)``."""
+        fields = _clean(version=version, name=name)
+        upload = _local_file(workflow)
+        if upload is None:
+            reply = self._call("POST", "/workflows", data={**fields, "target": str(workflow)})
+        else:
+            path, entry = upload
+            try:
+                with path.open("rb") as handle:
+                    reply = self._call("POST", "/workflows", files={"file": (path.name, handle)},
+                                       data={**fields, "workflow": entry or ""})
+            finally:
+                if path.parent.name.startswith(CELL_FOLDER):
+                    shutil.rmtree(path.parent, ignore_errors=True)
+        return _workflow(reply)
+
+    def workflows(self, name: str | None = None) -> list[WorkflowRecord]:
+        """Registered workflow versions (of ``name``), by name then registration order."""
+        return [_workflow(w) for w in self._call("GET", "/workflows", params=_clean(name=name))]
 
     def get(self, run_id: str) -> RemoteRunHandle:
         self.summary(run_id)
@@ -261,6 +290,11 @@ class RemoteClient:
                                  params=_clean(run=run, product=product, format=format, depth=depth))
         raise_for(response)
         return response.text
+
+
+def _workflow(data: Mapping[str, Any]) -> WorkflowRecord:
+    fields = {k: v for k, v in data.items() if k in WorkflowRecord.__struct_fields__}
+    return msgspec.convert({"source": "", **fields}, WorkflowRecord)
 
 
 def _clean(**values: Any) -> dict[str, Any]:

@@ -22,15 +22,16 @@ from skyweave.errors import (
     ParameterError,
     RunFailedError,
     SkyweaveError,
+    VersionConflictError,
 )
-from skyweave.server import routes_products, routes_runs
+from skyweave.server import routes_products, routes_runs, routes_workflows
 from skyweave.server.safety import BodyLimit, PathRefused
 from skyweave.server.state import Read, ServerState
 from skyweave.web import mount as mount_dashboard
 
 log = logging.getLogger(__name__)
 API_VERSION = "1"
-UPLOAD_ROUTES = {("POST", "/api/v1/products"), ("POST", "/api/v1/runs/upload")}
+UPLOAD_ROUTES = {("POST", "/api/v1/products"), ("POST", "/api/v1/runs/upload"), ("POST", "/api/v1/workflows")}
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -41,6 +42,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.skyweave = state
     app.include_router(routes_runs.router)
     app.include_router(routes_products.router)
+    app.include_router(routes_workflows.router)
 
     @app.get("/api/v1/openapi.json", tags=["meta"], dependencies=[Read], include_in_schema=False)
     def openapi() -> dict[str, Any]:
@@ -65,7 +67,7 @@ def _status(exc: SkyweaveError) -> int:
         return 403
     if isinstance(exc, NotFoundError):
         return 404
-    if isinstance(exc, (ControlError, RunFailedError)):
+    if isinstance(exc, (ControlError, RunFailedError, VersionConflictError)):
         return 409
     if isinstance(exc, ParameterError):
         return 400

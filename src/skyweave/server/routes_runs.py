@@ -23,6 +23,7 @@ from skyweave.server.events import run_progress
 from skyweave.server.models import PriorityRequest, SubmitRequest
 from skyweave.server.safety import PathRefused, confined, safe_name
 from skyweave.server.state import Read, ServerState, State, Write
+from skyweave.workflows import Registered, parse
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 KEEPALIVE_S = 15.0
@@ -34,11 +35,19 @@ def jsonable(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
-def _target(state: ServerState, workflow: str) -> str:
-    """The load target of a workflow named in a request: ``module:NAME`` as it is, a file path
-    only inside the server's workflow directory."""
+def workflow_target(state: ServerState, workflow: str, version: str | None = None) -> str | Registered:
+    """The load target of a workflow named in a request: a registered workflow (``NAME``,
+    ``NAME@VERSION``, or any name with ``version``), ``module:NAME`` as it is, a file path only
+    inside the server's workflow directory."""
     if "\x00" in workflow:
         raise PathRefused("the workflow name holds a NUL character", hint="send a plain name")
+    registered = parse(workflow)
+    if registered is not None:
+        return Registered(registered.name, version) if version is not None else registered
+    if version is not None:
+        raise ParameterError(f"{workflow[:80]!r} is a file or module, not a registered workflow: "
+                             "a version does not apply",
+                             hint="GET /api/v1/workflows lists the registered ones")
     where, attr = split_target(workflow)
     if not where.lower().endswith(WORKFLOW_SUFFIXES) and "/" not in where and "\\" not in where:
         # module:NAME, imported from what the server has installed, if the operator allowed it
@@ -60,9 +69,10 @@ def _target(state: ServerState, workflow: str) -> str:
 
 @router.post("/runs", status_code=201, dependencies=[Write])
 def submit(state: State, body: SubmitRequest) -> dict[str, Any]:
-    """Submit a run of a workflow the server can load; returns at once with its id."""
-    handle = state.client.submit(_target(state, body.workflow), body.params, priority=body.priority,
-                                 labels=body.labels)
+    """Submit a run of a registered workflow (``workflow``: its name, ``version``: default the
+    latest) or of a workflow the server can load; returns at once with its id."""
+    handle = state.client.submit(workflow_target(state, body.workflow, body.version), body.params,
+                                 priority=body.priority, labels=body.labels)
     return {"run_id": handle.id, "status": "submitted"}
 
 

@@ -25,6 +25,7 @@ from skyweave.model.records import (
     RunRecord,
     TokenRecord,
     UsageRecord,
+    WorkflowRecord,
 )
 from skyweave.model.specs import TaskSpec
 from skyweave.model.triggers import Firing, FiringState, TriggerRecord, TriggerSpec, TriggerState
@@ -250,6 +251,22 @@ class Store(ABC):
     def revoke_token(self, token_id: str, now: float) -> TokenRecord:
         """Mark a token revoked at ``now`` (a revoked one keeps its first revocation time);
         ``NotFoundError`` for an unknown id."""
+
+    # -- workflow registry (store/workflows_sql.py; ``skyweave workflows``) ------------------------
+    @abstractmethod
+    def register_workflow(self, record: WorkflowRecord) -> WorkflowRecord:
+        """Keep a workflow version; the same code again returns the row already there (its first
+        registration time), different code under a registered version is refused
+        (``VersionConflictError``)."""
+
+    @abstractmethod
+    def get_workflow(self, name: str, version: str | None = None) -> WorkflowRecord:
+        """A registered workflow version (``None``: the one registered last); ``NotFoundError``
+        listing the versions of ``name`` (or the registered names) when there is none."""
+
+    @abstractmethod
+    def list_workflows(self, name: str | None = None) -> list[WorkflowRecord]:
+        """Registered workflow versions (of ``name``), by name then registration order."""
 
     # -- triggers (store/triggers_sql.py) --------------------------------------------------------
     @abstractmethod

@@ -87,6 +87,7 @@ from skyweave.store.schema import (
 from skyweave.store.tasks_sql import TaskRegistry
 from skyweave.store.tokens_sql import TokenRegistry
 from skyweave.store.triggers_sql import TriggerLedger
+from skyweave.store.workflows_sql import WorkflowRegistry
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _json_raw(value: bytes) -> bytes:
 
 @retry_unavailable
 class PostgreSQLStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease,
-                      TokenRegistry, TriggerLedger, Store):
+                      TokenRegistry, TriggerLedger, WorkflowRegistry, Store):
     """The store in a PostgreSQL database; see the module docstring."""
 
     def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE,

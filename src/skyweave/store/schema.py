@@ -53,6 +53,7 @@ from skyweave.model.records import (
     RunRecord,
     TokenRecord,
     UsageRecord,
+    WorkflowRecord,
 )
 
 SCHEMA_REVISION = "0009"  # 0001 -> 0003 -> 0002 -> 0004 -> ... -> 0009 (see 0002_lineage_indexes.py)
@@ -97,6 +98,7 @@ runs = Table(
     Column("ended_at", Float),
     Column("error", Text),
     Column("labels", Text, nullable=False),
+    Column("workflow_hash", String, nullable=False, server_default=""),
     Index(None, "created_at"),
     Index(None, "state"),
 )
@@ -232,6 +234,21 @@ api_tokens = Table(
 )
 """The server's API tokens (``skyweave tokens``): the sha256 of each secret, never the secret."""
 
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("version", String, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("filename", String, nullable=False),
+    Column("entry", String, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("code_hash", String, nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("registered_at", Float, nullable=False),
+)
+"""The workflow registry (``skyweave workflows``): each version's code snapshot and its hash."""
+
 triggers = Table(
     "triggers",
     metadata,
@@ -334,6 +351,7 @@ ATTEMPT = RecordCodec(AttemptRecord, attempts, ["error", "usage"])
 PRODUCT = RecordCodec(ProductRecord, products, ["attributes"])
 USAGE = RecordCodec(UsageRecord, usages)
 TOKEN = RecordCodec(TokenRecord, api_tokens, ["scopes"])
+WORKFLOW = RecordCodec(WorkflowRecord, workflows)
 
 
 def dialect_insert(dialect: Dialect, table: Table) -> postgresql.Insert | sqlite.Insert:

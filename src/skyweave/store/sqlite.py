@@ -80,6 +80,7 @@ from skyweave.store.schema import (
 from skyweave.store.tasks_sql import TaskRegistry
 from skyweave.store.tokens_sql import TokenRegistry
 from skyweave.store.triggers_sql import TriggerLedger
+from skyweave.store.workflows_sql import WorkflowRegistry
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def _create(path: Path, url: str) -> None:
 
 
 class SQLiteStore(RecordQueries, TaskRegistry, CatalogueQueries, LineageQueries, ControllerLease,
-                  TokenRegistry, TriggerLedger, Store):
+                  TokenRegistry, TriggerLedger, WorkflowRegistry, Store):
     """The store in one SQLite file; see the module docstring for how it is shared and kept fast.
     Reads come from ``RecordQueries``, the task registry from ``TaskRegistry``, lineage queries
     (recursive SQL) from ``LineageQueries``: SQL shared with other SQL backends."""

@@ -37,6 +37,7 @@ def snapshot(served: Served) -> dict[str, Any]:
             "products": sorted((p.id, p.state, p.checksum) for p in store.find_products(state=None)),
             "tokens": [(t.id, t.revoked_at) for t in store.list_tokens()],
             "tasks": sorted((s.name, s.version, cur) for s, cur in store.list_tasks()),
+            "workflows": [(w.name, w.version, w.code_hash) for w in store.list_workflows()],
             "files": files}
 
 
@@ -91,6 +92,38 @@ def cases(s: Served, revoked: str, outside_product: str, act: str, store_file: s
         ("POST", f"{R}/runs/upload", {"headers": w, "files": ok_file, "data": {"workflow": "x; rm -rf"}}, {400}),
         ("POST", f"{R}/runs/upload", {"headers": w, "files": {"file": ("big.py", b"#" * BIG_UPLOAD)}}, {413}),
         ("POST", f"{R}/runs/upload", {"headers": w, "data": {"workflow": "x"}}, {422}),
+        # -- the workflow registry: registering, and submitting by name and version
+        ("POST", f"{R}/workflows", {"headers": r, "data": {"target": "skyweave.examples.mini_xray:backlog"}}, {403}),
+        ("POST", f"{R}/workflows", {"headers": w, "files": {"file": ("../evil.py", b"x=1")},
+                                    "data": {"workflow": "x"}}, {403}),
+        ("POST", f"{R}/workflows", raw_upload(w, b"ev\x00il.yaml"), {403}),
+        ("POST", f"{R}/workflows", {"headers": w, "files": {"file": ("evil.sh", b"rm -rf /")}}, {400}),
+        ("POST", f"{R}/workflows", {"headers": w, "files": {"file": ("nothing.py", b"x = 1\n")},
+                                    "data": {"workflow": "imaging"}}, {422}),
+        ("POST", f"{R}/workflows", {"headers": w, "files": {"file": ("wf.py", b"x = 1\n")}}, {400}),
+        *[("POST", f"{R}/workflows", {"headers": w, "data": {"target": "skyweave.examples.mini_xray:backlog",
+                                                            "name": bad}}, {400})
+          for bad in ["../x", "a b", "-x", "x/y", "x\u0000y", "caf\u00e9"]],
+        *[("POST", f"{R}/workflows", {"headers": w, "data": {"target": "skyweave.examples.mini_xray:backlog",
+                                                            "version": bad}}, {400})
+          for bad in ["../1", "1/2", ".hidden", "1 2"]],
+        ("POST", f"{R}/workflows", {"headers": w, "data": {"target": "x", "version": "v" * 300}}, {422}),
+        ("POST", f"{R}/workflows", {"headers": w, "data": {"target": "../../etc/passwd.py:x"}}, {403}),
+        ("POST", f"{R}/workflows", {"headers": w, "data": {"target": "os:system"}}, {403}),
+        ("POST", f"{R}/workflows", {"headers": w, "data": {"name": "x"}}, {400}),
+        ("POST", f"{R}/workflows", {"headers": w, "files": ok_file, "data": {"target": "os:system"}}, {400}),
+        ("POST", f"{R}/runs", {"headers": w, "json": {"workflow": "no_such_workflow"}}, {404}),
+        ("POST", f"{R}/runs", {"headers": w, "json": {"workflow": "no_such_workflow@1"}}, {404}),
+        ("POST", f"{R}/runs", {"headers": w, "json": {"workflow": "bad name"}}, {400}),
+        ("POST", f"{R}/runs", {"headers": w, "json": {"workflow": "x@"}}, {400}),
+        ("POST", f"{R}/runs", {"headers": w, "json": {"workflow": "x@../../1"}}, {400, 403}),
+        ("POST", f"{R}/runs", {"headers": w, "json": {"workflow": "x", "version": "../2"}}, {400}),
+        ("POST", f"{R}/runs", {"headers": w, "json": {"workflow": "x:y", "version": "1"}}, {400}),
+        ("POST", f"{R}/runs", {"headers": w, "json": {"workflow": "x", "version": ""}}, {422}),
+        ("GET", f"{R}/workflows", {"headers": r, "params": {"name": "a b"}}, {400}),
+        ("GET", f"{R}/workflows/..%2F..%2Fetc", {"headers": r}, {400, 404}),
+        ("GET", f"{R}/workflows/x", {"headers": r, "params": {"version": "@@"}}, {400}),
+        ("GET", f"{R}/workflows/no_such_workflow", {"headers": r}, {404}),
         # -- product uploads
         *[("POST", f"{R}/products", {"headers": w, "files": {"file": (name, b"data")}}, {403})
           for name in ["../../escape.txt", "/etc/passwd", "..", "a/b.txt", "a\\b.txt", ".bashrc", "x" * 300]],
