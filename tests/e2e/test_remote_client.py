@@ -147,3 +147,27 @@ def test_a_registered_workflow_is_submitted_by_name_and_version(server: Server) 
     finally:
         store.close()
     assert (ran.workflow_ref, ran.workflow_hash) == ("remote_imaging@1", record.code_hash)
+
+
+def test_the_progress_bar_is_a_widget_in_jupyter_fed_by_the_event_stream(server: Server, tmp_path: Path) -> None:
+    """The same ``run(..., progress=True)`` in a real Jupyter kernel (nbclient): the bar is an
+    ipywidgets view (``tqdm.auto``), and its last state shows every activity done; in a terminal
+    it is text (the first test of this file)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipywidgets")
+    cell = (f"import skyweave\nclient = skyweave.Client({server.url!r}, token={server.write!r})\n"
+            f"run = client.run({FLOW + ':imaging'!r}, {{'n': 2}}, progress=True)\nprint(run.status)")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = notebook.cells[0]["outputs"]
+    views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1, outputs
+    assert "succeeded" in "".join(o.get("text", "") for o in outputs)
+    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    texts = [str(w["state"].get("value")).replace("\u2007", " ").strip() for w in state.values()
+             if w["model_name"] == "HTMLModel"]
+    bars = [w["state"] for w in state.values() if w["model_name"] == "FloatProgressModel"]
+    assert any(t.startswith("4/4") and "succeeded=4" in t for t in texts), texts  # bands, 2 images, merge
+    assert [(b["value"], b["max"]) for b in bars] == [(4, 4)]

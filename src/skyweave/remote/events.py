@@ -51,7 +51,11 @@ class ProgressBar:
         self.bar = tqdm(total=None, desc=run_id, unit="activity", dynamic_ncols=True)
 
     def update(self, progress: dict[str, Any]) -> None:
-        self.bar.total = max(1, int(progress["total"]))
+        total = max(1, int(progress["total"]))
+        if total != self.bar.total:  # a run grows (fan-out): the widget's bar takes a new length
+            started = self.bar.start_t  # only through reset, which would restart the clock
+            self.bar.reset(total=total)
+            self.bar.start_t = started
         self.bar.n = int(progress["done"])
         detail = " ".join(f"{k}={v}" for k, v in sorted(progress["by_state"].items()))
         self.bar.set_postfix_str(f"{progress['status']} {detail}", refresh=False)
