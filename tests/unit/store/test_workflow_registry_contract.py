@@ -1,4 +1,4 @@
-"""Store contract, the workflow registry (revision 0009): a version is kept with its code snapshot
+"""Store contract, the workflow registry (revision 0010): a version is kept with its code snapshot
 and hash, the same code again changes nothing, other code under a registered version is refused,
 "latest" is the version registered last, and an unknown name or version lists what exists."""
 
