@@ -21,8 +21,9 @@ is keyed on its own file and only those of changed files run again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
 
 from skyweave.errors import DefinitionError
 from skyweave.model.product import Product
@@ -45,17 +46,24 @@ def _check_hash(what: str, hash_: str) -> None:
 
 @dataclass
 class File(Product):
-    """A file of external data, named where it is: ``File("raw/scan02.fits", type="raw.fits")``."""
+    """A file of external data, named where it is: ``File("raw/scan02.fits", type="raw.fits")``,
+    or an object in a storage the registry knows: ``File("s3://bucket/obs/scan02.fits")``
+    (fingerprinted through the Storage port: size and modification time, or its sha256 with
+    ``hash="sha256"``; credentials from the storage's usual places, never in the URL)."""
 
     hash: str = field(default="stat", kw_only=True)
 
     def __post_init__(self) -> None:
+        text = str(self.path)
+        if is_url(text):  # kept as given: a Path would fold the "//" of "s3://bucket/key"
+            self.uri = self.uri or text
         super().__post_init__()
-        _check_hash(f"File({str(self.path)!r})", self.hash)
-        self.name = self.name or Path(self.path).name
+        _check_hash(f"File({text!r})", self.hash)
+        self.name = self.name or (PurePosixPath(urlparse(text).path).name if is_url(text)
+                                  else Path(text).name)
 
     def spec(self) -> dict[str, Any]:
-        """What the graph records until submission registers it (an absolute path)."""
+        """What the graph records until submission registers it (an absolute path, or the URL)."""
         return _spec(self, "file", None)
 
 
@@ -68,6 +76,10 @@ class Folder(Product):
     hash: str = field(default="stat", kw_only=True)
 
     def __post_init__(self) -> None:
+        if is_url(str(self.path)):
+            raise DefinitionError(f"Folder({str(self.path)!r}): a folder of object storage is not supported",
+                                  hint="name each object with File('s3://bucket/key'), or copy the folder "
+                                       "to a local disk")
         super().__post_init__()
         _check_hash(f"Folder({str(self.path)!r})", self.hash)
         self.name = self.name or Path(self.path).name
@@ -85,8 +97,15 @@ def listing(folder: Path, glob: str) -> list[Path]:
     return sorted(p for p in folder.glob(glob) if p.is_file())
 
 
+def is_url(text: str) -> bool:
+    """Whether a ``File`` names an object by URL (``s3://…``) rather than a local path."""
+    scheme = urlparse(text).scheme
+    return len(scheme) > 1 and scheme != "file" and "://" in text
+
+
 def _spec(item: File | Folder, kind: str, glob: str | None) -> dict[str, Any]:
-    return {"kind": kind, "path": str(Path(item.path).absolute()), "hash": item.hash, "glob": glob,
+    where = item.uri if kind == "file" and item.uri and is_url(item.uri) else str(Path(item.path).absolute())
+    return {"kind": kind, "path": where, "hash": item.hash, "glob": glob,
             "type": item.type, "obs_id": item.obs_id, "detector": item.detector,
             "version": item.version, "attributes": dict(item.attributes)}
 

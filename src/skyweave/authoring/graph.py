@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path, PurePath
 from typing import Any
 
-from skyweave.authoring.external import File, Folder, UntrackedPathWarning
+from skyweave.authoring.external import File, Folder, UntrackedPathWarning, is_url
 from skyweave.authoring.refs import Expr, Ref, to_json_value
 from skyweave.errors import DefinitionError, ParameterError
 from skyweave.model.product import Product
@@ -103,7 +103,7 @@ class GraphBuilder:
         if isinstance(value, File | Folder) and not value.id:
             spec = value.spec()
             there = Path(spec["path"]).is_dir() if spec["kind"] == "folder" else Path(spec["path"]).is_file()
-            if not there:
+            if not there and not is_url(spec["path"]):  # an object by URL is looked up at submission
                 raise DefinitionError(
                     f"{type(value).__name__}({str(value.path)!r}) passed to task {self._task!r} does not "
                     f"exist (no {spec['kind']} at {spec['path']})",

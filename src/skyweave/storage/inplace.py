@@ -17,13 +17,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from skyweave.authoring.external import IN_PLACE, listing
+from skyweave.authoring.external import IN_PLACE, is_url, listing
 from skyweave.errors import NotFoundError
 from skyweave.model.ids import PRODUCT
 from skyweave.model.records import ProductRecord
+from skyweave.storage import locate
+from skyweave.storage.base import ObjectMissingError
 from skyweave.storage.local import LocalStorage, checksum_file, file_uri
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -88,11 +90,25 @@ def product_id(uri: str, kind: str, hash_: str, glob: str | None, stat: str, *, 
     return f"{PRODUCT}-{''.join(chars)}"
 
 
+def object_fingerprint(uri: str, hash_: str, *, known: Callable[[str], str | None] = lambda _stat: None
+                       ) -> tuple[str, Fingerprint, str]:
+    """``(uri, fingerprint, name)`` of an object named by URL (``s3://bucket/key``), through the
+    Storage port: ``object:<size>:<modified>`` from one ``stat``, the sha256 streamed once when
+    ``hash="sha256"`` and ``known`` does not have it.  ``ObjectMissingError`` if there is none."""
+    storage, key = locate(uri)
+    st = storage.stat(key)
+    stat = f"object:{st.size}:{st.modified!r}"
+    checksum = stat if hash_ == "stat" else (known(stat) or storage.checksum(key))
+    return storage.uri(key), Fingerprint(stat, checksum, st.size), PurePosixPath(key).name
+
+
 def record(spec: dict[str, Any], *, lookup: Callable[[str], ProductRecord | None] = lambda _id: None
            ) -> ProductRecord:
     """The product record of a ``File``/``Folder`` spec (``File.spec()``), fingerprinted now.
     ``lookup(id)`` finds an earlier record of the same state, whose content hash is reused."""
     kind, path, hash_, glob = spec["kind"], Path(spec["path"]), spec.get("hash", "stat"), spec.get("glob")
+    if is_url(str(spec["path"])):
+        return _object_record(spec, hash_, lookup)
     uri = file_uri(path)
     meta = json.dumps([spec.get(k) for k in ("type", "obs_id", "detector", "version", "attributes")],
                       sort_keys=True, default=str)
@@ -116,6 +132,34 @@ def record(spec: dict[str, Any], *, lookup: Callable[[str], ProductRecord | None
                          created_at=time.time(), attributes=attributes)
 
 
+def _object_record(spec: dict[str, Any], hash_: str,
+                   lookup: Callable[[str], ProductRecord | None]) -> ProductRecord:
+    meta = json.dumps([spec.get(k) for k in ("type", "obs_id", "detector", "version", "attributes")],
+                      sort_keys=True, default=str)
+    found: dict[str, ProductRecord | None] = {}
+
+    def known(stat: str) -> str | None:
+        earlier = lookup(product_id(str(spec["path"]), "file", hash_, None, stat, meta=meta))
+        found["earlier"] = earlier
+        return earlier.checksum if earlier is not None else None
+
+    try:
+        uri, fp, name = object_fingerprint(str(spec["path"]), hash_, known=known)
+    except ObjectMissingError:
+        raise NotFoundError(f"no object at {spec['path']}", hint="upload it first, or give the URL of an "
+                            "existing object", kind="file", id=str(spec["path"])) from None
+    pid = product_id(str(spec["path"]), "file", hash_, None, fp.stat, meta=meta)
+    earlier = found.get("earlier") or lookup(pid)
+    if earlier is not None:
+        return earlier
+    attributes = {**dict(spec.get("attributes") or {}),
+                  IN_PLACE: {"kind": "file", "hash": hash_, "glob": None, "stat": fp.stat}}
+    return ProductRecord(id=pid, uri=uri, type=spec.get("type") or "file", name=name,
+                         obs_id=spec.get("obs_id"), detector=spec.get("detector"),
+                         version=spec.get("version"), checksum=fp.checksum, size=fp.size,
+                         created_at=time.time(), attributes=attributes)
+
+
 def is_in_place(attributes: dict[str, Any]) -> bool:
     return isinstance(attributes.get(IN_PLACE), dict)
 
@@ -124,6 +168,15 @@ def change(uri: str, checksum: str | None, attributes: dict[str, Any]) -> str:
     """Why a product named in place no longer is what was registered ("" if it still is)."""
     info = attributes[IN_PLACE]
     kind, hash_, glob = info.get("kind", "file"), info.get("hash", "stat"), info.get("glob")
+    if is_url(uri):
+        try:
+            _uri, now_fp, _name = object_fingerprint(
+                uri, hash_, known=lambda stat: checksum if stat == info.get("stat") else None)
+        except ObjectMissingError:
+            return f"object {uri} is gone"
+        if now_fp.checksum == checksum:
+            return ""
+        return f"object {uri} changed since it was registered (was {checksum}, now {now_fp.checksum})"
     path = LocalStorage.local_path(uri)
     what = f"folder {path}" + (f" (files {glob})" if glob and glob != "*" else "") if kind == "folder" \
         else f"file {path}"
