@@ -1,12 +1,13 @@
 """The notebook users start from, executed in a real Jupyter kernel (nbclient, the ipykernel of this
 environment): ``examples/remote_radio.ipynb`` against ``skyweave server --controller`` on 127.0.0.1
-with a ``skyweave worker`` in a process of its own.  It uploads a real uvfits file (pyuvdata's), turns
-it into visibilities with a task defined in one of its cells, runs the radio pipeline's imaging
-workflow remotely and displays the merged FITS image with matplotlib.  A second notebook runs
-cell-defined tasks with the embedded Client."""
+with a ``skyweave worker`` in a process of its own.  It puts a real uvfits file (pyuvdata's) into an S3
+bucket (moto's server), turns it, read by its ``s3://`` URL, into visibilities with a task defined in
+one of its cells, runs the radio pipeline's imaging workflow remotely and displays the merged FITS
+image with matplotlib.  A second notebook runs cell-defined tasks with the embedded Client."""
 
 from __future__ import annotations
 
+import hashlib
 import linecache
 import shutil
 import socket
@@ -24,6 +25,7 @@ import pytest
 import skyweave
 from skyweave.errors import SkyweaveError
 from skyweave.store import open_store
+from tests.s3 import SECRET, new_bucket
 
 from .helpers import CLI, poll, stop
 
@@ -62,7 +64,15 @@ def outputs(cell: Any) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+def bucket() -> Iterator[str]:
+    """A new bucket on the moto S3 server, its endpoint and throw-away credentials in the
+    environment of this process and of the server, worker and kernel it starts."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield new_bucket(patch)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, bucket: str) -> Iterator[tuple[str, str, Path]]:
     root = tmp_path_factory.mktemp("server")
     cli = CLI(root, root / "store")
     token = cli.json("tokens", "create", "--name", "notebook", "--scope", "write")["token"]
@@ -80,7 +90,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
             stop(p)
 
 
-def test_the_example_notebook_images_a_real_observation_remotely(server: tuple[str, str, Path], tmp_path: Path,
+def test_the_example_notebook_images_a_real_observation_remotely(server: tuple[str, str, Path], bucket: str,
+                                                                  tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from radio_nenufar.ingest import to_vis
 
@@ -90,7 +101,23 @@ def test_the_example_notebook_images_a_real_observation_remotely(server: tuple[s
     monkeypatch.setenv("SKYWEAVE_URL", url)
     monkeypatch.setenv("SKYWEAVE_TOKEN", token)
     monkeypatch.setenv("SKYWEAVE_VIS_FILE", str(VIS))
+    monkeypatch.setenv("SKYWEAVE_INPUTS", f"s3://{bucket}/observations")
     notebook = execute(nbformat.read(NOTEBOOK, as_version=4), work)
+
+    # the notebook put the observation into the bucket, and the run read it from there by its URL
+    object_url = f"s3://{bucket}/observations/{VIS.name}"
+    store = open_store(str(store_dir))
+    try:
+        (raw,) = [p for p in store.find_products(state=None) if p.type == "radio.uvfits"]
+        (usage,) = [u for a in store.list_activities() if a.task_name == "ingest"
+                    for u in store.list_usages(activity_id=a.id)]
+    finally:
+        store.close()
+    assert (raw.uri, raw.size) == (object_url, VIS.stat().st_size)
+    assert raw.checksum == "sha256:" + hashlib.sha256(VIS.read_bytes()).hexdigest()
+    assert usage.product_id == raw.id
+    for path in store_dir.rglob("*"):  # the credentials reached neither the store nor its files
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
     # the merged image came back as a FITS file and was displayed
     (fits_file,) = (work / "results").glob("*.fits")
