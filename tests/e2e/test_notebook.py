@@ -172,11 +172,17 @@ def test_cell_tasks_run_with_the_embedded_client_in_a_kernel(tmp_path: Path) -> 
         "@task\ndef scale(x: float) -> float:\n    return float(Scaler(GAIN.sum())(x))\n\n"
         "@workflow\ndef flow(n: int = 2):\n    return [scale(x=i) for i in range(n)]",
         f"with skyweave.Client({str(store)!r}, workers=1) as c:\n"
-        "    print(c.run(flow, {'n': 3}, timeout=120).results(), scale.spec.ref)",
+        "    print(c.run(flow, {'n': 3}, timeout=120, progress=True).results(), scale.spec.ref)",
     ]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     execute(notebook, tmp_path)
-    assert outputs(notebook.cells[-1])[0]["text"].strip() == "[0.0, 3.0, 6.0] __main__:scale"
+    printed = [o for o in outputs(notebook.cells[-1]) if o.get("name") == "stdout"]
+    assert printed[0]["text"].strip() == "[0.0, 3.0, 6.0] __main__:scale"
+    # the embedded Client's progress bar is a widget in a kernel too (rich in a terminal)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs(notebook.cells[-1]))
+    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert [(w["state"]["value"], w["state"]["max"]) for w in state.values()
+            if w["model_name"] == "FloatProgressModel"] == [(3, 3)]
     (snapshot,) = (store / "code").glob("*/scale.py")
     assert "class Scaler:" in snapshot.read_text() and "GAIN = np.array([1.0, 2.0])" in snapshot.read_text()
     shutil.rmtree(store)

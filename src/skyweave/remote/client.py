@@ -28,7 +28,8 @@ from skyweave.errors import ParameterError, SkyweaveError
 from skyweave.model.lineage import LineageGraph
 from skyweave.model.records import ActivityRecord, ProductRecord, WorkflowRecord
 from skyweave.model.states import RUN_TERMINAL
-from skyweave.remote.events import ProgressBar, run_events
+from skyweave.progress import CountsBar
+from skyweave.remote.events import run_events
 from skyweave.remote.http import RemoteError, raise_for
 from skyweave.remote.product import RemoteProduct
 
@@ -188,7 +189,7 @@ class RemoteClient:
     def wait(self, run_id: str, *, timeout: float | None = None, progress: bool = False) -> dict[str, Any]:
         """Block until the run ends, following its event stream; its summary then."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = ProgressBar(run_id) if progress else None
+        bar = CountsBar(run_id) if progress else None
         try:
             while True:
                 left = None if deadline is None else deadline - time.monotonic()

@@ -1,5 +1,5 @@
-"""Reading a run's server-sent events, and the progress bar they feed (``tqdm.auto``: a widget in
-Jupyter, a text bar in a terminal)."""
+"""Reading a run's server-sent events (they feed ``progress.CountsBar``: a widget in Jupyter, a
+text bar in a terminal)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
-from tqdm.auto import tqdm
 
 from skyweave.remote.http import raise_for
 
@@ -42,24 +41,3 @@ def run_events(http: httpx.Client, run_id: str, *, read_timeout: float) -> Itera
             response.read()
             raise_for(response)
         yield from parse_sse(response.iter_lines())
-
-
-class ProgressBar:
-    """A run's activities done out of all, with the counts by state beside it."""
-
-    def __init__(self, run_id: str) -> None:
-        self.bar = tqdm(total=None, desc=run_id, unit="activity", dynamic_ncols=True)
-
-    def update(self, progress: dict[str, Any]) -> None:
-        total = max(1, int(progress["total"]))
-        if total != self.bar.total:  # a run grows (fan-out): the widget's bar takes a new length
-            started = self.bar.start_t  # only through reset, which would restart the clock
-            self.bar.reset(total=total)
-            self.bar.start_t = started
-        self.bar.n = int(progress["done"])
-        detail = " ".join(f"{k}={v}" for k, v in sorted(progress["by_state"].items()))
-        self.bar.set_postfix_str(f"{progress['status']} {detail}", refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
