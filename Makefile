@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Servers the integration tests need (scripts/services.sh installs and starts them, stops them after).
-TEST_SERVICES ?= postgres redis slurm docker dask moto
+TEST_SERVICES ?= postgres redis slurm docker podman dask moto
 
 # Real NICER event lists for the X-ray tests: only PINT's source distribution on PyPI ships them
 # (tests/pipelines/xray/realdata.py); pip downloads it, three small files are kept.

@@ -2,7 +2,7 @@
 # Real servers for the integration tests: installed from Debian's packages if missing, started on
 # 127.0.0.1 on free high ports with their data in a temporary directory, stopped again.
 #
-#   scripts/services.sh start [postgres] [redis] [nats] [slurm] [docker] [dask] [moto]
+#   scripts/services.sh start [postgres] [redis] [nats] [slurm] [docker] [podman] [dask] [moto]
 #                                                          start them (all when none is named);
 #                                                          one already running is left as it is
 #   scripts/services.sh stop  [NAME...]                   stop them (every running one when none named)
@@ -22,6 +22,8 @@
 #   SKYWEAVE_TEST_SLURM_URL=slurm://?conf=DIR/slurm.conf   (the executor setting for that cluster)
 #   SKYWEAVE_TEST_DOCKER_HOST=unix:///tmp/skyweave-docker.XXXXXX/docker.sock  (dockerd, as root, with
 #     its images and containers in that directory; Podman gets /etc/containers/containers.conf)
+#   SKYWEAVE_TEST_PODMAN_BIN=/tmp/skyweave-podman.XXXXXX/podman  (no daemon: a podman client, as root,
+#     with its images and containers in that directory; the executor's binary=)
 #   SKYWEAVE_TEST_DASK_URL=tcp://127.0.0.1:PORT   (a dask scheduler and two one-thread workers)
 #   SKYWEAVE_TEST_S3_URL=http://127.0.0.1:PORT   (moto's S3 server, from the dev extra in .venv)
 # Quiet unless something fails (then the failing step's output is shown).  Needs root (or sudo)
@@ -33,7 +35,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${SKYWEAVE_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$STATE/env"
-ALL=(postgres redis nats slurm docker dask moto)
+ALL=(postgres redis nats slurm docker podman dask moto)
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -87,6 +89,9 @@ ensure_installed() {
         docker)   [ "$(id -u)" = 0 ] || die "dockerd runs as root here: run as root"
                   [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || apt_install docker.io
                   command -v debootstrap >/dev/null || apt_install debootstrap ;;
+        podman)   [ "$(id -u)" = 0 ] || die "podman runs as root here: run as root"
+                  [ -x /usr/bin/podman ] || apt_install podman
+                  command -v debootstrap >/dev/null || apt_install debootstrap ;;
         dask)     dask_bin >/dev/null || die "no dask command: install the dask extra (pip install -e '.[dask]'; make does)" ;;
         moto)     [ -x "$(moto_bin)" ] || die "moto_server not found: \`make\` installs it in .venv (dev extra: moto[server])" ;;
         *)        die "unknown service '$1' (known: ${ALL[*]})" ;;
@@ -97,7 +102,7 @@ ensure_installed() {
 
 var_of() { case "$1" in postgres) echo SKYWEAVE_TEST_POSTGRES_URL ;; redis) echo SKYWEAVE_TEST_REDIS_URL ;;
                         nats) echo SKYWEAVE_TEST_NATS_URL ;; slurm) echo SKYWEAVE_TEST_SLURM_URL ;;
-                        docker) echo SKYWEAVE_TEST_DOCKER_HOST ;;
+                        docker) echo SKYWEAVE_TEST_DOCKER_HOST ;; podman) echo SKYWEAVE_TEST_PODMAN_BIN ;;
                         dask) echo SKYWEAVE_TEST_DASK_URL ;;
                         moto) echo SKYWEAVE_TEST_S3_URL ;; *) die "unknown service '$1' (known: ${ALL[*]})" ;; esac; }
 
@@ -106,6 +111,10 @@ dir_of() { [ -f "$STATE/$1.dir" ] && cat "$STATE/$1.dir"; return 0; }
 pid_of() {  # the pid of a running service's server, or nothing
     local dir pid=""; dir="$(dir_of "$1")"
     [ -n "$dir" ] || return 0
+    if [ "$1" = podman ]; then  # no daemon: "running" while its client works on its storage
+        [ -x "$dir/podman" ] && echo "$dir/podman"
+        return 0
+    fi
     case "$1" in
         postgres) [ -f "$dir/data/postmaster.pid" ] && pid="$(head -n 1 "$dir/data/postmaster.pid")" ;;
         redis)    [ -f "$dir/redis.pid" ] && pid="$(cat "$dir/redis.pid")" ;;
@@ -270,6 +279,32 @@ podman_config() {  # what Podman needs on these machines (crun fails on their cg
         > /etc/containers/containers.conf
 }
 
+# Podman has no daemon: "starting" it writes DIR/podman, the podman client with its storage (overlay),
+# run state and temporary files in DIR and the settings these machines need: cgroupfs (no systemd),
+# events in a file (no journald), runc (podman_config: crun fails on their cgroups).  Images are
+# imported into it by scripts/images.sh --engine podman.
+start_podman() {
+    local dir="$1"
+    podman_config
+    mkdir -p "$dir/tmp"
+    cat > "$dir/podman" <<WRAPPER
+#!/bin/sh
+exec /usr/bin/podman --root "$dir/root" --runroot "$dir/run" --tmpdir "$dir/tmp" --storage-driver overlay \
+    --cgroup-manager cgroupfs --events-backend file "\$@"
+WRAPPER
+    chmod 755 "$dir/podman"
+    quietly "$dir/podman" info || { rm -f "$dir/podman"; return 1; }
+    echo "$dir/podman"
+}
+
+stop_podman() {  # remove what the tests left (at once: no grace period), then the storage's mounts
+    local dir="$1"
+    "$dir/podman" rm -af -t 0 >/dev/null 2>&1 || true
+    "$dir/podman" system reset -f >/dev/null 2>&1 || true
+    grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -f "$dir/podman"
+}
+
 stop_docker() {  # remove what the tests left running, then stop the daemon (its data goes with DIR)
     local dir="$1" left
     left="$(/usr/bin/docker -H "unix://$dir/docker.sock" ps -aq 2>/dev/null || true)"
@@ -324,7 +359,7 @@ stop_by_pid() {  # stop_by_pid NAME [SIGNAL]: SIGTERM (or SIGNAL), then wait up 
 restart_one() {  # restart_one NAME HARD: stop (HARD=1: as a crash) and start on the same port and data
     local name="$1" hard="$2" dir port
     dir="$(dir_of "$name")"
-    [ "$name" != slurm ] || die "restart is not supported for slurm (stop and start it)"
+    case "$name" in slurm|podman) die "restart is not supported for $name (stop and start it)" ;; esac
     [ -n "$(pid_of "$name")" ] || die "$name is not running (start it first)"
     port="$(sed -n "s#^$(var_of "$name")=.*:\([0-9][0-9]*\)\(/.*\)\{0,1\}\$#\1#p" "$ENV_FILE")"
     [ -n "$port" ] || die "no port recorded for $name in $ENV_FILE"
@@ -368,6 +403,7 @@ stop_one() {
                 postgres) stop_postgres "$dir" || say "postgres did not stop cleanly" ;;
                 slurm)    stop_slurm "$dir" || say "slurm did not stop cleanly" ;;
                 docker) stop_docker "$dir" || say "dockerd did not stop cleanly" ;;
+                podman) stop_podman "$dir" || say "podman's storage was not removed cleanly" ;;
                 dask) stop_dask "$dir" || say "dask did not stop" ;;
                 *) stop_by_pid "$name" || say "$name did not stop" ;;
             esac
@@ -419,6 +455,6 @@ case "$cmd" in
         set -e
         exit "$status" ;;
     *)
-        sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2 ;;
 esac

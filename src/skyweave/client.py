@@ -240,6 +240,7 @@ class Client:
         graph, tasks = wf.build(params or {})
         listing = self.store.list_tasks()  # read once: a trigger prepares thousands of runs
         new = self._new_tasks(tasks, listing)
+        graph = _with_versions(graph, tasks)
         before = {spec.name: spec for spec, current in listing if current}
         for t in new:
             # new code is deployed by submitting it; a version already known keeps the routing
@@ -326,6 +327,7 @@ class Client:
             pin = True
         graph, tasks = wf.build(params or {})
         self._new_tasks(tasks)  # the same refusals as submit
+        graph = _with_versions(graph, tasks)
         pins = dict(graph["tasks"]) if (wf.pin if pin is None else pin) else {}
         return plan_run(self.store, graph, tasks, workflow=wf.name, pins=pins, priority=priority)
 
@@ -453,3 +455,14 @@ class Client:
 
 def _stop_at_exit(engine: Engine) -> None:
     engine.stop()
+
+
+def _with_versions(graph: dict[str, Any], tasks: Mapping[str, Task]) -> dict[str, Any]:
+    """``graph`` naming the versions of ``tasks`` as registered: pinning an image can give a task
+    declared without ``version=`` the version of its image's content (``containers.pin_image``)."""
+    versions = {name: t.spec.version for name, t in tasks.items()}
+    if all(graph["tasks"].get(name) == version for name, version in versions.items()):
+        return graph
+    nodes = {node_id: {**n, "version": versions[n["task"]]} if n.get("task") in versions else n
+             for node_id, n in graph["nodes"].items()}
+    return {**graph, "tasks": {**graph["tasks"], **versions}, "nodes": nodes}

@@ -33,6 +33,8 @@ def log_parts(store: Store, store_dir: Path, act: ActivityRecord) -> list[LogPar
     if act.command is not None:
         code = "" if act.exit_code is None else f" (exit code {act.exit_code})"
         parts.append((None, f"command: {act.command}{code}\n"))
+    if act.image_digest is not None:
+        parts.append((None, f"image: {act.image_digest}\n"))
     for att in store.list_attempts(act.id) or []:
         path = store_dir / "logs" / f"{act.id}.{att.attempt}.log"
         # a lost attempt (its worker died), a cancelled one, or one reported after that, says why

@@ -31,6 +31,7 @@ from skyweave.model.specs import (
     TaskKind,
     TaskSpec,
     checked,
+    default_version,
 )
 
 _TYPE_NAMES: dict[Any, str] = {
@@ -249,7 +250,7 @@ def task(
                 defaults[pname] = param.default
         spec = TaskSpec(
             name=name or func.__name__,
-            version=version or chash.split(":")[1][:12],
+            version=version or default_version(chash),
             kind=TaskKind.PYTHON,
             ref=_function_ref(func),
             image=image,

@@ -210,6 +210,7 @@ def _activity_json(store: Store, act: ActivityRecord) -> dict[str, Any]:
         image, digest = spec.image, spec.image_digest or None
     except NotFoundError:
         image = digest = None
+    digest = act.image_digest or digest  # what ran, else what its version pins
     return {"id": act.id, "image": image, "image_digest": digest,
             "task": f"{act.task_name}@{act.task_version}", "task_name": act.task_name,
             "task_version": act.task_version, "code_hash": act.code_hash, "state": act.state,

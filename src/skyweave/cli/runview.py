@@ -42,12 +42,13 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def activity_json(a: ActivityRecord, digests: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
-    """An activity as JSON; ``digests``: the image digest of each (task, version) that has one."""
+    """An activity as JSON; ``image_digest`` is the image its last attempt ran in, else (not run in
+    a container yet, or recorded before skyweave kept it) its version's pinned one (``digests``)."""
     return {"id": a.id, "task": a.task_name, "version": a.task_version, "node": a.node, "key": a.key,
             "state": a.state, "priority": a.priority, "attempt": a.attempt, "detours": len(a.detours),
             "started_at": a.started_at, "ended_at": a.ended_at,
             "error": (a.error or {}).get("message"), "exit_code": a.exit_code, "command": a.command,
-            "image_digest": (digests or {}).get((a.task_name, a.task_version))}
+            "image_digest": a.image_digest or (digests or {}).get((a.task_name, a.task_version))}
 
 
 def image_digests(client: Client) -> dict[tuple[str, str], str]:

@@ -95,7 +95,7 @@ def cancel_run(ctrl: Host, run: RunState) -> None:
         if rec.state == A.RUNNING:  # its attempt row is closed now, not left "running" forever
             ctrl.out.changes.attempts.append(AttemptRecord(
                 activity_id=aid, attempt=rec.attempt, state=AttemptState.CANCELLED, worker=rec.worker,
-                host=rec.host, started_at=rec.started_at, ended_at=ctrl.now,
+                host=rec.host, started_at=rec.started_at, ended_at=ctrl.now, image_digest=rec.image_digest,
                 error={"type": "skyweave.Cancelled", "retryable": False,
                        "message": f"its run {run.record.id} was cancelled while it ran; its worker was "
                                   "asked to stop it"}))

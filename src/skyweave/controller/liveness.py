@@ -159,6 +159,7 @@ class Liveness:
             activity_id=rec.id, attempt=rec.attempt, state=AttemptState.LOST,
             worker=(rec.worker if started else None) or worker or None, host=rec.host if started else None,
             started_at=rec.started_at if started else None, ended_at=ctrl.now,
+            image_digest=rec.image_digest if started else None,
             error={"type": "skyweave.WorkerLost", "message": message, "retryable": again}))
         if not again:
             ctrl.fail(rec, {"type": "skyweave.WorkerLost", "message": message, "retryable": False})
@@ -184,5 +185,6 @@ class Liveness:
             activity_id=ev.activity_id, attempt=ev.attempt, state=state, worker=ev.worker or None,
             host=ev.host or None, pid=ev.pid or None, started_at=ev.started_at or None,
             ended_at=ev.at or self.ctrl.now, exit_code=getattr(ev, "exit_code", None),
+            image_digest=ev.image_digest or None,
             error={"type": "skyweave.Superseded", "message": note, "retryable": False},
             usage={f: getattr(ev.usage, f) for f in ev.usage.__struct_fields__}))

@@ -54,9 +54,10 @@ def on_started(ctrl: Host, ev: m.ActivityStarted) -> None:
     rec.state = activity_transition(rec.state, A.RUNNING)
     rec.started_at = ev.at or ctrl.now
     rec.worker, rec.host = ev.worker, ev.host
+    rec.image_digest = ev.image_digest or None
     ctrl.out.changes.attempts.append(AttemptRecord(
         activity_id=rec.id, attempt=rec.attempt, state=A.RUNNING, worker=ev.worker, host=ev.host,
-        pid=ev.pid, started_at=rec.started_at))
+        pid=ev.pid, started_at=rec.started_at, image_digest=rec.image_digest))
     ctrl.touch(rec)
 
 
@@ -70,6 +71,8 @@ def end_attempt(ctrl: Host, rec: ActivityRecord, ev: Any, state: str) -> None:
     rec.aspects = list(ev.aspects)
     # command and image tasks: what ran, and its exit status (0 included)
     rec.exit_code, rec.command = getattr(ev, "exit_code", None), getattr(ev, "command", "") or None
+    # the image content that ran (containers): reported at the end, or already at the start
+    rec.image_digest = ev.image_digest or (rec.image_digest if rec.state == A.RUNNING else None)
     error = None
     if isinstance(ev, m.ActivityFailed):
         error = {"type": ev.error_type, "message": ev.message, "traceback": ev.traceback,
@@ -77,7 +80,7 @@ def end_attempt(ctrl: Host, rec: ActivityRecord, ev: Any, state: str) -> None:
     ctrl.out.changes.attempts.append(AttemptRecord(
         activity_id=rec.id, attempt=rec.attempt, state=state, worker=rec.worker, host=rec.host,
         pid=ev.pid or None, started_at=rec.started_at, ended_at=ev.at or ctrl.now,
-        exit_code=rec.exit_code, error=error, usage=rec.usage))
+        exit_code=rec.exit_code, error=error, usage=rec.usage, image_digest=rec.image_digest))
 
 
 def on_finished(ctrl: Host, ev: m.ActivityFinished) -> None:

@@ -236,6 +236,7 @@ class Boundary:
             "started_at": started_at,
             "at": time.time(),
             "command": ran.line,
+            "image_digest": ran.image_digest,
         }
         if ran.exit_code is not None:
             common["exit_code"] = ran.exit_code

@@ -52,6 +52,8 @@ class CommandRun:
     line: str = ""
     """The rendered command line: ``shlex.join`` of the argument vector."""
     exit_code: int | None = None
+    image_digest: str = ""
+    """The content digest of the image the command ran in (a task with an image)."""
 
 
 def _scalar(value: Any) -> str:
@@ -156,7 +158,7 @@ def run_command(ctx: ActivityContext, arguments: dict[str, Any], log_path: Path,
            "SKYWEAVE_ATTEMPT": str(ctx.attempt), "SKYWEAVE_WORKDIR": str(ctx.workdir)}
     environment = dict(os.environ, **own)
     if task.image and env is not None and env.container:
-        argv = in_container(env.container, ctx, arguments, argv, own)
+        argv = in_container(env.container, ctx, arguments, argv, own, ran=ran)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[bytes] = deque(maxlen=STDERR_TAIL_LINES)
     with open(log_path, "ab", buffering=0) as log:
@@ -209,9 +211,9 @@ def run_command(ctx: ActivityContext, arguments: dict[str, Any], log_path: Path,
 
 
 def in_container(setting: str, ctx: ActivityContext, arguments: dict[str, Any], argv: list[str],
-                 environment: dict[str, str]) -> list[str]:
-    """``argv`` run in the task's image (by digest) with the work directory and the input products
-    mounted at their own paths."""
+                 environment: dict[str, str], *, ran: CommandRun | None = None) -> list[str]:
+    """``argv`` run in the task's image (by digest, which ``ran`` gets) with the work directory and
+    the input products mounted at their own paths."""
     from skyweave.executors.containers import ContainerError, ContainerRuntime, container_name
 
     task = ctx.task
@@ -222,6 +224,8 @@ def in_container(setting: str, ctx: ActivityContext, arguments: dict[str, Any], 
     except ContainerError as exc:
         raise TaskFailure(exc.message, error_type="skyweave.ImageMissing", retryable=False,
                           hint=exc.hint) from exc
+    if ran is not None:
+        ran.image_digest = image
     inputs = [item.path for value in arguments.values()
               for item in (value if isinstance(value, list | tuple) else [value])
               if isinstance(item, Product)]

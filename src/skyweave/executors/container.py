@@ -82,6 +82,13 @@ class ContainerExecutor(SubprocessExecutor):
             self._digests[image] = self.runtime.digest(image)
         return self._digests[image]
 
+    def _image_digest(self, dispatch: DispatchActivity) -> str:
+        """A Python activity's image (``image_of``, resolved once per tag by ``_command``); a
+        command task's is reported by the process that starts its container (``command.py``)."""
+        if dispatch.task.kind is not TaskKind.PYTHON or dispatch.activity_id in self._unrunnable:
+            return ""
+        return self.image_of(dispatch)
+
     def _command(self, dispatch: DispatchActivity, job: Path, outcome: Path, started: Path) -> list[str]:
         host_side = super()._command(dispatch, job, outcome, started)
         task = dispatch.task

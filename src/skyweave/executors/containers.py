@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +35,11 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from skyweave.errors import SkyweaveError
-from skyweave.model.specs import Resources, TaskSpec
+from skyweave.model.specs import Resources, TaskKind, TaskSpec, default_version
 
 ENGINES = ("docker", "podman")
 INSPECT_TIMEOUT_S = 60.0
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 MEMORY_HEADROOM_MB = 64
 """The kernel's limit is the task's ``memory_mb`` plus this (or a quarter of it, if more): the
 executor stops a container over ``memory_mb`` itself; the kernel only catches a process that grows
@@ -104,6 +106,8 @@ class ContainerRuntime:
         """The content digest (``sha256:…``, the image id) of ``image`` as the engine holds it now."""
         done = self._call("image", "inspect", "--format", "{{.Id}}", image)
         found = done.stdout.strip()
+        if _HEX64.fullmatch(found):  # podman writes the id without its algorithm
+            found = "sha256:" + found
         if done.returncode != 0 or not found.startswith("sha256:"):
             raise ContainerError(
                 f"image {image!r} is not in {self.engine} ({self.host or 'its default host'}): "
@@ -144,8 +148,10 @@ class ContainerRuntime:
     def remove(self, names: Sequence[str]) -> None:
         """Kill and remove these containers (those already gone are ignored)."""
         if names:
+            # podman's rm -f first asks politely for 10 s (docker's kills at once)
+            grace = ["-t", "0"] if self.engine == "podman" else []
             with contextlib.suppress(ContainerError):
-                self._call("rm", "-f", *names)
+                self._call("rm", "-f", *grace, *names)
 
     def oom_killed(self, name: str) -> bool:
         with contextlib.suppress(ContainerError):
@@ -175,10 +181,14 @@ def container_name(activity_id: str, attempt: int) -> str:
 
 
 def cgroup_memory_bytes(container_id: str) -> int | None:
-    """What a running Docker container uses now, from its cgroup (``None``: not found here)."""
+    """What a running Docker or Podman container uses now, from its cgroup (v1 or v2, cgroupfs or
+    systemd driver; ``None``: not found here)."""
     roots = (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.usage_in_bytes",
              f"/sys/fs/cgroup/docker/{container_id}/memory.current",
-             f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.current")
+             f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.current",
+             f"/sys/fs/cgroup/memory/libpod_parent/libpod-{container_id}/memory.usage_in_bytes",
+             f"/sys/fs/cgroup/libpod_parent/libpod-{container_id}/memory.current",
+             f"/sys/fs/cgroup/machine.slice/libpod-{container_id}.scope/memory.current")
     for candidate in roots:
         with contextlib.suppress(OSError, ValueError):
             return int(Path(candidate).read_text())
@@ -188,9 +198,15 @@ def cgroup_memory_bytes(container_id: str) -> int | None:
 def pin_image(spec: TaskSpec, runtime: ContainerRuntime) -> TaskSpec:
     """``spec`` with the digest its image has now (``image_digest``) and a code hash that includes
     it: a version runs that image content and no other, and reusing a version with other image
-    content is refused like changed code.  A spec already pinned, or without image, is returned."""
+    content is refused like changed code.  A Python task whose version is the default one (its
+    code hash, ``@task`` without ``version=``) gets the version of the new hash: an image rebuilt
+    under the same tag is a new version by itself, as edited code is.  A spec already pinned, or
+    without image, is returned."""
     if not spec.image or spec.image_digest:
         return spec
     digest = runtime.digest(spec.image)
     code = "sha256:" + hashlib.sha256(f"{spec.code_hash}|{digest}".encode()).hexdigest()
-    return msgspec.structs.replace(spec, image_digest=digest, code_hash=code)
+    version = spec.version
+    if spec.kind is TaskKind.PYTHON and version == default_version(spec.code_hash):
+        version = default_version(code)
+    return msgspec.structs.replace(spec, image_digest=digest, code_hash=code, version=version)

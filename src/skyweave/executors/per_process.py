@@ -57,6 +57,8 @@ class _Running:
     started_clock: float | None = None
     """When this executor saw the start mark: the activity's timeout counts from then."""
     reported: bool = False
+    image_digest: str = ""
+    """The container image this attempt runs in, when the executor chose it (``ContainerExecutor``)."""
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -116,7 +118,14 @@ class SubprocessExecutor(Executor):
                 process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                     start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-            self._running[activity_id] = _Running(dispatch, job, outcome, stderr, started, process)
+            self._running[activity_id] = _Running(dispatch, job, outcome, stderr, started, process,
+                                                  image_digest=self._image_digest(dispatch))
+
+    def _image_digest(self, dispatch: DispatchActivity) -> str:
+        """The content digest of the image the job runs in, if this executor chose one (reported
+        on the attempt: ``ActivityStarted``, its outcome)."""
+        del dispatch
+        return ""
 
     def _command(self, dispatch: DispatchActivity, job: Path, outcome: Path, started: Path) -> list[str]:
         """The command line that runs one job (a container executor wraps it in ``docker run``)."""
@@ -159,7 +168,7 @@ class SubprocessExecutor(Executor):
                 r.reported = True
                 out.append(ActivityStarted(activity_id=r.dispatch.activity_id, attempt=r.dispatch.attempt,
                                            worker=self.env.worker, host=HOST, pid=r.process.pid,
-                                           at=r.started_at))
+                                           at=r.started_at, image_digest=r.image_digest))
         return out
 
     def wake(self) -> None:
@@ -207,10 +216,13 @@ class SubprocessExecutor(Executor):
             path.unlink(missing_ok=True)
         if data is not None:
             try:
-                return decode_outcome(data)
+                ended = decode_outcome(data)
             except msgspec.DecodeError as exc:
                 return self._failure(r, "skyweave.WorkerError", f"its outcome file is unreadable: {exc}",
                                      retryable=True)
+            if r.image_digest and not ended.image_digest:  # written inside the image, which cannot tell
+                ended = msgspec.structs.replace(ended, image_digest=r.image_digest)
+            return ended
         own = self._no_outcome(r, code, stderr)
         if own is not None:
             return own
@@ -242,7 +254,7 @@ class SubprocessExecutor(Executor):
         return ActivityFailed(activity_id=d.activity_id, attempt=d.attempt, worker=self.env.worker,
                               error_type=error_type, message=message, retryable=retryable, host=HOST,
                               pid=r.process.pid, started_at=r.started_at, at=time.time(),
-                              log_uri=file_uri(log) if log.exists() else "")
+                              log_uri=file_uri(log) if log.exists() else "", image_digest=r.image_digest)
 
     def cancel(self, activity_ids: Sequence[str]) -> None:
         for activity_id in activity_ids:

@@ -111,6 +111,9 @@ class ActivityStarted(msgspec.Struct, frozen=True, kw_only=True, tag="activity.s
     host: str = ""
     pid: int = 0
     at: float = 0.0
+    image_digest: str = ""
+    """The content digest of the container image the attempt runs in, when the executor knows it
+    at start (``""``: not in a container, or known only at the end)."""
 
 
 class ActivityFinished(msgspec.Struct, frozen=True, kw_only=True, tag="activity.finished"):
@@ -130,6 +133,9 @@ class ActivityFinished(msgspec.Struct, frozen=True, kw_only=True, tag="activity.
     """Command and image tasks: the rendered command line that ran (``shlex.join`` of its argv)."""
     exit_code: int | None = None
     """Command and image tasks: the process's exit status (0 here)."""
+    image_digest: str = ""
+    """The content digest (``sha256:…``) of the container image the attempt ran in (``""``: it
+    ran in no container)."""
 
 
 class ActivityFailed(msgspec.Struct, frozen=True, kw_only=True, tag="activity.failed"):
@@ -149,6 +155,7 @@ class ActivityFailed(msgspec.Struct, frozen=True, kw_only=True, tag="activity.fa
     pid: int = 0
     started_at: float = 0.0
     at: float = 0.0
+    image_digest: str = ""
 
 
 class ActivityNeedsInput(msgspec.Struct, frozen=True, kw_only=True, tag="activity.needs_input"):
@@ -165,6 +172,7 @@ class ActivityNeedsInput(msgspec.Struct, frozen=True, kw_only=True, tag="activit
     at: float = 0.0
     command: str = ""
     exit_code: int | None = None
+    image_digest: str = ""
 
 
 class ActivityReturned(msgspec.Struct, frozen=True, kw_only=True, tag="activity.returned"):

@@ -87,6 +87,9 @@ class ActivityRecord(msgspec.Struct, kw_only=True):
     """Command and image tasks: the exit status of the last attempt's process (0 included)."""
     command: str | None = None
     """Command and image tasks: the rendered command line of the last attempt."""
+    image_digest: str | None = None
+    """The content digest (``sha256:…``) of the container image the last attempt ran in, as the
+    engine resolved it when it started the container (``None``: not in a container)."""
     error: dict[str, Any] | None = None
     log_uri: str | None = None
     usage: dict[str, Any] | None = None
@@ -109,6 +112,8 @@ class AttemptRecord(msgspec.Struct, kw_only=True):
     exit_code: int | None = None
     error: dict[str, Any] | None = None
     usage: dict[str, Any] | None = None
+    image_digest: str | None = None
+    """The content digest of the container image this attempt ran in (``None``: none)."""
 
 
 class ProductRecord(msgspec.Struct, kw_only=True):

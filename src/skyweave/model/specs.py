@@ -16,6 +16,11 @@ import msgspec
 from skyweave.errors import DefinitionError
 
 
+def default_version(code_hash: str) -> str:
+    """The version ``@task`` gives a function declared without ``version=``: a short code hash."""
+    return code_hash.rpartition(":")[2][:12]
+
+
 class TaskKind(StrEnum):
     PYTHON = "python"
     """A Python function, referenced as ``module:qualname`` or ``/path/file.py:qualname``."""

@@ -35,7 +35,10 @@ worker / host                        ``agent(swagent:<worker>@<host>)`` Software
 skyweave itself                      ``agent(swagent:skyweave)`` SoftwareAgent, associated with every
                                      activity and run as ``prov:role="orchestrator"``
 container image                      ``agent(swagent:image-<digest>)`` with ``sw:image`` (the tag) and
-                                     ``sw:imageDigest`` (what ran), ``prov:role="environment"``
+                                     ``sw:imageDigest``, ``prov:role="environment"``, associated with
+                                     the activity and each attempt that ran in it; the activity and
+                                     attempt carry ``sw:imageDigest`` (the content that ran, as the
+                                     engine resolved it; else the version's pinned one)
 reused product                       simply ``used`` of the original entity (its generation stays
                                      with the activity, possibly of another run, that made it)
 ===================================  =================================================================
@@ -187,7 +190,7 @@ def activity_attributes(activity: ActivityRecord, spec: TaskSpec | None) -> dict
     _add(attrs, SW["taskVersion"], activity.task_version)
     _add(attrs, SW["codeHash"], activity.code_hash or (spec.code_hash if spec else None))
     _add(attrs, SW["image"], spec.image if spec else None)
-    _add(attrs, SW["imageDigest"], spec.image_digest if spec else None)
+    _add(attrs, SW["imageDigest"], activity.image_digest or (spec.image_digest if spec else None))
     _add(attrs, SW["state"], activity.state)
     _add(attrs, SW["exitCode"], activity.exit_code)
     _add(attrs, SW["commandLine"], activity.command)
@@ -226,6 +229,7 @@ def attempt_attributes(activity: ActivityRecord, attempt: AttemptRecord, of: Qua
     _add(attrs, SW["worker"], attempt.worker)
     _add(attrs, SW["pid"], attempt.pid)
     _add(attrs, SW["exitCode"], attempt.exit_code)
+    _add(attrs, SW["imageDigest"], attempt.image_digest)
     if attempt.error:
         _add(attrs, SW["reason"], attempt.error.get("message"))
         _add(attrs, SW["errorType"], attempt.error.get("type") or attempt.error.get("error_type"))
@@ -237,6 +241,7 @@ def add_attempts(doc: ProvDocument, ids: Ids, agents: Agents, bundle: Bundle, *,
                  act: ProvActivity, plan: QualifiedName) -> None:
     """One sub-activity per execution of ``activity``, started by it and associated with its worker."""
     of = ids.activity(activity.id)
+    spec = bundle.task(activity)
     for attempt in bundle.attempts.get(activity.id, []):
         n = str(attempt.attempt)
         sub = doc.activity(ids.activity(f"{activity.id}.attempt.{n}"), utc(attempt.started_at),
@@ -246,6 +251,10 @@ def add_attempts(doc: ProvDocument, ids: Ids, agents: Agents, bundle: Bundle, *,
         if worker is not None:
             doc.association(sub, worker, plan, identifier=rel("assoc", activity.id, n, "worker"),
                             other_attributes={PROV["role"]: ROLE_EXECUTOR})
+        image = agents.image(spec.image if spec else None, attempt.image_digest or "")
+        if image is not None and attempt.image_digest:
+            doc.association(sub, image, plan, identifier=rel("assoc", activity.id, n, "image"),
+                            other_attributes={PROV["role"]: ROLE_ENVIRONMENT})
         add_transfers(doc, attempt, sub, name=f"{activity.id}.attempt.{n}", worker=worker,
                       activity=ids.activity, product=ids.product, rel=rel)
 
@@ -299,15 +308,16 @@ class Agents:
         return agent
 
     def image(self, image: str | None, digest: str = "") -> ProvAgent | None:
-        """The image as an agent, identified by its content digest when known (the tag can move)."""
-        if not image:
+        """The image as an agent, identified by its content digest when known (the tag can move;
+        a task without an image of its own ran in the worker's default image: its digest only)."""
+        if not image and not digest:
             return None
         local = "image-" + (digest.partition(":")[2][:16] if digest
-                            else hashlib.sha256(image.encode()).hexdigest()[:16])
+                            else hashlib.sha256(str(image).encode()).hexdigest()[:16])
         agent = self._made.get(local)
         if agent is None:
-            attrs: dict[Any, Any] = {PROV["type"]: PROV["SoftwareAgent"], PROV["label"]: image,
-                                     SW["image"]: image}
+            attrs: dict[Any, Any] = {PROV["type"]: PROV["SoftwareAgent"], PROV["label"]: image or digest}
+            _add(attrs, SW["image"], image)
             _add(attrs, SW["imageDigest"], digest or None)
             agent = self._made[local] = self.doc.agent(self.ids.agent(local), attrs)
         return agent
@@ -347,7 +357,8 @@ def associate(doc: ProvDocument, ids: Ids, agents: Agents, bundle: Bundle, *, ac
     if worker is not None:
         doc.association(act, worker, plan, identifier=rel("assoc", activity.id, "worker"),
                         other_attributes={PROV["role"]: ROLE_EXECUTOR})
-    image = agents.image(spec.image if spec else None, spec.image_digest if spec else "")
+    image = agents.image(spec.image if spec else None,
+                         activity.image_digest or (spec.image_digest if spec else ""))
     if image is not None:
         doc.association(act, image, plan, identifier=rel("assoc", activity.id, "image"),
                         other_attributes={PROV["role"]: ROLE_ENVIRONMENT})

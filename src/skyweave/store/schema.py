@@ -128,6 +128,7 @@ activities = Table(
     Column("host", String),
     Column("exit_code", Integer),
     Column("command", Text),
+    Column("image_digest", String),
     Column("error", Text),
     Column("log_uri", String),
     Column("usage", Text),
@@ -155,6 +156,7 @@ attempts = Table(
     Column("exit_code", Integer),
     Column("error", Text),
     Column("usage", Text),
+    Column("image_digest", String),
 )
 
 products = Table(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from skyweave import task, workflow
 from skyweave.controller.cache import cache_key
 from skyweave.model.messages import ProductRef
@@ -95,3 +97,13 @@ def test_key_covers_version_code_and_input_content() -> None:
     assert cache_key(other, {"x": {"$product": "p1"}}, products) != base
     unknown = {"p1": ProductRef(id="p1", uri="x")}
     assert cache_key(spec, {"x": {"$product": "p1"}}, unknown) is None, "no checksum: never reused"
+
+
+def test_the_key_names_the_image_content_not_its_tag() -> None:
+    """Same task, version, code and arguments in the same image tag, but other image content (the
+    tag rebuilt): another key, so nothing made by the old content is reused."""
+    base = msgspec.structs.replace(flows.square.spec, image="algo:latest")
+    old, new = (msgspec.structs.replace(base, image_digest=f"sha256:{c * 64}") for c in "ab")
+    keys = {cache_key(spec, {"x": 3}, {}) for spec in (old, new, base)}
+    assert None not in keys and len(keys) == 3
+    assert cache_key(old, {"x": 3}, {}) == cache_key(msgspec.structs.replace(old), {"x": 3}, {})

@@ -176,3 +176,28 @@ def test_silence_while_the_bus_was_unreachable_does_not_count_against_the_worker
     w.feed(m.WorkerHeartbeat(worker="w2", slots=2, at=w.now))
     w.fire_timers(w.now + 1.0)
     assert w.reclaimed == ["w1"], "silent a whole timeout after the outage: dead"
+
+
+def test_the_image_digest_is_recorded_per_attempt_and_never_carried_into_the_next() -> None:
+    """The container image an attempt ran in (``image_digest``) is on its attempt row and on the
+    activity, from its start or its end report; an attempt whose start was never seen does not
+    inherit the previous one's."""
+    w, _run, held = _two_dispatched()
+    first, second = (f"sha256:{c * 64}" for c in "ab")
+    started, unstarted = held
+    w.feed(m.ActivityFinished(activity_id=started.activity_id, attempt=1, worker="w1", result=1, at=w.now,
+                              image_digest=second))  # its start named no image, its end does
+    assert w.attempts[(started.activity_id, 1)].image_digest == second
+    assert w.activities[started.activity_id].image_digest == second
+    w.feed(m.ActivityStarted(activity_id=unstarted.activity_id, attempt=1, worker="w1", host="h1", at=w.now,
+                             image_digest=first))
+    assert w.attempts[(unstarted.activity_id, 1)].image_digest == first
+    assert w.activities[unstarted.activity_id].image_digest == first
+    w.fire_timers(w.now + TIMEOUT)  # w1 falls silent: the attempt is lost and runs again
+    w.feed(WorkerLost(worker="w1", dispatches=[m.dispatch_id(unstarted.activity_id, 1)]))
+    assert w.attempts[(unstarted.activity_id, 1)].image_digest == first  # the lost attempt keeps it
+    assert [(d.activity_id, d.attempt) for d in w.queue] == [(unstarted.activity_id, 2)]
+    w.feed(m.ActivityFinished(activity_id=unstarted.activity_id, attempt=2, worker="w2", result=1,
+                              at=w.now))  # on the host this time, its start never seen
+    assert w.attempts[(unstarted.activity_id, 2)].image_digest is None
+    assert w.activities[unstarted.activity_id].image_digest is None

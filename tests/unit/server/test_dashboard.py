@@ -7,8 +7,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import msgspec
 from fastapi.testclient import TestClient
 
+from skyweave.model.records import Changeset
 from skyweave.server.state import COOKIE
 from skyweave.triggers import TriggerState, on_files
 from skyweave.web import STATIC
@@ -66,6 +68,20 @@ def test_every_page_renders_from_the_store(served: Served) -> None:
     bands = [n for n in nodes if n["data"]["total"] > 1]
     assert bands and all("\N{MULTIPLICATION SIGN}" in n["data"]["label"] for n in bands)  # a fan-out: one counted node
     assert http.get("/ui/runs/run-nope").status_code == 404
+
+
+def test_the_activity_page_shows_the_image_digest_each_attempt_ran_in(served: Served) -> None:
+    http = logged_in(served, served.read)
+    store = served.client.store
+    act = store.list_activities(run_id=served.run_id)[0]
+    assert "digest" not in http.get(f"/ui/activities/{act.id}").text
+    digest = "sha256:" + "5f0c" * 16
+    (attempt, *_) = store.list_attempts(act.id)
+    store.apply(Changeset(activities=[msgspec.structs.replace(act, image_digest=digest)],
+                          attempts=[msgspec.structs.replace(attempt, image_digest=digest)]))
+    page = http.get(f"/ui/activities/{act.id}").text
+    assert f'image <code class="digest">{digest}</code>' in page
+    assert f'<code title="{digest}">{digest[:19]}</code>' in page
 
 
 def test_a_read_token_sees_no_buttons_and_cannot_act(served: Served) -> None:

@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy import Connection, MetaData, Table, create_engine, insert, inspect
 
 from skyweave.errors import NotFoundError
-from skyweave.model.records import Changeset, ProductRecord
+from skyweave.model.records import AttemptRecord, Changeset, ProductRecord
 from skyweave.store import Store, sqlite_path
 from skyweave.store import migrations as store_migrations
 from skyweave.store.schema import SCHEMA_REVISION, VERSION_TABLE
@@ -156,6 +156,27 @@ def test_upgrading_refuses_to_drop_rows_it_did_not_write(store_url: str, open_ha
 
 _OLD_PRODUCT = {"id": "prd-old", "uri": "file:///data/old.fits", "type": "ep.l1.events", "name": "old",
                 "created_at": 5.0, "attributes": "{}", "state": "available"}
+
+
+def test_activities_and_attempts_of_a_0009_store_upgrade_without_an_image_digest(
+        store_url: str, open_handle: OpenHandle) -> None:
+    """Revision 0010 adds the digest each attempt ran in; rows written before have none (NULL),
+    and new ones keep it."""
+    activity = {"id": "act-old", "run_id": "run-old", "node": "n", "task_name": "t", "task_version": "1",
+                "state": "succeeded", "key": "", "code_hash": "", "priority": 0, "arguments": "{}",
+                "attempt": 1, "max_attempts": 1, "created_at": 1.0, "queued_at": 1.0, "aspects": "[]",
+                "detours": "[]", "iteration": 0}
+    attempt = {"activity_id": "act-old", "attempt": 1, "state": "succeeded"}
+    _at_revision(store_url, "0009", [("activities", activity), ("attempts", attempt)])
+    store = open_handle()
+    assert store.get_activity("act-old").image_digest is None
+    assert [a.image_digest for a in store.list_attempts("act-old")] == [None]
+    digest = "sha256:" + "cd" * 32
+    store.apply(Changeset(
+        activities=[msgspec.structs.replace(store.get_activity("act-old"), attempt=2, image_digest=digest)],
+        attempts=[AttemptRecord(activity_id="act-old", attempt=2, state="succeeded", image_digest=digest)]))
+    assert store.get_activity("act-old").image_digest == digest
+    assert [a.image_digest for a in store.list_attempts("act-old")] == [None, digest]
 
 
 def _at_revision(store_url: str, revision: str, rows: list[tuple[str, dict[str, object]]]) -> None:

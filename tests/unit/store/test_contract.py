@@ -64,13 +64,13 @@ def test_every_record_type_round_trips(store: Store) -> None:
         started_at=13.0, ended_at=14.0, worker="wrk-1", host="node7", exit_code=0,
         error={"type": "ValueError", "message": "x"}, log_uri="file:///logs/act-1.log",
         usage={"cpu_s": 1.5}, aspects=["provenance", "timing"], parent_activity="act-0",
-        iteration=1, cache_key="k1",
+        iteration=1, cache_key="k1", image_digest="sha256:" + "ab" * 32,
         detours=[Detour(kind="provide", product_type="ep.aux.attitude", param="attitude",
                         reason="does not cover the observation", at=13.5, provider_activity="act-9"),
                  Detour(kind="park", product_type="ep.aux.orbit", param="orbit", product_id="prd-7")])
     the_attempt = AttemptRecord(activity_id="act-1", attempt=2, state="succeeded", worker="wrk-1",
                                 host="node7", pid=4242, started_at=13.0, ended_at=14.0, exit_code=0,
-                                error=None, usage={"max_rss_mb": 120})
+                                error=None, usage={"max_rss_mb": 120}, image_digest="sha256:" + "ab" * 32)
     the_product = product(type="ep.l1.events", name="events", obs_id="06800000001", detector="cmos3",
                           version="1", checksum="sha256:00", size=2**40, created_at=14.0,
                           activity_id="act-1", run_id="run-1", attributes={"exposure_s": 1200.0})

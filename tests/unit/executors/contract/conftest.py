@@ -46,6 +46,16 @@ def _docker(env: ExecutionEnv) -> Executor:
                              processes=SLOTS)
 
 
+def _podman(env: ExecutionEnv) -> Executor:
+    """The same executor with the ``podman`` setting: the test podman (no daemon) and its storage."""
+    from skyweave.executors.container import ContainerExecutor
+    from tests.services import podman_setting
+
+    setting = podman_setting(pid="host", mount=str(env.storage_root.parent))
+    return ContainerExecutor(setting, dataclasses.replace(env, import_path=(str(TASKS_IMPORT_ROOT),)),
+                             processes=SLOTS)
+
+
 def _dask_local_cluster(env: ExecutionEnv) -> Executor:
     """A LocalCluster in this process (one worker of two threads), closed with the executor."""
     from distributed import LocalCluster
@@ -80,6 +90,7 @@ EXECUTOR_FACTORIES = [
     pytest.param(lambda env: SubprocessExecutor(env, processes=SLOTS), id="subprocess"),
     pytest.param(_slurm, id="slurm", marks=pytest.mark.integration),
     pytest.param(_docker, id="docker", marks=pytest.mark.integration),
+    pytest.param(_podman, id="podman", marks=pytest.mark.integration),
     pytest.param(_dask_local_cluster, id="dask-localcluster"),
     pytest.param(_kubernetes_fake_api, id="kubernetes-fake-api"),
     pytest.param(_dask_scheduler, id="dask-scheduler", marks=pytest.mark.integration),
