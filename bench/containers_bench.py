@@ -2,6 +2,7 @@
 (not a test: run it against a daemon, e.g. the one ``scripts/services.sh start docker`` starts).
 
     .venv/bin/python bench/containers_bench.py [--n 20] [--reps 3] [--image skyweave-base:py3.11]
+                                               [--engine podman]
 
 The same command (``sh -c 'echo N > FILE'``) runs N times, one at a time:
 
@@ -14,7 +15,8 @@ The same command (``sh -c 'echo N > FILE'``) runs N times, one at a time:
 Prints the wall time per activity of each, their ratio and difference (skyweave's overhead per
 activity), medians over ``--reps`` alternating repetitions.  The Python path (``python -m
 skyweave.execute`` inside the skyweave image) is timed with ``--python`` against a raw ``docker
-run IMAGE python -c pass``.
+run IMAGE python -c pass``.  ``--engine podman``: the same with the podman client
+``scripts/services.sh start podman`` wrote (``SKYWEAVE_TEST_PODMAN_BIN``; raw ``podman run``).
 """
 
 from __future__ import annotations
@@ -35,30 +37,41 @@ import msgspec
 from skyweave import Client, command, workflow
 from skyweave.authoring.loader import load_task
 from skyweave.authoring.task import Task
+from skyweave.executors.containers import ContainerRuntime
 
 DOCKER = "/usr/bin/docker"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _host() -> str:
-    host = os.environ.get("DOCKER_HOST", "")
-    if not host:
-        env = ROOT / ".services" / "env"
-        for line in env.read_text().splitlines() if env.is_file() else []:
-            key, _, value = line.partition("=")
-            if key == "SKYWEAVE_TEST_DOCKER_HOST":
-                host = value
+def _service(variable: str) -> str:
+    env = ROOT / ".services" / "env"
+    for line in env.read_text().splitlines() if env.is_file() else []:
+        key, _, value = line.partition("=")
+        if key == variable:
+            return value
+    return ""
+
+
+def _setting(engine: str, image: str) -> str:
+    """The executor setting of the engine the services script started (docker: its daemon)."""
+    if engine == "podman":
+        client = os.environ.get("SKYWEAVE_TEST_PODMAN_BIN") or _service("SKYWEAVE_TEST_PODMAN_BIN")
+        if not client:
+            sys.exit("no podman: scripts/services.sh start podman (and scripts/images.sh --engine podman)")
+        return "podman://?" + urlencode({"binary": client, "image": image, "network": "none"})
+    host = os.environ.get("DOCKER_HOST") or _service("SKYWEAVE_TEST_DOCKER_HOST")
     if not host:
         sys.exit("no docker daemon: scripts/services.sh start docker (or set DOCKER_HOST)")
-    return host
+    return "docker://?" + urlencode({"host": host, "binary": DOCKER, "image": image, "network": "none"})
 
 
-def raw(host: str, image: str, n: int, folder: Path, python: bool) -> float:
+def raw(setting: str, image: str, n: int, folder: Path, python: bool) -> float:
+    client = ContainerRuntime.parse(setting).client
     start = time.perf_counter()
     for i in range(n):
         inner = (["python", "-c", f"open('{folder}/raw{i}.txt', 'w').write('{i}')"] if python
                  else ["sh", "-c", f"echo {i} > {folder}/raw{i}.txt"])
-        subprocess.run([DOCKER, "-H", host, "run", "--rm", "--network", "none", "-v", f"{folder}:{folder}",
+        subprocess.run([*client, "run", "--rm", "--network", "none", "-v", f"{folder}:{folder}",
                         image, *inner], check=True, capture_output=True)
     return (time.perf_counter() - start) / n
 
@@ -81,8 +94,7 @@ def many_py(n: int) -> Any:
     return [PY_WRITE(i=i) for i in range(n)]
 
 
-def through_skyweave(host: str, image: str, n: int, folder: Path, python: bool) -> float:
-    setting = "docker://?" + urlencode({"host": host, "binary": DOCKER, "image": image, "network": "none"})
+def through_skyweave(setting: str, image: str, n: int, folder: Path, python: bool) -> float:
     globals()["ECHO"] = Task(msgspec.structs.replace(ECHO.spec, image=image))  # what `many` calls
     with Client(str(folder / "store"), executor=setting, container=setting, workers=1) as client:
         start = time.perf_counter()
@@ -98,20 +110,21 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--image", default="")
     parser.add_argument("--python", action="store_true", help="Python tasks in the skyweave image")
+    parser.add_argument("--engine", choices=["docker", "podman"], default="docker")
     args = parser.parse_args()
     image = args.image or ("skyweave:local" if args.python else "skyweave-base:py3.11")
-    host = _host()
+    setting = _setting(args.engine, image)
     raws, ours = [], []
     for rep in range(args.reps):
         with tempfile.TemporaryDirectory(prefix="skyweave-cbench-") as tmp:
             folder = Path(tmp)
-            raws.append(raw(host, image, args.n, folder, args.python))
-            ours.append(through_skyweave(host, image, args.n, folder, args.python))
+            raws.append(raw(setting, image, args.n, folder, args.python))
+            ours.append(through_skyweave(setting, image, args.n, folder, args.python))
         print(f"rep {rep + 1}: raw {raws[-1]:.3f} s, skyweave {ours[-1]:.3f} s per activity", flush=True)
     r, s = statistics.median(raws), statistics.median(ours)
     kind = "python task" if args.python else "command task"
     print(f"{kind} in {image}, n={args.n}, reps={args.reps}, load average {os.getloadavg()[0]:.1f}: "
-          f"raw docker run {r:.3f} s, skyweave {s:.3f} s per activity; ratio {s / r:.2f}, "
+          f"raw {args.engine} run {r:.3f} s, skyweave {s:.3f} s per activity; ratio {s / r:.2f}, "
           f"overhead {1000 * (s - r):.0f} ms per activity")
 
 

@@ -1,8 +1,9 @@
 """Each pipeline's image, built from its Dockerfile on a local base (``scripts/images.sh``: no
 registry), runs a stage of that pipeline through skyweave: the stage's own task, declared with the
-image, dispatched by the controller to the ``docker`` executor, which runs ``python -m
-skyweave.execute`` in a container of the image (issue 14, point 2).  The product lands in the
-run's storage with its checksum, and the task version records the image digest that made it."""
+image, dispatched by the controller to the ``docker`` executor (the X-ray stage also to the
+``podman`` one), which runs ``python -m skyweave.execute`` in a container of the image (issue 14,
+point 2).  The product lands in the run's storage with its checksum, and the task version and the
+activity record the image digest that made it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import pytest
 
 from skyweave import Client, Product, workflow
 from skyweave.authoring.task import Task
+from skyweave.executors.containers import ContainerRuntime
 from skyweave.storage.local import LocalStorage
-from tests.services import DOCKER_BIN, docker_image, docker_setting
+from tests.services import DOCKER_BIN, docker_image, docker_setting, podman_setting
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,13 +30,18 @@ def in_image(task: Task, image: str) -> Task:
 
 
 def run_in_container(tmp_path: Path, image: str, wf: Any, params: dict[str, Any],
-                     inputs: dict[str, tuple[str, str]] | None = None) -> tuple[Any, list[Any], str]:
-    """Run ``wf`` with the docker executor; ``inputs``: param -> (file, product type) to add first.
-    Returns the run's result, its products and the digest of ``image``."""
-    host = docker_image(image)
-    digest = subprocess.run([DOCKER_BIN, "-H", host, "image", "inspect", "--format", "{{.Id}}", image],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    setting = docker_setting()
+                     inputs: dict[str, tuple[str, str]] | None = None, *,
+                     engine: str = "docker") -> tuple[Any, list[Any], str]:
+    """Run ``wf`` with the docker (or podman) executor; ``inputs``: param -> (file, product type) to
+    add first.  Returns the run's result, its products and the digest of ``image``."""
+    if engine == "docker":
+        host = docker_image(image)
+        digest = subprocess.run([DOCKER_BIN, "-H", host, "image", "inspect", "--format", "{{.Id}}", image],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        setting = docker_setting()
+    else:
+        setting = podman_setting(image)
+        digest = ContainerRuntime.parse(setting).digest(image)
     with Client(str(tmp_path / "store"), executor=setting, container=setting, workers=1) as client:
         for name, (path, kind) in (inputs or {}).items():
             params[name] = client.add_product(path, type=kind).id
@@ -44,6 +51,7 @@ def run_in_container(tmp_path: Path, image: str, wf: Any, params: dict[str, Any]
         (act,) = handle.activities()
         spec = client.store.get_task(act.task_name, act.task_version)
         assert (spec.image, spec.image_digest) == (image, digest)
+        assert act.image_digest == digest  # the content that ran, reported by the executor
         return handle.results(), handle.products(), digest
 
 
@@ -53,7 +61,8 @@ def _checked(product: Any) -> Path:
     return path
 
 
-def test_xray_decodes_a_detector_in_its_image(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_xray_decodes_a_detector_in_its_image(tmp_path: Path, engine: str) -> None:
     from xray_ep import conventions as cv
     from xray_ep import l1
     from xray_ep.simulate import simulate_observation
@@ -66,7 +75,7 @@ def test_xray_decodes_a_detector_in_its_image(tmp_path: Path) -> None:
 
     sim = simulate_observation(tmp_path / "obs", "ep0302", 41, n_cmos=2)
     _, products, _ = run_in_container(tmp_path, "skyweave-xray-ep", decode_one, {"cmos": sim["cmos"][0]},
-                                           {"l0": (sim["l0"], cv.L0_TELEMETRY)})
+                                           {"l0": (sim["l0"], cv.L0_TELEMETRY)}, engine=engine)
     (made,) = [p for p in products if p.type == cv.L1_EVENTS]
     assert made.detector == sim["cmos"][0] and made.attributes["n_events"] > 0
     assert _checked(made).read_bytes().startswith(b"SIMPLE")          # a FITS file
