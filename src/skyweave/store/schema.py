@@ -56,7 +56,7 @@ from skyweave.model.records import (
     WorkflowRecord,
 )
 
-SCHEMA_REVISION = "0010"  # 0001 -> 0003 -> 0002 -> 0004 -> ... -> 0010 (see 0002_lineage_indexes.py)
+SCHEMA_REVISION = "0011"  # 0001 -> 0003 -> 0002 -> 0004 -> ... -> 0011 (see 0002_lineage_indexes.py)
 """The Alembic head revision this code expects; opening a store at this revision skips Alembic."""
 
 VERSION_TABLE = "skyweave_version"

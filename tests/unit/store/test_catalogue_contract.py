@@ -158,16 +158,16 @@ _OLD_PRODUCT = {"id": "prd-old", "uri": "file:///data/old.fits", "type": "ep.l1.
                 "created_at": 5.0, "attributes": "{}", "state": "available"}
 
 
-def test_activities_and_attempts_of_a_0009_store_upgrade_without_an_image_digest(
+def test_activities_and_attempts_of_a_0010_store_upgrade_without_an_image_digest(
         store_url: str, open_handle: OpenHandle) -> None:
-    """Revision 0010 adds the digest each attempt ran in; rows written before have none (NULL),
+    """Revision 0011 adds the digest each attempt ran in; rows written before have none (NULL),
     and new ones keep it."""
     activity = {"id": "act-old", "run_id": "run-old", "node": "n", "task_name": "t", "task_version": "1",
                 "state": "succeeded", "key": "", "code_hash": "", "priority": 0, "arguments": "{}",
                 "attempt": 1, "max_attempts": 1, "created_at": 1.0, "queued_at": 1.0, "aspects": "[]",
                 "detours": "[]", "iteration": 0}
     attempt = {"activity_id": "act-old", "attempt": 1, "state": "succeeded"}
-    _at_revision(store_url, "0009", [("activities", activity), ("attempts", attempt)])
+    _at_revision(store_url, "0010", [("activities", activity), ("attempts", attempt)])
     store = open_handle()
     assert store.get_activity("act-old").image_digest is None
     assert [a.image_digest for a in store.list_attempts("act-old")] == [None]

@@ -5,8 +5,8 @@ image of its own runs in the worker's default image, whose digest is known only 
 Existing rows have none (NULL).  ``ADD COLUMN`` of a nullable column copies no table on SQLite or
 PostgreSQL, so upgrading a large store is quick.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
