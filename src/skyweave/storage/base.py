@@ -44,6 +44,8 @@ class ObjectStat(NamedTuple):
     size: int
     modified: float
     """Seconds since the epoch."""
+    tag: str = ""
+    """What the storage says changes with the content, if anything (S3's ETag)."""
 
 
 class ObjectMissingError(NotFoundError):

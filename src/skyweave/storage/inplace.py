@@ -93,11 +93,11 @@ def product_id(uri: str, kind: str, hash_: str, glob: str | None, stat: str, *, 
 def object_fingerprint(uri: str, hash_: str, *, known: Callable[[str], str | None] = lambda _stat: None
                        ) -> tuple[str, Fingerprint, str]:
     """``(uri, fingerprint, name)`` of an object named by URL (``s3://bucket/key``), through the
-    Storage port: ``object:<size>:<modified>`` from one ``stat``, the sha256 streamed once when
+    Storage port: ``object:<size>:<modified>:<ETag>`` from one ``stat``, the sha256 streamed once when
     ``hash="sha256"`` and ``known`` does not have it.  ``ObjectMissingError`` if there is none."""
     storage, key = locate(uri)
     st = storage.stat(key)
-    stat = f"object:{st.size}:{st.modified!r}"
+    stat = f"object:{st.size}:{st.modified!r}:{st.tag}"  # S3's ETag: a rewrite within its 1 s mtime too
     checksum = stat if hash_ == "stat" else (known(stat) or storage.checksum(key))
     return storage.uri(key), Fingerprint(stat, checksum, st.size), PurePosixPath(key).name
 

@@ -222,7 +222,8 @@ class S3Storage(Storage):
         if info.get("type") != "file":
             raise self._missing(key)
         modified = info.get("LastModified")
-        return ObjectStat(int(info["size"]), modified.timestamp() if modified is not None else 0.0)
+        return ObjectStat(int(info["size"]), modified.timestamp() if modified is not None else 0.0,
+                          str(info.get("ETag") or "").strip('"'))
 
     def checksum(self, key: str) -> str:
         return self._stream(key, lambda _block: None).checksum
