@@ -126,6 +126,7 @@ class Controller:
                 raise TypeError(f"the controller has no rule for {type(event).__name__} events; known: "
                                 f"{', '.join(sorted(t.__name__ for t in self._rules))}")
             rule(event)
+        unfold.refill(self, max(unfold.FANOUT_CHUNK, 2 * dispatch.window(self)))
         dispatch.dispatch(self)
         d = self.out
         d.changes.activities = list(self._touched_acts.values())

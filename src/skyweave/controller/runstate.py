@@ -95,7 +95,10 @@ class RunState:
     """``(node, key)`` not created yet -> how many of ``plain_refs[node]`` were found ready, so
     the next attempt resumes there (a node over N loop-built refs would re-check them all)."""
     active: int = 0
-    """Activities of this run not yet in a terminal state."""
+    """Activities of this run not yet in a terminal state (deferred instances included)."""
+    deferred: list[list[Any]] = field(default_factory=list)
+    """Wide fan-outs not unfolded yet: ``[node, source key, next index, end]``, oldest first.
+    Their instances count as open (``open_counts``) and active until ``undefer`` creates them."""
     failures: int = 0
     held: list[str] = field(default_factory=list)
     """Queued activity ids set aside while the run is paused."""
@@ -162,6 +165,33 @@ class RunState:
                 self.open_counts[k] = self.open_counts.get(k, 0) + 1
         elif inst.state == FAILED:
             self._count_failed(inst, +1)
+
+    def defer(self, node: str, source: Key, width: int) -> None:
+        """Instances ``(*source, 0)`` .. ``(*source, width - 1)`` of ``node`` are to be created
+        later, a chunk at a time: until then they count as open and active, so no gather over
+        them collects and the run does not end."""
+        self.deferred.append([node, source, 0, width])
+        self.active += width
+        for i in range(len(source) + 1):
+            k = (node, source[:i])
+            self.open_counts[k] = self.open_counts.get(k, 0) + width
+
+    def undefer(self, limit: int) -> list[tuple[str, Key]]:
+        """Up to ``limit`` deferred ``(node, key)``, no longer counted: the caller creates them."""
+        out: list[tuple[str, Key]] = []
+        while self.deferred and len(out) < limit:
+            entry = self.deferred[0]
+            node, source, start, end = entry
+            stop = min(end, start + limit - len(out))
+            out.extend((node, (*source, j)) for j in range(start, stop))
+            taken = stop - start
+            self.active -= taken
+            for i in range(len(source) + 1):
+                self.open_counts[(node, source[:i])] -= taken
+            entry[2] = stop
+            if stop == end:
+                self.deferred.pop(0)
+        return out
 
     def _count_failed(self, inst: Instance, delta: int) -> None:
         for i in range(len(inst.key) + 1):

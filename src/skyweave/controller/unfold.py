@@ -173,15 +173,54 @@ def requeue(ctrl: Host, rec: ActivityRecord, *, retry: bool = False) -> None:
     ctrl.touch(rec)
 
 
+FANOUT_CHUNK = 1024
+"""A fan-out wider than this is unfolded a chunk at a time, as the ready queue drains
+(``refill``), instead of all at once: a fan-out of a million made a million activity records in
+one step (gigabytes in the controller, one transaction longer than the controller's lease)."""
+
+
 def propagate(ctrl: Host, run: RunState, inst: Instance) -> None:
-    """An instance became terminal: create what it completes downstream."""
+    """An instance became terminal: create what it completes downstream (a wide fan-out: its
+    first chunk, the rest deferred)."""
     if inst.state in (DONE, SKIPPED):
         for down in run.downstream[inst.node]:
             if down in run.gather_nodes and run.depth(inst.node) > run.depth(down):
                 continue  # a gather over this node: check_gathers decides, once
+            width = _fan_out_width(run, down, inst)
+            if width > FANOUT_CHUNK:
+                run.defer(down, inst.key, width)
+                for node_id, key in run.undefer(FANOUT_CHUNK):
+                    try_create(ctrl, run, node_id, key)
+                continue
             for key in _keys_after(run, down, inst):
                 try_create(ctrl, run, down, key)
     _check_gathers(ctrl, run, inst)
+
+
+def _fan_out_width(run: RunState, down: str, inst: Instance) -> int:
+    """How many instances ``(*inst.key, i)`` of ``down`` fan out over ``inst``'s result (0 when
+    ``down`` does not fan out over it: ``_keys_after`` decides those)."""
+    driver = run.driver(down)
+    if driver is None or driver[1]["ref"] != inst.node or driver[1]["iter"] != "each" or inst.state != DONE:
+        return 0
+    try:
+        items = _select(inst.value, list(driver[1].get("path", [])))
+    except DefinitionError:
+        return 0
+    return len(items) if isinstance(items, list) else 0
+
+
+def refill(ctrl: Host, low: int) -> None:
+    """Unfold deferred fan-outs until ``low`` activities wait in the queue (or nothing is left)."""
+    room = low - len(ctrl.queue) - len(ctrl.checking)
+    for run in list(ctrl.runs.values()):
+        if room <= 0:
+            return
+        if run.deferred:
+            made = run.undefer(room)
+            for node_id, key in made:
+                try_create(ctrl, run, node_id, key)
+            room -= len(made)
 
 
 def _keys_after(run: RunState, down: str, inst: Instance) -> list[Key]:
