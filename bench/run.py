@@ -31,8 +31,8 @@ STAMP = VENV / ".installed"
 REQUIREMENTS = BENCH / "requirements.txt"
 
 ALL_TOOLS = ["serial", "skyweave", "dask-threads", "dask-distributed", "prefect", "luigi",
-             "parsl-threads", "parsl-htex"]
-SLOW_TOOLS = {"luigi", "parsl-htex", "dask-distributed"}   # skipped by --quick
+             "parsl-threads", "parsl-htex", "ray"]
+SLOW_TOOLS = {"luigi", "parsl-htex", "dask-distributed", "ray"}   # skipped by --quick
 ALL_WORKLOADS = ["W1", "W2", "W3", "W4"]
 W1_SIZES = [1_000, 10_000]
 BIG_N = 100_000

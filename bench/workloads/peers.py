@@ -1,4 +1,4 @@
-"""The same workloads on skyweave's peers: Dask, Prefect 3, Luigi, Parsl, and a serial loop.
+"""The same workloads on skyweave's peers: Dask, Prefect 3, Luigi, Parsl, Ray, and a serial loop.
 
 Every tool runs the functions of ``workloads.common``.  Each ``run_<tool>(workload, n)`` returns
 ``{"walls": [...], "result": ..., "setup_s": ..., "notes": [...]}``; W4 returns two walls (first
@@ -332,6 +332,53 @@ def run_parsl_htex(workload: str, n: int) -> dict[str, Any]:
     return _parsl(workload, n, executor, "htex")
 
 
+# -- ray ------------------------------------------------------------------------------------------
+def run_ray(workload: str, n: int) -> dict[str, Any]:
+    """Ray's local cluster started by ``ray.init(num_cpus=2)``: a raylet, two worker processes;
+    W1 is ``total.remote(*[noop.remote(i) ...])`` (the references are resolved as arguments)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise NotInstalled(str(exc)) from exc
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        noop = ray.remote(num_cpus=1)(common.noop)
+        step = ray.remote(num_cpus=1)(common.step)
+        work = ray.remote(num_cpus=1)(common.numpy_work)
+
+        @ray.remote(num_cpus=1)
+        def total(*xs: int) -> int:
+            return common.total(list(xs))
+
+        @ray.remote(num_cpus=1)
+        def merge(*xs: float) -> float:
+            return common.merge(list(xs))
+
+        ray.get([noop.remote(i) for i in range(4)])  # warm-up: both workers started
+        setup = time.perf_counter() - t0
+        count, reps = _shape(workload, n)
+
+        def once() -> Any:
+            if workload == "W1":
+                return ray.get(total.remote(*[noop.remote(i) for i in range(count)]))
+            if workload == "W2":
+                x: Any = 0
+                for _ in range(common.W2_LENGTH):
+                    x = step.remote(x)
+                return ray.get(x)
+            return ray.get(merge.remote(*[work.remote(i, reps) for i in range(count)]))
+
+        walls, result = [], None
+        for _ in range(2 if workload == "W4" else 1):
+            wall, result = _timed(once)
+            walls.append(wall)
+        return {"walls": walls, "result": result, "setup_s": setup,
+                "notes": ["ray.init(num_cpus=2), tasks num_cpus=1; W4 second run recomputes (no cache)"]}
+    finally:
+        ray.shutdown()
+
+
 TOOLS: dict[str, Callable[[str, int], dict[str, Any]]] = {
     "serial": run_serial,
     "dask-threads": run_dask_threads,
@@ -340,4 +387,5 @@ TOOLS: dict[str, Callable[[str, int], dict[str, Any]]] = {
     "luigi": run_luigi,
     "parsl-threads": run_parsl_threads,
     "parsl-htex": run_parsl_htex,
+    "ray": run_ray,
 }
