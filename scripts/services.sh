@@ -300,7 +300,6 @@ WRAPPER
 stop_podman() {  # remove what the tests left (at once: no grace period), then the storage's mounts
     local dir="$1"
     "$dir/podman" rm -af -t 0 >/dev/null 2>&1 || true
-    "$dir/podman" system reset -f >/dev/null 2>&1 || true
     grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -f "$dir/podman"
 }
