@@ -141,7 +141,7 @@ class TriggerService:
             if on_bus:  # returns at a post; a step every 0.1 s at most also sees file notifications
                 self.client.bus.wait(min(left, 0.1))
                 break
-                self.wake.wait(left)
+            self.wake.wait(left)
         self.wake.clear()
 
     def stop(self) -> None:
