@@ -34,7 +34,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 _SOURCE_KEYS: dict[TriggerKind, dict[str, type | tuple[type, ...]]] = {
     TriggerKind.FILES: {"folder": str, "glob": str, "pattern": str, "settle_s": (int, float)},
-    TriggerKind.OBJECTS: {"url": str, "pattern": str, "storage_options": dict},
+    TriggerKind.OBJECTS: {"url": str, "pattern": str, "storage_options": dict, "rescan_s": (int, float)},
     TriggerKind.MESSAGES: {"topic": str},
     TriggerKind.VOEVENTS: {"topic": str, "streams": list, "roles": list},
     TriggerKind.SCHEDULE: {"cron": str, "timezone": str, "catchup": str},
@@ -146,6 +146,9 @@ def _check_source(name: str, kind: TriggerKind, src: dict[str, Any], base: Path 
         src.setdefault("glob", "*")
         if src.get("settle_s", 0) < 0:
             raise _bad(name, "settle_s is negative", "give the seconds a file must stay unchanged (0: none)")
+    if kind is TriggerKind.OBJECTS and src.get("rescan_s", 0) < 0:
+        raise _bad(name, "rescan_s is negative",
+                   "give the seconds between full listings of the prefix (0: list it whole at every poll)")
     if kind is TriggerKind.SCHEDULE:
         _check_schedule(name, src)
     if kind is TriggerKind.VOEVENTS:
@@ -218,11 +221,16 @@ def on_objects(
     workflow: str,
     pattern: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    rescan_s: float | None = None,
     **common: Any,
 ) -> TriggerSpec:
     """Start ``workflow`` for each object arriving under ``url`` (``s3://bucket/prefix``).  Fields:
-    url, bucket, key, name, size, etag.  Credentials come from the environment, never the store."""
+    url, bucket, key, name, size, etag.  Credentials come from the environment, never the store.
+    A poll lists only the keys after the last one seen; a full listing every ``rescan_s`` (default
+    300; 0: every poll) finds objects whose keys sort before it (late names, new versions)."""
     src: dict[str, Any] = {"url": url}
+    if rescan_s is not None:
+        src["rescan_s"] = rescan_s
     if pattern is not None:
         src["pattern"] = pattern
     if storage_options:
