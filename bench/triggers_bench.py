@@ -20,6 +20,7 @@ import argparse
 import concurrent.futures
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -53,6 +54,12 @@ def percentile(values: list[float], q: float) -> float:
 
 def count(client: Client, name: str) -> int:
     return sum(client.store.trigger_counts(name).values())
+
+
+def progress(kind: str, t0: float, made: int, recorded: int) -> None:
+    """How far a long run got (on stderr: the results on stdout stay JSON lines)."""
+    print(f"{kind}: {time.perf_counter() - t0:.0f} s: {made} events made, {recorded} recorded",
+          file=sys.stderr, flush=True)
 
 
 def run_kind(kind: str, n: int, burst: int, root: Path, put_threads: int = 8) -> dict[str, object]:
@@ -106,9 +113,14 @@ def run_kind(kind: str, n: int, burst: int, root: Path, put_threads: int = 8) ->
                         at=time.time(),
                     )
                     landed[name] = time.time()
+            progress(kind, t0, len(landed), count(client, "bench"))
         made = time.perf_counter() - t0
         putters.shutdown()
-        while count(client, "bench") < n:
+        last = time.perf_counter()
+        while (done := count(client, "bench")) < n:
+            if time.perf_counter() - last >= 10:
+                progress(kind, t0, len(landed), done)
+                last = time.perf_counter()
             time.sleep(0.2)
         took = time.perf_counter() - t0
         stop.set()

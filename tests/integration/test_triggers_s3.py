@@ -96,7 +96,7 @@ class Listed:
         return keys
 
 
-def test_a_poll_lists_only_the_keys_after_the_last_one_seen(
+def test_a_poll_lists_only_the_keys_after_the_cursor_and_the_last_overlap_s(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The 60,000-object bench stalled because every poll listed the whole growing prefix."""
@@ -106,23 +106,34 @@ def test_a_poll_lists_only_the_keys_after_the_last_one_seen(
     fs = filesystem()
     listed = Listed(monkeypatch)
     client.store.save_trigger(on_objects("landing", url=f"s3://{bucket}/incoming/", workflow=f"{FLOW}:nightly",
-                                         params={"at": "{url}"}))
+                                         params={"at": "{url}"}, overlap_s=5, rescan_s=600))
     for i in range(5):
         fs.pipe(f"{bucket}/incoming/ep{i:04d}.fits", b"x")
     fs.pipe(f"{bucket}/zz-elsewhere/ep9999.fits", b"outside the prefix, after it")
-    service = TriggerService(client, clock=lambda: 1_000.0)  # no full re-listing while the clock stands
-    service.step()
+    now = [1_000.0]
+    service = TriggerService(client, clock=lambda: now[0])
+    service.step()  # the first poll of a process lists the whole prefix
     assert listed.take() == [f"ep{i:04d}.fits" for i in range(5)]
-    assert client.store.get_trigger("landing").cursor == f"{bucket}/incoming/ep0004.fits"
+    now[0] += 10
     service.step()
     assert listed.take() == [] and listed.calls == 2  # asked again, told nothing: nothing re-listed
+    assert client.store.get_trigger("landing").cursor == f"{bucket}/incoming/ep0004.fits"
     fs.pipe(f"{bucket}/incoming/ep0005.fits", b"x")
     fs.pipe(f"{bucket}/incoming/ep0006.fits", b"x")
+    now[0] += 10
     service.step()
     assert listed.take() == ["ep0005.fits", "ep0006.fits"]
+    fs.pipe(f"{bucket}/incoming/ep0005a.fits", b"x")  # finished after ep0006 (parallel puts)
+    now[0] += 2
+    service.step()  # the cursor trails by overlap_s: this poll lists the last 5 s again
+    assert listed.take() == ["ep0005.fits", "ep0005a.fits", "ep0006.fits"]
+    now[0] += 10
+    service.step()
+    assert listed.take() == []
+    assert client.store.get_trigger("landing").cursor == f"{bucket}/incoming/ep0006.fits"
     fired = sorted(f.fields["name"] for f in client.store.trigger_history("landing", limit=None))
-    assert fired == [f"ep{i:04d}.fits" for i in range(7)]
-    assert len(client.store.list_runs(graph=False)) == 7
+    assert fired == sorted([f"ep{i:04d}.fits" for i in range(7)] + ["ep0005a.fits"])
+    assert len(client.store.list_runs(graph=False)) == 8
 
 
 def test_a_key_sorting_before_the_cursor_is_fired_by_the_full_listing_exactly_once(
@@ -133,7 +144,7 @@ def test_a_key_sorting_before_the_cursor_is_fired_by_the_full_listing_exactly_on
     bucket = new_bucket(monkeypatch)
     fs = filesystem()
     client.store.save_trigger(on_objects("landing", url=f"s3://{bucket}/incoming/", workflow=f"{FLOW}:nightly",
-                                         params={"at": "{url}"}, rescan_s=60))
+                                         params={"at": "{url}"}, overlap_s=5, rescan_s=60))
     now = [1_000.0]
     service = TriggerService(client, clock=lambda: now[0])
     fs.pipe(f"{bucket}/incoming/ep0005.fits", b"five")
@@ -147,7 +158,7 @@ def test_a_key_sorting_before_the_cursor_is_fired_by_the_full_listing_exactly_on
         return sorted(f.fields["name"] + ":" + f.fields["etag"][:6] for f in client.store.trigger_history(
             "landing", limit=None))
 
-    assert len(fired()) == 1  # within rescan_s, only the keys after the cursor are listed: the trade-off
+    assert len(fired()) == 1  # within rescan_s only keys after the cursor are listed: the trade-off
     now[0] += 31
     service.step()  # a full listing: both found
     assert len(fired()) == 3 and len(client.store.list_runs(graph=False)) == 3
@@ -161,8 +172,9 @@ def test_a_key_sorting_before_the_cursor_is_fired_by_the_full_listing_exactly_on
 def test_the_cursor_never_passes_an_object_whose_firing_was_not_recorded(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cursor is written with the poll's last batch of firings: a store failing between two
-    batches leaves it where it was, so the next (incremental) poll lists the unrecorded objects."""
+    """The cursor moves only to a key of a poll recorded whole, with a later poll's firings: a
+    store failing between two batches of a poll leaves it where it was, so the next (incremental)
+    poll of the same process lists the unrecorded objects again."""
     from skyweave.errors import StoreUnavailableError
     from skyweave.storage.s3 import filesystem
     from skyweave.triggers import service as service_module
@@ -170,7 +182,7 @@ def test_the_cursor_never_passes_an_object_whose_firing_was_not_recorded(
     bucket = new_bucket(monkeypatch)
     fs = filesystem()
     client.store.save_trigger(on_objects("landing", url=f"s3://{bucket}/incoming/", workflow=f"{FLOW}:nightly",
-                                         params={"at": "{url}"}))
+                                         params={"at": "{url}"}, overlap_s=5, rescan_s=600))
     for i in range(5):
         fs.pipe(f"{bucket}/incoming/ep{i:04d}.fits", b"x")
     monkeypatch.setattr(service_module, "BATCH", 2)
@@ -184,11 +196,15 @@ def test_the_cursor_never_passes_an_object_whose_firing_was_not_recorded(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(client.store, "record_firings", failing_second)
-    service = TriggerService(client, clock=lambda: 1_000.0)
+    now = [1_000.0]
+    service = TriggerService(client, clock=lambda: now[0])
     service.step()  # logged, not raised: the trigger process goes on
     assert len(client.store.trigger_history("landing", limit=None)) == 2
     assert client.store.get_trigger("landing").cursor is None
+    now[0] += 20
     service.step()  # the same process, an incremental poll from the stored cursor
     names = [r.params["at"].rsplit("/", 1)[-1] for r in client.store.list_runs(graph=False)]
     assert sorted(names) == [f"ep{i:04d}.fits" for i in range(5)]
+    now[0] += 20
+    service.step()
     assert client.store.get_trigger("landing").cursor == f"{bucket}/incoming/ep0004.fits"

@@ -34,7 +34,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 _SOURCE_KEYS: dict[TriggerKind, dict[str, type | tuple[type, ...]]] = {
     TriggerKind.FILES: {"folder": str, "glob": str, "pattern": str, "settle_s": (int, float)},
-    TriggerKind.OBJECTS: {"url": str, "pattern": str, "storage_options": dict, "rescan_s": (int, float)},
+    TriggerKind.OBJECTS: {"url": str, "pattern": str, "storage_options": dict, "rescan_s": (int, float),
+                          "overlap_s": (int, float)},
     TriggerKind.MESSAGES: {"topic": str},
     TriggerKind.VOEVENTS: {"topic": str, "streams": list, "roles": list},
     TriggerKind.SCHEDULE: {"cron": str, "timezone": str, "catchup": str},
@@ -149,6 +150,9 @@ def _check_source(name: str, kind: TriggerKind, src: dict[str, Any], base: Path 
     if kind is TriggerKind.OBJECTS and src.get("rescan_s", 0) < 0:
         raise _bad(name, "rescan_s is negative",
                    "give the seconds between full listings of the prefix (0: list it whole at every poll)")
+    if kind is TriggerKind.OBJECTS and src.get("overlap_s", 0) < 0:
+        raise _bad(name, "overlap_s is negative",
+                   "give the seconds of arrivals each poll lists again (uploads finishing out of order)")
     if kind is TriggerKind.SCHEDULE:
         _check_schedule(name, src)
     if kind is TriggerKind.VOEVENTS:
@@ -222,15 +226,19 @@ def on_objects(
     pattern: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     rescan_s: float | None = None,
+    overlap_s: float | None = None,
     **common: Any,
 ) -> TriggerSpec:
     """Start ``workflow`` for each object arriving under ``url`` (``s3://bucket/prefix``).  Fields:
     url, bucket, key, name, size, etag.  Credentials come from the environment, never the store.
-    A poll lists only the keys after the last one seen; a full listing every ``rescan_s`` (default
-    300; 0: every poll) finds objects whose keys sort before it (late names, new versions)."""
+    A poll lists the keys after those listed ``overlap_s`` ago (default 10); a full listing every
+    ``rescan_s`` (default 300; 0: every poll) finds keys that sort before them (late names, new
+    versions): see ``skyweave.triggers.objects``."""
     src: dict[str, Any] = {"url": url}
     if rescan_s is not None:
         src["rescan_s"] = rescan_s
+    if overlap_s is not None:
+        src["overlap_s"] = overlap_s
     if pattern is not None:
         src["pattern"] = pattern
     if storage_options:

@@ -45,7 +45,8 @@ from skyweave.model.triggers import (
     TriggerState,
 )
 from skyweave.triggers.messages import MessageSource
-from skyweave.triggers.sources import FileSource, ObjectSource, ScheduleSource, Source
+from skyweave.triggers.objects import ObjectSource
+from skyweave.triggers.sources import FileSource, ScheduleSource, Source
 
 log = logging.getLogger(__name__)
 

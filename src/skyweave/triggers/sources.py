@@ -1,4 +1,5 @@
-"""Where trigger events come from: a folder, a bucket, a schedule (the bus: ``messages.py``).
+"""Where trigger events come from: a folder, a schedule (a bucket: ``objects.py``; the bus:
+``messages.py``).
 
 A ``Source`` is polled for the events it sees now (``poll``) and told which of them the ledger
 recorded (``done``).  It never decides whether an event already ran: the store's ledger does
@@ -13,7 +14,7 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,6 @@ log = logging.getLogger(__name__)
 RESCAN_S = 5.0
 """A folder or bucket is listed again at least this often, notification or not (network file
 systems send none)."""
-FULL_RESCAN_S = 300.0
-"""An object trigger lists its whole prefix at least this often (otherwise only the keys after its
-cursor): the longest a key that sorts before the cursor waits to be seen."""
 
 
 class Poll(msgspec.Struct, kw_only=True):
@@ -165,128 +163,6 @@ class FileSource(Source):
 
     def close(self) -> None:
         self._stop.set()
-
-
-class ObjectSource(Source):
-    """Objects arriving under ``s3://bucket/prefix`` (any fsspec URL); key ``bucket/key@ETag``
-    (size and mtime when the store has no ETag).
-
-    S3 lists keys in lexicographic order, so a poll asks only for the keys after the trigger's
-    cursor (``StartAfter``: the last key listed, stored with the firings in one transaction); a
-    poll costs what arrived, not the whole prefix.  A key that sorts *before* the cursor when it
-    arrives (senders whose names do not grow, a new version of an object already seen) is not in
-    such a listing: a full listing every ``rescan_s`` (and the first poll of each trigger process)
-    finds it, and the ledger and ``seen`` make sure a key listed again fires nothing twice.
-    ``rescan_s: 0`` lists everything at every poll.  Other fsspec stores are listed whole at
-    every poll.
-    """
-
-    def __init__(self, spec: TriggerSpec, wake: threading.Event | None = None) -> None:
-        super().__init__(spec, wake)
-        import fsspec
-
-        self.url = str(spec.source["url"])
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **spec.source.get("storage_options", {}))
-        self.root = self.root.rstrip("/")
-        pattern = spec.source.get("pattern")
-        self.pattern = re.compile(pattern) if pattern else None
-        self.rescan_s = float(spec.source.get("rescan_s", FULL_RESCAN_S))
-        self.seen: set[str] = set()
-        """Keys known to be in the ledger (or not this trigger's): not looked up again."""
-        self.full_at: float | None = None
-        """When the last full listing was made (``None``: the next poll makes one)."""
-        self.listed = 0
-        """Objects listed so far (a whole-prefix listing counts every object again)."""
-        self._s3 = "s3" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
-
-    def _after(self, cursor: str | None) -> str | None:
-        """The stored cursor, if it is a path under this trigger's prefix (``triggers add --replace``
-        may have moved the prefix: then the listing starts from the beginning)."""
-        if cursor and cursor.startswith(self.root + "/"):
-            return cursor
-        return None
-
-    def _list(self, after: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """``(path, info)`` of the objects under the prefix whose paths sort after ``after``, in
-        lexicographic order (every object on a store that cannot start a listing at a key: it
-        costs the same, and nothing waits for a full listing)."""
-        if not self._s3:
-            try:
-                listing = self.fs.find(self.root, detail=True)
-            except FileNotFoundError:
-                return
-            for path, info in sorted(listing.items()):
-                if info.get("type") != "directory":
-                    yield path, info
-            return
-        bucket, _, prefix = self.root.lstrip("/").partition("/")
-        args: dict[str, Any] = {"Bucket": bucket, "Prefix": f"{prefix}/" if prefix else ""}
-        if after is not None:
-            args["StartAfter"] = after.lstrip("/").partition("/")[2]
-        while True:
-            try:
-                page = self.fs.call_s3("list_objects_v2", **args)
-            except FileNotFoundError:  # no such bucket (yet)
-                return
-            for item in page.get("Contents", []):
-                if not item["Key"].endswith("/"):  # a folder marker
-                    yield f"{bucket}/{item['Key']}", {
-                        "ETag": item.get("ETag"),
-                        "size": item.get("Size"),
-                        "LastModified": item.get("LastModified"),
-                    }
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
-            args["ContinuationToken"] = token
-
-    def poll(self, record: TriggerRecord, now: float) -> Poll:
-        out = Poll(retry_at=now + RESCAN_S)
-        full = self.full_at is None or now - self.full_at >= self.rescan_s
-        after = self._after(record.cursor)
-        self.fs.invalidate_cache()
-        last = after
-        for path, info in self._list(None if full else after):
-            self.listed += 1
-            if last is None or path > last:
-                last = path
-            etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
-            mtime = _timestamp(info.get("LastModified") or info.get("mtime") or info.get("created"))
-            key = f"{path}@{etag}" if etag else f"{path}@{info.get('size')}:{mtime}"
-            if key in self.seen:
-                continue
-            name = path.rsplit("/", 1)[-1]
-            groups = _groups(self.pattern, name)
-            if groups is None:
-                self.seen.add(key)
-                continue
-            bucket, _, obj = path.lstrip("/").partition("/")
-            fields = {
-                "url": self.fs.unstrip_protocol(path),
-                "bucket": bucket,
-                "key": obj,
-                "name": name,
-                "size": info.get("size"),
-                "etag": etag,
-                **groups,
-            }
-            out.events.append(TriggerEvent(key=key, fields=fields, at=mtime or now))
-        if full:
-            self.full_at = now
-        if last is not None and last != after:
-            out.cursor = last
-        return out
-
-    def done(self, poll: Poll, recorded: Sequence[str]) -> None:  # noqa: ARG002
-        self.seen.update(e.key for e in poll.events)
-
-
-def _timestamp(value: Any) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, int | float):
-        return float(value)
-    return 0.0
 
 
 class ScheduleSource(Source):
