@@ -97,8 +97,9 @@ class RunState:
     active: int = 0
     """Activities of this run not yet in a terminal state (deferred instances included)."""
     deferred: list[list[Any]] = field(default_factory=list)
-    """Wide fan-outs not unfolded yet: ``[node, source key, next index, end]``, oldest first.
-    Their instances count as open (``open_counts``) and active until ``undefer`` creates them."""
+    """Fan-outs not unfolded yet: ``[node, source key, next index, end]``, the latest last (and
+    unfolded first: a group's leaves before more groups, so gathers complete and memory stays
+    bounded).  Their instances count as open (``open_counts``) and active until ``undefer``."""
     failures: int = 0
     held: list[str] = field(default_factory=list)
     """Queued activity ids set aside while the run is paused."""
@@ -180,7 +181,7 @@ class RunState:
         """Up to ``limit`` deferred ``(node, key)``, no longer counted: the caller creates them."""
         out: list[tuple[str, Key]] = []
         while self.deferred and len(out) < limit:
-            entry = self.deferred[0]
+            entry = self.deferred[-1]
             node, source, start, end = entry
             stop = min(end, start + limit - len(out))
             out.extend((node, (*source, j)) for j in range(start, stop))
@@ -190,7 +191,7 @@ class RunState:
                 self.open_counts[(node, source[:i])] -= taken
             entry[2] = stop
             if stop == end:
-                self.deferred.pop(0)
+                self.deferred.pop()
         return out
 
     def _count_failed(self, inst: Instance, delta: int) -> None:

@@ -174,9 +174,15 @@ def requeue(ctrl: Host, rec: ActivityRecord, *, retry: bool = False) -> None:
 
 
 FANOUT_CHUNK = 1024
-"""A fan-out wider than this is unfolded a chunk at a time, as the ready queue drains
-(``refill``), instead of all at once: a fan-out of a million made a million activity records in
-one step (gigabytes in the controller, one transaction longer than the controller's lease)."""
+"""A fan-out wider than this, or one that would take the queue past it, is deferred and unfolded
+as the queue drains (``refill``), instead of all at once: a fan-out of a million made a million
+activity records in one step (gigabytes in the controller, one transaction longer than the
+controller's lease), and 1,024 groups of 100 finishing together made 100,000."""
+
+
+def backlog(ctrl: Host) -> int:
+    """Activities created and not dispatched yet: queued, or waiting for their cache check."""
+    return len(ctrl.queue) + len(ctrl.checking)
 
 
 def propagate(ctrl: Host, run: RunState, inst: Instance) -> None:
@@ -187,10 +193,8 @@ def propagate(ctrl: Host, run: RunState, inst: Instance) -> None:
             if down in run.gather_nodes and run.depth(inst.node) > run.depth(down):
                 continue  # a gather over this node: check_gathers decides, once
             width = _fan_out_width(run, down, inst)
-            if width > FANOUT_CHUNK:
-                run.defer(down, inst.key, width)
-                for node_id, key in run.undefer(FANOUT_CHUNK):
-                    try_create(ctrl, run, node_id, key)
+            if width and (width > FANOUT_CHUNK or backlog(ctrl) + width > FANOUT_CHUNK):
+                run.defer(down, inst.key, width)  # created by ``refill`` as the queue drains
                 continue
             for key in _keys_after(run, down, inst):
                 try_create(ctrl, run, down, key)
@@ -212,7 +216,7 @@ def _fan_out_width(run: RunState, down: str, inst: Instance) -> int:
 
 def refill(ctrl: Host, low: int) -> None:
     """Unfold deferred fan-outs until ``low`` activities wait in the queue (or nothing is left)."""
-    room = low - len(ctrl.queue) - len(ctrl.checking)
+    room = low - backlog(ctrl)
     for run in list(ctrl.runs.values()):
         if room <= 0:
             return

@@ -125,6 +125,16 @@ def test_nested_fanouts_and_two_wide_fanouts_gather_everything() -> None:
     assert two["result"] == 2 * sum(range(1, 5 * CHUNK + 1))
 
 
+def test_many_narrow_fanouts_finishing_together_are_deferred_too() -> None:
+    """40 groups of 40 leaves: each under the chunk, together 1,600 created in one step (as
+    1,024 groups of 100 made 100,000 in a million-activity run) unless deferred as well."""
+    out = run(fc_nested, {"groups": 40, "size": 40})
+    assert out["state"] == "succeeded"
+    assert out["result"] == 40 * sum(range(1, 41))
+    assert out["held"] <= BOUND, out
+    assert out["rows"] <= BOUND, out
+
+
 def test_a_run_with_a_failed_item_ends_failed_only_after_every_item_ran() -> None:
     out = run(fc_flat, {"n": 4 * CHUNK}, fail=frozenset({7}))
     assert out["state"] == "failed"
