@@ -101,15 +101,22 @@ def test_a_submission_seen_twice_runs_once(executor: Executor) -> None:
 
 def test_a_long_activity_is_reported_started_then_finished(executor: Executor, release: Path) -> None:
     d = dispatch(by_path("wait_for_file"), {"path": str(release)})
+    submitted = time.time()
     executor.submit([d])
     events: list[Outcome] = []
     started = wait_started(executor, d.activity_id, events)
     assert not [e for e in events if not isinstance(e, ActivityStarted)]  # still running: it waits for us
     assert (started.attempt, started.worker) == (d.attempt, executor.env.worker)  # type: ignore[attr-defined]
+    released = time.time()
     release.touch()
     outcome = _finished(run_until(executor, [d.activity_id])[d.activity_id])
     assert outcome.result == "seen"
-    assert outcome.started_at == pytest.approx(started.at, abs=1.0)
+    # Both start times lie between the submission (an engine's clock may keep whole seconds only) and
+    # the end; the start event came while the activity still waited for its release.  Not closer: a
+    # polling executor notices the start late, and an engine may call a job started (Kubernetes: the
+    # Job active) before its process reaches the task (the outcome's started_at).
+    assert submitted - 1.0 <= started.at <= released
+    assert submitted - 1.0 <= outcome.started_at <= outcome.at
     assert started.at <= outcome.at
 
 
