@@ -24,6 +24,7 @@ from skyweave.errors import SkyweaveError
 from skyweave.executors import open_executor
 from skyweave.executors.base import ExecutionEnv, Executor
 from skyweave.executors.resolve import use_import_path
+from skyweave.executors.transfers import transfer_target
 from skyweave.executors.worker import WorkerService, new_worker_id
 from skyweave.listeners import Listener, ListenerHost, load_listener
 from skyweave.listeners.base import Submit
@@ -107,7 +108,8 @@ class Engine:
                                                 lease_ttl_s=settings.controller_lease_s,
                                                 lease_renew_s=settings.controller_renew_s)
             self.controller.core.record_usages = settings.provenance
-            self.controller.core.sites = Sites(home=settings.site, roots=dict(settings.sites))
+            self.controller.core.sites = Sites(home=settings.site, roots=dict(settings.sites),
+                                               grace_s=settings.site_grace_s)
         self.pruner: PeriodicPrune | None = None
         if controller and settings.prune.every_s > 0:
             buses = [self.bus]
@@ -127,7 +129,8 @@ class Engine:
             self.worker = WorkerService(self.bus, make_executor(settings, env), worker_id=worker_id,
                                         lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s,
                                         site=settings.site, sites=settings.sites,
-                                        transfer_root=env.storage_root)
+                                        transfer_root=transfer_target(env) if settings.site and settings.sites
+                                        else None)
 
     def start(self) -> Engine:
         # the controller first: if another one holds the store, nothing else has been started

@@ -10,6 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from skyweave.cli.runview import waiting
 from skyweave.client import Client
 from skyweave.provenance.export import export
 from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, poll, stop
@@ -91,6 +92,55 @@ def test_activities_run_at_the_site_of_their_data_or_their_pin(cli: CLI) -> None
         moves = {k for k, a in document["activity"].items() if _number(a.get("prov:type")) == "sw:Transfer"}
         used = [u for u in document["used"].values() if u["prov:activity"] in moves]
         assert len(used) == 2, "each transfer used the product it moved"
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+def test_a_site_without_live_workers_loses_its_unpinned_work_and_pinned_work_says_it_waits(cli: CLI) -> None:
+    """Only west has a worker: ``note`` (placed at the controller's home, east) runs at west once
+    ``site_grace_s`` is over; ``observe`` (pinned to east) waits, and ``skyweave status`` says so,
+    until an east worker starts."""
+    east, west = cli.cwd / "east", cli.cwd / "west"
+    bus = f"sqlite:///{cli.cwd / 'bus.db'}"
+    roots = json.dumps({"east": str(east), "west": str(west)})
+    logs = {name: cli.cwd / f"{name}.log" for name in ("controller", "east", "west")}
+    procs = [
+        _start(cli, "controller", "--bus", bus, log=logs["controller"], SKYWEAVE_SITES=roots,
+               SKYWEAVE_SITE="east", SKYWEAVE_SITE_GRACE_S="1"),
+        _start(cli, "worker", "--bus", bus, "--site", "west", "--storage", str(west), "--executor", "threads",
+               "--slots", "1", log=logs["west"], SKYWEAVE_SITES=roots),
+    ]
+    try:
+        west_worker = poll(lambda: _worker_id(logs["west"]), deadline=60, what="the west worker")
+        with Client(str(cli.store), engine=False, bus=bus) as client:
+            run_id = client.submit(f"{SITES}:fallback", {"obs_id": "o2"}).id
+
+            def settled() -> bool:
+                acts = {a.task_name: a for a in client.store.list_activities(run_id=run_id)}
+                return "note" in acts and acts["note"].state == "succeeded" and "observe" in acts \
+                    and waiting(acts["observe"]) is not None
+
+            poll(settled, deadline=60, what="note to run elsewhere and observe to say it waits")
+            acts = {a["task"]: a for a in cli.status(run_id)["activities_detail"]}
+            assert "waits for a worker of site east" in str(acts["observe"]["waiting"]), acts
+            assert "pinned to site east" in str(acts["observe"]["waiting"])
+            text = cli("status", run_id).ok().out
+            assert "waits for a worker of site east" in text, text
+            note = next(a for a in client.store.list_activities(run_id=run_id) if a.task_name == "note")
+            [attempt] = client.store.list_attempts(note.id)
+            assert attempt.worker == west_worker, "moved to the site that had a live worker"
+            assert [d.kind for d in note.detours] == ["site-moved"] and "site east" in note.detours[0].reason
+            assert list(west.rglob("o2_note.txt")), "written to the storage of the site it ran at"
+            assert "work waits for a worker of site east" in logs["controller"].read_text()
+            procs.append(_start(cli, "worker", "--bus", bus, "--site", "east", "--storage", str(east),
+                                "--executor", "threads", "--slots", "1", log=logs["east"],
+                                SKYWEAVE_SITES=roots))
+            record = client.wait(run_id, timeout=60)
+            assert record.state == "succeeded", _tails(logs)
+            observe = next(a for a in client.store.list_activities(run_id=run_id) if a.task_name == "observe")
+            [wait] = observe.detours
+            assert wait.kind == "site-wait" and wait.ended_at is not None, "the wait ended when it started"
     finally:
         for proc in procs:
             stop(proc)

@@ -48,7 +48,16 @@ def activity_json(a: ActivityRecord, digests: dict[tuple[str, str], str] | None 
             "state": a.state, "priority": a.priority, "attempt": a.attempt, "detours": len(a.detours),
             "started_at": a.started_at, "ended_at": a.ended_at,
             "error": (a.error or {}).get("message"), "exit_code": a.exit_code, "command": a.command,
-            "image_digest": a.image_digest or (digests or {}).get((a.task_name, a.task_version))}
+            "image_digest": a.image_digest or (digests or {}).get((a.task_name, a.task_version)),
+            "waiting": waiting(a)}
+
+
+def waiting(a: ActivityRecord) -> str | None:
+    """Why a dispatched activity has not started, if the controller said (a ``site-wait`` detour:
+    docs/operations.md, "Several sites")."""
+    if a.state != "dispatched":
+        return None
+    return next((d.reason for d in reversed(a.detours) if d.kind == "site-wait" and d.ended_at is None), None)
 
 
 def image_digests(client: Client) -> dict[tuple[str, str], str]:
@@ -81,6 +90,9 @@ def status(
                       for a in acts[:SHOWN]])
         if len(acts) > SHOWN:
             output.console.print(f"… and {len(acts) - SHOWN} more (use --json)")
+        for a in acts:
+            if reason := waiting(a):
+                output.console.print(f"{a.id} ({a.task_name}) {reason}", markup=False, highlight=False)
 
 
 @friendly

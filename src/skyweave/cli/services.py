@@ -23,6 +23,7 @@ from skyweave.cli.common import EXECUTOR_HELP, StoreOpt, friendly
 from skyweave.client import Client
 from skyweave.config.settings import load_settings
 from skyweave.engine import Engine, make_env, make_executor
+from skyweave.executors.transfers import transfer_target
 from skyweave.executors.worker import WorkerService, new_worker_id
 
 
@@ -124,7 +125,8 @@ def worker(
                                      max_deliveries=settings.max_deliveries),
                             make_executor(settings, env), worker_id=worker_id,
                             lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s, site=settings.site,
-                            sites=settings.sites, transfer_root=env.storage_root)
+                            sites=settings.sites,
+                            transfer_root=transfer_target(env) if settings.site and settings.sites else None)
     stop = threading.Event()
     _serve(stop)
     service.start()

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
                                               "runs at the site holding most of its input bytes unless its "
                                               "task pins a site. Env: JSON, e.g. "
                                               "SKYWEAVE_SITES='{\"east\": \"/data/east\"}'.")
+    site_grace_s: float = Field(30.0, ge=0,
+                                description="Seconds a site may be without a live worker before the work "
+                                            "placed there that its task does not pin goes to a site with "
+                                            "live workers (its inputs brought over); pinned work waits and "
+                                            "says so in `skyweave status` and the controller's log.")
     aging_s: float = Field(60.0, gt=0, description="Seconds of waiting that add 1 to a queued activity's "
                                                   "effective priority (in the controller and on the bus).")
     window: int = Field(256, description="Minimum number of activities dispatched but not finished.")

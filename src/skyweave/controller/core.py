@@ -20,7 +20,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from skyweave.controller import backtrack, cache, control, dispatch, liveness, outcomes, recovery, unfold
+from skyweave.controller import (
+    backtrack,
+    cache,
+    control,
+    dispatch,
+    liveness,
+    outcomes,
+    recovery,
+    sitewatch,
+    unfold,
+)
 from skyweave.controller.decisions import (
     BusRestored,
     CacheChecked,
@@ -76,6 +86,10 @@ class Controller:
         self.in_flight = 0
         self.default_window = default_window
         self.live = liveness.Liveness(self, worker_timeout_s)
+        self.sitewatch = sitewatch.SiteWatch(self)
+        """Work placed at a site with no live worker: moved elsewhere or said to wait."""
+        self.live.on_site_gone = self.sitewatch.site_gone
+        self.live.on_site_worker = self.sitewatch.site_worker
         self.publish_activity_events = publish_activity_events
         self.record_usages = True
         """Write which products each activity used (off only to measure provenance's cost)."""

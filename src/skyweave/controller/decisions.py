@@ -70,6 +70,12 @@ class Decisions:
     dispatch_sites: list[tuple[str, str]] = field(default_factory=list)
     """``(message id, site)`` for dispatches of ``dispatches`` placed at a site (``placement.py``):
     enqueued with ``Bus.enqueue(site=)``; the others go to the workers with no site."""
+    relocate: list[tuple[str, int, bytes, str]] = field(default_factory=list)
+    """``(message id, priority, data, site)``: dispatches on the bus placed at a site with no live
+    worker, to enqueue for ``site`` instead — each only if it can be withdrawn (no worker of its
+    old site claimed it meanwhile)."""
+    notices: list[str] = field(default_factory=list)
+    """What the controller's log must say (warnings: work waiting for a site, moved away from one)."""
     announcements: list[bytes] = field(default_factory=list)
     """Events for listeners and watchers, published after the transaction (not kept in the outbox:
     a crash in the milliseconds between commit and publish can lose one, never a dispatch)."""

@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 from skyweave.controller.decisions import Decisions, walk_products
 from skyweave.controller.liveness import Liveness
-from skyweave.controller.placement import Sites, place
+from skyweave.controller.placement import Sites
 from skyweave.controller.queue import ReadyQueue
 from skyweave.controller.runstate import RunState
+from skyweave.controller.sitewatch import SiteWatch
 from skyweave.model import messages as m
 from skyweave.model.messages import ProductRef
 from skyweave.model.records import ActivityRecord
@@ -40,6 +41,7 @@ class Host(Protocol):
     default_window: int
     live: Liveness
     sites: Sites
+    sitewatch: SiteWatch
 
     def fail(self, rec: ActivityRecord, error: dict[str, Any]) -> None: ...
     def touch(self, rec: ActivityRecord) -> None: ...
@@ -99,8 +101,9 @@ def _send(ctrl: Host, rec: ActivityRecord, spec: TaskSpec) -> None:
                              arguments=rec.arguments, products=refs, priority=rec.priority,
                              obs_id=obs_id if isinstance(obs_id, str) else None)
     mid = m.dispatch_id(rec.id, rec.attempt)
-    ctrl.out.dispatches.append((mid, rec.priority, m.encode_message(mid, msg)))
-    if site := place(spec.site, refs.values(), ctrl.sites):
+    message = (mid, rec.priority, m.encode_message(mid, msg))
+    ctrl.out.dispatches.append(message)
+    if site := ctrl.sitewatch.place(rec, spec.site, list(refs.values()), message):
         ctrl.out.dispatch_sites.append((mid, site))
     if rec.attempt - 1 in ctrl.live.lost.get(rec.id, ()):
         ctrl.out.dispatch_first.append(mid)  # its last attempt was lost with a worker: its turn now

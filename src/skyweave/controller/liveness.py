@@ -22,6 +22,7 @@ execution happened) but not used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from skyweave.controller.decisions import Decisions, Timer, WorkerLost
@@ -66,10 +67,27 @@ class Liveness:
         self._frontier = 0.0
         """The latest heartbeat time read from any worker: how far the reading has got."""
         self._due: float | None = None
+        self.site_of: dict[str, str] = {}
+        """Worker -> the site it works for (from its heartbeats)."""
+        self.last_heard: dict[str, float] = {}
+        """Site -> when a worker of it was last heard from (``now``)."""
+        self.heard_count = 0
+        """Heartbeats heard and deaths judged so far (what ``live_sites`` says changes only with it or
+        ``now``)."""
+        self.on_site_gone: Callable[[str], None] = lambda _site: None
+        """Called with the site of a worker judged dead (``sitewatch.SiteWatch.site_gone``)."""
+        self.on_site_worker: Callable[[str], None] = lambda _site: None
+        """Called with the site of a worker heard from for the first time (``SiteWatch.site_worker``)."""
 
     # -- hearing from workers -----------------------------------------------------------------------
     def heard(self, ev: m.WorkerHeartbeat) -> None:
         self.workers[ev.worker] = (ev.slots, self.ctrl.now)
+        new = ev.worker not in self.site_of
+        self.site_of[ev.worker] = ev.site
+        self.heard_count += 1
+        if new:
+            self.on_site_worker(ev.site)
+        self.last_heard[ev.site] = self.ctrl.now
         self._arm(self.ctrl.now + self.timeout_s)
         if ev.at:  # never back (an excuse for a bus outage may have moved it past this beat)
             self._sent[ev.worker] = max(ev.at, self._sent.get(ev.worker, ev.at))
@@ -106,6 +124,12 @@ class Liveness:
         now = self.ctrl.now
         return sum(slots for slots, seen in self.workers.values() if now - seen < self.timeout_s)
 
+    def live_sites(self) -> set[str]:
+        """The sites with a worker heard from within the timeout (``""``: workers with no site)."""
+        now = self.ctrl.now
+        return {self.site_of.get(worker, "") for worker, (_, seen) in self.workers.items()
+                if now - seen < self.timeout_s and worker in self.site_of}
+
     def check(self) -> None:
         """The liveness timer fired: workers silent for the timeout are judged dead."""
         self._due = None
@@ -119,6 +143,10 @@ class Liveness:
     def _dead(self, worker: str, silent: float) -> None:
         self.workers.pop(worker, None)
         self._sent.pop(worker, None)
+        self.heard_count += 1
+        site = self.site_of.pop(worker, None)
+        if site:
+            self.on_site_gone(site)
         self._silent[worker] = silent
         self.ctrl.out.reclaim.append(worker)
 

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from skyweave.authoring.external import IN_PLACE
-from skyweave.controller import liveness, loops
+from skyweave.controller import liveness, loops, sitewatch
 from skyweave.controller.backtrack import Backtracker
 from skyweave.controller.decisions import Decisions, Timer, TimerFired, walk_products
 from skyweave.controller.liveness import Liveness
 from skyweave.controller.runstate import RunState
+from skyweave.controller.sitewatch import SiteWatch
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, AttemptRecord, ProductRecord, UsageRecord
 from skyweave.model.specs import TaskSpec
@@ -37,6 +38,7 @@ class Host(loops.Host, Protocol):
     record_usages: bool
     bt: Backtracker
     live: Liveness
+    sitewatch: SiteWatch
 
     def current_attempt(self, activity_id: str, attempt: int) -> ActivityRecord | None: ...
     def succeed(self, rec: ActivityRecord, result: Any, *, finish_instance: bool = True,
@@ -55,6 +57,7 @@ def on_started(ctrl: Host, ev: m.ActivityStarted) -> None:
     rec.started_at = ev.at or ctrl.now
     rec.worker, rec.host = ev.worker, ev.host
     rec.image_digest = ev.image_digest or None
+    ctrl.sitewatch.started(rec)
     ctrl.out.changes.attempts.append(AttemptRecord(
         activity_id=rec.id, attempt=rec.attempt, state=A.RUNNING, worker=ev.worker, host=ev.host,
         pid=ev.pid, started_at=rec.started_at, image_digest=rec.image_digest))
@@ -134,6 +137,9 @@ def on_failed(ctrl: Host, ev: m.ActivityFailed) -> None:
 def on_timer(ctrl: Host, ev: TimerFired) -> None:
     if ev.kind == liveness.LIVENESS:
         ctrl.live.check()
+        return
+    if ev.kind == sitewatch.SITES:
+        ctrl.sitewatch.check()
         return
     rec = ctrl.activities.get(ev.activity_id)
     if rec is None:

@@ -323,6 +323,11 @@ class ControllerService:
                     self.bus.enqueue(normal, site=site)
                 if ahead := [x for x in here if x[0] in first]:
                     self.bus.enqueue(ahead, first=True, site=site)
+        for message_id, priority, data, site in d.relocate:
+            if self.bus.withdraw([message_id]):  # else a worker of its old site took it meanwhile
+                self.bus.enqueue([(message_id, priority, data)], site=site)
+        for notice in d.notices:
+            log.warning("%s", notice)
         if d.announcements:
             self.bus.publish(d.announcements)
         for run_id in d.finished_runs:

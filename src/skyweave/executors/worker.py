@@ -47,6 +47,7 @@ from skyweave.executors.base import Executor
 from skyweave.executors.transfers import bring_inputs, with_moves
 from skyweave.model import messages as m
 from skyweave.model.ids import WORKER, new_id
+from skyweave.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,14 @@ class WorkerService:
     def __init__(self, bus: Bus, executor: Executor, *, worker_id: str | None = None,
                  lease_s: float = 60.0, heartbeat_s: float = 1.0,
                  clock: Callable[[], float] = time.time, site: str = "",
-                 sites: Mapping[str, str] | None = None, transfer_root: Path | None = None) -> None:
+                 sites: Mapping[str, str] | None = None,
+                 transfer_root: Path | Storage | None = None) -> None:
         self.bus = bus
         self.site = site
         """The site it claims work for (``Bus.claim(site=)``; ``""``: work placed at no site)."""
         self.sites = dict(sites or {})
         """Site -> storage root: inputs under another site's root are copied to ``transfer_root``
+        (this site's products: a folder, or a storage such as a bucket)
         before their activity starts (``transfers.py``)."""
         self.transfer_root = transfer_root
         self._moves: dict[str, list[dict[str, Any]]] = {}
@@ -322,5 +325,5 @@ class WorkerService:
         # sent now, not when this beat began: renewing the leases may have waited out a bus outage,
         # and a heartbeat dated before it would make this worker look silent for its length
         beat = m.WorkerHeartbeat(worker=self.id, slots=self.executor.slots, running=self.executor.active,
-                                 host=socket.gethostname(), at=self._clock())
+                                 host=socket.gethostname(), at=self._clock(), site=self.site)
         self.bus.publish([m.encode_message(new_id("evt"), beat)])

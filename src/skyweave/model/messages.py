@@ -208,6 +208,8 @@ class WorkerHeartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="worker.hea
     running: int = 0
     host: str = ""
     at: float = 0.0
+    site: str = ""
+    """The site it claims work for (the controller moves work away from a site with no live worker)."""
 
 
 class RunSubmitted(msgspec.Struct, frozen=True, kw_only=True, tag="run.submitted"):

@@ -37,3 +37,17 @@ def archive(raw: Product) -> int:
 def two_sites(obs_id: str = "o1", size: int = 5000) -> Any:
     raw = observe(obs_id=obs_id, size=size)
     return {"combined": combine(raw=raw, cal=calibration(obs_id=obs_id)), "archived": archive(raw=raw)}
+
+
+@task(version="1", cache=False)
+def note(obs_id: str) -> Product:
+    """Not pinned and no input: placed at the controller's home site."""
+    path = context().output(f"{obs_id}_note.txt")
+    path.write_text(f"observed {obs_id}\n")
+    return Product(path, type="sites.note", obs_id=obs_id)
+
+
+@workflow
+def fallback(obs_id: str = "o2") -> Any:
+    """``note`` goes elsewhere when its site has no live worker; ``observe`` (pinned) waits for one."""
+    return {"note": note(obs_id=obs_id), "raw": observe(obs_id=obs_id, size=10)}

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+
+import pytest
 
 from skyweave.executors.transfers import bring_inputs, with_moves
 from skyweave.model import messages as m
 from skyweave.model.specs import TaskSpec
+from skyweave.storage import open_storage
+from tests.s3 import new_bucket
 
 
 def _dispatch(**refs: m.ProductRef) -> m.DispatchActivity:
@@ -49,3 +54,43 @@ def test_the_moves_go_into_the_attempts_usage() -> None:
     assert usage.wall_s == 1.0 and usage.custom["k"] == 1
     assert usage.custom["transfer_bytes"] == 300
     assert json.loads(str(usage.custom["transfers"])) == moves
+
+
+def test_an_input_in_a_bucket_is_brought_to_a_folder_site_through_the_storage_port(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real S3 server (moto): an input held by a site whose storage is a bucket is streamed
+    into this site's folder, and the move recorded with its bytes."""
+    bucket = new_bucket(monkeypatch)
+    east = open_storage(f"s3://{bucket}/east")
+    stored = east.put("products/run-1/a/raw.dat", io.BytesIO(b"r" * 1234))
+    west = tmp_path / "west"
+    dispatch = _dispatch(raw=m.ProductRef(id="raw", uri=stored.uri, size=1234),
+                         gone=m.ProductRef(id="gone", uri=f"s3://{bucket}/east/products/run-1/a/none.dat"))
+    brought, moves = bring_inputs(dispatch, site="west", roots={"east": f"s3://{bucket}/east",
+                                                                  "west": str(west)}, into=west / "products")
+    assert [(x["product"], x["from"], x["to"], x["bytes"], x["source"]) for x in moves] == [
+        ("raw", "east", "west", 1234, stored.uri)]
+    copy = Path(brought.products["raw"].uri)
+    assert copy == west / "products" / "transfers" / "act-1" / "raw" / "raw.dat"
+    assert copy.read_bytes() == b"r" * 1234 and moves[0]["destination"] == str(copy)
+    assert brought.products["gone"] == dispatch.products["gone"], "a missing object is left for the task"
+
+
+def test_an_input_in_a_folder_is_brought_to_a_site_whose_storage_is_a_bucket(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = new_bucket(monkeypatch)
+    east = tmp_path / "east"
+    (east / "p").mkdir(parents=True)
+    (east / "p" / "raw.dat").write_bytes(b"x" * 99)
+    (east / "p" / "folder").mkdir()
+    dispatch = _dispatch(raw=m.ProductRef(id="raw", uri=f"file://{east}/p/raw.dat", size=99),
+                         folder=m.ProductRef(id="folder", uri=str(east / "p" / "folder")))
+    west = open_storage(f"s3://{bucket}/west").within("products")
+    brought, moves = bring_inputs(dispatch, site="west", roots={"east": str(east), "west": f"s3://{bucket}/west"},
+                                  into=west)
+    uri = f"s3://{bucket}/west/products/transfers/act-1/raw/raw.dat"
+    assert [(x["product"], x["bytes"], x["destination"]) for x in moves] == [("raw", 99, uri)]
+    assert brought.products["raw"].uri == uri
+    assert open_storage(f"s3://{bucket}/west").stat("products/transfers/act-1/raw/raw.dat").size == 99
+    assert brought.products["folder"] == dispatch.products["folder"], \
+        "a folder cannot become one object: left where it is (and logged)"
