@@ -3,7 +3,7 @@
 Conventions in the Markdown pages (see docs/index.md, "About the examples"):
 
 * every fenced ``python`` block must compile;
-* a ``python`` (or ``yaml``) block whose first line is ``# file: NAME`` is written to NAME in the page's
+* a ``python`` (or ``yaml``, ``toml``) block whose first line is ``# file: NAME`` is written to NAME in the page's
   working directory when the reader reaches it (a later block with the same name replaces it);
 * in a ``console`` block, each line starting with ``$ `` is a command; other lines are sample output
   and are ignored.  Commands run in order, in one fresh temporary directory per page, with
@@ -16,7 +16,12 @@ Conventions in the Markdown pages (see docs/index.md, "About the examples"):
   background services are stopped at the end of the page;
 * ``RUN_ID`` stands for the newest run, ``ACTIVITY_ID`` for an activity of it (a failed one if
   any, else one that wrote a log, else the first);
-* a block preceded by ``<!-- test: skip -->`` is not run (its Python is still compiled).
+* a block preceded by ``<!-- test: skip -->`` is not run (its Python is still compiled);
+* a page that needs a real service (``NEEDS``: e.g. ``sites.md`` the Slurm cluster of
+  ``scripts/services.sh``) gets its URL in the environment as ``scripts/services.sh env`` exports
+  it (``SKYWEAVE_TEST_SLURM_URL``), skipped when it is not running (failed under
+  ``SKYWEAVE_REQUIRE_SERVICES``, as every test that needs a service); ``$NAME`` in a ``skyweave``
+  command is taken from that environment, as the reader's shell would.
 
 At the end of a page every run in its store must have finished, with the number of failed runs
 listed in ``FAILED_RUNS``.
@@ -28,6 +33,7 @@ import os
 import re
 import shlex
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -36,11 +42,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import VARIABLES, service_url
+
 from .helpers import cli_env, installed_skyweave
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-RUN_PAGES = ["index.md", "tutorial.md", "dynamic.md", "operations.md", "commands.md", "triggers.md"]
+RUN_PAGES = ["index.md", "tutorial.md", "dynamic.md", "operations.md", "commands.md", "triggers.md",
+             "sites.md"]
 """Pages whose files and commands are executed, in order."""
+NEEDS = {"sites.md": ("slurm",)}
+"""Pages whose commands need a real service (``tests/services.py``), by name."""
 FAILED_RUNS = {"tutorial.md": 1, "dynamic.md": 1, "operations.md": 1}
 """How many runs each page fails on purpose (to show errors, retries and deadlines)."""
 SERVICES = ("controller", "worker", "listen")
@@ -106,6 +117,7 @@ class Session:
         self.cwd = cwd
         self.store = cwd / ".skyweave"
         self.env = {**cli_env(), "SKYWEAVE_STORE": str(self.store)}
+        self.env.update({VARIABLES[name]: service_url(name) for name in NEEDS.get(page.path.name, ())})
         self.background: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
     # -- placeholders ----------------------------------------------------------------------------
@@ -139,7 +151,7 @@ class Session:
             command = command.replace("RUN_ID", self._newest_run())
         if "ACTIVITY_ID" in command:
             command = command.replace("ACTIVITY_ID", self._an_activity())
-        words = shlex.split(command)
+        words = [string.Template(word).safe_substitute(self.env) for word in shlex.split(command)]
         if words[0] == "skyweave":
             extra = [] if "--help" in words else ["--store", str(self.store)]
             words = [str(installed_skyweave()), *words[1:], *extra]
@@ -234,7 +246,7 @@ def test_page_runs(name: str, tmp_path: Path) -> None:
             if block.skip:
                 continue
             first = block.text.split("\n", 1)[0]
-            if block.lang in ("python", "yaml") and first.startswith("# file: "):
+            if block.lang in ("python", "yaml", "toml") and first.startswith("# file: "):
                 target = tmp_path / first.removeprefix("# file: ").strip()
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(block.text)

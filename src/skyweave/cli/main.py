@@ -135,18 +135,34 @@ def submit(
     version: VersionOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
+    wait: Annotated[float | None, typer.Option(
+        help="Wait up to this many seconds for the run to end, then print its summary; exit 1 "
+             "unless it succeeded.")] = None,
 ) -> None:
-    """Submit a run to a running `skyweave controller` and return at once with its id."""
+    """Submit a run to a running `skyweave controller` and return at once with its id (or, with
+    --wait, once it has ended)."""
     with _client(store, engine=False) as client:
         handle = client.submit(target, _params(param), priority=priority, version=version)
         holder = client.store.controller_lease_holder()
-        if as_json:
+        if as_json and wait is None:
             output.print_json({"run_id": handle.id, "status": "submitted"})
-        else:
+        elif not as_json:
             output.console.print(handle.id)
         if holder is None or holder[1] < time.time():
             output.err_console.print("note: no controller is running on this store; start one with "
                                      "`skyweave controller --workers 2` (or use `skyweave run`)")
+        if wait is None:
+            return
+        record = client.wait(handle.id, timeout=wait)
+        summary = client.summary(handle.id)
+        if as_json:
+            output.print_json(summary)
+        else:
+            print_summary(summary)
+        if record.state != "succeeded":
+            if not as_json:
+                _print_failures(client, handle.id)
+            raise typer.Exit(1)
 
 
 app.command()(status)

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyweave.errors import SkyweaveError
@@ -171,6 +171,14 @@ class Settings(BaseSettings):
                                  description="How long bus events of idle listener groups, dead letters, "
                                              "trigger ledger rows and activity logs are kept ([prune]; "
                                              "`skyweave prune`).")
+
+    @field_validator("sites")
+    @classmethod
+    def _absolute_roots(cls, sites: dict[str, str]) -> dict[str, str]:
+        """A folder root given relative (``{"east": "site-east"}``) is taken from the working
+        directory, as products' paths are recorded absolute."""
+        return {site: root if "://" in root else str(Path(root).expanduser().resolve())
+                for site, root in sites.items()}
 
     @model_validator(mode="after")
     def _renew_within_lease(self) -> Settings:
