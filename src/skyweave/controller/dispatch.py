@@ -92,18 +92,25 @@ def dispatch(ctrl: Host) -> None:
         ctrl.touch(rec)
 
 
-def _send(ctrl: Host, rec: ActivityRecord, spec: TaskSpec) -> None:
-    run = ctrl.runs[rec.run_id]
-    refs = {pid: ctrl.products[pid] for pid in walk_products(rec.arguments) if pid in ctrl.products}
+def message(run: RunState, products: dict[str, ProductRef], rec: ActivityRecord, spec: TaskSpec
+            ) -> tuple[tuple[str, int, bytes], list[ProductRef]]:
+    """The dispatch of ``rec``'s current attempt as ``(message id, priority, data)``, and its inputs
+    (of ``products``, the controller's)."""
+    refs = {pid: products[pid] for pid in walk_products(rec.arguments) if pid in products}
     obs_id = rec.arguments.get("obs_id")
     obs_id = obs_id if isinstance(obs_id, str) else run.record.params.get("obs_id")
     msg = m.DispatchActivity(activity_id=rec.id, attempt=rec.attempt, run_id=rec.run_id, task=spec,
                              arguments=rec.arguments, products=refs, priority=rec.priority,
                              obs_id=obs_id if isinstance(obs_id, str) else None)
     mid = m.dispatch_id(rec.id, rec.attempt)
-    message = (mid, rec.priority, m.encode_message(mid, msg))
-    ctrl.out.dispatches.append(message)
-    if site := ctrl.sitewatch.place(rec, spec.site, list(refs.values()), message):
+    return (mid, rec.priority, m.encode_message(mid, msg)), list(refs.values())
+
+
+def _send(ctrl: Host, rec: ActivityRecord, spec: TaskSpec) -> None:
+    sent, refs = message(ctrl.runs[rec.run_id], ctrl.products, rec, spec)
+    mid = sent[0]
+    ctrl.out.dispatches.append(sent)
+    if site := ctrl.sitewatch.place(rec, spec.site, refs, sent):
         ctrl.out.dispatch_sites.append((mid, site))
     if rec.attempt - 1 in ctrl.live.lost.get(rec.id, ()):
         ctrl.out.dispatch_first.append(mid)  # its last attempt was lost with a worker: its turn now

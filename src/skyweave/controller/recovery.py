@@ -7,7 +7,8 @@ is done with its outcome on the bus (kept until the controller acks it), so it i
 out twice.  One the bus no longer holds (an in-process bus died with the controller, or the bus
 was replaced) may have run: its attempt is closed as lost and the activity runs again as the next
 attempt.  Workers holding dispatches are watched from now on like workers heard from, so a
-worker that died meanwhile is found by its silence.
+worker that died meanwhile is found by its silence, and dispatches not started yet are watched
+for their site (``sitewatch.SiteWatch.adopt``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from skyweave.controller import loops
+from skyweave.controller import dispatch, loops
 from skyweave.controller.backtrack import Backtracker
 from skyweave.controller.decisions import Decisions, Recovered, Timer
 from skyweave.controller.liveness import Liveness
+from skyweave.controller.placement import Sites
 from skyweave.controller.queue import ReadyQueue
 from skyweave.controller.runstate import CANCELLED, DONE, FAILED, SKIPPED, Instance, Key, RunState
+from skyweave.controller.sitewatch import SiteWatch
 from skyweave.model import messages as m
 from skyweave.model.records import ActivityRecord, ProductRecord, RunRecord
+from skyweave.model.specs import TaskSpec
 from skyweave.model.states import ActivityState as A
 
 
@@ -40,6 +44,9 @@ class Host(Protocol):
     in_flight: int
     bt: Backtracker
     live: Liveness
+    registry: dict[str, dict[str, TaskSpec]]
+    sitewatch: SiteWatch
+    sites: Sites
 
     def try_create(self, run: RunState, node_id: str, key: Key) -> None: ...
     def check_all_gathers(self, run: RunState) -> None: ...
@@ -106,4 +113,9 @@ def recovered(ctrl: Host, ev: Recovered) -> None:
         if rec.state in (A.DISPATCHED, A.RUNNING) and m.dispatch_id(rec.id, rec.attempt) not in on_bus:
             ctrl.live.lose(rec, rec.worker or "", "its dispatch was not on the bus when the controller "
                                                   "restarted (an in-process bus, or a new one)")
+        elif rec.state == A.DISPATCHED and (ctrl.sites.roots or ctrl.sites.home):
+            spec = ctrl.registry.get(rec.task_name, {}).get(rec.task_version)
+            if spec is not None and rec.run_id in ctrl.runs:  # not started yet: watched for its site
+                sent, refs = dispatch.message(ctrl.runs[rec.run_id], ctrl.products, rec, spec)
+                ctrl.sitewatch.adopt(rec, spec.site, refs, sent)
     ctrl.live.watch(ev.holders)

@@ -11,6 +11,8 @@ controller started, from when work was first placed there).  Then:
   claimed meanwhile).  The worker there brings its inputs over and records the transfers as for
   any run away from its data.  The activity gets a ``site-moved`` detour saying from where, to
   where and why;
+* after a restart, dispatches still on the bus are watched again (``adopt``), from the new
+  controller's clock;
 * work pinned to the site — or unpinned work when no other site has a live worker — waits, and
   says so: a ``site-wait`` detour (``skyweave status`` shows it as the activity's waiting reason,
   closed when the activity starts) and a warning in the controller's log, once per site.
@@ -88,6 +90,19 @@ class SiteWatch:
                                               message=message, inputs=refs)
         self._review(rec, entry)
         return entry.site
+
+    def adopt(self, rec: ActivityRecord, pinned: str, refs: list[ProductRef],
+              message: tuple[str, int, bytes]) -> None:
+        """A dispatch found on the bus after a restart (placed by an earlier controller): watched
+        from now on as if placed now, and moved (``relocate``) if its site is down and it may go."""
+        site = place(pinned, refs, self.ctrl.sites)
+        if not site:
+            return
+        entry = self.placed[rec.id] = Placed(attempt=rec.attempt, site=site, pinned=bool(pinned),
+                                              message=message, inputs=refs)
+        self._review(rec, entry)
+        if entry.site != site:
+            self.ctrl.out.relocate.append((message[0], rec.priority, message[2], entry.site))
 
     def started(self, rec: ActivityRecord) -> None:
         """The activity started: it waits no more."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from skyweave import task, workflow
-from skyweave.controller.decisions import Decisions, WorkerLost
+from skyweave.controller.decisions import Decisions, Recovered, RunRestored, WorkerLost
 from skyweave.controller.placement import Sites
 from skyweave.controller.sitewatch import MOVED, WAIT
 from skyweave.model import messages as m
@@ -161,3 +161,26 @@ def test_work_at_a_live_site_or_without_sites_is_not_watched() -> None:
     plain = World(worker_timeout_s=TIMEOUT)
     plain.submit(chain, {"x": 1})
     assert plain.core.sitewatch.placed == {}, "no sites: nothing placed, nothing watched"
+
+
+def test_after_a_restart_dispatches_still_on_the_bus_are_watched_for_their_site() -> None:
+    w = Sited()
+    w.beat(EAST, WEST)
+    run = w.submit(chain, {"x": 1})
+    rec = w.only()
+    mid = m.dispatch_id(rec.id, 1)
+    restored = Sited()
+    restored.now = w.now + 60
+    restored.tasks = w.tasks
+    for t in w.tasks.values():
+        restored.core.register_task(t.spec, current=True)
+    restored.feed(RunRestored(run=w.runs[run], activities=list(w.activities.values()), products=[]))
+    restored.feed(Recovered(present=[mid], holders=[]))
+    assert restored.core.sitewatch.placed[rec.id].site == "east", "watched again, where it was placed"
+    restored.beat(WEST)  # east is never heard from again
+    restored.wait(GRACE - 1.0, WEST)
+    assert restored.relocated == []
+    restored.wait(1.0, WEST)
+    assert restored.relocated == [(mid, "west")]
+    [moved] = restored.activities[rec.id].detours
+    assert moved.kind == MOVED
