@@ -56,3 +56,15 @@ def test_sites_are_shared_between_handles(open_handle: OpenHandle) -> None:
     worker.report([b"done"], ["x"])
     assert controller.claim("w", 1, LONG, site="east") == [], "a done dispatch is never claimed again"
     assert worker.reclaim("w") == []
+
+
+def test_a_dispatch_withdrawn_from_one_site_can_be_enqueued_for_another(bus: Bus) -> None:
+    """What the controller does with work of a site that has no live worker (``Decisions.relocate``)."""
+    bus.enqueue([("taken", 3, b"t"), ("moving", 3, b"m")], site="east")
+    assert ids(bus.claim("w-east", 1, LONG, site="east")) == ["taken"]
+    assert bus.withdraw(["moving"]) == 1
+    assert bus.withdraw(["taken"]) == 0, "a dispatch a worker holds is not taken from it"
+    bus.enqueue([("moving", 3, b"m")], site="west")
+    assert bus.claim("w-east", 5, LONG, site="east") == []
+    [claimed] = bus.claim("w-west", 5, LONG, site="west")
+    assert (claimed.id, claimed.data, claimed.deliveries) == ("moving", b"m", 1)
