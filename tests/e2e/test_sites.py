@@ -10,7 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from skyweave.cli.runview import waiting
+from skyweave.cli.runview import activity_json, waiting
 from skyweave.client import Client
 from skyweave.provenance.export import export
 from tests.e2e.helpers import CLI, WORKFLOWS, cli_argv, cli_env, poll, stop
@@ -122,7 +122,7 @@ def test_a_site_without_live_workers_loses_its_unpinned_work_and_pinned_work_say
                     and waiting(acts["observe"]) is not None
 
             poll(settled, deadline=60, what="note to run elsewhere and observe to say it waits")
-            acts = {a["task"]: a for a in cli.status(run_id)["activities_detail"]}
+            acts = {a.task_name: activity_json(a) for a in client.store.list_activities(run_id=run_id)}
             assert "waits for a worker of site east" in str(acts["observe"]["waiting"]), acts
             assert "pinned to site east" in str(acts["observe"]["waiting"])
             text = cli("status", run_id).ok().out
