@@ -29,6 +29,7 @@ def summary(store: Store, run_id: str, *, location: str) -> dict[str, Any]:
                 for a in store.list_activities(run_id=run_id, states=["failed"], limit=20)]
     return {
         "run_id": rec.id, "workflow": rec.workflow, "status": rec.state, "priority": rec.priority,
+        "workflow_ref": rec.workflow_ref, "workflow_hash": rec.workflow_hash or None,
         "params": rec.params, "activities": sum(counts.values()), "by_state": counts,
         "products": len(products), "created_at": rec.created_at, "started_at": rec.started_at,
         "ended_at": rec.ended_at, "error": rec.error, "failures": failures,

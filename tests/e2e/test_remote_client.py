@@ -139,6 +139,8 @@ def test_a_registered_workflow_is_submitted_by_name_and_version(server: Server) 
         assert [(w.name, w.version) for w in client.workflows("remote_imaging")] == [("remote_imaging", "1")]
         run = client.run("remote_imaging", {"n": 2}, version="1", timeout=120)
         assert run.status == "succeeded" and run.results()["bands"] == 2
+        assert (run.summary()["workflow_ref"], run.summary()["workflow_hash"]) == ("remote_imaging@1",
+                                                                                   record.code_hash)
         with pytest.raises(NotFoundError, match="remote_imaging@2"):
             client.submit("remote_imaging", version="2")
     store = open_store(str(server.cli.store))

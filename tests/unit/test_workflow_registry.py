@@ -69,6 +69,8 @@ def test_a_registered_version_runs_its_snapshot_after_the_file_changed(client: C
     assert again.results() == 10  # version 1's task, though version 2's is current
     record = client.store.get_run_head(again.id)
     assert (record.workflow_ref, record.workflow_hash) == ("scaling@1", one.code_hash)
+    assert (client.summary(again.id)["workflow_ref"], client.summary(again.id)["workflow_hash"]) == \
+        ("scaling@1", one.code_hash)
     provn = export(client.store, fmt="provn", run_id=again.id)
     assert "scaling@1" in provn and one.code_hash in provn
     assert two.code_hash != one.code_hash
