@@ -60,6 +60,10 @@ class ContainerExecutor(SubprocessExecutor):
         self._unrunnable: dict[str, ContainerError] = {}
         self._removals: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._remover: threading.Thread | None = None
+        # Podman 4.3's conmon writes an empty `oom` file into the directory `podman run` started in
+        # when the kernel kills a container for memory (containers/conmon#504): not the worker's
+        if self.runtime.engine == "podman":
+            self._launch_dir = self._jobs
 
     def start(self) -> None:
         super().start()

@@ -82,6 +82,8 @@ class SubprocessExecutor(Executor):
         self._seq = itertools.count()
         self._woken = threading.Event()
         self._memory_checked = 0.0
+        self._launch_dir: Path | None = None
+        """Where each process starts (``None``: this process's working directory)."""
 
     @property
     def slots(self) -> int:
@@ -117,7 +119,8 @@ class SubprocessExecutor(Executor):
             with open(stderr, "wb") as err:
                 process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                    start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                    cwd=self._launch_dir, start_new_session=True,
+                    env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
             self._running[activity_id] = _Running(dispatch, job, outcome, stderr, started, process,
                                                   image_digest=self._image_digest(dispatch))
 
