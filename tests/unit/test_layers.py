@@ -18,7 +18,7 @@ LAYER = {
     "authoring": 1, "config": 1,
     "bus": 2, "store": 2, "storage": 2, "aspects": 2, "provenance": 2, "listeners": 2,
     "controller": 3, "executors": 3,
-    "engine": 4, "execute": 4, "client": 4, "images": 4, "results": 4, "runcontrol": 4, "reprocess": 4, "plan": 4, "pausing": 4, "progress": 4, "logs": 4, "remote": 4, "workflows": 4, "demo": 5, "examples": 5, "testing": 5, "standalone": 5,
+    "engine": 4, "execute": 4, "execute_warm": 4, "client": 4, "images": 4, "results": 4, "runcontrol": 4, "reprocess": 4, "plan": 4, "pausing": 4, "progress": 4, "logs": 4, "remote": 4, "workflows": 4, "demo": 5, "examples": 5, "testing": 5, "standalone": 5,
     "triggers": 5,
     "argo": 5, "stage": 5, "schemas": 0,
     "cli": 6, "web": 6, "server": 6,

@@ -23,7 +23,7 @@ shared file system, or a storage URL (``ExecutionEnv.storage``) they can all ope
 Worker death: Dask reschedules the task; its second run reports ``skyweave.WorkerDied``
 (retryable) without running, and a task whose workers keep dying (``KilledWorker``) reports the
 same.  Cancel: a queued task is cancelled in Dask; a running one is killed by
-``cancel_activities`` run on every worker.  Starts come back as Dask structured events on a topic
+``cancel_tasks`` run on every worker.  Starts come back as Dask structured events on a topic
 of this executor's own (``Client.subscribe_topic``: pushed by the scheduler, nothing polls).
 """
 
@@ -43,7 +43,7 @@ from skyweave.errors import SkyweaveError
 from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST
 from skyweave.executors.job import decode_outcome, encode_job
-from skyweave.executors.on_dask_worker import begun_mark, cancel_activities, run_activity
+from skyweave.executors.on_dask_worker import begun_mark, cancel_tasks, run_activity
 from skyweave.model.messages import ActivityFailed, ActivityStarted, DispatchActivity
 from skyweave.model.specs import Resources
 
@@ -255,7 +255,7 @@ class DaskExecutor(Executor):
         if not chosen:
             return
         client = self.client
-        client.run(cancel_activities, [e.dispatch.activity_id for e in chosen], on_error="ignore")
+        client.run(cancel_tasks, [e.key for e in chosen], on_error="ignore")
         for entry in chosen:
             if entry.future is not None:
                 entry.future.cancel()
@@ -270,8 +270,8 @@ class DaskExecutor(Executor):
         if self._client is None:
             return
         if self._entries:
-            ids = list(self._entries)
-            self._client.run(cancel_activities, ids, on_error="ignore")
+            keys = [entry.key for entry in self._entries.values()]
+            self._client.run(cancel_tasks, keys, on_error="ignore")
             for entry in self._entries.values():
                 if entry.future is not None:
                     entry.future.cancel()

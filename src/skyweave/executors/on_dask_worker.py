@@ -1,18 +1,22 @@
 """The part of the Dask executor that runs *on a Dask worker*: one Dask task per activity.
 
-``run_activity`` is the function every skyweave Dask task calls.  It runs the activity the way the
-``subprocess`` executor does on its own host: the job (``executors/job.py``) is written to a
-scratch folder of the worker and ``python -m skyweave.execute`` runs it in a process group of its
-own, so that the worker can stop it:
+``run_activity`` is the function every skyweave Dask task calls.  It runs the activity the way
+``python -m skyweave.execute`` does (the job file, ``executors/job.py``, in a scratch folder of the
+worker; the outcome written to a file), in a process group of its own, so that the worker can stop
+it; but the process is *forked* from a warm process (``skyweave.execute_warm``, kept by
+``executors/warm_processes.py``: one per worker thread, started at its first activity) that has
+already imported skyweave, the preload modules and the task's module, so an activity does not pay
+an interpreter start-up and those imports.  Then:
 
-* its timeout counts from the start mark the process writes; past it the group is killed and
-  ``skyweave.TaskTimeout`` returned (retryable);
+* its timeout counts from the start mark the process writes (or from the request, while the warm
+  process imports the task's module); past it the group is killed and ``skyweave.TaskTimeout``
+  returned (retryable);
 * ``resources.memory_mb`` is enforced by measuring the group's memory (``skyweave.MemoryLimit``);
-* a cancel (``cancel_activities``, run on every worker by ``Client.run``) kills the group at once;
+* a cancel (``cancel_tasks``, run on every worker by ``Client.run``) kills the group at once;
   the client has already reported the activity cancelled and drops whatever comes back;
-* the process dies with the Dask worker: it watches a pipe from the worker (its standard input)
-  and kills its group when the worker is gone, so a killed worker leaves no orphan running beside
-  the activity's next attempt.
+* the process dies with the Dask worker: it watches a pipe from the worker (the warm process's
+  standard input) and kills its group when the worker is gone, so a killed worker leaves no
+  orphan running beside the activity's next attempt.
 
 Worker death: Dask runs a task again on another worker when the worker running it dies.  Under the
 same attempt number that would be a silent second execution, so the first run of an attempt sets a
@@ -22,30 +26,31 @@ controller then records the lost attempt and dispatches the next one.
 
 The start is reported to the client as a Dask structured event on the topic it names
 (``Worker.log_event``; the client subscribes to it), carrying the activity id, attempt, pid, host
-and start time, so that a long activity is seen running.  What comes back is
-the outcome as JSON (``executors/job.py``), or empty bytes for a cancelled activity.
+and start time, so that a long activity is seen running (not for one already ended when its start
+is seen: its outcome carries its start time).  What comes back is the outcome as JSON
+(``executors/job.py``), or empty bytes for a cancelled activity.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 from distributed import Event, get_client, get_worker
 
+from skyweave.executors.base import ExecutionEnv
 from skyweave.executors.boundary import HOST
 from skyweave.executors.job import FinalOutcome, decode_job, decode_outcome, encode_outcome
 from skyweave.executors.limits import MEMORY_CHECK_S, over_memory, tree_rss
+from skyweave.executors.warm_processes import Setup, WarmProcess, acquire, mark_cold, release, warmable
 from skyweave.model.messages import ActivityFailed, DispatchActivity
 
 POLL_S = 0.02
@@ -53,19 +58,13 @@ POLL_S = 0.02
 EXIT_BAD_JOB = 2
 """``skyweave.execute``'s status for a job it could not read."""
 _CANCEL_MEMORY = 10_000
-"""How many cancelled activity ids a worker remembers (a cancel may reach it before the task)."""
+"""How many cancelled task keys a worker remembers (a cancel may reach it before the task)."""
 
-_WRAPPER = (
-    "import sys, runpy\n"
-    "from skyweave.executors.lifeline import die_with_parent\n"
-    "die_with_parent(0)\n"
-    "sys.argv[0] = 'skyweave.execute'\n"
-    "runpy.run_module('skyweave.execute', run_name='__main__', alter_sys=True)\n"
-)
-"""What the activity's process runs: ``skyweave.execute``, after arming the watch on its stdin."""
+REAP_WAIT_S = 5.0
+"""How long a warm process is given to report a killed child gone before it is closed instead."""
 
 _lock = threading.Lock()
-_running: dict[str, subprocess.Popen[bytes]] = {}
+_running: dict[str, WarmProcess] = {}
 _cancelled: OrderedDict[str, None] = OrderedDict()
 
 
@@ -74,30 +73,28 @@ def begun_mark(key: str) -> str:
     return f"skyweave-begun-{key}"
 
 
-def cancel_activities(activity_ids: list[str]) -> list[str]:
-    """Run on every worker (``Client.run``): stop these activities if running here, and refuse
-    them should their task arrive later.  Returns the ids that were running here."""
+def cancel_tasks(keys: list[str]) -> list[str]:
+    """Run on every worker (``Client.run``): stop the activities of these Dask task keys if running
+    here, and refuse them should they arrive later.  Returns the keys that were running here.
+
+    By key, not activity id: a key names one attempt of one executor (its token), so a cancel
+    never refuses the same activity sent again by another controller, or by a later executor."""
     stopped: list[str] = []
     with _lock:
-        for activity_id in activity_ids:
-            _cancelled[activity_id] = None
+        for key in keys:
+            _cancelled[key] = None
             while len(_cancelled) > _CANCEL_MEMORY:
                 _cancelled.popitem(last=False)
-            process = _running.get(activity_id)
-            if process is not None:
-                _kill(process)
-                stopped.append(activity_id)
+            warm = _running.get(key)
+            if warm is not None:
+                warm.kill_child()  # its own group: the commands it started too
+                stopped.append(key)
     return stopped
 
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # its own group: the commands it started too
-
-
-def _is_cancelled(activity_id: str) -> bool:
+def _is_cancelled(key: str) -> bool:
     with _lock:
-        return activity_id in _cancelled
+        return key in _cancelled
 
 
 def _failure(d: DispatchActivity, worker: str, error_type: str, message: str, *, retryable: bool,
@@ -118,74 +115,137 @@ def run_activity(job: bytes, key: str, report_to: str) -> bytes:
                         "died; Dask sent it to another worker, which does not run it again under the "
                         "same attempt", retryable=True)
     begun.set()
-    if _is_cancelled(dispatch.activity_id):
+    if _is_cancelled(key):
         return b""
     scratch = Path(tempfile.mkdtemp(prefix=f"skyweave-{dispatch.activity_id}-"))
     try:
-        return _supervise(dispatch, env.worker, job, scratch, report_to)
+        return _supervise(dispatch, env, key, job, scratch, reports=report_to)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _supervise(d: DispatchActivity, worker: str, job: bytes, scratch: Path, reports: str) -> bytes:
-    job_file, outcome_file, started_file, stderr_file = (
-        scratch / name for name in ("job.json", "outcome.json", "started", "stderr"))
-    job_file.write_bytes(job)
-    with open(stderr_file, "wb") as err, _lock:
-        if d.activity_id in _cancelled:
-            return b""
-        process = subprocess.Popen(
-            [sys.executable, "-c", _WRAPPER, str(job_file), "--outcome", str(outcome_file),
-             "--started", str(started_file)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-        _running[d.activity_id] = process
-    try:
-        return _follow(d, worker, process, outcome_file=outcome_file, started_file=started_file,
-                       stderr_file=stderr_file, reports=reports)
-    finally:
+def _supervise(d: DispatchActivity, env: ExecutionEnv, key: str, job: bytes, scratch: Path, *,
+               reports: str) -> bytes:
+    paths = _Paths(*(scratch / name for name in ("job.json", "outcome.json", "started", "stderr")))
+    paths.job.write_bytes(job)
+    setup: Setup = (env.import_path, env.preload)
+    warm_import = warmable(d.task.ref)
+    for _ in range(2):  # once more on a fresh process if this one died or its task import made threads
+        warm = acquire(setup)
         with _lock:
-            _running.pop(d.activity_id, None)
-        if process.poll() is None:
-            _kill(process)
-            process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
+            if key in _cancelled:
+                release(warm, reusable=True, keep=_keep())
+                return b""
+            _running[key] = warm
+        ended: bytes | str = "gone"
+        try:
+            if warm.send({"job": str(paths.job), "outcome": str(paths.outcome), "started": str(paths.started),
+                          "stderr": str(paths.stderr), "warm": warm_import}):
+                ended = _follow(d, env.worker, key, warm, paths, reports=reports)
+        finally:
+            with _lock:
+                _running.pop(key, None)
+            release(warm, reusable=_settled(warm), keep=_keep())
+        if ended == "threads":
+            mark_cold(d.task.ref)
+            warm_import = False
+        elif not isinstance(ended, str):
+            return ended
+    return _failure(d, env.worker, "skyweave.WorkerError",
+                    f"the warm process that runs activities on this Dask worker ({HOST}) exited before "
+                    f"running task {d.task.name!r}; its error is in the Dask worker's log", retryable=True)
 
 
-def _follow(d: DispatchActivity, worker: str, process: subprocess.Popen[bytes], *, outcome_file: Path,
-            started_file: Path, stderr_file: Path, reports: str) -> bytes:
+@dataclass(frozen=True)
+class _Paths:
+    job: Path
+    outcome: Path
+    started: Path
+    stderr: Path
+
+
+def _keep() -> int:
+    """Idle warm processes worth keeping: one per thread of this Dask worker."""
+    try:
+        return max(1, int(get_worker().state.nthreads))
+    except ValueError:  # not on a worker (called directly)
+        return 1
+
+
+def _settled(warm: WarmProcess) -> bool:
+    """Whether ``warm`` can take the next job: its last job's child (killed if still running) has
+    been reaped.  One asked for a job that it has not forked yet (still importing) cannot."""
+    if not warm.busy:
+        return True
+    if not warm.child:
+        return False
+    warm.kill_child()
+    deadline = time.monotonic() + REAP_WAIT_S
+    while (left := deadline - time.monotonic()) > 0:
+        line = warm.reply(left)
+        if line == b"":
+            return False
+        if line is not None and line.startswith(b"exited "):
+            warm.child, warm.busy = 0, False
+            return True
+    return False
+
+
+def _follow(d: DispatchActivity, worker: str, key: str, warm: WarmProcess, paths: _Paths, *,
+            reports: str) -> bytes | str:
+    """Follow the job until it ends: its outcome (empty: cancelled), or ``"gone"``/``"threads"``
+    when the warm process ended without forking (the caller tries a fresh one)."""
     task = d.task
+    asked = time.monotonic()
     started_clock: float | None = None
     started_at = 0.0
     memory_checked = 0.0
+    pid = 0
     while True:
-        code = process.poll()
+        line = warm.reply(POLL_S)
         now = time.monotonic()
-        if started_clock is None and started_file.exists():
+        if line == b"":
+            if not pid:
+                return "gone"
+            with _lock:
+                warm.kill_child()
+            return _failure(d, worker, "skyweave.WorkerDied",
+                            f"the warm process {warm.pid} on {HOST} died while its child {pid} ran task "
+                            f"{task.name!r}; the child was stopped", retryable=True, pid=pid,
+                            started_at=started_at)
+        if line == b"threads":
+            return "threads"
+        if line is not None and line.startswith(b"forked "):
+            pid = int(line.split()[1])
+            with _lock:
+                warm.child = pid
+                if key in _cancelled:
+                    warm.kill_child()
+        if pid and started_clock is None and paths.started.exists():
             started_clock = now
             with contextlib.suppress(OSError, ValueError):
-                started_at = float(started_file.read_text())
-            get_worker().log_event(reports, [d.activity_id, d.attempt, process.pid, HOST, started_at])
-        if _is_cancelled(d.activity_id):
+                started_at = float(paths.started.read_text())
+            if line is None or not line.startswith(b"exited "):
+                get_worker().log_event(reports, [d.activity_id, d.attempt, pid, HOST, started_at])
+        if _is_cancelled(key):
             return b""
-        if code is not None:
-            return _ended(d, worker, code, pid=process.pid, outcome_file=outcome_file,
-                          stderr_file=stderr_file, started_at=started_at)
+        if line is not None and line.startswith(b"exited "):
+            warm.child, warm.busy = 0, False
+            return _ended(d, worker, int(line.split()[1]), pid=pid, outcome_file=paths.outcome,
+                          stderr_file=paths.stderr, started_at=started_at)
         limit = task.timeout_s
-        if limit is not None and started_clock is not None and now - started_clock > limit:
+        since = started_clock if pid else asked  # a task module's import that hangs counts too
+        if limit is not None and since is not None and now - since > limit:
             return _failure(d, worker, "skyweave.TaskTimeout",
                             f"task {task.name!r} exceeded its timeout of {limit:g} s; stopped",
-                            retryable=True, pid=process.pid, started_at=started_at)
-        if task.resources.memory_mb is not None and now - memory_checked >= MEMORY_CHECK_S:
+                            retryable=True, pid=pid, started_at=started_at)
+        if pid and task.resources.memory_mb is not None and now - memory_checked >= MEMORY_CHECK_S:
             memory_checked = now
-            used_mb = tree_rss(process.pid) / 2**20
+            used_mb = tree_rss(pid) / 2**20
             if used_mb > task.resources.memory_mb:
                 return _failure(d, worker, "skyweave.MemoryLimit",
                                 over_memory(task.name, used_mb, task.resources.memory_mb),
-                                retryable=False, pid=process.pid, started_at=started_at)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(POLL_S)
+                                retryable=False, pid=pid, started_at=started_at)
 
 
 def _ended(d: DispatchActivity, worker: str, code: int, *, pid: int, outcome_file: Path, stderr_file: Path,

@@ -21,3 +21,13 @@ def note_then_wait(ledger: str, name: str, path: str) -> str:
     while not Path(path).exists() and time.monotonic() < end:
         time.sleep(0.01)
     return name
+
+
+IMPORTED_BY = os.getpid()
+"""The process that imported this module: on a Dask worker, the warm process that forks activities."""
+
+
+def note_lineage(ledger: str) -> None:
+    """Append which process imported this module, this process and its parent."""
+    with open(ledger, "a") as file:
+        file.write(f"{IMPORTED_BY} {os.getpid()} {os.getppid()}\n")

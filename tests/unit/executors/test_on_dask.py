@@ -9,10 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import psutil
 import pytest
 
 pytest.importorskip("distributed")
@@ -26,10 +29,16 @@ from skyweave.model.specs import Resources
 from tests.unit.executors.helpers import dispatch, run_until, wait_gone, wait_started
 
 TASKS = Path(__file__).with_name("dask_tasks.py")
+THREAD_TASKS = Path(__file__).with_name("dask_thread_tasks.py")
 
 
-def task(name: str) -> str:
-    return f"{TASKS}:{name}"
+def task(name: str, tasks: Path = TASKS) -> str:
+    return f"{tasks}:{name}"
+
+
+def lineage(ledger: Path) -> list[tuple[int, int, int]]:
+    """(importer of the task module, activity process, its parent) per line of ``note_lineage``."""
+    return [tuple(map(int, line.split())) for line in ledger.read_text().splitlines()]  # type: ignore[misc]
 
 
 def with_resources(d: DispatchActivity, **resources: float) -> DispatchActivity:
@@ -41,6 +50,20 @@ def release(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "release"
     yield path
     path.touch()
+
+
+def _known(dask_scheduler: Any, prefixes: list[str]) -> bool:
+    return all(any(str(key).startswith(p) for key in dask_scheduler.tasks) for p in prefixes)
+
+
+def wait_on_scheduler(executor: DaskExecutor, activity_ids: list[str]) -> None:
+    """Until the scheduler holds a task of each of these activities."""
+    prefixes = [f"skyweave-{a}-" for a in activity_ids]
+    for _ in range(3000):
+        if executor.client.run_on_scheduler(_known, prefixes=prefixes):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the scheduler never had all of {activity_ids}")
 
 
 def executor_on(env: ExecutionEnv, **cluster: object) -> DaskExecutor:
@@ -69,7 +92,8 @@ def test_priority_decides_which_waiting_activity_runs_first(env: ExecutionEnv, t
         waiting = [dispatch(task("note"), {"ledger": str(ledger), "name": f"low{i}"}, priority=0) for i in range(3)]
         urgent = dispatch(task("note"), {"ledger": str(ledger), "name": "urgent"}, priority=10)
         executor.submit([*waiting, urgent])
-        release.touch()
+        wait_on_scheduler(executor, [d.activity_id for d in (*waiting, urgent)])  # all queued before the
+        release.touch()  # blocker ends (submissions travel apart from what the scheduler is asked)
         run_until(executor, [d.activity_id for d in (blocker, *waiting, urgent)])
         order = [line.split()[0] for line in ledger.read_text().splitlines()]
         # Dask hands a busy worker one task ahead (worker-saturation 1.1 of one thread, rounded up):
@@ -101,6 +125,87 @@ def test_resources_map_to_dask_worker_resources(env: ExecutionEnv, tmp_path: Pat
             assert expected in outcome.message and "--resources" in outcome.message
     finally:
         executor.close()
+
+
+def test_activities_are_forked_from_a_warm_process_that_imported_their_task(env: ExecutionEnv,
+                                                                            tmp_path: Path) -> None:
+    """No interpreter start-up per activity: each runs in a process forked from one warm process
+    (reused from one activity to the next) that had imported the task's module before forking."""
+    ledger = tmp_path / "ledger"
+    executor = executor_on(env, n_workers=1, threads_per_worker=1, processes=False)
+    try:
+        for _ in range(3):
+            d = dispatch(task("note_lineage"), {"ledger": str(ledger)})
+            executor.submit([d])
+            assert isinstance(run_until(executor, [d.activity_id])[d.activity_id], ActivityFinished)
+        rows = lineage(ledger)
+        warm = {parent for _, _, parent in rows}
+        assert len(warm) == 1 and os.getpid() not in warm, rows  # one warm process, not the Dask worker
+        assert all(importer == parent != pid for importer, pid, parent in rows), rows
+        assert len({pid for _, pid, _ in rows}) == 3, rows  # a process of its own each
+    finally:
+        executor.close()
+
+
+def test_a_task_module_that_starts_threads_is_imported_after_the_fork(env: ExecutionEnv,
+                                                                       tmp_path: Path) -> None:
+    """Forking a process that has threads is unsafe: a warm process whose import of the task's
+    module started one does not fork; the activity runs from a fresh warm process that leaves the
+    import to the activity's own process (and so do the task's next activities)."""
+    ledger = tmp_path / "ledger"
+    executor = executor_on(env, n_workers=1, threads_per_worker=1, processes=False)
+    try:
+        for _ in range(2):
+            d = dispatch(task("note_lineage", THREAD_TASKS), {"ledger": str(ledger)})
+            executor.submit([d])
+            assert isinstance(run_until(executor, [d.activity_id])[d.activity_id], ActivityFinished)
+        rows = lineage(ledger)
+        assert all(importer == pid for importer, pid, _ in rows), rows
+    finally:
+        executor.close()
+
+
+def test_a_killed_warm_process_loses_its_activity_and_the_activity_dies(env: ExecutionEnv, tmp_path: Path,
+                                                                         release: Path) -> None:
+    ledger = tmp_path / "ledger"
+    executor = executor_on(env, n_workers=1, threads_per_worker=1, processes=False)
+    try:
+        d = dispatch(task("note_then_wait"), {"ledger": str(ledger), "name": "victim", "path": str(release)})
+        executor.submit([d])
+        wait_started(executor, d.activity_id, [])
+        activity_pid = int(ledger.read_text().split()[1])
+        warm = psutil.Process(activity_pid).ppid()
+        assert warm != os.getpid()  # its parent is a warm process, not the Dask worker (this process)
+        os.kill(warm, signal.SIGKILL)
+        outcome = run_until(executor, [d.activity_id])[d.activity_id]
+        assert isinstance(outcome, ActivityFailed), outcome
+        assert outcome.error_type == "skyweave.WorkerDied" and outcome.retryable and "warm process" in outcome.message
+        wait_gone(activity_pid)
+        after = dispatch(task("note"), {"ledger": str(ledger), "name": "after"})
+        executor.submit([after])
+        assert isinstance(run_until(executor, [after.activity_id])[after.activity_id], ActivityFinished)
+    finally:
+        executor.close()
+
+
+def test_a_cancel_refuses_that_executors_task_not_the_same_activity_sent_by_another(
+        env: ExecutionEnv, tmp_path: Path, release: Path) -> None:
+    """Workers remember cancels by Dask task key (attempt and executor), not by activity id: the same
+    activity sent again by another controller's executor on the cluster still runs."""
+    ledger = tmp_path / "ledger"
+    first = executor_on(env, n_workers=1, threads_per_worker=2, processes=False)
+    second = DaskExecutor(env, cluster=first.cluster, slots=2)
+    try:
+        d = dispatch(task("note_then_wait"), {"ledger": str(ledger), "name": "twice", "path": str(release)})
+        first.submit([d])
+        wait_started(first, d.activity_id, [])
+        first.cancel([d.activity_id])
+        release.touch()
+        second.submit([d])
+        assert isinstance(run_until(second, [d.activity_id])[d.activity_id], ActivityFinished)
+    finally:
+        second.close()
+        first.close()
 
 
 @pytest.mark.slow
