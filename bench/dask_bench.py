@@ -8,8 +8,9 @@ One ``LocalCluster`` of two one-thread worker processes serves both sides in tur
   cluster: no persistence, no process per task;
 * skyweave: the same workload as a workflow (``workloads/skyweave_wl.py``) run by the embedded
   engine with ``--executor dask://<the cluster's scheduler>``: every activity persisted to SQLite
-  twice, dispatched over the bus, and run on a Dask worker as ``python -m skyweave.execute`` in a
-  process of its own (what lets skyweave stop it, bound its memory and survive a worker's death).
+  twice, dispatched over the bus, and run on a Dask worker in a process of its own, forked from
+  a warm process that has imported skyweave and the task (what lets skyweave stop it, bound its
+  memory and survive a worker's death).
 
 Reports wall times and the ratio skyweave / Dask.  W1: ``n`` no-op tasks and a sum; W3: 64
 numpy tasks of ~50 ms and a merge.

@@ -14,9 +14,11 @@ The controller keeps deciding; Dask only places and runs.  Each dispatch becomes
   cluster still scaling up) only a GPU demand is passed on (the task waits for a GPU worker); CPU
   and memory demands, which workers rarely declare, are not (they would stall the task).
 
-On the worker the activity runs as ``python -m skyweave.execute`` in a process of its own (job
-file in the worker's scratch space), which is what lets a timeout, a memory limit and a cancel
-stop it, and what keeps a worker's death from duplicating it (the worker-side module says how).
+On the worker the activity runs as ``python -m skyweave.execute`` would (job file in the worker's
+scratch space) in a process of its own, forked from a warm process that has already imported
+skyweave and the task (no interpreter start-up per activity), which is what lets a timeout, a
+memory limit and a cancel stop it, and what keeps a worker's death from duplicating it (the
+worker-side module says how).
 The execution environment's storage and work folders must be reachable from the workers: one
 shared file system, or a storage URL (``ExecutionEnv.storage``) they can all open.
 
