@@ -16,6 +16,9 @@ answers on its standard output, one line each:
   leave the child holding a lock no thread will release; this process exits without forking, and
   the launcher runs that task from a process that does not import it first (``warm`` false).
 
+If the preload modules themselves start threads, nothing is forked: each job then runs in a fresh
+interpreter (``python -m skyweave.execute``, exec'd at once), as it would without this process.
+
 The child watches this process's standard input, whose write end only the launcher holds: when the
 launcher (the Dask worker) dies, the child kills its group, so no activity runs on orphaned.  The
 warm process exits when its standard input closes.  It never runs user code itself except the
@@ -27,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import threading
 import traceback
@@ -100,25 +104,55 @@ def _fork(request: dict[str, Any]) -> int:
     return pid
 
 
+def _spawn(request: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """A fresh ``python -m skyweave.execute`` for the job (exec'd at once: safe with threads)."""
+    with open(request["stderr"], "wb") as err:
+        return subprocess.Popen(
+            [sys.executable, "-c", _COLD, request["job"], "--outcome", request["outcome"],
+             "--started", request["started"]],
+            stdin=0, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+_COLD = (
+    "import sys, runpy\n"
+    "from skyweave.executors.lifeline import die_with_parent\n"
+    "die_with_parent(0)\n"
+    "sys.argv[0] = 'skyweave.execute'\n"
+    "runpy.run_module('skyweave.execute', run_name='__main__', alter_sys=True)\n"
+)
+"""What a spawned job's process runs: ``skyweave.execute``, after arming the watch on its stdin
+(a copy of this process's: the launcher's pipe)."""
+
+
 def serve(setup: dict[str, Any]) -> int:
     use_import_path(setup.get("import_path", []))
     for problem in preload(setup.get("preload", [])):
         _say(f"preload of {problem} (activities that need it will report it)")
+    forkable = threading.active_count() == 1
+    if not forkable:
+        _say("the preload modules started threads: every job runs in a fresh interpreter")
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     while True:
         line = requests.readline()
         if not line:
             return 0
         request = json.loads(line)
-        if request.get("warm", True):
+        if forkable and request.get("warm", True):
             _warm(request["job"])
-        if threading.active_count() > 1:
-            _reply(replies, b"threads")
-            return 0
-        pid = _fork(request)
-        told = _reply(replies, b"forked %d" % pid)
-        _, status = os.waitpid(pid, 0)  # the launcher gone, the child dies too (its lifeline)
-        if not told or not _reply(replies, b"exited %d" % os.waitstatus_to_exitcode(status)):
+            if threading.active_count() > 1:
+                _reply(replies, b"threads")
+                return 0
+        if forkable:
+            pid = _fork(request)
+            told = _reply(replies, b"forked %d" % pid)
+            _, status = os.waitpid(pid, 0)  # the launcher gone, the child dies too (its lifeline)
+            code = os.waitstatus_to_exitcode(status)
+        else:
+            process = _spawn(request)
+            told = _reply(replies, b"forked %d" % process.pid)
+            code = process.wait()
+        if not told or not _reply(replies, b"exited %d" % code):
             return 0
 
 

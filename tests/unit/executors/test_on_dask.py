@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,26 @@ def test_a_task_module_that_starts_threads_is_imported_after_the_fork(env: Execu
             assert isinstance(run_until(executor, [d.activity_id])[d.activity_id], ActivityFinished)
         rows = lineage(ledger)
         assert all(importer == pid for importer, pid, _ in rows), rows
+    finally:
+        executor.close()
+
+
+def test_preload_modules_that_start_threads_leave_each_activity_a_fresh_interpreter(
+        env: ExecutionEnv, tmp_path: Path) -> None:
+    """Nothing is forked from a process with threads: when the preload modules start one, the warm
+    process starts each activity as a fresh ``python -m skyweave.execute`` instead."""
+    ledger = tmp_path / "ledger"
+    root = str(Path(__file__).resolve().parents[3])
+    env = replace(env, preload=("tests.unit.executors.dask_thread_tasks",), import_path=(root, *env.import_path))
+    executor = executor_on(env, n_workers=1, threads_per_worker=1, processes=False)
+    try:
+        for _ in range(2):
+            d = dispatch(task("note_lineage"), {"ledger": str(ledger)})
+            executor.submit([d])
+            assert isinstance(run_until(executor, [d.activity_id])[d.activity_id], ActivityFinished)
+        rows = lineage(ledger)
+        assert all(importer == pid for importer, pid, _ in rows), rows
+        assert len({parent for _, _, parent in rows}) == 1, rows  # one warm process spawned both
     finally:
         executor.close()
 
