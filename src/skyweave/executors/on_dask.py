@@ -31,6 +31,7 @@ of this executor's own (``Client.subscribe_topic``: pushed by the scheduler, not
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import time
@@ -39,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from distributed import Client, Event, Future, KilledWorker
+from distributed import Client, Future, KilledWorker
 
 from skyweave.errors import SkyweaveError
 from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcome
@@ -189,6 +190,7 @@ class DaskExecutor(Executor):
 
     def collect(self, timeout: float) -> list[Outcome]:
         out, self._reports = self._reports, []
+        ended: list[str] = []
         deadline = time.monotonic() + timeout
         while True:
             wait = 0.0 if out else deadline - time.monotonic()
@@ -200,10 +202,18 @@ class DaskExecutor(Executor):
                 if not out:
                     break
                 continue
-            self._take(item, out)
+            self._take(item, out, ended)
+        if ended:  # not waited for: one scheduler round trip per activity would hold up the worker
+            self._forget_marks(ended)
         return out
 
-    def _take(self, item: tuple[str, Any], out: list[Outcome]) -> None:
+    def _forget_marks(self, keys: list[str]) -> None:
+        """Clear these keys' begun marks in the background (on the client's event loop)."""
+        loop = self.client.loop
+        assert loop is not None
+        loop.add_callback(_clear_marks, self.client, keys)
+
+    def _take(self, item: tuple[str, Any], out: list[Outcome], ended: list[str]) -> None:
         kind, body = item
         if kind == "started":
             activity_id, attempt, pid, host, at = body
@@ -220,7 +230,7 @@ class DaskExecutor(Executor):
             return  # cancelled: already reported
         del self._entries[activity_id]
         outcome = self._outcome(entry, entry.future)
-        Event(begun_mark(key), client=self.client).clear()
+        ended.append(key)
         if outcome is not None:
             out.append(outcome)
 
@@ -258,10 +268,10 @@ class DaskExecutor(Executor):
             return
         client = self.client
         client.run(cancel_tasks, [e.key for e in chosen], on_error="ignore")
+        self._forget_marks([e.key for e in chosen])
         for entry in chosen:
             if entry.future is not None:
                 entry.future.cancel()
-            Event(begun_mark(entry.key), client=client).clear()
             self._reports.append(self._failure(
                 entry.dispatch, "skyweave.Cancelled",
                 f"activity {entry.dispatch.activity_id} was cancelled"
@@ -277,13 +287,23 @@ class DaskExecutor(Executor):
             for entry in self._entries.values():
                 if entry.future is not None:
                     entry.future.cancel()
-                Event(begun_mark(entry.key), client=self._client).clear()
+            self._client.sync(_clear_marks, self._client, keys)
             self._entries.clear()
         self._client.unsubscribe_topic(self._topic)
         self._client.close()
         self._client = None
         if self._owns_cluster:
             self.cluster.close()
+
+
+async def _clear_marks(client: Client, keys: list[str]) -> None:
+    """Clear the begun marks of these task keys on the scheduler (they would stay there otherwise);
+    run on the client's event loop."""
+    scheduler = client.scheduler
+    for key in keys:
+        with contextlib.suppress(Exception):  # a scheduler gone: its marks went with it
+            if scheduler is not None:
+                await scheduler.event_clear(name=begun_mark(key))
 
 
 def demanded(resources: Resources, names: Mapping[str, str]) -> dict[str, float]:
