@@ -53,6 +53,15 @@ def release(tmp_path: Path) -> Iterator[Path]:
     path.touch()
 
 
+def noted_pid(ledger: Path) -> int:
+    """The pid of the first ``note`` line, once written (a start is reported before the task runs)."""
+    for _ in range(3000):
+        if ledger.exists() and (lines := ledger.read_text().splitlines()):
+            return int(lines[0].split()[1])
+        time.sleep(0.01)
+    raise AssertionError(f"nothing was noted in {ledger}")
+
+
 def _known(dask_scheduler: Any, prefixes: list[str]) -> bool:
     return all(any(str(key).startswith(p) for key in dask_scheduler.tasks) for p in prefixes)
 
@@ -194,7 +203,7 @@ def test_a_killed_warm_process_loses_its_activity_and_the_activity_dies(env: Exe
         d = dispatch(task("note_then_wait"), {"ledger": str(ledger), "name": "victim", "path": str(release)})
         executor.submit([d])
         wait_started(executor, d.activity_id, [])
-        activity_pid = int(ledger.read_text().split()[1])
+        activity_pid = noted_pid(ledger)
         warm = psutil.Process(activity_pid).ppid()
         assert warm != os.getpid()  # its parent is a warm process, not the Dask worker (this process)
         os.kill(warm, signal.SIGKILL)
@@ -242,7 +251,7 @@ def test_a_killed_worker_loses_its_activity_once_and_its_process_dies(env: Execu
         events: list[Outcome] = []
         executor.submit([d])
         wait_started(executor, d.activity_id, events)
-        activity_pid = int(ledger.read_text().split()[1])
+        activity_pid = noted_pid(ledger)
         prefix = f"skyweave-{d.activity_id}-{d.attempt}-"
         holder = next(address for address, keys in executor.client.processing().items()
                       if any(k.startswith(prefix) for k in keys))
