@@ -12,6 +12,10 @@ package), transitively, and into the functions' default values and closures.
   ``GAINS = {...}``, lists, sets, tuples, nested ones, numpy arrays, dataclasses...
 * Library functions and classes are hashed by their qualified name (which one is called), not by
   their code: a library's version is the environment's business.
+* A global a reached function loads that its module does not define yet (a helper or constant
+  written below the ``@task``, the usual order in a module) is listed in ``CodeHash.pending``: the
+  task hashes itself again once its module has defined it (``Task.spec``), so the hash never misses
+  code that merely comes later in the file.
 * A reached value that cannot be serialised deterministically (a lock, a session, an open file...)
   is listed in ``CodeHash.unhashable``; ``@task`` then refuses to cache the task unless it has an
   explicit ``version=`` (the user vouches for it) or ``cache=False``.
@@ -20,6 +24,7 @@ package), transitively, and into the functions' default values and closures.
 from __future__ import annotations
 
 import ast
+import builtins
 import dis
 import hashlib
 import inspect
@@ -60,6 +65,13 @@ class CodeHash(NamedTuple):
     digest: str
     """``sha256:<hex>``."""
     unhashable: tuple[Unhashable, ...]
+    pending: tuple[tuple[dict[str, Any], str], ...] = ()
+    """Globals loaded by the reached code that were not defined when hashed (module namespace, name):
+    the hash is final once they are (``defined_since``)."""
+
+    def defined_since(self) -> bool:
+        """Whether a global that was pending when this hash was made is defined now."""
+        return any(name in namespace for namespace, name in self.pending)
 
 
 def code_hash(fn: Any) -> str:
@@ -71,9 +83,9 @@ def hash_code(fn: Any) -> CodeHash:
     """The code hash of ``fn`` and the reached values it could not include."""
     fn = getattr(fn, "fn", fn)
     hasher = _Hasher(_top_package(getattr(fn, "__module__", None)))
-    hasher.follow(fn)
+    hasher.follow(fn, root=True)
     hasher.run()
-    return CodeHash("sha256:" + hasher.digest.hexdigest(), tuple(hasher.unhashable))
+    return CodeHash("sha256:" + hasher.digest.hexdigest(), tuple(hasher.unhashable), tuple(hasher.pending))
 
 
 def _top_package(module_name: str | None) -> str:
@@ -88,6 +100,7 @@ class _Hasher:
         self.seen: set[int] = set()
         self.values: set[tuple[int, str]] = set()
         self.unhashable: list[Unhashable] = []
+        self.pending: list[tuple[dict[str, Any], str]] = []
 
     # -- what is the user's ------------------------------------------------------------------------
     def is_user_module(self, module_name: str | None) -> bool:
@@ -106,15 +119,16 @@ class _Hasher:
     def is_user_class(self, cls: type) -> bool:
         return self.is_user_module(getattr(cls, "__module__", None))
 
-    def follow(self, obj: Any) -> bool:
-        """Queue a function or class for hashing if it is the user's; whether it is."""
+    def follow(self, obj: Any, *, root: bool = False) -> bool:
+        """Queue a function or class for hashing if it is the user's (the task's own function
+        always is, even once its module has left ``sys.modules``); whether it is."""
         obj = getattr(obj, "fn", obj)  # a decorated task: its function
         obj = inspect.unwrap(obj) if isinstance(obj, types.FunctionType) else obj
         if isinstance(obj, types.MethodType):
             obj = obj.__func__
         if not isinstance(obj, types.FunctionType | type):
             return False
-        if not self.is_user_module(obj.__module__):
+        if not root and not self.is_user_module(obj.__module__):
             return False
         self.stack.append(obj)
         return True
@@ -161,7 +175,9 @@ class _Hasher:
         for chain in sorted(_global_chains(fn.__code__)):
             name = chain[0]
             if name not in module_globals:
-                continue  # a builtin, or not defined (yet)
+                if not hasattr(builtins, name):  # not defined yet: written below, or never bound
+                    self.pending.append((module_globals, name))
+                continue
             value = module_globals[name]
             label = name
             for attr in chain[1:]:

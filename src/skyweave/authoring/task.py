@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skyweave.authoring.building import current_builder, require_builder
-from skyweave.authoring.codehash import Unhashable, hash_code
+from skyweave.authoring.codehash import CodeHash, Unhashable, hash_code
 from skyweave.authoring.external import File, Folder
 from skyweave.authoring.interactive import MAIN_REF, defined_interactively
 from skyweave.authoring.refs import Expr, Ref
@@ -67,20 +67,38 @@ class Task:
 
     def __init__(self, spec: TaskSpec, fn: Callable[..., Any] | None = None,
                  providers: Mapping[str, str | Task] | None = None) -> None:
-        self.spec = checked(spec)  # a malformed declaration fails here, never in the store
+        self._spec = checked(spec)  # a malformed declaration fails here, never in the store
         self.fn = fn
         self._providers = dict(providers or {})
         self.unhashable: tuple[Unhashable, ...] = ()
         """Values the code hash could not include (``codehash``); set only when they matter: the
         task is cached and its version follows the code."""
+        self._late: tuple[CodeHash, Callable[[CodeHash], TaskSpec], bool] | None = None
+        """While the function uses globals its module had not defined when it was decorated (a
+        helper or constant written below the ``@task``): the hash it was declared with, how to
+        declare it again, and whether its unhashable values matter."""
         if fn is not None:
             self.__doc__ = fn.__doc__
             self.__name__ = fn.__name__
             self.__qualname__ = fn.__qualname__
             self.__module__ = fn.__module__
 
+    @property
+    def spec(self) -> TaskSpec:
+        """The declaration.  Its code hash, and the version that follows it, are made again once
+        the module defines what the function used but was still undefined when decorated."""
+        late = self._late
+        if late is not None and self.fn is not None and late[0].defined_since():
+            hashed = hash_code(self.fn)
+            self._spec = checked(late[1](hashed))
+            if late[2]:
+                self.unhashable = hashed.unhashable
+            self._late = (hashed, late[1], late[2]) if hashed.pending else None
+        return self._spec
+
     def with_spec(self, spec: TaskSpec) -> Task:
         """The same task (function, providers) declared as ``spec`` (e.g. its image pinned)."""
+        self.spec  # noqa: B018 -- made final first: ``unhashable`` follows the code hash
         made = Task(spec, self.fn, self._providers)
         made.unhashable = self.unhashable
         return made
@@ -99,6 +117,7 @@ class Task:
     def check_cacheable(self) -> None:
         """Refuse a task whose results would be reused although something it reaches could change
         unseen: a value of its code hash's reach that cannot be hashed (see ``codehash``)."""
+        self.spec  # noqa: B018 -- made final first: ``unhashable`` follows the code hash
         if not self.unhashable:
             return
         first = self.unhashable[0]
@@ -233,8 +252,6 @@ def task(
     """
 
     def wrap(func: Callable[..., Any]) -> Task:
-        hashed = hash_code(func)
-        chash = hashed.digest
         sig = inspect.signature(func)
         try:
             hints = typing.get_type_hints(func)
@@ -248,30 +265,36 @@ def task(
             parameters[pname] = type_name(hints.get(pname, param.annotation))
             if param.default is not param.empty:
                 defaults[pname] = param.default
-        spec = TaskSpec(
-            name=name or func.__name__,
-            version=version or default_version(chash),
-            kind=TaskKind.PYTHON,
-            ref=_function_ref(func),
-            image=image,
-            parameters=parameters,
-            defaults={k: v for k, v in defaults.items() if _jsonable(v)},
-            retry=_retry_policy(name or func.__name__, retries, backoff),
-            timeout_s=timeout,
-            priority=priority,
-            resources=resources or Resources(),
-            backtrack=BacktrackPolicy(
-                providers={k: (v.name if isinstance(v, Task) else v) for k, v in (providers or {}).items()},
-                park_s=park, max_detours=max_detours),
-            code_hash=chash,
-            cache=cache,
-            cache_params=_cache_params(func.__name__, parameters, cache_params),
-            description=(inspect.getdoc(func) or "").split("\n\n")[0],
-            site=site,
-        )
-        made = Task(spec, func, providers)
+
+        def declare(hashed: CodeHash) -> TaskSpec:
+            return TaskSpec(
+                name=name or func.__name__,
+                version=version or default_version(hashed.digest),
+                kind=TaskKind.PYTHON,
+                ref=_function_ref(func),
+                image=image,
+                parameters=parameters,
+                defaults={k: v for k, v in defaults.items() if _jsonable(v)},
+                retry=_retry_policy(name or func.__name__, retries, backoff),
+                timeout_s=timeout,
+                priority=priority,
+                resources=resources or Resources(),
+                backtrack=BacktrackPolicy(
+                    providers={k: (v.name if isinstance(v, Task) else v)
+                               for k, v in (providers or {}).items()},
+                    park_s=park, max_detours=max_detours),
+                code_hash=hashed.digest,
+                cache=cache,
+                cache_params=_cache_params(func.__name__, parameters, cache_params),
+                description=(inspect.getdoc(func) or "").split("\n\n")[0],
+                site=site,
+            )
+        hashed = hash_code(func)
+        made = Task(declare(hashed), func, providers)
         if version is None and cache:
             made.unhashable = hashed.unhashable
+        if hashed.pending:
+            made._late = (hashed, declare, version is None and cache)
         return made
 
     if fn is not None:

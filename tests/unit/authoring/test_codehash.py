@@ -284,3 +284,65 @@ def test_a_task_that_reaches_an_unhashable_value_is_refused_unless_vouched_for(t
 def test_library_functions_are_named_not_read(tmp_path: Path) -> None:
     source = "import math\nfrom os.path import {f} as pick\n\ndef work(p):\n    return pick(p), math.pi\n"
     assert digest(tmp_path, source.format(f="basename")) != digest(tmp_path, source.format(f="dirname"))
+
+
+BELOW = '''
+import skyweave
+
+
+@skyweave.task
+def work(x: float) -> float:
+    return helper(x) * FACTOR
+
+
+def helper(x):
+    return x + OFFSET
+
+
+FACTOR = {factor}
+OFFSET = {offset}
+'''
+
+ABOVE = '''
+import skyweave
+
+FACTOR = {factor}
+OFFSET = {offset}
+
+
+def helper(x):
+    return x + OFFSET
+
+
+@skyweave.task
+def work(x: float) -> float:
+    return helper(x) * FACTOR
+'''
+
+
+def task_of(tmp_path: Path, source: str) -> Any:
+    try:
+        made = load(tmp_path, source).work
+        made.spec  # noqa: B018 -- once its module is imported, as a worker or a Client sees it
+        return made
+    finally:
+        sys.modules.pop("cw_mod", None)
+
+
+def test_helpers_and_constants_written_below_the_task_count(tmp_path: Path) -> None:
+    """The usual order of a module (the task first, its helpers and constants after) is hashed as
+    fully as the reverse: when ``@task`` runs they are not defined yet, and a stale result of the
+    old code must not be reused after an edit down there."""
+    first = task_of(tmp_path, BELOW.format(factor=2, offset=1)).spec
+    assert task_of(tmp_path, BELOW.format(factor=3, offset=1)).spec.code_hash != first.code_hash
+    edited = task_of(tmp_path, BELOW.format(factor=2, offset=5)).spec  # reached through the helper
+    assert (edited.code_hash, edited.version) != (first.code_hash, first.version)
+    # where the names are written does not matter, only what they are
+    assert task_of(tmp_path, ABOVE.format(factor=2, offset=1)).spec.code_hash == first.code_hash
+    assert task_of(tmp_path, BELOW.format(factor=2, offset=1)).spec.code_hash == first.code_hash
+
+
+def test_a_name_that_is_never_defined_does_not_stop_the_task(tmp_path: Path) -> None:
+    source = "import skyweave\n\n@skyweave.task\ndef work(x: int) -> int:\n    return x if x else missing_name\n"
+    made = task_of(tmp_path, source)
+    assert made.spec.code_hash == made.spec.code_hash and made(1) == 1
