@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
+import shutil
 import threading
 from pathlib import Path
 
@@ -60,10 +61,6 @@ class ContainerExecutor(SubprocessExecutor):
         self._unrunnable: dict[str, ContainerError] = {}
         self._removals: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._remover: threading.Thread | None = None
-        # Podman 4.3's conmon writes an empty `oom` file into the directory `podman run` started in
-        # when the kernel kills a container for memory (containers/conmon#504): not the worker's
-        if self.runtime.engine == "podman":
-            self._launch_dir = self._jobs
 
     def start(self) -> None:
         super().start()
@@ -124,6 +121,21 @@ class ContainerExecutor(SubprocessExecutor):
         return [*argv[:argv.index("run") + 1], "--cidfile", str(self._cidfile(job)),
                 *argv[argv.index("run") + 1:]]
 
+    def _launch_dir(self, job: Path) -> Path | None:
+        """Podman: a folder of the attempt's own.  Podman 4.3's conmon writes an empty ``oom`` file
+        into the directory ``podman run`` started in when the kernel kills the container for memory
+        (containers/conmon#504), and podman's ``OOMKilled`` stays false: the file says it, and it
+        does not land in the worker's directory."""
+        if self.runtime.engine != "podman":
+            return None
+        folder = self._run_dir(job)
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    @staticmethod
+    def _run_dir(job: Path) -> Path:
+        return job.with_name(job.name.removesuffix(".job.json") + ".run")
+
     @staticmethod
     def _cidfile(job: Path) -> Path:
         return job.with_name(job.name.removesuffix(".job.json") + ".cid")
@@ -143,8 +155,9 @@ class ContainerExecutor(SubprocessExecutor):
             return self._failure(r, "skyweave.ImageMissing", f"{refused.message} ({refused.hint})",
                                  retryable=False)
         name = container_name(r.dispatch.activity_id, r.dispatch.attempt)
+        conmon_says = self.runtime.engine == "podman" and (self._run_dir(r.job) / "oom").exists()
         if (code == OOM_EXIT and task.resources.memory_mb is not None and task.kind is TaskKind.PYTHON
-                and self.runtime.oom_killed(name)):
+                and (conmon_says or self.runtime.oom_killed(name))):
             limit = task.resources.memory_mb
             return self._failure(r, "skyweave.MemoryLimit",
                                  over_memory(task.name, kernel_memory_mb(limit), limit)
@@ -160,6 +173,8 @@ class ContainerExecutor(SubprocessExecutor):
 
     def _gone(self, r: _Running) -> None:
         self._cidfile(r.job).unlink(missing_ok=True)
+        if self.runtime.engine == "podman":
+            shutil.rmtree(self._run_dir(r.job), ignore_errors=True)
         if r.dispatch.task.kind is TaskKind.PYTHON:  # a command's container removes itself (--rm)
             self._removals.put(container_name(r.dispatch.activity_id, r.dispatch.attempt))
 

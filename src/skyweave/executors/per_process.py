@@ -82,8 +82,6 @@ class SubprocessExecutor(Executor):
         self._seq = itertools.count()
         self._woken = threading.Event()
         self._memory_checked = 0.0
-        self._launch_dir: Path | None = None
-        """Where each process starts (``None``: this process's working directory)."""
 
     @property
     def slots(self) -> int:
@@ -119,10 +117,15 @@ class SubprocessExecutor(Executor):
             with open(stderr, "wb") as err:
                 process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                    cwd=self._launch_dir, start_new_session=True,
+                    cwd=self._launch_dir(job), start_new_session=True,
                     env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
             self._running[activity_id] = _Running(dispatch, job, outcome, stderr, started, process,
                                                   image_digest=self._image_digest(dispatch))
+
+    def _launch_dir(self, job: Path) -> Path | None:
+        """Where the job's process starts (``None``: this process's working directory)."""
+        del job
+        return None
 
     def _image_digest(self, dispatch: DispatchActivity) -> str:
         """The content digest of the image the job runs in, if this executor chose one (reported
