@@ -209,6 +209,13 @@ class Backbone:
                              (run_id,)).fetchone()
         return int(row[0]) if row else 0
 
+    def executed(self) -> int:
+        """Activities that ran on a worker (an attempt row); the others were reused from the cache."""
+        with _admin(self.store) as db:
+            db.execute(f'SET search_path TO "{self.schema}"')
+            row = db.execute("SELECT count(DISTINCT activity_id) FROM attempts").fetchone()
+        return int(row[0]) if row else 0
+
     def close(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
@@ -237,7 +244,7 @@ def run_once(bb: Backbone, shape: str, n: int, *, group: int, timeout: float, sa
 
     from skyweave import Client
 
-    params: dict[str, Any] = {"n": n, "group": group} if shape == "nested" else {"n": n}
+    params: dict[str, Any] = {"n": n, "group": group} if shape.startswith("nested") else {"n": n}
     samples: list[tuple[float, float, int]] = []
     load_begin = _load()
     with Client(bb.store, engine=False, bus=bb.bus, storage=str(bb.tmp / "files")) as client:
@@ -329,6 +336,7 @@ def skyweave_run(args: argparse.Namespace, shape: str, n: int, workers: int, *,
         rec = run_once(bb, shape, n, group=args.group, timeout=args.timeout, sample_s=args.sample_s,
                        count_every=count_every)
         rec["db_mb"] = round(bb.db_mb(), 1)
+        rec["executed"] = bb.executed()
         rec["executor"] = args.executor
         return rec
     finally:
@@ -403,7 +411,7 @@ def cmd_big(args: argparse.Namespace) -> list[dict[str, Any]]:
     for shape in args.shape.split(","):
         for n in (int(x) for x in str(args.n).split(",")):
             rec = skyweave_run(args, shape, n, int(args.workers), count_every=args.count_every)
-            print(_fmt(rec) + f"  DB {rec['db_mb']:.0f} MB"
+            print(_fmt(rec) + f"  DB {rec['db_mb']:.0f} MB, {rec['executed']} executed"
                   + (f"  RSS growth {rec['rss_kb_per_activity']} kB/activity" if "rss_kb_per_activity" in rec
                      else ""), flush=True)
             records.append(rec)
@@ -422,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, default=1, help="slots per worker process")
     ap.add_argument("--executor", default="threads", help="the workers' executor (threads or local)")
     ap.add_argument("--peers", default="dask-distributed,ray,parsl-htex")
-    ap.add_argument("--shape", default="flat,nested", help="big: flat and/or nested")
+    ap.add_argument("--shape", default="flat,nested-distinct",
+                    help="big: flat, nested (leaves repeat per group: reused from the cache) or "
+                         "nested-distinct")
     ap.add_argument("--group", type=int, default=100, help="leaves per group of the nested shape")
     ap.add_argument("--timeout", type=float, default=3600.0)
     ap.add_argument("--sample-s", type=float, default=1.0, help="controller RSS sampling period")

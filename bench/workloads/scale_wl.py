@@ -20,6 +20,11 @@ def sc_split(x: int, group: int) -> list[int]:
 
 
 @task(version="1")
+def sc_split_distinct(x: int, group: int) -> list[int]:
+    return [x * group + j for j in range(group)]
+
+
+@task(version="1")
 def sc_noop(i: int) -> int:
     return i
 
@@ -42,9 +47,19 @@ def sc_nested(n: int = 1000, group: int = 100) -> Any:
 
 
 @workflow
+def sc_nested_distinct(n: int = 1000, group: int = 100) -> Any:
+    """``sc_nested`` with every leaf's argument distinct (``sc_nested``'s groups repeat 0..group-1,
+    so after the first group the leaves are reused from the cache, not run)."""
+    groups = sc_split_distinct.map(x=sc_indices(n=max(1, n // group)), group=group)
+    leaves = sc_noop.map(i=each(groups))
+    return sc_total(xs=sc_total.map(xs=gather(leaves)))
+
+
+@workflow
 def sc_loop(n: int = 1000) -> Any:
     return sc_total(xs=[sc_noop(i=i) for i in range(n)])
 
 
-SHAPES: dict[str, Workflow] = {"flat": sc_flat, "nested": sc_nested, "loop": sc_loop}
-TASKS = {t.spec.name: t for t in (sc_indices, sc_split, sc_noop, sc_total)}
+SHAPES: dict[str, Workflow] = {"flat": sc_flat, "nested": sc_nested, "loop": sc_loop,
+                               "nested-distinct": sc_nested_distinct}
+TASKS = {t.spec.name: t for t in (sc_indices, sc_split, sc_split_distinct, sc_noop, sc_total)}
