@@ -37,6 +37,7 @@ from skyweave.executors.containers import (
     container_name,
     kernel_memory_mb,
 )
+from skyweave.executors.guard import guard_argv
 from skyweave.executors.limits import over_memory
 from skyweave.executors.per_process import SubprocessExecutor, _Running
 from skyweave.model.messages import ActivityFailed, DispatchActivity
@@ -52,6 +53,7 @@ class ContainerExecutor(SubprocessExecutor):
     """Up to ``processes`` containers at once."""
 
     capabilities = Capabilities(stops_running_work=True, enforces_memory=True)
+    lifeline = True  # each container's launcher runs under a guard that removes it if the worker dies
 
     def __init__(self, setting: str, env: ExecutionEnv, *, processes: int | None = None) -> None:
         self.runtime = ContainerRuntime.parse(setting)
@@ -91,6 +93,15 @@ class ContainerExecutor(SubprocessExecutor):
         return self.image_of(dispatch)
 
     def _command(self, dispatch: DispatchActivity, job: Path, outcome: Path, started: Path) -> list[str]:
+        """The launcher of the activity's container, under a guard that removes the container if this
+        worker dies; earlier attempts' containers still on this daemon (their worker died with its
+        guard) are removed first."""
+        name = container_name(dispatch.activity_id, dispatch.attempt)
+        if dispatch.attempt > 1:
+            self.runtime.remove([container_name(dispatch.activity_id, n) for n in range(1, dispatch.attempt)])
+        return guard_argv(self.runtime.remove_argv([name]), self._launcher(dispatch, job, outcome, started))
+
+    def _launcher(self, dispatch: DispatchActivity, job: Path, outcome: Path, started: Path) -> list[str]:
         host_side = super()._command(dispatch, job, outcome, started)
         task = dispatch.task
         if task.kind is not TaskKind.PYTHON:

@@ -148,10 +148,14 @@ class ContainerRuntime:
     def remove(self, names: Sequence[str]) -> None:
         """Kill and remove these containers (those already gone are ignored)."""
         if names:
-            # podman's rm -f first asks politely for 10 s (docker's kills at once)
-            grace = ["-t", "0"] if self.engine == "podman" else []
             with contextlib.suppress(ContainerError):
-                self._call("rm", "-f", *grace, *names)
+                self._call(*self.remove_argv(names)[len(self.client):])
+
+    def remove_argv(self, names: Sequence[str]) -> list[str]:
+        """The command that kills and removes these containers at once."""
+        # podman's rm -f first asks politely for 10 s (docker's kills at once)
+        grace = ["-t", "0"] if self.engine == "podman" else []
+        return [*self.client, "rm", "-f", *grace, *names]
 
     def oom_killed(self, name: str) -> bool:
         with contextlib.suppress(ContainerError):

@@ -70,6 +70,9 @@ class SubprocessExecutor(Executor):
 
     name = "subprocess"
     capabilities = Capabilities(stops_running_work=True, enforces_memory=True)
+    lifeline = False
+    """Give each process a pipe from this executor as its standard input, which hangs up when the
+    worker dies (a launcher that must stop work beyond its process group: ``executors/guard.py``)."""
 
     def __init__(self, env: ExecutionEnv, *, processes: int | None = None) -> None:
         self.env = env
@@ -116,8 +119,8 @@ class SubprocessExecutor(Executor):
             argv = self._command(dispatch, job, outcome, started)
             with open(stderr, "wb") as err:
                 process = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                    cwd=self._launch_dir(job), start_new_session=True,
+                    argv, stdin=subprocess.PIPE if self.lifeline else subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=err, cwd=self._launch_dir(job), start_new_session=True,
                     env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
             self._running[activity_id] = _Running(dispatch, job, outcome, stderr, started, process,
                                                   image_digest=self._image_digest(dispatch))
@@ -253,6 +256,8 @@ class SubprocessExecutor(Executor):
 
     def _forget(self, r: _Running) -> None:
         self._running.pop(r.dispatch.activity_id, None)
+        if r.process.stdin is not None:
+            r.process.stdin.close()
 
     def _failure(self, r: _Running, error_type: str, message: str, *, retryable: bool) -> ActivityFailed:
         d = r.dispatch

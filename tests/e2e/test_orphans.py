@@ -1,0 +1,46 @@
+"""A ``skyweave worker`` killed with -9 leaves nothing running that it started elsewhere: its
+container (docker) or its Slurm job is stopped, the activity runs again on another worker, and it
+runs to its end exactly once — counted by the task itself in a ledger (``workflows/once.py``)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.e2e.chaos import Chaos, read_ledger
+from tests.e2e.helpers import CLI, poll
+from tests.services import DOCKER_BIN, docker_image, docker_setting
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _containers(host: str, name: str) -> list[str]:
+    done = subprocess.run([DOCKER_BIN, "-H", host, "ps", "-a", "--filter", f"name=^{name}$", "--format",
+                           "{{.Names}}"], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_kill_9_of_a_docker_worker_removes_its_container_and_the_activity_runs_once(cli: CLI) -> None:
+    setting = docker_setting(mount=str(cli.cwd))  # the ledger is written from inside the container
+    host = docker_image("skyweave:local")
+    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0, slots=1, env={"SKYWEAVE_EXECUTOR": setting})
+    try:
+        chaos.start_controller()
+        first = chaos.start_worker()
+        run_id = chaos.submit(1, 8.0)
+        chaos.wait_for_starts(1)
+        (aid,) = read_ledger(chaos.ledger)
+        name = f"skyweave-{aid}-1"
+        assert _containers(host, name) == [name]
+        chaos.kill_worker(first)
+        poll(lambda: not _containers(host, name), deadline=30, interval=0.1,
+             what=f"the dead worker's container {name} to be removed")
+        chaos.start_worker()
+        assert chaos.wait_for_end(run_id, deadline=120) == "succeeded", chaos.logs()
+    finally:
+        chaos.close()
+    runs = read_ledger(chaos.ledger)[aid]
+    assert [e.attempt for e in runs] == [1, 2], runs
+    assert [e.ended is not None for e in runs] == [False, True], "attempt 1 died with its worker"
+
