@@ -4,13 +4,16 @@ runs to its end exactly once — counted by the task itself in a ledger (``workf
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
 from tests.e2e.chaos import Chaos, read_ledger
 from tests.e2e.helpers import CLI, poll
-from tests.services import DOCKER_BIN, docker_image, docker_setting
+from tests.services import DOCKER_BIN, docker_image, docker_setting, service_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,3 +47,34 @@ def test_kill_9_of_a_docker_worker_removes_its_container_and_the_activity_runs_o
     assert [e.attempt for e in runs] == [1, 2], runs
     assert [e.ended is not None for e in runs] == [False, True], "attempt 1 died with its worker"
 
+
+def test_kill_9_of_a_slurm_worker_cancels_its_job_and_the_activity_runs_once(cli: CLI) -> None:
+    setting = service_url("slurm") + "&poll_s=0.5"
+    conf = {**os.environ, "SLURM_CONF": parse_qs(setting.partition("?")[2])["conf"][0]}
+    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0, slots=1, env={"SKYWEAVE_EXECUTOR": setting})
+    try:
+        chaos.start_controller()
+        first = chaos.start_worker()
+        run_id = chaos.submit(1, 8.0)
+        chaos.wait_for_starts(1)
+        (aid,) = read_ledger(chaos.ledger)
+        chaos.kill_worker(first)
+        chaos.start_worker()
+        assert chaos.wait_for_end(run_id, deadline=120) == "succeeded", chaos.logs()
+        states = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--format=%T|%o"],
+                                env=conf, capture_output=True, text=True, check=True).stdout.splitlines()
+    finally:
+        chaos.close()
+    runs = read_ledger(chaos.ledger)[aid]
+    assert [e.attempt for e in runs] == [1, 2], runs
+    assert [e.ended is not None for e in runs] == [False, True], "attempt 1's job was cancelled"
+    first_job = [s.partition("|")[0] for s in states
+                 if f"skyweave-activity 0 {aid} 1\n" in _read(s.partition("|")[2])]
+    assert first_job == ["CANCELLED"], states
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""

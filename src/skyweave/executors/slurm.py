@@ -22,7 +22,9 @@ and reason: ``TIMEOUT`` as ``skyweave.SlurmTimeLimit``, ``NODE_FAIL``/``BOOT_FAI
 decides), ``OUT_OF_MEMORY`` as ``skyweave.MemoryLimit`` (not retryable, like every executor's memory
 limit), ``CANCELLED`` by someone else as ``skyweave.SlurmCancelled`` (not retryable).
 A task's own ``timeout`` is enforced here (counted from the job's start mark) with ``scancel``,
-as is ``cancel``.  Closing the executor cancels its jobs.
+as is ``cancel``.  Closing the executor cancels its jobs.  A worker killed outright cannot: the
+worker that gets the next attempt of one of its activities cancels the old job (``_supersede``:
+each batch script lists the activity and attempt of each of its elements).
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcom
 from skyweave.executors.boundary import HOST
 from skyweave.executors.job import decode_outcome, encode_job
 from skyweave.executors.slurm_commands import (
+    ACTIVITY_LINE,
     JobState,
     Slurm,
     SlurmCommands,
     SlurmError,
     SlurmOptions,
+    stale_jobs,
     time_limit_minutes,
 )
 from skyweave.model.ids import new_id
@@ -165,8 +169,28 @@ class SlurmExecutor(Executor):
             task = dispatch.task
             key = (task.key, task.resources, task.timeout_s) if self.options.array else dispatch.activity_id
             groups.setdefault(key, []).append(dispatch)
+        self._supersede([d for d in ready if d.attempt > 1])
         for group in groups.values():
             self._sbatch(group)
+
+    def _supersede(self, later: list[DispatchActivity]) -> None:
+        """Cancel the jobs of earlier attempts of these activities that still run or wait: their
+        worker died (the controller dispatched the next attempt), and Slurm runs a job on without
+        it.  Found by ``squeue`` of this user's jobs, each identified by the activity lines of its
+        batch script (which is on the shared job directory)."""
+        if not later:
+            return
+        current = {d.activity_id: d.attempt for d in later}
+        jobs = self.slurm.user_jobs()
+        if jobs is None:
+            log.warning("squeue failed: jobs of earlier attempts of %d activities may still run", len(later))
+            return
+        stale = stale_jobs(jobs, current)
+        if stale:
+            log.warning("cancelling Slurm job(s) %s: earlier attempts of activities dispatched again "
+                        "(their worker died)", " ".join(stale))
+            with contextlib.suppress(SlurmError):
+                self.slurm.scancel(stale)
 
     def _sbatch(self, group: list[DispatchActivity]) -> None:
         batch = f"b{next(self._batches):06d}"
@@ -175,10 +199,12 @@ class SlurmExecutor(Executor):
         for job in jobs:
             _write(job.path(".job.json"), encode_job(job.dispatch, self.env))
         stem = f"{self.dir}/{batch}." + "${SLURM_ARRAY_TASK_ID:-0}"
+        listing = "".join(f"{ACTIVITY_LINE} {i} {d.activity_id} {d.attempt}\n" for i, d in enumerate(group))
         script.write_text(
             "#!/bin/sh\n"
             f"# skyweave: {len(group)} activit{'y' if len(group) == 1 else 'ies'} of task "
             f"{group[0].task.key} (worker {self.env.worker})\n"
+            f"{listing}"
             f'S="{stem}"\n'
             f'exec "{self.options.interpreter}" -m skyweave.execute "$S.job.json" '
             '--outcome "$S.outcome.json" --started "$S.started"\n')

@@ -13,6 +13,7 @@ not known to be anything: the executor resolves it by the outcome file the job w
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -122,6 +123,9 @@ class JobState:
     reason: str = ""
     node: str = ""
     time_limit: str = ""
+    name: str = ""
+    script: str = ""
+    """The job's batch script (``squeue`` ``%o``; only ``user_jobs`` asks for it)."""
 
     @property
     def active(self) -> bool:
@@ -144,6 +148,8 @@ class Slurm(Protocol):
     def squeue(self, name: str) -> dict[str, JobState] | None: ...
 
     def scancel(self, job_ids: Sequence[str]) -> None: ...
+
+    def user_jobs(self) -> dict[str, JobState] | None: ...
 
 
 _FORMAT = "%i|%T|%r|%N|%l"
@@ -194,20 +200,61 @@ class SlurmCommands:
             return None
         return parse_squeue(done.stdout)
 
+    def user_jobs(self) -> dict[str, JobState] | None:
+        """Every job of this user that may still run, with its name and batch script (``None``:
+        ``squeue`` failed)."""
+        try:
+            done = self._run(["squeue", "--noheader", "--array", "--me", f"--format={_FORMAT}|%j|%o"])
+        except SlurmError:
+            return None
+        return parse_squeue(done.stdout) if done.returncode == 0 else None
+
     def scancel(self, job_ids: Sequence[str]) -> None:
         if job_ids:
             self._run(["scancel", *job_ids])  # ids already ended are Slurm's to ignore
 
 
+ACTIVITY_LINE = "# skyweave-activity"
+"""How a batch script names the activity (and attempt) each of its array elements runs."""
+
+
+def stale_jobs(jobs: Mapping[str, JobState], current: Mapping[str, int]) -> list[str]:
+    """The jobs among ``jobs`` (``user_jobs``) that run or wait for an attempt of an activity of
+    ``current`` (activity -> its attempt now) older than that attempt, as their scripts say."""
+    listed: dict[str, dict[int, tuple[str, int]]] = {}
+    stale = []
+    for job_id, state in jobs.items():
+        if not state.active or not state.name.startswith("skyweave-") or not state.script:
+            continue
+        if state.script not in listed:
+            listed[state.script] = _activities(state.script)
+        aid, attempt = listed[state.script].get(int(job_id.partition("_")[2] or 0), ("", 0))
+        if aid in current and attempt < current[aid]:
+            stale.append(job_id)
+    return stale
+
+
+def _activities(script: str) -> dict[int, tuple[str, int]]:
+    """Array index -> (activity, attempt) from a batch script's activity lines (nothing if it
+    cannot be read: another host's job directory, or already removed)."""
+    found: dict[int, tuple[str, int]] = {}
+    with contextlib.suppress(OSError, ValueError), open(script, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith(ACTIVITY_LINE + " "):
+                _, _, index, aid, attempt = line.split()
+                found[int(index)] = (aid, int(attempt))
+    return found
+
+
 def parse_squeue(text: str) -> dict[str, JobState]:
-    """``%i|%T|%r|%N|%l`` lines -> job id (``123`` or ``123_4``) -> its state."""
+    """``%i|%T|%r|%N|%l`` lines (and ``|%j|%o``) -> job id (``123`` or ``123_4``) -> its state."""
     jobs: dict[str, JobState] = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 2 or not parts[0]:
             continue
-        parts += [""] * (5 - len(parts))
+        parts += [""] * (7 - len(parts))
         reason = "" if parts[2] == "None" else parts[2]
         jobs[parts[0]] = JobState(state=parts[1].split()[0], reason=reason, node=parts[3],
-                                  time_limit=parts[4])
+                                  time_limit=parts[4], name=parts[5], script="|".join(parts[6:]))
     return jobs

@@ -5,6 +5,7 @@ Slurm's state and reason, and the options parsed from the executor setting."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ class FakeSlurm:
         self.submitted: list[tuple[str, list[str]]] = []
         self.states: dict[str, JobState] | None = {}
         self.squeue_calls = 0
+        self.user_jobs_calls = 0
+        self.user_jobs_down = False
         self.cancelled: list[str] = []
         self.refuse: SlurmError | None = None
 
@@ -38,8 +41,10 @@ class FakeSlurm:
         self.submitted.append((script, list(args)))
         job_id = str(100 + len(self.submitted))
         count = next((int(a.rpartition("-")[2]) + 1 for a in args if a.startswith("--array=")), 0)
+        name = next(a.partition("=")[2] for a in args if a.startswith("--job-name="))
         for i in range(count) if count else [None]:
-            self.states[f"{job_id}_{i}" if i is not None else job_id] = JobState("PENDING")  # type: ignore[index]
+            self.states[f"{job_id}_{i}" if i is not None else job_id] = JobState(  # type: ignore[index]
+                "PENDING", name=name, script=script)
         return job_id
 
     def squeue(self, name: str) -> dict[str, JobState] | None:
@@ -48,6 +53,10 @@ class FakeSlurm:
 
     def scancel(self, job_ids: Sequence[str]) -> None:
         self.cancelled += job_ids
+
+    def user_jobs(self) -> dict[str, JobState] | None:
+        self.user_jobs_calls += 1
+        return None if self.states is None or self.user_jobs_down else dict(self.states)
 
 
 class Clock:
@@ -275,3 +284,29 @@ def test_a_big_fan_out_is_submitted_a_slice_per_call_so_the_worker_keeps_beating
     arrays = [a for _, args in fake.submitted for a in args if a.startswith("--array")]
     assert arrays == ["--array=0-255", "--array=0-255", "--array=0-87"]
     assert executor.active == 600
+
+
+def test_the_next_attempt_cancels_the_job_a_dead_worker_left_running(
+        env: ExecutionEnv, fake: FakeSlurm, clock: Clock) -> None:
+    """The worker that submitted attempt 1 died (its executor is simply dropped here); another
+    worker's dispatch of attempt 2 finds that job by its script's activity lines and cancels it,
+    and only it: the other element of the same array belongs to an activity still in good hands."""
+    dead = make(env, fake, clock)
+    spec = TaskSpec(name="image", version="1", ref=by_path("add"))
+    first = [DispatchActivity(activity_id=f"act-img{i}", attempt=1, run_id="run-1", task=spec,
+                              arguments={"x": i, "y": 1}) for i in range(2)]
+    dead.submit(first)
+    (array,) = {job_id.partition("_")[0] for job_id in fake.states or {}}
+    assert fake.states is not None
+    fake.states[f"{array}_1"] = dataclasses.replace(fake.states[f"{array}_1"], state="RUNNING")
+    other = make(env, fake, clock)
+    other.submit([first[0]])  # an attempt 1 does not look
+    assert (fake.user_jobs_calls, fake.cancelled) == (0, [])
+    other.submit([DispatchActivity(activity_id="act-img1", attempt=2, run_id="run-1", task=spec,
+                                   arguments={"x": 1, "y": 1})])
+    assert (fake.user_jobs_calls, fake.cancelled) == (1, [f"{array}_1"])
+    fake.user_jobs_down = True  # squeue fails: nothing is cancelled, and the attempt is still submitted
+    submitted = len(fake.submitted)
+    make(env, fake, clock).submit([DispatchActivity(activity_id="act-img0", attempt=3, run_id="run-1",
+                                                    task=spec, arguments={"x": 0, "y": 1})])
+    assert fake.cancelled == [f"{array}_1"] and len(fake.submitted) == submitted + 1
