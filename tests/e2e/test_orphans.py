@@ -13,20 +13,28 @@ import pytest
 
 from tests.e2e.chaos import Chaos, read_ledger
 from tests.e2e.helpers import CLI, poll
-from tests.services import DOCKER_BIN, docker_image, docker_setting, service_url
+from tests.services import DOCKER_BIN, docker_image, docker_setting, podman_image, podman_setting, service_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _containers(host: str, name: str) -> list[str]:
-    done = subprocess.run([DOCKER_BIN, "-H", host, "ps", "-a", "--filter", f"name=^{name}$", "--format",
-                           "{{.Names}}"], capture_output=True, text=True, check=True)
+def _engine(engine: str, mount: str) -> tuple[str, list[str]]:
+    """The executor setting for the test daemon of ``engine`` and its client's command line."""
+    if engine == "docker":
+        return docker_setting(mount=mount), [DOCKER_BIN, "-H", docker_image("skyweave:local")]
+    return podman_setting(mount=mount), [podman_image("skyweave:local")]
+
+
+def _containers(client: list[str], name: str) -> list[str]:
+    done = subprocess.run([*client, "ps", "-a", "--filter", f"name=^{name}$", "--format", "{{.Names}}"],
+                          capture_output=True, text=True, check=True)
     return done.stdout.split()
 
 
-def test_kill_9_of_a_docker_worker_removes_its_container_and_the_activity_runs_once(cli: CLI) -> None:
-    setting = docker_setting(mount=str(cli.cwd))  # the ledger is written from inside the container
-    host = docker_image("skyweave:local")
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_kill_9_of_a_container_worker_removes_its_container_and_the_activity_runs_once(
+        cli: CLI, engine: str) -> None:
+    setting, client = _engine(engine, str(cli.cwd))  # the ledger is written from inside the container
     chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0, slots=1, env={"SKYWEAVE_EXECUTOR": setting})
     try:
         chaos.start_controller()
@@ -35,9 +43,9 @@ def test_kill_9_of_a_docker_worker_removes_its_container_and_the_activity_runs_o
         chaos.wait_for_starts(1)
         (aid,) = read_ledger(chaos.ledger)
         name = f"skyweave-{aid}-1"
-        assert _containers(host, name) == [name]
+        assert _containers(client, name) == [name]
         chaos.kill_worker(first)
-        poll(lambda: not _containers(host, name), deadline=30, interval=0.1,
+        poll(lambda: not _containers(client, name), deadline=30, interval=0.1,
              what=f"the dead worker's container {name} to be removed")
         chaos.start_worker()
         assert chaos.wait_for_end(run_id, deadline=120) == "succeeded", chaos.logs()
