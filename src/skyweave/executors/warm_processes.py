@@ -16,6 +16,7 @@ holds the write ends of their standard inputs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -141,6 +142,18 @@ def release(warm: WarmProcess, *, reusable: bool, keep: int = MAX_IDLE) -> None:
                 idle.append(warm)
                 return
     warm.close()
+
+
+def close_idle() -> None:
+    """Close the idle warm processes (at this process's exit: no ``Popen`` left running)."""
+    with _lock:
+        idle = [warm for group in _idle.values() for warm in group]
+        _idle.clear()
+    for warm in idle:
+        warm.close()
+
+
+atexit.register(close_idle)
 
 
 def warmable(ref: str) -> bool:
