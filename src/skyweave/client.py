@@ -118,6 +118,8 @@ class Client:
                                  max_deliveries=self.settings.max_deliveries)
         self.control = RunControl(self.store, self.bus)
         """Requests that change runs while they go on (cancel, pause, resume, retry, priority)."""
+        self._loaded: dict[str, Workflow] = {}
+        """Registered workflows' snapshots loaded so far, by code hash (they never change)."""
         self.engine: Engine | None = None
         self.control_bus: Bus | None = None
         if engine:
@@ -280,7 +282,7 @@ class Client:
 
     def _workflow(self, workflow: WorkflowTarget, version: str | None) -> tuple[Workflow, str, str]:
         """``(workflow, reference, code hash)``: the hash only for a registered workflow."""
-        return registry.resolve(self.store, self._snapshots, workflow, version)
+        return registry.resolve(self.store, self._snapshots, workflow, version, loaded=self._loaded)
 
     def _with_image(self, task: Task | str, image: str, version: str | None) -> Task:
         current = self._current_specs().get(task) if isinstance(task, str) and ":" not in task else None

@@ -182,15 +182,22 @@ def register(store: Store, target: str | Workflow, folder: Path, *, version: str
 
 
 def resolve(store: Store, folder: Path, workflow: Workflow | Registered | str,
-            version: str | None = None) -> tuple[Workflow, str, str]:
+            version: str | None = None, *,
+            loaded: dict[str, Workflow] | None = None) -> tuple[Workflow, str, str]:
     """What a submission names, loaded: ``(workflow, reference, code hash)``.  A registered
     workflow (``Registered``, ``NAME@VERSION``, a bare ``NAME`` the store has registered, or any
     name with ``version``) comes from its snapshot, referenced as ``NAME@VERSION`` with its hash;
-    anything else loads as before and has no hash."""
+    anything else loads as before and has no hash.  ``loaded``: snapshots loaded before, by code
+    hash (a snapshot never changes, so a trigger firing thousands of runs imports it once)."""
     chosen = _registered(store, workflow, version)
     if chosen is not None:
         record = store.get_workflow(chosen.name, chosen.version)
-        return load(record, folder), f"{record.name}@{record.version}", record.code_hash
+        wf = loaded.get(record.code_hash) if loaded is not None else None
+        if wf is None:
+            wf = load(record, folder)
+            if loaded is not None:
+                loaded[record.code_hash] = wf
+        return wf, f"{record.name}@{record.version}", record.code_hash
     if isinstance(workflow, Workflow):
         return workflow, f"{workflow.fn.__module__}:{workflow.name}", ""
     assert isinstance(workflow, str)

@@ -27,6 +27,7 @@ from skyweave.model.ids import new_id
 from skyweave.model.triggers import FiringState, TriggerKind, TriggerRecord, TriggerState
 from skyweave.triggers.declare import load_triggers
 from skyweave.triggers.messages import group_of, post_message
+from skyweave.triggers.registered import declare
 from skyweave.triggers.service import TriggerService
 
 triggers_app = typer.Typer(
@@ -75,6 +76,7 @@ def add(
     """Add the triggers a file declares."""
     specs = load_triggers(file)
     with _client(store, bus) as client:
+        specs = [declare(client.store, s) for s in specs]  # all checked before any is saved
         for spec in specs:
             client.store.save_trigger(spec, replace=replace)
             if spec.kind in (TriggerKind.MESSAGES, TriggerKind.VOEVENTS):

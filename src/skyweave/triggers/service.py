@@ -46,6 +46,7 @@ from skyweave.model.triggers import (
 )
 from skyweave.triggers.messages import MessageSource
 from skyweave.triggers.objects import ObjectSource
+from skyweave.triggers.registered import by_name
 from skyweave.triggers.sources import FileSource, ScheduleSource, Source
 
 log = logging.getLogger(__name__)
@@ -262,10 +263,11 @@ class TriggerService:
     ) -> tuple[Firing, RunRecord | None]:
         try:
             params = fill_params(spec.params, fields)
+            named = by_name(spec)  # NAME@VERSION: resolved as submit(NAME, version=V) resolves it
             run = self.client.prepare_run(
-                self._workflow(spec.workflow),
+                spec.workflow if named else self._workflow(spec.workflow),
                 params,
-                workflow_ref=spec.workflow,
+                workflow_ref=None if named else spec.workflow,
                 priority=spec.priority,
                 labels={**spec.labels, "trigger": spec.name, "trigger.key": key},
             )
