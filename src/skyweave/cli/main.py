@@ -98,15 +98,20 @@ def run(
             output.error(f"interrupted: run {handle.id} is kept in the store, unfinished",
                          "run `skyweave resume` to finish it (`skyweave status` shows where it stopped)")
             raise typer.Exit(130) from None
-        summary = client.summary(handle.id)
-        if as_json:
-            output.print_json(summary)
-        else:
-            print_summary(summary)
-        if record.state != "succeeded":
-            if not as_json:
-                _print_failures(client, handle.id)
-            raise typer.Exit(1)
+        _report_ended(client, handle.id, record.state, as_json=as_json)
+
+
+def _report_ended(client: Client, run_id: str, state: str, *, as_json: bool) -> None:
+    """Print an ended run's summary (and its first failures); exit 1 unless it succeeded."""
+    summary = client.summary(run_id)
+    if as_json:
+        output.print_json(summary)
+    else:
+        print_summary(summary)
+    if state != "succeeded":
+        if not as_json:
+            _print_failures(client, run_id)
+        raise typer.Exit(1)
 
 
 def _print_failures(client: Client, run_id: str) -> None:
@@ -154,15 +159,7 @@ def submit(
         if wait is None:
             return
         record = client.wait(handle.id, timeout=wait)
-        summary = client.summary(handle.id)
-        if as_json:
-            output.print_json(summary)
-        else:
-            print_summary(summary)
-        if record.state != "succeeded":
-            if not as_json:
-                _print_failures(client, handle.id)
-            raise typer.Exit(1)
+        _report_ended(client, handle.id, record.state, as_json=as_json)
 
 
 app.command()(status)
