@@ -1,5 +1,5 @@
-"""A ``skyweave worker`` killed with -9 leaves nothing running that it started elsewhere: its
-container (docker) or its Slurm job is stopped, the activity runs again on another worker, and it
+"""A ``skyweave worker`` killed with -9 leaves nothing running that it started: its activity's
+process (``subprocess`` executor), its container (docker, podman) or its Slurm job is stopped, the activity runs again on another worker, and it
 runs to its end exactly once — counted by the task itself in a ledger (``workflows/once.py``)."""
 
 from __future__ import annotations
@@ -29,6 +29,34 @@ def _containers(client: list[str], name: str) -> list[str]:
     done = subprocess.run([*client, "ps", "-a", "--filter", f"name=^{name}$", "--format", "{{.Names}}"],
                           capture_output=True, text=True, check=True)
     return done.stdout.split()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+
+
+def test_kill_9_of_a_subprocess_worker_stops_its_activity_process_and_the_activity_runs_once(cli: CLI) -> None:
+    chaos = Chaos(cli, heartbeat_s=0.2, worker_timeout_s=1.0, slots=1, env={"SKYWEAVE_EXECUTOR": "subprocess"})
+    try:
+        chaos.start_controller()
+        first = chaos.start_worker()
+        run_id = chaos.submit(1, 8.0)
+        chaos.wait_for_starts(1)
+        ((aid, (execution,)),) = read_ledger(chaos.ledger).items()
+        chaos.kill_worker(first)
+        poll(lambda: not _alive(execution.pid), deadline=30, interval=0.1,
+             what=f"the dead worker's activity process {execution.pid} to stop")
+        chaos.start_worker()
+        assert chaos.wait_for_end(run_id, deadline=120) == "succeeded", chaos.logs()
+    finally:
+        chaos.close()
+    runs = read_ledger(chaos.ledger)[aid]
+    assert [e.attempt for e in runs] == [1, 2], runs
+    assert [e.ended is not None for e in runs] == [False, True], "attempt 1 died with its worker"
 
 
 @pytest.mark.parametrize("engine", ["docker", "podman"])

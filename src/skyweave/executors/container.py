@@ -102,7 +102,7 @@ class ContainerExecutor(SubprocessExecutor):
         return guard_argv(self.runtime.remove_argv([name]), self._launcher(dispatch, job, outcome, started))
 
     def _launcher(self, dispatch: DispatchActivity, job: Path, outcome: Path, started: Path) -> list[str]:
-        host_side = super()._command(dispatch, job, outcome, started)
+        host_side = self._execute(dispatch, job, outcome, started)
         task = dispatch.task
         if task.kind is not TaskKind.PYTHON:
             return host_side  # the command itself goes into the image (command.in_container)

@@ -33,6 +33,7 @@ import msgspec
 from skyweave.aspects.builtin import activity_log_path
 from skyweave.executors.base import Capabilities, ExecutionEnv, Executor, Outcome
 from skyweave.executors.boundary import HOST
+from skyweave.executors.guard import guard_argv
 from skyweave.executors.job import decode_outcome, encode_job, write_atomically
 from skyweave.executors.limits import MEMORY_CHECK_S, over_memory, tree_rss
 from skyweave.model.messages import ActivityFailed, ActivityStarted, DispatchActivity
@@ -70,7 +71,7 @@ class SubprocessExecutor(Executor):
 
     name = "subprocess"
     capabilities = Capabilities(stops_running_work=True, enforces_memory=True)
-    lifeline = False
+    lifeline = True
     """Give each process a pipe from this executor as its standard input, which hangs up when the
     worker dies (a launcher that must stop work beyond its process group: ``executors/guard.py``)."""
 
@@ -137,7 +138,12 @@ class SubprocessExecutor(Executor):
         return ""
 
     def _command(self, dispatch: DispatchActivity, job: Path, outcome: Path, started: Path) -> list[str]:
-        """The command line that runs one job (a container executor wraps it in ``docker run``)."""
+        """The command line that runs one job, under a guard that kills it if this worker dies (a
+        container executor wraps it in ``docker run`` under a guard of its own)."""
+        return guard_argv([], self._execute(dispatch, job, outcome, started))
+
+    def _execute(self, dispatch: DispatchActivity, job: Path, outcome: Path, started: Path) -> list[str]:
+        """``python -m skyweave.execute`` of one job."""
         del dispatch
         return [sys.executable, "-m", "skyweave.execute", str(job), "--outcome", str(outcome),
                 "--started", str(started)]
